@@ -4,4 +4,6 @@
 //! modules. The generator registry lives here because two callers need it:
 //! `cargo xtask gen` writes the files, and the book check compares them.
 
+pub mod book;
 pub mod generate;
+pub mod tools;
