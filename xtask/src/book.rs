@@ -29,6 +29,7 @@ pub fn build_html(root: &Path, dest: &Path, mermaid: bool) -> Result<PathBuf> {
     if mermaid {
         book.with_preprocessor(mdbook_mermaid::Mermaid);
     }
-    book.build().map_err(|e| anyhow!("building the book: {e:#}"))?;
+    book.build()
+        .map_err(|e| anyhow!("building the book: {e:#}"))?;
     Ok(dest.to_path_buf())
 }

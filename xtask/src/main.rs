@@ -66,7 +66,9 @@ fn serve(root: &Path, rest: &[String]) -> Result<ExitCode> {
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--hostname" | "-n" => hostname = it.next().context("--hostname needs a value")?.clone(),
+            "--hostname" | "-n" => {
+                hostname = it.next().context("--hostname needs a value")?.clone()
+            }
             "--port" | "-p" => port = it.next().context("--port needs a value")?.clone(),
             "--open" | "-o" => open = true,
             other => bail!("unknown serve option {other:?}"),
@@ -77,19 +79,26 @@ fn serve(root: &Path, rest: &[String]) -> Result<ExitCode> {
     // mdbook finds the preprocessor by the command name in book.toml, so the
     // pinned binary's directory goes first on PATH.
     let bin_dir = mermaid.parent().context("tool path has no parent")?;
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )?;
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
     let mut cmd = Command::new(mdbook);
-    cmd.current_dir(root)
-        .env("PATH", path)
-        .args(["serve", "--hostname", &hostname, "--port", &port]);
+    cmd.current_dir(root).env("PATH", path).args([
+        "serve",
+        "--hostname",
+        &hostname,
+        "--port",
+        &port,
+    ]);
     if open {
         cmd.arg("--open");
     }
     let status = cmd.status().context("running mdbook serve")?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn gen_files(root: &Path, rest: &[String]) -> Result<ExitCode> {
@@ -102,7 +111,11 @@ fn gen_files(root: &Path, rest: &[String]) -> Result<ExitCode> {
     let needs_pg = registry
         .iter()
         .any(|g| matches!(g.source, generate::Source::Postgres(_)));
-    let db = if needs_pg { testkit::postgres_available_blocking() } else { None };
+    let db = if needs_pg {
+        testkit::postgres_available_blocking()
+    } else {
+        None
+    };
     if check {
         let mut stale = 0;
         for (path, status) in generate::check(root, &registry, db.as_deref())? {
@@ -124,7 +137,11 @@ fn gen_files(root: &Path, rest: &[String]) -> Result<ExitCode> {
         for p in &written {
             println!("wrote {}", p.display());
         }
-        println!("{} of {} generated files changed", written.len(), registry.len());
+        println!(
+            "{} of {} generated files changed",
+            written.len(),
+            registry.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,9 +19,15 @@ pub struct Tool {
 }
 
 /// mdBook itself.
-pub const MDBOOK: Tool = Tool { name: "mdbook", version: "0.5.4" };
+pub const MDBOOK: Tool = Tool {
+    name: "mdbook",
+    version: "0.5.4",
+};
 /// The mermaid preprocessor.
-pub const MDBOOK_MERMAID: Tool = Tool { name: "mdbook-mermaid", version: "0.17.1" };
+pub const MDBOOK_MERMAID: Tool = Tool {
+    name: "mdbook-mermaid",
+    version: "0.17.1",
+};
 
 /// Where pinned tools are installed.
 pub fn tools_root(repo: &Path) -> PathBuf {
@@ -35,7 +41,12 @@ pub fn ensure(repo: &Path, tool: &Tool) -> Result<PathBuf> {
     if installed_version(&bin).as_deref() == Some(tool.version) {
         return Ok(bin);
     }
-    eprintln!("installing {} {} into {} (once)", tool.name, tool.version, root.display());
+    eprintln!(
+        "installing {} {} into {} (once)",
+        tool.name,
+        tool.version,
+        root.display()
+    );
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["install", "--locked", "--version", tool.version, "--root"])
         .arg(&root)
@@ -47,7 +58,11 @@ pub fn ensure(repo: &Path, tool: &Tool) -> Result<PathBuf> {
     }
     match installed_version(&bin) {
         Some(v) if v == tool.version => Ok(bin),
-        other => bail!("{} reports version {other:?} after install, expected {}", bin.display(), tool.version),
+        other => bail!(
+            "{} reports version {other:?} after install, expected {}",
+            bin.display(),
+            tool.version
+        ),
     }
 }
 

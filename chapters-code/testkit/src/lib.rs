@@ -45,9 +45,7 @@ pub fn services_required() -> bool {
 pub fn unavailable(service: &str, url: &str, why: &dyn std::fmt::Display, required: bool) {
     let url = redact(url);
     if required {
-        panic!(
-            "{service} is required ({REQUIRE_SERVICES_VAR}=1) but unreachable at {url}: {why}"
-        );
+        panic!("{service} is required ({REQUIRE_SERVICES_VAR}=1) but unreachable at {url}: {why}");
     }
     let _ = writeln!(
         std::io::stderr(),
@@ -89,7 +87,10 @@ mod tests {
 
     #[test]
     fn passwords_are_not_printed() {
-        assert_eq!(redact("amqp://guest:secret@127.0.0.1:5672"), "amqp://guest:***@127.0.0.1:5672");
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672"),
+            "amqp://guest:***@127.0.0.1:5672"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 

@@ -61,7 +61,10 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
         }
     };
     let name = unique_name("sdb_test");
-    if let Err(e) = conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await {
+    if let Err(e) = conn
+        .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .await
+    {
         panic!("creating test database {name}: {e}");
     }
     let _ = conn.close().await;
@@ -77,7 +80,12 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
         Err(e) => panic!("connecting to fresh test database {name}: {e}"),
     };
     let url = with_database(admin_url, &name);
-    let db = TestDb { pool, url, name, admin };
+    let db = TestDb {
+        pool,
+        url,
+        name,
+        admin,
+    };
     if let Some(schema) = schema {
         if let Err(e) = db.apply_sql_file(schema).await {
             panic!("applying {} to a fresh database: {e}", schema.display());
@@ -91,7 +99,10 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
 pub fn postgres_available_blocking() -> Option<String> {
     let url = database_url();
     let required = services_required();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("building a tokio runtime: {e}"),
     };
@@ -128,7 +139,10 @@ impl TestDb {
 
     /// Applies a string of SQL statements to this database.
     pub async fn apply_sql(&self, sql: &str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&self.pool).await.map(|_| ())
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     /// A new pool of up to `max` connections to this database, for concurrency tests.
@@ -157,7 +171,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let pool = self.pool.clone();
         let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

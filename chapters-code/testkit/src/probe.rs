@@ -67,7 +67,12 @@ fn settle(
 }
 
 /// Connects to the host of `url`, optionally sends `hello`, and expects the reply to start with `expect`.
-async fn greet(url: &str, default_port: u16, hello: Option<&[u8]>, expect: &[u8]) -> std::io::Result<()> {
+async fn greet(
+    url: &str,
+    default_port: u16,
+    hello: Option<&[u8]>,
+    expect: &[u8],
+) -> std::io::Result<()> {
     let parsed = url::Url::parse(url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();

@@ -75,11 +75,22 @@ impl TestRedis {
 impl Drop for TestRedis {
     fn drop(&mut self) {
         // The synchronous client needs no runtime, so cleanup works from any drop site.
-        let Ok(mut conn) = self.client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        let Ok(mut conn) = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(2))
+        else {
             return;
         };
         let pattern = format!("{}*", self.prefix);
-        let keys: Vec<String> = match redis::cmd("SCAN").cursor_arg(0).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).clone().iter(&mut conn) {
+        let keys: Vec<String> = match redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter(&mut conn)
+        {
             Ok(iter) => iter.filter_map(Result::ok).collect(),
             Err(_) => return,
         };
