@@ -86,10 +86,10 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
         name,
         admin,
     };
-    if let Some(schema) = schema {
-        if let Err(e) = db.apply_sql_file(schema).await {
-            panic!("applying {} to a fresh database: {e}", schema.display());
-        }
+    if let Some(schema) = schema
+        && let Err(e) = db.apply_sql_file(schema).await
+    {
+        panic!("applying {} to a fresh database: {e}", schema.display());
     }
     Some(db)
 }
