@@ -6,4 +6,5 @@
 
 pub mod book;
 pub mod generate;
+pub mod loadgen;
 pub mod tools;
