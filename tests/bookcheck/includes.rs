@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Problem, SRC, is_generated, line_of, markdown_files, normalize, read, relative, slash};
+use super::{Problem, SRC, line_of, markdown_files, normalize, read, relative, slash};
 
 /// mdBook 0.5's link pattern (`mdbook-driver/src/builtin_preprocessors/links.rs`).
 static LINK: LazyLock<Regex> = LazyLock::new(|| {
@@ -216,7 +216,8 @@ fn check_one(root: &Path, d: &Directive) -> Result<(), String> {
             format!("file not found (looked for {shown})")
         });
     }
-    let text = std::fs::read_to_string(&d.target).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let text =
+        std::fs::read_to_string(&d.target).map_err(|e| format!("cannot read {shown}: {e}"))?;
     match &d.selector {
         Selector::Whole => Ok(()),
         Selector::Anchor(name) => check_anchor(&text, name).map_err(|m| format!("{m} in {shown}")),
@@ -243,17 +244,26 @@ fn check_anchor(text: &str, name: &str) -> Result<(), String> {
     let mut content = false;
     for line in text.lines() {
         if opened {
-            if ANCHOR_END.captures(line).is_some_and(|c| &c["name"] == name) {
+            if ANCHOR_END
+                .captures(line)
+                .is_some_and(|c| &c["name"] == name)
+            {
                 return if content {
                     Ok(())
                 } else {
-                    Err(format!("anchor \"{name}\" selects no code (nothing but blank lines or markers)"))
+                    Err(format!(
+                        "anchor \"{name}\" selects no code (nothing but blank lines or markers)"
+                    ))
                 };
             }
-            if !ANCHOR_START.is_match(line) && !ANCHOR_END.is_match(line) && !line.trim().is_empty() {
+            if !ANCHOR_START.is_match(line) && !ANCHOR_END.is_match(line) && !line.trim().is_empty()
+            {
                 content = true;
             }
-        } else if ANCHOR_START.captures(line).is_some_and(|c| &c["name"] == name) {
+        } else if ANCHOR_START
+            .captures(line)
+            .is_some_and(|c| &c["name"] == name)
+        {
             opened = true;
         }
     }
@@ -276,11 +286,6 @@ pub fn is_only_an_include(text: &str) -> bool {
             .is_some_and(|m| m.start() == 0 && m.end() == text.len())
 }
 
-/// Whether `md` (under `src/`) is a generated file; used by callers that skip them.
-pub fn in_generated_dir(root: &Path, md: &Path) -> bool {
-    is_generated(&root.join(SRC), md)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +295,10 @@ mod tests {
         assert_eq!(parse_selector(None), Selector::Whole);
         assert_eq!(parse_selector(Some("foo")), Selector::Anchor("foo".into()));
         assert_eq!(parse_selector(Some("3")), Selector::Lines(Some(3), Some(3)));
-        assert_eq!(parse_selector(Some("3:7")), Selector::Lines(Some(3), Some(7)));
+        assert_eq!(
+            parse_selector(Some("3:7")),
+            Selector::Lines(Some(3), Some(7))
+        );
         assert_eq!(parse_selector(Some("3:")), Selector::Lines(Some(3), None));
         assert_eq!(parse_selector(Some(":7")), Selector::Lines(None, Some(7)));
     }

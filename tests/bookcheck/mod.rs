@@ -111,7 +111,11 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// The 1-based line on which byte `offset` of `text` lies.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// True when `path` lies in a directory named `generated` (below `base`).

@@ -8,24 +8,34 @@ use anyhow::{Context, Result, anyhow};
 use mdbook_driver::MDBook;
 use mdbook_driver::config::Config;
 
-/// Builds the HTML book rooted at `root` into `dest`; returns `dest`.
+/// Loads the book at `root`, set to build into `build_dir`, without the mermaid step.
 ///
 /// The `[preprocessor.mermaid]` table in `book.toml` names the
 /// `mdbook-mermaid` binary, which `mdbook serve` needs. Here the table is
-/// replaced by the library's preprocessor, so nothing has to be installed.
-/// `mermaid: false` leaves diagrams unprocessed, which the book checks use
-/// to prove that a missing preprocessor is noticed.
+/// removed so the driver does not look for the binary; callers add the
+/// library's preprocessor with `with_preprocessor(mdbook_mermaid::Mermaid)`
+/// (or leave it out, which the book checks do to prove the omission is seen).
+pub fn load(root: &Path, build_dir: &Path) -> Result<MDBook> {
+    let toml = root.join("book.toml");
+    let mut config =
+        Config::from_disk(&toml).with_context(|| format!("reading {}", toml.display()))?;
+    let mut preprocessors: BTreeMap<String, serde_json::Value> = config
+        .preprocessors()
+        .context("reading the [preprocessor] table")?;
+    preprocessors.remove("mermaid");
+    config
+        .set("preprocessor", preprocessors)
+        .map_err(|e| anyhow!("rewriting [preprocessor]: {e}"))?;
+    config.build.build_dir = build_dir.to_path_buf();
+    MDBook::load_with_config(root, config)
+        .map_err(|e| anyhow!("loading the book at {}: {e:#}", root.display()))
+}
+
+/// Builds the HTML book rooted at `root` into `dest`; returns `dest`.
+///
+/// `mermaid: false` leaves diagrams as code blocks (for tests of the checks).
 pub fn build_html(root: &Path, dest: &Path, mermaid: bool) -> Result<PathBuf> {
-    let mut config = Config::from_disk(root.join("book.toml"))
-        .with_context(|| format!("reading {}", root.join("book.toml").display()))?;
-    config
-        .set("preprocessor", BTreeMap::<String, String>::new())
-        .map_err(|e| anyhow!("clearing [preprocessor]: {e}"))?;
-    config
-        .set("build.build-dir", dest)
-        .map_err(|e| anyhow!("setting build-dir: {e}"))?;
-    let mut book = MDBook::load_with_config(root, config)
-        .map_err(|e| anyhow!("loading the book at {}: {e:#}", root.display()))?;
+    let mut book = load(root, dest)?;
     if mermaid {
         book.with_preprocessor(mdbook_mermaid::Mermaid);
     }
