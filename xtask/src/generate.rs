@@ -30,6 +30,14 @@ pub struct Generator {
 pub fn registry() -> Vec<Generator> {
     vec![
         // Entries are added by each chapter; keep them sorted by path.
+        Generator {
+            path: "src/method/generated/capacity-example-inputs.md",
+            source: Source::Pure(|| Ok(capacity::worked_example_inputs_markdown())),
+        },
+        Generator {
+            path: "src/method/generated/capacity-example.md",
+            source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
+        },
     ]
 }
 

@@ -25,9 +25,8 @@
 //! unrounded and are rounded only for display ([`units`]). The quantities
 //! one buys, cores and machines, are rounded *up*, after discarding floating
 //! error below one part in 10^9, so that 20.000000000000004 cores is 20 and
-//! not 21. Inputs large enough to leave the range where `f64` holds integers
-//! exactly are rejected ([`InputError::TooLarge`]) rather than rounded
-//! silently.
+//! not 21. A core count beyond 2^53, where `f64` stops holding every integer,
+//! is rejected ([`InputError::TooLarge`]) rather than rounded silently.
 //!
 //! [`units`] renders numbers the way the book prints them: counts with
 //! thousands separators, rates and sizes with decimal SI prefixes (1 KB =
@@ -45,6 +44,6 @@ pub mod units;
 
 pub use example::{worked_example, worked_example_inputs_markdown, worked_example_markdown};
 pub use model::{
-    Estimate, InputError, Inputs, Kind, Rate, SECONDS_PER_DAY, DAYS_PER_YEAR, Workload,
+    DAYS_PER_YEAR, Estimate, InputError, Inputs, Kind, Rate, SECONDS_PER_DAY, Workload,
     WorkloadEstimate,
 };
