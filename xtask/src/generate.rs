@@ -38,6 +38,22 @@ pub fn registry() -> Vec<Generator> {
             path: "src/method/generated/capacity-example.md",
             source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
         },
+        Generator {
+            path: "src/url-shortener/generated/collision-simulation.md",
+            source: Source::Pure(|| Ok(url_shortener::collisions::collision_simulation_markdown())),
+        },
+        Generator {
+            path: "src/url-shortener/generated/collisions.md",
+            source: Source::Pure(|| Ok(url_shortener::collisions::collision_table_markdown())),
+        },
+        Generator {
+            path: "src/url-shortener/generated/explain-redirect.md",
+            source: Source::Postgres(url_shortener::generated::explain_redirect),
+        },
+        Generator {
+            path: "src/url-shortener/generated/explain-stats.md",
+            source: Source::Postgres(url_shortener::generated::explain_stats),
+        },
     ]
 }
 

@@ -1,0 +1,159 @@
+//! Configuration: plain structs with defaults, filled from the environment by the binary.
+//!
+//! Each cache layer is an `Option`, so a benchmark can build the three
+//! redirect paths it measures: in-process hit (`local_cache: Some`), Redis
+//! hit (`local_cache: None, redis: Some`) and database hit (both `None`).
+
+use std::time::Duration;
+
+use url::Url;
+
+/// Everything the service needs besides its store and code generator.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The public address of the service: short URLs start with it, and
+    /// targets on its host are refused (they would redirect to us).
+    pub base_url: Url,
+    /// Longest wait for any single store call before answering 503.
+    pub store_timeout: Duration,
+    /// The in-process cache; `None` sends every lookup to Redis or the store.
+    pub local_cache: Option<LocalCacheConfig>,
+    /// The shared Redis cache; `None` to run without Redis.
+    pub redis: Option<RedisConfig>,
+    /// The click pipeline.
+    pub clicks: ClickConfig,
+    /// Per-client limit on link creation; `None` disables it.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Key the rate limit on the last `X-Forwarded-For` address instead of
+    /// the TCP peer. Only true behind a proxy we run, which sets that header.
+    pub trust_forwarded_for: bool,
+    /// Attempts at a free generated code before giving up with 503.
+    pub max_code_attempts: u32,
+}
+
+/// The in-process (moka) cache.
+#[derive(Clone, Debug)]
+pub struct LocalCacheConfig {
+    /// Most entries kept; the least useful are evicted beyond it.
+    pub capacity: u64,
+    /// How long a found link stays; also how long another node may keep
+    /// redirecting a link deleted elsewhere.
+    pub ttl: Duration,
+    /// How long "no such code" stays.
+    pub negative_ttl: Duration,
+}
+
+/// The shared Redis cache.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://host:port`.
+    pub url: String,
+    /// Prepended to every key, so services (and tests) can share a server.
+    pub key_prefix: String,
+    /// How long a found link stays.
+    pub ttl: Duration,
+    /// How long "no such code" stays.
+    pub negative_ttl: Duration,
+    /// Longest wait for one Redis command; past it the lookup goes to the store.
+    pub timeout: Duration,
+    /// After a failure, Redis is skipped for this long (a minimal circuit breaker).
+    pub cooldown: Duration,
+}
+
+/// The click pipeline from redirects to the store.
+#[derive(Clone, Debug)]
+pub struct ClickConfig {
+    /// Clicks buffered between redirects and the batcher; when full, clicks are dropped and counted.
+    pub capacity: usize,
+    /// Longest time a click waits in the batcher before it is written.
+    pub flush_every: Duration,
+    /// Clicks that trigger a flush before `flush_every` has passed.
+    pub max_batch: usize,
+}
+
+/// Token bucket per client for `POST /api/links`.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Sustained creates per second.
+    pub per_second: u32,
+    /// Creates allowed in a burst.
+    pub burst: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            base_url: Url::parse("http://127.0.0.1:8080").expect("a valid literal"),
+            store_timeout: Duration::from_millis(500),
+            local_cache: Some(LocalCacheConfig::default()),
+            redis: None,
+            clicks: ClickConfig::default(),
+            rate_limit: Some(RateLimitConfig {
+                per_second: 10,
+                burst: 20,
+            }),
+            trust_forwarded_for: false,
+            max_code_attempts: 5,
+        }
+    }
+}
+
+impl Default for LocalCacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Defaults for the server at `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            key_prefix: "url-shortener:".to_string(),
+            // An hour keeps hot links in Redis, and bounds how long a stale
+            // entry can survive an invalidation that failed (Redis down
+            // during a delete).
+            ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(60),
+            // A Redis GET on a LAN takes well under a millisecond; 25 ms is
+            // generous and still leaves room inside a 50 ms p95 target.
+            timeout: Duration::from_millis(25),
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for ClickConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 65_536,
+            flush_every: Duration::from_millis(500),
+            max_batch: 1_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `BASE_URL`, `REDIS_URL` and `STORE_TIMEOUT_MS` over the defaults.
+    /// (`ADDR`, `PORT` and `DATABASE_URL` are read by the binary.)
+    pub fn from_env(default_base: &str) -> anyhow::Result<Self> {
+        let mut config = Self::default();
+        let base = std::env::var("BASE_URL").unwrap_or_else(|_| default_base.to_string());
+        config.base_url =
+            Url::parse(&base).map_err(|e| anyhow::anyhow!("BASE_URL {base:?}: {e}"))?;
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            config.redis = Some(RedisConfig::new(&url));
+        }
+        if let Ok(ms) = std::env::var("STORE_TIMEOUT_MS") {
+            config.store_timeout = Duration::from_millis(
+                ms.parse()
+                    .map_err(|e| anyhow::anyhow!("STORE_TIMEOUT_MS {ms:?}: {e}"))?,
+            );
+        }
+        Ok(config)
+    }
+}

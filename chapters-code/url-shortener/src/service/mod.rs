@@ -1,0 +1,189 @@
+//! The HTTP service (axum): routes, wiring, and graceful shutdown.
+//!
+//! | route | success | errors |
+//! |---|---|---|
+//! | `POST /api/links` | 201 (200 for an identical existing link) | 400, 409, 413, 422, 429, 503 |
+//! | `GET /{code}` | 302 | 404, 410, 503 |
+//! | `DELETE /api/links/{code}` | 204 | 404, 410, 503 |
+//! | `GET /api/links/{code}/stats` | 200 | 404, 410, 503 |
+//! | `GET /health` | 200 | |
+//!
+//! Errors are `application/problem+json` (RFC 9457), built in [`error`].
+
+pub mod error;
+mod handlers;
+pub mod rate_limit;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use handlers::{CreateBody, LinkView};
+
+use crate::cache::{LinkCache, RedisLayer};
+use crate::clicks::{self, ClickBatcher};
+use crate::codegen::{CodeGenerator, MemoryAllocator, RangeGenerator};
+use crate::config::Config;
+use crate::domain::UrlPolicy;
+use crate::metrics::Metrics;
+use crate::shortener::{Parts, Shortener};
+use crate::store::{LinkStore, MemoryStore, PgStore};
+use rate_limit::CreateLimiter;
+
+/// Ids a node leases from the allocator at a time.
+pub const ID_BLOCK_SIZE: u64 = 1_000;
+
+/// Key of the id scrambler. Changing it changes every future code (old
+/// codes stay valid: they are stored, not recomputed).
+pub const SCRAMBLE_KEY: u64 = 0xC0DE_5EED;
+
+/// A create body is a URL of at most 2 KiB plus a few fields.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler receives; cheap to clone.
+pub struct AppState<S> {
+    shortener: Shortener<S>,
+    limiter: Option<Arc<CreateLimiter>>,
+    base_url: Arc<str>,
+    trust_forwarded_for: bool,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shortener: self.shortener.clone(),
+            limiter: self.limiter.clone(),
+            base_url: Arc::clone(&self.base_url),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
+}
+
+/// A ready-to-serve shortener: use cases, HTTP state and the click batcher.
+pub struct App<S> {
+    state: AppState<S>,
+    batcher: ClickBatcher,
+}
+
+impl<S: LinkStore> App<S> {
+    // ANCHOR: app_new
+    /// Wires a service around `store`, with `ids` proposing codes.
+    ///
+    /// Spawns the click batcher, so it must run inside a tokio runtime.
+    pub fn new(store: S, ids: Arc<dyn CodeGenerator>, config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let redis = config
+            .redis
+            .as_ref()
+            .map(|r| RedisLayer::new(r, metrics.clone()))
+            .transpose()
+            .context("configuring Redis")?;
+        let cache = LinkCache::new(config.local_cache.as_ref(), redis, metrics.clone());
+        let (clicks, batcher) = clicks::spawn(
+            store.clone(),
+            &config.clicks,
+            config.store_timeout,
+            metrics.clone(),
+        );
+        let own_host = config.base_url.host_str().unwrap_or_default().to_string();
+        let shortener = Shortener::new(Parts {
+            store,
+            ids,
+            cache,
+            clicks,
+            policy: UrlPolicy::refusing([own_host.as_str()]),
+            store_timeout: config.store_timeout,
+            max_code_attempts: config.max_code_attempts.max(1),
+            metrics,
+        });
+        let state = AppState {
+            shortener,
+            limiter: config
+                .rate_limit
+                .as_ref()
+                .map(|r| Arc::new(CreateLimiter::new(r))),
+            base_url: handlers::base_url_string(&config.base_url),
+            trust_forwarded_for: config.trust_forwarded_for,
+        };
+        Ok(Self { state, batcher })
+    }
+    // ANCHOR_END: app_new
+
+    /// The use cases, for callers that bypass HTTP (seeding a benchmark).
+    pub fn shortener(&self) -> &Shortener<S> {
+        &self.state.shortener
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.shortener.metrics().clone()
+    }
+
+    // ANCHOR: router
+    /// The routes. Static segments win over `{code}` in axum's router, which
+    /// is why aliases may not be `api`, `health` and the other reserved words.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/api/links",
+                post(handlers::create_link::<S>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+            )
+            .route("/api/links/{code}", delete(handlers::delete_link::<S>))
+            .route("/api/links/{code}/stats", get(handlers::stats::<S>))
+            .route("/health", get(handlers::health))
+            .route("/{code}", get(handlers::redirect::<S>))
+            .layer(TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+    }
+    // ANCHOR_END: router
+
+    // ANCHOR: serve
+    /// Serves on `listener` until `shutdown` completes, then shuts down in order:
+    /// stop accepting, finish the requests in flight, then flush the clicks
+    /// they recorded. Returns when the last click is written.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let Self { state, batcher } = self;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        // Only now is no handler left that could record a click.
+        drop(state);
+        batcher.shutdown().await;
+        served
+    }
+    // ANCHOR_END: serve
+}
+
+impl App<MemoryStore> {
+    /// The demo configuration: an in-memory store and scrambled ids from an in-process counter.
+    pub fn in_memory(config: Config) -> anyhow::Result<Self> {
+        let ids =
+            RangeGenerator::new(MemoryAllocator::default(), ID_BLOCK_SIZE).scrambled(SCRAMBLE_KEY);
+        Self::new(MemoryStore::new(), Arc::new(ids), config)
+    }
+}
+
+impl App<PgStore> {
+    /// The production configuration: PostgreSQL, with scrambled ids leased
+    /// in blocks from its `id_blocks` table. The schema must be applied.
+    pub fn postgres(store: PgStore, config: Config) -> anyhow::Result<Self> {
+        let ids =
+            RangeGenerator::new(store.allocator("links"), ID_BLOCK_SIZE).scrambled(SCRAMBLE_KEY);
+        Self::new(store, Arc::new(ids), config)
+    }
+}

@@ -1,0 +1,689 @@
+//! The behaviour suite: every test runs twice, against the in-memory store
+//! (`memory::*`) and against PostgreSQL with Redis (`postgres::*`), through
+//! the real HTTP service on an ephemeral port.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Backend, Counting};
+use hyper::StatusCode;
+use serde_json::json;
+use tokio::task::JoinSet;
+use url_shortener::codegen::{
+    BoxFuture, CodeGenerator, CodegenError, CounterGenerator, HashGenerator,
+};
+use url_shortener::config::{ClickConfig, RateLimitConfig};
+use url_shortener::domain::{Code, TargetUrl};
+use url_shortener::store::LinkStore;
+
+/// Runs each named behaviour against both backends.
+macro_rules! behaviours {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = crate::common::memory().await else { return };
+                    super::$name(backend).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = crate::common::postgres_redis().await else { return };
+                    super::$name(backend).await;
+                }
+            )*
+        }
+    };
+}
+
+behaviours!(
+    create_then_redirect,
+    alias_race_has_one_winner,
+    expired_link_is_gone,
+    deleted_link_is_gone_and_its_code_never_returns,
+    unknown_code_is_negatively_cached,
+    hot_miss_reaches_database_once,
+    without_the_local_cache_a_hot_miss_stampedes,
+    bad_input_is_rejected_and_changes_nothing,
+    clicks_survive_graceful_shutdown,
+    stats_count_clicks_per_day,
+    creates_are_rate_limited_per_client,
+    a_generated_code_taken_by_an_alias_is_redrawn,
+    hash_strategy_returns_the_existing_link_for_the_same_url,
+    retries_of_a_taken_code_are_bounded,
+);
+
+async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let reply = server
+        .client
+        .create(json!({"url": "HTTPS://Example.COM:443/a b?q=1"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let body = reply.json();
+    let code = body["code"].as_str().expect("code");
+    assert_eq!(code.len(), 7);
+    assert_eq!(body["target"], "https://example.com/a%20b?q=1");
+    assert_eq!(body["short_url"], format!("{}/{code}", common::BASE_URL));
+    assert_eq!(reply.header("location"), body["short_url"].as_str());
+    assert_eq!(body["expires_at"], serde_json::Value::Null);
+
+    let redirect = server.client.get(&format!("/{code}")).await;
+    assert_eq!(redirect.status, StatusCode::FOUND);
+    assert_eq!(
+        redirect.header("location"),
+        Some("https://example.com/a%20b?q=1")
+    );
+    assert_eq!(redirect.header("cache-control"), Some("private, max-age=0"));
+
+    let alias = server
+        .client
+        .create_code(json!({"url": "https://example.com/b", "alias": "spring-sale"}))
+        .await;
+    assert_eq!(alias, "spring-sale");
+    let redirect = server.client.get("/spring-sale").await;
+    assert_eq!(redirect.header("location"), Some("https://example.com/b"));
+    server.shutdown().await;
+}
+
+// ANCHOR: alias_race
+/// 64 clients create the same alias at once: exactly one wins. On
+/// PostgreSQL this holds only because of `links_code_key` (remove the
+/// UNIQUE constraint and 64 creates succeed).
+async fn alias_race_has_one_winner<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let mut creates = JoinSet::new();
+    for i in 0..64 {
+        let client = server.client.clone();
+        creates.spawn(async move {
+            let url = format!("https://example.com/contender/{i}");
+            (
+                url.clone(),
+                client.create(json!({"url": url, "alias": "launch"})).await,
+            )
+        });
+    }
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    while let Some(done) = creates.join_next().await {
+        let (url, reply) = done.expect("task");
+        match reply.status {
+            StatusCode::CREATED => winners.push(url),
+            StatusCode::CONFLICT => {
+                assert_eq!(reply.json()["title"], "Alias taken");
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(conflicts, 63);
+    // And the alias leads to the winner's URL, not to a loser's.
+    let redirect = server.client.get("/launch").await;
+    assert_eq!(redirect.header("location"), Some(winners[0].as_str()));
+    server.shutdown().await;
+}
+// ANCHOR_END: alias_race
+
+async fn expired_link_is_gone<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/flash", "ttl_seconds": 1}))
+        .await;
+    // Cached on both layers while live...
+    assert_eq!(
+        server.client.get(&format!("/{code}")).await.status,
+        StatusCode::FOUND
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // ...and still gone the moment it expires: expiry is checked on every read.
+    let reply = server.client.get(&format!("/{code}")).await;
+    assert_eq!(reply.status, StatusCode::GONE);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(reply.json()["title"], "Link expired");
+    // Its statistics stay readable.
+    assert_eq!(
+        server
+            .client
+            .get(&format!("/api/links/{code}/stats"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server.shutdown().await;
+}
+
+async fn deleted_link_is_gone_and_its_code_never_returns<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    server
+        .client
+        .create_code(json!({"url": "https://example.com/old", "alias": "promo"}))
+        .await;
+    assert_eq!(server.client.get("/promo").await.status, StatusCode::FOUND); // now cached
+    assert_eq!(
+        server.client.delete("/api/links/promo").await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Gone at once: the delete cleared the cached entry.
+    let reply = server.client.get("/promo").await;
+    assert_eq!(reply.status, StatusCode::GONE);
+    assert_eq!(reply.json()["title"], "Link deleted");
+    assert_eq!(
+        server.client.delete("/api/links/promo").await.status,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        server.client.get("/api/links/promo/stats").await.status,
+        StatusCode::GONE
+    );
+    // The code is not handed out again: old QR codes must not lead to a stranger.
+    let again = server
+        .client
+        .create(json!({"url": "https://example.com/new", "alias": "promo"}))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(
+        server.client.delete("/api/links/nothing-here").await.status,
+        StatusCode::NOT_FOUND
+    );
+    server.shutdown().await;
+}
+
+async fn unknown_code_is_negatively_cached<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone());
+    let server = b.serve(store.clone(), b.config()).await;
+    for _ in 0..5 {
+        let reply = server.client.get("/no-such-code").await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(reply.json()["status"], 404);
+    }
+    assert_eq!(
+        store.get_count(),
+        1,
+        "only the first miss reaches the store"
+    );
+    // A code that cannot exist is refused without any lookup.
+    assert_eq!(
+        server.client.get("/not~a~code").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(store.get_count(), 1);
+    // Creating the code clears the negative entry everywhere it is cached.
+    server
+        .client
+        .create_code(json!({"url": "https://example.com/", "alias": "no-such-code"}))
+        .await;
+    assert_eq!(
+        server.client.get("/no-such-code").await.status,
+        StatusCode::FOUND
+    );
+    server.shutdown().await;
+}
+
+// ANCHOR: stampede_test
+/// 100 concurrent redirects of a code nobody has looked up yet: the store
+/// sees one `get`, because moka runs one load per key and the rest wait for it.
+async fn hot_miss_reaches_database_once<S: LinkStore>(b: Backend<S>) {
+    // Each store read takes 200 ms, so all 100 requests overlap the first load.
+    let store = Counting::new(b.store.clone()).with_get_delay(Duration::from_millis(200));
+    let server = b.serve(store.clone(), b.config()).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/hot"}))
+        .await;
+    let mut redirects = JoinSet::new();
+    for _ in 0..100 {
+        let client = server.client.clone();
+        let path = format!("/{code}");
+        redirects.spawn(async move { client.get(&path).await.status });
+    }
+    while let Some(status) = redirects.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::FOUND);
+    }
+    assert_eq!(store.get_count(), 1);
+    server.shutdown().await;
+}
+// ANCHOR_END: stampede_test
+
+/// The control experiment for the test above: with the in-process layer
+/// off, concurrent misses each go down (Redis, being empty, does not help).
+async fn without_the_local_cache_a_hot_miss_stampedes<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone()).with_get_delay(Duration::from_millis(200));
+    let server = b
+        .serve(
+            store.clone(),
+            url_shortener::Config {
+                local_cache: None,
+                ..b.config()
+            },
+        )
+        .await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/hot"}))
+        .await;
+    let mut redirects = JoinSet::new();
+    for _ in 0..20 {
+        let client = server.client.clone();
+        let path = format!("/{code}");
+        redirects.spawn(async move { client.get(&path).await.status });
+    }
+    while let Some(status) = redirects.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::FOUND);
+    }
+    assert!(
+        store.get_count() > 1,
+        "expected a stampede, got {} loads",
+        store.get_count()
+    );
+    server.shutdown().await;
+}
+
+/// Every bad request gets its own status and reason, and writes nothing.
+async fn bad_input_is_rejected_and_changes_nothing<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone());
+    let server = b.serve(store.clone(), b.config()).await;
+    let long_url = format!("https://example.com/{}", "a".repeat(2100));
+    let past = (Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+    let cases: Vec<(serde_json::Value, StatusCode, Option<&str>)> = vec![
+        (
+            json!({"url": "javascript:alert(1)", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_scheme_not_allowed"),
+        ),
+        (
+            json!({"url": "data:text/html,hi", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_scheme_not_allowed"),
+        ),
+        (
+            json!({"url": "example.com/x", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_missing_scheme"),
+        ),
+        (
+            json!({"url": "", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_empty"),
+        ),
+        (
+            json!({"url": "https://a:b@example.com/", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_credentials_not_allowed"),
+        ),
+        (
+            json!({"url": "http://SHO.RT/loop", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_points_at_us"),
+        ),
+        (
+            json!({"url": long_url, "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_too_long"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "ab"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("alias_too_short"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "a/b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("alias_invalid_char"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "Admin"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("alias_reserved"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "sh1t"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("alias_offensive"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "ttl_seconds": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("expiry_not_in_future"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "expires_at": past}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("expiry_not_in_future"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "ttl_seconds": 60, "expires_at": "2099-01-01T00:00:00Z"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("expiry_both_given"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "ttl_seconds": 400_000_000}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("expiry_too_far"),
+        ),
+        (json!({"alias": "victim"}), StatusCode::BAD_REQUEST, None),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "ttl": 60}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "victim", "ttl_seconds": "soon"}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            json!(["https://example.com/"]),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (body, status, reason) in &cases {
+        let reply = server.client.create(body.clone()).await;
+        assert_eq!(reply.status, *status, "{body}: {:?}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{body}"
+        );
+        let problem = reply.json();
+        assert_eq!(problem["status"], status.as_u16(), "{body}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://")),
+            "{problem}"
+        );
+        assert!(
+            problem["title"].is_string() && problem["detail"].is_string(),
+            "{problem}"
+        );
+        assert_eq!(problem["reason"].as_str(), *reason, "{body}");
+    }
+    // Not JSON at all, no content type, and far too big.
+    let c = &server.client;
+    let syntax = c
+        .send(
+            hyper::Method::POST,
+            "/api/links",
+            &[("content-type", "application/json")],
+            Some("{url:".into()),
+        )
+        .await;
+    assert_eq!(syntax.status, StatusCode::BAD_REQUEST);
+    let untyped = c
+        .send(
+            hyper::Method::POST,
+            "/api/links",
+            &[],
+            Some(json!({"url": "https://e.com/"}).to_string()),
+        )
+        .await;
+    assert_eq!(untyped.status, StatusCode::BAD_REQUEST);
+    let huge = json!({"url": format!("https://example.com/{}", "a".repeat(20_000))}).to_string();
+    let too_big = c
+        .send(
+            hyper::Method::POST,
+            "/api/links",
+            &[("content-type", "application/json")],
+            Some(huge),
+        )
+        .await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Nothing reached the store, and the alias every request asked for is still free.
+    assert_eq!(store.insert_count(), 0);
+    assert_eq!(
+        b.store.get(&Code::parse("victim").expect("code")).await,
+        Ok(None)
+    );
+    assert_eq!(
+        server.client.get("/victim").await.status,
+        StatusCode::NOT_FOUND
+    );
+    server.shutdown().await;
+}
+
+// ANCHOR: clicks_test
+/// Every redirect served before a graceful shutdown is counted, even though
+/// the batcher's timer never fired: shutdown drains and flushes.
+async fn clicks_survive_graceful_shutdown<S: LinkStore>(b: Backend<S>) {
+    let config = url_shortener::Config {
+        clicks: ClickConfig {
+            flush_every: Duration::from_secs(3600),
+            max_batch: 1_000_000,
+            ..ClickConfig::default()
+        },
+        ..b.config()
+    };
+    let server = b.serve(b.store.clone(), config).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/counted"}))
+        .await;
+    const REDIRECTS: usize = 1_000;
+    let mut redirects = JoinSet::new();
+    for worker in 0..50 {
+        let client = server.client.clone();
+        let path = format!("/{code}");
+        redirects.spawn(async move {
+            let mut served = 0;
+            for _ in (worker..REDIRECTS).step_by(50) {
+                if client.get(&path).await.status == StatusCode::FOUND {
+                    served += 1;
+                }
+            }
+            served
+        });
+    }
+    let mut served = 0;
+    while let Some(n) = redirects.join_next().await {
+        served += n.expect("task");
+    }
+    assert_eq!(served, REDIRECTS);
+    let metrics = server.metrics.clone();
+    server.shutdown().await;
+
+    let code = Code::parse(&code).expect("code");
+    let stored: u64 = b
+        .store
+        .daily_clicks(&code)
+        .await
+        .expect("stats")
+        .iter()
+        .map(|d| d.count)
+        .sum();
+    assert_eq!(stored, REDIRECTS as u64);
+    let m = metrics.snapshot();
+    assert_eq!(
+        (m.clicks_flushed, m.clicks_dropped, m.clicks_lost),
+        (REDIRECTS as u64, 0, 0)
+    );
+}
+// ANCHOR_END: clicks_test
+
+async fn stats_count_clicks_per_day<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/stats"}))
+        .await;
+    let fresh = server.client.get(&format!("/api/links/{code}/stats")).await;
+    assert_eq!(
+        fresh.json(),
+        json!({"code": code, "total": 0, "by_day": []})
+    );
+    for _ in 0..7 {
+        assert_eq!(
+            server.client.get(&format!("/{code}")).await.status,
+            StatusCode::FOUND
+        );
+    }
+    // Clicks are written every 50 ms in this configuration.
+    let path = format!("/api/links/{code}/stats");
+    let client = server.client.clone();
+    let counted = common::eventually(Duration::from_secs(5), || {
+        let (client, path) = (client.clone(), path.clone());
+        async move { client.get(&path).await.json()["total"] == 7 }
+    })
+    .await;
+    assert!(counted, "clicks never showed up in stats");
+    let today = Utc::now().date_naive().to_string();
+    assert_eq!(
+        server.client.get(&path).await.json(),
+        json!({"code": code, "total": 7, "by_day": [{"day": today, "count": 7}]})
+    );
+    assert_eq!(
+        server.client.get("/api/links/unknown/stats").await.status,
+        StatusCode::NOT_FOUND
+    );
+    server.shutdown().await;
+}
+
+async fn creates_are_rate_limited_per_client<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone());
+    let config = url_shortener::Config {
+        rate_limit: Some(RateLimitConfig {
+            per_second: 1,
+            burst: 3,
+        }),
+        trust_forwarded_for: true,
+        ..b.config()
+    };
+    let server = b.serve(store.clone(), config).await;
+    let post = |client_ip: &'static str| {
+        let client = server.client.clone();
+        async move {
+            let body = json!({"url": "https://example.com/"}).to_string();
+            let headers = [
+                ("content-type", "application/json"),
+                ("x-forwarded-for", client_ip),
+            ];
+            client
+                .send(hyper::Method::POST, "/api/links", &headers, Some(body))
+                .await
+        }
+    };
+    let first = post("198.51.100.1").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let code = first.json()["code"].as_str().expect("code").to_string();
+    for _ in 0..2 {
+        assert_eq!(post("198.51.100.1").await.status, StatusCode::CREATED);
+    }
+    let limited = post("198.51.100.1").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.json()["title"], "Too many requests");
+    // Another client is not affected, and the refused create wrote nothing.
+    assert_eq!(post("198.51.100.2").await.status, StatusCode::CREATED);
+    assert_eq!(store.insert_count(), 4);
+    // Redirects are never limited.
+    for _ in 0..10 {
+        assert_eq!(
+            server.client.get(&format!("/{code}")).await.status,
+            StatusCode::FOUND
+        );
+    }
+    server.shutdown().await;
+}
+
+/// An alias can occupy a code the generator will produce later; the unique
+/// constraint reports it and the create path simply draws the next code.
+async fn a_generated_code_taken_by_an_alias_is_redrawn<S: LinkStore>(b: Backend<S>) {
+    let ids = Arc::new(CounterGenerator::new(b.allocator.clone()));
+    let server = b.serve_with(b.store.clone(), ids, b.config()).await;
+    // The counter starts at 0: its first code is 0000000, which we take as an alias.
+    server
+        .client
+        .create_code(json!({"url": "https://example.com/squatter", "alias": "0000000"}))
+        .await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/generated"}))
+        .await;
+    assert_eq!(code, "0000001");
+    let redirect = server.client.get("/0000000").await;
+    assert_eq!(
+        redirect.header("location"),
+        Some("https://example.com/squatter")
+    );
+    server.shutdown().await;
+}
+
+async fn hash_strategy_returns_the_existing_link_for_the_same_url<S: LinkStore>(b: Backend<S>) {
+    let server = b
+        .serve_with(b.store.clone(), Arc::new(HashGenerator), b.config())
+        .await;
+    let first = server
+        .client
+        .create(json!({"url": "https://example.com/same"}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = server
+        .client
+        .create(json!({"url": "HTTPS://EXAMPLE.COM/same"}))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "same normalised URL: the existing link"
+    );
+    assert_eq!(again.json()["code"], first.json()["code"]);
+    // A different request (here, with an expiry) is a different link: the salted hash.
+    let expiring = server
+        .client
+        .create(json!({"url": "https://example.com/same", "ttl_seconds": 60}))
+        .await;
+    assert_eq!(expiring.status, StatusCode::CREATED);
+    assert_ne!(expiring.json()["code"], first.json()["code"]);
+    server.shutdown().await;
+}
+
+/// A strategy that always proposes the same code: after the first link,
+/// every create retries `max_code_attempts` times and then gives up with a
+/// named 503 instead of looping for ever.
+async fn retries_of_a_taken_code_are_bounded<S: LinkStore>(b: Backend<S>) {
+    struct Stuck;
+    impl CodeGenerator for Stuck {
+        fn next_code<'a>(
+            &'a self,
+            _: &'a TargetUrl,
+            _: u32,
+        ) -> BoxFuture<'a, Result<Code, CodegenError>> {
+            Box::pin(async { Ok(Code::parse("aaaaaaa").expect("code")) })
+        }
+    }
+    let store = Counting::new(b.store.clone());
+    let config = url_shortener::Config {
+        max_code_attempts: 5,
+        ..b.config()
+    };
+    let server = b.serve_with(store.clone(), Arc::new(Stuck), config).await;
+    server
+        .client
+        .create_code(json!({"url": "https://example.com/first"}))
+        .await;
+    let reply = server
+        .client
+        .create(json!({"url": "https://example.com/second"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["title"], "No free code");
+    assert_eq!(store.insert_count(), 1 + 5);
+    server.shutdown().await;
+}
