@@ -90,7 +90,10 @@ fn latency(c: &mut Criterion) {
     });
     // ANCHOR_END: cpu
 
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => {
             redis_ping(&mut group, &rt);
             postgres_select_1(&mut group, &rt);
@@ -116,7 +119,9 @@ fn random_map(n: usize, lookups: usize) -> (HashMap<u64, u64>, Vec<u64>) {
         map.insert(k, k);
     }
     let keys: Vec<u64> = map.keys().copied().collect();
-    let order = (0..lookups).map(|_| keys[rng.random_range(0..keys.len())]).collect();
+    let order = (0..lookups)
+        .map(|_| keys[rng.random_range(0..keys.len())])
+        .collect();
     (map, order)
 }
 
@@ -139,9 +144,13 @@ fn hashmap_hits(b: &mut criterion::Bencher<'_>, map: &HashMap<u64, u64>, keys: &
 /// and `LOOKUPS` random indices into it.
 fn gib_buffer() -> (Vec<u64>, Vec<u32>) {
     const WORDS: usize = (1 << 30) / 8;
-    let buf: Vec<u64> = (0..WORDS as u64).map(|w| w.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let buf: Vec<u64> = (0..WORDS as u64)
+        .map(|w| w.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
     let mut rng = StdRng::seed_from_u64(SEED);
-    let idx = (0..LOOKUPS).map(|_| rng.random_range(0..WORDS as u32)).collect();
+    let idx = (0..LOOKUPS)
+        .map(|_| rng.random_range(0..WORDS as u32))
+        .collect();
     (buf, idx)
 }
 
@@ -189,7 +198,10 @@ fn json_document() -> Vec<u8> {
 }
 
 // ANCHOR: redis
-fn redis_ping(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, rt: &tokio::runtime::Runtime) {
+fn redis_ping(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+) {
     // `testkit::redis` prints `SKIPPED: ...` (or panics under
     // SDB_REQUIRE_SERVICES=1) when the server does not answer PING.
     let Some(redis) = rt.block_on(testkit::redis()) else {
@@ -211,11 +223,21 @@ fn postgres_select_1(
     rt: &tokio::runtime::Runtime,
 ) {
     let url = testkit::database_url();
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url));
+    let connect =
+        async { tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url)).await };
     let conn = match rt.block_on(connect) {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return testkit::unavailable("PostgreSQL", &url, &e, testkit::services_required()),
-        Err(_) => return testkit::unavailable("PostgreSQL", &url, &"timed out", testkit::services_required()),
+        Ok(Err(e)) => {
+            return testkit::unavailable("PostgreSQL", &url, &e, testkit::services_required());
+        }
+        Err(_) => {
+            return testkit::unavailable(
+                "PostgreSQL",
+                &url,
+                &"timed out",
+                testkit::services_required(),
+            );
+        }
     };
     let conn = Arc::new(tokio::sync::Mutex::new(conn));
     group.bench_function("postgres_select_1", |b| {
@@ -225,7 +247,8 @@ fn postgres_select_1(
                 let mut conn = conn.lock().await; // once per sample, outside the timing
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let one: i32 = match sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await {
+                    let one: i32 = match sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await
+                    {
                         Ok(v) => v,
                         Err(e) => panic!("SELECT 1: {e}"),
                     };

@@ -5,6 +5,8 @@
 //! cargo xtask build                                      static site in book/
 //! cargo xtask gen [--check]                              regenerate (or verify) generated files
 //! cargo xtask bench-report [filter]                      run benches, write tables and plots
+//! cargo xtask e2e                                        test the built book in headless Chromium
+//! cargo xtask pdf                                        print the book to book/designing-systems-in-rust.pdf
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "gen" => gen_files(&root, rest),
+        "e2e" => xtask::e2e::cli(&root, rest),
+        "pdf" => xtask::pdf::cli(&root, rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
             Ok(ExitCode::SUCCESS)
@@ -51,7 +55,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   serve [--hostname H] [--port P] [--open]  read the book with live reload (installs pinned mdbook)
   build                                     write the static site to book/
   gen [--check]                             regenerate generated files; --check fails on stale ones
-  bench-report [filter]                     run benches and write tables and plots into src/";
+  bench-report [filter]                     run benches and write tables and plots into src/
+  e2e [--book DIR] [--pages-only]           build the book, test every page in headless Chromium
+  pdf [--book DIR]                          build book/ and print it to book/designing-systems-in-rust.pdf";
 
 /// The repository root: the parent of this crate's directory.
 fn repo_root() -> PathBuf {

@@ -80,6 +80,7 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
+// ANCHOR: config_defaults
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -97,7 +98,9 @@ impl Default for Config {
         }
     }
 }
+// ANCHOR_END: config_defaults
 
+// ANCHOR: cache_defaults
 impl Default for LocalCacheConfig {
     fn default() -> Self {
         Self {
@@ -126,7 +129,9 @@ impl RedisConfig {
         }
     }
 }
+// ANCHOR_END: cache_defaults
 
+// ANCHOR: click_defaults
 impl Default for ClickConfig {
     fn default() -> Self {
         Self {
@@ -136,6 +141,7 @@ impl Default for ClickConfig {
         }
     }
 }
+// ANCHOR_END: click_defaults
 
 impl Config {
     /// Reads `BASE_URL`, `REDIS_URL` and `STORE_TIMEOUT_MS` over the defaults.

@@ -307,6 +307,7 @@ impl<S: LinkStore> Shortener<S> {
             })
     }
 
+    // ANCHOR: same_link
     /// The existing link under `code` if it is what `req` would create:
     /// same target, live, and neither has an expiry.
     async fn same_link(
@@ -331,6 +332,7 @@ impl<S: LinkStore> Shortener<S> {
         self.inner.cache.invalidate(&code).await;
         Ok(link)
     }
+    // ANCHOR_END: same_link
 
     // ANCHOR: resolve
     /// The target to redirect `code` to, recording the click.
@@ -380,6 +382,7 @@ impl<S: LinkStore> Shortener<S> {
     }
     // ANCHOR_END: delete
 
+    // ANCHOR: stats
     /// Click statistics; available for expired links, not for deleted ones.
     pub async fn stats(&self, code: &str) -> Result<Stats, LinkError> {
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
@@ -398,6 +401,7 @@ impl<S: LinkStore> Shortener<S> {
             by_day,
         })
     }
+    // ANCHOR_END: stats
 
     // ANCHOR: within
     /// Bounds a store call by `store_timeout`. Without it a hung database

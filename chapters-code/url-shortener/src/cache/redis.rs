@@ -51,6 +51,7 @@ impl RedisLayer {
         })
     }
 
+    // ANCHOR: redis_ops
     /// The cached entry, or `None` on a miss, an unreadable value, or any failure.
     pub async fn get(&self, code: &Code) -> Option<Entry> {
         let mut cmd = ::redis::cmd("GET");
@@ -88,6 +89,7 @@ impl RedisLayer {
     fn key(&self, code: &Code) -> String {
         format!("{}link:{}", self.prefix, code)
     }
+    // ANCHOR_END: redis_ops
 
     // ANCHOR: redis_call
     /// Runs `cmd` unless the breaker is open; `None` on failure or timeout.

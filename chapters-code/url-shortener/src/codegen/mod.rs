@@ -33,11 +33,13 @@ pub use scramble::Scrambler;
 
 use crate::domain::{Code, TargetUrl};
 
+// ANCHOR: code_len
 /// Length of every generated code.
 pub const CODE_LEN: usize = 7;
 
 /// How many distinct 7-character codes exist: 62^7 = 3,521,614,606,208.
 pub const CODE_SPACE: u64 = 62u64.pow(CODE_LEN as u32);
+// ANCHOR_END: code_len
 
 /// A boxed future that can be sent between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

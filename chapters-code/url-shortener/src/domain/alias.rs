@@ -7,6 +7,7 @@ pub const ALIAS_MIN_LEN: usize = 3;
 /// Longest alias, the same bound as [`super::CODE_MAX_LEN`].
 pub const ALIAS_MAX_LEN: usize = 32;
 
+// ANCHOR: alias_lists
 /// Path segments the service uses (or may use) itself. An alias equal to one
 /// of them would be shadowed by the route, or would shadow a future one.
 const RESERVED: &[&str] = &[
@@ -22,12 +23,14 @@ const RESERVED: &[&str] = &[
 const BLOCKED: &[&str] = &[
     "bitch", "cunt", "fuck", "nazi", "porn", "shit", "slut", "whore",
 ];
+// ANCHOR_END: alias_lists
 
 // ANCHOR: alias
 /// A user-chosen code: 3 to 32 of `A-Z a-z 0-9 _ -`, not reserved, not offensive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Alias(Code);
 
+// ANCHOR: alias_error
 /// Why an alias was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AliasError {
@@ -47,6 +50,7 @@ pub enum AliasError {
     #[error("the alias contains a blocked word")]
     Offensive,
 }
+// ANCHOR_END: alias_error
 
 impl Alias {
     /// Parses a requested alias.
@@ -100,6 +104,7 @@ fn normalise(s: &str) -> [String; 2] {
 }
 // ANCHOR_END: alias
 
+// ANCHOR: alias_reason
 impl AliasError {
     /// A stable, machine-readable name for the rule that refused the alias.
     pub fn reason(&self) -> &'static str {
@@ -112,6 +117,7 @@ impl AliasError {
         }
     }
 }
+// ANCHOR_END: alias_reason
 
 /// True when `s` names a path the service keeps for itself, in any case.
 pub(crate) fn is_reserved(s: &str) -> bool {

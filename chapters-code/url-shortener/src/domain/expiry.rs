@@ -10,6 +10,7 @@ pub const MAX_LIFETIME_DAYS: i64 = 5 * 365 + 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Expiry(DateTime<Utc>);
 
+// ANCHOR: expiry_error
 /// Why an expiry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpiryError {
@@ -23,6 +24,7 @@ pub enum ExpiryError {
     #[error("the expiry may be at most {MAX_LIFETIME_DAYS} days away")]
     TooFar,
 }
+// ANCHOR_END: expiry_error
 
 impl Expiry {
     /// The expiry a request asked for, if any: an absolute time or a TTL in seconds.
@@ -57,6 +59,7 @@ impl Expiry {
 }
 // ANCHOR_END: expiry
 
+// ANCHOR: expiry_reason
 impl ExpiryError {
     /// A stable, machine-readable name for the rule that refused the expiry.
     pub fn reason(&self) -> &'static str {
@@ -67,6 +70,7 @@ impl ExpiryError {
         }
     }
 }
+// ANCHOR_END: expiry_reason
 
 impl Expiry {
     /// The moment itself.

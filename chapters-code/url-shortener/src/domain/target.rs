@@ -20,6 +20,7 @@ pub const TARGET_MAX_LEN: usize = 2048;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TargetUrl(Url);
 
+// ANCHOR: url_error
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
@@ -49,6 +50,7 @@ pub enum UrlError {
     #[error("the URL points at this shortener ({0})")]
     PointsAtUs(String),
 }
+// ANCHOR_END: url_error
 
 /// The hosts a target may not point at: ours.
 #[derive(Clone, Debug, Default)]
@@ -94,6 +96,7 @@ impl TargetUrl {
 }
 // ANCHOR_END: target
 
+// ANCHOR: url_reason
 impl UrlError {
     /// A stable, machine-readable name for the rule that refused the URL.
     pub fn reason(&self) -> &'static str {
@@ -109,6 +112,7 @@ impl UrlError {
         }
     }
 }
+// ANCHOR_END: url_reason
 
 impl TargetUrl {
     /// Rebuilds a target read back from our own store, which only holds

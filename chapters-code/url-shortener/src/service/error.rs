@@ -45,6 +45,7 @@ impl From<LinkError> for ApiError {
     }
 }
 
+// ANCHOR: problem
 /// The `application/problem+json` body.
 #[derive(serde::Serialize)]
 struct Problem {
@@ -57,6 +58,7 @@ struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
 }
+// ANCHOR_END: problem
 
 // ANCHOR: status_mapping
 impl ApiError {
@@ -121,6 +123,7 @@ impl ApiError {
 }
 // ANCHOR_END: status_mapping
 
+// ANCHOR: into_response
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.classify();
@@ -173,3 +176,4 @@ impl IntoResponse for ApiError {
 fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
+// ANCHOR_END: into_response

@@ -61,6 +61,7 @@ impl LinkView {
     }
 }
 
+// ANCHOR: create_link
 /// `POST /api/links`: 201 with the new link (200 when the hash strategy
 /// found the same link already there).
 pub async fn create_link<S: LinkStore>(
@@ -106,6 +107,7 @@ pub async fn create_link<S: LinkStore>(
     }
     Ok(response)
 }
+// ANCHOR_END: create_link
 
 // ANCHOR: redirect
 /// `GET /{code}`: 302 to the target.

@@ -37,6 +37,7 @@ use crate::shortener::{Parts, Shortener};
 use crate::store::{LinkStore, MemoryStore, PgStore};
 use rate_limit::CreateLimiter;
 
+// ANCHOR: constants
 /// Ids a node leases from the allocator at a time.
 pub const ID_BLOCK_SIZE: u64 = 1_000;
 
@@ -46,6 +47,7 @@ pub const SCRAMBLE_KEY: u64 = 0xC0DE_5EED;
 
 /// A create body is a URL of at most 2 KiB plus a few fields.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+// ANCHOR_END: constants
 
 /// What every handler receives; cheap to clone.
 pub struct AppState<S> {

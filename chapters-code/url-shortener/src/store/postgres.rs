@@ -18,9 +18,11 @@ use crate::domain::{Code, Link, NewLink, TargetUrl};
 /// The schema, applied by [`PgStore::migrate`] and by the tests.
 pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
 
+// ANCHOR: statement_timeout
 /// Server-side cap on any statement, a backstop behind the service's own
 /// per-call timeout: a query the service gave up on must not keep running.
 const STATEMENT_TIMEOUT: &str = "2s";
+// ANCHOR_END: statement_timeout
 
 /// A link store on PostgreSQL.
 #[derive(Clone, Debug)]
