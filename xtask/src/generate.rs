@@ -39,6 +39,15 @@ pub fn registry() -> Vec<Generator> {
             source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
         },
         Generator {
+            path: "src/url-shortener/generated/capacity.md",
+            // Computed from the committed measurement that `bench-report` writes.
+            source: Source::Pure(|| {
+                url_shortener::capacity::capacity_markdown(&repo_file(
+                    "src/url-shortener/generated/measured.json",
+                )?)
+            }),
+        },
+        Generator {
             path: "src/url-shortener/generated/collision-simulation.md",
             source: Source::Pure(|| Ok(url_shortener::collisions::collision_simulation_markdown())),
         },
@@ -55,6 +64,14 @@ pub fn registry() -> Vec<Generator> {
             source: Source::Postgres(url_shortener::generated::explain_stats),
         },
     ]
+}
+
+/// Reads a committed file of the repository (an input some generators compute from).
+pub fn repo_file(relative: &str) -> Result<String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().unwrap_or(manifest);
+    let path = root.join(relative);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The outcome of comparing one generator with the file on disk.

@@ -4,7 +4,7 @@
 //! cargo xtask serve [--hostname H] [--port P] [--open]   read the book with live reload
 //! cargo xtask build                                      static site in book/
 //! cargo xtask gen [--check]                              regenerate (or verify) generated files
-//! cargo xtask bench-report [filter]                      run benches, write tables and plots
+//! cargo xtask bench-report [--render-only] [filter]      run benches, write tables and plots
 //! cargo xtask e2e                                        test the built book in headless Chromium
 //! cargo xtask pdf                                        print the book to book/designing-systems-in-rust.pdf
 //! ```
@@ -41,6 +41,22 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "gen" => gen_files(&root, rest),
+        "bench-report" => {
+            // `--render-only` rewrites the tables from the results on disk, measuring nothing.
+            let render_only = rest.iter().any(|a| a == "--render-only");
+            let filters: Vec<&String> = rest.iter().filter(|a| *a != "--render-only").collect();
+            let filter = match filters.as_slice() {
+                [] => None,
+                [f] => Some(f.as_str()),
+                other => bail!("bench-report takes at most one filter, got {other:?}"),
+            };
+            let options = xtask::bench_report::RunOptions {
+                measure: !render_only,
+                ..Default::default()
+            };
+            xtask::bench_report::run_with(filter, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         "e2e" => xtask::e2e::cli(&root, rest),
         "pdf" => xtask::pdf::cli(&root, rest),
         "help" | "--help" | "-h" => {
@@ -55,7 +71,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   serve [--hostname H] [--port P] [--open]  read the book with live reload (installs pinned mdbook)
   build                                     write the static site to book/
   gen [--check]                             regenerate generated files; --check fails on stale ones
-  bench-report [filter]                     run benches and write tables and plots into src/
+  bench-report [--render-only] [filter]     run benches and write tables and plots into src/
   e2e [--book DIR] [--pages-only]           build the book, test every page in headless Chromium
   pdf [--book DIR]                          build book/ and print it to book/designing-systems-in-rust.pdf";
 

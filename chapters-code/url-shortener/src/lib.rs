@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod capacity;
 pub mod clicks;
 pub mod codegen;
 pub mod collisions;

@@ -117,6 +117,7 @@ pub struct Created {
     pub is_new: bool,
 }
 
+// ANCHOR: stats_type
 /// Click statistics of one link.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
@@ -127,6 +128,7 @@ pub struct Stats {
     /// Clicks per UTC day, oldest first; days without clicks are absent.
     pub by_day: Vec<DayCount>,
 }
+// ANCHOR_END: stats_type
 
 /// The shortener's use cases; a cheap handle, cloned into every request.
 pub struct Shortener<S> {

@@ -52,6 +52,7 @@ pub enum AliasError {
 }
 // ANCHOR_END: alias_error
 
+// ANCHOR: alias_parse
 impl Alias {
     /// Parses a requested alias.
     pub fn parse(s: &str) -> Result<Self, AliasError> {
@@ -102,6 +103,7 @@ fn normalise(s: &str) -> [String; 2] {
     };
     [read('i'), read('l')]
 }
+// ANCHOR_END: alias_parse
 // ANCHOR_END: alias
 
 // ANCHOR: alias_reason

@@ -26,6 +26,7 @@ pub enum ExpiryError {
 }
 // ANCHOR_END: expiry_error
 
+// ANCHOR: expiry_parse
 impl Expiry {
     /// The expiry a request asked for, if any: an absolute time or a TTL in seconds.
     pub fn from_request(
@@ -57,6 +58,7 @@ impl Expiry {
         Ok(Self(at))
     }
 }
+// ANCHOR_END: expiry_parse
 // ANCHOR_END: expiry
 
 // ANCHOR: expiry_reason

@@ -58,6 +58,7 @@ pub struct UrlPolicy {
     own_hosts: Vec<String>,
 }
 
+// ANCHOR: target_parse
 impl TargetUrl {
     /// Parses and normalises `raw`, applying `policy`.
     pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, UrlError> {
@@ -94,6 +95,7 @@ impl TargetUrl {
         Ok(Self(url))
     }
 }
+// ANCHOR_END: target_parse
 // ANCHOR_END: target
 
 // ANCHOR: url_reason

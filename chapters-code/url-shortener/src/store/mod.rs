@@ -85,6 +85,7 @@ pub struct DailyClicks {
     pub count: u64,
 }
 
+// ANCHOR: day_count
 /// Clicks on one day, as stats report them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DayCount {
@@ -93,6 +94,7 @@ pub struct DayCount {
     /// Redirects that day.
     pub count: u64,
 }
+// ANCHOR_END: day_count
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,124 @@
+//! The chapter's capacity estimate: the requirements as model inputs, with
+//! the throughput per core taken from the chapter's own load test.
+//!
+//! `cargo xtask bench-report url-shortener` measures redirects per second and
+//! writes the per-core figure to `src/url-shortener/generated/measured.json`;
+//! the estimate table is generated from that file (`cargo xtask gen`), so the
+//! machine count in the book always follows the last committed measurement.
+
+use anyhow::{Context, Result};
+use capacity::{Estimate, Inputs, Workload};
+use serde::{Deserialize, Serialize};
+
+/// What the load test measured, as the capacity model needs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Redirects per second per core on the measured path.
+    pub redirects_per_core: f64,
+    /// The load-test configuration the figure comes from.
+    pub path: String,
+    /// The machine, compiler, commit and date of the run.
+    pub measured_on: String,
+}
+
+// ANCHOR: inputs
+/// The requirements as capacity inputs; `measured` supplies the throughput per core.
+pub fn inputs(measured: &Measured) -> Inputs {
+    Inputs {
+        // People who follow short links on a given day (they need no account).
+        daily_active_users: 300_000_000,
+        workloads: vec![
+            // A GET with ordinary browser headers; a 302 with a Location header.
+            Workload::read("redirect", 10.0).payload(400, 300),
+            // 100 reads per write. A link row with its index entries and
+            // tuple overhead is about 500 bytes; click counters are extra
+            // (one small row per link per day with clicks).
+            Workload::write("create link", 0.1).payload(500, 400).stores(500),
+        ],
+        peak_factor: 3.0,
+        retention_years: 5.0,
+        // A primary and two replicas.
+        replication: 3,
+        // The in-process and Redis caches hold the day's hot links: a code
+        // and its target, about 200 bytes with the cache's own overhead.
+        cache_hot_fraction: 0.2,
+        cache_entry_bytes: 200,
+        ops_per_core: measured.redirects_per_core,
+        ops_per_core_source: format!(
+            "measured: {} path of the load test, {}",
+            measured.path, measured.measured_on
+        ),
+        cores_per_machine: 16,
+        target_utilisation: 0.5,
+    }
+}
+// ANCHOR_END: inputs
+
+/// Reads the measurement file written by the load test's report.
+pub fn read_measured(json: &str) -> Result<Measured> {
+    let m: Measured = serde_json::from_str(json).context("parsing measured.json")?;
+    anyhow::ensure!(
+        m.redirects_per_core.is_finite() && m.redirects_per_core > 0.0,
+        "measured.json has no positive redirects_per_core"
+    );
+    Ok(m)
+}
+
+/// The inputs table and the estimate table, for `src/url-shortener/generated/capacity.md`.
+pub fn capacity_markdown(measured_json: &str) -> Result<String> {
+    let measured = read_measured(measured_json)?;
+    let inputs = inputs(&measured);
+    let estimate = Estimate::new(&inputs).context("the chapter's capacity inputs are invalid")?;
+    Ok(format!(
+        "**Inputs**\n\n{}\n**Estimate**\n\n{}",
+        inputs.to_markdown(),
+        estimate.to_markdown()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(per_core: f64) -> Measured {
+        Measured {
+            redirects_per_core: per_core,
+            path: "redirect_redis".into(),
+            measured_on: "a test".into(),
+        }
+    }
+
+    #[test]
+    fn requirements_give_the_stated_peak_of_about_100k_redirects_per_second() {
+        let e = Estimate::new(&inputs(&measured(10_000.0))).expect("valid inputs");
+        let redirect = &e.workloads[0];
+        // 300M x 10 / 86,400 s = 34,722/s average; x3 at peak.
+        assert_eq!(redirect.qps.average.round(), 34_722.0);
+        assert!((100_000.0..110_000.0).contains(&redirect.qps.peak));
+        // Read:write 100:1, as required.
+        assert!((e.read_qps.average / e.write_qps.average - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn more_throughput_per_core_needs_fewer_cores() {
+        let slow = Estimate::new(&inputs(&measured(5_000.0))).expect("valid");
+        let fast = Estimate::new(&inputs(&measured(20_000.0))).expect("valid");
+        assert!(fast.cores < slow.cores);
+    }
+
+    #[test]
+    fn a_missing_or_zero_measurement_is_an_error() {
+        assert!(read_measured("{}").is_err());
+        let zero = serde_json::to_string(&measured(0.0)).expect("serialise");
+        assert!(read_measured(&zero).is_err());
+        assert!(capacity_markdown("not json").is_err());
+    }
+
+    #[test]
+    fn the_table_names_its_measurement() {
+        let json = serde_json::to_string(&measured(12_345.0)).expect("serialise");
+        let md = capacity_markdown(&json).expect("a table");
+        assert!(md.contains("redirect_redis"));
+        assert!(md.contains("| Machines |"));
+    }
+}
