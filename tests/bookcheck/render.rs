@@ -218,6 +218,13 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
     }
     let mut ids: HashMap<PathBuf, BTreeSet<String>> = HashMap::new();
     let mut seen = BTreeSet::new();
+    // The 404 page is served from any depth, so mdBook gives it an absolute
+    // `<base href>` of the site's URL path; that path is the build root.
+    let site_url = mdbook_driver::config::Config::from_disk(root.join("book.toml"))
+        .ok()
+        .and_then(|c| c.html_config())
+        .and_then(|h| h.site_url)
+        .unwrap_or_else(|| "/".to_string());
 
     for file in files {
         let rel = relative(build_dir, &file);
@@ -228,7 +235,7 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
             ));
             continue;
         };
-        let base = base_dir(&html, &rel);
+        let base = base_dir(&html, &rel, &site_url);
         for cap in URL_ATTR.captures_iter(&html) {
             let url = decode_entities(&cap[1]);
             let Some((path, fragment)) = internal(&url) else {
@@ -281,10 +288,11 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
 }
 
 /// The directory relative links of `html` resolve against (honours `<base href>`).
-fn base_dir(html: &str, rel: &Path) -> PathBuf {
+fn base_dir(html: &str, rel: &Path, site_url: &str) -> PathBuf {
     static BASE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r#"<base\s+href\s*=\s*"([^"]*)""#).expect("valid regex"));
     match BASE.captures(html) {
+        Some(c) if c[1].starts_with(site_url) => PathBuf::from(&c[1][site_url.len()..]),
         Some(c) if c[1].starts_with('/') => PathBuf::from(c[1].trim_start_matches('/')),
         Some(c) => normalize(&rel.parent().unwrap_or(Path::new("")).join(&c[1])),
         None => rel.parent().unwrap_or(Path::new("")).to_path_buf(),

@@ -388,6 +388,24 @@ pub fn registry() -> Vec<ChapterReport> {
             render: latency::render,
         },
         ChapterReport {
+            key: "parking",
+            benches: &["parking"],
+            measure: None,
+            // The tables are rendered by the chapter crate (`parking::report`).
+            render: |ctx| {
+                let results = ctx.results(parking::report::CHAPTER)?;
+                let results = results
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let header = ctx.header("cargo xtask bench-report parking");
+                parking::report::render_all(&results)?
+                    .into_iter()
+                    .map(|(path, body)| ctx.write(path, &format!("{header}{body}")))
+                    .collect()
+            },
+        },
+        ChapterReport {
             key: "url-shortener",
             benches: &["url-shortener", "url-shortener-load"],
             measure: None,

@@ -39,6 +39,22 @@ pub fn registry() -> Vec<Generator> {
             source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
         },
         Generator {
+            path: "src/parking/generated/explain-assign.md",
+            source: Source::Postgres(parking::generated::explain_assign),
+        },
+        Generator {
+            path: "src/parking/generated/explain-availability.md",
+            source: Source::Postgres(parking::generated::explain_availability),
+        },
+        Generator {
+            path: "src/parking/generated/pricing.md",
+            source: Source::Pure(parking::generated::pricing),
+        },
+        Generator {
+            path: "src/parking/generated/state-diagram.md",
+            source: Source::Pure(parking::generated::state_diagram),
+        },
+        Generator {
             path: "src/url-shortener/generated/capacity.md",
             // Computed from the committed measurement that `bench-report` writes.
             source: Source::Pure(|| {

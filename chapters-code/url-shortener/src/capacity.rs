@@ -33,7 +33,9 @@ pub fn inputs(measured: &Measured) -> Inputs {
             // 100 reads per write. A link row with its index entries and
             // tuple overhead is about 500 bytes; click counters are extra
             // (one small row per link per day with clicks).
-            Workload::write("create link", 0.1).payload(500, 400).stores(500),
+            Workload::write("create link", 0.1)
+                .payload(500, 400)
+                .stores(500),
         ],
         peak_factor: 3.0,
         retention_years: 5.0,

@@ -149,6 +149,12 @@ pub fn redirect_table(header: &str, results: &[BenchResult]) -> Result<String> {
                 .and_then(|v| v.as_f64())
                 .map_or("—".into(), |v| format!("{v:.2}")),
             r.errors.to_string(),
+            // p99 under the target implies p95 under it.
+            match r.p99_us {
+                Some(p99) if p99 < TARGET_P95_US => "yes (p99 below it)".to_string(),
+                Some(_) => "no".to_string(),
+                None => "—".to_string(),
+            },
         ]);
     }
     let table = markdown_table(
@@ -162,6 +168,7 @@ pub fn redirect_table(header: &str, results: &[BenchResult]) -> Result<String> {
             "Cores for 100K/s",
             "Database reads per redirect",
             "Errors",
+            "p95 under 50 ms?",
         ],
         &rows,
     );
