@@ -58,6 +58,7 @@ behaviours!(
     a_generated_code_taken_by_an_alias_is_redrawn,
     hash_strategy_returns_the_existing_link_for_the_same_url,
     retries_of_a_taken_code_are_bounded,
+    identical_alias_create_is_idempotent,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -131,6 +132,31 @@ async fn alias_race_has_one_winner<S: LinkStore>(b: Backend<S>) {
     server.shutdown().await;
 }
 // ANCHOR_END: alias_race
+
+/// A client that retries a create (say, after a 503 whose insert had in
+/// fact committed) gets the link it asked for, not a 409; a different
+/// request for the same alias still conflicts, and nothing is inserted twice.
+async fn identical_alias_create_is_idempotent<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let request = json!({"url": "https://example.com/retry", "alias": "retry-me"});
+    let first = server.client.create(request.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = server.client.create(request).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.json()["code"], first.json()["code"]);
+    assert_eq!(again.json()["target"], "https://example.com/retry");
+    let other = server
+        .client
+        .create(json!({"url": "https://example.com/elsewhere", "alias": "retry-me"}))
+        .await;
+    assert_eq!(other.status, StatusCode::CONFLICT);
+    let redirect = server.client.get("/retry-me").await;
+    assert_eq!(
+        redirect.header("location"),
+        Some("https://example.com/retry")
+    );
+    server.shutdown().await;
+}
 
 async fn expired_link_is_gone<S: LinkStore>(b: Backend<S>) {
     let server = b.serve(b.store.clone(), b.config()).await;
