@@ -1,0 +1,100 @@
+-- The parking reservation schema. Applies to a fresh database; the Rust code
+-- in `src/store/postgres.rs` and `src/assign.rs` is written against it.
+--
+-- The one invariant that matters, "no two live reservations of the same spot
+-- overlap in time", is the exclusion constraint on `reservations`. Every other
+-- line here is bookkeeping around it.
+
+-- ANCHOR: extension
+-- GiST has no operator class for plain `bigint` equality; btree_gist adds it,
+-- so one index can answer "same spot AND overlapping range".
+CREATE EXTENSION IF NOT EXISTS btree_gist;
+-- ANCHOR_END: extension
+
+-- ANCHOR: lots
+CREATE TABLE lots (
+    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100)
+);
+
+CREATE TABLE levels (
+    lot_id bigint   NOT NULL REFERENCES lots (id),
+    level  smallint NOT NULL CHECK (level BETWEEN -10 AND 100),
+    PRIMARY KEY (lot_id, level)
+);
+
+CREATE TABLE spots (
+    id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    lot_id bigint   NOT NULL,
+    level  smallint NOT NULL,
+    number integer  NOT NULL CHECK (number > 0),
+    kind   text     NOT NULL
+        CHECK (kind IN ('compact', 'regular', 'large', 'ev', 'accessible')),
+    FOREIGN KEY (lot_id, level) REFERENCES levels (lot_id, level),
+    UNIQUE (lot_id, level, number),
+    -- Lets `reservations` reference (spot, lot) together, so a reservation's
+    -- lot can never disagree with its spot's lot.
+    UNIQUE (id, lot_id)
+);
+
+-- The assignment query walks this index in order: lot and kind fixed, lowest
+-- level first, lowest number next, and stops at the first free spot.
+CREATE INDEX spots_assignment_order ON spots (lot_id, kind, level, number);
+-- ANCHOR_END: lots
+
+-- ANCHOR: reservations
+CREATE TABLE reservations (
+    id              uuid        PRIMARY KEY,
+    lot_id          bigint      NOT NULL,
+    spot_id         bigint      NOT NULL,
+    plate           text        NOT NULL CHECK (plate ~ '^[A-Z0-9-]{2,12}$'),
+    -- Half-open [start, end): a reservation ending at 10:00 and one starting
+    -- at 10:00 do not overlap.
+    during          tstzrange   NOT NULL,
+    state           text        NOT NULL CHECK (state IN (
+                        'held', 'confirmed', 'checked_in',
+                        'checked_out', 'cancelled', 'expired', 'no_show')),
+    hold_expires_at timestamptz NOT NULL,
+    quote_cents     bigint      NOT NULL CHECK (quote_cents >= 0),
+    charged_cents   bigint               CHECK (charged_cents >= 0),
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL CHECK (updated_at >= created_at),
+    FOREIGN KEY (spot_id, lot_id) REFERENCES spots (id, lot_id),
+    CHECK (lower_inc(during) AND NOT upper_inc(during)
+           AND NOT lower_inf(during) AND NOT upper_inf(during)
+           AND NOT isempty(during)),
+    -- A charge is recorded exactly when the reservation ended with one.
+    CHECK ((charged_cents IS NULL) = (state IN ('held', 'confirmed', 'checked_in', 'expired'))),
+    -- ANCHOR: exclusion
+    -- The invariant. Two rows conflict when they name the same spot (=) and
+    -- their ranges overlap (&&); only live rows take part, so a cancelled or
+    -- expired reservation frees its spot for the same hours.
+    CONSTRAINT no_overlapping_live_reservations
+        EXCLUDE USING gist (spot_id WITH =, during WITH &&)
+        WHERE (state IN ('held', 'confirmed', 'checked_in'))
+    -- ANCHOR_END: exclusion
+);
+
+-- The hold sweeper's index: unconfirmed holds, by when they lapse.
+CREATE INDEX reservations_hold_expiry ON reservations (hold_expires_at)
+    WHERE state = 'held';
+-- The no-show sweeper's index: confirmed reservations, by start.
+CREATE INDEX reservations_confirmed_start ON reservations (lower(during))
+    WHERE state = 'confirmed';
+-- ANCHOR_END: reservations
+
+-- ANCHOR: idempotency
+-- One row per Idempotency-Key. The primary key is the lock: the first request
+-- inserts the row inside its reservation transaction; a concurrent request
+-- with the same key blocks on that insert until the first commits (and then
+-- reads the stored response) or rolls back (and then proceeds itself).
+CREATE TABLE idempotency_keys (
+    key            text        PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 255),
+    -- SHA-256 of the parsed request, hex: the same key with another body is refused.
+    fingerprint    text        NOT NULL CHECK (length(fingerprint) = 64),
+    reservation_id uuid        REFERENCES reservations (id),
+    -- The response body the first request returned, replayed verbatim.
+    response       jsonb,
+    created_at     timestamptz NOT NULL
+);
+-- ANCHOR_END: idempotency

@@ -1,0 +1,185 @@
+//! A reservation, and the pure rule that moves it from one state to the next.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::kind::SpotKind;
+use super::money::Money;
+use super::plate::Plate;
+use super::policy::{EARLY_CHECK_IN, HOLD_TTL, NO_SHOW_GRACE};
+use super::pricing::{Tariff, cancellation_charge, checkout_charge, no_show_charge, price};
+use super::range::TimeRange;
+use super::state::{Event, IllegalTransition, State, next_state};
+
+/// A lot's identifier.
+pub type LotId = i64;
+
+/// Which spot a reservation holds, as a driver reads it on the sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SpotRef {
+    /// The spot's identifier.
+    pub id: i64,
+    /// The level (0 is the ground floor; negative levels are underground).
+    pub level: i16,
+    /// The spot's number on its level.
+    pub number: i32,
+}
+
+/// A request to reserve a spot of some kind in a lot, parsed and checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveRequest {
+    /// The lot.
+    pub lot_id: LotId,
+    /// The kind of spot wanted.
+    pub kind: SpotKind,
+    /// When.
+    #[serde(flatten)]
+    pub range: TimeRange,
+    /// Who.
+    pub plate: Plate,
+}
+
+/// A reservation as stored and as returned to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Its identifier, chosen by the service.
+    pub id: Uuid,
+    /// The lot.
+    pub lot_id: LotId,
+    /// The assigned spot.
+    pub spot: SpotRef,
+    /// The kind that was asked for (the spot's kind).
+    pub kind: SpotKind,
+    /// Who the spot is for.
+    pub plate: Plate,
+    /// When.
+    #[serde(flatten)]
+    pub range: TimeRange,
+    /// Where it is in its life.
+    pub state: State,
+    /// A `held` reservation lapses at this instant unless confirmed.
+    pub hold_expires_at: DateTime<Utc>,
+    /// The price of the range, fixed when the spot was held.
+    pub quote_cents: Money,
+    /// What was charged when the reservation ended (check-out, late cancel, no-show).
+    pub charged_cents: Option<Money>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The transition table has no such move.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// Confirming after the hold lapsed.
+    #[error("the hold expired at {expired_at}; reserve again")]
+    HoldExpired {
+        /// When the hold lapsed.
+        expired_at: DateTime<Utc>,
+    },
+    /// Checking in before the window opens.
+    #[error("check-in opens at {opens_at}")]
+    TooEarlyToCheckIn {
+        /// When check-in opens.
+        opens_at: DateTime<Utc>,
+    },
+    /// Checking in after the window closed: the reservation is a no-show.
+    #[error("check-in closed at {closed_at}; the reservation is a no-show")]
+    CheckInClosed {
+        /// When check-in closed.
+        closed_at: DateTime<Utc>,
+    },
+    /// A sweeper event (expire, no-show) before its time.
+    #[error("{event} is not due until {due_at}")]
+    NotDue {
+        /// The event.
+        event: Event,
+        /// When it becomes due.
+        due_at: DateTime<Utc>,
+    },
+}
+
+impl Reservation {
+    /// A new hold on `spot` for `request`, made at `now`.
+    pub fn hold(id: Uuid, spot: SpotRef, request: &ReserveRequest, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            lot_id: request.lot_id,
+            spot,
+            kind: request.kind,
+            plate: request.plate.clone(),
+            range: request.range,
+            state: State::Held,
+            hold_expires_at: now + HOLD_TTL,
+            quote_cents: price(&request.range, &Tariff::of(request.kind)),
+            charged_cents: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    // ANCHOR: apply
+    /// The reservation after `event` at `now`, or why the event is refused.
+    ///
+    /// The transition table decides which events are legal in which state;
+    /// this function adds the clock's rules (a lapsed hold cannot be
+    /// confirmed, check-in has a window) and the charges. It is pure, so
+    /// both stores call it inside their own locking and agree exactly.
+    pub fn apply(&self, event: Event, now: DateTime<Utc>) -> Result<Reservation, TransitionError> {
+        let to = next_state(self.state, event)?;
+        let tariff = Tariff::of(self.kind);
+        let start = self.range.start();
+        let charged = match event {
+            Event::Confirm if now >= self.hold_expires_at => {
+                return Err(TransitionError::HoldExpired {
+                    expired_at: self.hold_expires_at,
+                });
+            }
+            Event::CheckIn if now < start - EARLY_CHECK_IN => {
+                return Err(TransitionError::TooEarlyToCheckIn {
+                    opens_at: start - EARLY_CHECK_IN,
+                });
+            }
+            Event::CheckIn if now >= start + NO_SHOW_GRACE => {
+                return Err(TransitionError::CheckInClosed {
+                    closed_at: start + NO_SHOW_GRACE,
+                });
+            }
+            Event::Expire if now < self.hold_expires_at => {
+                return Err(TransitionError::NotDue {
+                    event,
+                    due_at: self.hold_expires_at,
+                });
+            }
+            Event::MarkNoShow if now < start + NO_SHOW_GRACE => {
+                return Err(TransitionError::NotDue {
+                    event,
+                    due_at: start + NO_SHOW_GRACE,
+                });
+            }
+            Event::Confirm | Event::CheckIn | Event::Expire => None,
+            Event::CheckOut => Some(checkout_charge(&self.range, now, &tariff)),
+            Event::Cancel => Some(cancellation_charge(
+                self.state,
+                &self.range,
+                self.quote_cents,
+                now,
+                &tariff,
+            )),
+            Event::MarkNoShow => Some(no_show_charge(self.quote_cents)),
+        };
+        Ok(Reservation {
+            state: to,
+            charged_cents: charged,
+            // A clock that steps back must not make a row older than its birth.
+            updated_at: now.max(self.created_at),
+            ..self.clone()
+        })
+    }
+    // ANCHOR_END: apply
+}

@@ -1,0 +1,109 @@
+//! `cargo run --bin parking`: the reservation service on `127.0.0.1:3000`.
+//!
+//! (`-p parking` is ambiguous in this workspace: a dependency of sqlx is also
+//! called `parking`; `-p parking@0.1.0` names this crate.)
+//!
+//! In memory by default, so it runs with nothing installed. With
+//! `DATABASE_URL` set it uses PostgreSQL, applying `sql/schema.sql` to an
+//! empty database first. `PARKING_ADDR` changes the address. A demo lot is
+//! created on first start; a sweeper expires lapsed holds and marks
+//! no-shows every few seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use parking::clock::{Clock, SystemClock};
+use parking::domain::SpotKind;
+use parking::service::{AppState, serve};
+use parking::store::{LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// How often lapsed holds and no-shows are swept. A lapsed hold keeps its
+/// spot at most this much longer than its TTL.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let addr = std::env::var("PARKING_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            let store = PgStore::connect(&url, 16)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            if store.ensure_schema().await? {
+                tracing::info!("applied sql/schema.sql");
+            }
+            run(listener, AppState::new(store, clock)).await
+        }
+        Err(_) => run(listener, AppState::new(MemoryStore::new(), clock)).await,
+    }
+}
+
+async fn run<S: ReservationStore>(listener: TcpListener, state: AppState<S>) -> Result<()> {
+    match state.store.create_lot(&demo_lot()).await {
+        Ok(id) => tracing::info!(lot_id = id, "created the demo lot"),
+        Err(StoreError::LotNameTaken(_)) => tracing::info!("the demo lot exists"),
+        Err(e) => return Err(e.into()),
+    }
+    let sweeper = tokio::spawn(sweep(state.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    };
+    serve(listener, state, shutdown).await?;
+    sweeper.abort();
+    Ok(())
+}
+
+/// Applies the time-based transitions forever.
+async fn sweep<S: ReservationStore>(state: AppState<S>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        // A failed sweep is retried at the next tick; nothing is lost.
+        match state.store.expire_holds(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "expired lapsed holds"),
+            Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
+        }
+        match state.store.mark_no_shows(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "marked no-shows"),
+            Err(e) => tracing::warn!(error = %e, "no-show sweep failed"),
+        }
+    }
+}
+
+fn demo_lot() -> LotLayout {
+    use SpotKind::*;
+    LotLayout {
+        name: "Demo lot".to_string(),
+        levels: vec![
+            LevelLayout {
+                level: 0,
+                spots: vec![(Accessible, 4), (Ev, 6), (Compact, 10), (Regular, 20)],
+            },
+            LevelLayout {
+                level: 1,
+                spots: vec![(Compact, 10), (Regular, 30)],
+            },
+            LevelLayout {
+                level: 2,
+                spots: vec![(Regular, 20), (Large, 4)],
+            },
+        ],
+    }
+}

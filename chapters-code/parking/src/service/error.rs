@@ -1,0 +1,176 @@
+//! Every error the API returns, and the one place that maps them to HTTP.
+//!
+//! Responses follow RFC 9457 (Problem Details for HTTP APIs): the body is
+//! `application/problem+json` with a `type` URI per kind of problem, a short
+//! `title` that does not change between occurrences, the `status`, and a
+//! `detail` that explains this occurrence.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::{BookingError, KindError, PlateError, RangeError, TransitionError};
+use crate::idempotency::KeyError;
+use crate::store::StoreError;
+
+/// Problem `type` URIs start with this (the `.example` domain is reserved for documentation).
+pub const PROBLEM_BASE: &str = "https://parking.example/problems/";
+
+/// Why a request failed, from any layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// `start`/`end` refused.
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    /// `plate` refused.
+    #[error(transparent)]
+    Plate(#[from] PlateError),
+    /// `kind` refused.
+    #[error(transparent)]
+    Kind(#[from] KindError),
+    /// A well-formed range that cannot be booked now.
+    #[error(transparent)]
+    Booking(#[from] BookingError),
+    /// The `Idempotency-Key` header refused.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The body, path or query string did not parse.
+    #[error("{0}")]
+    Malformed(String),
+    /// `POST /reservations/{id}/{action}` with an action that does not exist.
+    #[error("no action {0:?}; expected confirm, check-in, check-out or cancel")]
+    UnknownAction(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The JSON body of an error response.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A summary of the kind of problem.
+    pub title: &'static str,
+    /// The HTTP status, repeated for clients that lose the status line.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+}
+
+// ANCHOR: status_map
+impl ApiError {
+    /// The status, the problem type's slug and its title: the whole mapping, in one match.
+    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        use StoreError as E;
+        match self {
+            ApiError::Range(_) => (S::BAD_REQUEST, "invalid-time-range", "Invalid time range"),
+            ApiError::Plate(_) => (S::BAD_REQUEST, "invalid-plate", "Invalid licence plate"),
+            ApiError::Kind(_) => (S::BAD_REQUEST, "invalid-spot-kind", "Invalid spot kind"),
+            ApiError::Booking(_) => (S::BAD_REQUEST, "not-bookable", "Range cannot be booked"),
+            ApiError::Key(_) => (
+                S::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+            ),
+            ApiError::Malformed(_) => (S::BAD_REQUEST, "malformed-request", "Malformed request"),
+            ApiError::UnknownAction(_) => (S::NOT_FOUND, "unknown-action", "No such action"),
+            ApiError::Store(e) => match e {
+                E::LotNotFound(_) => (S::NOT_FOUND, "lot-not-found", "No such lot"),
+                E::ReservationNotFound(_) => {
+                    (S::NOT_FOUND, "reservation-not-found", "No such reservation")
+                }
+                E::NoSpotAvailable { .. } => {
+                    (S::CONFLICT, "no-spot-available", "No spot available")
+                }
+                E::Conflict { .. } => (S::CONFLICT, "conflict", "Lost a race for the spot"),
+                E::Transition(t) => match t {
+                    TransitionError::Illegal(_) => (
+                        S::CONFLICT,
+                        "illegal-transition",
+                        "Not allowed in this state",
+                    ),
+                    TransitionError::HoldExpired { .. } => {
+                        (S::CONFLICT, "hold-expired", "Hold expired")
+                    }
+                    TransitionError::TooEarlyToCheckIn { .. } => {
+                        (S::CONFLICT, "check-in-not-open", "Check-in not open yet")
+                    }
+                    TransitionError::CheckInClosed { .. } => {
+                        (S::CONFLICT, "check-in-closed", "Check-in closed")
+                    }
+                    TransitionError::NotDue { .. } => (S::CONFLICT, "not-due", "Not due yet"),
+                },
+                E::IdempotencyKeyReused(_) => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused with a different request",
+                ),
+                E::InvalidLayout(_) => (S::BAD_REQUEST, "invalid-layout", "Invalid lot layout"),
+                E::LotNameTaken(_) => (S::CONFLICT, "lot-name-taken", "Lot name taken"),
+                E::Database(e) if is_unavailable(e) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Database unavailable",
+                ),
+                E::Database(_) | E::Corrupt(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+                }
+            },
+        }
+    }
+}
+// ANCHOR_END: status_map
+
+/// Errors that mean "the database is not reachable right now", worth a retry later.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed
+    ) || e
+        .as_database_error()
+        .and_then(|d| d.code())
+        // Class 57: operator intervention (admin shutdown, crash shutdown,
+        // cannot connect now), which is what a failover looks like.
+        .is_some_and(|c| c.starts_with("57"))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.classify();
+        let detail = if status.is_server_error() {
+            // The cause is for the log, not for the client.
+            tracing::error!(error = %self, "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the database is unavailable; retry shortly".to_string()
+                }
+                _ => "an internal error occurred".to_string(),
+            }
+        } else {
+            self.to_string()
+        };
+        let problem = Problem {
+            kind: format!("{PROBLEM_BASE}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

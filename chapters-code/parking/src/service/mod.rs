@@ -1,0 +1,226 @@
+//! The HTTP API (axum): parse, call the store, map errors in one place.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /lots/{lot}/availability?start=&end=` | spots per kind, and how many are free for the range |
+//! | `POST /lots/{lot}/reservations` | hold a spot of a kind for a range (optional `Idempotency-Key`) |
+//! | `GET /reservations/{id}` | one reservation |
+//! | `POST /reservations/{id}/confirm` | confirm a hold before it lapses |
+//! | `POST /reservations/{id}/check-in` | arrive (from 15 minutes before the start) |
+//! | `POST /reservations/{id}/check-out` | leave; the charge is computed and recorded |
+//! | `POST /reservations/{id}/cancel` | cancel (fee per the policy) |
+//!
+//! Handlers parse everything into domain types before touching the store,
+//! so a bad input is refused with a named error and changes nothing.
+
+mod error;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+pub use error::{ApiError, PROBLEM_BASE, Problem};
+
+use crate::assign::KindAvailability;
+use crate::clock::Clock;
+use crate::domain::{
+    Event, LotId, Plate, Reservation, ReserveRequest, SpotKind, TimeRange, check_bookable,
+};
+use crate::idempotency::IdempotencyKey;
+use crate::store::ReservationStore;
+
+/// The header a client sets to make a reserve safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set to `true` on a response that replays an earlier request's result.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// A request taking longer than this is answered 503 and its transaction rolled back.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler shares: the store and the clock.
+pub struct AppState<S> {
+    /// Where reservations live.
+    pub store: Arc<S>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<S> AppState<S> {
+    /// State over `store` and `clock`.
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store: Arc::new(store),
+            clock,
+        }
+    }
+}
+
+/// The body of `POST /lots/{lot}/reservations`; fields are parsed by the domain types.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReserveBody {
+    /// `compact`, `regular`, `large`, `ev` or `accessible`.
+    pub kind: String,
+    /// RFC 3339, on a 15-minute boundary.
+    pub start: String,
+    /// RFC 3339, on a 15-minute boundary, after `start`.
+    pub end: String,
+    /// The car's licence plate.
+    pub plate: String,
+}
+
+impl ReserveBody {
+    /// The request, parsed; the first bad field is the error.
+    pub fn parse(&self, lot_id: LotId) -> Result<ReserveRequest, ApiError> {
+        Ok(ReserveRequest {
+            lot_id,
+            kind: self.kind.parse::<SpotKind>()?,
+            range: TimeRange::parse(&self.start, &self.end)?,
+            plate: Plate::parse(&self.plate)?,
+        })
+    }
+}
+
+/// The query of `GET /lots/{lot}/availability`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AvailabilityQuery {
+    /// RFC 3339, on a 15-minute boundary.
+    pub start: String,
+    /// RFC 3339, on a 15-minute boundary, after `start`.
+    pub end: String,
+}
+
+/// The answer of `GET /lots/{lot}/availability`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    /// The lot.
+    pub lot_id: LotId,
+    /// The range asked about.
+    #[serde(flatten)]
+    pub range: TimeRange,
+    /// Per kind the lot has: all spots, and those free for the whole range.
+    pub kinds: Vec<KindAvailability>,
+}
+
+/// The service's routes over `state`.
+pub fn router<S: ReservationStore>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/lots/{lot_id}/availability", get(availability::<S>))
+        .route("/lots/{lot_id}/reservations", post(reserve::<S>))
+        .route("/reservations/{id}", get(get_reservation::<S>))
+        .route("/reservations/{id}/{action}", post(transition::<S>))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes
+/// the requests in flight (their transactions commit or roll back) and returns.
+pub async fn serve<S: ReservationStore>(
+    listener: TcpListener,
+    state: AppState<S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn malformed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Malformed(e.to_string())
+}
+
+async fn availability<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    lot_id: Result<Path<LotId>, PathRejection>,
+    query: Result<Query<AvailabilityQuery>, QueryRejection>,
+) -> Result<Json<Availability>, ApiError> {
+    let Path(lot_id) = lot_id.map_err(malformed)?;
+    let Query(q) = query.map_err(malformed)?;
+    let range = TimeRange::parse(&q.start, &q.end)?;
+    let kinds = app.store.availability(lot_id, range).await?;
+    Ok(Json(Availability {
+        lot_id,
+        range,
+        kinds,
+    }))
+}
+
+// ANCHOR: reserve_handler
+async fn reserve<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    lot_id: Result<Path<LotId>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Json<ReserveBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(lot_id) = lot_id.map_err(malformed)?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| IdempotencyKey::parse(v.as_bytes()))
+        .transpose()?;
+    let Json(body) = body.map_err(malformed)?;
+    let request = body.parse(lot_id)?;
+    let now = app.clock.now();
+    check_bookable(&request.range, now)?;
+    let reserved = app.store.reserve(&request, key.as_ref(), now).await?;
+    let mut response = (StatusCode::CREATED, Json(&reserved.reservation)).into_response();
+    let location = format!("/reservations/{}", reserved.reservation.id);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    if reserved.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+// ANCHOR_END: reserve_handler
+
+async fn get_reservation<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<Reservation>, ApiError> {
+    let Path(id) = id.map_err(malformed)?;
+    Ok(Json(app.store.get(id).await?))
+}
+
+async fn transition<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    path: Result<Path<(Uuid, String)>, PathRejection>,
+) -> Result<Json<Reservation>, ApiError> {
+    let Path((id, action)) = path.map_err(malformed)?;
+    // The sweeper's events (expire, no-show) are not offered to clients.
+    let event = match action.as_str() {
+        "confirm" => Event::Confirm,
+        "check-in" => Event::CheckIn,
+        "check-out" => Event::CheckOut,
+        "cancel" => Event::Cancel,
+        _ => return Err(ApiError::UnknownAction(action)),
+    };
+    let now = app.clock.now();
+    Ok(Json(app.store.apply(id, event, now).await?))
+}

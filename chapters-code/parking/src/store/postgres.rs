@@ -1,0 +1,420 @@
+//! The PostgreSQL store: the exclusion constraint is the source of truth.
+//!
+//! The reserve path *asks* the database for a free spot ([`ASSIGN_SQL`]),
+//! then inserts a reservation of it. Between the two statements another
+//! transaction may take the same spot for overlapping hours; nothing in
+//! this code prevents that. The constraint `no_overlapping_live_reservations`
+//! does: the second INSERT fails with SQLSTATE 23P01 (`exclusion_violation`),
+//! which becomes [`StoreError::Conflict`], and the whole transaction is
+//! retried. The retry's SELECT sees the winner's row and picks another spot.
+//! The SELECT is advice; the constraint is the law.
+//!
+//! [`ASSIGN_SQL`]: crate::assign::ASSIGN_SQL
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{LotLayout, ReservationStore, Reserved, StoreError};
+use crate::assign::{self, AvailabilityError, KindAvailability};
+use crate::domain::{
+    Event, LotId, Money, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, TimeRange,
+};
+use crate::idempotency::{self, Claim, ClaimError, IdempotencyKey, fingerprint};
+
+/// The schema this store is written against (`sql/schema.sql`).
+pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
+
+/// How many times a reserve is retried after losing a race at INSERT.
+///
+/// Each loss means another request committed a reservation that this one's
+/// next SELECT will see, so the system as a whole always makes progress;
+/// the bound only stops one unlucky request from looping under a stampede.
+pub const MAX_ASSIGN_ATTEMPTS: u32 = 8;
+
+/// A [`ReservationStore`] on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Inserts refused with 23P01 and retried, since the store was made:
+    /// the price of every request preferring the same lowest spot.
+    races_lost: Arc<AtomicU64>,
+}
+
+/// Every column of a reservation, with its spot, in the order `decode` reads them.
+macro_rules! reservation_select {
+    () => {
+        "SELECT r.id, r.lot_id, r.spot_id, s.level, s.number, s.kind, r.plate,
+                lower(r.during) AS start_at, upper(r.during) AS end_at, r.state,
+                r.hold_expires_at, r.quote_cents, r.charged_cents, r.created_at, r.updated_at
+         FROM reservations AS r JOIN spots AS s ON s.id = r.spot_id "
+    };
+}
+
+// ANCHOR: insert_sql
+const INSERT_RESERVATION_SQL: &str = "
+INSERT INTO reservations (id, lot_id, spot_id, plate, during, state,
+                          hold_expires_at, quote_cents, created_at, updated_at)
+VALUES ($1, $2, $3, $4, tstzrange($5, $6), $7, $8, $9, $10, $10)";
+// ANCHOR_END: insert_sql
+
+impl PgStore {
+    /// A store over an existing pool whose database has the schema.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            races_lost: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many reserve attempts lost a race at INSERT (and were retried or gave up).
+    pub fn races_lost(&self) -> u64 {
+        self.races_lost.load(Ordering::Relaxed)
+    }
+
+    /// Connects to `url` with a pool of up to `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        Ok(Self::new(pool))
+    }
+
+    /// Applies [`SCHEMA_SQL`] unless the database already has the tables.
+    pub async fn ensure_schema(&self) -> Result<bool, StoreError> {
+        let present: bool = sqlx::query_scalar("SELECT to_regclass('reservations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if present {
+            return Ok(false);
+        }
+        sqlx::raw_sql(SCHEMA_SQL).execute(&self.pool).await?;
+        Ok(true)
+    }
+
+    /// The pool, for callers that run their own SQL (tests, the benchmark).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    // ANCHOR: reserve
+    /// One attempt at a reservation, in one transaction.
+    async fn try_reserve(
+        &self,
+        request: &ReserveRequest,
+        key: Option<(&IdempotencyKey, &str)>,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((key, fingerprint)) = key {
+            match idempotency::claim(&mut tx, key, fingerprint, now).await? {
+                Claim::New => {}
+                // Dropping `tx` rolls back: a replay writes nothing.
+                Claim::Replay(first) => {
+                    return Ok(Reserved {
+                        reservation: *first,
+                        replayed: true,
+                    });
+                }
+                Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
+            }
+        }
+        let lot_id = request.lot_id;
+        let Some(spot) =
+            assign::find_free_spot(&mut tx, lot_id, request.kind, &request.range).await?
+        else {
+            return Err(if lot_exists(&mut tx, lot_id).await? {
+                StoreError::NoSpotAvailable {
+                    lot_id,
+                    kind: request.kind,
+                }
+            } else {
+                StoreError::LotNotFound(lot_id)
+            });
+        };
+        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now);
+        sqlx::query(INSERT_RESERVATION_SQL)
+            .bind(reservation.id)
+            .bind(lot_id)
+            .bind(spot.id)
+            .bind(reservation.plate.as_str())
+            .bind(reservation.range.start())
+            .bind(reservation.range.end())
+            .bind(reservation.state.as_str())
+            .bind(reservation.hold_expires_at)
+            .bind(reservation.quote_cents.cents())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or_database)?;
+        if let Some((key, _)) = key {
+            idempotency::record(&mut tx, key, &reservation).await?;
+        }
+        tx.commit().await?;
+        Ok(Reserved {
+            reservation,
+            replayed: false,
+        })
+    }
+    // ANCHOR_END: reserve
+
+    async fn fetch(
+        &self,
+        conn: &mut PgConnection,
+        id: Uuid,
+        lock: bool,
+    ) -> Result<Reservation, StoreError> {
+        let row = if lock {
+            sqlx::query(concat!(
+                reservation_select!(),
+                "WHERE r.id = $1 FOR UPDATE OF r"
+            ))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+        } else {
+            sqlx::query(concat!(reservation_select!(), "WHERE r.id = $1"))
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        };
+        row.map_or(Err(StoreError::ReservationNotFound(id)), |r| decode(&r))
+    }
+}
+
+// ANCHOR: conflict
+/// SQLSTATE 23P01: an INSERT or UPDATE would make two rows conflict under an
+/// exclusion constraint. Here that can only be `no_overlapping_live_reservations`.
+const EXCLUSION_VIOLATION: &str = "23P01";
+
+/// A lost race becomes [`StoreError::Conflict`]; anything else stays a database error.
+fn conflict_or_database(e: sqlx::Error) -> StoreError {
+    let code = e.as_database_error().and_then(|d| d.code());
+    if code.as_deref() == Some(EXCLUSION_VIOLATION) {
+        StoreError::Conflict { attempts: 1 }
+    } else {
+        StoreError::Database(e)
+    }
+}
+// ANCHOR_END: conflict
+
+async fn lot_exists(conn: &mut PgConnection, lot_id: LotId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM lots WHERE id = $1)")
+        .bind(lot_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// A row of `reservation_select!` as a [`Reservation`].
+fn decode(row: &PgRow) -> Result<Reservation, StoreError> {
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let kind: String = row.try_get("kind")?;
+    let plate: String = row.try_get("plate")?;
+    let state: String = row.try_get("state")?;
+    let quote: i64 = row.try_get("quote_cents")?;
+    let charged: Option<i64> = row.try_get("charged_cents")?;
+    Ok(Reservation {
+        id: row.try_get("id")?,
+        lot_id: row.try_get("lot_id")?,
+        spot: SpotRef {
+            id: row.try_get("spot_id")?,
+            level: row.try_get("level")?,
+            number: row.try_get("number")?,
+        },
+        kind: kind.parse().map_err(|e| corrupt("kind", &e))?,
+        plate: Plate::parse(&plate).map_err(|e| corrupt("plate", &e))?,
+        range: TimeRange::new(row.try_get("start_at")?, row.try_get("end_at")?)
+            .map_err(|e| corrupt("during", &e))?,
+        state: state.parse().map_err(|e| corrupt("state", &e))?,
+        hold_expires_at: row.try_get("hold_expires_at")?,
+        quote_cents: Money::from_cents(quote).map_err(|e| corrupt("quote_cents", &e))?,
+        charged_cents: charged
+            .map(Money::from_cents)
+            .transpose()
+            .map_err(|e| corrupt("charged_cents", &e))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl From<ClaimError> for StoreError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Database(e) => StoreError::Database(e),
+            ClaimError::Stored(e) => StoreError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl From<AvailabilityError> for StoreError {
+    fn from(e: AvailabilityError) -> Self {
+        match e {
+            AvailabilityError::Database(e) => StoreError::Database(e),
+            AvailabilityError::Kind(e) => StoreError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl ReservationStore for PgStore {
+    async fn create_lot(&self, layout: &LotLayout) -> Result<LotId, StoreError> {
+        layout.validate()?;
+        let mut tx = self.pool.begin().await?;
+        let lot_id: LotId = sqlx::query_scalar("INSERT INTO lots (name) VALUES ($1) RETURNING id")
+            .bind(&layout.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(
+                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("23505") => StoreError::LotNameTaken(layout.name.clone()),
+                    _ => StoreError::Database(e),
+                },
+            )?;
+        let levels: Vec<i16> = layout.levels.iter().map(|l| l.level).collect();
+        sqlx::query("INSERT INTO levels (lot_id, level) SELECT $1, unnest($2::smallint[])")
+            .bind(lot_id)
+            .bind(&levels)
+            .execute(&mut *tx)
+            .await?;
+        let (mut lv, mut num, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        for (level, number, kind) in layout.spots() {
+            lv.push(level);
+            num.push(number);
+            kinds.push(kind.as_str());
+        }
+        // WITH ORDINALITY keeps the layout's order, so spot ids follow it.
+        sqlx::query(
+            "INSERT INTO spots (lot_id, level, number, kind)
+             SELECT $1, l, n, k
+             FROM unnest($2::smallint[], $3::int[], $4::text[]) WITH ORDINALITY AS t(l, n, k, i)
+             ORDER BY i",
+        )
+        .bind(lot_id)
+        .bind(&lv)
+        .bind(&num)
+        .bind(&kinds)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(lot_id)
+    }
+
+    async fn availability(
+        &self,
+        lot_id: LotId,
+        range: TimeRange,
+    ) -> Result<Vec<KindAvailability>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        if !lot_exists(&mut conn, lot_id).await? {
+            return Err(StoreError::LotNotFound(lot_id));
+        }
+        Ok(assign::availability(&mut conn, lot_id, &range).await?)
+    }
+
+    // ANCHOR: retry
+    async fn reserve(
+        &self,
+        request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved, StoreError> {
+        let fingerprint = key.map(|_| fingerprint(request));
+        let key = key.zip(fingerprint.as_deref());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.try_reserve(request, key, now).await {
+                // Someone took our spot between SELECT and INSERT. Their row is
+                // committed (the INSERT waited for it), so the next SELECT sees it.
+                Err(StoreError::Conflict { .. }) => {
+                    self.races_lost.fetch_add(1, Ordering::Relaxed);
+                    if attempts == MAX_ASSIGN_ATTEMPTS {
+                        return Err(StoreError::Conflict { attempts });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+    // ANCHOR_END: retry
+
+    async fn get(&self, id: Uuid) -> Result<Reservation, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.fetch(&mut conn, id, false).await
+    }
+
+    // ANCHOR: transition
+    async fn apply(
+        &self,
+        id: Uuid,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders this transition against any other on the same
+        // reservation, including the sweepers' UPDATEs.
+        let current = self.fetch(&mut tx, id, true).await?;
+        let next = current.apply(event, now)?;
+        sqlx::query(
+            "UPDATE reservations SET state = $2, charged_cents = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(next.state.as_str())
+        .bind(next.charged_cents.map(Money::cents))
+        .bind(next.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+    // ANCHOR_END: transition
+
+    // ANCHOR: sweepers
+    async fn expire_holds(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Same rule as `Reservation::apply(Event::Expire)`: due when now >= hold_expires_at.
+        let done = sqlx::query(
+            "UPDATE reservations SET state = 'expired', updated_at = greatest($1, created_at)
+             WHERE state = 'held' AND hold_expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn mark_no_shows(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Same rule as `Reservation::apply(Event::MarkNoShow)`: due when
+        // now >= start + grace, and the charge is the quote.
+        let done = sqlx::query(
+            "UPDATE reservations
+             SET state = 'no_show', charged_cents = quote_cents, updated_at = greatest($1, created_at)
+             WHERE state = 'confirmed' AND lower(during) <= $2",
+        )
+        .bind(now)
+        .bind(now - NO_SHOW_GRACE)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+    // ANCHOR_END: sweepers
+
+    async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        if !lot_exists(&mut conn, lot_id).await? {
+            return Err(StoreError::LotNotFound(lot_id));
+        }
+        let rows = sqlx::query(concat!(
+            reservation_select!(),
+            "WHERE r.lot_id = $1 ORDER BY r.id"
+        ))
+        .bind(lot_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+}
