@@ -204,7 +204,7 @@ fn report(
     extra: &[(&str, f64)],
 ) -> Result<()> {
     let mut result = BenchResult::new(CHAPTER, name, ResultKind::Load)
-        .with_throughput(out.ok, out.errors, out.elapsed)
+        .with_throughput(out.ok + out.errors, out.errors, out.elapsed)
         .with_latency_us(&out.latency_us)
         .with_concurrency(spec.connections as u32);
     if let Some(c) = ceiling {

@@ -178,7 +178,10 @@ impl BenchResult {
         }
     }
 
-    /// Sets `ops`, `errors`, `duration_s` and `ops_per_sec` (successful ops per second).
+    /// Sets `ops`, `errors`, `duration_s` and `ops_per_sec`.
+    ///
+    /// `ops` counts every measured operation, failed ones included;
+    /// `ops_per_sec` is `(ops - errors) / elapsed`, the successful rate.
     pub fn with_throughput(mut self, ops: u64, errors: u64, elapsed: std::time::Duration) -> Self {
         self.ops = ops;
         self.errors = errors;
@@ -399,10 +402,20 @@ pub fn registry() -> Vec<ChapterReport> {
                     .map(serde_json::to_value)
                     .collect::<Result<Vec<_>, _>>()?;
                 let header = ctx.header("cargo xtask bench-report parking");
-                parking::report::render_all(&results)?
+                let mut written = parking::report::render_all(&results)?
                     .into_iter()
                     .map(|(path, body)| ctx.write(path, &format!("{header}{body}")))
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                // The reserve path's per-core figure feeds the capacity estimate;
+                // regenerate the estimate at once so the two cannot disagree.
+                let measured = parking::report::measured_json(&results, &ctx.machine.one_line())?;
+                written.push(ctx.write(parking::capacity::MEASURED_PATH, &measured)?);
+                let capacity: Vec<_> = crate::generate::registry()
+                    .into_iter()
+                    .filter(|g| g.path == parking::capacity::CAPACITY_PATH)
+                    .collect();
+                written.extend(crate::generate::write_all(&ctx.root, &capacity, None)?);
+                Ok(written)
             },
         },
         ChapterReport {
@@ -418,7 +431,9 @@ pub fn registry() -> Vec<ChapterReport> {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Run the benchmarks (and `measure` steps) first; `false` only re-renders
-    /// from the results already on disk, whatever their age.
+    /// from the results already on disk, whatever their age (the machine
+    /// header then describes the moment of rendering, so use it on the
+    /// machine and commit that measured).
     pub measure: bool,
     /// Extra arguments for criterion, after `--` (for example `--quick`).
     pub bench_args: Vec<String>,

@@ -30,13 +30,13 @@ pub struct BarChart<'a> {
 
 /// A horizontal bar chart of times on a logarithmic axis, as an SVG document.
 ///
-/// Bars are drawn top to bottom in the order given; a reference time, when
-/// present, is a black cross on the bar's row.
+/// Bars are drawn top to bottom in the order given, under a row for the
+/// legend; a reference time, when present, is a black cross on the bar's row.
 pub fn log_bar_chart(chart: &BarChart<'_>, bars: &[Bar]) -> Result<String> {
     const WIDTH: u32 = 960;
     const ROW: u32 = 36;
     let rows = bars.len().max(1);
-    let height = 140 + ROW * rows as u32;
+    let height = 140 + ROW * (rows as u32 + 1);
     let values = bars
         .iter()
         .flat_map(|b| std::iter::once(b.value_ns).chain(b.reference_ns));
@@ -52,7 +52,9 @@ pub fn log_bar_chart(chart: &BarChart<'_>, bars: &[Bar]) -> Result<String> {
         (1.0, 1e9)
     };
     let n = i32::try_from(rows)?;
-    let row_of = |i: usize| n - 1 - i as i32; // first bar at the top
+    // Rows 0..=n: bar i is on row n - 1 - i (first bar on top), and the
+    // empty row n above them holds the legend.
+    let row_of = |i: usize| n - 1 - i as i32;
 
     let mut svg = String::new();
     {
@@ -65,7 +67,7 @@ pub fn log_bar_chart(chart: &BarChart<'_>, bars: &[Bar]) -> Result<String> {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(210)
-            .build_cartesian_2d((lo..hi).log_scale(), (0..n - 1).into_segmented())
+            .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
             .map_err(plot_err)?;
         let labels: Vec<&str> = bars.iter().map(|b| b.label.as_str()).collect();
         let y_label = |v: &SegmentValue<i32>| match v {
