@@ -7,19 +7,7 @@
 //! machine count in the book always follows the last committed measurement.
 
 use anyhow::{Context, Result};
-use capacity::{Estimate, Inputs, Workload};
-use serde::{Deserialize, Serialize};
-
-/// What the load test measured, as the capacity model needs it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Measured {
-    /// Redirects per second per core on the measured path.
-    pub redirects_per_core: f64,
-    /// The load-test configuration the figure comes from.
-    pub path: String,
-    /// The machine, compiler, commit and date of the run.
-    pub measured_on: String,
-}
+use capacity::{Inputs, Measured, Workload};
 
 // ANCHOR: inputs
 /// The requirements as capacity inputs; `measured` supplies the throughput per core.
@@ -45,46 +33,30 @@ pub fn inputs(measured: &Measured) -> Inputs {
         // and its target, about 200 bytes with the cache's own overhead.
         cache_hot_fraction: 0.2,
         cache_entry_bytes: 200,
-        ops_per_core: measured.redirects_per_core,
-        ops_per_core_source: format!(
-            "measured: {} path of the load test, {}",
-            measured.path, measured.measured_on
-        ),
+        ops_per_core: measured.ops_per_core,
+        ops_per_core_source: measured.source(),
         cores_per_machine: 16,
         target_utilisation: 0.5,
     }
 }
 // ANCHOR_END: inputs
 
-/// Reads the measurement file written by the load test's report.
-pub fn read_measured(json: &str) -> Result<Measured> {
-    let m: Measured = serde_json::from_str(json).context("parsing measured.json")?;
-    anyhow::ensure!(
-        m.redirects_per_core.is_finite() && m.redirects_per_core > 0.0,
-        "measured.json has no positive redirects_per_core"
-    );
-    Ok(m)
-}
-
-/// The inputs table and the estimate table, for `src/url-shortener/generated/capacity.md`.
+/// The inputs and estimate tables, for `src/url-shortener/generated/capacity.md`.
 pub fn capacity_markdown(measured_json: &str) -> Result<String> {
-    let measured = read_measured(measured_json)?;
-    let inputs = inputs(&measured);
-    let estimate = Estimate::new(&inputs).context("the chapter's capacity inputs are invalid")?;
-    Ok(format!(
-        "**Inputs**\n\n{}\n**Estimate**\n\n{}",
-        inputs.to_markdown(),
-        estimate.to_markdown()
-    ))
+    let measured = Measured::from_json(measured_json)?;
+    capacity::chapter_tables(&inputs(&measured))
+        .context("the chapter's capacity inputs are invalid")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use capacity::Estimate;
+
     fn measured(per_core: f64) -> Measured {
         Measured {
-            redirects_per_core: per_core,
+            ops_per_core: per_core,
             path: "redirect_redis".into(),
             measured_on: "a test".into(),
         }
@@ -110,16 +82,14 @@ mod tests {
 
     #[test]
     fn a_missing_or_zero_measurement_is_an_error() {
-        assert!(read_measured("{}").is_err());
-        let zero = serde_json::to_string(&measured(0.0)).expect("serialise");
-        assert!(read_measured(&zero).is_err());
+        assert!(capacity_markdown("{}").is_err());
+        assert!(capacity_markdown(&measured(0.0).to_json()).is_err());
         assert!(capacity_markdown("not json").is_err());
     }
 
     #[test]
     fn the_table_names_its_measurement() {
-        let json = serde_json::to_string(&measured(12_345.0)).expect("serialise");
-        let md = capacity_markdown(&json).expect("a table");
+        let md = capacity_markdown(&measured(12_345.0).to_json()).expect("a table");
         assert!(md.contains("redirect_redis"));
         assert!(md.contains("| Machines |"));
     }

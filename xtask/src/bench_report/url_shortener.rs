@@ -103,13 +103,12 @@ pub fn render(ctx: &Context) -> Result<Vec<PathBuf>> {
     )?);
 
     let sizing = find(&results, SIZING_PATH)?;
-    let measured = url_shortener::capacity::Measured {
-        redirects_per_core: per_core(sizing)?,
-        path: SIZING_PATH.to_string(),
+    let measured = capacity::Measured {
+        ops_per_core: per_core(sizing)?,
+        path: format!("the {SIZING_PATH} path of the load test"),
         measured_on: ctx.machine.one_line(),
     };
-    let json = serde_json::to_string_pretty(&measured)? + "\n";
-    written.push(ctx.write(&format!("{DIR}/measured.json"), &json)?);
+    written.push(ctx.write(&format!("{DIR}/measured.json"), &measured.to_json())?);
     written.extend(regenerate_capacity(&ctx.root)?);
     Ok(written)
 }
