@@ -39,6 +39,13 @@ pub fn registry() -> Vec<Generator> {
             source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
         },
         Generator {
+            path: "src/parking/generated/capacity.md",
+            // Computed from the committed measurement that `bench-report parking` writes.
+            source: Source::Pure(|| {
+                parking::capacity::capacity_markdown(&repo_file(parking::capacity::MEASURED_PATH)?)
+            }),
+        },
+        Generator {
             path: "src/parking/generated/explain-assign.md",
             source: Source::Postgres(parking::generated::explain_assign),
         },

@@ -29,6 +29,7 @@ pub struct Spot {
     pub at: SpotRef,
 }
 
+// ANCHOR: kind_availability
 /// How many spots of a kind a lot has, and how many are free for a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindAvailability {
@@ -39,6 +40,7 @@ pub struct KindAvailability {
     /// Of those, spots with no live reservation overlapping the range.
     pub free: i64,
 }
+// ANCHOR_END: kind_availability
 
 // ANCHOR: assign_sql
 /// The lowest-level free spot of kind `$2` in lot `$1` for `[$3, $4)`.

@@ -27,6 +27,7 @@ use crate::domain::{Reservation, ReserveRequest};
 /// Longest accepted key, in bytes.
 pub const KEY_MAX_LEN: usize = 255;
 
+// ANCHOR: key
 /// A client-chosen key naming one reserve request: 1 to 255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -66,6 +67,7 @@ impl IdempotencyKey {
         &self.0
     }
 }
+// ANCHOR_END: key
 
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

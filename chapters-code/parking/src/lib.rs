@@ -32,10 +32,12 @@
 //!   and the PostgreSQL adapter; one behaviour suite runs against both.
 //! - [`service`]: axum routes; errors become RFC 9457 problem+json in one place.
 //! - [`strategies`], [`load`], [`report`]: the comparison and the measured
-//!   runs behind the chapter's tables; [`generated`]: the computed files.
+//!   runs behind the chapter's tables; [`capacity`]: the requirements as
+//!   inputs of the capacity model; [`generated`]: the computed files.
 #![warn(missing_docs)]
 
 pub mod assign;
+pub mod capacity;
 pub mod clock;
 pub mod domain;
 pub mod generated;

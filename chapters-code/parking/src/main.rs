@@ -20,9 +20,11 @@ use parking::store::{LevelLayout, LotLayout, MemoryStore, PgStore, ReservationSt
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+// ANCHOR: sweep_every
 /// How often lapsed holds and no-shows are swept. A lapsed hold keeps its
 /// spot at most this much longer than its TTL.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
+// ANCHOR_END: sweep_every
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -50,6 +52,7 @@ async fn main() -> Result<()> {
     }
 }
 
+// ANCHOR: run
 async fn run<S: ReservationStore>(listener: TcpListener, state: AppState<S>) -> Result<()> {
     match state.store.create_lot(&demo_lot()).await {
         Ok(id) => tracing::info!(lot_id = id, "created the demo lot"),
@@ -66,7 +69,9 @@ async fn run<S: ReservationStore>(listener: TcpListener, state: AppState<S>) -> 
     sweeper.abort();
     Ok(())
 }
+// ANCHOR_END: run
 
+// ANCHOR: sweep
 /// Applies the time-based transitions forever.
 async fn sweep<S: ReservationStore>(state: AppState<S>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -86,6 +91,7 @@ async fn sweep<S: ReservationStore>(state: AppState<S>) {
         }
     }
 }
+// ANCHOR_END: sweep
 
 fn demo_lot() -> LotLayout {
     use SpotKind::*;

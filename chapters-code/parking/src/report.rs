@@ -261,6 +261,31 @@ pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String>
 }
 // ANCHOR_END: render_performance
 
+// ANCHOR: measured_json
+/// The reserve run whose per-core figure sizes the fleet: the most clients,
+/// where the two cores are saturated and throughput has stopped growing.
+pub const SIZING_CLIENTS: u32 = CLIENTS[CLIENTS.len() - 1];
+
+/// The content of [`crate::capacity::MEASURED_PATH`]: reservations per second
+/// per core of the reserve run with [`SIZING_CLIENTS`] clients, and where it was measured.
+pub fn measured_json(results: &[serde_json::Value], measured_on: &str) -> Result<String> {
+    let by_name = parse(results)?;
+    let name = reserve_result(SIZING_CLIENTS);
+    let run = by_name
+        .get(&name)
+        .with_context(|| format!("no result {name:?}; run `cargo xtask bench-report parking`"))?;
+    let per_second = run
+        .ops_per_sec
+        .with_context(|| format!("{name} has no throughput"))?;
+    let measured = capacity::Measured {
+        ops_per_core: per_second / run.cores.max(1) as f64,
+        path: format!("the {name} run of the reserve path"),
+        measured_on: measured_on.to_string(),
+    };
+    Ok(measured.to_json())
+}
+// ANCHOR_END: measured_json
+
 /// Both tables, as (path relative to the repository root, Markdown without the machine header).
 pub fn render_all(results: &[serde_json::Value]) -> Result<Vec<(&'static str, String)>> {
     Ok(vec![
@@ -303,6 +328,20 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("| 1 | not measured"), "{p}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_sizing_run_becomes_the_measured_input() -> Result<()> {
+        let reserve = serde_json::json!({
+            "name": "reserve-c32", "ops": 6000, "ops_per_sec": 2000.0, "concurrency": 32,
+            "cores": 2
+        });
+        let json = measured_json(&[reserve], "a machine")?;
+        let m = capacity::Measured::from_json(&json)?;
+        assert_eq!(m.ops_per_core, 1000.0);
+        assert_eq!(m.path, "the reserve-c32 run of the reserve path");
+        assert!(measured_json(&[], "a machine").is_err());
         Ok(())
     }
 }

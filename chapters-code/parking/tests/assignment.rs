@@ -179,6 +179,7 @@ fn for_cases(check: fn(&tokio::runtime::Runtime, &PgPool, &Case) -> Result<(), T
     drop(db);
 }
 
+// ANCHOR: assignment_property
 #[test]
 fn assignment_matches_brute_force() {
     for_cases(|rt, pool, case| {
@@ -193,6 +194,7 @@ fn assignment_matches_brute_force() {
         Ok(())
     });
 }
+// ANCHOR_END: assignment_property
 
 #[test]
 fn availability_matches_brute_force() {

@@ -18,6 +18,7 @@ use parking::store::{PgStore, ReservationStore, StoreError};
 use parking::strategies::{self, Contention, Outcome, Strategy};
 use sqlx::PgPool;
 
+// ANCHOR: race
 /// `clients` clients book spot 1 for the same hour at the same moment; returns how many booked.
 async fn race(pool: &PgPool, strategy: Strategy, clients: usize, round: i64) -> u64 {
     let start = strategies::contention_day() + SLOT * (4 * i32::try_from(round).unwrap_or(0));
@@ -45,6 +46,7 @@ async fn race(pool: &PgPool, strategy: Strategy, clients: usize, round: i64) -> 
     }
     booked
 }
+// ANCHOR_END: race
 
 /// The tests here open up to 32 connections each; run one at a time, so
 /// this binary never holds more than a third of the server's 100.
@@ -74,6 +76,7 @@ fn shape() -> Contention {
     }
 }
 
+// ANCHOR: naive_test
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn naive_check_then_insert_double_books() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -97,6 +100,7 @@ async fn naive_check_then_insert_double_books() {
         "naive: {rounds_with_more_than_one}/{ROUNDS} rounds double-booked, {pairs} overlapping pairs"
     );
 }
+// ANCHOR_END: naive_test
 
 async fn strategy_never_double_books(strategy: Strategy) {
     let Some((_db, pool)) = strategies_db().await else {
@@ -277,6 +281,7 @@ async fn client(store: &PgStore, lot: LotId, t: u32) -> Vec<(String, Seen)> {
 }
 // ANCHOR_END: proof
 
+// ANCHOR: one_key_test
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_with_one_key_make_one_reservation() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -322,3 +327,4 @@ async fn concurrent_requests_with_one_key_make_one_reservation() {
     assert_eq!(mismatches, 8, "the other body is refused every time");
     assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
 }
+// ANCHOR_END: one_key_test

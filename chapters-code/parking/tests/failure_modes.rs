@@ -7,6 +7,7 @@ use parking::domain::SpotKind;
 use parking::idempotency::{self, Claim, IdempotencyKey, fingerprint};
 use parking::store::ReservationStore;
 
+// ANCHOR: failover_test
 /// The connection dies (a failover, a crash, a killed backend) after the
 /// reservation row was written but before COMMIT: nothing of it survives,
 /// not the reservation and not the idempotency key, so the client's retry
@@ -85,3 +86,4 @@ async fn database_failure_mid_transaction_leaves_nothing_behind() {
     assert!(again.replayed);
     assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
 }
+// ANCHOR_END: failover_test

@@ -78,6 +78,7 @@ async fn partitioning_by_lot_keeps_the_invariant() {
     assert_eq!(spread.iter().map(|(_, n)| n).sum::<i64>(), 8, "{spread:?}");
 }
 
+// ANCHOR: cross_partition
 #[tokio::test]
 async fn a_cross_partition_constraint_must_name_the_lot() {
     let Some(db) = testkit::postgres(Some(&partitioned_path())).await else {
@@ -97,3 +98,4 @@ async fn a_cross_partition_constraint_must_name_the_lot() {
         "{refused:?}"
     );
 }
+// ANCHOR_END: cross_partition

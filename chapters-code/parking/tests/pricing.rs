@@ -43,6 +43,7 @@ fn range(start: DateTime<Utc>, slots: i32) -> TimeRange {
     TimeRange::new(start, start + SLOT * slots).unwrap_or_else(|e| panic!("{e}"))
 }
 
+// ANCHOR: pricing_properties
 proptest! {
     #[test]
     fn price_is_never_negative(t in tariff(), s in start(), n in 1..=MAX_SLOTS) {
@@ -93,3 +94,4 @@ proptest! {
         prop_assert!(charged >= price(&r, &t));
     }
 }
+// ANCHOR_END: pricing_properties

@@ -219,6 +219,7 @@ async fn full_stay_over_http_on_postgres() {
     full_stay_over_http(store).await;
 }
 
+// ANCHOR: replay_test
 #[tokio::test]
 async fn same_idempotency_key_same_body_returns_first_result() {
     let store = Arc::new(MemoryStore::new());
@@ -248,6 +249,7 @@ async fn same_idempotency_key_same_body_returns_first_result() {
     assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
     server.stop().await;
 }
+// ANCHOR_END: replay_test
 
 #[tokio::test]
 async fn same_idempotency_key_other_body_is_422() {
@@ -456,6 +458,7 @@ async fn bad_input_is_a_named_problem_and_changes_nothing() {
     server.stop().await;
 }
 
+// ANCHOR: expiry_test
 #[tokio::test]
 async fn unconfirmed_holds_expire_over_http() {
     let store = Arc::new(MemoryStore::new());
@@ -491,7 +494,9 @@ async fn unconfirmed_holds_expire_over_http() {
     assert_eq!(server.post(&path, &body).await.status, StatusCode::CREATED);
     server.stop().await;
 }
+// ANCHOR_END: expiry_test
 
+// ANCHOR: down_test
 #[tokio::test]
 async fn database_down_is_503_with_retry_after() {
     // Nothing listens on port 1: every query fails to connect.
@@ -524,3 +529,4 @@ async fn database_down_is_503_with_retry_after() {
     );
     server.stop().await;
 }
+// ANCHOR_END: down_test

@@ -75,6 +75,7 @@ fn terminal_states_accept_nothing() {
     }
 }
 
+// ANCHOR: live_states_test
 #[test]
 fn live_states_match_the_exclusion_constraint() {
     // The constraint's WHERE clause and LIVE_STATES must name the same states,
@@ -100,6 +101,7 @@ fn live_states_match_the_exclusion_constraint() {
         parking::assign::AVAILABILITY_SQL.contains(&format!("r.state IN ({})", quoted.join(", ")))
     );
 }
+// ANCHOR_END: live_states_test
 
 #[test]
 fn a_late_confirmation_is_refused_and_names_the_expiry() {

@@ -506,6 +506,7 @@ async fn failed_reserve_does_not_consume_the_key(store: &impl ReservationStore) 
     assert!(later.as_ref().is_ok_and(|r| !r.replayed), "{later:?}");
 }
 
+// ANCHOR: two_holds
 async fn retry_without_idempotency_key_creates_two_holds(store: &impl ReservationStore) {
     // The failure mode the key exists for: the client never saw the first
     // answer, retried, and now holds two spots.
@@ -526,6 +527,7 @@ async fn retry_without_idempotency_key_creates_two_holds(store: &impl Reservatio
     assert_ne!(a.reservation.spot, b.reservation.spot);
     assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(2));
 }
+// ANCHOR_END: two_holds
 
 async fn availability_counts_free_spots(store: &impl ReservationStore) {
     let lot = store

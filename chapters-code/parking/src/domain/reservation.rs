@@ -26,6 +26,7 @@ pub struct SpotRef {
     pub number: i32,
 }
 
+// ANCHOR: request_types
 /// A request to reserve a spot of some kind in a lot, parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReserveRequest {
@@ -69,7 +70,9 @@ pub struct Reservation {
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
+// ANCHOR_END: request_types
 
+// ANCHOR: transition_error
 /// Why an event was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
@@ -103,6 +106,7 @@ pub enum TransitionError {
         due_at: DateTime<Utc>,
     },
 }
+// ANCHOR_END: transition_error
 
 impl Reservation {
     /// A new hold on `spot` for `request`, made at `now`.

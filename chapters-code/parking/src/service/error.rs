@@ -16,6 +16,7 @@ use crate::store::StoreError;
 /// Problem `type` URIs start with this (the `.example` domain is reserved for documentation).
 pub const PROBLEM_BASE: &str = "https://parking.example/problems/";
 
+// ANCHOR: api_error
 /// Why a request failed, from any layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -44,7 +45,9 @@ pub enum ApiError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+// ANCHOR_END: api_error
 
+// ANCHOR: problem
 /// The JSON body of an error response.
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -58,6 +61,7 @@ pub struct Problem {
     /// What went wrong this time.
     pub detail: String,
 }
+// ANCHOR_END: problem
 
 // ANCHOR: status_map
 impl ApiError {
@@ -124,6 +128,7 @@ impl ApiError {
 }
 // ANCHOR_END: status_map
 
+// ANCHOR: unavailable
 /// Errors that mean "the database is not reachable right now", worth a retry later.
 fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
@@ -139,7 +144,9 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         // cannot connect now), which is what a failover looks like.
         .is_some_and(|c| c.starts_with("57"))
 }
+// ANCHOR_END: unavailable
 
+// ANCHOR: into_response
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.classify();
@@ -174,3 +181,4 @@ impl IntoResponse for ApiError {
         response
     }
 }
+// ANCHOR_END: into_response

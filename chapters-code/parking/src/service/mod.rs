@@ -41,12 +41,14 @@ use crate::domain::{
 use crate::idempotency::IdempotencyKey;
 use crate::store::ReservationStore;
 
+// ANCHOR: headers
 /// The header a client sets to make a reserve safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set to `true` on a response that replays an earlier request's result.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// A request taking longer than this is answered 503 and its transaction rolled back.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+// ANCHOR_END: headers
 
 /// What every handler shares: the store and the clock.
 pub struct AppState<S> {
@@ -75,6 +77,7 @@ impl<S> AppState<S> {
     }
 }
 
+// ANCHOR: reserve_body
 /// The body of `POST /lots/{lot}/reservations`; fields are parsed by the domain types.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReserveBody {
@@ -99,7 +102,9 @@ impl ReserveBody {
         })
     }
 }
+// ANCHOR_END: reserve_body
 
+// ANCHOR: availability_types
 /// The query of `GET /lots/{lot}/availability`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AvailabilityQuery {
@@ -120,7 +125,9 @@ pub struct Availability {
     /// Per kind the lot has: all spots, and those free for the whole range.
     pub kinds: Vec<KindAvailability>,
 }
+// ANCHOR_END: availability_types
 
+// ANCHOR: router
 /// The service's routes over `state`.
 pub fn router<S: ReservationStore>(state: AppState<S>) -> Router {
     Router::new()
@@ -136,6 +143,7 @@ pub fn router<S: ReservationStore>(state: AppState<S>) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+// ANCHOR_END: router
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes
 /// the requests in flight (their transactions commit or roll back) and returns.
@@ -208,6 +216,7 @@ async fn get_reservation<S: ReservationStore>(
     Ok(Json(app.store.get(id).await?))
 }
 
+// ANCHOR: transition_handler
 async fn transition<S: ReservationStore>(
     State(app): State<AppState<S>>,
     path: Result<Path<(Uuid, String)>, PathRejection>,
@@ -224,3 +233,4 @@ async fn transition<S: ReservationStore>(
     let now = app.clock.now();
     Ok(Json(app.store.apply(id, event, now).await?))
 }
+// ANCHOR_END: transition_handler

@@ -11,6 +11,7 @@ use crate::assign::{KindAvailability, Spot, assign_reference, availability_refer
 use crate::domain::{Event, LotId, Reservation, ReserveRequest, SpotRef, State, TimeRange};
 use crate::idempotency::{IdempotencyKey, fingerprint};
 
+// ANCHOR: memory_store
 /// A [`ReservationStore`] in process memory; the default of `cargo run --bin parking`.
 ///
 /// Every operation takes the one lock, does its work without awaiting, and
@@ -21,6 +22,7 @@ use crate::idempotency::{IdempotencyKey, fingerprint};
 pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
+// ANCHOR_END: memory_store
 
 #[derive(Debug, Default)]
 struct Inner {

@@ -85,6 +85,7 @@ impl LotLayout {
     }
 }
 
+// ANCHOR: store_error
 /// What a reserve call produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
@@ -137,7 +138,9 @@ pub enum StoreError {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 }
+// ANCHOR_END: store_error
 
+// ANCHOR: store_trait
 /// Everything the service needs from storage.
 ///
 /// `now` is always an argument: stores never read a clock, so the tests
@@ -197,3 +200,4 @@ pub trait ReservationStore: Send + Sync + 'static {
         lot_id: LotId,
     ) -> impl Future<Output = Result<Vec<Reservation>, StoreError>> + Send;
 }
+// ANCHOR_END: store_trait
