@@ -141,7 +141,7 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
         );
     }
     out.push_str(
-        "| Strategy | Enforced by | Attempts | Booked | Refused | Retries (40001) | Gave up \
+        "| Strategy | Enforced by | Attempts | Booked | Refused | Retries (40001, 40P01) | Gave up \
          | Overlapping pairs | Attempts/s | p50 | p99 |\n",
     );
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

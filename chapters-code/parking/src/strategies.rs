@@ -33,6 +33,12 @@ pub const STRATEGIES_SQL: &str = include_str!("../sql/strategies.sql");
 
 /// A SERIALIZABLE booking is retried at most this many times after SQLSTATE 40001.
 pub const SERIALIZABLE_MAX_RETRIES: u32 = 10;
+/// An exclusion-constraint INSERT is retried at most this many times after a deadlock (40P01).
+///
+/// When many clients insert overlapping rows at the same instant, the
+/// deadlocks come one after another (each found after `deadlock_timeout`), and
+/// a client may lose several before one insert commits and the rest get 23P01.
+pub const DEADLOCK_MAX_RETRIES: u32 = 30;
 
 /// One way of enforcing the invariant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,7 +107,7 @@ pub enum Outcome {
 pub struct Attempt {
     /// How it ended.
     pub outcome: Outcome,
-    /// Serialization failures retried on the way (SERIALIZABLE only).
+    /// Failures retried on the way: 40001 under SERIALIZABLE, 40P01 deadlocks under the exclusion constraint.
     pub retries: u32,
 }
 
@@ -264,26 +270,46 @@ async fn serializable_once(
 ///
 /// If a concurrent transaction inserted an overlapping row and has not
 /// committed yet, this INSERT waits for it, then fails with 23P01 if it
-/// committed or succeeds if it rolled back. No check, no lock, no retry.
+/// committed or succeeds if it rolled back. No check and no lock; the one
+/// retry case is a deadlock (40P01): PostgreSQL inserts the index entry
+/// before checking the constraint, so two overlapping INSERTs at the same
+/// instant can each wait for the other, and one is aborted. Run again, it
+/// finds the winner's row and gets 23P01 (or succeeds if the winner failed);
+/// after [`DEADLOCK_MAX_RETRIES`] deadlocks it gives up.
 pub async fn exclusion(
     pool: &PgPool,
     spot: i64,
     range: &TimeRange,
     client: &str,
 ) -> Result<Attempt, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO guarded_bookings (spot_id, during, client) VALUES ($1, tstzrange($2, $3), $4)",
-    )
-    .bind(spot)
-    .bind(range.start())
-    .bind(range.end())
-    .bind(client)
-    .execute(pool)
-    .await;
-    match inserted {
-        Ok(_) => Ok(Outcome::Booked.into()),
-        Err(e) if sqlstate(&e).as_deref() == Some("23P01") => Ok(Outcome::Refused.into()),
-        Err(e) => Err(e),
+    let mut retries = 0;
+    loop {
+        let inserted = sqlx::query(
+            "INSERT INTO guarded_bookings (spot_id, during, client) VALUES ($1, tstzrange($2, $3), $4)",
+        )
+        .bind(spot)
+        .bind(range.start())
+        .bind(range.end())
+        .bind(client)
+        .execute(pool)
+        .await;
+        let outcome = match inserted {
+            Ok(_) => Outcome::Booked,
+            Err(e) if sqlstate(&e).as_deref() == Some("23P01") => Outcome::Refused,
+            Err(e) if sqlstate(&e).as_deref() == Some("40P01") => {
+                retries += 1;
+                if retries >= DEADLOCK_MAX_RETRIES {
+                    Outcome::GaveUp
+                } else {
+                    // Without jitter the losers re-enter together and form the next cycle.
+                    let ms = rand::rng().random_range(0..=2u64 << retries.min(5));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    continue;
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        return Ok(Attempt { outcome, retries });
     }
 }
 // ANCHOR_END: exclusion

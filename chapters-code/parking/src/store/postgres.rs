@@ -192,10 +192,20 @@ impl PgStore {
 /// exclusion constraint. Here that can only be `no_overlapping_live_reservations`.
 const EXCLUSION_VIOLATION: &str = "23P01";
 
-/// A lost race becomes [`StoreError::Conflict`]; anything else stays a database error.
+/// SQLSTATE 40P01. PostgreSQL inserts the new index entry before it checks
+/// the exclusion constraint, so two overlapping INSERTs at the same instant
+/// can each wait for the other's transaction; the deadlock detector then
+/// aborts one of them. That is the same lost race as 23P01, reported late.
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// A lost race (23P01, or the deadlock it can turn into) becomes
+/// [`StoreError::Conflict`] and is retried; anything else stays a database error.
 fn conflict_or_database(e: sqlx::Error) -> StoreError {
     let code = e.as_database_error().and_then(|d| d.code());
-    if code.as_deref() == Some(EXCLUSION_VIOLATION) {
+    if matches!(
+        code.as_deref(),
+        Some(EXCLUSION_VIOLATION | DEADLOCK_DETECTED)
+    ) {
         StoreError::Conflict { attempts: 1 }
     } else {
         StoreError::Database(e)

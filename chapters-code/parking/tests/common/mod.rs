@@ -28,8 +28,26 @@ pub async fn pg_store() -> Option<(TestDb, PgStore)> {
 /// Like [`pg_store`], with a pool of `max` connections for concurrency tests.
 pub async fn pg_store_with(max: u32) -> Option<(TestDb, PgStore)> {
     let db = testkit::postgres(Some(&schema_path())).await?;
+    lower_deadlock_timeout(&db).await;
     let store = PgStore::new(db.pool_with(max).await);
     Some((db, store))
+}
+
+/// Sets `deadlock_timeout` to 50 ms for connections opened from now on.
+///
+/// Overlapping INSERTs at one instant under the exclusion constraint can wait
+/// for each other in a cycle that only the deadlock detector breaks, after
+/// `deadlock_timeout` (1 s by default); the loser gets 40P01 and is retried
+/// like a 23P01. The outcome is the same at any timeout, and a short one keeps
+/// the concurrency tests short.
+pub async fn lower_deadlock_timeout(db: &TestDb) {
+    let sql = format!(
+        r#"ALTER DATABASE "{}" SET deadlock_timeout = '50ms'"#,
+        db.name()
+    );
+    if let Err(e) = db.apply_sql(&sql).await {
+        panic!("lowering deadlock_timeout: {e}");
+    }
 }
 
 /// An instant from RFC 3339 text (test input, so a panic is the right failure).
