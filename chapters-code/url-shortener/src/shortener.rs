@@ -132,18 +132,7 @@ pub struct Stats {
 
 /// The shortener's use cases; a cheap handle, cloned into every request.
 pub struct Shortener<S> {
-    inner: Arc<Inner<S>>,
-}
-
-struct Inner<S> {
-    store: S,
-    ids: Arc<dyn CodeGenerator>,
-    cache: LinkCache,
-    clicks: ClickRecorder,
-    policy: UrlPolicy,
-    store_timeout: Duration,
-    max_code_attempts: u32,
-    metrics: Arc<Metrics>,
+    inner: Arc<Parts<S>>,
 }
 
 impl<S> Clone for Shortener<S> {
@@ -177,27 +166,8 @@ pub struct Parts<S> {
 impl<S: LinkStore> Shortener<S> {
     /// Assembles a shortener.
     pub fn new(parts: Parts<S>) -> Self {
-        let Parts {
-            store,
-            ids,
-            cache,
-            clicks,
-            policy,
-            store_timeout,
-            max_code_attempts,
-            metrics,
-        } = parts;
         Self {
-            inner: Arc::new(Inner {
-                store,
-                ids,
-                cache,
-                clicks,
-                policy,
-                store_timeout,
-                max_code_attempts,
-                metrics,
-            }),
+            inner: Arc::new(parts),
         }
     }
 
