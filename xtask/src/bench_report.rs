@@ -391,28 +391,28 @@ pub fn registry() -> Vec<ChapterReport> {
             render: latency::render,
         },
         ChapterReport {
-            key: "parking",
-            benches: &["parking"],
+            key: "parking-reservation",
+            benches: &["parking-reservation"],
             measure: None,
-            // The tables are rendered by the chapter crate (`parking::report`).
+            // The tables are rendered by the chapter crate (`parking_reservation::report`).
             render: |ctx| {
-                let results = ctx.results(parking::report::CHAPTER)?;
+                let results = ctx.results(parking_reservation::report::CHAPTER)?;
                 let results = results
                     .iter()
                     .map(serde_json::to_value)
                     .collect::<Result<Vec<_>, _>>()?;
-                let header = ctx.header("cargo xtask bench-report parking");
-                let mut written = parking::report::render_all(&results)?
+                let header = ctx.header("cargo xtask bench-report parking-reservation");
+                let mut written = parking_reservation::report::render_all(&results)?
                     .into_iter()
                     .map(|(path, body)| ctx.write(path, &format!("{header}{body}")))
                     .collect::<Result<Vec<_>>>()?;
                 // The reserve path's per-core figure feeds the capacity estimate;
                 // regenerate the estimate at once so the two cannot disagree.
-                let measured = parking::report::measured_json(&results, &ctx.machine.one_line())?;
-                written.push(ctx.write(parking::capacity::MEASURED_PATH, &measured)?);
+                let measured = parking_reservation::report::measured_json(&results, &ctx.machine.one_line())?;
+                written.push(ctx.write(parking_reservation::capacity::MEASURED_PATH, &measured)?);
                 let capacity: Vec<_> = crate::generate::registry()
                     .into_iter()
-                    .filter(|g| g.path == parking::capacity::CAPACITY_PATH)
+                    .filter(|g| g.path == parking_reservation::capacity::CAPACITY_PATH)
                     .collect();
                 written.extend(crate::generate::write_all(&ctx.root, &capacity, None)?);
                 Ok(written)

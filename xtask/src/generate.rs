@@ -39,27 +39,27 @@ pub fn registry() -> Vec<Generator> {
             source: Source::Pure(|| Ok(capacity::worked_example_markdown()?)),
         },
         Generator {
-            path: "src/parking/generated/capacity.md",
-            // Computed from the committed measurement that `bench-report parking` writes.
+            path: "src/parking-reservation/generated/capacity.md",
+            // Computed from the committed measurement that `bench-report parking-reservation` writes.
             source: Source::Pure(|| {
-                parking::capacity::capacity_markdown(&repo_file(parking::capacity::MEASURED_PATH)?)
+                parking_reservation::capacity::capacity_markdown(&repo_file(parking_reservation::capacity::MEASURED_PATH)?)
             }),
         },
         Generator {
-            path: "src/parking/generated/explain-assign.md",
-            source: Source::Postgres(parking::generated::explain_assign),
+            path: "src/parking-reservation/generated/explain-assign.md",
+            source: Source::Postgres(parking_reservation::generated::explain_assign),
         },
         Generator {
-            path: "src/parking/generated/explain-availability.md",
-            source: Source::Postgres(parking::generated::explain_availability),
+            path: "src/parking-reservation/generated/explain-availability.md",
+            source: Source::Postgres(parking_reservation::generated::explain_availability),
         },
         Generator {
-            path: "src/parking/generated/pricing.md",
-            source: Source::Pure(parking::generated::pricing),
+            path: "src/parking-reservation/generated/pricing.md",
+            source: Source::Pure(parking_reservation::generated::pricing),
         },
         Generator {
-            path: "src/parking/generated/state-diagram.md",
-            source: Source::Pure(parking::generated::state_diagram),
+            path: "src/parking-reservation/generated/state-diagram.md",
+            source: Source::Pure(parking_reservation::generated::state_diagram),
         },
         Generator {
             path: "src/url-shortener/generated/capacity.md",

@@ -1,0 +1,347 @@
+//! The chapter's performance tables, rendered from the benchmark's results.
+//!
+//! `benches/parking-reservation.rs` writes one JSON result per measured configuration
+//! (`target/sdb-results/parking-reservation/<name>.json`, the format of
+//! `xtask::bench_report`); `cargo xtask bench-report parking-reservation` reads them back
+//! and calls [`render_all`], which returns the Markdown of
+//! `src/parking-reservation/generated/strategies.md` and `performance.md`. The caller
+//! puts the machine header on top. The functions take the results as JSON
+//! values so this crate need not depend on `xtask`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::strategies::Strategy;
+
+/// The chapter slug the results are filed under.
+pub const CHAPTER: &str = "parking-reservation";
+/// Where the strategy comparison goes.
+pub const STRATEGIES_PATH: &str = "src/parking-reservation/generated/strategies.md";
+/// Where the performance table goes.
+pub const PERFORMANCE_PATH: &str = "src/parking-reservation/generated/performance.md";
+/// The target commonly claimed for such a system: reservations per minute...
+pub const TARGET_PER_MINUTE: f64 = 1_000.0;
+/// ...with a 95th-percentile latency under this many milliseconds.
+pub const TARGET_P95_MS: f64 = 300.0;
+/// The client counts of the performance runs.
+pub const CLIENTS: [u32; 3] = [1, 8, 32];
+
+/// The result name of a strategy's contention run.
+pub fn strategy_result(strategy: Strategy) -> String {
+    format!("strategy-{}", strategy.id())
+}
+
+/// The result name of the reserve run with `clients` clients.
+pub fn reserve_result(clients: u32) -> String {
+    format!("reserve-c{clients}")
+}
+
+/// The result name of the ceiling run with `clients` clients.
+pub fn ceiling_result(clients: u32) -> String {
+    format!("ceiling-insert-c{clients}")
+}
+
+/// The fields of a `BenchResult` this report reads.
+#[derive(Debug, Deserialize)]
+struct Measured {
+    name: String,
+    #[serde(default)]
+    ops: u64,
+    #[serde(default)]
+    ops_per_sec: Option<f64>,
+    #[serde(default)]
+    p50_us: Option<f64>,
+    #[serde(default)]
+    p99_us: Option<f64>,
+    #[serde(default)]
+    concurrency: Option<u32>,
+    cores: usize,
+    #[serde(default)]
+    extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Measured {
+    fn extra_u64(&self, key: &str) -> u64 {
+        self.extra
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    fn extra_i64(&self, key: &str) -> i64 {
+        self.extra
+            .get(key)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+    }
+}
+
+fn parse(results: &[serde_json::Value]) -> Result<BTreeMap<String, Measured>> {
+    let mut out = BTreeMap::new();
+    for v in results {
+        let r: Measured = serde_json::from_value(v.clone()).context("reading a parking result")?;
+        out.insert(r.name.clone(), r);
+    }
+    Ok(out)
+}
+
+/// Microseconds as `850 µs`, `12.3 ms` or `1.20 s`.
+pub fn fmt_us(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 100_000.0 {
+        format!("{:.1} ms", us / 1_000.0)
+    } else if us < 1_000_000.0 {
+        format!("{:.0} ms", us / 1_000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+fn fmt_opt_us(us: Option<f64>) -> String {
+    us.map_or_else(|| "n/a".to_string(), fmt_us)
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 100.0 => format!("{r:.0}"),
+        Some(r) => format!("{r:.1}"),
+        None => "n/a".to_string(),
+    }
+}
+
+fn label(s: Strategy) -> (&'static str, &'static str) {
+    match s {
+        Strategy::Naive => ("Check, then insert", "nothing (READ COMMITTED)"),
+        Strategy::ForUpdate => ("`SELECT … FOR UPDATE` on the spot", "a row lock"),
+        Strategy::Serializable => ("SERIALIZABLE, retry on 40001", "SSI aborts"),
+        Strategy::Exclusion => ("Exclusion constraint", "`EXCLUDE USING gist`"),
+    }
+}
+
+// ANCHOR: render_strategies
+/// The strategy comparison table.
+pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
+    let by_name = parse(results)?;
+    let mut out = String::new();
+    if let Some(r) = by_name.get(&strategy_result(Strategy::Naive)) {
+        let _ = writeln!(
+            out,
+            "{} concurrent clients, {} booking attempts each, over {} spots; each attempt books \
+             a random spot for 1 to {} consecutive 15-minute slots starting in a random one of \
+             the first {} slots. Overlapping pairs are counted afterwards with a self-join.\n",
+            r.extra_u64("clients"),
+            r.extra_u64("attempts_per_client"),
+            r.extra_u64("spots"),
+            r.extra_u64("max_len_slots"),
+            r.extra_u64("horizon_slots"),
+        );
+    }
+    out.push_str(
+        "| Strategy | Enforced by | Attempts | Booked | Refused | Retries (40001, 40P01) | Gave up \
+         | Overlapping pairs | Attempts/s | p50 | p99 |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for s in Strategy::ALL {
+        let (name, by) = label(s);
+        match by_name.get(&strategy_result(s)) {
+            Some(r) => {
+                let pairs = r.extra_i64("overlapping_pairs");
+                let pairs = if pairs > 0 {
+                    format!("**{pairs}**")
+                } else {
+                    pairs.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {by} | {} | {} | {} | {} | {} | {pairs} | {} | {} | {} |",
+                    r.ops,
+                    r.extra_u64("booked"),
+                    r.extra_u64("refused"),
+                    r.extra_u64("retries"),
+                    r.extra_u64("gave_up"),
+                    fmt_rate(r.ops_per_sec),
+                    fmt_opt_us(r.p50_us),
+                    fmt_opt_us(r.p99_us),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {name} | {by} | not measured | | | | | | | | |");
+            }
+        }
+    }
+    Ok(out)
+}
+// ANCHOR_END: render_strategies
+
+// ANCHOR: render_performance
+/// The performance table: reserve path against the plain-INSERT ceiling, and the target.
+pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String> {
+    let by_name = parse(results)?;
+    let target_per_sec = TARGET_PER_MINUTE / 60.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| Clients | Reserve: reservations/s | p50 | p99 | Plain INSERT: rows/s | p50 | p99 \
+         | Ratio | Reservations/s per core | Per core ÷ target ({target_per_sec:.1}/s) | p99 within {TARGET_P95_MS:.0} ms |",
+    );
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let mut cores = None;
+    for c in CLIENTS {
+        let (Some(r), Some(ceil)) = (
+            by_name.get(&reserve_result(c)),
+            by_name.get(&ceiling_result(c)),
+        ) else {
+            let _ = writeln!(out, "| {c} | not measured | | | | | | | | | |");
+            continue;
+        };
+        cores = Some(r.cores);
+        let ratio = match (r.ops_per_sec, ceil.ops_per_sec) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "n/a".to_string(),
+        };
+        let per_core = r.ops_per_sec.map(|x| x / r.cores.max(1) as f64);
+        let vs_target = per_core.map_or_else(
+            || "n/a".to_string(),
+            |p| format!("{:.0}×", p / target_per_sec),
+        );
+        let within = match r.p99_us {
+            Some(p99) if p99 <= TARGET_P95_MS * 1_000.0 => "yes",
+            Some(_) => "no",
+            None => "n/a",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {ratio} | {} | {vs_target} | {within} |",
+            r.concurrency.unwrap_or(c),
+            fmt_rate(r.ops_per_sec),
+            fmt_opt_us(r.p50_us),
+            fmt_opt_us(r.p99_us),
+            fmt_rate(ceil.ops_per_sec),
+            fmt_opt_us(ceil.p50_us),
+            fmt_opt_us(ceil.p99_us),
+            fmt_rate(per_core),
+        );
+    }
+    let refusals: Vec<String> = CLIENTS
+        .iter()
+        .filter_map(|c| by_name.get(&reserve_result(*c)))
+        .map(|r| {
+            format!(
+                "{} client(s): {} reserved, {} refused for want of a spot, {} gave up after {} lost \
+                 races, {} INSERTs lost a race and were retried",
+                r.concurrency.unwrap_or(0),
+                r.ops.saturating_sub(r.extra_u64("no_spot") + r.extra_u64("conflicts") + r.extra_u64("errors")),
+                r.extra_u64("no_spot"),
+                r.extra_u64("conflicts"),
+                crate::store::MAX_ASSIGN_ATTEMPTS,
+                r.extra_u64("races_lost"),
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "\nThe target is {TARGET_PER_MINUTE:.0} reservations a minute ({target_per_sec:.1}/s) \
+         with p95 under {TARGET_P95_MS:.0} ms. \"Per core\" divides our throughput by the \
+         {} logical CPUs that ran the database and the clients together; the next column states \
+         it as a multiple of the whole target. Ratio = reserve / plain INSERT at the same \
+         concurrency, in the same run. Outcomes in the measured windows (retries include the \
+         warm-up): {}.\n",
+        cores.map_or_else(|| "n/a".to_string(), |c| c.to_string()),
+        if refusals.is_empty() {
+            "none".to_string()
+        } else {
+            refusals.join("; ")
+        },
+    );
+    Ok(out)
+}
+// ANCHOR_END: render_performance
+
+// ANCHOR: measured_json
+/// The reserve run whose per-core figure sizes the fleet: the most clients,
+/// where the two cores are saturated and throughput has stopped growing.
+pub const SIZING_CLIENTS: u32 = CLIENTS[CLIENTS.len() - 1];
+
+/// The content of [`crate::capacity::MEASURED_PATH`]: reservations per second
+/// per core of the reserve run with [`SIZING_CLIENTS`] clients, and where it was measured.
+pub fn measured_json(results: &[serde_json::Value], measured_on: &str) -> Result<String> {
+    let by_name = parse(results)?;
+    let name = reserve_result(SIZING_CLIENTS);
+    let run = by_name
+        .get(&name)
+        .with_context(|| format!("no result {name:?}; run `cargo xtask bench-report parking-reservation`"))?;
+    let per_second = run
+        .ops_per_sec
+        .with_context(|| format!("{name} has no throughput"))?;
+    let measured = capacity::Measured {
+        ops_per_core: per_second / run.cores.max(1) as f64,
+        path: format!("the {name} run of the reserve path"),
+        measured_on: measured_on.to_string(),
+    };
+    Ok(measured.to_json())
+}
+// ANCHOR_END: measured_json
+
+/// Both tables, as (path relative to the repository root, Markdown without the machine header).
+pub fn render_all(results: &[serde_json::Value]) -> Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        (STRATEGIES_PATH, render_strategy_table(results)?),
+        (PERFORMANCE_PATH, render_performance_table(results)?),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_render_from_results_and_name_missing_rows() -> Result<()> {
+        let naive = serde_json::json!({
+            "name": "strategy-naive", "ops": 1600, "ops_per_sec": 2000.0, "p50_us": 800.0,
+            "p99_us": 4000.0, "cores": 2,
+            "extra": {"booked": 700, "refused": 900, "overlapping_pairs": 35, "clients": 16,
+                      "attempts_per_client": 100, "spots": 4, "max_len_slots": 8}
+        });
+        let reserve = serde_json::json!({
+            "name": "reserve-c8", "ops": 4000, "ops_per_sec": 1000.0, "p50_us": 7000.0,
+            "p99_us": 20000.0, "concurrency": 8, "cores": 2, "extra": {"no_spot": 3}
+        });
+        let ceiling = serde_json::json!({
+            "name": "ceiling-insert-c8", "ops": 8000, "ops_per_sec": 4000.0, "p50_us": 1500.0,
+            "p99_us": 5000.0, "concurrency": 8, "cores": 2
+        });
+        let s = render_strategy_table(&[naive])?;
+        assert!(s.contains("| Check, then insert | nothing (READ COMMITTED) | 1600 | 700 | 900 | 0 | 0 | **35** |"), "{s}");
+        assert!(
+            s.contains("| Exclusion constraint | `EXCLUDE USING gist` | not measured"),
+            "{s}"
+        );
+        let p = render_performance_table(&[reserve, ceiling])?;
+        assert!(
+            p.contains(
+                "| 8 | 1000 | 7.0 ms | 20.0 ms | 4000 | 1.5 ms | 5.0 ms | 0.25 | 500 | 30× | yes |"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("| 1 | not measured"), "{p}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_sizing_run_becomes_the_measured_input() -> Result<()> {
+        let reserve = serde_json::json!({
+            "name": "reserve-c32", "ops": 6000, "ops_per_sec": 2000.0, "concurrency": 32,
+            "cores": 2
+        });
+        let json = measured_json(&[reserve], "a machine")?;
+        let m = capacity::Measured::from_json(&json)?;
+        assert_eq!(m.ops_per_core, 1000.0);
+        assert_eq!(m.path, "the reserve-c32 run of the reserve path");
+        assert!(measured_json(&[], "a machine").is_err());
+        Ok(())
+    }
+}

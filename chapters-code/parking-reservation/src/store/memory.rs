@@ -1,0 +1,204 @@
+//! The in-memory store: the whole model behind one mutex.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{LotLayout, ReservationStore, Reserved, StoreError};
+use crate::assign::{KindAvailability, Spot, assign_reference, availability_reference};
+use crate::domain::{Event, LotId, Reservation, ReserveRequest, SpotRef, State, TimeRange};
+use crate::idempotency::{IdempotencyKey, fingerprint};
+
+// ANCHOR: memory_store
+/// A [`ReservationStore`] in process memory; the default of `cargo run --bin parking-reservation`.
+///
+/// Every operation takes the one lock, does its work without awaiting, and
+/// releases it, so operations are serializable by construction. A std
+/// `Mutex`, not tokio's: it is never held across an `.await`, and an
+/// uncontended std lock is a few nanoseconds.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+// ANCHOR_END: memory_store
+
+#[derive(Debug, Default)]
+struct Inner {
+    lot_names: BTreeMap<LotId, String>,
+    spots: Vec<Spot>,
+    reservations: BTreeMap<Uuid, Reservation>,
+    /// key -> (fingerprint, first response)
+    keys: HashMap<String, (String, Reservation)>,
+    next_lot_id: LotId,
+    next_spot_id: i64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change:
+        // every mutation below is a single insert or replace at the end.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn lot_reservations(&self, lot_id: LotId) -> Vec<Reservation> {
+        self.reservations
+            .values()
+            .filter(|r| r.lot_id == lot_id)
+            .cloned()
+            .collect()
+    }
+
+    fn check_lot(&self, lot_id: LotId) -> Result<(), StoreError> {
+        if self.lot_names.contains_key(&lot_id) {
+            Ok(())
+        } else {
+            Err(StoreError::LotNotFound(lot_id))
+        }
+    }
+
+    /// Applies `event` to every reservation in `state` for which it is due at `now`.
+    fn sweep(&mut self, state: State, event: Event, now: DateTime<Utc>) -> u64 {
+        let mut n = 0;
+        for r in self.reservations.values_mut().filter(|r| r.state == state) {
+            if let Ok(next) = r.apply(event, now) {
+                *r = next;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl ReservationStore for MemoryStore {
+    async fn create_lot(&self, layout: &LotLayout) -> Result<LotId, StoreError> {
+        layout.validate()?;
+        let mut inner = self.lock();
+        if inner.lot_names.values().any(|n| *n == layout.name) {
+            return Err(StoreError::LotNameTaken(layout.name.clone()));
+        }
+        inner.next_lot_id += 1;
+        let lot_id = inner.next_lot_id;
+        inner.lot_names.insert(lot_id, layout.name.clone());
+        for (level, number, kind) in layout.spots() {
+            inner.next_spot_id += 1;
+            let id = inner.next_spot_id;
+            inner.spots.push(Spot {
+                lot_id,
+                kind,
+                at: SpotRef { id, level, number },
+            });
+        }
+        Ok(lot_id)
+    }
+
+    async fn availability(
+        &self,
+        lot_id: LotId,
+        range: TimeRange,
+    ) -> Result<Vec<KindAvailability>, StoreError> {
+        let inner = self.lock();
+        inner.check_lot(lot_id)?;
+        let reservations = inner.lot_reservations(lot_id);
+        Ok(availability_reference(
+            &inner.spots,
+            &reservations,
+            lot_id,
+            &range,
+        ))
+    }
+
+    async fn reserve(
+        &self,
+        request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved, StoreError> {
+        let mut inner = self.lock();
+        let fingerprint = key.map(|_| fingerprint(request));
+        if let (Some(key), Some(fp)) = (key, &fingerprint)
+            && let Some((stored_fp, response)) = inner.keys.get(key.as_str())
+        {
+            return if stored_fp == fp {
+                Ok(Reserved {
+                    reservation: response.clone(),
+                    replayed: true,
+                })
+            } else {
+                Err(StoreError::IdempotencyKeyReused(key.to_string()))
+            };
+        }
+        inner.check_lot(request.lot_id)?;
+        let reservations = inner.lot_reservations(request.lot_id);
+        let spot = assign_reference(
+            &inner.spots,
+            &reservations,
+            request.lot_id,
+            request.kind,
+            &request.range,
+        )
+        .ok_or(StoreError::NoSpotAvailable {
+            lot_id: request.lot_id,
+            kind: request.kind,
+        })?;
+        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now);
+        inner
+            .reservations
+            .insert(reservation.id, reservation.clone());
+        if let (Some(key), Some(fp)) = (key, fingerprint) {
+            inner
+                .keys
+                .insert(key.to_string(), (fp, reservation.clone()));
+        }
+        Ok(Reserved {
+            reservation,
+            replayed: false,
+        })
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Reservation, StoreError> {
+        self.lock()
+            .reservations
+            .get(&id)
+            .cloned()
+            .ok_or(StoreError::ReservationNotFound(id))
+    }
+
+    async fn apply(
+        &self,
+        id: Uuid,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let mut inner = self.lock();
+        let current = inner
+            .reservations
+            .get(&id)
+            .ok_or(StoreError::ReservationNotFound(id))?;
+        let next = current.apply(event, now)?;
+        inner.reservations.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn expire_holds(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.lock().sweep(State::Held, Event::Expire, now))
+    }
+
+    async fn mark_no_shows(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.lock().sweep(State::Confirmed, Event::MarkNoShow, now))
+    }
+
+    async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {
+        let inner = self.lock();
+        inner.check_lot(lot_id)?;
+        Ok(inner.lot_reservations(lot_id))
+    }
+}

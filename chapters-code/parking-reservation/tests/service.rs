@@ -1,0 +1,532 @@
+//! The HTTP API, tested as a client would: a real server on an ephemeral
+//! port, real requests, problem+json errors.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use parking_reservation::clock::{Clock, ManualClock};
+use parking_reservation::service::{AppState, serve};
+use parking_reservation::store::{MemoryStore, PgStore, ReservationStore};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Server {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: Value,
+}
+
+impl Server {
+    async fn start<S: ReservationStore>(store: Arc<S>, clock: Arc<ManualClock>) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState {
+            store,
+            clock: clock as Arc<dyn Clock>,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Server {
+            addr,
+            client,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let res = self
+            .client
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[], "").await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(Method::POST, path, &[], &body.to_string()).await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+}
+
+fn assert_problem(a: &Answer, status: u16, slug: &str) {
+    assert_eq!(a.status.as_u16(), status, "{slug}: {}", a.body);
+    assert_eq!(
+        a.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(
+        a.body["type"],
+        format!("{}{slug}", parking_reservation::service::PROBLEM_BASE),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["status"], status);
+    assert!(
+        a.body["title"].is_string() && a.body["detail"].is_string(),
+        "{}",
+        a.body
+    );
+}
+
+fn reserve_body(start: &str, end: &str) -> Value {
+    json!({"kind": "regular", "start": start, "end": end, "plate": "ab 123"})
+}
+
+async fn full_stay_over_http<S: ReservationStore>(store: S) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(now0()));
+    let server = Server::start(Arc::new(store), Arc::clone(&clock)).await;
+
+    let avail = server
+        .get(&format!(
+            "/lots/{lot}/availability?start=2026-03-02T09:00:00Z&end=2026-03-02T10:00:00Z"
+        ))
+        .await;
+    assert_eq!(avail.status, StatusCode::OK);
+    assert_eq!(
+        avail.body["kinds"][0],
+        json!({"kind": "regular", "total": 4, "free": 4})
+    );
+
+    let made = server
+        .post(
+            &format!("/lots/{lot}/reservations"),
+            &reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z"),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.body["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        made.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("/reservations/{id}").as_str())
+    );
+    assert_eq!(made.body["state"], "held");
+    assert_eq!(made.body["plate"], "AB123");
+    assert_eq!(made.body["spot"]["level"], 0);
+    assert_eq!(made.body["quote_cents"], 450);
+
+    let avail = server
+        .get(&format!(
+            "/lots/{lot}/availability?start=2026-03-02T09:30:00Z&end=2026-03-02T09:45:00Z"
+        ))
+        .await;
+    assert_eq!(avail.body["kinds"][0]["free"], 3);
+
+    clock.advance(minutes(5));
+    assert_eq!(
+        server
+            .post(&format!("/reservations/{id}/confirm"), &json!(null))
+            .await
+            .body["state"],
+        "confirmed"
+    );
+    clock.set(at("2026-03-02T08:50:00Z"));
+    assert_eq!(
+        server
+            .post(&format!("/reservations/{id}/check-in"), &json!(null))
+            .await
+            .body["state"],
+        "checked_in"
+    );
+    clock.set(at("2026-03-02T10:05:00Z"));
+    let out = server
+        .post(&format!("/reservations/{id}/check-out"), &json!(null))
+        .await;
+    assert_eq!(
+        (out.body["state"].clone(), out.body["charged_cents"].clone()),
+        (json!("checked_out"), json!(563))
+    );
+    let read = server.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body, out.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn full_stay_over_http_in_memory() {
+    full_stay_over_http(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn full_stay_over_http_on_postgres() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    full_stay_over_http(store).await;
+}
+
+// ANCHOR: replay_test
+#[tokio::test]
+async fn same_idempotency_key_same_body_returns_first_result() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(Arc::clone(&store), Arc::new(ManualClock::new(now0()))).await;
+    let path = format!("/lots/{lot}/reservations");
+    let key = [("idempotency-key", "7f1c-order-1")];
+    let body = r#"{"kind":"regular","start":"2026-03-02T09:00:00Z","end":"2026-03-02T10:00:00Z","plate":"AB123"}"#;
+    // The same request, written differently: other key order, spaces, a time zone, a lower-case plate.
+    let same = r#"{ "plate": "ab 123", "end": "2026-03-02T11:00:00+01:00", "start": "2026-03-02T09:00:00Z", "kind": "regular" }"#;
+    let first = server.send(Method::POST, &path, &key, body).await;
+    let second = server.send(Method::POST, &path, &key, same).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(second.body, first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        second
+            .headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
+    server.stop().await;
+}
+// ANCHOR_END: replay_test
+
+#[tokio::test]
+async fn same_idempotency_key_other_body_is_422() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(Arc::clone(&store), Arc::new(ManualClock::new(now0()))).await;
+    let path = format!("/lots/{lot}/reservations");
+    let key = [("idempotency-key", "7f1c-order-2")];
+    let first = reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z").to_string();
+    let other = reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:30:00Z").to_string();
+    assert_eq!(
+        server.send(Method::POST, &path, &key, &first).await.status,
+        StatusCode::CREATED
+    );
+    let before = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = server.send(Method::POST, &path, &key, &other).await;
+    assert_problem(&refused, 422, "idempotency-key-reused");
+    assert_eq!(store.reservations(lot).await.ok(), Some(before));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_named_problem_and_changes_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(now0()));
+    let server = Server::start(Arc::clone(&store), clock).await;
+    let path = format!("/lots/{lot}/reservations");
+    let ok = |f: &dyn Fn(&mut Value)| {
+        let mut b = reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+        f(&mut b);
+        b.to_string()
+    };
+    // (path, headers, body, status, problem type)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["kind"] = json!("boat")),
+            400,
+            "invalid-spot-kind",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["start"] = json!("tomorrow")),
+            400,
+            "invalid-time-range",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["end"] = json!("2026-03-02T08:45:00Z")),
+            400,
+            "invalid-time-range",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["start"] = json!("2026-03-02T09:10:00Z")),
+            400,
+            "invalid-time-range",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["end"] = json!("2026-03-12T09:00:00Z")),
+            400,
+            "invalid-time-range",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["plate"] = json!("AB_1")),
+            400,
+            "invalid-plate",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["plate"] = json!("")),
+            400,
+            "invalid-plate",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| b["start"] = json!("2026-03-02T07:45:00Z")),
+            400,
+            "not-bookable",
+        ),
+        (
+            path.clone(),
+            vec![],
+            ok(&|b| {
+                b["start"] = json!("2026-09-01T09:00:00Z");
+                b["end"] = json!("2026-09-01T10:00:00Z");
+            }),
+            400,
+            "not-bookable",
+        ),
+        (
+            path.clone(),
+            vec![],
+            "{not json".to_string(),
+            400,
+            "malformed-request",
+        ),
+        (
+            path.clone(),
+            vec![],
+            r#"{"kind":"regular"}"#.to_string(),
+            400,
+            "malformed-request",
+        ),
+        (
+            path.clone(),
+            vec![("idempotency-key", "has space")],
+            ok(&|_| {}),
+            400,
+            "invalid-idempotency-key",
+        ),
+        (
+            "/lots/abc/reservations".to_string(),
+            vec![],
+            ok(&|_| {}),
+            400,
+            "malformed-request",
+        ),
+        (
+            format!("/lots/{}/reservations", lot + 99),
+            vec![("idempotency-key", "k-unknown-lot")],
+            ok(&|_| {}),
+            404,
+            "lot-not-found",
+        ),
+    ];
+    for (path, headers, body, status, slug) in &cases {
+        let a = server.send(Method::POST, path, headers, body).await;
+        assert_problem(&a, *status, slug);
+    }
+    assert_problem(
+        &server.get("/reservations/not-a-uuid").await,
+        400,
+        "malformed-request",
+    );
+    assert_problem(
+        &server
+            .get(&format!("/reservations/{}", uuid::Uuid::nil()))
+            .await,
+        404,
+        "reservation-not-found",
+    );
+    assert_problem(
+        &server
+            .get(&format!(
+                "/lots/{lot}/availability?start=2026-03-02T09:00:00Z"
+            ))
+            .await,
+        400,
+        "malformed-request",
+    );
+    // Nothing was stored, and the key used with the unknown lot is still free.
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(0));
+    let a = server
+        .send(
+            Method::POST,
+            &path,
+            &[("idempotency-key", "k-unknown-lot")],
+            &ok(&|_| {}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert!(a.headers.get("idempotent-replayed").is_none());
+    // Transitions: an unknown action, and an illegal one.
+    let id = a.body["id"].as_str().unwrap_or_default().to_string();
+    assert_problem(
+        &server
+            .post(&format!("/reservations/{id}/fly"), &json!(null))
+            .await,
+        404,
+        "unknown-action",
+    );
+    let before = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_problem(
+        &server
+            .post(&format!("/reservations/{id}/check-out"), &json!(null))
+            .await,
+        409,
+        "illegal-transition",
+    );
+    assert_eq!(store.reservations(lot).await.ok(), Some(before));
+    server.stop().await;
+}
+
+// ANCHOR: expiry_test
+#[tokio::test]
+async fn unconfirmed_holds_expire_over_http() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(now0()));
+    let server = Server::start(Arc::clone(&store), Arc::clone(&clock)).await;
+    let path = format!("/lots/{lot}/reservations");
+    let body = reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+    let held = server.post(&path, &body).await;
+    let id = held.body["id"].as_str().unwrap_or_default().to_string();
+    let expires: DateTime<Utc> =
+        serde_json::from_value(held.body["hold_expires_at"].clone()).unwrap_or_default();
+    assert_eq!(expires, now0() + minutes(10));
+    clock.advance(minutes(10));
+    assert_problem(
+        &server
+            .post(&format!("/reservations/{id}/confirm"), &json!(null))
+            .await,
+        409,
+        "hold-expired",
+    );
+    // Until the sweeper runs, the lapsed hold still occupies the spot...
+    assert_problem(&server.post(&path, &body).await, 409, "no-spot-available");
+    // ...after it, the spot is free.
+    assert_eq!(store.expire_holds(clock.now()).await.ok(), Some(1));
+    assert_eq!(
+        server.get(&format!("/reservations/{id}")).await.body["state"],
+        "expired"
+    );
+    assert_eq!(server.post(&path, &body).await.status, StatusCode::CREATED);
+    server.stop().await;
+}
+// ANCHOR_END: expiry_test
+
+// ANCHOR: down_test
+#[tokio::test]
+async fn database_down_is_503_with_retry_after() {
+    // Nothing listens on port 1: every query fails to connect.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(
+        Arc::new(PgStore::new(pool)),
+        Arc::new(ManualClock::new(now0())),
+    )
+    .await;
+    let a = server
+        .post(
+            "/lots/1/reservations",
+            &reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z"),
+        )
+        .await;
+    assert_problem(&a, 503, "unavailable");
+    assert_eq!(
+        a.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // The cause stays in the log; the client sees no internals.
+    assert!(
+        !a.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1")
+    );
+    server.stop().await;
+}
+// ANCHOR_END: down_test

@@ -1,0 +1,606 @@
+//! One behaviour suite, run against both stores: `memory::<test>` and
+//! `postgres::<test>` assert exactly the same things.
+
+mod common;
+
+use common::*;
+use parking_reservation::domain::{Event, SpotKind, State, TransitionError};
+use parking_reservation::idempotency::IdempotencyKey;
+use parking_reservation::store::{ReservationStore, StoreError};
+
+fn key(s: &str) -> IdempotencyKey {
+    match IdempotencyKey::parse(s.as_bytes()) {
+        Ok(k) => k,
+        Err(e) => panic!("bad test key: {e}"),
+    }
+}
+
+/// Runs each listed `async fn(&impl ReservationStore)` once per store.
+macro_rules! behaviour_suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&parking_reservation::store::MemoryStore::new()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some((_db, store)) = super::common::pg_store().await else { return };
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+behaviour_suite!(
+    reserve_assigns_the_lowest_free_level_first,
+    unconfirmed_holds_expire,
+    confirmed_stay_is_charged_at_check_out,
+    no_shows_are_released_and_charged,
+    cancellation_follows_the_policy_and_frees_the_spot,
+    illegal_transitions_change_nothing,
+    bad_requests_change_nothing,
+    same_idempotency_key_same_body_returns_first_result,
+    same_idempotency_key_other_body_is_refused,
+    failed_reserve_does_not_consume_the_key,
+    retry_without_idempotency_key_creates_two_holds,
+    availability_counts_free_spots,
+    invalid_lots_are_refused,
+);
+
+async fn reserve_assigns_the_lowest_free_level_first(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nine_to_ten = slots(4, 4);
+    let mut got = Vec::new();
+    for who in ["AA1", "AA2", "AA3", "AA4"] {
+        let r = store
+            .reserve(
+                &request(lot, SpotKind::Regular, nine_to_ten, who),
+                None,
+                now0(),
+            )
+            .await;
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.reservation.state, State::Held);
+        assert_eq!(r.reservation.kind, SpotKind::Regular);
+        got.push((r.reservation.spot.level, r.reservation.spot.number));
+    }
+    assert_eq!(got, vec![(0, 1), (0, 2), (1, 1), (1, 2)]);
+    // The fifth overlapping request finds nothing.
+    let fifth = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(7, 2), "AA5"),
+            None,
+            now0(),
+        )
+        .await;
+    assert!(
+        matches!(
+            fifth,
+            Err(StoreError::NoSpotAvailable {
+                kind: SpotKind::Regular,
+                ..
+            })
+        ),
+        "{fifth:?}"
+    );
+    // Back to back is not an overlap: the lowest spot again.
+    let after = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "AA6"),
+            None,
+            now0(),
+        )
+        .await;
+    let after = after.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (after.reservation.spot.level, after.reservation.spot.number),
+        (0, 1)
+    );
+    // Kinds do not mix: the EV spot is number 3 on level 0.
+    let ev = store
+        .reserve(
+            &request(lot, SpotKind::Ev, nine_to_ten, "EV1"),
+            None,
+            now0(),
+        )
+        .await;
+    let ev = ev.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (ev.reservation.spot.level, ev.reservation.spot.number),
+        (0, 3)
+    );
+    let no_large = store
+        .reserve(
+            &request(lot, SpotKind::Large, nine_to_ten, "LG1"),
+            None,
+            now0(),
+        )
+        .await;
+    assert!(matches!(no_large, Err(StoreError::NoSpotAvailable { .. })));
+}
+
+async fn unconfirmed_holds_expire(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = slots(8, 4);
+    let held = store
+        .reserve(&request(lot, SpotKind::Regular, r, "HOLD1"), None, now0())
+        .await;
+    let held = held.unwrap_or_else(|e| panic!("{e}")).reservation;
+    assert_eq!(held.hold_expires_at, now0() + minutes(10));
+    // While the hold lives, nobody else gets the spot.
+    let other = store
+        .reserve(
+            &request(lot, SpotKind::Regular, r, "HOLD2"),
+            None,
+            now0() + minutes(9),
+        )
+        .await;
+    assert!(matches!(other, Err(StoreError::NoSpotAvailable { .. })));
+    // Confirming at the expiry instant is too late, and changes nothing.
+    let late = store
+        .apply(held.id, Event::Confirm, now0() + minutes(10))
+        .await;
+    assert!(
+        matches!(
+            late,
+            Err(StoreError::Transition(TransitionError::HoldExpired { .. }))
+        ),
+        "{late:?}"
+    );
+    assert_eq!(store.get(held.id).await.ok(), Some(held.clone()));
+    // The sweeper expires exactly the lapsed holds.
+    assert_eq!(store.expire_holds(now0() + minutes(9)).await.ok(), Some(0));
+    assert_eq!(store.expire_holds(now0() + minutes(10)).await.ok(), Some(1));
+    let expired = store.get(held.id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(expired.state, State::Expired);
+    assert_eq!(expired.charged_cents, None);
+    // The spot is free again.
+    let again = store
+        .reserve(
+            &request(lot, SpotKind::Regular, r, "HOLD2"),
+            None,
+            now0() + minutes(11),
+        )
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    // A hold confirmed in time is not swept.
+    let lot2 = store
+        .create_lot(&lot_of(1).renamed("Second"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kept = store
+        .reserve(&request(lot2, SpotKind::Regular, r, "KEEP1"), None, now0())
+        .await;
+    let kept = kept.unwrap_or_else(|e| panic!("{e}")).reservation;
+    let confirmed = store
+        .apply(kept.id, Event::Confirm, now0() + minutes(9))
+        .await;
+    assert_eq!(confirmed.map(|c| c.state).ok(), Some(State::Confirmed));
+    // (HOLD2, made at +11 minutes, lapses at +21.)
+    assert_eq!(store.expire_holds(now0() + minutes(20)).await.ok(), Some(0));
+}
+
+async fn confirmed_stay_is_charged_at_check_out(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Monday 09:00-10:00 is peak: 4.50.
+    let r = range("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+    let res = store
+        .reserve(&request(lot, SpotKind::Regular, r, "PAY1"), None, now0())
+        .await;
+    let res = res.unwrap_or_else(|e| panic!("{e}")).reservation;
+    assert_eq!(res.quote_cents.cents(), 450);
+    let id = res.id;
+    assert!(
+        store
+            .apply(id, Event::Confirm, now0() + minutes(1))
+            .await
+            .is_ok()
+    );
+    let early = store
+        .apply(id, Event::CheckIn, at("2026-03-02T08:44:59Z"))
+        .await;
+    assert!(
+        matches!(
+            early,
+            Err(StoreError::Transition(
+                TransitionError::TooEarlyToCheckIn { .. }
+            ))
+        ),
+        "{early:?}"
+    );
+    let inside = store
+        .apply(id, Event::CheckIn, at("2026-03-02T08:50:00Z"))
+        .await;
+    assert_eq!(inside.map(|r| r.state).ok(), Some(State::CheckedIn));
+    // Leaving at 10:05 pays to 10:15: five peak slots, 5.625 rounded up once.
+    let out = store
+        .apply(id, Event::CheckOut, at("2026-03-02T10:05:00Z"))
+        .await;
+    let out = out.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.state, State::CheckedOut);
+    assert_eq!(out.charged_cents.map(|m| m.cents()), Some(563));
+    assert_eq!(store.get(id).await.ok(), Some(out));
+}
+
+async fn no_shows_are_released_and_charged(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = range("2026-03-02T09:00:00Z", "2026-03-02T11:00:00Z");
+    let res = store
+        .reserve(&request(lot, SpotKind::Regular, r, "GONE1"), None, now0())
+        .await;
+    let res = res.unwrap_or_else(|e| panic!("{e}")).reservation;
+    assert!(store.apply(res.id, Event::Confirm, now0()).await.is_ok());
+    assert_eq!(
+        store.mark_no_shows(at("2026-03-02T09:29:59Z")).await.ok(),
+        Some(0)
+    );
+    // The check-in window closes at start + 30 minutes, swept or not.
+    let late = store
+        .apply(res.id, Event::CheckIn, at("2026-03-02T09:30:00Z"))
+        .await;
+    assert!(
+        matches!(
+            late,
+            Err(StoreError::Transition(
+                TransitionError::CheckInClosed { .. }
+            ))
+        ),
+        "{late:?}"
+    );
+    assert_eq!(
+        store.mark_no_shows(at("2026-03-02T09:30:00Z")).await.ok(),
+        Some(1)
+    );
+    let gone = store.get(res.id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.state, State::NoShow);
+    assert_eq!(gone.charged_cents, Some(gone.quote_cents));
+    // The rest of the range is free for someone else.
+    let rest = range("2026-03-02T09:30:00Z", "2026-03-02T11:00:00Z");
+    let taken = store
+        .reserve(
+            &request(lot, SpotKind::Regular, rest, "NEXT1"),
+            None,
+            at("2026-03-02T09:30:00Z"),
+        )
+        .await;
+    assert!(taken.is_ok(), "{taken:?}");
+}
+
+async fn cancellation_follows_the_policy_and_frees_the_spot(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = range("2026-03-02T12:00:00Z", "2026-03-02T14:00:00Z");
+    // A hold is free to drop.
+    let a = store
+        .reserve(&request(lot, SpotKind::Regular, r, "CAN1"), None, now0())
+        .await;
+    let a = a.unwrap_or_else(|e| panic!("{e}")).reservation;
+    let dropped = store.apply(a.id, Event::Cancel, now0() + minutes(1)).await;
+    assert_eq!(
+        dropped
+            .ok()
+            .and_then(|d| d.charged_cents)
+            .map(|m| m.cents()),
+        Some(0)
+    );
+    // The spot is free again; confirm, then cancel 30 minutes before the start: the fee.
+    let b = store
+        .reserve(
+            &request(lot, SpotKind::Regular, r, "CAN2"),
+            None,
+            now0() + minutes(2),
+        )
+        .await;
+    let b = b.unwrap_or_else(|e| panic!("{e}")).reservation;
+    assert!(
+        store
+            .apply(b.id, Event::Confirm, now0() + minutes(3))
+            .await
+            .is_ok()
+    );
+    let late = store
+        .apply(b.id, Event::Cancel, at("2026-03-02T11:30:00Z"))
+        .await;
+    let late = late.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (late.state, late.charged_cents.map(|m| m.cents())),
+        (State::Cancelled, Some(500))
+    );
+    // And free again.
+    let c = store
+        .reserve(
+            &request(lot, SpotKind::Regular, r, "CAN3"),
+            None,
+            at("2026-03-02T11:30:00Z"),
+        )
+        .await;
+    assert!(c.is_ok(), "{c:?}");
+}
+
+async fn illegal_transitions_change_nothing(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let res = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "ILL1"),
+            None,
+            now0(),
+        )
+        .await;
+    let res = res.unwrap_or_else(|e| panic!("{e}")).reservation;
+    let before = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for event in [Event::CheckIn, Event::CheckOut, Event::MarkNoShow] {
+        let refused = store.apply(res.id, event, now0() + minutes(1)).await;
+        assert!(
+            matches!(refused, Err(StoreError::Transition(TransitionError::Illegal(i))) if i.from == State::Held && i.event == event),
+            "{event}: {refused:?}"
+        );
+    }
+    let missing = store.apply(uuid::Uuid::nil(), Event::Confirm, now0()).await;
+    assert!(matches!(missing, Err(StoreError::ReservationNotFound(_))));
+    assert_eq!(store.reservations(lot).await.ok(), Some(before));
+}
+
+async fn bad_requests_change_nothing(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unknown = store
+        .reserve(
+            &request(lot + 1000, SpotKind::Regular, slots(8, 4), "BAD1"),
+            None,
+            now0(),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::LotNotFound(_))),
+        "{unknown:?}"
+    );
+    let none = store
+        .reserve(
+            &request(lot, SpotKind::Large, slots(8, 4), "BAD1"),
+            None,
+            now0(),
+        )
+        .await;
+    assert!(
+        matches!(none, Err(StoreError::NoSpotAvailable { .. })),
+        "{none:?}"
+    );
+    assert!(matches!(
+        store.availability(lot + 1000, slots(8, 4)).await,
+        Err(StoreError::LotNotFound(_))
+    ));
+    assert!(matches!(
+        store.reservations(lot + 1000).await,
+        Err(StoreError::LotNotFound(_))
+    ));
+    assert_eq!(store.reservations(lot).await.ok(), Some(before));
+}
+
+async fn same_idempotency_key_same_body_returns_first_result(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(lot, SpotKind::Regular, slots(8, 4), "IDEM1");
+    let k = key("client-7/order-1");
+    let first = store
+        .reserve(&req, Some(&k), now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!first.replayed);
+    // The client changes nothing and retries, later, after confirming elsewhere.
+    assert!(
+        store
+            .apply(first.reservation.id, Event::Confirm, now0() + minutes(1))
+            .await
+            .is_ok()
+    );
+    let again = store
+        .reserve(&req, Some(&k), now0() + minutes(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.replayed);
+    // The first response, verbatim (still "held": it is a replay, not a read).
+    assert_eq!(again.reservation, first.reservation);
+    let all = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, State::Confirmed);
+}
+
+async fn same_idempotency_key_other_body_is_refused(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let k = key("client-7/order-2");
+    let req = request(lot, SpotKind::Regular, slots(8, 4), "IDEM2");
+    assert!(store.reserve(&req, Some(&k), now0()).await.is_ok());
+    let before = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for other in [
+        request(lot, SpotKind::Regular, slots(8, 5), "IDEM2"),
+        request(lot, SpotKind::Ev, slots(8, 4), "IDEM2"),
+        request(lot, SpotKind::Regular, slots(8, 4), "IDEM3"),
+    ] {
+        let refused = store.reserve(&other, Some(&k), now0()).await;
+        assert!(
+            matches!(refused, Err(StoreError::IdempotencyKeyReused(ref s)) if s == "client-7/order-2"),
+            "{refused:?}"
+        );
+    }
+    // A normalised plate is the same request: "idem 2" is "IDEM2".
+    let same = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "idem 2"),
+            Some(&k),
+            now0(),
+        )
+        .await;
+    assert!(same.is_ok_and(|r| r.replayed));
+    assert_eq!(store.reservations(lot).await.ok(), Some(before));
+}
+
+async fn failed_reserve_does_not_consume_the_key(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let blocker = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "BLOCK1"),
+            None,
+            now0(),
+        )
+        .await;
+    let blocker = blocker.unwrap_or_else(|e| panic!("{e}")).reservation;
+    let k = key("retry-after-409");
+    let req = request(lot, SpotKind::Regular, slots(8, 4), "WAIT1");
+    let refused = store.reserve(&req, Some(&k), now0()).await;
+    assert!(matches!(refused, Err(StoreError::NoSpotAvailable { .. })));
+    // The refusal was not remembered: once the spot frees, the same key works.
+    assert!(
+        store
+            .apply(blocker.id, Event::Cancel, now0() + minutes(1))
+            .await
+            .is_ok()
+    );
+    let later = store.reserve(&req, Some(&k), now0() + minutes(2)).await;
+    assert!(later.as_ref().is_ok_and(|r| !r.replayed), "{later:?}");
+}
+
+// ANCHOR: two_holds
+async fn retry_without_idempotency_key_creates_two_holds(store: &impl ReservationStore) {
+    // The failure mode the key exists for: the client never saw the first
+    // answer, retried, and now holds two spots.
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(lot, SpotKind::Regular, slots(8, 4), "TWICE1");
+    let a = store
+        .reserve(&req, None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = store
+        .reserve(&req, None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(a.reservation.id, b.reservation.id);
+    assert_ne!(a.reservation.spot, b.reservation.spot);
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(2));
+}
+// ANCHOR_END: two_holds
+
+async fn availability_counts_free_spots(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&small_lot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .reserve(
+                &request(lot, SpotKind::Regular, slots(8, 4), "AV1"),
+                None,
+                now0()
+            )
+            .await
+            .is_ok()
+    );
+    let cancelled = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "AV2"),
+            None,
+            now0(),
+        )
+        .await;
+    let cancelled = cancelled.unwrap_or_else(|e| panic!("{e}")).reservation;
+    assert!(
+        store
+            .apply(cancelled.id, Event::Cancel, now0())
+            .await
+            .is_ok()
+    );
+    let a = store
+        .availability(lot, slots(10, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let summary: Vec<(SpotKind, i64, i64)> = a.iter().map(|k| (k.kind, k.total, k.free)).collect();
+    assert_eq!(
+        summary,
+        vec![(SpotKind::Regular, 4, 3), (SpotKind::Ev, 1, 1)]
+    );
+    let later = store
+        .availability(lot, slots(12, 4))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(later.iter().map(|k| k.free).collect::<Vec<_>>(), vec![4, 1]);
+}
+
+async fn invalid_lots_are_refused(store: &impl ReservationStore) {
+    let mut dup = small_lot();
+    dup.levels[1].level = 0;
+    assert!(matches!(
+        store.create_lot(&dup).await,
+        Err(StoreError::InvalidLayout(_))
+    ));
+    let mut empty = small_lot();
+    empty.name.clear();
+    assert!(matches!(
+        store.create_lot(&empty).await,
+        Err(StoreError::InvalidLayout(_))
+    ));
+    assert!(store.create_lot(&small_lot()).await.is_ok());
+    assert!(matches!(
+        store.create_lot(&small_lot()).await,
+        Err(StoreError::LotNameTaken(_))
+    ));
+}
+
+trait Renamed {
+    fn renamed(self, name: &str) -> Self;
+}
+
+impl Renamed for parking_reservation::store::LotLayout {
+    fn renamed(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+}
