@@ -6,6 +6,9 @@
 //! only after every diagram has been drawn as an SVG, the fonts have loaded
 //! and the images are complete — a `--print-to-pdf` command line can only
 //! guess with a time budget. Diagrams are printed in mermaid's light theme.
+//! The page's own `window.print()` on load is replaced by a no-op before
+//! its scripts run (see [`Browser::launch`]), so it cannot start a print
+//! job that ours would collide with.
 //!
 //! Then the PDF is checked with poppler's tools (`pdfinfo`, `pdftotext`,
 //! `pdftocairo`): a plausible number of pages for the amount of text, every
@@ -22,8 +25,8 @@ use fantoccini::wd::{PrintConfiguration, PrintMargins, PrintSize};
 use serde::Deserialize;
 
 use crate::e2e::browser::{Browser, Chromium};
-use crate::e2e::{DIAGRAMS_JS, DiagramState, SETTLED_JS, console_errors, site};
-use crate::static_server::{StaticServer, TEST_PREFIX};
+use crate::e2e::{DIAGRAMS_JS, DiagramState, SETTLED_JS, console_errors, session, site};
+use crate::static_server::StaticServer;
 
 /// File name of the PDF, inside the built site so it is published beside it.
 pub const PDF_NAME: &str = "designing-systems-in-rust.pdf";
@@ -35,6 +38,10 @@ pub struct Printed {
     pub diagrams: Vec<PrintedDiagram>,
     /// Words of the rendered print page, as a reader sees them.
     pub words: usize,
+    /// Calls the page made to `window.print()` (made harmless), counted
+    /// once ours is done.
+    #[serde(default)]
+    pub page_print_calls: usize,
 }
 
 /// One diagram as drawn in the browser.
@@ -86,12 +93,14 @@ pub fn cli(repo: &Path, args: &[String]) -> Result<ExitCode> {
     let printing = started.elapsed();
     let report = check(&site, &pdf, &printed)?;
     println!(
-        "wrote {} ({} pages, {} words, {} chapters, {} diagrams as vector drawings); printed in {:.1?}, checked in {:.1?}",
+        "wrote {} ({} pages, {} words, {} chapters, {} diagrams as vector drawings; \
+         the page's own window.print() calls neutralised: {}); printed in {:.1?}, checked in {:.1?}",
         pdf.display(),
         report.pages,
         report.words,
         report.chapters,
         report.diagrams,
+        printed.page_print_calls,
         printing,
         started.elapsed() - printing,
     );
@@ -109,19 +118,14 @@ pub fn print(
     chromium: &Chromium,
     log_dir: &Path,
 ) -> Result<Printed> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let server = StaticServer::start(site, TEST_PREFIX).await?;
-        let browser = Browser::launch(chromium, log_dir).await?;
-        let limit = Duration::from_secs(600);
-        let result =
-            tokio::time::timeout(limit, print_with(&browser, &server, site, src, pdf)).await;
-        browser.quit().await;
-        result.map_err(|_| anyhow!("printing did not finish within {limit:?}"))?
-    })
+    session::with_browser(
+        site,
+        chromium,
+        log_dir,
+        Duration::from_secs(600),
+        "printing print.html",
+        async |b, server| print_with(b, server, site, src, pdf).await,
+    )
 }
 
 const LABELS_JS: &str = r#"
@@ -156,6 +160,16 @@ async fn print_with(
     b.goto(url.as_str()).await?;
     b.js("localStorage.clear();", vec![]).await?;
     b.goto(url.as_str()).await?;
+    // print.html prints itself on load; printing it again while that job
+    // runs fails ("Page is already being printed"). The session replaced
+    // window.print before the page's scripts ran; refuse to print if not.
+    if !b.print_is_neutralised().await? {
+        bail!(
+            "print.html: window.print is still the browser's own, so the page's \
+             automatic print would race this one; the DevTools command \
+             Page.addScriptToEvaluateOnNewDocument did not take effect"
+        );
+    }
     b.wait_js(
         "the diagrams of print.html to render",
         Duration::from_secs(60),
@@ -206,7 +220,7 @@ async fn print_with(
         vec![],
     )
     .await?;
-    let printed: Printed = serde_json::from_value(b.js(LABELS_JS, vec![]).await?)?;
+    let mut printed: Printed = serde_json::from_value(b.js(LABELS_JS, vec![]).await?)?;
     let errors = console_errors(&b.log("browser").await?, &server.origin());
     if !errors.is_empty() {
         bail!("print.html: console errors:\n  - {}", errors.join("\n  - "));
@@ -228,6 +242,8 @@ async fn print_with(
         .print(config)
         .await
         .map_err(|e| anyhow!("printing print.html: {e}"))?;
+    let calls = b.js("return window.__sdbPrintCalls || 0;", vec![]).await?;
+    printed.page_print_calls = serde_json::from_value(calls)?;
     if let Some(dir) = pdf.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -9,7 +9,8 @@
 //! fantoccini's raw command interface: `se/log` (the browser console and
 //! the DevTools network events, switched on by `goog:loggingPrefs`) and
 //! `goog/cdp/execute` (DevTools commands, for emulating a dark
-//! `prefers-color-scheme`).
+//! `prefers-color-scheme` and for replacing `window.print` before a page's
+//! scripts run).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -122,6 +123,13 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--lang=en-US",
 ];
 
+/// Run in every new document before its scripts: `window.print()` counts
+/// its calls in `window.__sdbPrintCalls` and prints nothing.
+pub const NO_PRINT_JS: &str = r#"(() => {
+    window.__sdbPrintCalls = 0;
+    window.print = function print() { window.__sdbPrintCalls += 1; };
+})();"#;
+
 /// One headless Chromium session with its own chromedriver.
 pub struct Browser {
     /// The WebDriver session.
@@ -208,13 +216,53 @@ impl Browser {
             browser.log("performance").await
         }
         .await;
+        let settled = match settled {
+            Ok(_) => browser.neutralise_print().await,
+            Err(e) => Err(e),
+        };
         match settled {
-            Ok(_) => Ok(browser),
+            Ok(()) => Ok(browser),
             Err(e) => {
                 browser.quit().await;
                 Err(e)
             }
         }
+    }
+
+    /// Replaces `window.print` with a function that only counts its calls,
+    /// in every document this session opens, before the page's own scripts run.
+    ///
+    /// mdBook's `print.html` calls `window.print()` itself, 100 ms after it
+    /// loads. Headless Chromium has no dialog to show, but it does start a
+    /// print job, and a WebDriver Print issued while that job runs fails
+    /// with "Page is already being printed" (Debian's Chromium
+    /// 156.0.8078.108 did so in most runs). Which one wins is timing, so
+    /// the page's call is made
+    /// harmless instead: DevTools' `Page.addScriptToEvaluateOnNewDocument`
+    /// runs [`NO_PRINT_JS`] in each new document ahead of any page script,
+    /// and `print.html` captures the replacement when it reads
+    /// `window.print`. [`Browser::print_is_neutralised`] says whether it took.
+    async fn neutralise_print(&self) -> Result<()> {
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": NO_PRINT_JS }),
+        )
+        .await
+        .map(drop)
+        .context("replacing window.print before page scripts run")
+    }
+
+    /// True when the current page's `window.print` is the counting
+    /// replacement, not the browser's own.
+    pub async fn print_is_neutralised(&self) -> Result<bool> {
+        let v = self
+            .js(
+                "return typeof window.__sdbPrintCalls === 'number' \
+                 && !/\\[native code\\]/.test(String(window.print));",
+                vec![],
+            )
+            .await?;
+        Ok(v == json!(true))
     }
 
     /// Ends the session (Chromium exits) and stops chromedriver.

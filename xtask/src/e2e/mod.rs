@@ -17,7 +17,10 @@
 //!   diagram (number, markdown file and line, first line of its source);
 //! - every code block was processed by highlight.js, names a language it
 //!   knows (or a plain one such as `text`), and a listing in a programming
-//!   language (rust, sql, toml, ...) has highlighted tokens.
+//!   language (rust, sql, toml, ...) has highlighted tokens;
+//! - no table is wider than the content column, and no label of a diagram
+//!   or SVG plot renders much smaller than the body text (see `layout`;
+//!   print.html, which repeats the chapters, is left out).
 //!
 //! Across the book:
 //! - no HTML tag or stylesheet references another host (the static twin of
@@ -31,12 +34,15 @@
 //! - a missing page answers 404 with the book's own, styled, 404 page.
 //!
 //! Screenshots of the introduction and of the page with the most diagrams,
-//! in the light and the preferred dark theme, go to `target/e2e/`, beside
+//! in the light and the preferred dark theme, and of the widest table and
+//! the figure with the smallest text, go to `target/e2e/`, beside
 //! chromedriver's log. `SDB_E2E_DEBUG=1` prints each page's DevTools
 //! network log, for finding the request behind a network failure.
 
 pub mod browser;
+mod layout;
 mod reader;
+pub mod session;
 pub mod site;
 
 use std::collections::BTreeSet;
@@ -78,6 +84,10 @@ pub struct Report {
     pub diagrams: usize,
     /// Highlighted code blocks, over all pages.
     pub code_blocks: usize,
+    /// Tables measured against the content column, over all pages but print.html.
+    pub tables: usize,
+    /// Figures (diagrams, inline SVGs, SVG plots) whose text size was measured.
+    pub figures: usize,
     /// Themes switched through.
     pub themes: Vec<String>,
     /// The word searched for, and the chapter it found.
@@ -92,8 +102,8 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} pages, {} diagrams, {} code blocks checked in {:.1?}",
-            self.pages, self.diagrams, self.code_blocks, self.elapsed
+            "{} pages, {} diagrams, {} code blocks, {} tables, {} figures checked in {:.1?}",
+            self.pages, self.diagrams, self.code_blocks, self.tables, self.figures, self.elapsed
         )?;
         if !self.themes.is_empty() {
             writeln!(f, "themes: {}", self.themes.join(", "))?;
@@ -151,33 +161,24 @@ pub fn check_site(
     chromium: &Chromium,
     scope: Scope,
 ) -> Result<Report> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let server = StaticServer::start(site, TEST_PREFIX).await?;
-        let browser = Browser::launch(chromium, out).await?;
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            SUITE_TIMEOUT,
-            suite(&browser, &server, site, src, out, scope),
-        )
-        .await;
-        browser.quit().await;
-        let (mut report, failures) = result.map_err(|_| {
-            anyhow::anyhow!("the browser suite did not finish within {SUITE_TIMEOUT:?}")
-        })??;
-        report.elapsed = started.elapsed();
-        if !failures.0.is_empty() {
-            bail!(
-                "{} browser check(s) failed:\n  - {}",
-                failures.0.len(),
-                failures.0.join("\n  - ")
-            );
-        }
-        Ok(report)
-    })
+    let started = Instant::now();
+    let (mut report, failures) = session::with_browser(
+        site,
+        chromium,
+        out,
+        SUITE_TIMEOUT,
+        "the browser suite",
+        async |b, server| suite(b, server, site, src, out, scope).await,
+    )?;
+    report.elapsed = started.elapsed();
+    if !failures.0.is_empty() {
+        bail!(
+            "{} browser check(s) failed:\n  - {}",
+            failures.0.len(),
+            failures.0.join("\n  - ")
+        );
+    }
+    Ok(report)
 }
 
 async fn suite(
@@ -203,14 +204,20 @@ async fn suite(
     for page in &pages {
         let t = Instant::now();
         let info = check_page(b, server, site, src, page, &mut failures).await?;
+        let (tables, figures) = info
+            .layout
+            .as_ref()
+            .map_or((0, 0), |l| (l.tables.len(), l.figures.len()));
         eprintln!(
-            "e2e: {page}: {} diagrams, {} code blocks ({:.1?})",
+            "e2e: {page}: {} diagrams, {} code blocks, {tables} tables, {figures} figures ({:.1?})",
             info.diagrams.len(),
             info.code.len(),
             t.elapsed()
         );
         report.diagrams += info.diagrams.len();
         report.code_blocks += info.code.len();
+        report.tables += tables;
+        report.figures += figures;
         seen.push((page.clone(), info));
     }
     report.pages = seen.len();
@@ -255,6 +262,9 @@ pub(crate) struct PageInfo {
     pub prose: String,
     /// `innerText` of `<main>`.
     pub text: String,
+    /// Widths of tables and sizes of figure text (not measured on print.html).
+    #[serde(default)]
+    pub layout: Option<layout::Layout>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +481,21 @@ async fn check_page(
             );
         } else if c.tokens == 0 && c.chars > 0 && TOKEN_LANGUAGES.contains(&lang) {
             failures.push(page, format!("{name} has no highlighted token"));
+        }
+    }
+
+    // Tables and figures readable at the column's width. print.html
+    // repeats every chapter at the same width: measured there, each
+    // failure would be reported twice.
+    if page != "print.html" {
+        let measured = b
+            .js(layout::LAYOUT_JS, vec![])
+            .await
+            .with_context(|| format!("measuring the tables and figures of {page}"))?;
+        info.layout = serde_json::from_value(measured)
+            .with_context(|| format!("reading the tables and figures of {page}"))?;
+        if let Some(layout) = &info.layout {
+            layout::check(page, layout, failures);
         }
     }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::browser::Browser;
+use super::layout::Figure;
 use super::{
     DARK_THEMES, DIAGRAMS_JS, Failures, PageInfo, RENDER_TIMEOUT, SETTLED_JS, console_errors,
     is_diagram_error,
@@ -100,6 +101,28 @@ impl<'a> BookView<'a> {
                 .map(|(i, _)| i)
                 .collect()
         })
+    }
+
+    /// The widest table of the book, as (page, index among the page's tables, width).
+    fn widest_table(&self) -> Option<(&str, usize, f64)> {
+        self.pages
+            .iter()
+            .filter_map(|(page, info)| {
+                let (i, w) = info.layout.as_ref()?.widest_table()?;
+                Some((*page, i, w))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+    }
+
+    /// The figure with the smallest label in the book, as (page, figure, size).
+    fn smallest_text(&self) -> Option<(&str, &Figure, f64)> {
+        self.pages
+            .iter()
+            .filter_map(|(page, info)| {
+                let (f, px) = info.layout.as_ref()?.smallest_text()?;
+                Some((*page, f, px))
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
     }
 
     /// The chapter with the most diagrams, if any chapter has one.
@@ -697,8 +720,63 @@ pub(crate) async fn screenshots(
             written.push(path);
         }
     }
+
+    // What the readability checks measured at their worst, in the light
+    // theme: the widest table and the figure with the smallest text.
+    let mut worst: Vec<(String, &str, &str, usize)> = Vec::new();
+    if let Some((page, i, _)) = book.widest_table() {
+        worst.push(("widest-table".into(), page, "table", i));
+    }
+    if let Some((page, f, _)) = book.smallest_text() {
+        worst.push(("smallest-text".into(), page, f.kind.as_str(), f.index));
+    }
+    for (what, page, kind, index) in worst {
+        let url = book.url(page);
+        b.goto(&url).await?;
+        b.js("localStorage.setItem('mdbook-theme', 'light');", vec![])
+            .await?;
+        b.goto(&url).await?;
+        let _ = b
+            .wait_js("the diagrams to render", RENDER_TIMEOUT, SETTLED_JS, vec![])
+            .await;
+        let found = b.js(SCROLL_TO_JS, vec![json!(kind), json!(index)]).await?;
+        if found != json!(true) {
+            failures.push(
+                page,
+                format!("{kind} {} not found for its screenshot", index + 1),
+            );
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = b.screenshot().await?;
+        let name = page.trim_end_matches(".html").replace('/', "-");
+        let path = out.join(format!("{what}-{name}.png"));
+        std::fs::write(&path, &png).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+
     b.js("localStorage.clear();", vec![]).await?;
     let _ = b.log("browser").await?;
     let _ = b.log("performance").await?;
     Ok(written)
 }
+
+/// Scrolls the `arguments[1]`-th element of a kind (as `layout` counts
+/// them) to the top, below the menu bar; false when there is none.
+const SCROLL_TO_JS: &str = r#"
+const [kind, index] = arguments;
+const main = document.querySelector('main');
+const visible = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+const isSvgFile = (img) => /\.svg$/i.test(new URL(img.currentSrc || img.src, location.href).pathname);
+const all = {
+    'table': () => [...main.querySelectorAll('table')],
+    'diagram': () => [...main.querySelectorAll('pre.mermaid')],
+    'inline SVG': () => [...main.querySelectorAll('svg')].filter(svg =>
+        !svg.closest('pre.mermaid') && !(svg.parentElement && svg.parentElement.closest('svg')) && visible(svg)),
+    'plot': () => [...main.querySelectorAll('img')].filter(img => isSvgFile(img) && visible(img)),
+};
+const el = main && all[kind] ? all[kind]()[index] : null;
+if (!el) return false;
+window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 80);
+return true;
+"#;
