@@ -1,0 +1,179 @@
+//! Storage: one trait, an in-memory adapter and the PostgreSQL adapter,
+//! with the same semantics (`tests/store_behaviour.rs` runs one suite
+//! against both).
+
+mod memory;
+mod postgres;
+
+use std::future::Future;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use memory::MemoryStore;
+pub use postgres::{PgStore, SCHEMA_SQL};
+
+use crate::domain::{
+    Balance, Count, Movement, Qty, Reservation, Sku, StockKey, TransitionError, Warehouse,
+};
+
+/// Why a store operation was refused or failed. Refusals change nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SKU is not in the catalog.
+    #[error("unknown SKU {0}")]
+    UnknownSku(Sku),
+    /// The warehouse is not in the catalog.
+    #[error("unknown warehouse {0}")]
+    UnknownWarehouse(Warehouse),
+    /// Fewer units available than requested.
+    #[error("{key}: {requested} requested, {available} available")]
+    OutOfStock {
+        /// The position.
+        key: StockKey,
+        /// Units asked for.
+        requested: i64,
+        /// Units that could be promised at the time.
+        available: i64,
+    },
+    /// No reservation has this id.
+    #[error("no reservation {0}")]
+    ReservationNotFound(Uuid),
+    /// The reservation's state or clock refuses the event.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// A count below what is promised to open reservations.
+    #[error("{key}: counted {counted}, but {reserved} are reserved")]
+    CountBelowReserved {
+        /// The position.
+        key: StockKey,
+        /// The count given.
+        counted: i64,
+        /// Units held by open reservations.
+        reserved: i64,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database returned something the code cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A position's stored balance, its version, and the units in lapsed holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stock {
+    /// The position.
+    pub key: StockKey,
+    /// On hand and reserved, as stored.
+    pub balance: Balance,
+    /// Bumped by every movement of this position.
+    pub version: i64,
+    /// Units in holds whose time has run out but that no one has expired yet
+    /// (the sweeper has not come by, no reserve has reclaimed them).
+    pub reclaimable: i64,
+}
+
+impl Stock {
+    /// Units a reserve would get now: available plus lapsed holds, which a
+    /// reserve reclaims lazily.
+    pub fn available_now(&self) -> i64 {
+        self.balance.available() + self.reclaimable
+    }
+}
+
+/// The answer to commit, release or expire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// The reservation after the call.
+    pub reservation: Reservation,
+    /// True when the event had already happened and nothing changed.
+    pub replayed: bool,
+}
+
+// ANCHOR: store_trait
+/// Where stock and reservations live.
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Adds a SKU to the catalog (idempotent).
+    fn add_sku(&self, sku: &Sku) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a warehouse to the catalog (idempotent).
+    fn add_warehouse(&self, w: &Warehouse) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Goods arrived: `on_hand += qty`.
+    fn receive(
+        &self,
+        key: &StockKey,
+        qty: Qty,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
+
+    /// Holds `qty` units for `ttl`, or refuses with `OutOfStock`. Lapsed
+    /// holds of the position are reclaimed first when that makes the difference.
+    fn reserve(
+        &self,
+        key: &StockKey,
+        qty: Qty,
+        ttl: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+
+    /// Payment succeeded: the held units leave stock. Idempotent.
+    fn commit(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// The checkout gave up: the held units are available again. Idempotent.
+    fn release(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// The hold ran out (`now >= expires_at`): as release, by the clock. Idempotent.
+    fn expire(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// The sweeper: expires up to `limit` lapsed holds, returns how many.
+    fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// A stock count: sets `on_hand` to `counted` (never below `reserved`).
+    fn adjust(
+        &self,
+        key: &StockKey,
+        counted: Count,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
+
+    /// One position as it is now; `OutOfStock`-free: an unstocked but known
+    /// position reads as zero.
+    fn stock(
+        &self,
+        key: &StockKey,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
+
+    /// One reservation.
+    fn reservation(&self, id: Uuid)
+    -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+
+    /// The ledger of one position, oldest first.
+    fn movements(
+        &self,
+        key: &StockKey,
+    ) -> impl Future<Output = Result<Vec<Movement>, StoreError>> + Send;
+}
+// ANCHOR_END: store_trait
+
+/// The lapsed holds one reserve reclaims at most before it retries.
+pub const LAZY_RECLAIM_LIMIT: u32 = 100;
