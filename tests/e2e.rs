@@ -1,6 +1,7 @@
 //! The book as a reader gets it, inside `cargo test`: the same browser suite
 //! as `cargo xtask e2e`, the PDF as `cargo xtask pdf` prints and checks it,
-//! and a proof that a broken diagram fails the suite by name.
+//! and proofs that a broken diagram, a table wider than the column and a
+//! plot with tiny text fail the suite by name.
 //!
 //! They need Chromium and chromedriver (`apt-get install -y chromium
 //! chromium-driver poppler-utils`). Without them each test prints one
@@ -9,8 +10,8 @@
 //!
 //! `.ci/run` runs `cargo xtask e2e` and `cargo xtask pdf` as steps of their
 //! own and sets `SDB_E2E_VIA_XTASK=1` for `cargo test`, so the suite and the
-//! PDF are not done twice; the broken-diagram proof runs either way, as no
-//! xtask command does it.
+//! PDF are not done twice; the proofs run either way, as no xtask command
+//! does them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -148,5 +149,77 @@ fn a_broken_diagram_fails_the_suite_naming_page_and_diagram() {
     assert!(
         message.contains(&named) && message.contains("failed to render"),
         "the failure should name {named:?} and say it failed to render:\n{message}"
+    );
+}
+
+/// A chapter page holding neither a table nor an image, to add both to.
+fn plain_chapter(site_dir: &Path) -> String {
+    let pages = site::chapters(site_dir).expect("chapters");
+    pages
+        .into_iter()
+        .find(|p| {
+            let html = std::fs::read_to_string(site_dir.join(p)).expect("page");
+            html.contains("<main>") && !html.contains("<table") && !html.contains("<img")
+        })
+        .expect("a chapter without tables and images")
+}
+
+#[test]
+fn a_table_wider_than_the_column_and_a_plot_with_tiny_text_fail_the_suite_with_their_sizes() {
+    let Some(chromium) = chromium() else { return };
+    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let site_dir = tmp.path().join("site");
+    site::build(&root(), &site_dir, Some(TEST_PREFIX)).expect("building the book");
+    let page = plain_chapter(&site_dir);
+
+    // Twelve columns of unbreakable headers, and a 2000 px wide plot with
+    // 12 px labels, squeezed into the column.
+    let header: String = (1..=12)
+        .map(|i| format!("<th>column_number_{i}</th>"))
+        .collect();
+    let row: String = (1..=12).map(|i| format!("<td>{i}</td>")).collect();
+    let table = format!(
+        "<h2 id=\"sdb-wide\">A wide table</h2>\n<div class=\"table-wrapper\"><table>\
+         <thead><tr>{header}</tr></thead><tbody><tr>{row}</tr></tbody></table></div>\n"
+    );
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"2000\" height=\"400\" viewBox=\"0 0 2000 400\">\
+               <text x=\"10\" y=\"200\" font-size=\"12\">tiny axis label</text></svg>";
+    let dir = Path::new(&page).parent().unwrap_or(Path::new(""));
+    std::fs::write(site_dir.join(dir).join("sdb-tiny-plot.svg"), svg).expect("writing the plot");
+    let plot = "<p><img src=\"sdb-tiny-plot.svg\" alt=\"a plot drawn too wide\"></p>\n";
+    let path = site_dir.join(&page);
+    let html = std::fs::read_to_string(&path).expect("page");
+    let html = html.replacen("</main>", &format!("{table}{plot}</main>"), 1);
+    std::fs::write(&path, html).expect("writing the page");
+
+    let err = e2e::check_site(
+        &site_dir,
+        &root().join("src"),
+        tmp.path(),
+        &chromium,
+        Scope::Pages,
+    )
+    .expect_err("a table wider than the column must fail the browser suite");
+    let message = format!("{err:#}");
+    let lines: Vec<&str> = message
+        .lines()
+        .filter(|l| l.contains(&format!("{page}: ")))
+        .collect();
+    let table = lines
+        .iter()
+        .find(|l| l.contains("table 1 of 1 under \"A wide table\" (12 columns: column_number_1"))
+        .unwrap_or_else(|| panic!("no failure names the wide table of {page}:\n{message}"));
+    assert!(
+        table.contains("px wide but the content column is") && table.contains("scrolls sideways"),
+        "{table}"
+    );
+    let plot = lines
+        .iter()
+        .find(|l| l.contains("plot 1 of 1 (sdb-tiny-plot.svg, under \"A wide table\")"))
+        .unwrap_or_else(|| panic!("no failure names the tiny plot of {page}:\n{message}"));
+    assert!(
+        plot.contains("from 2000 px") && plot.contains("1 of 1 labels render below"),
+        "{plot}"
     );
 }
