@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, SCHEMA_SQL};
+pub use postgres::{PgStore, SCHEMA_SQL, check_then_act_reserve, is_check_violation};
 
 use crate::domain::{
     Balance, Count, Movement, Qty, Reservation, Sku, StockKey, TransitionError, Warehouse,

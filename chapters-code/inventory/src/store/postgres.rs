@@ -278,6 +278,42 @@ fn code_of(e: &sqlx::Error) -> Option<(String, String)> {
     ))
 }
 
+// ANCHOR: check_then_act
+/// The reserve most people write first, kept to show what the CHECKs catch:
+/// read the balance, decide in the application, then add to `reserved`
+/// without a guard. Two clients that read the same balance both add.
+/// Returns `Ok(false)` when it saw too little stock.
+pub async fn check_then_act_reserve(
+    pool: &PgPool,
+    key: &StockKey,
+    qty: Qty,
+) -> Result<bool, sqlx::Error> {
+    let available: Option<i64> = sqlx::query_scalar(
+        "SELECT on_hand - reserved FROM stock WHERE sku = $1 AND warehouse = $2",
+    )
+    .bind(key.sku.as_str())
+    .bind(key.warehouse.as_str())
+    .fetch_optional(pool)
+    .await?;
+    if available.unwrap_or(0) < qty.get() {
+        return Ok(false);
+    }
+    // No `AND on_hand - reserved >= $3`: only the CHECK `never_oversold` stands here.
+    sqlx::query("UPDATE stock SET reserved = reserved + $3 WHERE sku = $1 AND warehouse = $2")
+        .bind(key.sku.as_str())
+        .bind(key.warehouse.as_str())
+        .bind(qty.get())
+        .execute(pool)
+        .await?;
+    Ok(true)
+}
+// ANCHOR_END: check_then_act
+
+/// True when `e` is a CHECK constraint refusing a row (SQLSTATE 23514).
+pub fn is_check_violation(e: &sqlx::Error) -> bool {
+    code_of(e).is_some_and(|(code, _)| code == "23514")
+}
+
 /// A foreign-key violation on `stock` names the missing catalog entry.
 fn catalog_error(e: sqlx::Error, key: &StockKey) -> StoreError {
     // 23503: foreign_key_violation, told apart by the constraint's name.

@@ -1,0 +1,122 @@
+//! The invariant on real PostgreSQL with real concurrent clients: of N
+//! buyers of S units, exactly min(S, N) succeed, and stock never goes below
+//! zero. First through the store's guarded statement, then through a
+//! check-then-act writer that only the CHECK constraints hold back.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use common::*;
+use inventory::domain::fold;
+use inventory::store::{InventoryStore, StoreError, check_then_act_reserve, is_check_violation};
+use tokio::sync::Barrier;
+
+/// Connections in the pool: every buyer has its own while they race.
+const CLIENTS: u32 = 32;
+/// Buyers per sale (more than the pool: the rest queue for a connection).
+const BUYERS: usize = 40;
+
+/// Runs `BUYERS` concurrent reserves of one unit against `units` in stock;
+/// returns (successes, refusals, other errors).
+async fn sale(units: i64) -> Option<(usize, usize, usize)> {
+    let (db, store) = pg_store(CLIENTS).await?;
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, units).await;
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(BUYERS));
+    let mut tasks = Vec::new();
+    for _ in 0..BUYERS {
+        let (store, start, k) = (Arc::clone(&store), Arc::clone(&start), k.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store
+                .reserve(&k, qty(1), TimeDelta::minutes(10), t0())
+                .await
+        }));
+    }
+    let (mut ok, mut refused, mut errors) = (0, 0, 0);
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::OutOfStock { .. }) => refused += 1,
+            Err(e) => {
+                eprintln!("unexpected: {e}");
+                errors += 1;
+            }
+        }
+    }
+    let s = store.stock(&k, t0()).await.expect("stock");
+    assert!(s.balance.is_valid(), "{:?}", s.balance);
+    assert_eq!(
+        s.balance.reserved, ok as i64,
+        "every success is one reserved unit"
+    );
+    let folded = fold(&store.movements(&k).await.expect("ledger"));
+    assert_eq!(folded.get(&k).copied(), Some(s.balance), "ledger agrees");
+    drop(db);
+    Some((ok, refused, errors))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_min_of_stock_and_buyers_succeed() {
+    // Fewer units than buyers, then more: min(S, N) either way.
+    for units in [25, 60] {
+        let Some((ok, refused, errors)) = sale(units).await else {
+            return;
+        };
+        let want = (units as usize).min(BUYERS);
+        assert_eq!(ok, want, "{units} units, {BUYERS} buyers");
+        assert_eq!(refused, BUYERS - want);
+        assert_eq!(errors, 0);
+    }
+}
+
+// ANCHOR: checks_alone
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checks_alone_stop_a_check_then_act_writer() {
+    const UNITS: i64 = 20;
+    let Some((db, store)) = pg_store(CLIENTS).await else {
+        return;
+    };
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, UNITS).await;
+    let pool = store.pool().clone();
+    let start = Arc::new(Barrier::new(BUYERS));
+    let mut tasks = Vec::new();
+    for _ in 0..BUYERS {
+        let (pool, start, k) = (pool.clone(), Arc::clone(&start), k.clone());
+        // Each buyer keeps buying until it reads "sold out", so the end of
+        // the sale is raced by every client at once.
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let (mut ok, mut refused_by_check) = (0usize, 0usize);
+            loop {
+                match check_then_act_reserve(&pool, &k, qty(1)).await {
+                    Ok(true) => ok += 1,
+                    Ok(false) => return (ok, refused_by_check),
+                    Err(e) if is_check_violation(&e) => refused_by_check += 1,
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+        }));
+    }
+    let (mut ok, mut refused_by_check) = (0, 0);
+    for t in tasks {
+        let (o, r) = t.await.expect("task");
+        ok += o;
+        refused_by_check += r;
+    }
+    let s = store.stock(&k, t0()).await.expect("stock");
+    // With the CHECKs, the database refuses every UPDATE that would promise
+    // more than is on hand: exactly UNITS succeed, whatever the clients read.
+    assert_eq!(
+        ok, UNITS as usize,
+        "successes (CHECK refusals: {refused_by_check})"
+    );
+    assert_eq!(s.balance.reserved, UNITS, "reserved");
+    assert!(s.balance.is_valid(), "{:?}", s.balance);
+    drop(db);
+}
+// ANCHOR_END: checks_alone
