@@ -1,0 +1,109 @@
+-- The e-commerce chapter's schema: catalog, orders, idempotency keys.
+-- Each constraint is commented with the rule it keeps.
+
+-- ANCHOR: products
+CREATE TABLE products (
+    -- The same rule as `Sku::parse`.
+    sku         text PRIMARY KEY CHECK (sku ~ '^[A-Z0-9-]{1,32}$'),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    description text NOT NULL DEFAULT '',
+    -- Integer minor units, never negative.
+    price_minor bigint NOT NULL CHECK (price_minor >= 0),
+    currency    text NOT NULL CHECK (currency IN ('EUR', 'USD', 'JPY')),
+    tax_class   text NOT NULL CHECK (tax_class IN ('standard', 'reduced', 'exempt')),
+    -- Units on hand and not reserved by an order: never oversold.
+    stock       integer NOT NULL CHECK (stock >= 0),
+    -- Bumped by every change; a cache never replaces a higher version.
+    version     bigint NOT NULL DEFAULT 1,
+    -- Full-text search over name (weight A) and description (weight B),
+    -- kept current by PostgreSQL itself.
+    search      tsvector GENERATED ALWAYS AS (
+                    setweight(to_tsvector('english', name), 'A') ||
+                    setweight(to_tsvector('english', description), 'B')) STORED
+);
+
+CREATE INDEX products_search ON products USING gin (search);
+-- ANCHOR_END: products
+
+-- ANCHOR: orders
+CREATE TABLE orders (
+    id          uuid PRIMARY KEY,
+    account_id  text NOT NULL,
+    status      text NOT NULL
+                CHECK (status IN ('pending_payment', 'paid', 'payment_failed')),
+    currency    text NOT NULL CHECK (currency IN ('EUR', 'USD', 'JPY')),
+    -- The quote given is the price charged: the snapshot taken at checkout.
+    total_minor bigint NOT NULL CHECK (total_minor >= 0),
+    quote       jsonb NOT NULL,
+    -- A paid order has exactly the charge that paid it.
+    charge_id   text UNIQUE,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    CHECK ((status = 'paid') = (charge_id IS NOT NULL))
+);
+
+CREATE TABLE order_lines (
+    order_id    uuid NOT NULL REFERENCES orders (id),
+    sku         text NOT NULL REFERENCES products (sku),
+    quantity    integer NOT NULL CHECK (quantity BETWEEN 1 AND 99),
+    unit_minor  bigint NOT NULL CHECK (unit_minor >= 0),
+    total_minor bigint NOT NULL CHECK (total_minor >= 0),
+    PRIMARY KEY (order_id, sku)
+);
+
+CREATE INDEX orders_account ON orders (account_id, created_at DESC);
+-- ANCHOR_END: orders
+
+-- ANCHOR: idempotency_keys
+CREATE TABLE idempotency_keys (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id      text NOT NULL,
+    endpoint        text NOT NULL,
+    key             text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
+    -- SHA-256 of the parsed request: the same key with another body is refused.
+    fingerprint     text NOT NULL CHECK (length(fingerprint) = 64),
+    created_at      timestamptz NOT NULL,
+    -- Set while a request works on the key; a second request meanwhile gets 409.
+    locked_at       timestamptz,
+    -- How far the request got (the atomic phases it committed).
+    recovery_point  text NOT NULL
+                    CHECK (recovery_point IN ('order_created', 'finished')),
+    -- Deferred: phase 1 claims the key before it inserts the order, in one transaction.
+    order_id        uuid REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED,
+    -- The final answer, replayed to every retry.
+    response_status smallint,
+    response_body   jsonb,
+    -- One key per account and endpoint: this constraint is the guard.
+    CONSTRAINT idempotency_keys_scope UNIQUE (account_id, endpoint, key),
+    CHECK ((recovery_point = 'finished') = (response_status IS NOT NULL)),
+    CHECK (recovery_point = 'finished' OR order_id IS NOT NULL)
+);
+
+-- The purge job deletes by age.
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+-- ANCHOR_END: idempotency_keys
+
+-- ANCHOR: staged_jobs
+-- Work to do after an order is paid (the receipt e-mail), written in the
+-- same transaction as the payment's recovery point and drained by a worker.
+CREATE TABLE staged_jobs (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind       text NOT NULL,
+    payload    jsonb NOT NULL,
+    created_at timestamptz NOT NULL
+);
+-- ANCHOR_END: staged_jobs
+
+-- ANCHOR: cart_entries
+-- The cart in PostgreSQL, for the comparison with Redis: the same
+-- observed-remove design, one row per add, a tombstone is a flag.
+CREATE TABLE cart_entries (
+    cart_id    text NOT NULL,
+    tag        uuid NOT NULL,
+    sku        text NOT NULL,
+    quantity   integer NOT NULL CHECK (quantity BETWEEN 1 AND 99),
+    removed    boolean NOT NULL DEFAULT false,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (cart_id, tag)
+);
+-- ANCHOR_END: cart_entries

@@ -1,0 +1,438 @@
+//! Checkout: snapshot prices, reserve stock, charge, record the order, once.
+//!
+//! The design is Brandur Leach's "Implementing Stripe-like Idempotency Keys
+//! in Postgres" (<https://brandur.org/idempotency-keys>): the work between
+//! two calls to a foreign system (here, the payment provider) is an *atomic
+//! phase*, one PostgreSQL transaction, and each phase ends by writing a
+//! *recovery point* on the idempotency key's row. A request that dies
+//! anywhere leaves the key at the last recovery point it committed; the
+//! retry reads it and continues from there.
+//!
+//! | phase | one transaction | recovery point after |
+//! |---|---|---|
+//! | 1 | claim the key, price the lines, check the quote, reserve stock, insert the order | `order_created` |
+//! | - | charge the provider with the key `order-<id>` (foreign call, no transaction) | - |
+//! | 2 | mark the order paid (or failed, releasing stock), stage the receipt job, store the response | `finished` |
+//!
+//! The key and the order are written in the *same* transaction, so there
+//! is no moment where one exists without the other. A key kept in Redis
+//! next to an order in PostgreSQL would be two writes to two systems: a
+//! crash between them leaves an order without a key (the retry creates a
+//! second order) or a key without an order (the retry is told "done" for an
+//! order that does not exist).
+
+pub mod provider;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Currency, Money, PricingError, Promotion, Quantity, Quote, Sku};
+use crate::idempotency::{KeyScope, fingerprint};
+use crate::problem::Problem;
+use crate::store::{Store, StoreError};
+use provider::{PaymentError, PaymentProvider};
+
+/// The endpoint name keys are scoped by.
+pub const CHECKOUT_ENDPOINT: &str = "POST /checkout";
+/// How long the checkout waits for the provider before answering 503.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(2);
+
+// ANCHOR: request
+/// A checkout request, parsed: what the shopper saw on the review page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// Sorted by SKU, each SKU once.
+    pub lines: Vec<(Sku, Quantity)>,
+    /// The currency the shopper was quoted in.
+    pub currency: Currency,
+    /// The total the shopper agreed to pay, in minor units.
+    pub expected_total_minor: i64,
+    /// A promotion code, if any.
+    pub promotion: Option<String>,
+    /// The provider's token for the card.
+    pub payment_method: String,
+}
+// ANCHOR_END: request
+
+/// The promotion codes the shop honours.
+pub const PROMOTIONS: &[(&str, Promotion)] = &[
+    ("SPRING10", Promotion::PercentOff { bp: 1_000 }),
+    ("HALF", Promotion::PercentOff { bp: 5_000 }),
+];
+
+/// The promotion for `code`, if it exists.
+pub fn promotion(code: &str) -> Option<Promotion> {
+    PROMOTIONS.iter().find(|(c, _)| *c == code).map(|(_, p)| *p)
+}
+
+/// An order as the API returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose.
+    pub account: String,
+    /// `pending_payment`, `paid` or `payment_failed`.
+    pub status: String,
+    /// The snapshot of prices, discount and tax taken at checkout.
+    pub quote: Quote,
+    /// The provider's charge, once paid.
+    pub charge_id: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+// ANCHOR: stored_response
+/// A final answer: status and body, replayed to every retry of the key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body (an order, or a problem).
+    pub body: serde_json::Value,
+}
+// ANCHOR_END: stored_response
+
+impl StoredResponse {
+    /// A problem as a final answer.
+    pub fn problem(p: &Problem) -> Self {
+        Self {
+            status: p.status,
+            body: serde_json::to_value(p).unwrap_or_default(),
+        }
+    }
+
+    /// A created order as a final answer.
+    pub fn created(order: &Order) -> Self {
+        Self {
+            status: 201,
+            body: serde_json::to_value(order).unwrap_or_default(),
+        }
+    }
+}
+
+/// What checkout answered, and whether it was a replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// Status and body.
+    pub response: StoredResponse,
+    /// True when this repeats an earlier request's answer.
+    pub replayed: bool,
+}
+
+// ANCHOR: outcomes
+/// What phase 1 found or did.
+#[derive(Debug)]
+pub enum Begun {
+    /// An order waits for its charge (created now, or left by a request that died).
+    Charge {
+        /// The key's row, when the request had a key.
+        key_id: Option<i64>,
+        /// The order.
+        order_id: Uuid,
+        /// Its total.
+        amount: Money,
+        /// True when a dead request's order is being resumed.
+        resumed: bool,
+    },
+    /// The key already has a final answer.
+    Replay(StoredResponse),
+    /// A final answer reached in phase 1 (price changed, out of stock), stored with the key.
+    Refused(StoredResponse),
+}
+
+/// How the charge ended, for phase 2.
+#[derive(Debug, Clone)]
+pub enum Charged {
+    /// Paid by this charge.
+    Paid(String),
+    /// The card was declined.
+    Declined(String),
+    /// The provider failed and charged nothing.
+    ProviderFailed(String),
+}
+// ANCHOR_END: outcomes
+
+// ANCHOR: checkout_error
+/// Why checkout answered with an error that is *not* stored with the key.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Same key, different request (422).
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+    /// Same key, a request still running (409).
+    #[error("a request with this Idempotency-Key is in progress")]
+    KeyInUse,
+    /// A line names no product (404).
+    #[error("no product {0}")]
+    UnknownProduct(Sku),
+    /// The order's currency is not the products' (422).
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    /// A promotion code that does not exist (422).
+    #[error("no promotion {0:?}")]
+    UnknownPromotion(String),
+    /// The provider did not answer in time; the order waits at its recovery point (503).
+    #[error(transparent)]
+    Payment(PaymentError),
+    /// The database failed (503 or 500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+// ANCHOR_END: checkout_error
+
+/// Points in the flow where a test may stop the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Point {
+    /// Phase 1 has done its work; its COMMIT is next.
+    BeforeOrderCommit,
+    /// Phase 1 committed; the charge is next.
+    AfterOrderCommit,
+    /// The charge answered; phase 2 has not started.
+    AfterCharge,
+    /// Phase 2 has done its work; its COMMIT is next.
+    BeforeFinishCommit,
+    /// Phase 2 committed; the HTTP answer is next.
+    AfterFinishCommit,
+}
+
+/// A boxed future, for the object-safe hook.
+pub type BoxFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Called at each [`Point`]; production passes [`NoHooks`].
+pub trait Hooks: Send + Sync {
+    /// The flow reached `point`; it continues when the future completes.
+    fn reached(&self, point: Point) -> BoxFuture<'_>;
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn reached(&self, _: Point) -> BoxFuture<'_> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// The checkout: a store, a provider, and the hooks tests use.
+pub struct Checkout<S, P> {
+    /// Orders, keys and products.
+    pub store: Arc<S>,
+    /// Who charges the card.
+    pub provider: Arc<P>,
+    /// Test hooks.
+    pub hooks: Arc<dyn Hooks>,
+    /// How long to wait for the provider.
+    pub provider_timeout: Duration,
+}
+
+impl<S, P> Clone for Checkout<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            provider: Arc::clone(&self.provider),
+            hooks: Arc::clone(&self.hooks),
+            provider_timeout: self.provider_timeout,
+        }
+    }
+}
+
+impl<S: Store, P: PaymentProvider> Checkout<S, P> {
+    /// A checkout over `store` and `provider`, without hooks.
+    pub fn new(store: Arc<S>, provider: Arc<P>) -> Self {
+        Self {
+            store,
+            provider,
+            hooks: Arc::new(NoHooks),
+            provider_timeout: PROVIDER_TIMEOUT,
+        }
+    }
+
+    // ANCHOR: run
+    /// Runs one checkout request for `account`, with an optional idempotency key.
+    pub async fn run(
+        &self,
+        account: &str,
+        key: Option<&KeyScope>,
+        request: &CheckoutRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Answer, CheckoutError> {
+        if let Some(code) = &request.promotion
+            && promotion(code).is_none()
+        {
+            return Err(CheckoutError::UnknownPromotion(code.clone()));
+        }
+        let print = fingerprint(request);
+        // Phase 1: one transaction for the key, the stock and the order.
+        let begun = self
+            .store
+            .begin_checkout(account, key, request, &print, now, &*self.hooks)
+            .await?;
+        let (key_id, order_id, amount) = match begun {
+            Begun::Replay(response) => {
+                return Ok(Answer {
+                    response,
+                    replayed: true,
+                });
+            }
+            Begun::Refused(response) => {
+                return Ok(Answer {
+                    response,
+                    replayed: false,
+                });
+            }
+            Begun::Charge {
+                key_id,
+                order_id,
+                amount,
+                ..
+            } => (key_id, order_id, amount),
+        };
+        self.hooks.reached(Point::AfterOrderCommit).await;
+
+        // The foreign call, outside any transaction, with a key of its own.
+        let charge_key = format!("order-{order_id}");
+        let charge = tokio::time::timeout(
+            self.provider_timeout,
+            self.provider
+                .charge(&charge_key, amount, &request.payment_method),
+        )
+        .await
+        .unwrap_or(Err(PaymentError::Timeout(self.provider_timeout)));
+        self.hooks.reached(Point::AfterCharge).await;
+        let charged = match charge {
+            Ok(c) => Charged::Paid(c.id),
+            Err(PaymentError::Declined(why)) => Charged::Declined(why),
+            Err(PaymentError::Failed(why)) => Charged::ProviderFailed(why),
+            Err(e @ PaymentError::Timeout(_)) => {
+                // Unknown outcome: leave the order at its recovery point and
+                // let the next retry ask the provider again (same charge key).
+                if let Some(id) = key_id {
+                    self.store.unlock_key(id).await?;
+                }
+                return Err(CheckoutError::Payment(e));
+            }
+        };
+
+        // Phase 2: one transaction for the order's outcome and the key's answer.
+        let response = self
+            .store
+            .finish_checkout(key_id, order_id, &charged, now, &*self.hooks)
+            .await?;
+        self.hooks.reached(Point::AfterFinishCommit).await;
+        Ok(Answer {
+            response,
+            replayed: false,
+        })
+    }
+    // ANCHOR_END: run
+}
+
+/// A product as phase 1 sees it: the catalog record and the stock left.
+#[derive(Clone, Debug)]
+pub struct Stocked {
+    /// The product.
+    pub product: crate::domain::Product,
+    /// Units not yet reserved.
+    pub stock: i32,
+}
+
+// ANCHOR: price_order
+/// Phase 1's decision, pure: the quote to charge, or a final refusal.
+///
+/// Bad input (an unknown product, a currency the products are not sold in,
+/// an unknown promotion) is an error and nothing is stored. A changed price
+/// or missing stock is a final answer, stored with the key: the shopper
+/// sees the new quote and confirms again with a new key.
+pub fn price_order(
+    request: &CheckoutRequest,
+    products: &[Stocked],
+) -> Result<Result<Quote, StoredResponse>, CheckoutError> {
+    let mut lines = Vec::with_capacity(request.lines.len());
+    for (sku, quantity) in &request.lines {
+        let found = products
+            .iter()
+            .find(|p| &p.product.sku == sku)
+            .ok_or_else(|| CheckoutError::UnknownProduct(sku.clone()))?;
+        if found.product.price.currency() != request.currency {
+            return Err(PricingError::CurrencyMismatch {
+                expected: request.currency,
+                found: found.product.price.currency(),
+                what: format!("product {sku}"),
+            }
+            .into());
+        }
+        lines.push(crate::domain::PricedLine {
+            sku: sku.clone(),
+            unit: found.product.price,
+            quantity: *quantity,
+            tax_class: found.product.tax_class,
+        });
+    }
+    let promo = match &request.promotion {
+        Some(code) => {
+            Some(promotion(code).ok_or_else(|| CheckoutError::UnknownPromotion(code.clone()))?)
+        }
+        None => None,
+    };
+    let quote = crate::domain::quote(&lines, promo.as_ref(), &crate::domain::TAX_RATES)?;
+    if quote.total_minor != request.expected_total_minor {
+        let p = Problem::new(
+            409,
+            "price-changed",
+            "Price changed",
+            format!(
+                "the total is now {} minor units, not {}; review the new quote and confirm again with a new Idempotency-Key",
+                quote.total_minor, request.expected_total_minor
+            ),
+        )
+        .with("quote", serde_json::to_value(&quote).unwrap_or_default());
+        return Ok(Err(StoredResponse::problem(&p)));
+    }
+    for (sku, quantity) in &request.lines {
+        let left = products
+            .iter()
+            .find(|p| &p.product.sku == sku)
+            .map_or(0, |p| p.stock);
+        if i64::from(left) < i64::from(quantity.get()) {
+            let p = Problem::new(
+                409,
+                "out-of-stock",
+                "Out of stock",
+                format!("only {left} of {sku} left, {} asked", quantity.get()),
+            );
+            return Ok(Err(StoredResponse::problem(&p)));
+        }
+    }
+    Ok(Ok(quote))
+}
+// ANCHOR_END: price_order
+
+// ANCHOR: finish_response
+/// Phase 2's answer for an order and how its charge ended.
+pub fn finish_response(order: &Order, charged: &Charged) -> StoredResponse {
+    match charged {
+        Charged::Paid(_) => StoredResponse::created(order),
+        Charged::Declined(why) => StoredResponse::problem(
+            &Problem::new(402, "payment-declined", "Payment declined", why.clone())
+                .with("order_id", serde_json::json!(order.id)),
+        ),
+        // A 5xx stored as the final answer: retries replay it, as Stripe's do.
+        Charged::ProviderFailed(why) => StoredResponse::problem(
+            &Problem::new(
+                502,
+                "payment-provider-failed",
+                "Payment provider failed",
+                why.clone(),
+            )
+            .with("order_id", serde_json::json!(order.id)),
+        ),
+    }
+}
+// ANCHOR_END: finish_response

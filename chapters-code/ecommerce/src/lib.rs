@@ -1,0 +1,8 @@
+//! E-commerce: a catalog, a cart, and a checkout that charges once.
+#![warn(missing_docs)]
+
+pub mod checkout;
+pub mod domain;
+pub mod idempotency;
+pub mod problem;
+pub mod store;

@@ -1,0 +1,121 @@
+//! Where products, orders and idempotency keys live: a trait, an in-memory
+//! adapter and the PostgreSQL adapter. One behaviour suite runs against both.
+
+mod memory;
+mod postgres;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use memory::MemoryStore;
+pub use postgres::PgStore;
+
+use crate::checkout::{
+    Begun, Charged, CheckoutError, CheckoutRequest, Hooks, Order, StoredResponse,
+};
+use crate::domain::{Money, Product, Sku, TaxClass};
+use crate::idempotency::KeyScope;
+
+/// The schema, applied by the demo binary to an empty database.
+pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
+
+/// A product to create or replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProduct {
+    /// Its SKU.
+    pub sku: Sku,
+    /// Display name.
+    pub name: String,
+    /// Longer text.
+    pub description: String,
+    /// Unit price before tax.
+    pub price: Money,
+    /// How it is taxed.
+    pub tax_class: TaxClass,
+    /// Units on hand.
+    pub stock: i32,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such product.
+    #[error("no product {0}")]
+    ProductNotFound(Sku),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A stored value did not parse (written by this code, so: corruption).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// The storage the catalog and the checkout need.
+pub trait Store: Send + Sync + 'static {
+    /// Creates or replaces a product; its version goes up.
+    fn put_product(
+        &self,
+        p: &NewProduct,
+    ) -> impl Future<Output = Result<Product, StoreError>> + Send;
+
+    /// Changes a price; the version goes up.
+    fn set_price(
+        &self,
+        sku: &Sku,
+        price: Money,
+    ) -> impl Future<Output = Result<Product, StoreError>> + Send;
+
+    /// One product.
+    fn product(
+        &self,
+        sku: &Sku,
+    ) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
+
+    /// Products matching the words of `query`, best first.
+    fn search(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Product>, StoreError>> + Send;
+
+    /// Units of `sku` not reserved.
+    fn stock(&self, sku: &Sku) -> impl Future<Output = Result<Option<i32>, StoreError>> + Send;
+
+    /// Checkout phase 1 (see [`crate::checkout`]).
+    fn begin_checkout(
+        &self,
+        account: &str,
+        key: Option<&KeyScope>,
+        request: &CheckoutRequest,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        hooks: &dyn Hooks,
+    ) -> impl Future<Output = Result<Begun, CheckoutError>> + Send;
+
+    /// Checkout phase 2.
+    fn finish_checkout(
+        &self,
+        key_id: Option<i64>,
+        order_id: Uuid,
+        charged: &Charged,
+        now: DateTime<Utc>,
+        hooks: &dyn Hooks,
+    ) -> impl Future<Output = Result<StoredResponse, StoreError>> + Send;
+
+    /// Releases a key's lock after a provider timeout, so a retry need not wait.
+    fn unlock_key(&self, key_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes keys created before `cutoff`; returns how many.
+    fn purge_keys(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One order.
+    fn order(&self, id: Uuid) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
+
+    /// Every order (tests and reconciliation).
+    fn orders(&self) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
+}
