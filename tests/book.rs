@@ -78,7 +78,7 @@ fn every_chapter_crate_is_shown_and_tested() {
 
 #[test]
 fn generated_files_of_the_book_are_current() {
-    let generators = xtask::generate::registry();
+    let generators = chapters::generated_files();
     let url = generated::database_url_for(&generators);
     assert_no_problems(
         "generated files",

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
-use xtask::generate::{Generator, Source};
+use bookkit::{GeneratedFile as Generator, Source};
 
 /// A fixture book; deleted when dropped.
 pub struct Fixture {

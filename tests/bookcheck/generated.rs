@@ -1,6 +1,6 @@
 //! Check 6: every generated file on disk is what its generator produces now.
 //!
-//! The generators are `xtask::generate::registry()` (fixtures pass their
+//! The generators are `chapters::generated_files()` (fixtures pass their
 //! own). A generator that needs PostgreSQL is skipped with a loud line when
 //! the server is absent (a failure under `SDB_REQUIRE_SERVICES=1`, through
 //! `testkit`).
@@ -8,7 +8,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use xtask::generate::{Generator, Source, Status};
+use bookkit::generated::Status;
+use bookkit::{GeneratedFile as Generator, Source};
 
 use super::{Problem, relative};
 
@@ -29,7 +30,7 @@ pub fn check(root: &Path, generators: &[Generator], database_url: Option<&str>) 
     let mut problems = Vec::new();
     for g in generators {
         // One generator at a time, so a failing one does not hide the others.
-        match xtask::generate::check(root, std::slice::from_ref(g), database_url) {
+        match bookkit::generated::check(root, std::slice::from_ref(g), database_url) {
             Err(e) => problems.push(Problem::file(
                 g.path,
                 format!("its generator failed: {e:#}"),

@@ -1,15 +1,13 @@
 //! Chores of the book, as a library so `tests/book.rs` can reuse them.
 //!
 //! The binary (`cargo xtask ...`) is a thin command-line front over these
-//! modules. The generator registry lives here because two callers need it:
-//! `cargo xtask gen` writes the files, and the book check compares them.
+//! modules. xtask depends on no chapter crate: `serve`, `build`, `e2e` and
+//! `pdf` (the reader's path) compile none. `gen` and `bench-report` run the
+//! binary of `tools/chapters`, which lists the chapters.
 
-pub mod bench_report;
 pub mod book;
 pub mod e2e;
-pub mod generate;
-pub mod loadgen;
-pub mod machine;
 pub mod pdf;
+pub mod serve;
+pub mod sources;
 pub mod static_server;
-pub mod tools;

@@ -37,6 +37,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "book")]
+pub mod book;
 pub mod example;
 mod markdown;
 pub mod measured;

@@ -37,12 +37,17 @@
 #![warn(missing_docs)]
 
 pub mod assign;
+#[cfg(feature = "book")]
+pub mod book;
 pub mod capacity;
 pub mod clock;
 pub mod domain;
+#[cfg(feature = "book")]
 pub mod generated;
 pub mod idempotency;
+#[cfg(feature = "book")]
 pub mod load;
+#[cfg(feature = "book")]
 pub mod report;
 pub mod service;
 pub mod store;

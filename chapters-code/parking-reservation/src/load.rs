@@ -1,4 +1,4 @@
-//! The measured runs behind the chapter's performance table (`benches/parking-reservation.rs`).
+//! The measured runs behind the chapter's performance table (`benches/reserve.rs`).
 //!
 //! Closed loop: each of `clients` tasks sends one request, waits for the
 //! answer, and sends the next, for `warmup + measure`; only answers that

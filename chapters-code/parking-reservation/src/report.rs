@@ -1,12 +1,12 @@
 //! The chapter's performance tables, rendered from the benchmark's results.
 //!
-//! `benches/parking-reservation.rs` writes one JSON result per measured configuration
-//! (`target/sdb-results/parking-reservation/<name>.json`, the format of
-//! `xtask::bench_report`); `cargo xtask bench-report parking-reservation` reads them back
-//! and calls [`render_all`], which returns the Markdown of
-//! `src/parking-reservation/generated/strategies.md` and `performance.md`. The caller
-//! puts the machine header on top. The functions take the results as JSON
-//! values so this crate need not depend on `xtask`.
+//! `benches/reserve.rs` writes one result per measured configuration (the
+//! format of `bookkit::results`); `cargo xtask bench-report
+//! parking-reservation` commits them under
+//! `src/parking-reservation/generated/results/`, and the generated files of
+//! [`crate::book`] are computed from them here: `strategies.md`,
+//! `performance.md`, `measured.json` and `capacity.md`. The renderers take
+//! the results as JSON values, so their tests need no measuring machinery.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,6 +48,9 @@ pub fn ceiling_result(clients: u32) -> String {
 #[derive(Debug, Deserialize)]
 struct Measured {
     name: String,
+    /// Per-round ratio to the ceiling (median, min, max), when measured interleaved.
+    #[serde(default)]
+    ratio: Option<bookkit::Spread>,
     #[serde(default)]
     ops: u64,
     #[serde(default)]
@@ -140,11 +143,12 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
             r.extra_u64("horizon_slots"),
         );
     }
-    out.push_str(
-        "| Strategy | Enforced by | Attempts | Booked | Refused | Retries (40001, 40P01) | Gave up \
-         | Overlapping pairs | Attempts/s | p50 | p99 |\n",
+    let mut costs = String::from(
+        "| Strategy | Retries (40001, 40P01) | Gave up | Attempts/s | p50 | p99 |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| Strategy | Enforced by | Attempts | Booked | Refused | Overlapping pairs |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|\n");
     for s in Strategy::ALL {
         let (name, by) = label(s);
         match by_name.get(&strategy_result(s)) {
@@ -157,10 +161,14 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {by} | {} | {} | {} | {} | {} | {pairs} | {} | {} | {} |",
+                    "| {name} | {by} | {} | {} | {} | {pairs} |",
                     r.ops,
                     r.extra_u64("booked"),
                     r.extra_u64("refused"),
+                );
+                let _ = writeln!(
+                    costs,
+                    "| {name} | {} | {} | {} | {} | {} |",
                     r.extra_u64("retries"),
                     r.extra_u64("gave_up"),
                     fmt_rate(r.ops_per_sec),
@@ -169,10 +177,13 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
                 );
             }
             None => {
-                let _ = writeln!(out, "| {name} | {by} | not measured | | | | | | | | |");
+                let _ = writeln!(out, "| {name} | {by} | not measured | | | |");
+                let _ = writeln!(costs, "| {name} | not measured | | | | |");
             }
         }
     }
+    out.push('\n');
+    out.push_str(&costs);
     Ok(out)
 }
 // ANCHOR_END: render_strategies
@@ -185,22 +196,26 @@ pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String>
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| Clients | Reserve: reservations/s | p50 | p99 | Plain INSERT: rows/s | p50 | p99 \
-         | Ratio | Reservations/s per core | Per core ÷ target ({target_per_sec:.1}/s) | p99 within {TARGET_P95_MS:.0} ms |",
+        "| Clients | Reservations/s | p50 | p99 | Ratio to plain INSERT | Per core ÷ target ({target_per_sec:.1}/s) |",
     );
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|\n");
+    let mut ceilings = String::from(
+        "| Clients | Plain INSERT: rows/s | p50 | p99 | Reservations/s per core | p99 within target |\n\
+         |---:|---:|---:|---:|---:|---|\n",
+    );
     let mut cores = None;
     for c in CLIENTS {
         let (Some(r), Some(ceil)) = (
             by_name.get(&reserve_result(c)),
             by_name.get(&ceiling_result(c)),
         ) else {
-            let _ = writeln!(out, "| {c} | not measured | | | | | | | | | |");
+            let _ = writeln!(out, "| {c} | not measured | | | | |");
             continue;
         };
         cores = Some(r.cores);
-        let ratio = match (r.ops_per_sec, ceil.ops_per_sec) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        let ratio = match (r.ratio, r.ops_per_sec, ceil.ops_per_sec) {
+            (Some(spread), _, _) => bookkit::table::fmt_spread(Some(spread)),
+            (None, Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "n/a".to_string(),
         };
         let per_core = r.ops_per_sec.map(|x| x / r.cores.max(1) as f64);
@@ -215,17 +230,24 @@ pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String>
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {ratio} | {} | {vs_target} | {within} |",
+            "| {} | {} | {} | {} | {ratio} | {vs_target} |",
             r.concurrency.unwrap_or(c),
             fmt_rate(r.ops_per_sec),
             fmt_opt_us(r.p50_us),
             fmt_opt_us(r.p99_us),
+        );
+        let _ = writeln!(
+            ceilings,
+            "| {} | {} | {} | {} | {} | {within} |",
+            r.concurrency.unwrap_or(c),
             fmt_rate(ceil.ops_per_sec),
             fmt_opt_us(ceil.p50_us),
             fmt_opt_us(ceil.p99_us),
             fmt_rate(per_core),
         );
     }
+    out.push('\n');
+    out.push_str(&ceilings);
     let refusals: Vec<String> = CLIENTS
         .iter()
         .filter_map(|c| by_name.get(&reserve_result(*c)))
@@ -247,8 +269,9 @@ pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String>
         "\nThe target is {TARGET_PER_MINUTE:.0} reservations a minute ({target_per_sec:.1}/s) \
          with p95 under {TARGET_P95_MS:.0} ms. \"Per core\" divides our throughput by the \
          {} logical CPUs that ran the database and the clients together; the next column states \
-         it as a multiple of the whole target. Ratio = reserve / plain INSERT at the same \
-         concurrency, in the same run. Outcomes in the measured windows (retries include the \
+         it as a multiple of the whole target. The ratio is reserve / plain INSERT at the same \
+         concurrency: the median over rounds that each measured both back to back, with the \
+         lowest and highest in brackets. Outcomes in the measured windows (retries include the \
          warm-up): {}.\n",
         cores.map_or_else(|| "n/a".to_string(), |c| c.to_string()),
         if refusals.is_empty() {
@@ -286,12 +309,46 @@ pub fn measured_json(results: &[serde_json::Value], measured_on: &str) -> Result
 }
 // ANCHOR_END: measured_json
 
-/// Both tables, as (path relative to the repository root, Markdown without the machine header).
-pub fn render_all(results: &[serde_json::Value]) -> Result<Vec<(&'static str, String)>> {
-    Ok(vec![
-        (STRATEGIES_PATH, render_strategy_table(results)?),
-        (PERFORMANCE_PATH, render_performance_table(results)?),
-    ])
+/// The committed results, as the JSON values the renderers read, and the header naming their run.
+fn committed() -> Result<(Vec<serde_json::Value>, String)> {
+    let results = bookkit::results::committed(CHAPTER)?;
+    let header = bookkit::table::measured_header(
+        "cargo xtask bench-report parking-reservation",
+        &results.iter().collect::<Vec<_>>(),
+    );
+    let values = results
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((values, header))
+}
+
+/// `strategies.md`, from the committed results.
+pub fn strategies_markdown() -> Result<String> {
+    let (results, header) = committed()?;
+    Ok(format!("{header}{}", render_strategy_table(&results)?))
+}
+
+/// `performance.md`, from the committed results.
+pub fn performance_markdown() -> Result<String> {
+    let (results, header) = committed()?;
+    Ok(format!("{header}{}", render_performance_table(&results)?))
+}
+
+/// `measured.json`, from the committed results.
+pub fn measured_markdown() -> Result<String> {
+    let (results, _) = committed()?;
+    let on = bookkit::results::committed(CHAPTER)?
+        .iter()
+        .find(|r| r.name == reserve_result(SIZING_CLIENTS))
+        .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line))
+        .unwrap_or_else(|| "an unrecorded machine".to_string());
+    measured_json(&results, &on)
+}
+
+/// `capacity.md`, computed from [`measured_markdown`].
+pub fn capacity_markdown() -> Result<String> {
+    crate::capacity::capacity_markdown(&measured_markdown()?)
 }
 
 #[cfg(test)]

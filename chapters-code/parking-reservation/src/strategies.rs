@@ -14,7 +14,7 @@
 //! counts overlapping pairs with a self-join: the tests
 //! `naive_check_then_insert_double_books` and
 //! `exclusion_constraint_prevents_double_booking` and the benchmark
-//! (`benches/parking-reservation.rs`) are built on it.
+//! (`benches/reserve.rs`) are built on it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

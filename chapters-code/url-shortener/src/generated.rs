@@ -1,4 +1,4 @@
-//! Generators of the book's PostgreSQL outputs (registered in `xtask/src/generate.rs`).
+//! Generators of the book's PostgreSQL outputs (listed in [`crate::book`]).
 //!
 //! Each creates a throwaway database, applies the schema, seeds enough rows
 //! that the planner prefers an index (on a near-empty table a sequential

@@ -36,6 +36,8 @@
 //! store; `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` adds Redis.
 #![warn(missing_docs)]
 
+#[cfg(feature = "book")]
+pub mod book;
 pub mod cache;
 pub mod capacity;
 pub mod clicks;
@@ -43,8 +45,11 @@ pub mod codegen;
 pub mod collisions;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "book")]
 pub mod generated;
 pub mod metrics;
+#[cfg(feature = "book")]
+pub mod report;
 pub mod service;
 pub mod shortener;
 pub mod store;

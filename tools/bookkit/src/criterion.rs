@@ -10,6 +10,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+
+use crate::results::{BenchResult, CriterionEstimate, ResultKind};
 use serde::Deserialize;
 
 /// A point estimate with its confidence interval, in nanoseconds.
@@ -139,6 +141,63 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+impl CriterionBench {
+    /// This benchmark as a result of `chapter`, named by its id, for committing.
+    pub fn to_result(&self, chapter: &str) -> BenchResult {
+        let mut r = BenchResult::new(chapter, &self.id, ResultKind::Criterion);
+        r.criterion = Some(CriterionEstimate {
+            median_ns: self.median_ns.point,
+            median_lower_ns: self.median_ns.lower,
+            median_upper_ns: self.median_ns.upper,
+            mean_ns: self.mean_ns.point,
+            samples: self.samples,
+            iterations: self.iterations,
+        });
+        r.extra.insert("group".into(), self.group.clone().into());
+        r.extra.insert(
+            "confidence_level".into(),
+            self.median_ns.confidence_level.into(),
+        );
+        r
+    }
+
+    /// The criterion benchmarks among committed `results` (the inverse of [`Self::to_result`]).
+    pub fn from_results(results: &[BenchResult]) -> Vec<Self> {
+        results
+            .iter()
+            .filter_map(|r| {
+                let c = r.criterion?;
+                let level = r.extra_f64("confidence_level").unwrap_or(0.95);
+                Some(Self {
+                    group: r
+                        .extra
+                        .get("group")
+                        .and_then(|g| g.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    id: r.name.clone(),
+                    mean_ns: Interval {
+                        point: c.mean_ns,
+                        lower: c.mean_ns,
+                        upper: c.mean_ns,
+                        confidence_level: level,
+                    },
+                    median_ns: Interval {
+                        point: c.median_ns,
+                        lower: c.median_lower_ns,
+                        upper: c.median_upper_ns,
+                        confidence_level: level,
+                    },
+                    samples: c.samples,
+                    iterations: c.iterations,
+                    modified: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(r.recorded_at_unix_s),
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! compared with anything. The header names the CPU model (`model name` in
 //! `/proc/cpuinfo`), the number of logical CPUs this process may use, the
 //! output of `rustc -V`, the short git commit (with `-dirty` when the work
-//! tree has uncommitted changes) and the date in UTC.
+//! tree has uncommitted changes), the date in UTC, and the one-minute load
+//! average when the measurement started, so a reader can tell a figure taken
+//! on a busy machine from one taken on an idle one.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// The machine, toolchain, commit and date behind a set of measurements.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineHeader {
     /// The CPU model, from `/proc/cpuinfo` (`"unknown"` where that file has none).
     pub cpu_model: String,
@@ -27,6 +29,9 @@ pub struct MachineHeader {
     pub commit: String,
     /// The date of the measurement, `YYYY-MM-DD` in UTC.
     pub date_utc: String,
+    /// The one-minute load average when detected (`/proc/loadavg`), if known.
+    #[serde(default)]
+    pub load_average: Option<f64>,
 }
 
 impl MachineHeader {
@@ -39,14 +44,38 @@ impl MachineHeader {
             rustc: command_output(Command::new(rustc_program()).arg("-V"))?,
             commit: git_commit(repo_root)?,
             date_utc: utc_date(SystemTime::now())?,
+            load_average: load_average(),
         })
+    }
+
+    /// True when other work shared the CPUs (load average above half the cores).
+    pub fn busy(&self) -> bool {
+        self.load_average
+            .is_some_and(|l| l > 0.5 * self.cores as f64)
+    }
+
+    /// The load note of the header: empty on an idle machine.
+    fn load_note(&self) -> String {
+        match self.load_average {
+            Some(l) if self.busy() => format!(
+                "; **busy machine**: load average {l:.1} on {} CPUs when measured, so other work shared the CPUs",
+                self.cores
+            ),
+            Some(l) => format!("; load average {l:.1}"),
+            None => String::new(),
+        }
     }
 
     /// The header as Markdown: one line, then a blank line, ready to precede a table.
     pub fn to_markdown(&self) -> String {
         format!(
-            "**Measured on** {}, {} logical CPUs; `{}`; commit `{}`; {} (UTC).\n\n",
-            self.cpu_model, self.cores, self.rustc, self.commit, self.date_utc
+            "**Measured on** {}, {} logical CPUs; `{}`; commit `{}`; {} (UTC){}.\n\n",
+            self.cpu_model,
+            self.cores,
+            self.rustc,
+            self.commit,
+            self.date_utc,
+            self.load_note()
         )
     }
 
@@ -67,8 +96,18 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
     })
 }
 
+/// The one-minute load average, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Logical CPUs this process may run on (respects affinity masks and cgroup quotas).
-fn available_cores() -> usize {
+pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
@@ -166,6 +205,7 @@ mod tests {
             rustc: "rustc 1.95.0".into(),
             commit: "abc1234-dirty".into(),
             date_utc: "2026-01-01".into(),
+            load_average: Some(1.6),
         };
         let md = h.to_markdown();
         for part in [
@@ -174,6 +214,7 @@ mod tests {
             "rustc 1.95.0",
             "abc1234-dirty",
             "2026-01-01",
+            "busy machine",
         ] {
             assert!(md.contains(part), "{md}");
         }

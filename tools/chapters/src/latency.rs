@@ -6,12 +6,16 @@
 //! classic figures are data here, each with the page it is quoted from.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Result;
+use bookkit::criterion::CriterionBench;
+use bookkit::plot::{Bar, BarChart, log_bar_chart};
+use bookkit::table::{fmt_ns, fmt_ns_round, fmt_ratio, markdown_table, measured_header};
+use bookkit::{Chapter, GeneratedFile, Report, results};
 
-use super::plot::{Bar, BarChart, log_bar_chart};
-use super::{Context, CriterionBench, fmt_ns, fmt_ns_round, fmt_ratio, markdown_table};
+/// The appendix's slug: its folder under `src/`.
+pub const SLUG: &str = "appendix";
+const COMMAND: &str = "cargo xtask bench-report latency";
 
 /// The criterion group of `benches/latency.rs`.
 pub const GROUP: &str = "latency";
@@ -132,14 +136,37 @@ pub const ROWS: &[Row] = &[
     },
 ];
 
-/// Renders the table and the plot from the `latency` criterion group; returns the files written.
-pub fn render(ctx: &Context) -> Result<Vec<PathBuf>> {
-    let measured = ctx.criterion(GROUP)?;
-    let header = ctx.header("cargo xtask bench-report latency");
-    let table = ctx.write(TABLE_PATH, &table(&header, &measured))?;
-    let caption = ctx.machine.one_line();
-    let plot = ctx.write(PLOT_PATH, &plot(&caption, &measured)?)?;
-    Ok(vec![table, plot])
+/// The appendix's entry: the table and plot, computed from the committed
+/// results of the root package's `latency` bench.
+pub fn book() -> Chapter {
+    Chapter {
+        slug: SLUG,
+        package: "book",
+        generated: vec![
+            GeneratedFile::pure(TABLE_PATH, table_markdown),
+            GeneratedFile::pure(PLOT_PATH, plot_svg),
+        ],
+        report: Some(Report {
+            benches: &["latency"],
+            criterion_groups: &[GROUP],
+            measure: None,
+        }),
+    }
+}
+
+fn table_markdown() -> Result<String> {
+    let committed = results::committed(SLUG)?;
+    let header = measured_header(COMMAND, &committed.iter().collect::<Vec<_>>());
+    Ok(table(&header, &CriterionBench::from_results(&committed)))
+}
+
+fn plot_svg() -> Result<String> {
+    let committed = results::committed(SLUG)?;
+    let caption = committed
+        .iter()
+        .find_map(|r| r.machine.as_ref())
+        .map_or_else(|| "not measured yet".to_string(), bookkit::MachineHeader::one_line);
+    plot(&caption, &CriterionBench::from_results(&committed))
 }
 
 /// The Markdown of the generated table, under `header`.
@@ -234,8 +261,8 @@ pub fn plot(caption: &str, measured: &[CriterionBench]) -> Result<String> {
 mod tests {
     use std::time::SystemTime;
 
-    use super::super::Interval;
     use super::*;
+    use bookkit::criterion::Interval;
 
     fn bench(id: &str, ns: f64) -> CriterionBench {
         let i = Interval {

@@ -1,9 +1,8 @@
 //! URL shortener load test: redirects per second on three paths, beside a ceiling.
 //!
-//! Run by `cargo xtask bench-report url-shortener` (as `cargo bench --bench
-//! url-shortener-load`, so everything is built with optimisations). Each
-//! configuration writes one result file in the shared format
-//! (`target/sdb-results/url-shortener/<name>.json`, see `xtask::bench_report`):
+//! Run by `cargo xtask bench-report url-shortener` (as `cargo bench -p
+//! url-shortener --features book --bench redirect-load`, so everything is
+//! built with optimisations). Four servers run at once on loopback ports:
 //!
 //! - `ceiling_constant_302`: an axum server that answers every request with
 //!   the same 302 and does nothing else; the most this machine's HTTP stack
@@ -15,20 +14,27 @@
 //! - `redirect_postgres`: the service with no cache; every redirect is one
 //!   indexed lookup on PostgreSQL.
 //!
-//! All three service paths also record the click, so the batcher's upserts run
-//! during the measurement, as in production. The load generator and the
-//! server share this machine's cores (the client is the same closed-loop
-//! generator for every path, so the ratios are fair, and the absolute figures
-//! are a lower bound for a server with the machine to itself). Each run is
-//! bounded by time and count and targets only 127.0.0.1.
+//! The client loads one server at a time: each round measures the ceiling
+//! and every path back to back ([`bookkit::rounds`]), and a path's ratio is
+//! taken against the ceiling of the same round, so noise on this shared
+//! machine moves one round's ratio, not the median. All three service paths
+//! also record the click, so the batcher's upserts run during the
+//! measurement, as in production. The load generator and the servers share
+//! this machine's cores (the same closed-loop client for every path, so the
+//! ratios are fair, and the absolute figures are a lower bound for a server
+//! with the machine to itself). Each run is bounded by time and count and
+//! targets only 127.0.0.1.
 
 // ANCHOR: load_spec
 /// Keep-alive connections, each with one request in flight.
 const CONNECTIONS: usize = 32;
-/// Measured phase of each configuration.
-const DURATION: std::time::Duration = std::time::Duration::from_secs(8);
-/// Upper bound on measured requests per configuration.
-const MAX_REQUESTS: u64 = 2_000_000;
+/// Rounds, and the measured time of each path in each round.
+const PLAN: Plan = Plan {
+    rounds: 5,
+    round: std::time::Duration::from_secs(2),
+};
+/// Upper bound on measured requests per path and round.
+const MAX_REQUESTS: u64 = 1_000_000;
 /// Distinct links the redirects cycle through.
 const LINKS: usize = 2_000;
 // ANCHOR_END: load_spec
@@ -37,30 +43,102 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bookkit::loadgen::{LoadSpec, constant_server, run_get};
+use bookkit::results::write_result;
+use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
+use bookkit::ResultKind;
 use chrono::Utc;
 use url_shortener::config::{LocalCacheConfig, RedisConfig};
+use url_shortener::metrics::Metrics;
+use url_shortener::report::{CEILING, CHAPTER, PATHS};
 use url_shortener::store::PgStore;
 use url_shortener::{App, Config};
-use xtask::bench_report::{BenchResult, ResultKind, write_result};
-use xtask::loadgen::{LoadSpec, constant_server, run_get};
-
-const CHAPTER: &str = "url-shortener";
-const CEILING: &str = "ceiling_constant_302";
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run())
-}
-
-async fn run() -> Result<()> {
-    let Some(db) = testkit::postgres(None).await else {
+    let Some(setup) = rt.block_on(setup())? else {
         return Ok(());
     };
+    let before: Vec<_> = setup.metrics.iter().map(|m| m.snapshot()).collect();
+    let workloads: Vec<Workload> = PATHS
+        .iter()
+        .map(|(name, _)| Workload {
+            name: (*name).to_string(),
+            concurrency: CONNECTIONS as u32,
+        })
+        .collect();
+    let mut results = interleave(
+        CHAPTER,
+        ResultKind::Load,
+        &PLAN,
+        &workloads[0],
+        &workloads[1..],
+        |i, round| {
+            let spec = LoadSpec {
+                duration: round,
+                ..setup.spec.clone()
+            };
+            let out = rt.block_on(run_get(setup.addrs[i], Arc::clone(&setup.paths), &spec))?;
+            Ok(RoundStats {
+                ops: out.ok + out.errors,
+                errors: out.errors,
+                elapsed: out.elapsed,
+                latency_us: out.latency_us,
+            })
+        },
+    )?;
+    // What each service did over all its rounds (the servers are idle between their turns).
+    for (i, r) in results.iter_mut().enumerate().skip(1) {
+        let (b, a) = (&before[i - 1], setup.metrics[i - 1].snapshot());
+        let lookups = a.lookups - b.lookups;
+        r.extra.insert("lookups".into(), (lookups as f64).into());
+        for (key, part) in [
+            ("store_loads_per_lookup", a.store_loads - b.store_loads),
+            ("redis_hits_per_lookup", a.redis_hits - b.redis_hits),
+        ] {
+            r.extra.insert(key.into(), ratio(part, lookups).into());
+        }
+        r.extra.insert(
+            "clicks_dropped".into(),
+            ((a.clicks_dropped - b.clicks_dropped) as f64).into(),
+        );
+    }
+    for r in &results {
+        let path = write_result(r)?;
+        println!(
+            "{}: {:.0} req/s, ratio {:?}, p99 {:?} us, {} errors -> {}",
+            r.name,
+            r.ops_per_sec.unwrap_or(0.0),
+            r.ratio,
+            r.p99_us,
+            r.errors,
+            path.display()
+        );
+    }
+    drop(setup.stops);
+    Ok(())
+}
+
+/// The four servers, started and primed, and what the client needs to load them.
+struct Setup {
+    addrs: Vec<SocketAddr>,
+    paths: Arc<Vec<String>>,
+    spec: LoadSpec,
+    metrics: Vec<Arc<Metrics>>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    _db: testkit::TestDb,
+    _redis: testkit::TestRedis,
+}
+
+async fn setup() -> Result<Option<Setup>> {
+    let Some(db) = testkit::postgres(None).await else {
+        return Ok(None);
+    };
     let Some(redis) = testkit::redis().await else {
-        return Ok(());
+        return Ok(None);
     };
     let store = PgStore::new(db.pool_with(16).await);
     store.migrate().await.context("applying the schema")?;
@@ -68,19 +146,18 @@ async fn run() -> Result<()> {
     let paths = Arc::new(codes.iter().map(|c| format!("/{c}")).collect::<Vec<_>>());
     let spec = LoadSpec {
         connections: CONNECTIONS,
-        warmup_per_connection: 200,
-        duration: DURATION,
+        warmup_per_connection: 50,
+        duration: PLAN.round,
         max_requests: MAX_REQUESTS,
         expect_status: 302,
     };
 
     // The ceiling: same client, same response status, no lookup.
-    let (addr, stop, handle) =
+    let (addr, stop, _ceiling) =
         constant_server(302, vec![("location", "https://example.com/")]).await?;
-    let out = run_get(addr, Arc::clone(&paths), &spec).await?;
-    drop(stop);
-    let _ = handle.await;
-    report(CEILING, None, &out, &spec, &[])?;
+    let mut addrs = vec![addr];
+    let mut stops = vec![stop];
+    let mut metrics = Vec::new();
 
     let base = Config {
         rate_limit: None,
@@ -118,32 +195,22 @@ async fn run() -> Result<()> {
                 .await
                 .context("priming a code")?;
         }
-        let metrics = app.metrics();
-        let before = metrics.snapshot();
-        let (addr, stop, served) = start(app).await?;
-        let out = run_get(addr, Arc::clone(&paths), &spec).await?;
-        let after = metrics.snapshot();
-        drop(stop);
-        served.await.context("server task")??;
-        let lookups = after.lookups - before.lookups;
-        let extra = [
-            ("lookups", lookups as f64),
-            (
-                "store_loads_per_lookup",
-                ratio(after.store_loads - before.store_loads, lookups),
-            ),
-            (
-                "redis_hits_per_lookup",
-                ratio(after.redis_hits - before.redis_hits, lookups),
-            ),
-            (
-                "clicks_dropped",
-                (after.clicks_dropped - before.clicks_dropped) as f64,
-            ),
-        ];
-        report(name, Some(CEILING), &out, &spec, &extra)?;
+        debug_assert_eq!(PATHS[addrs.len()].0, name);
+        metrics.push(app.metrics());
+        let (addr, stop, _served) = start(app).await?;
+        addrs.push(addr);
+        stops.push(stop);
     }
-    Ok(())
+    debug_assert_eq!(PATHS[0].0, CEILING);
+    Ok(Some(Setup {
+        addrs,
+        paths,
+        spec,
+        metrics,
+        stops,
+        _db: db,
+        _redis: redis,
+    }))
 }
 
 /// Inserts [`LINKS`] links through the use case, as clients would create them.
@@ -194,33 +261,4 @@ fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
-}
-
-fn report(
-    name: &str,
-    ceiling: Option<&str>,
-    out: &xtask::loadgen::LoadOutcome,
-    spec: &LoadSpec,
-    extra: &[(&str, f64)],
-) -> Result<()> {
-    let mut result = BenchResult::new(CHAPTER, name, ResultKind::Load)
-        .with_throughput(out.ok + out.errors, out.errors, out.elapsed)
-        .with_latency_us(&out.latency_us)
-        .with_concurrency(spec.connections as u32);
-    if let Some(c) = ceiling {
-        result = result.with_ceiling(c);
-    }
-    for (k, v) in extra {
-        result = result.with_extra(k, *v);
-    }
-    let path = write_result(&result)?;
-    println!(
-        "{name}: {:.0} req/s, p50 {} us, p99 {} us, {} errors -> {}",
-        out.throughput(),
-        out.quantile_us(0.5),
-        out.quantile_us(0.99),
-        out.errors,
-        path.display()
-    );
-    Ok(())
 }

@@ -32,7 +32,9 @@ use parking_reservation::load::{LoadRun, LoadSpec, insert_ceiling, perf_lot, res
 use parking_reservation::report::{CHAPTER, CLIENTS, ceiling_result, reserve_result, strategy_result};
 use parking_reservation::store::{PgStore, ReservationStore};
 use parking_reservation::strategies::{self, Contention, Strategy};
-use xtask::bench_report::{BenchResult, ResultKind, write_result};
+use bookkit::results::write_result;
+use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
+use bookkit::{BenchResult, ResultKind};
 
 /// The contended workload of the comparison.
 const CONTENTION: Contention = Contention {
@@ -44,8 +46,12 @@ const CONTENTION: Contention = Contention {
     seed: 2026,
 };
 
-const WARMUP: Duration = Duration::from_millis(500);
-const MEASURE: Duration = Duration::from_secs(3);
+const WARMUP: Duration = Duration::from_millis(200);
+/// Rounds per client count, each measuring the ceiling and the reserve path back to back.
+const PLAN: Plan = Plan {
+    rounds: 5,
+    round: Duration::from_secs(2),
+};
 
 fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -122,53 +128,81 @@ async fn run() -> Result<()> {
         .await
         .context("creating the load lot")?;
     for clients in CLIENTS {
-        let spec = LoadSpec {
-            clients,
-            warmup: WARMUP,
-            measure: MEASURE,
-            seed: u64::from(clients),
-        };
-        let ceiling = insert_ceiling(store.pool(), lot, spec).await?;
-        report_run(&ceiling_result(clients), &ceiling, None)?;
-        let reserve = reserve_load(&store, lot, spec).await;
-        report_run(
-            &reserve_result(clients),
-            &reserve,
-            Some(&ceiling_result(clients)),
-        )?;
+        let workloads = [
+            Workload {
+                name: ceiling_result(clients),
+                concurrency: clients,
+            },
+            Workload {
+                name: reserve_result(clients),
+                concurrency: clients,
+            },
+        ];
+        // Every round starts on fresh ranges (its own seed), so later rounds
+        // find free spots as the first did.
+        let mut runs: Vec<Vec<LoadRun>> = vec![Vec::new(), Vec::new()];
+        let handle = tokio::runtime::Handle::current();
+        let results = tokio::task::block_in_place(|| {
+            interleave(
+                CHAPTER,
+                ResultKind::Load,
+                &PLAN,
+                &workloads[0],
+                &workloads[1..],
+                |i, round| {
+                    let spec = LoadSpec {
+                        clients,
+                        warmup: WARMUP,
+                        measure: round,
+                        seed: u64::from(clients) * 1_000 + runs[i].len() as u64,
+                    };
+                    let run = handle.block_on(async {
+                        if i == 0 {
+                            insert_ceiling(store.pool(), lot, spec).await
+                        } else {
+                            Ok(reserve_load(&store, lot, spec).await)
+                        }
+                    })?;
+                    let stats = RoundStats {
+                        ops: run.total(),
+                        errors: run.total() - run.ok,
+                        elapsed: run.elapsed,
+                        latency_us: run.latency_us.clone(),
+                    };
+                    runs[i].push(run);
+                    Ok(stats)
+                },
+            )
+        })?;
+        for (result, rounds) in results.into_iter().zip(&runs) {
+            report_run(result, rounds)?;
+        }
     }
     // ANCHOR_END: bench_performance
     Ok(())
 }
 
-fn report_run(name: &str, run: &LoadRun, ceiling: Option<&str>) -> Result<()> {
-    println!(
-        "{name:<20} {:>6} ok {:>4} no spot {:>3} gave up {:>5} races lost {:>3} errors {:>7.0}/s p50 {:>6} µs p99 {:>6} µs",
-        run.ok,
-        run.no_spot,
-        run.conflicts,
-        run.races_lost,
-        run.errors,
-        run.ok_per_sec(),
-        run.latency_us.value_at_quantile(0.5),
-        run.latency_us.value_at_quantile(0.99),
-    );
-    anyhow::ensure!(
-        run.ok > 0,
-        "{name}: no request succeeded ({} errors)",
-        run.errors
-    );
-    let mut result = BenchResult::new(CHAPTER, name, ResultKind::Load)
-        .with_throughput(run.total(), run.total() - run.ok, run.elapsed)
-        .with_latency_us(&run.latency_us)
-        .with_concurrency(run.clients)
-        .with_extra("no_spot", run.no_spot)
-        .with_extra("conflicts", run.conflicts)
-        .with_extra("errors", run.errors)
-        .with_extra("races_lost", run.races_lost);
-    if let Some(ceiling) = ceiling {
-        result = result.with_ceiling(ceiling);
+/// Adds the outcome counts of every round to `result`, prints it and writes it.
+fn report_run(mut result: BenchResult, rounds: &[LoadRun]) -> Result<()> {
+    let sum = |f: fn(&LoadRun) -> u64| rounds.iter().map(f).sum::<u64>();
+    let ok = sum(|r| r.ok);
+    anyhow::ensure!(ok > 0, "{}: no request succeeded", result.name);
+    for (key, value) in [
+        ("no_spot", sum(|r| r.no_spot)),
+        ("conflicts", sum(|r| r.conflicts)),
+        ("errors", sum(|r| r.errors)),
+        ("races_lost", sum(|r| r.races_lost)),
+    ] {
+        result = result.with_extra(key, value);
     }
+    println!(
+        "{:<20} {:>7.0}/s ratio {:?} p50 {:?} µs p99 {:?} µs",
+        result.name,
+        result.ops_per_sec.unwrap_or(0.0),
+        result.ratio,
+        result.p50_us,
+        result.p99_us,
+    );
     write_result(&result)?;
     Ok(())
 }

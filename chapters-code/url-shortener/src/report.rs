@@ -1,0 +1,225 @@
+//! The chapter's performance tables and plot, computed from its committed results.
+//!
+//! `cargo xtask bench-report url-shortener` runs `benches/codegen.rs`
+//! (criterion group `url_shortener`) and `benches/redirect-load.rs` (the
+//! loopback load test, every path interleaved with its ceiling over several
+//! rounds), and commits what they measured under
+//! `src/url-shortener/generated/results/`. The functions here turn those
+//! results into the generated files: the redirect tables and plot, the
+//! code-generation table, and `measured.json`, the per-core figure the
+//! capacity estimate is computed from. They are pure, so `cargo xtask gen`
+//! reproduces the committed tables exactly.
+
+use anyhow::{Context as _, Result};
+use bookkit::criterion::CriterionBench;
+use bookkit::plot::{Bar, BarChart, log_bar_chart};
+use bookkit::results::{self, find};
+use bookkit::table::{
+    fmt_count, fmt_ns, fmt_ratio, fmt_spread, fmt_us, markdown_table, measured_header,
+};
+use bookkit::BenchResult;
+
+/// The chapter's slug.
+pub const CHAPTER: &str = "url-shortener";
+const COMMAND: &str = "cargo xtask bench-report url-shortener";
+
+/// The criterion group of `benches/codegen.rs`.
+pub const GROUP: &str = "url_shortener";
+
+/// The fleet-wide target the requirements state (commonly claimed for such services).
+const TARGET_REDIRECTS_PER_SEC: f64 = 100_000.0;
+/// The latency target of the requirements, p95, in microseconds.
+const TARGET_P95_US: f64 = 50_000.0;
+/// The load-test path whose per-core figure sizes the fleet: a node whose
+/// in-process cache misses, so every redirect costs a Redis round trip.
+pub const SIZING_PATH: &str = "redirect_redis";
+
+/// The ceiling of the load test: a constant 302, no lookup.
+pub const CEILING: &str = "ceiling_constant_302";
+
+/// Load-test configurations in the order the tables show them, with their labels.
+pub const PATHS: &[(&str, &str)] = &[
+    (CEILING, "Ceiling: constant 302"),
+    ("redirect_local_cache", "In-process cache hit"),
+    ("redirect_redis", "Redis hit"),
+    ("redirect_postgres", "PostgreSQL lookup"),
+];
+
+/// Criterion ids of the code-generation table, with their labels.
+const CODEGEN: &[(&str, &str)] = &[
+    ("base62_encode_ours", "base62 encode, ours"),
+    ("base62_encode_crate", "base62 encode, `base62` crate"),
+    ("base62_decode_ours", "base62 decode, ours"),
+    ("base62_decode_crate", "base62 decode, `base62` crate"),
+    ("strategy_counter_memory", "Counter, in-process"),
+    ("strategy_random", "Random 7 characters"),
+    ("strategy_hash", "Hash truncation (SHA-256)"),
+    ("strategy_range_memory", "Range of 1,000, in-process allocator"),
+    ("strategy_range_scrambled_memory", "Range of 1,000, scrambled"),
+    ("strategy_counter_postgres", "Counter on PostgreSQL (one lease per code)"),
+    ("strategy_range_postgres", "Range of 1,000 on PostgreSQL"),
+];
+
+fn load_results() -> Result<Vec<BenchResult>> {
+    let all = results::committed(CHAPTER)?;
+    Ok(all
+        .into_iter()
+        .filter(|r| r.kind == bookkit::ResultKind::Load)
+        .collect())
+}
+
+fn paths(results: &[BenchResult]) -> Result<Vec<(&BenchResult, &'static str)>> {
+    PATHS
+        .iter()
+        .map(|(name, label)| Ok((find(results, name)?, *label)))
+        .collect()
+}
+
+/// `redirects.md`: throughput and ratio to the ceiling, then latency, as two narrow tables.
+pub fn redirects_markdown() -> Result<String> {
+    let results = load_results()?;
+    let rows = paths(&results)?;
+    let header = measured_header(COMMAND, &rows.iter().map(|(r, _)| *r).collect::<Vec<_>>());
+    let ceiling = rows[0].0;
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    for (r, label) in &rows {
+        let core = r.ops_per_core().context("a result without throughput")?;
+        throughput.push(vec![
+            (*label).to_string(),
+            fmt_count(r.ops_per_sec.unwrap_or(0.0)),
+            if r.name == CEILING {
+                "1×".to_string()
+            } else {
+                fmt_spread(r.ratio)
+            },
+            fmt_count(core),
+            fmt_count((TARGET_REDIRECTS_PER_SEC / core).ceil()),
+        ]);
+        latency.push(vec![
+            (*label).to_string(),
+            fmt_us(r.p50_us),
+            fmt_us(r.p99_us),
+            r.extra_f64("store_loads_per_lookup")
+                .map_or("—".into(), |v| format!("{v:.2}")),
+            r.errors.to_string(),
+        ]);
+    }
+    let rounds = ceiling.rounds_ops_per_sec.len();
+    Ok(format!(
+        "{header}{}\n{}\n{} keep-alive connections, closed loop; {rounds} rounds of {:.0} s per path, \
+         each round measuring the ceiling and every path back to back. The ratio is the median over \
+         the rounds of a path's rate divided by the ceiling's rate in the same round, with the lowest \
+         and highest in brackets. The load generator and the server share the machine's {} logical \
+         CPUs, so per-core figures are conservative. Target claimed for such services: {} redirects/s \
+         fleet-wide with p95 under {}; a p99 under it implies the p95 is.\n",
+        markdown_table(
+            &["Path", "Requests/s", "Ratio to ceiling", "Per core", "Cores for 100K/s"],
+            &throughput,
+        ),
+        markdown_table(
+            &["Path", "p50", "p99", "Database reads per redirect", "Errors"],
+            &latency,
+        ),
+        ceiling.concurrency.unwrap_or(0),
+        ceiling.duration_s / rounds.max(1) as f64,
+        ceiling.cores,
+        fmt_count(TARGET_REDIRECTS_PER_SEC),
+        fmt_ns(TARGET_P95_US * 1_000.0),
+    ))
+}
+
+/// `redirects.svg`: p99 per path on a log scale, with the target marked.
+pub fn redirects_svg() -> Result<String> {
+    let results = load_results()?;
+    let rows = paths(&results)?;
+    let bars = rows
+        .iter()
+        .map(|(r, label)| Bar {
+            label: (*label).to_string(),
+            value_ns: r.p99_us.unwrap_or(0.0) * 1_000.0,
+            reference_ns: Some(TARGET_P95_US * 1_000.0),
+        })
+        .collect::<Vec<_>>();
+    let caption = rows[0]
+        .0
+        .machine
+        .as_ref()
+        .map_or_else(|| "machine not recorded".to_string(), |m| m.one_line());
+    log_bar_chart(
+        &BarChart {
+            title: "p99 redirect latency on loopback",
+            value_label: "p99, measured",
+            reference_label: "target: p95 under 50 ms",
+            caption: &caption,
+        },
+        &bars,
+    )
+}
+
+/// `codegen.md`: the code-generation benchmarks; missing ones are listed, not invented.
+pub fn codegen_markdown() -> Result<String> {
+    let committed = results::committed(CHAPTER)?;
+    let criterion: Vec<&BenchResult> = committed
+        .iter()
+        .filter(|r| r.kind == bookkit::ResultKind::Criterion)
+        .collect();
+    let benches = CriterionBench::from_results(&committed);
+    let median = |id: &str| {
+        benches
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.median_ns.point)
+    };
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for (id, label) in CODEGEN {
+        let Some(ns) = median(id) else {
+            missing.push(*id);
+            continue;
+        };
+        // Ours against the crate, where a crate twin exists.
+        let twin = id
+            .strip_suffix("_ours")
+            .and_then(|stem| median(&format!("{stem}_crate")));
+        rows.push(vec![
+            (*label).to_string(),
+            fmt_ns(ns),
+            fmt_count(1e9 / ns),
+            twin.map_or("—".into(), |t| fmt_ratio(ns / t)),
+        ]);
+    }
+    let mut out = measured_header(COMMAND, &criterion);
+    out.push_str(&markdown_table(
+        &["Operation", "Median", "Per second, one core", "Ours / crate"],
+        &rows,
+    ));
+    if !missing.is_empty() {
+        out.push_str(&format!("\nNot measured: {}.\n", missing.join(", ")));
+    }
+    Ok(out)
+}
+
+/// The per-core figure of [`SIZING_PATH`], for the capacity estimate.
+pub fn measured() -> Result<capacity::Measured> {
+    let results = load_results()?;
+    let sizing = find(&results, SIZING_PATH)?;
+    Ok(capacity::Measured {
+        ops_per_core: sizing.ops_per_core().context("no throughput")?,
+        path: format!("the {SIZING_PATH} path of the load test"),
+        measured_on: sizing
+            .machine
+            .as_ref()
+            .map_or_else(|| "an unrecorded machine".to_string(), |m| m.one_line()),
+    })
+}
+
+/// `measured.json`: [`measured`] as committed beside the tables.
+pub fn measured_json() -> Result<String> {
+    Ok(measured()?.to_json())
+}
+
+/// `capacity.md`: the estimate computed from [`measured`].
+pub fn capacity_markdown() -> Result<String> {
+    crate::capacity::capacity_markdown(&measured_json()?)
+}

@@ -1,0 +1,31 @@
+//! Every chapter of the book, one line each, and the runner of `gen` and `bench-report`.
+//!
+//! `cargo xtask gen` and `cargo xtask bench-report` run this crate's binary,
+//! so `xtask` itself (and with it `cargo xtask serve`, `build`, `e2e` and
+//! `pdf`, the reader's path) compiles no chapter crate.
+//!
+//! To add a chapter: a line in [`chapters`] and the dependency line (with
+//! `features = ["book"]`) in this crate's `Cargo.toml`. CONTRIBUTING.md has
+//! the whole list of steps.
+
+pub mod latency;
+pub mod runner;
+
+use bookkit::Chapter;
+
+/// Every chapter (and the method pages and the appendix), in book order.
+pub fn chapters() -> Vec<Chapter> {
+    vec![
+        capacity::book::book(),
+        url_shortener::book::book(),
+        parking_reservation::book::book(),
+        latency::book(),
+    ]
+}
+
+/// Every generated file of the book, sorted by path.
+pub fn generated_files() -> Vec<bookkit::GeneratedFile> {
+    let mut files: Vec<_> = chapters().into_iter().flat_map(|c| c.generated).collect();
+    files.sort_by_key(|g| g.path);
+    files
+}
