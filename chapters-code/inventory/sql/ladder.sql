@@ -3,17 +3,13 @@
 
 -- ANCHOR: hot_stock
 -- One row per SKU with a counter: the naive, conditional, FOR UPDATE and
--- advisory-lock rungs all hammer the same row. The CHECK cannot stop the
+-- advisory-lock rungs each hammer one row (each rung has its own SKU, so
+-- the rungs can share a database). The Redis rung keeps the units it was
+-- given here and counts them down in Redis. The CHECK cannot stop the
 -- naive rung's lost updates: it writes a value that is >= 0, just wrong.
 CREATE TABLE hot_stock (
     sku       bigint PRIMARY KEY,
     available bigint NOT NULL CHECK (available >= 0)
-);
--- Units sold per SKU, counted by the rungs that keep a counter row, so the
--- oversell is measured by the database and not only by the clients.
-CREATE TABLE hot_sold (
-    id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sku bigint NOT NULL
 );
 -- ANCHOR_END: hot_stock
 
@@ -39,12 +35,15 @@ CREATE TABLE hot_buckets (
 -- ANCHOR_END: hot_buckets
 
 -- ANCHOR: redis_claims
--- The durable half of the Redis rung: one row per unit Redis handed out.
+-- The durable half of the Redis rung: one row per claim Redis handed out.
+-- The reconciliation job inserts a `voided` row for a claim whose writer
+-- never arrived; the primary key then refuses that writer if it is only late.
 CREATE TABLE redis_claims (
-    id  uuid        PRIMARY KEY,
-    sku bigint      NOT NULL,
-    qty bigint      NOT NULL CHECK (qty > 0),
-    at  timestamptz NOT NULL DEFAULT now()
+    id     uuid        PRIMARY KEY,
+    sku    bigint      NOT NULL,
+    qty    bigint      NOT NULL CHECK (qty > 0),
+    voided boolean     NOT NULL DEFAULT false,
+    at     timestamptz NOT NULL DEFAULT now()
 );
 -- ANCHOR_END: redis_claims
 

@@ -31,4 +31,6 @@
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod ladder;
+pub mod redis_front;
 pub mod store;
