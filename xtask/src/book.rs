@@ -1,5 +1,10 @@
 //! Building the book in-process, with the same library versions the book
 //! checks use, so `cargo xtask build` needs no installed binaries.
+//!
+//! Every build goes through [`build_loaded`]: mdBook renders the pages with
+//! the [`Sources`] preprocessor, which turns links to repository files into
+//! links to source pages, and then the source pages are written into the
+//! site (see [`crate::sources`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,13 +13,24 @@ use anyhow::{Context, Result, anyhow};
 use mdbook_driver::MDBook;
 use mdbook_driver::config::Config;
 
-/// Loads the book at `root`, set to build into `build_dir`, without the mermaid step.
+use crate::sources::{self, Sources, Written};
+
+/// The key in `book.toml` of the URL where the book is published (ending in `/`).
+///
+/// It lives in the table of the in-process [`Sources`] preprocessor because
+/// mdBook 0.5 refuses unknown top-level tables and unknown keys of
+/// `[output.html]`; `[preprocessor.<name>]` tables may hold any key.
+pub const SITE_KEY: &str = "preprocessor.sources.site";
+
+/// Loads the book at `root`, set to build into `build_dir`, without the mermaid
+/// and sources steps.
 ///
 /// The `[preprocessor.mermaid]` table in `book.toml` names the
 /// `mdbook-mermaid` binary, which `mdbook serve` needs. Here the table is
 /// removed so the driver does not look for the binary; callers add the
 /// library's preprocessor with `with_preprocessor(mdbook_mermaid::Mermaid)`
 /// (or leave it out, which the book checks do to prove the omission is seen).
+/// `[preprocessor.sources]` is removed likewise: [`build_loaded`] adds it.
 pub fn load(root: &Path, build_dir: &Path) -> Result<MDBook> {
     let toml = root.join("book.toml");
     let mut config =
@@ -23,6 +39,7 @@ pub fn load(root: &Path, build_dir: &Path) -> Result<MDBook> {
         .preprocessors()
         .context("reading the [preprocessor] table")?;
     preprocessors.remove("mermaid");
+    preprocessors.remove(sources::NAME);
     config
         .set("preprocessor", preprocessors)
         .map_err(|e| anyhow!("rewriting [preprocessor]: {e}"))?;
@@ -39,7 +56,55 @@ pub fn build_html(root: &Path, dest: &Path, mermaid: bool) -> Result<PathBuf> {
     if mermaid {
         book.with_preprocessor(mdbook_mermaid::Mermaid);
     }
-    book.build()
-        .map_err(|e| anyhow!("building the book: {e:#}"))?;
+    build_loaded(&mut book)?;
     Ok(dest.to_path_buf())
 }
+
+/// Builds a book from [`load`] (with whatever preprocessors the caller
+/// added) into its build directory, source pages included.
+///
+/// Adds the [`Sources`] preprocessor, runs mdBook, then writes the source
+/// pages of every repository file the pages link to. Fails, naming the page
+/// and the link, when a link names a file, line or item that is not there.
+pub fn build_loaded(book: &mut mdbook_driver::MDBook) -> Result<Written> {
+    let sources = Sources::new();
+    book.with_preprocessor(sources.clone());
+    book.build()
+        .map_err(|e| anyhow!("building the book: {e:#}"))?;
+    let site = book.build_dir_for("html");
+    sources::write_pages(&site, &book.root, &sources.published())
+        .with_context(|| format!("writing the source pages into {}", site.display()))
+}
+
+/// The URL where the book is published, from `book.toml` ([`SITE_KEY`]); ends in `/`.
+///
+/// Problem type URIs of the chapters start with it, and the PDF resolves
+/// its relative links (source pages) against it.
+pub fn published_site(config: &Config) -> Result<String> {
+    let site: String = config
+        .get(SITE_KEY)
+        .map_err(|e| anyhow!("reading {SITE_KEY}: {e:#}"))?
+        .ok_or_else(|| anyhow!("book.toml sets no {SITE_KEY}"))?;
+    if !(site.starts_with("https://") || site.starts_with("http://")) || !site.ends_with('/') {
+        anyhow::bail!("{SITE_KEY} = {site:?} must be an absolute http(s) URL ending in /");
+    }
+    Ok(site)
+}
+
+/// JavaScript for the PDF: points every relative link of the page (source
+/// pages, files of the site) at the published site, so that links in the
+/// PDF work wherever it is read. Links within the page (`#...`) stay.
+/// Evaluate it in `print.html` before printing, with the site as argument 0.
+pub const PDF_LINKS_JS: &str = r#"
+const site = arguments[0];
+let changed = 0;
+for (const a of document.querySelectorAll('a[href]')) {
+    const href = a.getAttribute('href');
+    if (href === '' || href.startsWith('#') || /^[a-z][a-z0-9+.-]*:/i.test(href) || href.startsWith('/')) {
+        continue;
+    }
+    a.setAttribute('href', new URL(href, site).href);
+    changed += 1;
+}
+return changed;
+"#;
