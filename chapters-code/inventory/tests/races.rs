@@ -1,0 +1,121 @@
+//! Races on PostgreSQL with real concurrent clients: a commit and an
+//! expiry of the same hold, both legal by their own clocks.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use common::*;
+use inventory::domain::{State, fold};
+use inventory::store::{InventoryStore, StoreError};
+use tokio::sync::Barrier;
+
+/// Holds raced at once; two clients each, so twice as many connections would be ideal.
+const HOLDS: usize = 32;
+
+// ANCHOR: confirm_vs_expire
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confirm_and_expire_race_has_exactly_one_outcome() {
+    let Some((_db, store)) = pg_store(32).await else {
+        return;
+    };
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, 100).await;
+    let ttl = TimeDelta::seconds(30);
+    let mut holds = Vec::new();
+    for _ in 0..HOLDS {
+        holds.push(store.reserve(&k, qty(1), ttl, t0()).await.expect("reserve"));
+    }
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(HOLDS * 2));
+    let mut tasks = Vec::new();
+    for r in &holds {
+        // The payment's clock says "just in time", the sweeper's says "due":
+        // each alone would succeed. The row lock lets only one through.
+        let just_in_time = r.expires_at - TimeDelta::milliseconds(1);
+        for commit in [true, false] {
+            let (store, start, id, at) =
+                (Arc::clone(&store), Arc::clone(&start), r.id, r.expires_at);
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                let res = if commit {
+                    store.commit(id, just_in_time).await
+                } else {
+                    store.expire(id, at).await
+                };
+                (id, commit, res)
+            }));
+        }
+    }
+    let mut committed = 0;
+    let mut winners = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, commit, res) = t.await.expect("task");
+        match res {
+            Ok(o) if !o.replayed => {
+                *winners.entry(id).or_insert(0) += 1;
+                if commit {
+                    committed += 1;
+                    assert_eq!(o.reservation.state, State::Committed);
+                } else {
+                    assert_eq!(o.reservation.state, State::Expired);
+                }
+            }
+            // The loser is refused by the state it finds (committed or expired).
+            Err(StoreError::Transition(_)) => {}
+            other => panic!("unexpected answer: {other:?}"),
+        }
+    }
+    for r in &holds {
+        assert_eq!(
+            winners.get(&r.id),
+            Some(&1),
+            "exactly one outcome for {}",
+            r.id
+        );
+    }
+    let s = store.stock(&k, t0()).await.expect("stock");
+    assert_eq!(s.balance.reserved, 0, "every hold ended one way");
+    assert_eq!(
+        s.balance.on_hand,
+        100 - committed,
+        "committed units left, expired came back"
+    );
+    let folded = fold(&store.movements(&k).await.expect("ledger"));
+    assert_eq!(folded.get(&k).copied(), Some(s.balance));
+}
+// ANCHOR_END: confirm_vs_expire
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_commit_move_stock_once() {
+    let Some((_db, store)) = pg_store(16).await else {
+        return;
+    };
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, 10).await;
+    let r = store
+        .reserve(&k, qty(4), TimeDelta::minutes(10), t0())
+        .await
+        .expect("reserve");
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(16));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store.commit(r.id, t0()).await
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        let o = t.await.expect("task").expect("every retry succeeds");
+        if !o.replayed {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "one commit moved stock; the rest were replays");
+    let s = store.stock(&k, t0()).await.expect("stock");
+    assert_eq!((s.balance.on_hand, s.balance.reserved), (6, 0));
+}
