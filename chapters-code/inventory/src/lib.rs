@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod events;
 pub mod ladder;
 pub mod redis_front;
 pub mod store;
