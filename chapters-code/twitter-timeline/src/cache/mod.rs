@@ -1,0 +1,96 @@
+//! Home timelines as capped lists of post ids: the cache that fan-out writes.
+//!
+//! A user's timeline is either absent (never read, inactive long enough to
+//! expire, or lost with a Redis node), *building* (a rebuild from the
+//! database is under way) or *ready*. Fan-out writes only into timelines
+//! that exist, building or ready: an inactive user costs nothing on the
+//! write path, and a rebuild cannot miss a post that is fanned out while it
+//! reads the database (see [`crate::timeline`]).
+//!
+//! Every insert is idempotent and keeps the list sorted newest first, so a
+//! fan-out batch delivered twice (a worker crash) or late (out of order)
+//! leaves the same list as one delivery in order. Lists are capped at
+//! [`TimelineCache::cap`] entries; the oldest fall off.
+
+use std::future::Future;
+
+use crate::domain::{PostId, UserId};
+
+mod memory;
+mod redis;
+
+pub use self::redis::{Layout, RedisTimelines};
+pub use memory::MemoryTimelines;
+
+// ANCHOR: cap
+/// Entries kept per timeline (Twitter's talk gives 800).
+pub const TIMELINE_CAP: usize = 800;
+// ANCHOR_END: cap
+
+/// Why a cache call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// Redis did not answer in time or refused the connection.
+    #[error("timeline cache unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered something that is not a timeline.
+    #[error("timeline cache returned garbage: {0}")]
+    Garbage(String),
+}
+
+/// A slice of a ready timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Up to the requested number of ids older than the cursor, newest first.
+    pub ids: Vec<PostId>,
+    /// No entry older than the last of `ids` is left in the list.
+    pub exhausted: bool,
+    /// The list is at its cap, so older entries may have been trimmed.
+    pub full: bool,
+}
+
+/// Where home timelines are cached.
+pub trait TimelineCache: Clone + Send + Sync + 'static {
+    /// Entries kept per timeline.
+    fn cap(&self) -> usize;
+
+    /// Inserts `post` into the timeline of each of `users` that exists.
+    /// Returns how many timelines gained it (a repeated delivery gains nothing).
+    fn deliver(
+        &self,
+        post: PostId,
+        users: &[UserId],
+    ) -> impl Future<Output = Result<usize, CacheError>> + Send;
+
+    /// Inserts `posts` into `user`'s timeline if it exists (a follow's backfill).
+    fn insert(
+        &self,
+        user: UserId,
+        posts: &[PostId],
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// Up to `n` ids older than `before` from a ready timeline; `None` if
+    /// the timeline is absent or still building. Counts as activity: a
+    /// read timeline stays cached.
+    fn window(
+        &self,
+        user: UserId,
+        before: Option<PostId>,
+        n: usize,
+    ) -> impl Future<Output = Result<Option<Window>, CacheError>> + Send;
+
+    /// Marks an absent timeline as building, so that fan-out starts writing into it.
+    fn begin_rebuild(&self, user: UserId) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// Inserts the rebuilt entries and marks the timeline ready. Returns
+    /// false, changing nothing, if the timeline vanished since
+    /// [`TimelineCache::begin_rebuild`] (fan-out may have skipped it meanwhile).
+    fn finish_rebuild(
+        &self,
+        user: UserId,
+        posts: &[PostId],
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+
+    /// Drops a timeline, as expiry of an inactive user does.
+    fn evict(&self, user: UserId) -> impl Future<Output = Result<(), CacheError>> + Send;
+}

@@ -1,0 +1,325 @@
+//! The in-memory store: the same rules as PostgreSQL, behind one mutex.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{FanOutBatch, FanOutIf, FollowOutcome, ReadContext, SocialStore, StoreError};
+use crate::domain::{Handle, Post, PostId, UserId};
+
+#[derive(Debug, Default)]
+struct UserRow {
+    followers: u64,
+    celebrity: bool,
+}
+
+#[derive(Debug)]
+struct Job {
+    author: UserId,
+    after: Option<UserId>,
+    claimed: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_user: i64,
+    handles: HashMap<String, UserId>,
+    users: BTreeMap<UserId, UserRow>,
+    /// (follower, followee)
+    follows: BTreeSet<(UserId, UserId)>,
+    /// (followee, follower)
+    followers: BTreeSet<(UserId, UserId)>,
+    /// (blocker, blocked)
+    blocks: BTreeSet<(UserId, UserId)>,
+    posts: BTreeMap<PostId, Post>,
+    by_author: BTreeSet<(UserId, PostId)>,
+    jobs: BTreeMap<PostId, Job>,
+}
+
+impl State {
+    fn user(&self, id: UserId) -> Result<&UserRow, StoreError> {
+        self.users.get(&id).ok_or(StoreError::UnknownUser(id))
+    }
+
+    fn blocked_either_way(&self, a: UserId, b: UserId) -> bool {
+        self.blocks.contains(&(a, b)) || self.blocks.contains(&(b, a))
+    }
+
+    fn remove_follow(&mut self, follower: UserId, followee: UserId) -> bool {
+        let removed = self.follows.remove(&(follower, followee));
+        if removed {
+            self.followers.remove(&(followee, follower));
+            if let Some(u) = self.users.get_mut(&followee) {
+                u.followers -= 1;
+            }
+        }
+        removed
+    }
+}
+
+/// A store in process memory; clones share the data.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every
+        // method validates before it mutates), so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A claimed job of the memory store; dropping it releases the job.
+#[derive(Debug)]
+pub struct MemoryClaim {
+    state: Arc<Mutex<State>>,
+    post: PostId,
+}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(job) = s.jobs.get_mut(&self.post) {
+            job.claimed = false;
+        }
+    }
+}
+
+impl SocialStore for MemoryStore {
+    type Claim = MemoryClaim;
+
+    async fn create_user(&self, handle: &Handle) -> Result<UserId, StoreError> {
+        let mut s = self.lock();
+        if s.handles.contains_key(handle.as_str()) {
+            return Err(StoreError::HandleTaken);
+        }
+        s.next_user += 1;
+        let id = UserId(s.next_user);
+        s.handles.insert(handle.as_str().to_string(), id);
+        s.users.insert(id, UserRow::default());
+        Ok(id)
+    }
+
+    async fn insert_post(&self, post: &Post, fan_out: FanOutIf) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let celebrity = s.user(post.author)?.celebrity;
+        if s.posts.contains_key(&post.id) {
+            return Err(StoreError::Backend("duplicate post id".into()));
+        }
+        s.posts.insert(post.id, post.clone());
+        s.by_author.insert((post.author, post.id));
+        let job = match fan_out {
+            FanOutIf::Always => true,
+            FanOutIf::Never => false,
+            FanOutIf::NotCelebrity => !celebrity,
+        };
+        if job {
+            s.jobs.insert(
+                post.id,
+                Job {
+                    author: post.author,
+                    after: None,
+                    claimed: false,
+                },
+            );
+        }
+        Ok(job)
+    }
+
+    async fn delete_post(&self, by: UserId, id: PostId) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let author = s.posts.get(&id).ok_or(StoreError::PostNotFound)?.author;
+        if author != by {
+            return Err(StoreError::NotAuthor);
+        }
+        s.posts.remove(&id);
+        s.by_author.remove(&(author, id));
+        Ok(())
+    }
+
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        celebrity_at: u64,
+    ) -> Result<FollowOutcome, StoreError> {
+        let mut s = self.lock();
+        s.user(follower)?;
+        s.user(followee)?;
+        if follower == followee {
+            return Err(StoreError::SelfAction);
+        }
+        if s.blocked_either_way(follower, followee) {
+            return Err(StoreError::Blocked);
+        }
+        let created = s.follows.insert((follower, followee));
+        let row = s
+            .users
+            .get_mut(&followee)
+            .ok_or(StoreError::UnknownUser(followee))?;
+        if created {
+            row.followers += 1;
+            row.celebrity |= row.followers >= celebrity_at;
+        }
+        let followee_celebrity = row.celebrity;
+        if created {
+            s.followers.insert((followee, follower));
+        }
+        Ok(FollowOutcome {
+            created,
+            followee_celebrity,
+        })
+    }
+
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.user(follower)?;
+        s.user(followee)?;
+        Ok(s.remove_follow(follower, followee))
+    }
+
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.user(blocker)?;
+        s.user(blocked)?;
+        if blocker == blocked {
+            return Err(StoreError::SelfAction);
+        }
+        s.blocks.insert((blocker, blocked));
+        s.remove_follow(blocker, blocked);
+        s.remove_follow(blocked, blocker);
+        Ok(())
+    }
+
+    async fn read_context(&self, reader: UserId) -> Result<ReadContext, StoreError> {
+        let s = self.lock();
+        let reader_celebrity = s.user(reader)?.celebrity;
+        let followees = s
+            .follows
+            .range((reader, UserId(i64::MIN))..=(reader, UserId(i64::MAX)))
+            .map(|(_, f)| (*f, s.users.get(f).is_some_and(|u| u.celebrity)))
+            .collect();
+        let blocked: HashSet<UserId> = s
+            .blocks
+            .iter()
+            .filter_map(|(a, b)| {
+                if *a == reader {
+                    Some(*b)
+                } else if *b == reader {
+                    Some(*a)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Ok(ReadContext {
+            followees,
+            blocked,
+            reader_celebrity,
+        })
+    }
+
+    async fn posts_by(
+        &self,
+        authors: &[UserId],
+        before: Option<PostId>,
+        per_author: usize,
+    ) -> Result<Vec<Vec<Post>>, StoreError> {
+        let s = self.lock();
+        Ok(authors
+            .iter()
+            .map(|a| {
+                let upper = match before {
+                    Some(b) => Bound::Excluded((*a, b)),
+                    None => Bound::Included((*a, PostId::MAX)),
+                };
+                s.by_author
+                    .range((Bound::Included((*a, PostId::MIN)), upper))
+                    .rev()
+                    .take(per_author)
+                    .filter_map(|(_, id)| s.posts.get(id).cloned())
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn hydrate(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
+        let s = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| s.posts.get(id).cloned())
+            .collect())
+    }
+
+    async fn claim_fan_out(
+        &self,
+        batch: usize,
+    ) -> Result<Option<(MemoryClaim, FanOutBatch)>, StoreError> {
+        let mut s = self.lock();
+        let Some((post, author, after)) = s
+            .jobs
+            .iter()
+            .find(|(_, j)| !j.claimed)
+            .map(|(p, j)| (*p, j.author, j.after))
+        else {
+            return Ok(None);
+        };
+        // The audience in id order: the author's followers and the author.
+        let from = after.map_or(i64::MIN, |u| u.0.saturating_add(1));
+        let mut audience: Vec<UserId> = s
+            .followers
+            .range((author, UserId(from))..=(author, UserId(i64::MAX)))
+            .map(|(_, f)| *f)
+            .take(batch + 1)
+            .collect();
+        if after.is_none_or(|a| a < author) {
+            audience.push(author);
+            audience.sort_unstable();
+        }
+        let last = audience.len() <= batch;
+        audience.truncate(batch);
+        if let Some(job) = s.jobs.get_mut(&post) {
+            job.claimed = true;
+        }
+        Ok(Some((
+            MemoryClaim {
+                state: self.state.clone(),
+                post,
+            },
+            FanOutBatch {
+                post,
+                author,
+                audience,
+                last,
+            },
+        )))
+    }
+
+    async fn finish_batch(
+        &self,
+        claim: MemoryClaim,
+        batch: &FanOutBatch,
+    ) -> Result<(), StoreError> {
+        {
+            let mut s = self.lock();
+            if batch.last {
+                s.jobs.remove(&batch.post);
+            } else if let Some(job) = s.jobs.get_mut(&batch.post) {
+                job.after = batch.audience.last().copied().or(job.after);
+            }
+        }
+        drop(claim);
+        Ok(())
+    }
+
+    async fn pending_fan_out(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().jobs.len() as u64)
+    }
+}

@@ -1,0 +1,282 @@
+//! Shared test support: wiring each strategy over each pair of engines, and
+//! the random workloads the equivalence test replays.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use twitter_timeline::app::{AppError, Timelines};
+use twitter_timeline::cache::{Layout, MemoryTimelines, RedisTimelines, TimelineCache};
+use twitter_timeline::domain::{Post, UserId};
+use twitter_timeline::fanout::FanOutWorker;
+use twitter_timeline::reference::Reference;
+use twitter_timeline::store::{MemoryStore, PgStore, SCHEMA, SocialStore, StoreError};
+use twitter_timeline::timeline::{
+    FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts, TimelineError,
+};
+
+/// One step of a random workload; user numbers index the case's users.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// User posts.
+    Post(usize),
+    /// A follows B.
+    Follow(usize, usize),
+    /// A unfollows B.
+    Unfollow(usize, usize),
+    /// A blocks B.
+    Block(usize, usize),
+    /// Delete the n-th post made so far (mod count), by its author or by someone else.
+    Delete(usize, bool),
+    /// The user's timeline expires (inactive user).
+    Evict(usize),
+    /// Every timeline is lost (a Redis flush).
+    Flush,
+    /// Compare a user's whole timeline, paged by `page`, with the reference.
+    Read(usize, usize),
+}
+
+/// Workloads over `users` users.
+pub fn ops(users: usize, len: usize) -> impl Strategy<Value = Vec<Op>> {
+    let u = 0..users;
+    let op = prop_oneof![
+        6 => u.clone().prop_map(Op::Post),
+        5 => (u.clone(), u.clone()).prop_map(|(a, b)| Op::Follow(a, b)),
+        1 => (u.clone(), u.clone()).prop_map(|(a, b)| Op::Unfollow(a, b)),
+        1 => (u.clone(), u.clone()).prop_map(|(a, b)| Op::Block(a, b)),
+        1 => (0usize..100, prop::bool::weighted(0.8)).prop_map(|(n, own)| Op::Delete(n, own)),
+        1 => u.clone().prop_map(Op::Evict),
+        1 => Just(Op::Flush),
+        2 => (u, 1usize..5).prop_map(|(a, p)| Op::Read(a, p)),
+    ];
+    prop::collection::vec(op, 1..len)
+}
+
+/// A store error's name, for comparing outcomes.
+fn outcome<T>(r: Result<T, AppError>) -> Result<(), String> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(AppError::Timeline(TimelineError::Store(e))) => Err(format!("{e:?}")),
+        Err(e) => panic!("unexpected error {e:?}"),
+    }
+}
+
+fn ref_outcome<T>(r: Result<T, StoreError>) -> Result<(), String> {
+    r.map(|_| ()).map_err(|e| format!("{e:?}"))
+}
+
+/// What a test can do to a strategy's cache.
+pub trait Chaos: Send + Sync {
+    /// Drops one user's timeline.
+    fn evict(&self, user: UserId) -> impl Future<Output = ()> + Send;
+    /// Drops every timeline.
+    fn flush(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Chaos for MemoryTimelines {
+    async fn evict(&self, user: UserId) {
+        TimelineCache::evict(self, user).await.expect("evict");
+    }
+    async fn flush(&self) {
+        MemoryTimelines::flush(self);
+    }
+}
+
+impl Chaos for RedisTimelines {
+    async fn evict(&self, user: UserId) {
+        TimelineCache::evict(self, user).await.expect("evict");
+    }
+    async fn flush(&self) {
+        self.flush_prefix().await.expect("flush");
+    }
+}
+
+/// No cache: nothing to break.
+pub struct NoCache;
+
+impl Chaos for NoCache {
+    async fn evict(&self, _: UserId) {}
+    async fn flush(&self) {}
+}
+
+/// Reads a user's whole timeline page by page through the use cases.
+pub async fn read_all<T: HomeTimeline>(
+    app: &Timelines<T>,
+    user: UserId,
+    page: usize,
+) -> Vec<Vec<Post>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = app
+            .home(user, cursor.as_deref(), Some(page))
+            .await
+            .expect("home");
+        let next = p.next.clone();
+        pages.push(p.posts);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return pages,
+        }
+    }
+}
+
+fn ref_pages(r: &Reference, user: UserId, page: usize) -> Vec<Vec<Post>> {
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let p = r.home(user, before, page);
+        let full = p.len() == page;
+        before = p.last().map(|x| x.id);
+        pages.push(p);
+        if !full {
+            return pages;
+        }
+    }
+}
+
+// ANCHOR: replay
+/// Replays `ops` against the strategy and the reference; after every
+/// operation the fan-out queue is drained, and each `Read` compares every
+/// page of a timeline with the reference's.
+pub async fn replay<T: HomeTimeline>(
+    app: &Timelines<T>,
+    worker: &FanOutWorker<T>,
+    chaos: &impl Chaos,
+    users: &[UserId],
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut reference = Reference::new();
+    for u in users {
+        reference.add_user(*u);
+    }
+    let mut posts: Vec<Post> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Post(a) => {
+                let p = app
+                    .post(users[a], &format!("post {i}"))
+                    .await
+                    .expect("post");
+                reference.post(p.clone()).expect("reference post");
+                posts.push(p);
+            }
+            Op::Follow(a, b) => prop_assert_eq!(
+                outcome(app.follow(users[a], users[b]).await),
+                ref_outcome(reference.follow(users[a], users[b])),
+                "follow {} {}",
+                a,
+                b
+            ),
+            Op::Unfollow(a, b) => prop_assert_eq!(
+                outcome(app.unfollow(users[a], users[b]).await),
+                ref_outcome(reference.unfollow(users[a], users[b]))
+            ),
+            Op::Block(a, b) => prop_assert_eq!(
+                outcome(app.block(users[a], users[b]).await),
+                ref_outcome(reference.block(users[a], users[b]))
+            ),
+            Op::Delete(n, own) => {
+                if posts.is_empty() {
+                    continue;
+                }
+                let p = &posts[n % posts.len()];
+                let by = if own {
+                    p.author
+                } else {
+                    users[(n + 1) % users.len()]
+                };
+                prop_assert_eq!(
+                    outcome(app.delete(by, p.id).await),
+                    ref_outcome(reference.delete(by, p.id))
+                );
+            }
+            Op::Evict(u) => chaos.evict(users[u]).await,
+            Op::Flush => chaos.flush().await,
+            Op::Read(u, page) => {
+                let got = read_all(app, users[u], page).await;
+                prop_assert_eq!(
+                    got,
+                    ref_pages(&reference, users[u], page),
+                    "op {}: read of user {}",
+                    i,
+                    u
+                );
+            }
+        }
+        worker.drain().await.expect("fan-out");
+    }
+    for u in users {
+        let got = read_all(app, *u, 3).await;
+        prop_assert_eq!(got, ref_pages(&reference, *u, 3), "final read of {:?}", u);
+    }
+    Ok(())
+}
+// ANCHOR_END: replay
+
+/// Creates `n` users with handles unique to this process and case.
+pub async fn make_users<T: HomeTimeline>(app: &Timelines<T>, n: usize) -> Vec<UserId> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        out.push(app.create_user(&format!("u{k}")).await.expect("user"));
+    }
+    out
+}
+
+/// Use cases and a worker over a strategy.
+pub fn wire<T: HomeTimeline>(t: T) -> (Timelines<T>, FanOutWorker<T>) {
+    let app = Timelines::new(t.clone(), 1, b"test").expect("app");
+    (app, FanOutWorker::new(t, 3))
+}
+
+/// The three strategies over memory engines, timelines capped at `cap`.
+pub fn memory_strategies(
+    cap: usize,
+    threshold: u64,
+) -> (
+    FanOutOnWrite<MemoryStore, MemoryTimelines>,
+    FanOutOnRead<MemoryStore>,
+    Hybrid<MemoryStore, MemoryTimelines>,
+) {
+    let push = FanOutOnWrite(Parts {
+        store: MemoryStore::new(),
+        cache: MemoryTimelines::with_cap(cap),
+    });
+    let pull = FanOutOnRead(MemoryStore::new());
+    let hybrid = Hybrid {
+        parts: Parts {
+            store: MemoryStore::new(),
+            cache: MemoryTimelines::with_cap(cap),
+        },
+        threshold,
+    };
+    (push, pull, hybrid)
+}
+
+/// A PostgreSQL database with the schema, and a store on it.
+pub async fn pg(pool_size: u32) -> Option<(testkit::TestDb, PgStore)> {
+    let db = testkit::postgres(None).await?;
+    db.apply_sql(SCHEMA).await.expect("schema");
+    let pool = db.pool_with(pool_size).await;
+    Some((db, PgStore::new(pool)))
+}
+
+/// Redis timelines under a fresh test prefix.
+pub async fn redis(layout: Layout, cap: usize) -> Option<(testkit::TestRedis, RedisTimelines)> {
+    let r = testkit::redis().await?;
+    let t = RedisTimelines::connect(&r.url, &r.prefix, layout, cap, Duration::from_secs(600))
+        .await
+        .expect("redis timelines");
+    Some((r, t))
+}
+
+/// Keeps the store type nameable in generic helpers.
+pub fn store_of<T: HomeTimeline>(t: &T) -> &T::Store {
+    t.store()
+}
+
+/// A no-op use of `SocialStore` so the import is used in every test binary.
+pub fn _uses(_: &impl SocialStore) {}
