@@ -34,4 +34,5 @@ pub mod domain;
 pub mod events;
 pub mod ladder;
 pub mod redis_front;
+pub mod service;
 pub mod store;

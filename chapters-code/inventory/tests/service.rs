@@ -1,0 +1,379 @@
+//! The HTTP API as a client sees it: every route, and every bad input
+//! answered with a named problem type that changes nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use inventory::service::{
+    AppState, Availability, Clock, PROBLEM_TYPE_BASE, ReservationBody, router,
+};
+use inventory::store::{InventoryStore, MemoryStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Fixed;
+
+impl Clock for Fixed {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        common::t0()
+    }
+}
+
+async fn app_with<S: InventoryStore>(store: S) -> Router {
+    let app = router(AppState::new(store, Arc::new(Fixed)));
+    for (uri, body) in [
+        ("/skus/SHOE-42", Value::Null),
+        ("/warehouses/AMS-1", Value::Null),
+        ("/stock/SHOE-42/AMS-1/receive", json!({"qty": 5})),
+    ] {
+        let method = if body.is_null() { "PUT" } else { "POST" };
+        let (status, _) = call(&app, method, uri, body).await;
+        assert!(status.is_success(), "{uri}: {status}");
+    }
+    app
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        })
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("response");
+    let status = res.status();
+    let problem = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/problem+json");
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if !status.is_success() {
+        assert!(problem, "{uri}: an error is problem+json");
+    }
+    (status, v)
+}
+
+async fn availability(app: &Router) -> Availability {
+    let (s, v) = call(app, "GET", "/stock/SHOE-42/AMS-1", Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    serde_json::from_value(v).expect("availability")
+}
+
+#[tokio::test]
+async fn reserve_commit_release_over_http() {
+    let app = app_with(MemoryStore::new()).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 2}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let r: ReservationBody = serde_json::from_value(v).expect("reservation");
+    assert_eq!((r.state.as_str(), r.qty), ("held", 2));
+    assert_eq!(availability(&app).await.available, 3);
+    let uri = format!("/reservations/{}/commit", r.id);
+    let (s, v) = call(&app, "POST", &uri, Value::Null).await;
+    assert_eq!(
+        (s, v["state"].as_str(), v["replayed"].as_bool()),
+        (StatusCode::OK, Some("committed"), Some(false))
+    );
+    let (s, v) = call(&app, "POST", &uri, Value::Null).await;
+    assert_eq!(
+        (s, v["replayed"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "commit is idempotent"
+    );
+    let a = availability(&app).await;
+    assert_eq!((a.on_hand, a.reserved, a.available), (3, 0, 3));
+
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 1, "ttl_seconds": 60}),
+    )
+    .await;
+    let id = v["id"].as_str().expect("id").to_string();
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/reservations/{id}/release"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("released")));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/adjust",
+        json!({"counted": 2}),
+    )
+    .await;
+    assert_eq!((s, v["on_hand"].as_i64()), (StatusCode::OK, Some(2)));
+    let (s, v) = call(&app, "GET", &format!("/reservations/{id}"), Value::Null).await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("released")));
+}
+
+// ANCHOR: bad_input
+#[tokio::test]
+async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
+    let app = app_with(MemoryStore::new()).await;
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 1}),
+    )
+    .await;
+    let held = v["id"].as_str().expect("id").to_string();
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 1}),
+    )
+    .await;
+    let committed = v["id"].as_str().expect("id").to_string();
+    call(
+        &app,
+        "POST",
+        &format!("/reservations/{committed}/commit"),
+        Value::Null,
+    )
+    .await;
+    let before = availability(&app).await;
+
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": 0}),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": -3}),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/receive".into(),
+            json!({"qty": 0}),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/receive".into(),
+            json!({"qty": 99_999_999}),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/adjust".into(),
+            json!({"counted": -1}),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": "two"}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": 1, "extra": true}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": 1, "ttl_seconds": 0}),
+            400,
+            "invalid-ttl",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": 1, "ttl_seconds": 86_400}),
+            400,
+            "invalid-ttl",
+        ),
+        (
+            "POST",
+            "/stock/shoe/AMS-1/reservations".into(),
+            json!({"qty": 1}),
+            400,
+            "invalid-code",
+        ),
+        (
+            "POST",
+            "/stock/NOPE/AMS-1/reservations".into(),
+            json!({"qty": 1}),
+            404,
+            "unknown-sku",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/NOWHERE/reservations".into(),
+            json!({"qty": 1}),
+            404,
+            "unknown-warehouse",
+        ),
+        (
+            "GET",
+            "/stock/NOPE/AMS-1".into(),
+            Value::Null,
+            404,
+            "unknown-sku",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"qty": 4}),
+            409,
+            "out-of-stock",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/adjust".into(),
+            json!({"counted": 0}),
+            409,
+            "count-below-reserved",
+        ),
+        (
+            "POST",
+            "/reservations/not-a-uuid/commit".into(),
+            Value::Null,
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            format!("/reservations/{}/commit", uuid::Uuid::new_v4()),
+            Value::Null,
+            404,
+            "reservation-not-found",
+        ),
+        (
+            "POST",
+            format!("/reservations/{committed}/release"),
+            Value::Null,
+            409,
+            "already-committed",
+        ),
+        (
+            "DELETE",
+            format!("/reservations/{held}"),
+            Value::Null,
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "GET",
+            "/nothing/here".into(),
+            Value::Null,
+            404,
+            "no-such-route",
+        ),
+    ];
+    for (method, uri, body, status, kind) in cases {
+        let (s, v) = call(&app, method, &uri, body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{method} {uri} {body}: {v}");
+        if !kind.is_empty() {
+            assert_eq!(
+                v["type"],
+                format!("{PROBLEM_TYPE_BASE}{kind}"),
+                "{uri} {body}"
+            );
+            assert_eq!(v["status"].as_u64(), Some(u64::from(status)));
+        }
+        assert_eq!(
+            availability(&app).await,
+            before,
+            "{method} {uri} {body} changed stock"
+        );
+    }
+    let (_, v) = call(&app, "GET", &format!("/reservations/{held}"), Value::Null).await;
+    assert_eq!(
+        v["state"].as_str(),
+        Some("held"),
+        "the held reservation is untouched"
+    );
+}
+// ANCHOR_END: bad_input
+
+#[tokio::test]
+async fn the_same_routes_work_on_postgres() {
+    let Some((_db, store)) = common::pg_store(4).await else {
+        return;
+    };
+    let app = app_with(store).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 5}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = v["id"].as_str().expect("id").to_string();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 1}),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["type"].as_str()),
+        (
+            409,
+            Some(format!("{PROBLEM_TYPE_BASE}out-of-stock").as_str())
+        )
+    );
+    let (s, _) = call(
+        &app,
+        "POST",
+        &format!("/reservations/{id}/commit"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/reservations/{id}/release"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["type"].as_str()),
+        (
+            409,
+            Some(format!("{PROBLEM_TYPE_BASE}already-committed").as_str())
+        )
+    );
+    let a = availability(&app).await;
+    assert_eq!((a.on_hand, a.reserved, a.available), (0, 0, 0));
+}
