@@ -154,7 +154,7 @@ impl Money {
     }
 
     /// `self + other`, same currency only.
-    pub fn add(self, other: Money) -> Result<Money, MoneyError> {
+    pub fn plus(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let minor = self
             .minor
@@ -164,7 +164,7 @@ impl Money {
     }
 
     /// `self - other`, same currency, refused when the result would be negative.
-    pub fn sub(self, other: Money) -> Result<Money, MoneyError> {
+    pub fn minus(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         Money::new(self.minor - other.minor, self.currency)
     }
@@ -209,7 +209,7 @@ mod tests {
         let eur = Money::new(1250, Currency::Eur).expect("valid");
         let usd = Money::new(1, Currency::Usd).expect("valid");
         assert_eq!(
-            eur.add(usd),
+            eur.plus(usd),
             Err(MoneyError::CurrencyMismatch(Currency::Eur, Currency::Usd))
         );
         assert_eq!(eur.to_string(), "12.50 EUR");
@@ -218,7 +218,7 @@ mod tests {
             Ok("1250 JPY".into())
         );
         assert_eq!(
-            eur.sub(eur.times(2).expect("fits")),
+            eur.minus(eur.times(2).expect("fits")),
             Err(MoneyError::Negative(-1250))
         );
         assert_eq!(

@@ -1,0 +1,354 @@
+//! Checkout with `Idempotency-Key`: Stripe's semantics, one behaviour suite
+//! for both stores.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ecommerce::checkout::provider::{Behaviour, FakeProvider};
+use ecommerce::checkout::{Checkout, CheckoutError};
+use ecommerce::domain::{Currency, Money};
+use ecommerce::idempotency::KEY_TTL;
+use ecommerce::store::{MemoryStore, Store};
+
+/// Runs an async suite function against a fresh memory store and a fresh PostgreSQL store.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = MemoryStore::new();
+                    seed(&store).await;
+                    super::$name(Arc::new(store)).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some((_db, store)) = pg_store().await else { return };
+                    super::$name(Arc::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    a_retry_replays_the_first_answer_and_charges_once,
+    the_same_key_with_another_body_is_refused_and_changes_nothing,
+    keys_are_scoped_by_account,
+    a_retry_while_the_first_is_in_flight_gets_409,
+    a_stored_5xx_is_replayed_and_the_provider_is_not_called_again,
+    a_declined_card_is_final_and_releases_the_stock,
+    a_timeout_leaves_the_order_to_the_retry_which_charges_once,
+    a_price_change_between_cart_and_pay_is_refused_with_the_new_quote,
+    bad_input_stores_nothing_so_the_fixed_request_may_reuse_the_key,
+    keys_are_purged_after_24_hours,
+);
+
+fn checkout<S: Store>(store: Arc<S>) -> (Checkout<S, FakeProvider>, Arc<FakeProvider>) {
+    let provider = Arc::new(FakeProvider::new());
+    (Checkout::new(store, Arc::clone(&provider)), provider)
+}
+
+// ANCHOR: replay
+async fn a_retry_replays_the_first_answer_and_charges_once<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let req = request(&*store, &[("MUG-RED", 2), ("BOOK-RUST", 1)]).await;
+    let k = key("alice", "k-1");
+    let first = c.run("alice", Some(&k), &req, now0()).await.expect("first");
+    let again = c.run("alice", Some(&k), &req, now0()).await.expect("retry");
+    assert_eq!(first.response.status, 201);
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(
+        first.response, again.response,
+        "byte for byte the same answer"
+    );
+    assert_eq!(provider.charges(), 1);
+    assert_eq!(store.orders().await.expect("orders").len(), 1);
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(98));
+}
+// ANCHOR_END: replay
+
+async fn the_same_key_with_another_body_is_refused_and_changes_nothing<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let k = key("alice", "k-1");
+    let one = request(&*store, &[("MUG-RED", 1)]).await;
+    let two = request(&*store, &[("MUG-RED", 2)]).await;
+    c.run("alice", Some(&k), &one, now0()).await.expect("first");
+    let err = c.run("alice", Some(&k), &two, now0()).await;
+    assert!(matches!(err, Err(CheckoutError::KeyReused)), "{err:?}");
+    assert_eq!(provider.charges(), 1);
+    assert_eq!(store.orders().await.expect("orders").len(), 1);
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(99));
+}
+
+async fn keys_are_scoped_by_account<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let a = c
+        .run("alice", Some(&key("alice", "same")), &req, now0())
+        .await
+        .expect("alice");
+    let b = c
+        .run("bob", Some(&key("bob", "same")), &req, now0())
+        .await
+        .expect("bob");
+    assert!(!a.replayed && !b.replayed, "two shoppers, two orders");
+    assert_eq!(provider.charges(), 2);
+}
+
+// ANCHOR: in_flight
+async fn a_retry_while_the_first_is_in_flight_gets_409<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    provider.script([Behaviour::HangAfterCharge]);
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "k-1");
+    let first = {
+        let (c, req, k) = (c.clone(), req.clone(), k.clone());
+        tokio::spawn(async move { c.run("alice", Some(&k), &req, now0()).await })
+    };
+    provider.hung.notified().await;
+    let second = c.run("alice", Some(&k), &req, now0()).await;
+    assert!(matches!(second, Err(CheckoutError::KeyInUse)), "{second:?}");
+    first.abort();
+    assert_eq!(
+        provider.calls(),
+        1,
+        "the second request never reached the provider"
+    );
+}
+// ANCHOR_END: in_flight
+
+// ANCHOR: replay_5xx
+async fn a_stored_5xx_is_replayed_and_the_provider_is_not_called_again<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    provider.script([Behaviour::Fail]);
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "k-1");
+    let first = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(first.response.status, 502);
+    // The provider would succeed now, but the key's answer is final.
+    let again = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("an answer");
+    assert!(again.replayed);
+    assert_eq!(again.response, first.response);
+    assert_eq!((provider.calls(), provider.charges()), (1, 0));
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100),
+        "stock released"
+    );
+}
+// ANCHOR_END: replay_5xx
+
+async fn a_declined_card_is_final_and_releases_the_stock<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    provider.script([Behaviour::Decline]);
+    let req = request(&*store, &[("MUG-RED", 3)]).await;
+    let k = key("alice", "k-1");
+    let first = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(first.response.status, 402);
+    let orders = store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].status, "payment_failed");
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100)
+    );
+    assert_eq!(provider.charges(), 0);
+}
+
+// ANCHOR: timeout_retry
+async fn a_timeout_leaves_the_order_to_the_retry_which_charges_once<S: Store>(store: Arc<S>) {
+    let (mut c, provider) = checkout(Arc::clone(&store));
+    c.provider_timeout = Duration::from_millis(100);
+    // The provider charges, then answers after the checkout stopped waiting.
+    provider.script([Behaviour::Slow(Duration::from_millis(400))]);
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "k-1");
+    let first = c.run("alice", Some(&k), &req, now0()).await;
+    assert!(matches!(first, Err(CheckoutError::Payment(_))), "{first:?}");
+    assert_eq!(
+        provider.charges(),
+        1,
+        "the charge happened; the answer was lost"
+    );
+    let retry = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("the retry");
+    assert_eq!(retry.response.status, 201);
+    assert!(
+        !retry.replayed,
+        "resumed from the recovery point, not replayed"
+    );
+    assert_eq!(
+        provider.charges(),
+        1,
+        "the provider's own key deduplicated the charge"
+    );
+    let orders = store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].status, "paid");
+}
+// ANCHOR_END: timeout_retry
+
+// ANCHOR: price_change
+async fn a_price_change_between_cart_and_pay_is_refused_with_the_new_quote<S: Store>(
+    store: Arc<S>,
+) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let seen = request(&*store, &[("MUG-RED", 2)]).await;
+    store
+        .set_price(&sku("MUG-RED"), money(1400, Currency::Eur))
+        .await
+        .expect("price change");
+    let k = key("alice", "k-1");
+    let answer = c
+        .run("alice", Some(&k), &seen, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(answer.response.status, 409);
+    let body = &answer.response.body;
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/price-changed"))
+    );
+    // 2 x 14.00 + 20% tax = 33.60: the new quote is in the answer.
+    assert_eq!(body["quote"]["total_minor"], 3360);
+    assert_eq!(
+        (
+            provider.charges(),
+            store.orders().await.expect("orders").len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100)
+    );
+    // The answer is final for this key; the shopper confirms the new total with a new key.
+    let again = c
+        .run("alice", Some(&k), &seen, now0())
+        .await
+        .expect("an answer");
+    assert!(again.replayed && again.response.status == 409);
+    let confirmed = request(&*store, &[("MUG-RED", 2)]).await;
+    let ok = c
+        .run("alice", Some(&key("alice", "k-2")), &confirmed, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(ok.response.status, 201);
+    assert_eq!(
+        provider.charged_minor(),
+        3360,
+        "the quote given is the price charged"
+    );
+}
+// ANCHOR_END: price_change
+
+async fn bad_input_stores_nothing_so_the_fixed_request_may_reuse_the_key<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let k = key("alice", "k-1");
+    let mut unknown = request(&*store, &[("MUG-RED", 1)]).await;
+    unknown.lines[0].0 = sku("NO-SUCH-THING");
+    let e = c.run("alice", Some(&k), &unknown, now0()).await;
+    assert!(matches!(e, Err(CheckoutError::UnknownProduct(_))), "{e:?}");
+    let mut mixed = request(&*store, &[("MUG-RED", 1)]).await;
+    mixed.currency = Currency::Usd;
+    let e = c.run("alice", Some(&k), &mixed, now0()).await;
+    assert!(matches!(e, Err(CheckoutError::Pricing(_))), "{e:?}");
+    let mut promo = request(&*store, &[("MUG-RED", 1)]).await;
+    promo.promotion = Some("FREE-STUFF".into());
+    let e = c.run("alice", Some(&k), &promo, now0()).await;
+    assert!(
+        matches!(e, Err(CheckoutError::UnknownPromotion(_))),
+        "{e:?}"
+    );
+    assert_eq!(provider.calls(), 0);
+    assert!(store.orders().await.expect("orders").is_empty());
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100)
+    );
+    // Nothing was stored under the key, so the corrected request is a first request.
+    let fixed = request(&*store, &[("MUG-RED", 1)]).await;
+    let ok = c
+        .run("alice", Some(&k), &fixed, now0())
+        .await
+        .expect("an answer");
+    assert_eq!((ok.response.status, ok.replayed), (201, false));
+}
+
+// ANCHOR: purge
+async fn keys_are_purged_after_24_hours<S: Store>(store: Arc<S>) {
+    let (c, provider) = checkout(Arc::clone(&store));
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "k-1");
+    c.run("alice", Some(&k), &req, now0()).await.expect("first");
+    let a_day_later = now0() + KEY_TTL;
+    // Not yet: the key is exactly 24 h old at `a_day_later`, and the purge takes older ones.
+    assert_eq!(
+        store
+            .purge_keys(a_day_later - KEY_TTL)
+            .await
+            .expect("purge"),
+        0
+    );
+    let later = a_day_later + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.purge_keys(later - KEY_TTL).await.expect("purge"), 1);
+    // After the purge the same key is a new request: a second order.
+    let again = c
+        .run("alice", Some(&k), &req, later)
+        .await
+        .expect("an answer");
+    assert!(!again.replayed);
+    assert_eq!(provider.charges(), 2);
+}
+// ANCHOR_END: purge
+
+#[tokio::test]
+async fn money_in_the_order_is_the_quote() {
+    let store = Arc::new(MemoryStore::new());
+    seed(&*store).await;
+    let (c, provider) = checkout(Arc::clone(&store));
+    let mut req = request(&*store, &[("MUG-RED", 2), ("BOOK-RUST", 1)]).await;
+    req.promotion = Some("SPRING10".into());
+    let e = c
+        .run("alice", Some(&key("alice", "p")), &req, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        e.response.status, 409,
+        "the promotion changes the total the client must confirm"
+    );
+    let quote: ecommerce::domain::Quote =
+        serde_json::from_value(e.response.body["quote"].clone()).expect("a quote");
+    req.expected_total_minor = quote.total_minor;
+    let ok = c
+        .run("alice", Some(&key("alice", "p2")), &req, now0())
+        .await
+        .expect("an answer");
+    assert_eq!(ok.response.status, 201);
+    assert_eq!(
+        Money::new(provider.charged_minor(), Currency::Eur).expect("non-negative"),
+        quote.total()
+    );
+}

@@ -1,0 +1,239 @@
+//! The checkout killed between every pair of phases, then retried: exactly
+//! one charge and one order, on real PostgreSQL.
+//!
+//! "Killed" is literal: the request's task is aborted at the chosen point
+//! (an open transaction is dropped with it), the "process"'s pool is closed
+//! so PostgreSQL sees its connections go, and the retry comes from a new
+//! store over a new pool. Only the payment provider survives, as a real one
+//! would.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ecommerce::checkout::provider::{Behaviour, FakeProvider};
+use ecommerce::checkout::{BoxFuture, Checkout, CheckoutError, Hooks, Point};
+use ecommerce::idempotency::LOCK_TIMEOUT;
+use ecommerce::store::{PgStore, Store};
+use tokio::sync::{Barrier, Notify};
+
+/// Hooks that freeze the flow at one point, so the test can kill it there.
+struct FreezeAt {
+    point: Point,
+    reached: Notify,
+}
+
+impl Hooks for FreezeAt {
+    fn reached(&self, point: Point) -> BoxFuture<'_> {
+        if point == self.point {
+            self.reached.notify_one();
+            Box::pin(std::future::pending())
+        } else {
+            Box::pin(std::future::ready(()))
+        }
+    }
+}
+
+/// Where the first attempt dies.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    At(Point),
+    /// Inside the provider call: charged, the answer never arrives.
+    DuringCharge,
+}
+
+/// What a retry right after the crash must get (before the key's lock expires).
+#[derive(Debug, PartialEq)]
+enum Early {
+    /// Nothing was committed: the retry is a first request.
+    Fresh,
+    /// The key is locked by the dead request: 409.
+    InUse,
+    /// Everything was committed: the stored answer.
+    Replay,
+}
+
+// ANCHOR: crash_test
+async fn killed_then_retried_charges_once(kill: Kill, early: Early) {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    let provider = Arc::new(FakeProvider::new());
+    let req = request(&store, &[("MUG-RED", 2)]).await;
+    let k = key("alice", "crash-key");
+    let freeze = Arc::new(FreezeAt {
+        point: match kill {
+            Kill::At(p) => p,
+            Kill::DuringCharge => Point::AfterFinishCommit, // never reached
+        },
+        reached: Notify::new(),
+    });
+    if matches!(kill, Kill::DuringCharge) {
+        provider.script([Behaviour::HangAfterCharge]);
+    }
+    let dying = Checkout {
+        store: Arc::new(store.clone()),
+        provider: Arc::clone(&provider),
+        hooks: freeze.clone(),
+        provider_timeout: Duration::from_secs(60),
+    };
+    let task = {
+        let (req, k) = (req.clone(), k.clone());
+        tokio::spawn(async move { dying.run("alice", Some(&k), &req, now0()).await })
+    };
+    match kill {
+        Kill::At(_) => freeze.reached.notified().await,
+        Kill::DuringCharge => provider.hung.notified().await,
+    }
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    store.pool().close().await; // the process is gone, and its connections with it
+
+    // A new process retries with the same key.
+    let restarted = Checkout::new(
+        Arc::new(PgStore::new(db.pool_with(4).await)),
+        Arc::clone(&provider),
+    );
+    let soon = now0() + chrono::TimeDelta::seconds(1);
+    let first_retry = restarted.run("alice", Some(&k), &req, soon).await;
+    let answer = match early {
+        Early::InUse => {
+            assert!(
+                matches!(first_retry, Err(CheckoutError::KeyInUse)),
+                "{first_retry:?}"
+            );
+            // After the lock timeout the retry takes the key over and resumes.
+            let later = now0() + LOCK_TIMEOUT + chrono::TimeDelta::seconds(1);
+            restarted
+                .run("alice", Some(&k), &req, later)
+                .await
+                .expect("the late retry")
+        }
+        Early::Fresh | Early::Replay => first_retry.expect("the retry"),
+    };
+    assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+    assert_eq!(answer.replayed, early == Early::Replay);
+
+    assert_eq!(provider.charges(), 1, "exactly one charge");
+    let orders = restarted.store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1, "exactly one order");
+    assert_eq!(orders[0].status, "paid");
+    assert_eq!(answer.response.body["id"], serde_json::json!(orders[0].id));
+    assert_eq!(
+        restarted.store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(98),
+        "stock reserved once"
+    );
+}
+// ANCHOR_END: crash_test
+
+#[tokio::test]
+async fn killed_before_the_order_commits() {
+    killed_then_retried_charges_once(Kill::At(Point::BeforeOrderCommit), Early::Fresh).await;
+}
+
+#[tokio::test]
+async fn killed_after_the_order_commits_before_the_charge() {
+    killed_then_retried_charges_once(Kill::At(Point::AfterOrderCommit), Early::InUse).await;
+}
+
+#[tokio::test]
+async fn killed_during_the_charge_after_the_provider_charged() {
+    killed_then_retried_charges_once(Kill::DuringCharge, Early::InUse).await;
+}
+
+#[tokio::test]
+async fn killed_after_the_charge_before_recording_it() {
+    killed_then_retried_charges_once(Kill::At(Point::AfterCharge), Early::InUse).await;
+}
+
+#[tokio::test]
+async fn killed_before_the_payment_commits() {
+    killed_then_retried_charges_once(Kill::At(Point::BeforeFinishCommit), Early::InUse).await;
+}
+
+#[tokio::test]
+async fn killed_after_everything_committed_before_answering() {
+    killed_then_retried_charges_once(Kill::At(Point::AfterFinishCommit), Early::Replay).await;
+}
+
+/// Clients at once in the concurrent-key test.
+pub const CONCURRENT_CLIENTS: usize = 32;
+
+// ANCHOR: concurrent_key
+#[tokio::test]
+async fn concurrent_requests_with_one_key_charge_once() {
+    let Some((_db, store)) = pg_store_with(16).await else {
+        return;
+    };
+    let provider = Arc::new(FakeProvider::new());
+    // The first request to reach the provider is slow, so the others arrive while it is in flight.
+    provider.script([Behaviour::Slow(Duration::from_millis(300))]);
+    let c = Checkout::new(Arc::new(store), Arc::clone(&provider));
+    let req = request(&*c.store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "double-click");
+    let barrier = Arc::new(Barrier::new(CONCURRENT_CLIENTS));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENT_CLIENTS {
+        let (c, req, k, barrier) = (c.clone(), req.clone(), k.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            c.run("alice", Some(&k), &req, now0()).await
+        }));
+    }
+    let (mut created, mut replayed, mut in_use) = (0, 0, 0);
+    let mut bodies = Vec::new();
+    for t in tasks {
+        match t.await.expect("no panic") {
+            Ok(a) if a.response.status == 201 && !a.replayed => {
+                created += 1;
+                bodies.push(a.response.body);
+            }
+            Ok(a) if a.response.status == 201 => {
+                replayed += 1;
+                bodies.push(a.response.body);
+            }
+            Err(CheckoutError::KeyInUse) => in_use += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(created, 1, "one request did the work");
+    assert_eq!(created + replayed + in_use, CONCURRENT_CLIENTS);
+    assert!(
+        in_use > 0,
+        "some requests arrived while the first was in flight"
+    );
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every success names the same order"
+    );
+    assert_eq!(provider.charges(), 1);
+    assert_eq!(c.store.orders().await.expect("orders").len(), 1);
+}
+// ANCHOR_END: concurrent_key
+
+// ANCHOR: guard
+/// The UNIQUE constraint is the guard: without it, a retry with the same key charges twice.
+#[tokio::test]
+async fn without_the_unique_constraint_a_retry_charges_twice() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    db.apply_sql("ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_scope")
+        .await
+        .expect("dropping the constraint");
+    let provider = Arc::new(FakeProvider::new());
+    let c = Checkout::new(Arc::new(store), Arc::clone(&provider));
+    let req = request(&*c.store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "k-1");
+    let first = c.run("alice", Some(&k), &req, now0()).await.expect("first");
+    let retry = c.run("alice", Some(&k), &req, now0()).await.expect("retry");
+    assert!(
+        !first.replayed && !retry.replayed,
+        "the retry was not recognised"
+    );
+    assert_eq!(provider.charges(), 2, "the shopper paid twice");
+}
+// ANCHOR_END: guard
