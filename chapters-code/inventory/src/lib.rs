@@ -27,12 +27,20 @@
 //! - [`events`]: the outbox relay to NATS JetStream and the availability
 //!   read model that consumes it idempotently.
 //! - [`service`]: axum routes; errors become RFC 9457 problem+json in one place.
-//! - [`capacity`], [`generated`]: the numbers the book prints.
+//! - [`capacity`], and under the `book` feature `generated`, `report` and
+//!   `book`: the numbers the book prints.
 #![warn(missing_docs)]
 
+#[cfg(feature = "book")]
+pub mod book;
+pub mod capacity;
 pub mod domain;
 pub mod events;
+#[cfg(feature = "book")]
+pub mod generated;
 pub mod ladder;
 pub mod redis_front;
+#[cfg(feature = "book")]
+pub mod report;
 pub mod service;
 pub mod store;

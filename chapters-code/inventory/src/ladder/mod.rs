@@ -22,6 +22,9 @@ use crate::domain::{Qty, Sku, StockKey, Warehouse};
 use crate::redis_front::RedisFront;
 use crate::store::{InventoryStore, PgStore, StoreError};
 
+/// Positions of the `store-spread` run.
+pub const SPREAD_POSITIONS: usize = 1_000;
+
 /// A boxed future, so rungs of different types sit behind one `dyn Rung`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -348,38 +351,70 @@ impl Rung for RedisRung {
 
 /// The chapter's own reserve ([`PgStore::reserve`]): the conditional UPDATE
 /// plus the reservation, the ledger row and the outbox row, in one statement.
+/// On one hot position (`store`) or spread over many (`store-spread`).
 pub struct StoreRung {
     store: PgStore,
-    key: StockKey,
+    keys: Vec<StockKey>,
 }
 
 impl StoreRung {
-    /// The rung over `pool` (which must have `sql/schema.sql` applied).
-    pub fn new(pool: PgPool) -> anyhow::Result<Self> {
+    /// The rung over `pool` (which must have `sql/schema.sql` applied), on
+    /// `positions` positions (1: the hot SKU).
+    pub fn new(pool: PgPool, positions: usize) -> anyhow::Result<Self> {
+        let warehouse = Warehouse::parse("LADDER")?;
+        let keys = if positions <= 1 {
+            vec![StockKey::new(Sku::parse("HOT-STORE")?, warehouse)]
+        } else {
+            (1..=positions)
+                .map(|i| {
+                    Ok(StockKey::new(
+                        Sku::parse(&format!("S-{i}"))?,
+                        warehouse.clone(),
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
         Ok(Self {
             store: PgStore::new(pool),
-            key: StockKey::new(Sku::parse("HOT-STORE")?, Warehouse::parse("LADDER")?),
+            keys,
         })
     }
 }
 
 impl Rung for StoreRung {
     fn id(&self) -> &'static str {
-        "store"
+        if self.keys.len() > 1 {
+            "store-spread"
+        } else {
+            "store"
+        }
     }
     fn setup(&self, units: i64) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             let pool = self.store.pool();
-            self.store.add_sku(&self.key.sku).await?;
-            self.store.add_warehouse(&self.key.warehouse).await?;
-            // Reset in place (movements are append-only, so the counter is
-            // set directly; this position's ledger is not checked here).
+            let skus: Vec<String> = self.keys.iter().map(|k| k.sku.to_string()).collect();
+            let warehouse = self
+                .keys
+                .first()
+                .map(|k| k.warehouse.to_string())
+                .unwrap_or_default();
+            sqlx::query("INSERT INTO skus (sku) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
+                .bind(&skus)
+                .execute(pool)
+                .await?;
+            sqlx::query("INSERT INTO warehouses (code) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(&warehouse)
+                .execute(pool)
+                .await?;
+            // Reset in place (movements are append-only, so the counters are
+            // set directly; these positions' ledgers are not checked here).
             sqlx::query(
-                "INSERT INTO stock (sku, warehouse, on_hand, reserved) VALUES ($1, $2, $3, 0)
+                "INSERT INTO stock (sku, warehouse, on_hand, reserved)
+                 SELECT unnest($1::text[]), $2, $3, 0
                  ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = $3, reserved = 0",
             )
-            .bind(self.key.sku.as_str())
-            .bind(self.key.warehouse.as_str())
+            .bind(&skus)
+            .bind(&warehouse)
             .bind(units)
             .execute(pool)
             .await?;
@@ -389,9 +424,10 @@ impl Rung for StoreRung {
     fn reserve(&self, _client: u32) -> BoxFuture<'_, anyhow::Result<Attempt>> {
         Box::pin(async move {
             let now = chrono::Utc::now();
+            let key = &self.keys[rand::random_range(0..self.keys.len())];
             match self
                 .store
-                .reserve(&self.key, Qty::new(1)?, chrono::TimeDelta::minutes(10), now)
+                .reserve(key, Qty::new(1)?, chrono::TimeDelta::minutes(10), now)
                 .await
             {
                 Ok(_) => Ok(Attempt::Reserved),
@@ -402,12 +438,16 @@ impl Rung for StoreRung {
     }
     fn remaining(&self) -> BoxFuture<'_, anyhow::Result<i64>> {
         Box::pin(async move {
-            Ok(self
-                .store
-                .stock(&self.key, chrono::Utc::now())
-                .await?
-                .balance
-                .available())
+            let mut total = 0;
+            for k in &self.keys {
+                total += self
+                    .store
+                    .stock(k, chrono::Utc::now())
+                    .await?
+                    .balance
+                    .available();
+            }
+            Ok(total)
         })
     }
 }
@@ -465,7 +505,7 @@ pub fn all_rungs(pool: &PgPool, redis: RedisFront) -> anyhow::Result<Vec<Box<dyn
         Box::new(Buckets::new(pool.clone(), buckets::BUCKETS, false)),
         Box::new(Buckets::new(pool.clone(), buckets::BUCKETS, true)),
         Box::new(RedisRung(redis)),
-        Box::new(StoreRung::new(pool.clone())?),
+        Box::new(StoreRung::new(pool.clone(), 1)?),
         Box::new(Ceiling(pool.clone())),
     ])
 }

@@ -12,7 +12,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, SCHEMA_SQL, check_then_act_reserve, is_check_violation};
+pub use postgres::{
+    COMMIT_SQL, PgStore, RECEIVE_SQL, RESERVE_SQL, SCHEMA_SQL, STOCK_SQL, check_then_act_reserve,
+    is_check_violation,
+};
 
 use crate::domain::{
     Balance, Count, Movement, Qty, Reservation, Sku, StockKey, TransitionError, Warehouse,

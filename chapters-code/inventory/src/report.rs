@@ -1,0 +1,421 @@
+//! The chapter's measured tables and plot, rendered from committed results.
+//!
+//! `benches/ladder.rs` (run by `cargo xtask bench-report inventory`) writes
+//! one result per rung and client count; these pure functions turn the
+//! committed results (`src/inventory/generated/results/`) into the book's
+//! files, so `cargo xtask gen` reproduces them exactly.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use bookkit::BenchResult;
+use bookkit::plot::{LineChart, Series, line_chart};
+use bookkit::table::{fmt_count, fmt_ratio, markdown_table, measured_header};
+
+use crate::ladder::RUNG_IDS;
+
+/// The chapter's slug, under which results are filed.
+pub const CHAPTER: &str = "inventory";
+/// The command that measures.
+pub const COMMAND: &str = "cargo xtask bench-report inventory";
+/// Client counts of the ladder.
+pub const CLIENTS: [u32; 4] = [1, 8, 32, 64];
+/// Units per sell-out.
+pub const SELLOUT_UNITS: i64 = 500;
+/// The claim commonly made for such systems: stock updates per second...
+pub const TARGET_UPDATES_PER_SEC: f64 = 50_000.0;
+/// ...with a 95th-percentile latency under this many milliseconds.
+pub const TARGET_P95_MS: f64 = 200.0;
+
+/// Where the ladder tables go.
+pub const LADDER_PATH: &str = "src/inventory/generated/ladder.md";
+/// Where the ladder plot goes.
+pub const LADDER_SVG_PATH: &str = "src/inventory/generated/ladder.svg";
+/// Where the summary against the claim goes.
+pub const PERFORMANCE_PATH: &str = "src/inventory/generated/performance.md";
+/// Where the event-lag table goes.
+pub const LAG_PATH: &str = "src/inventory/generated/event-lag.md";
+
+/// The result name of a throughput run.
+pub fn ladder_result(rung: &str, clients: u32) -> String {
+    format!("ladder-{rung}-c{clients}")
+}
+
+/// The result name of a sell-out.
+pub fn sellout_result(rung: &str, clients: u32) -> String {
+    format!("sellout-{rung}-c{clients}")
+}
+
+/// The result name of the event-lag run.
+pub const LAG_RESULT: &str = "event-lag";
+
+/// The label of a rung in tables.
+pub fn label(rung: &str) -> &'static str {
+    match rung {
+        "naive" => "1. naive read-modify-write",
+        "conditional" => "2. conditional `UPDATE`",
+        "for-update" => "3. `SELECT … FOR UPDATE`",
+        "skip-locked" => "4. row per unit, `SKIP LOCKED`",
+        "advisory" => "5. `pg_try_advisory_xact_lock`",
+        "buckets" => "6a. buckets, own bucket only",
+        "buckets-fallback" => "6b. buckets with fallback",
+        "redis" => "7. Redis Lua + ledger row",
+        "store" => "this chapter's reserve (hot SKU)",
+        "store-spread" => "this chapter's reserve, spread",
+        "ceiling" => "ceiling: unguarded `UPDATE`",
+        _ => "?",
+    }
+}
+
+/// Every throughput row in table order: the rungs, the spread run, the ceiling.
+fn rows() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = RUNG_IDS
+        .iter()
+        .copied()
+        .filter(|r| *r != "ceiling")
+        .collect();
+    v.push("store-spread");
+    v.push("ceiling");
+    v
+}
+
+fn find<'a>(results: &'a [BenchResult], name: &str) -> Option<&'a BenchResult> {
+    results.iter().find(|r| r.name == name)
+}
+
+fn not_measured() -> String {
+    format!("Not measured yet: run `{COMMAND}`.\n")
+}
+
+fn fmt_ms(us: Option<f64>) -> String {
+    match us {
+        Some(us) if us < 1_000.0 => format!("{us:.0} µs"),
+        Some(us) if us < 100_000.0 => format!("{:.1} ms", us / 1_000.0),
+        Some(us) => format!("{:.0} ms", us / 1_000.0),
+        None => "n/a".to_string(),
+    }
+}
+
+fn extra_i64(r: &BenchResult, key: &str) -> i64 {
+    r.extra
+        .get(key)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// The ladder: reserves/s (with the ratio to the ceiling), p99, and the sell-outs.
+pub fn ladder_markdown() -> Result<String> {
+    render_ladder(&bookkit::results::committed(CHAPTER)?)
+}
+
+/// [`ladder_markdown`] over given results.
+pub fn render_ladder(results: &[BenchResult]) -> Result<String> {
+    let used: Vec<&BenchResult> = results
+        .iter()
+        .filter(|r| r.name.starts_with("ladder-") || r.name.starts_with("sellout-"))
+        .collect();
+    if used.is_empty() {
+        return Ok(measured_header(COMMAND, &[]) + &not_measured());
+    }
+    let mut out = measured_header(COMMAND, &used);
+    let heads: Vec<String> = CLIENTS.iter().map(|c| format!("{c} clients")).collect();
+    let mut headers = vec!["Rung"];
+    headers.extend(heads.iter().map(String::as_str));
+
+    out.push_str("**Successful reserves per second** (in brackets: the ratio to the ceiling in the same rounds, median)\n\n");
+    let mut rows_tp = Vec::new();
+    for rung in rows() {
+        let mut row = vec![label(rung).to_string()];
+        for c in CLIENTS {
+            row.push(match find(results, &ladder_result(rung, c)) {
+                Some(r) => {
+                    let rate = r.ops_per_sec.map_or("n/a".to_string(), fmt_count);
+                    match r.ratio {
+                        Some(s) => format!("{rate} ({})", fmt_ratio(s.median)),
+                        None => rate,
+                    }
+                }
+                None => "not measured".to_string(),
+            });
+        }
+        rows_tp.push(row);
+    }
+    out.push_str(&markdown_table(&headers, &rows_tp));
+
+    out.push_str("\n**p99 latency of a reserve** (first attempt to answer, retries after \"busy\" included)\n\n");
+    let mut rows_p99 = Vec::new();
+    for rung in rows() {
+        let mut row = vec![label(rung).to_string()];
+        for c in CLIENTS {
+            row.push(
+                find(results, &ladder_result(rung, c))
+                    .map_or("not measured".into(), |r| fmt_ms(r.p99_us)),
+            );
+        }
+        rows_p99.push(row);
+    }
+    out.push_str(&markdown_table(&headers, &rows_p99));
+
+    let _ = write!(
+        out,
+        "\n**Sell-out of {SELLOUT_UNITS} units**: every client buys one unit at a time until told \"sold out\". Oversell / undersell (units sold beyond the stock / units left when every client gave up)\n\n"
+    );
+    let mut rows_so = Vec::new();
+    for rung in rows() {
+        if rung == "ceiling" || rung == "store-spread" {
+            continue;
+        }
+        let mut row = vec![label(rung).to_string()];
+        for c in CLIENTS {
+            row.push(match find(results, &sellout_result(rung, c)) {
+                Some(r) => {
+                    let (o, u) = (extra_i64(r, "oversell"), extra_i64(r, "undersell"));
+                    if o > 0 || u > 0 {
+                        format!("**{o} / {u}**")
+                    } else {
+                        format!("{o} / {u}")
+                    }
+                }
+                None => "not measured".to_string(),
+            });
+        }
+        rows_so.push(row);
+    }
+    out.push_str(&markdown_table(&headers, &rows_so));
+    let sold_out: i64 = used
+        .iter()
+        .filter(|r| r.name.starts_with("ladder-"))
+        .map(|r| extra_i64(r, "sold_out"))
+        .sum();
+    let failed: i64 = used.iter().map(|r| extra_i64(r, "failed")).sum();
+    let _ = writeln!(
+        out,
+        "\nRequests told \"sold out\" during the throughput rounds (the stock is sized so there are none): {sold_out}. Requests that failed with an error in any run: {failed}."
+    );
+    Ok(out)
+}
+
+/// The ladder as a line chart: reserves/s against clients, for the main rungs and the ceiling.
+pub fn ladder_svg() -> Result<String> {
+    render_ladder_svg(&bookkit::results::committed(CHAPTER)?)
+}
+
+/// [`ladder_svg`] over given results.
+pub fn render_ladder_svg(results: &[BenchResult]) -> Result<String> {
+    let shown = [
+        "ceiling",
+        "conditional",
+        "for-update",
+        "skip-locked",
+        "advisory",
+        "redis",
+    ];
+    let series: Vec<Series> = shown
+        .iter()
+        .map(|rung| Series {
+            name: label(rung).replace('`', ""),
+            points: CLIENTS
+                .iter()
+                .filter_map(|c| {
+                    find(results, &ladder_result(rung, *c))
+                        .and_then(|r| r.ops_per_sec)
+                        .map(|v| (f64::from(*c), v))
+                })
+                .collect(),
+        })
+        .collect();
+    let caption = results
+        .iter()
+        .find(|r| r.name.starts_with("ladder-"))
+        .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line))
+        .unwrap_or_else(|| "not measured yet".to_string());
+    line_chart(
+        &LineChart {
+            title: "One hot SKU: successful reserves per second",
+            x_desc: "concurrent clients",
+            y_desc: "reserves/s",
+            log_x: true,
+            log_y: true,
+            caption: &caption,
+        },
+        &series,
+    )
+}
+
+/// The best (highest reserves/s) run of `rung` over the client counts.
+fn best<'a>(results: &'a [BenchResult], rung: &str) -> Option<&'a BenchResult> {
+    CLIENTS
+        .iter()
+        .filter_map(|c| find(results, &ladder_result(rung, *c)))
+        .max_by(|a, b| {
+            a.ops_per_sec
+                .unwrap_or(0.0)
+                .total_cmp(&b.ops_per_sec.unwrap_or(0.0))
+        })
+}
+
+/// The answer to the claim, as numbers.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Best reserves/s of the full reserve path spread over many SKUs.
+    pub spread_per_sec: f64,
+    /// Cores of the measuring machine.
+    pub cores: usize,
+    /// Cores the claimed rate needs at the measured rate per core.
+    pub cores_for_target: f64,
+    /// The best hot-SKU rung (no oversell) and its rate.
+    pub hot_rung: &'static str,
+    /// Its reserves/s.
+    pub hot_per_sec: f64,
+    /// Its p99 (µs) at that client count.
+    pub hot_p99_us: Option<f64>,
+    /// Its client count.
+    pub hot_clients: u32,
+}
+
+/// Computes [`Claim`] from the results, if measured.
+pub fn claim(results: &[BenchResult]) -> Option<Claim> {
+    let spread = best(results, "store-spread")?;
+    let spread_per_sec = spread.ops_per_sec?;
+    let cores = spread.cores.max(1);
+    let per_core = spread_per_sec / cores as f64;
+    let (hot_rung, hot) = RUNG_IDS
+        .iter()
+        .filter(|r| !matches!(**r, "naive" | "ceiling" | "buckets"))
+        .filter_map(|r| best(results, r).map(|b| (*r, b)))
+        .max_by(|a, b| {
+            a.1.ops_per_sec
+                .unwrap_or(0.0)
+                .total_cmp(&b.1.ops_per_sec.unwrap_or(0.0))
+        })?;
+    Some(Claim {
+        spread_per_sec,
+        cores,
+        cores_for_target: (TARGET_UPDATES_PER_SEC / per_core).ceil(),
+        hot_rung,
+        hot_per_sec: hot.ops_per_sec.unwrap_or(0.0),
+        hot_p99_us: hot.p99_us,
+        hot_clients: hot.concurrency.unwrap_or(0),
+    })
+}
+
+/// The summary against the 50K/s claim.
+pub fn performance_markdown() -> Result<String> {
+    render_performance(&bookkit::results::committed(CHAPTER)?)
+}
+
+/// [`performance_markdown`] over given results.
+pub fn render_performance(results: &[BenchResult]) -> Result<String> {
+    let used: Vec<&BenchResult> = results
+        .iter()
+        .filter(|r| r.name.starts_with("ladder-"))
+        .collect();
+    let Some(c) = claim(results) else {
+        return Ok(measured_header(COMMAND, &used) + &not_measured());
+    };
+    let mut out = measured_header(COMMAND, &used);
+    let spread = best(results, "store-spread");
+    let ceiling = best(results, "ceiling");
+    let rows = vec![
+        vec![
+            "Claimed for such systems".to_string(),
+            fmt_count(TARGET_UPDATES_PER_SEC),
+            format!("p95 < {TARGET_P95_MS:.0} ms"),
+            "many machines".to_string(),
+        ],
+        vec![
+            "Reserve, spread over many SKUs".to_string(),
+            fmt_count(c.spread_per_sec),
+            format!("p99 {}", fmt_ms(spread.and_then(|s| s.p99_us))),
+            format!(
+                "{} cores here ({} at {} clients)",
+                c.cores,
+                fmt_count(c.spread_per_sec / c.cores as f64) + "/s per core",
+                spread.and_then(|s| s.concurrency).unwrap_or(0)
+            ),
+        ],
+        vec![
+            format!("Hot SKU, best safe rung: {}", label(c.hot_rung)),
+            fmt_count(c.hot_per_sec),
+            format!("p99 {}", fmt_ms(c.hot_p99_us)),
+            format!("{} clients", c.hot_clients),
+        ],
+        vec![
+            label("ceiling").to_string(),
+            ceiling
+                .and_then(|r| r.ops_per_sec)
+                .map_or("n/a".into(), fmt_count),
+            format!("p99 {}", fmt_ms(ceiling.and_then(|r| r.p99_us))),
+            format!(
+                "{} clients",
+                ceiling.and_then(|r| r.concurrency).unwrap_or(0)
+            ),
+        ],
+    ];
+    out.push_str(&markdown_table(
+        &["What", "Updates/s", "Latency", "Where"],
+        &rows,
+    ));
+    let _ = writeln!(
+        out,
+        "\n**The claim of {} stock updates per second holds on {} cores** of this machine's kind for reserves spread over many SKUs (database and service together, at the rate per core measured above). **On one hot SKU it does not hold at any core count**: every safe rung serialises on that SKU, and the best measured here is {} reserves per second.",
+        fmt_count(TARGET_UPDATES_PER_SEC),
+        c.cores_for_target,
+        fmt_count(c.hot_per_sec),
+    );
+    Ok(out)
+}
+
+/// The event lag of the read model.
+pub fn lag_markdown() -> Result<String> {
+    render_lag(&bookkit::results::committed(CHAPTER)?)
+}
+
+/// [`lag_markdown`] over given results.
+pub fn render_lag(results: &[BenchResult]) -> Result<String> {
+    let Some(r) = find(results, LAG_RESULT) else {
+        return Ok(measured_header(COMMAND, &[]) + &not_measured());
+    };
+    let mut out = measured_header(COMMAND, &[r]);
+    out.push_str(&markdown_table(
+        &["Events", "Relay poll", "Lag p50", "Lag p99", "Lag max"],
+        &[vec![
+            r.ops.to_string(),
+            format!("{} ms", extra_i64(r, "poll_ms")),
+            fmt_ms(r.p50_us),
+            fmt_ms(r.p99_us),
+            fmt_ms(r.extra.get("max_us").and_then(serde_json::Value::as_f64)),
+        ]],
+    ));
+    let _ = writeln!(
+        out,
+        "\nLag: from the movement's timestamp (written in the reserve's statement) to the moment the read model applied the event; a reserve every {} ms, one relay polling the outbox, one consumer.",
+        extra_i64(r, "every_ms")
+    );
+    Ok(out)
+}
+
+/// The per-core figure for the capacity model, from the spread run.
+pub fn measured_json() -> Result<String> {
+    let results = bookkit::results::committed(CHAPTER)?;
+    let Some(c) = claim(&results) else {
+        anyhow::bail!("not measured yet: run `{COMMAND}`");
+    };
+    let on = best(&results, "store-spread")
+        .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line))
+        .unwrap_or_else(|| "an unrecorded machine".to_string());
+    Ok(capacity::Measured {
+        ops_per_core: c.spread_per_sec / c.cores as f64,
+        path: "reserve spread over many SKUs (store-spread)".to_string(),
+        measured_on: on,
+    }
+    .to_json())
+}
+
+/// The capacity tables, or a note when nothing is measured yet.
+pub fn capacity_markdown() -> Result<String> {
+    match measured_json() {
+        Ok(json) => crate::capacity::capacity_markdown(&json),
+        Err(_) => Ok(not_measured()),
+    }
+}
