@@ -19,6 +19,7 @@ pub fn chapters() -> Vec<Chapter> {
         capacity::book::book(),
         url_shortener::book::book(),
         parking_reservation::book::book(),
+        inventory::book::book(),
         latency::book(),
     ]
 }
