@@ -36,5 +36,7 @@ pub mod cache;
 pub mod domain;
 pub mod fanout;
 pub mod reference;
+pub mod service;
+pub mod sim;
 pub mod store;
 pub mod timeline;

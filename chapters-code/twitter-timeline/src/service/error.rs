@@ -1,0 +1,207 @@
+//! Every error the API returns, as RFC 9457 problem details, mapped in one place.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppError;
+use crate::cache::CacheError;
+use crate::store::StoreError;
+use crate::timeline::TimelineError;
+
+/// The start of every problem `type` URI: the chapter's page of problem
+/// types in the published book, one section per type (`...problems.html#not-author`).
+pub const PROBLEM_TYPE_BASE: &str =
+    "https://designing-systems-in-rust.github.io/book/twitter-timeline/problems.html#";
+
+/// An error as the HTTP layer sees it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A use case failed.
+    App(AppError),
+    /// The body or query is not what we expect (syntax, types, unknown fields).
+    BadRequest(String),
+    /// No valid `X-User-Id` header: who is acting is unknown.
+    Unauthenticated,
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        Self::App(e)
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        Self::BadRequest(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::BadRequest(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        Self::BadRequest(e.body_text())
+    }
+}
+
+// ANCHOR: problem
+/// The `application/problem+json` body.
+#[derive(serde::Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    /// Extension member: the rule a 422 broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+// ANCHOR_END: problem
+
+impl ApiError {
+    /// Every problem type [`ApiError::classify`] returns, with its status;
+    /// `src/twitter-timeline/problems.md` documents each.
+    pub const PROBLEM_TYPES: &[(&str, u16)] = &[
+        ("malformed-request", 400),
+        ("unauthenticated", 401),
+        ("invalid-post", 422),
+        ("invalid-handle", 422),
+        ("invalid-cursor", 400),
+        ("invalid-limit", 400),
+        ("unknown-user", 404),
+        ("post-not-found", 404),
+        ("not-author", 403),
+        ("self-action", 422),
+        ("blocked", 403),
+        ("handle-taken", 409),
+        ("clock-behind", 503),
+        ("unavailable", 503),
+        ("internal", 500),
+    ];
+
+    // ANCHOR: status_mapping
+    /// Status, problem type and title: the only place errors meet status codes.
+    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        use StoreError as E;
+        let store = |e: &StoreError| match e {
+            E::UnknownUser(_) => (S::NOT_FOUND, "unknown-user", "No such user"),
+            E::PostNotFound => (S::NOT_FOUND, "post-not-found", "No such post"),
+            E::NotAuthor => (S::FORBIDDEN, "not-author", "Not the author"),
+            E::SelfAction => (S::UNPROCESSABLE_ENTITY, "self-action", "Not on yourself"),
+            E::Blocked => (S::FORBIDDEN, "blocked", "Blocked"),
+            E::HandleTaken => (S::CONFLICT, "handle-taken", "Handle taken"),
+            E::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
+            E::Backend(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        };
+        match self {
+            Self::BadRequest(_) => (S::BAD_REQUEST, "malformed-request", "Malformed request"),
+            Self::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Unauthenticated"),
+            Self::App(e) => match e {
+                AppError::Body(_) => (S::UNPROCESSABLE_ENTITY, "invalid-post", "Invalid post"),
+                AppError::Handle(_) => {
+                    (S::UNPROCESSABLE_ENTITY, "invalid-handle", "Invalid handle")
+                }
+                AppError::Cursor(_) => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
+                AppError::Limit(_) => (S::BAD_REQUEST, "invalid-limit", "Invalid page size"),
+                AppError::Id(_) => (S::SERVICE_UNAVAILABLE, "clock-behind", "Clock behind"),
+                AppError::Timeline(TimelineError::Store(e)) => store(e),
+                AppError::Timeline(TimelineError::Cache(CacheError::Unavailable(_))) => {
+                    (S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable")
+                }
+                AppError::Timeline(TimelineError::Cache(CacheError::Garbage(_))) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+                }
+            },
+        }
+    }
+    // ANCHOR_END: status_mapping
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.classify();
+        let detail = match &self {
+            Self::BadRequest(why) => why.clone(),
+            Self::Unauthenticated => "send the acting user's id in X-User-Id".to_string(),
+            Self::App(e) if status.is_server_error() => {
+                // The cause can name hosts and queries: log it, do not send it.
+                tracing::error!(error = %e, status = status.as_u16(), "request failed");
+                "a dependency failed; retry shortly".to_string()
+            }
+            Self::App(e) => e.to_string(),
+        };
+        let reason = match &self {
+            Self::App(AppError::Body(b)) => Some(b.reason()),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            reason,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::{BodyError, CursorError, HandleError, IdError, UserId};
+
+    #[test]
+    fn problem_types_lists_exactly_what_classify_returns() {
+        let store = |e: StoreError| ApiError::App(e.into());
+        let every_error = [
+            ApiError::BadRequest(String::new()),
+            ApiError::Unauthenticated,
+            ApiError::App(BodyError::Empty.into()),
+            ApiError::App(HandleError::Invalid.into()),
+            ApiError::App(CursorError::NotOurs.into()),
+            ApiError::App(AppError::Limit(0)),
+            ApiError::App(IdError::ClockBehind { behind_ms: 1 }.into()),
+            store(StoreError::UnknownUser(UserId(1))),
+            store(StoreError::PostNotFound),
+            store(StoreError::NotAuthor),
+            store(StoreError::SelfAction),
+            store(StoreError::Blocked),
+            store(StoreError::HandleTaken),
+            store(StoreError::Unavailable(String::new())),
+            store(StoreError::Backend(String::new())),
+            ApiError::App(AppError::Timeline(TimelineError::Cache(
+                CacheError::Unavailable(String::new()),
+            ))),
+            ApiError::App(AppError::Timeline(TimelineError::Cache(
+                CacheError::Garbage(String::new()),
+            ))),
+        ];
+        let returned: BTreeSet<(&str, u16)> = every_error
+            .iter()
+            .map(|e| {
+                let (status, slug, _) = e.classify();
+                (slug, status.as_u16())
+            })
+            .collect();
+        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
+        assert_eq!(returned, listed);
+    }
+}

@@ -1,0 +1,385 @@
+//! The threshold sweep on a seeded power-law follow graph.
+//!
+//! The graph: each user follows a number of accounts drawn from a
+//! log-normal distribution (most follow a few dozen, some thousands), and
+//! picks whom to follow by popularity rank with Zipf weights, so follower
+//! counts follow a power law: most users have a few dozen followers, the
+//! top accounts a large share of the network. Everyone posts at the same
+//! rate and a fixed share of users is inactive (no cached timeline).
+//!
+//! For a celebrity threshold `T` (authors with at least `T` followers are
+//! pulled, everyone else pushed) the sweep counts exactly, over the whole
+//! graph:
+//!
+//! - write amplification: timeline writes per post (active followers of a
+//!   pushed author, plus the author's own timeline);
+//! - the largest single fan-out, which sets the worst delivery time;
+//! - keys touched per read: the reader's timeline plus one per celebrity
+//!   followee;
+//! - the combined work per second at the required read:write ratio.
+//!
+//! Pure fan-out on write is `T` above every follower count; pure fan-out on
+//! read touches one key per followee and no timeline.
+
+use std::fmt::Write as _;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+// ANCHOR: params
+/// The shape of a generated graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphParams {
+    /// Users.
+    pub users: u32,
+    /// Mean accounts followed per user (of the log-normal, before clamping).
+    pub mean_followees: f64,
+    /// Spread of the log-normal (sigma of the underlying normal).
+    pub sigma: f64,
+    /// Most accounts one user follows.
+    pub max_followees: u32,
+    /// Zipf exponent of popularity: weight of the account of rank r is r^-s.
+    pub zipf_s: f64,
+    /// Share of users with no cached timeline (inactive).
+    pub inactive: f64,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+/// The graph the book's sweep runs on.
+pub const BOOK_GRAPH: GraphParams = GraphParams {
+    users: 100_000,
+    mean_followees: 75.0,
+    sigma: 1.2,
+    max_followees: 5_000,
+    zipf_s: 0.9,
+    inactive: 0.3,
+    seed: 15,
+};
+
+/// A small graph of the same shape, for tests.
+pub const TEST_GRAPH: GraphParams = GraphParams {
+    users: 2_000,
+    mean_followees: 30.0,
+    sigma: 1.0,
+    max_followees: 500,
+    zipf_s: 0.9,
+    inactive: 0.3,
+    seed: 15,
+};
+
+/// Timeline reads per post, from "Timelines at Scale" (300K reads/s against 6K writes/s).
+pub const READS_PER_POST: f64 = 50.0;
+
+/// The thresholds the sweep tries (followers).
+pub const THRESHOLDS: &[u64] = &[3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000];
+
+/// The threshold the service uses by default, chosen from the sweep on
+/// [`BOOK_GRAPH`] (the report prints the sweep's own minimum beside it).
+pub const CHOSEN_THRESHOLD: u64 = 3_000;
+// ANCHOR_END: params
+
+/// A follow graph in adjacency lists.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// For each user, whom they follow.
+    pub followees: Vec<Vec<u32>>,
+    /// For each user, how many follow them.
+    pub followers: Vec<u32>,
+    /// For each user, whether their timeline is cached (they read recently).
+    pub active: Vec<bool>,
+}
+
+fn normal(rng: &mut StdRng) -> f64 {
+    // Box-Muller.
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+// ANCHOR: generate
+/// Generates the graph of `p`, the same for the same parameters.
+pub fn generate(p: &GraphParams) -> Graph {
+    let n = p.users as usize;
+    let mut rng = StdRng::seed_from_u64(p.seed);
+    // Popularity: a random permutation of users gets Zipf weights by rank.
+    let mut by_rank: Vec<u32> = (0..p.users).collect();
+    for i in (1..n).rev() {
+        by_rank.swap(i, rng.random_range(0..=i));
+    }
+    let mut cumulative = Vec::with_capacity(n);
+    let mut total = 0.0;
+    for rank in 1..=n {
+        total += (rank as f64).powf(-p.zipf_s);
+        cumulative.push(total);
+    }
+    let mu = p.mean_followees.ln() - p.sigma * p.sigma / 2.0;
+    let mut followees = Vec::with_capacity(n);
+    let mut followers = vec![0u32; n];
+    for user in 0..p.users {
+        let k = (mu + p.sigma * normal(&mut rng)).exp().round();
+        let k = (k as u32).clamp(1, p.max_followees.min(p.users - 1)) as usize;
+        let mut mine: Vec<u32> = Vec::with_capacity(k);
+        let mut attempts = 0;
+        while mine.len() < k && attempts < 20 * k {
+            attempts += 1;
+            let x = rng.random::<f64>() * total;
+            let rank = cumulative.partition_point(|c| *c < x).min(n - 1);
+            let target = by_rank[rank];
+            if target != user && !mine.contains(&target) {
+                mine.push(target);
+            }
+        }
+        for f in &mine {
+            followers[*f as usize] += 1;
+        }
+        followees.push(mine);
+    }
+    let active = (0..n).map(|_| rng.random::<f64>() >= p.inactive).collect();
+    Graph {
+        followees,
+        followers,
+        active,
+    }
+}
+// ANCHOR_END: generate
+
+/// Summary statistics of a graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphStats {
+    /// Users.
+    pub users: usize,
+    /// Follow edges.
+    pub edges: u64,
+    /// Mean followers (equal to mean followees).
+    pub mean_followers: f64,
+    /// Median followers.
+    pub median_followers: u32,
+    /// 99th percentile of followers.
+    pub p99_followers: u32,
+    /// Most followers of any user.
+    pub max_followers: u32,
+    /// Mean timeline writes per post under pure fan-out on write (active followers + 1).
+    pub mean_fan_out: f64,
+}
+
+fn quantile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}
+
+impl Graph {
+    /// Followers of each user that have a cached timeline.
+    pub fn active_followers(&self) -> Vec<u32> {
+        let mut out = vec![0u32; self.followers.len()];
+        for (u, fs) in self.followees.iter().enumerate() {
+            if self.active[u] {
+                for f in fs {
+                    out[*f as usize] += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph's summary.
+    pub fn stats(&self) -> GraphStats {
+        let mut sorted = self.followers.clone();
+        sorted.sort_unstable();
+        let edges: u64 = sorted.iter().map(|f| u64::from(*f)).sum();
+        let active = self.active_followers();
+        let writes: u64 = active.iter().map(|a| u64::from(*a) + 1).sum();
+        GraphStats {
+            users: sorted.len(),
+            edges,
+            mean_followers: edges as f64 / sorted.len().max(1) as f64,
+            median_followers: quantile(&sorted, 0.5),
+            p99_followers: quantile(&sorted, 0.99),
+            max_followers: sorted.last().copied().unwrap_or(0),
+            mean_fan_out: writes as f64 / sorted.len().max(1) as f64,
+        }
+    }
+}
+
+/// One row of the sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    /// "push", "pull" or "hybrid".
+    pub strategy: &'static str,
+    /// The threshold (None for push and pull).
+    pub threshold: Option<u64>,
+    /// Share of users marked celebrities.
+    pub celebrities: f64,
+    /// Mean timeline writes per post.
+    pub writes_per_post: f64,
+    /// The largest fan-out of one post.
+    pub max_writes: u64,
+    /// Mean keys touched per timeline read.
+    pub keys_per_read: f64,
+    /// 99th percentile of keys touched per read.
+    pub p99_keys_per_read: u32,
+    /// Writes per post + READS_PER_POST x keys per read: work per post made.
+    pub work_per_post: f64,
+}
+
+// ANCHOR: sweep
+/// The sweep: push, pull, and the hybrid at each of `thresholds`.
+pub fn sweep(g: &Graph, thresholds: &[u64]) -> Vec<SweepRow> {
+    let n = g.followers.len();
+    let active_followers = g.active_followers();
+    let readers: Vec<usize> = (0..n).filter(|u| g.active[*u]).collect();
+    let row = |strategy, threshold: Option<u64>, pulled: &dyn Fn(usize) -> bool, cached: bool| {
+        // Writes: each pushed author's post goes to its active followers and itself.
+        let mut writes = 0u64;
+        let mut max_writes = 0u64;
+        let mut celebrities = 0usize;
+        for (u, af) in active_followers.iter().enumerate() {
+            if pulled(u) {
+                celebrities += 1;
+            } else {
+                let w = u64::from(*af) + 1;
+                writes += w;
+                max_writes = max_writes.max(w);
+            }
+        }
+        // Reads: the reader's timeline key, plus one key per pulled followee (and self).
+        let mut keys: Vec<u32> = readers
+            .iter()
+            .map(|r| {
+                let pulled_followees = g.followees[*r]
+                    .iter()
+                    .filter(|f| pulled(**f as usize))
+                    .count() as u32;
+                u32::from(cached) + pulled_followees + u32::from(pulled(*r))
+            })
+            .collect();
+        keys.sort_unstable();
+        let keys_per_read =
+            keys.iter().map(|k| f64::from(*k)).sum::<f64>() / keys.len().max(1) as f64;
+        let writes_per_post = writes as f64 / n.max(1) as f64;
+        SweepRow {
+            strategy,
+            threshold,
+            celebrities: celebrities as f64 / n.max(1) as f64,
+            writes_per_post,
+            max_writes,
+            keys_per_read,
+            p99_keys_per_read: quantile(&keys, 0.99),
+            work_per_post: writes_per_post + READS_PER_POST * keys_per_read,
+        }
+    };
+    let mut rows = vec![row("push", None, &|_| false, true)];
+    for t in thresholds {
+        let t = *t;
+        rows.push(row(
+            "hybrid",
+            Some(t),
+            &|u| u64::from(g.followers[u]) >= t,
+            true,
+        ));
+    }
+    rows.push(row("pull", None, &|_| true, false));
+    rows
+}
+// ANCHOR_END: sweep
+
+/// The hybrid row with the least work per post.
+pub fn best(rows: &[SweepRow]) -> Option<&SweepRow> {
+    rows.iter()
+        .filter(|r| r.threshold.is_some())
+        .min_by(|a, b| a.work_per_post.total_cmp(&b.work_per_post))
+}
+
+/// The graph summary as a markdown table.
+pub fn stats_markdown(p: &GraphParams, s: &GraphStats) -> String {
+    let mut out = String::from("| Graph | Value |\n|---|---:|\n");
+    let rows: [(&str, String); 9] = [
+        ("Users", s.users.to_string()),
+        ("Follow edges", s.edges.to_string()),
+        (
+            "Mean followers (= mean followees)",
+            format!("{:.1}", s.mean_followers),
+        ),
+        ("Median followers", s.median_followers.to_string()),
+        ("99th percentile of followers", s.p99_followers.to_string()),
+        ("Most followers", s.max_followers.to_string()),
+        (
+            "Inactive users (no cached timeline)",
+            format!("{:.0}%", p.inactive * 100.0),
+        ),
+        (
+            "Mean timeline writes per post, pure push",
+            format!("{:.1}", s.mean_fan_out),
+        ),
+        ("Seed", p.seed.to_string()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    out
+}
+
+/// The sweep as a markdown table.
+pub fn sweep_markdown(rows: &[SweepRow]) -> String {
+    let mut out = String::from(
+        "| Strategy | Threshold (followers) | Celebrities | Writes per post | Largest fan-out | Keys per read (mean) | Keys per read (p99) | Work per post |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2}% | {:.1} | {} | {:.2} | {} | {:.0} |",
+            r.strategy,
+            r.threshold.map_or("–".to_string(), |t| t.to_string()),
+            r.celebrities * 100.0,
+            r.writes_per_post,
+            r.max_writes,
+            r.keys_per_read,
+            r.p99_keys_per_read,
+            r.work_per_post,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_graph() {
+        let a = generate(&TEST_GRAPH);
+        let b = generate(&TEST_GRAPH);
+        assert_eq!(a.followees, b.followees);
+    }
+
+    #[test]
+    fn follower_counts_are_skewed_like_a_power_law() {
+        let s = generate(&TEST_GRAPH).stats();
+        assert!(s.max_followers as f64 > 10.0 * s.mean_followers, "{s:?}");
+        assert!(f64::from(s.median_followers) < s.mean_followers, "{s:?}");
+    }
+
+    #[test]
+    fn the_sweep_moves_work_from_writes_to_reads_as_the_threshold_falls() {
+        let g = generate(&TEST_GRAPH);
+        let rows = sweep(&g, THRESHOLDS);
+        let push = &rows[0];
+        let pull = rows.last().expect("pull row");
+        assert_eq!(push.keys_per_read, 1.0);
+        assert_eq!(pull.writes_per_post, 0.0);
+        // Lower thresholds: fewer writes, more keys per read.
+        let hybrid: Vec<&SweepRow> = rows.iter().filter(|r| r.threshold.is_some()).collect();
+        for w in hybrid.windows(2) {
+            assert!(w[0].writes_per_post <= w[1].writes_per_post);
+            assert!(w[0].keys_per_read >= w[1].keys_per_read);
+            assert!(w[0].max_writes <= w[1].max_writes);
+        }
+        // Pure pull reads one key per followee: far more than any hybrid.
+        assert!(pull.keys_per_read > 10.0 * push.keys_per_read);
+        assert!(best(&rows).is_some());
+    }
+}
