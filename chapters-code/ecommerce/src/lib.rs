@@ -1,6 +1,7 @@
 //! E-commerce: a catalog, a cart, and a checkout that charges once.
 #![warn(missing_docs)]
 
+pub mod cart;
 pub mod checkout;
 pub mod domain;
 pub mod idempotency;

@@ -128,6 +128,12 @@ impl Cart {
     }
     // ANCHOR_END: cart
 
+    /// Records that the add `tag` was cancelled (loading a stored cart).
+    pub fn cancel(&mut self, tag: Tag) {
+        self.adds.remove(&tag);
+        self.removed.insert(tag);
+    }
+
     /// The live adds.
     pub fn adds(&self) -> impl Iterator<Item = (&Tag, &Added)> {
         self.adds.iter()

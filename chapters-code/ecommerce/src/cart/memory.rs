@@ -1,0 +1,73 @@
+//! Carts in one process's memory (the demo binary's default).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{CART_TTL, CartError, CartId, CartStore};
+use crate::domain::{Cart, Quantity, Sku, Tag};
+
+/// Carts in a map, each with its expiry.
+#[derive(Default)]
+pub struct MemoryCarts {
+    carts: Mutex<HashMap<CartId, (Cart, Instant)>>,
+}
+
+impl MemoryCarts {
+    /// No carts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, cart: &CartId, f: impl FnOnce(&mut Cart) -> T) -> T {
+        let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let entry = carts
+            .entry(cart.clone())
+            .or_insert_with(|| (Cart::new(), now));
+        if entry.1 < now {
+            entry.0 = Cart::new();
+        }
+        entry.1 = now + CART_TTL;
+        f(&mut entry.0)
+    }
+}
+
+impl CartStore for MemoryCarts {
+    async fn add(
+        &self,
+        cart: &CartId,
+        tag: Tag,
+        sku: &Sku,
+        quantity: Quantity,
+    ) -> Result<(), CartError> {
+        self.with(cart, |c| c.add(tag, sku.clone(), quantity));
+        Ok(())
+    }
+
+    async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
+        self.with(cart, |c| c.remove(sku));
+        Ok(())
+    }
+
+    async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
+        let source = {
+            let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+            carts.remove(from)
+        };
+        if let Some((source, expires)) = source
+            && expires >= Instant::now()
+        {
+            self.with(into, |c| c.merge(&source));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
+        let carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match carts.get(cart) {
+            Some((c, expires)) if *expires >= Instant::now() => c.clone(),
+            _ => Cart::new(),
+        })
+    }
+}

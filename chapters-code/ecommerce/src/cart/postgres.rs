@@ -1,0 +1,114 @@
+//! Carts in PostgreSQL, for the comparison with Redis: one row per add,
+//! a tombstone is `removed = true`.
+
+use chrono::Utc;
+use sqlx::{PgPool, Row};
+
+use super::{CART_TTL, CartError, CartId, CartStore};
+use crate::domain::{Cart, Quantity, Sku, Tag};
+
+/// Carts in the `cart_entries` table.
+#[derive(Clone)]
+pub struct PgCarts {
+    pool: PgPool,
+}
+
+impl PgCarts {
+    /// Carts over `pool` (the schema must be applied).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn expires() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::TimeDelta::from_std(CART_TTL).unwrap_or(chrono::TimeDelta::days(30))
+}
+
+impl CartStore for PgCarts {
+    async fn add(
+        &self,
+        cart: &CartId,
+        tag: Tag,
+        sku: &Sku,
+        quantity: Quantity,
+    ) -> Result<(), CartError> {
+        sqlx::query(
+            // The whole cart's expiry moves with each write, as the Redis key's TTL does.
+            "WITH touched AS (
+                 UPDATE cart_entries SET expires_at = $5
+                 WHERE cart_id = $1 AND expires_at > now())
+             INSERT INTO cart_entries (cart_id, tag, sku, quantity, expires_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cart_id, tag) DO NOTHING",
+        )
+        .bind(cart.as_str())
+        .bind(uuid::Uuid::from_u128(tag.0))
+        .bind(sku.as_str())
+        .bind(quantity.get() as i32)
+        .bind(expires())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
+        sqlx::query(
+            "UPDATE cart_entries SET removed = removed OR sku = $2, expires_at = $3
+             WHERE cart_id = $1 AND expires_at > now()",
+        )
+        .bind(cart.as_str())
+        .bind(sku.as_str())
+        .bind(expires())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO cart_entries (cart_id, tag, sku, quantity, removed, expires_at)
+             SELECT $2, tag, sku, quantity, removed, $3 FROM cart_entries
+             WHERE cart_id = $1 AND expires_at > now()
+             ON CONFLICT (cart_id, tag) DO UPDATE
+             SET removed = cart_entries.removed OR excluded.removed",
+        )
+        .bind(from.as_str())
+        .bind(into.as_str())
+        .bind(expires())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM cart_entries WHERE cart_id = $1")
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
+        let rows = sqlx::query(
+            "SELECT tag, sku, quantity, removed FROM cart_entries
+             WHERE cart_id = $1 AND expires_at > now()",
+        )
+        .bind(cart.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Cart::new();
+        let mut adds = Vec::new();
+        for row in rows {
+            let tag = Tag(row.try_get::<uuid::Uuid, _>("tag")?.as_u128());
+            if row.try_get::<bool, _>("removed")? {
+                out.cancel(tag);
+            } else if let (Ok(sku), Ok(q)) = (
+                Sku::parse(&row.try_get::<String, _>("sku")?),
+                Quantity::new(i64::from(row.try_get::<i32, _>("quantity")?)),
+            ) {
+                adds.push((tag, sku, q));
+            }
+        }
+        for (tag, sku, q) in adds {
+            out.add(tag, sku, q);
+        }
+        Ok(out)
+    }
+}

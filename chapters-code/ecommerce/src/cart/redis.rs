@@ -1,0 +1,195 @@
+//! Carts in Redis: one hash per cart, one field per add or tombstone.
+//!
+//! Key `{prefix}cart:{id}`; fields `a:<tag>` = `<sku> <quantity>` for a live
+//! add and `r:<tag>` = `1` for a tombstone. Each operation is one Lua script
+//! on one key, so it is atomic and works unchanged on Redis Cluster (a merge
+//! reads the source cart first and sends its fields to a script on the
+//! target: no script touches two keys).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::{CART_TTL, CartError, CartId, CartStore};
+use crate::domain::{Cart, Quantity, Sku, Tag};
+
+// ANCHOR: lua
+const ADD: &str = r"
+if redis.call('HEXISTS', KEYS[1], 'r:' .. ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'a:' .. ARGV[1], ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1";
+
+const REMOVE: &str = r"
+local fields = redis.call('HGETALL', KEYS[1])
+local prefix = ARGV[1] .. ' '
+local n = 0
+for i = 1, #fields, 2 do
+  local f, v = fields[i], fields[i + 1]
+  if string.sub(f, 1, 2) == 'a:' and string.sub(v, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], f)
+    redis.call('HSET', KEYS[1], 'r:' .. string.sub(f, 3), '1')
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n";
+
+const MERGE_INTO: &str = r"
+for i = 2, #ARGV, 2 do
+  local f, v = ARGV[i], ARGV[i + 1]
+  local tag = string.sub(f, 3)
+  if string.sub(f, 1, 2) == 'r:' then
+    redis.call('HSET', KEYS[1], f, '1')
+    redis.call('HDEL', KEYS[1], 'a:' .. tag)
+  elseif redis.call('HEXISTS', KEYS[1], 'r:' .. tag) == 0 then
+    redis.call('HSET', KEYS[1], f, v)
+  end
+end
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1";
+// ANCHOR_END: lua
+
+/// How long a cart call may take before it is an error.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Carts in Redis.
+#[derive(Clone)]
+pub struct RedisCarts {
+    conn: ConnectionManager,
+    prefix: String,
+    add: redis::Script,
+    remove: redis::Script,
+    merge: redis::Script,
+}
+
+impl RedisCarts {
+    /// Carts on `conn`, under keys starting with `prefix`.
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_string(),
+            add: redis::Script::new(ADD),
+            remove: redis::Script::new(REMOVE),
+            merge: redis::Script::new(MERGE_INTO),
+        }
+    }
+
+    /// Connects to `url`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, CartError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
+        Ok(Self::new(conn, prefix))
+    }
+
+    /// The Redis key of `cart`.
+    pub fn key(&self, cart: &CartId) -> String {
+        format!("{}cart:{}", self.prefix, cart)
+    }
+
+    async fn timed<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CartError> {
+        match tokio::time::timeout(REDIS_TIMEOUT, f).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(CartError::Unavailable(format!(
+                "no answer within {REDIS_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn fields(&self, cart: &CartId) -> Result<Vec<(String, String)>, CartError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.key(cart));
+        self.timed(cmd.query_async::<Vec<(String, String)>>(&mut conn))
+            .await
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> CartError {
+    CartError::Unavailable(e.to_string())
+}
+
+fn ttl_ms() -> u64 {
+    CART_TTL.as_millis() as u64
+}
+
+// ANCHOR: decode
+/// A cart from its hash fields. A field that does not parse is skipped and
+/// logged: a damaged entry loses one line, never the cart.
+pub fn decode(fields: &[(String, String)]) -> Cart {
+    let mut cart = Cart::new();
+    let mut adds = Vec::new();
+    for (field, value) in fields {
+        let parsed = match field.split_at_checked(2) {
+            Some(("r:", tag)) => Tag::parse(tag).map(|t| cart.cancel(t)),
+            Some(("a:", tag)) => (|| {
+                let (sku, qty) = value.split_once(' ')?;
+                let qty = Quantity::new(qty.parse().ok()?).ok()?;
+                adds.push((Tag::parse(tag)?, Sku::parse(sku).ok()?, qty));
+                Some(())
+            })(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            tracing::warn!(field, value, "unreadable cart field; skipped");
+        }
+    }
+    for (tag, sku, qty) in adds {
+        cart.add(tag, sku, qty);
+    }
+    cart
+}
+// ANCHOR_END: decode
+
+impl CartStore for RedisCarts {
+    async fn add(
+        &self,
+        cart: &CartId,
+        tag: Tag,
+        sku: &Sku,
+        quantity: Quantity,
+    ) -> Result<(), CartError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.add.key(self.key(cart));
+        inv.arg(tag.to_string())
+            .arg(format!("{sku} {}", quantity.get()))
+            .arg(ttl_ms());
+        self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.remove.key(self.key(cart));
+        inv.arg(sku.as_str()).arg(ttl_ms());
+        self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
+        let fields = self.fields(from).await?;
+        if !fields.is_empty() {
+            let mut conn = self.conn.clone();
+            let mut inv = self.merge.key(self.key(into));
+            inv.arg(ttl_ms());
+            for (f, v) in &fields {
+                inv.arg(f).arg(v);
+            }
+            self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
+        }
+        // If this DEL is lost, a later merge of the same guest cart is harmless.
+        let mut conn = self.conn.clone();
+        let mut del = redis::cmd("DEL");
+        del.arg(self.key(from));
+        self.timed(del.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
+        Ok(decode(&self.fields(cart).await?))
+    }
+}

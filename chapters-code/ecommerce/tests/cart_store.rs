@@ -1,0 +1,169 @@
+//! One behaviour suite for the three cart stores: memory, Redis, PostgreSQL.
+
+mod common;
+
+use common::*;
+use ecommerce::cart::{CART_TTL, CartId, CartStore, MemoryCarts, PgCarts, RedisCarts};
+use ecommerce::domain::{Quantity, Tag};
+
+macro_rules! all_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_memory {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(&MemoryCarts::new()).await; } )*
+        }
+        mod on_redis {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(r) = testkit::redis().await else { return };
+                    let carts = RedisCarts::connect(&r.url, &r.prefix).await.expect("Redis");
+                    super::$name(&carts).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = testkit::postgres(Some(&schema_path())).await else { return };
+                    super::$name(&PgCarts::new(db.pool.clone())).await;
+                }
+            )*
+        }
+    };
+}
+
+all_stores!(
+    adds_accumulate_and_removals_remove,
+    a_login_merge_folds_the_guest_cart_in_and_deletes_it,
+    a_stale_copy_merged_back_does_not_resurrect_a_removal,
+    a_retried_merge_changes_nothing,
+);
+
+fn q(n: i64) -> Quantity {
+    Quantity::new(n).expect("test quantity")
+}
+
+async fn adds_accumulate_and_removals_remove<C: CartStore>(carts: &C) {
+    let c = CartId::new_guest();
+    carts
+        .add(&c, Tag::random(), &sku("MUG-RED"), q(1))
+        .await
+        .expect("add");
+    carts
+        .add(&c, Tag::random(), &sku("MUG-RED"), q(2))
+        .await
+        .expect("add");
+    carts
+        .add(&c, Tag::random(), &sku("BOOK-RUST"), q(1))
+        .await
+        .expect("add");
+    let lines = carts.get(&c).await.expect("get").lines();
+    assert_eq!(lines.get(&sku("MUG-RED")), Some(&3));
+    carts.remove(&c, &sku("MUG-RED")).await.expect("remove");
+    let lines = carts.get(&c).await.expect("get").lines();
+    assert_eq!(lines.get(&sku("MUG-RED")), None);
+    assert_eq!(lines.get(&sku("BOOK-RUST")), Some(&1));
+}
+
+// ANCHOR: login_merge
+async fn a_login_merge_folds_the_guest_cart_in_and_deletes_it<C: CartStore>(carts: &C) {
+    let guest = CartId::new_guest();
+    let account = CartId::account("alice").expect("valid");
+    carts
+        .add(&account, Tag::random(), &sku("MUG-RED"), q(2))
+        .await
+        .expect("add");
+    carts
+        .add(&guest, Tag::random(), &sku("MUG-RED"), q(1))
+        .await
+        .expect("add");
+    carts
+        .add(&guest, Tag::random(), &sku("BOOK-RUST"), q(1))
+        .await
+        .expect("add");
+    carts.merge(&guest, &account).await.expect("merge");
+    let lines = carts.get(&account).await.expect("get").lines();
+    // Rule: quantities of the same product add up (2 on the account + 1 as a guest).
+    assert_eq!(lines.get(&sku("MUG-RED")), Some(&3));
+    assert_eq!(lines.get(&sku("BOOK-RUST")), Some(&1));
+    assert!(
+        carts.get(&guest).await.expect("get").is_empty(),
+        "the guest cart is gone"
+    );
+}
+// ANCHOR_END: login_merge
+
+// ANCHOR: stale_copy
+async fn a_stale_copy_merged_back_does_not_resurrect_a_removal<C: CartStore>(carts: &C) {
+    let account = CartId::account("alice").expect("valid");
+    let phone = CartId::parse("g-phone-offline-copy").expect("valid");
+    carts
+        .add(&account, Tag::random(), &sku("MUG-RED"), q(1))
+        .await
+        .expect("add");
+    // The phone syncs a copy, goes offline; meanwhile the mug is removed on the web.
+    let snapshot = carts.get(&account).await.expect("get");
+    for (tag, added) in snapshot.adds() {
+        carts
+            .add(&phone, *tag, &added.sku, added.quantity)
+            .await
+            .expect("copy");
+    }
+    carts
+        .remove(&account, &sku("MUG-RED"))
+        .await
+        .expect("remove");
+    // The phone comes back online and merges its stale copy.
+    carts.merge(&phone, &account).await.expect("merge");
+    let lines = carts.get(&account).await.expect("get").lines();
+    assert_eq!(lines.get(&sku("MUG-RED")), None, "the mug stays removed");
+}
+// ANCHOR_END: stale_copy
+
+async fn a_retried_merge_changes_nothing<C: CartStore>(carts: &C) {
+    let guest = CartId::new_guest();
+    let account = CartId::account("bob").expect("valid");
+    carts
+        .add(&guest, Tag::random(), &sku("MUG-RED"), q(1))
+        .await
+        .expect("add");
+    carts.merge(&guest, &account).await.expect("merge");
+    let once = carts.get(&account).await.expect("get");
+    carts.merge(&guest, &account).await.expect("merge again");
+    assert_eq!(carts.get(&account).await.expect("get"), once);
+}
+
+#[tokio::test]
+async fn a_redis_cart_expires_with_its_ttl_and_garbage_is_skipped() {
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let carts = RedisCarts::connect(&r.url, &r.prefix).await.expect("Redis");
+    let c = CartId::new_guest();
+    carts
+        .add(&c, Tag::random(), &sku("MUG-RED"), q(1))
+        .await
+        .expect("add");
+    let mut conn = r.conn.clone();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(carts.key(&c))
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert!(pttl > 0 && pttl <= CART_TTL.as_millis() as i64, "{pttl}");
+    // A damaged field loses that field, not the cart.
+    let _: () = redis::cmd("HSET")
+        .arg(carts.key(&c))
+        .arg("a:not-a-tag")
+        .arg("garbage")
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    let lines = carts.get(&c).await.expect("get").lines();
+    assert_eq!(lines.get(&sku("MUG-RED")), Some(&1));
+    assert_eq!(lines.len(), 1);
+}
