@@ -36,7 +36,18 @@
 
     async function draw(theme) {
         html.dataset.mermaidStatus = 'rendering';
-        mermaid.initialize({ startOnLoad: false, theme });
+        // Natural size, not shrunk to the column: a wide diagram scrolls
+        // sideways (book.css) and its labels stay as large as the text.
+        const natural = { useMaxWidth: false };
+        mermaid.initialize({
+            startOnLoad: false,
+            theme,
+            flowchart: natural,
+            sequence: natural,
+            state: natural,
+            er: natural,
+            class: natural,
+        });
         // One diagram at a time, so a syntax error is reported against the
         // diagram that has it and does not stop the others from rendering.
         for (const [i, pre] of diagrams.entries()) {
