@@ -28,13 +28,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use parking_reservation::load::{LoadRun, LoadSpec, insert_ceiling, perf_lot, reserve_load};
-use parking_reservation::report::{CHAPTER, CLIENTS, ceiling_result, reserve_result, strategy_result};
-use parking_reservation::store::{PgStore, ReservationStore};
-use parking_reservation::strategies::{self, Contention, Strategy};
 use bookkit::results::write_result;
 use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
 use bookkit::{BenchResult, ResultKind};
+use parking_reservation::load::{LoadRun, LoadSpec, insert_ceiling, perf_lot, reserve_load};
+use parking_reservation::report::{
+    CHAPTER, CLIENTS, ceiling_result, reserve_result, strategy_result,
+};
+use parking_reservation::store::{PgStore, ReservationStore};
+use parking_reservation::strategies::{self, Contention, Strategy};
 
 /// The contended workload of the comparison.
 const CONTENTION: Contention = Contention {

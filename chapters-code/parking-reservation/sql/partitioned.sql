@@ -10,6 +10,16 @@
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
 -- ANCHOR: partitioned
+-- Each spot is in exactly one lot. The key below makes a reservation's lot
+-- its spot's lot; without it, one spot id filed under two lots would land in
+-- two partitions, and no per-partition constraint would see both rows
+-- (test: `the_same_spot_cannot_be_booked_under_two_lots`).
+CREATE TABLE spots (
+    id     bigint PRIMARY KEY,
+    lot_id bigint NOT NULL,
+    UNIQUE (id, lot_id)
+);
+
 CREATE TABLE reservations (
     id      uuid      NOT NULL,
     lot_id  bigint    NOT NULL,
@@ -19,7 +29,8 @@ CREATE TABLE reservations (
                 'held', 'confirmed', 'checked_in',
                 'checked_out', 'cancelled', 'expired', 'no_show')),
     -- A unique key of a partitioned table must contain the partition key.
-    PRIMARY KEY (lot_id, id)
+    PRIMARY KEY (lot_id, id),
+    FOREIGN KEY (spot_id, lot_id) REFERENCES spots (id, lot_id)
 ) PARTITION BY HASH (lot_id);
 
 CREATE TABLE reservations_p0 PARTITION OF reservations FOR VALUES WITH (MODULUS 4, REMAINDER 0);
@@ -30,8 +41,8 @@ CREATE TABLE reservations_p3 PARTITION OF reservations FOR VALUES WITH (MODULUS 
 -- PostgreSQL 15 and 16 refuse an exclusion constraint on the partitioned
 -- table itself; PostgreSQL 17 accepts one that compares every partition-key
 -- column with `=` (here: lot_id WITH =). On any version, one constraint per
--- partition is exactly as strong, because conflicting rows share a lot and
--- so a partition.
+-- partition is as strong as one on the whole table, because the foreign key
+-- above makes conflicting rows share a lot, and so a partition.
 ALTER TABLE reservations_p0 ADD CONSTRAINT p0_no_overlap
     EXCLUDE USING gist (spot_id WITH =, during WITH &&) WHERE (state IN ('held', 'confirmed', 'checked_in'));
 ALTER TABLE reservations_p1 ADD CONSTRAINT p1_no_overlap

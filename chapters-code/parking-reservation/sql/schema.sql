@@ -37,9 +37,11 @@ CREATE TABLE spots (
     UNIQUE (id, lot_id)
 );
 
--- The assignment query walks this index in order: lot and kind fixed, lowest
--- level first, lowest number next, and stops at the first free spot.
-CREATE INDEX spots_assignment_order ON spots (lot_id, kind, level, number);
+-- The assignment query walks this index in order: lot and kind fixed, the
+-- level nearest the ground floor first (the entrance is on level 0; on equal
+-- distance the level above first), lowest number next, and stops at the
+-- first free spot.
+CREATE INDEX spots_assignment_order ON spots (lot_id, kind, abs(level), level DESC, number);
 -- ANCHOR_END: lots
 
 -- ANCHOR: reservations

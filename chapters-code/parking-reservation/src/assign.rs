@@ -1,17 +1,19 @@
 //! Assignment: which spot a request for a kind gets.
 //!
 //! The rule is stated once and implemented twice. Stated: *the free spot of
-//! the requested kind on the lowest level, lowest number first; a spot is
-//! free for a range when no live reservation of it overlaps the range.*
+//! the requested kind on the level nearest the entrance, which is on the
+//! ground floor (level 0); on equal distance the level above before the one
+//! below; then the lowest number. A spot is free for a range when no live
+//! reservation of it overlaps the range.*
 //! Implemented as SQL ([`ASSIGN_SQL`], used by the PostgreSQL store) and as
 //! a brute-force scan ([`assign_reference`], used by the in-memory store and
 //! as the oracle of the property test `assignment_matches_brute_force`).
 //!
-//! Lowest level first is a stated preference, not a law: it fills the
-//! ground floor before the roof, which drivers like and which makes the
-//! answer deterministic. Its cost is that concurrent requests for the same
-//! kind and hours all choose the same spot; all but one lose at INSERT and
-//! retry (see `store::postgres`).
+//! Nearest the ground floor first is a stated preference, not a law: it
+//! fills the ground floor before the roof and the basement, which drivers
+//! like and which makes the answer deterministic. Its cost is that
+//! concurrent requests for the same kind and hours all prefer the same spot
+//! (see `store::postgres` for how the reserve path spreads them).
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
@@ -43,9 +45,10 @@ pub struct KindAvailability {
 // ANCHOR_END: kind_availability
 
 // ANCHOR: assign_sql
-/// The lowest-level free spot of kind `$2` in lot `$1` for `[$3, $4)`.
+/// The free spot of kind `$2` in lot `$1` for `[$3, $4)` nearest the ground floor.
 ///
-/// The outer scan walks `spots_assignment_order` in (level, number) order;
+/// The outer scan walks `spots_assignment_order` in the order of the rule
+/// (distance from level 0, the level above first, then the number);
 /// for each spot the `NOT EXISTS` probes the exclusion constraint's own GiST
 /// index (same spot, overlapping range, live state), and `LIMIT 1` stops at
 /// the first spot the probe finds empty. The `state IN (...)` line repeats
@@ -61,9 +64,43 @@ WHERE s.lot_id = $1
         WHERE r.spot_id = s.id
           AND r.during && tstzrange($3, $4)
           AND r.state IN ('held', 'confirmed', 'checked_in'))
-ORDER BY s.level, s.number
+ORDER BY abs(s.level), s.level DESC, s.number
 LIMIT 1";
 // ANCHOR_END: assign_sql
+
+// ANCHOR: assign_skip_locked
+/// [`ASSIGN_SQL`], skipping spots whose row a concurrent transaction has
+/// locked, and locking the spot it returns until this transaction ends.
+///
+/// `FOR NO KEY UPDATE` and not `FOR UPDATE`: the reservation's foreign key
+/// check takes `FOR KEY SHARE` on the spot row, which `FOR UPDATE` would
+/// block and `FOR NO KEY UPDATE` does not, so other reserves of the same
+/// spot for other hours never wait for this lock.
+pub const ASSIGN_SKIP_LOCKED_SQL: &str = "
+SELECT s.id, s.level, s.number
+FROM spots AS s
+WHERE s.lot_id = $1
+  AND s.kind = $2
+  AND NOT EXISTS (
+        SELECT 1
+        FROM reservations AS r
+        WHERE r.spot_id = s.id
+          AND r.during && tstzrange($3, $4)
+          AND r.state IN ('held', 'confirmed', 'checked_in'))
+ORDER BY abs(s.level), s.level DESC, s.number
+LIMIT 1
+FOR NO KEY UPDATE OF s SKIP LOCKED";
+// ANCHOR_END: assign_skip_locked
+
+/// Runs [`ASSIGN_SKIP_LOCKED_SQL`].
+pub async fn find_unlocked_free_spot(
+    conn: &mut PgConnection,
+    lot_id: LotId,
+    kind: SpotKind,
+    range: &TimeRange,
+) -> Result<Option<SpotRef>, sqlx::Error> {
+    run_assign(ASSIGN_SKIP_LOCKED_SQL, conn, lot_id, kind, range).await
+}
 
 /// Runs [`ASSIGN_SQL`].
 pub async fn find_free_spot(
@@ -72,7 +109,17 @@ pub async fn find_free_spot(
     kind: SpotKind,
     range: &TimeRange,
 ) -> Result<Option<SpotRef>, sqlx::Error> {
-    let row = sqlx::query(ASSIGN_SQL)
+    run_assign(ASSIGN_SQL, conn, lot_id, kind, range).await
+}
+
+async fn run_assign(
+    sql: &'static str,
+    conn: &mut PgConnection,
+    lot_id: LotId,
+    kind: SpotKind,
+    range: &TimeRange,
+) -> Result<Option<SpotRef>, sqlx::Error> {
+    let row = sqlx::query(sql)
         .bind(lot_id)
         .bind(kind.as_str())
         .bind(range.start())
@@ -103,7 +150,17 @@ pub fn assign_reference(
         .filter(|s| s.lot_id == lot_id && s.kind == kind)
         .filter(|s| is_free(s.at.id, reservations, range))
         .map(|s| s.at)
-        .min_by_key(|at| (at.level, at.number))
+        .min_by_key(preference)
+}
+
+/// The assignment order as a sort key: distance from the ground floor, the
+/// level above before the level below, then the number.
+pub fn preference(at: &SpotRef) -> (u16, std::cmp::Reverse<i16>, i32) {
+    (
+        at.level.unsigned_abs(),
+        std::cmp::Reverse(at.level),
+        at.number,
+    )
 }
 
 /// True when no live reservation of `spot_id` overlaps `range`.
@@ -190,4 +247,17 @@ pub fn availability_reference(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skip_locked_query_is_the_assignment_query_plus_its_lock() {
+        assert_eq!(
+            ASSIGN_SKIP_LOCKED_SQL,
+            format!("{ASSIGN_SQL}\nFOR NO KEY UPDATE OF s SKIP LOCKED")
+        );
+    }
 }

@@ -24,7 +24,10 @@ pub fn book() -> Chapter {
             ),
             GeneratedFile::pure(capacity::MEASURED_PATH, report::measured_markdown),
             GeneratedFile::pure(report::PERFORMANCE_PATH, report::performance_markdown),
-            GeneratedFile::pure("src/parking-reservation/generated/pricing.md", generated::pricing),
+            GeneratedFile::pure(
+                "src/parking-reservation/generated/pricing.md",
+                generated::pricing,
+            ),
             GeneratedFile::pure(
                 "src/parking-reservation/generated/state-diagram.md",
                 generated::state_diagram,

@@ -124,6 +124,11 @@ pub fn pricing() -> Result<String> {
             State::Confirmed,
             "2026-03-02T08:30:00Z",
         ),
+        (
+            "09:10, after the start: what a no-show pays",
+            State::Confirmed,
+            "2026-03-02T09:10:00Z",
+        ),
     ];
     for (label, state, when) in cases {
         let charge = cancellation_charge(state, &range, quote, at(when)?, &regular);
@@ -131,7 +136,10 @@ pub fn pricing() -> Result<String> {
     }
     let _ = writeln!(
         out,
-        "\nFree cancellation needs {notice_min} minutes of notice; a no-show pays the full quote."
+        "\nFree cancellation needs {notice_min} minutes of notice; from the start on, cancelling costs \
+         the full quote, as not coming does, and once check-in has closed ({grace} minutes after the \
+         start) the reservation is a no-show and cannot be cancelled.",
+        grace = crate::domain::NO_SHOW_GRACE.num_minutes()
     );
     Ok(out)
 }

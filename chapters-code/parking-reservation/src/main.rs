@@ -14,7 +14,9 @@ use anyhow::{Context, Result};
 use parking_reservation::clock::{Clock, SystemClock};
 use parking_reservation::domain::SpotKind;
 use parking_reservation::service::{AppState, serve};
-use parking_reservation::store::{LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError};
+use parking_reservation::store::{
+    LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError,
+};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 

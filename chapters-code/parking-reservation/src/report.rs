@@ -294,9 +294,9 @@ pub const SIZING_CLIENTS: u32 = CLIENTS[CLIENTS.len() - 1];
 pub fn measured_json(results: &[serde_json::Value], measured_on: &str) -> Result<String> {
     let by_name = parse(results)?;
     let name = reserve_result(SIZING_CLIENTS);
-    let run = by_name
-        .get(&name)
-        .with_context(|| format!("no result {name:?}; run `cargo xtask bench-report parking-reservation`"))?;
+    let run = by_name.get(&name).with_context(|| {
+        format!("no result {name:?}; run `cargo xtask bench-report parking-reservation`")
+    })?;
     let per_second = run
         .ops_per_sec
         .with_context(|| format!("{name} has no throughput"))?;

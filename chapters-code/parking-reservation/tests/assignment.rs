@@ -1,8 +1,11 @@
 //! The assignment and availability SQL agree with brute force, on real PostgreSQL.
 //!
-//! proptest draws a lot (levels, kinds), a set of reservations in every
-//! state (live ones never overlapping on a spot, as the constraint demands),
-//! and a query; the SQL's answer must equal `assign_reference`'s.
+//! proptest draws two lots (levels from the second basement to the second
+//! floor, random kinds), a set of reservations in every state (live ones
+//! never overlapping on a spot, as the constraint demands), and a query on
+//! the first lot; the SQL's answer must equal `assign_reference`'s. The
+//! second lot's spots are decoys: a query that forgot `s.lot_id = $1` would
+//! return one of them.
 
 mod common;
 
@@ -10,7 +13,9 @@ use common::*;
 use parking_reservation::assign::{
     Spot, assign_reference, availability, availability_reference, find_free_spot,
 };
-use parking_reservation::domain::{Money, Plate, Reservation, SLOT, SpotKind, SpotRef, State, TimeRange};
+use parking_reservation::domain::{
+    Money, Plate, Reservation, SLOT, SpotKind, SpotRef, State, TimeRange,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sqlx::PgPool;
@@ -38,22 +43,27 @@ fn range_in_day() -> impl Strategy<Value = TimeRange> {
     })
 }
 
+/// The levels of the generated lots: two basements, the ground floor, two floors.
+const LEVELS: std::ops::RangeInclusive<i16> = -2..=2;
+
 fn case() -> impl Strategy<Value = Case> {
-    // Up to 12 spots on levels 0..3 (numbered per level), with random kinds.
-    let spots = prop::collection::vec((0i16..3, kind()), 1..12).prop_map(|specs| {
-        let mut per_level = [0i32; 3];
+    // Up to 16 spots in lots 1 and 2 on levels -2..=2 (numbered per lot and
+    // level), with random kinds.
+    let spots = prop::collection::vec((1i64..=2, LEVELS, kind()), 1..16).prop_map(|specs| {
+        let mut numbers = std::collections::HashMap::new();
         specs
             .into_iter()
             .enumerate()
-            .map(|(i, (level, kind))| {
-                per_level[level as usize] += 1;
+            .map(|(i, (lot_id, level, kind))| {
+                let number = numbers.entry((lot_id, level)).or_insert(0);
+                *number += 1;
                 Spot {
-                    lot_id: 1,
+                    lot_id,
                     kind,
                     at: SpotRef {
                         id: i as i64 + 1,
                         level,
-                        number: per_level[level as usize],
+                        number: *number,
                     },
                 }
             })
@@ -61,7 +71,7 @@ fn case() -> impl Strategy<Value = Case> {
     });
     (
         spots,
-        prop::collection::vec((0usize..12, range_in_day(), state()), 0..30),
+        prop::collection::vec((0usize..16, range_in_day(), state()), 0..30),
         kind(),
         range_in_day(),
     )
@@ -94,7 +104,7 @@ fn reservation(n: usize, spot: Spot, range: TimeRange, state: State) -> Reservat
         .then_some(Money::ZERO);
     Reservation {
         id: uuid::Uuid::from_u128(n as u128 + 1),
-        lot_id: 1,
+        lot_id: spot.lot_id,
         spot: spot.at,
         kind: spot.kind,
         plate: Plate::parse(&format!("P{n}")).unwrap_or_else(|e| panic!("{e}")),
@@ -114,14 +124,20 @@ async fn load(pool: &PgPool, case: &Case) -> Result<(), sqlx::Error> {
     sqlx::query("TRUNCATE reservations, spots, levels, lots RESTART IDENTITY CASCADE")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO lots (name) VALUES ('prop')")
+    sqlx::query("INSERT INTO lots (name) VALUES ('prop'), ('decoy')")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO levels (lot_id, level) VALUES (1, 0), (1, 1), (1, 2)")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO levels (lot_id, level)
+         SELECT lot, level FROM generate_series(1, 2) AS lot, generate_series($1::int, $2::int) AS level",
+    )
+    .bind(i32::from(*LEVELS.start()))
+    .bind(i32::from(*LEVELS.end()))
+    .execute(&mut *tx)
+    .await?;
     for s in &case.spots {
-        sqlx::query("INSERT INTO spots (lot_id, level, number, kind) OVERRIDING SYSTEM VALUE VALUES (1, $1, $2, $3)")
+        sqlx::query("INSERT INTO spots (lot_id, level, number, kind) VALUES ($1, $2, $3, $4)")
+            .bind(s.lot_id)
             .bind(s.at.level)
             .bind(s.at.number)
             .bind(s.kind.as_str())
@@ -132,7 +148,7 @@ async fn load(pool: &PgPool, case: &Case) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO reservations (id, lot_id, spot_id, plate, during, state, hold_expires_at,
                                        quote_cents, charged_cents, created_at, updated_at)
-             VALUES ($1, 1, $2, $3, tstzrange($4, $5), $6, $7, 0, $8, $7, $7)",
+             VALUES ($1, $9, $2, $3, tstzrange($4, $5), $6, $7, 0, $8, $7, $7)",
         )
         .bind(r.id)
         .bind(r.spot.id)
@@ -142,6 +158,7 @@ async fn load(pool: &PgPool, case: &Case) -> Result<(), sqlx::Error> {
         .bind(r.state.as_str())
         .bind(now0())
         .bind(r.charged_cents.map(Money::cents))
+        .bind(r.lot_id)
         .execute(&mut *tx)
         .await?;
     }
@@ -214,7 +231,7 @@ fn availability_matches_brute_force() {
 }
 
 #[test]
-fn the_reference_prefers_the_lowest_level_then_number() {
+fn the_reference_prefers_the_ground_floor_then_number() {
     let spot = |id, level, number| Spot {
         lot_id: 1,
         kind: SpotKind::Regular,

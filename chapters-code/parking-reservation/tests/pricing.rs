@@ -5,8 +5,8 @@ mod common;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::now0;
 use parking_reservation::domain::{
-    MAX_RANGE_DAYS, Money, SLOT, SpotKind, State, TARIFFS, Tariff, TimeRange, cancellation_charge,
-    checkout_charge, price,
+    Event, MAX_RANGE_DAYS, Money, Reservation, SLOT, SpotKind, SpotRef, State, TARIFFS, Tariff,
+    TimeRange, TransitionError, cancellation_charge, checkout_charge, no_show_charge, price,
 };
 use proptest::prelude::*;
 
@@ -85,13 +85,99 @@ proptest! {
         if !confirmed {
             prop_assert_eq!(fee, Money::ZERO);
         }
+        // From the start on, cancelling costs what not coming costs.
+        if confirmed && at >= r.start() {
+            prop_assert_eq!(fee, no_show_charge(quote));
+        }
     }
 
     #[test]
-    fn check_out_never_charges_less_than_the_quote(t in tariff(), s in start(), n in 1..=MAX_SLOTS, stay_min in 0i64..20_000) {
+    fn check_out_never_charges_less_than_the_quote(
+        quoted in tariff(), today in tariff(), s in start(), n in 1..=MAX_SLOTS, stay_min in 0i64..20_000
+    ) {
         let r = range(s, n);
-        let charged = checkout_charge(&r, r.start() + TimeDelta::minutes(stay_min), &t);
-        prop_assert!(charged >= price(&r, &t));
+        let quote = price(&r, &quoted);
+        let left = r.start() + TimeDelta::minutes(stay_min);
+        let charged = checkout_charge(quote, &r, left, &today);
+        prop_assert!(charged >= quote);
+        // Leaving by the end costs exactly the quote, whatever today's tariff.
+        if left <= r.end() {
+            prop_assert_eq!(charged, quote);
+        }
     }
 }
 // ANCHOR_END: pricing_properties
+
+// ANCHOR: money_bugs
+fn regular_hold(r: TimeRange, at: DateTime<Utc>, tariff: &Tariff) -> Reservation {
+    let req = common::request(1, SpotKind::Regular, r, "MONEY1");
+    let spot = SpotRef {
+        id: 1,
+        level: 0,
+        number: 1,
+    };
+    Reservation::hold(uuid::Uuid::nil(), spot, &req, at, tariff)
+}
+
+/// A quote is the price: a tariff that changed between the hold and the
+/// check-out changes nothing for a driver who leaves on time, and prices
+/// only the overstay of one who leaves late.
+#[test]
+fn check_out_charges_the_quote_kept_at_the_hold() {
+    // Monday 09:00-10:00 (peak), held at 08:00 under an older, cheaper tariff.
+    let r = common::range("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+    let older = Tariff {
+        hourly_cents: 200,
+        ..Tariff::of(SpotKind::Regular)
+    };
+    let today = Tariff::of(SpotKind::Regular);
+    let held = regular_hold(r, now0(), &older);
+    assert_eq!(held.quote_cents.cents(), 300);
+    let checked_in = held
+        .apply(Event::Confirm, now0(), &today)
+        .and_then(|c| c.apply(Event::CheckIn, common::at("2026-03-02T08:50:00Z"), &today))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = |s: &str| {
+        checked_in
+            .apply(Event::CheckOut, common::at(s), &today)
+            .map(|c| c.charged_cents.map(Money::cents))
+    };
+    assert_eq!(out("2026-03-02T09:55:00Z"), Ok(Some(300)));
+    assert_eq!(out("2026-03-02T10:00:00Z"), Ok(Some(300)));
+    // Five minutes late: one overstay slot, 10:00-10:15 at today's peak rate
+    // (4.50 an hour, so 1.125, rounded up once): 3.00 + 1.13.
+    assert_eq!(out("2026-03-02T10:05:00Z"), Ok(Some(413)));
+}
+
+/// Cancelling is never cheaper than not showing up: from the start on, it
+/// costs the full quote, and once the check-in window has closed the
+/// reservation is a no-show and cannot be cancelled at all.
+#[test]
+fn cancelling_after_the_start_costs_what_a_no_show_costs() {
+    let r = common::range("2026-03-02T09:00:00Z", "2026-03-02T11:00:00Z");
+    let today = Tariff::of(SpotKind::Regular);
+    let confirmed = regular_hold(r, now0(), &today)
+        .apply(Event::Confirm, now0(), &today)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let quote = confirmed.quote_cents;
+    let fee = Money::from(today.cancellation_fee_cents).min(quote);
+    let cancel_at = |s: &str| {
+        confirmed
+            .apply(Event::Cancel, common::at(s), &today)
+            .map(|c| c.charged_cents)
+    };
+    assert_eq!(cancel_at("2026-03-02T08:00:00Z"), Ok(Some(Money::ZERO)));
+    assert_eq!(cancel_at("2026-03-02T08:00:01Z"), Ok(Some(fee)));
+    assert_eq!(cancel_at("2026-03-02T08:59:59Z"), Ok(Some(fee)));
+    assert_eq!(cancel_at("2026-03-02T09:00:00Z"), Ok(Some(quote)));
+    assert_eq!(cancel_at("2026-03-02T09:29:59Z"), Ok(Some(quote)));
+    assert!(
+        matches!(
+            cancel_at("2026-03-02T09:30:00Z"),
+            Err(TransitionError::CheckInClosed { .. })
+        ),
+        "{:?}",
+        cancel_at("2026-03-02T09:30:00Z")
+    );
+}
+// ANCHOR_END: money_bugs

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use parking_reservation::domain::{
     Event, LIVE_STATES, Money, Reservation, ReserveRequest, SpotKind, SpotRef, State, TRANSITIONS,
-    TransitionError, next_state,
+    Tariff, TransitionError, next_state,
 };
 use proptest::prelude::*;
 
@@ -20,7 +20,13 @@ fn held() -> Reservation {
         },
         &req,
         now0(),
+        &Tariff::of(SpotKind::Regular),
     )
+}
+
+/// Today's tariff of the reservation's kind.
+fn today(r: &Reservation) -> Tariff {
+    Tariff::of(r.kind)
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -36,7 +42,7 @@ proptest! {
         for (event, minute) in events {
             let now = now0() + minutes(minute);
             let legal = TRANSITIONS.iter().any(|(f, e, _)| *f == r.state && *e == event);
-            match r.apply(event, now) {
+            match r.apply(event, now, &today(&r)) {
                 Ok(next) => {
                     prop_assert!(legal, "{} accepted in {}", event, r.state);
                     prop_assert_eq!(Ok(next.state), next_state(r.state, event));
@@ -96,9 +102,13 @@ fn live_states_match_the_exclusion_constraint() {
         "expected {clause}"
     );
     // And the assignment SQL uses the same list.
-    assert!(parking_reservation::assign::ASSIGN_SQL.contains(&format!("r.state IN ({})", quoted.join(", "))));
     assert!(
-        parking_reservation::assign::AVAILABILITY_SQL.contains(&format!("r.state IN ({})", quoted.join(", ")))
+        parking_reservation::assign::ASSIGN_SQL
+            .contains(&format!("r.state IN ({})", quoted.join(", ")))
+    );
+    assert!(
+        parking_reservation::assign::AVAILABILITY_SQL
+            .contains(&format!("r.state IN ({})", quoted.join(", ")))
     );
 }
 // ANCHOR_END: live_states_test
@@ -106,7 +116,7 @@ fn live_states_match_the_exclusion_constraint() {
 #[test]
 fn a_late_confirmation_is_refused_and_names_the_expiry() {
     let r = held();
-    let refused = r.apply(Event::Confirm, r.hold_expires_at);
+    let refused = r.apply(Event::Confirm, r.hold_expires_at, &today(&r));
     assert_eq!(
         refused,
         Err(TransitionError::HoldExpired {
@@ -114,7 +124,7 @@ fn a_late_confirmation_is_refused_and_names_the_expiry() {
         })
     );
     assert!(
-        r.apply(Event::Confirm, r.hold_expires_at - minutes(1))
+        r.apply(Event::Confirm, r.hold_expires_at - minutes(1), &today(&r))
             .is_ok()
     );
     assert_eq!(r.quote_cents, Money::from_cents(450).unwrap_or_default());

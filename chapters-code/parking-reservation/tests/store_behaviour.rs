@@ -40,6 +40,7 @@ macro_rules! behaviour_suite {
 
 behaviour_suite!(
     reserve_assigns_the_lowest_free_level_first,
+    reserve_prefers_the_ground_floor_to_the_basement,
     unconfirmed_holds_expire,
     confirmed_stay_is_charged_at_check_out,
     no_shows_are_released_and_charged,
@@ -128,6 +129,39 @@ async fn reserve_assigns_the_lowest_free_level_first(store: &impl ReservationSto
         .await;
     assert!(matches!(no_large, Err(StoreError::NoSpotAvailable { .. })));
 }
+
+// ANCHOR: ground_floor_test
+/// The entrance is on level 0: the nearest level to it comes first, so a
+/// basement (-1) is not preferred to the ground floor, and on equal
+/// distance the level above is taken before the level below.
+async fn reserve_prefers_the_ground_floor_to_the_basement(store: &impl ReservationStore) {
+    use parking_reservation::store::{LevelLayout, LotLayout};
+    let level = |level: i16| LevelLayout {
+        level,
+        spots: vec![(SpotKind::Regular, 1)],
+    };
+    let layout = LotLayout {
+        name: "Basements".to_string(),
+        levels: vec![level(-2), level(-1), level(0), level(1), level(2)],
+    };
+    let lot = store
+        .create_lot(&layout)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = Vec::new();
+    for who in ["GF1", "GF2", "GF3", "GF4", "GF5"] {
+        let r = store
+            .reserve(
+                &request(lot, SpotKind::Regular, slots(4, 4), who),
+                None,
+                now0(),
+            )
+            .await;
+        got.push(r.unwrap_or_else(|e| panic!("{e}")).reservation.spot.level);
+    }
+    assert_eq!(got, vec![0, 1, -1, 2, -2]);
+}
+// ANCHOR_END: ground_floor_test
 
 async fn unconfirmed_holds_expire(store: &impl ReservationStore) {
     let lot = store

@@ -21,7 +21,10 @@ pub use policy::{
     BOOKING_HORIZON_DAYS, BookingError, EARLY_CHECK_IN, FREE_CANCELLATION_NOTICE, HOLD_TTL,
     NO_SHOW_GRACE, check_bookable,
 };
-pub use pricing::{TARIFFS, Tariff, cancellation_charge, checkout_charge, no_show_charge, price};
+pub use pricing::{
+    TARIFFS, Tariff, TariffBook, cancellation_charge, check_in_closes, checkout_charge,
+    no_show_charge, price,
+};
 pub use range::{
     MAX_RANGE_DAYS, RangeError, SLOT, SLOT_MINUTES, TimeRange, ceil_to_slot, floor_to_slot,
     is_aligned,

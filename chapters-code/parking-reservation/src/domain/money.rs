@@ -36,6 +36,11 @@ impl Money {
     pub fn cents(self) -> i64 {
         self.0
     }
+
+    /// The sum (saturating: an amount near `i64::MAX` cents is not a price).
+    pub fn plus(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
 }
 
 impl TryFrom<i64> for Money {

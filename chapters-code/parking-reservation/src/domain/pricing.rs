@@ -4,7 +4,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc, Weekday};
 
 use super::kind::SpotKind;
 use super::money::Money;
-use super::policy::FREE_CANCELLATION_NOTICE;
+use super::policy::{FREE_CANCELLATION_NOTICE, NO_SHOW_GRACE};
 use super::range::{SLOT, TimeRange, ceil_to_slot};
 use super::state::State;
 
@@ -33,6 +33,42 @@ pub const TARIFFS: [(SpotKind, Tariff); 5] = [
     (SpotKind::Ev, Tariff::new(450, 3_600)),
     (SpotKind::Accessible, Tariff::new(300, 2_400)),
 ];
+
+/// The tariff of every kind that a running service charges: [`TARIFFS`]
+/// unless a price change replaced them. Quotes already given are kept
+/// (they are stored with the reservation); the book only prices new holds,
+/// overstays and cancellation fees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TariffBook([(SpotKind, Tariff); 5]);
+
+impl TariffBook {
+    /// The tariffs of this build.
+    pub const CURRENT: TariffBook = TariffBook(TARIFFS);
+
+    /// The tariff of `kind`.
+    pub fn of(&self, kind: SpotKind) -> Tariff {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(self.0[1].1, |(_, t)| *t)
+    }
+
+    /// The same book with `kind` charged at `tariff`.
+    pub fn with(mut self, kind: SpotKind, tariff: Tariff) -> Self {
+        for (k, t) in &mut self.0 {
+            if *k == kind {
+                *t = tariff;
+            }
+        }
+        self
+    }
+}
+
+impl Default for TariffBook {
+    fn default() -> Self {
+        Self::CURRENT
+    }
+}
 // ANCHOR_END: tariff
 
 impl Tariff {
@@ -48,12 +84,9 @@ impl Tariff {
         }
     }
 
-    /// The tariff of `kind`.
+    /// The tariff of `kind` in [`TARIFFS`], the prices of this build.
     pub fn of(kind: SpotKind) -> Tariff {
-        TARIFFS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map_or(TARIFFS[1].1, |(_, t)| *t)
+        TariffBook::CURRENT.of(kind)
     }
 
     /// True when the slot starting at `t` is charged at the peak rate.
@@ -108,7 +141,11 @@ fn price_between(start: DateTime<Utc>, end: DateTime<Utc>, tariff: &Tariff) -> M
 ///
 /// Holds are free to drop (nothing was promised). A confirmed reservation
 /// is free to cancel up to [`FREE_CANCELLATION_NOTICE`] before its start;
-/// later, the fee applies, never more than the quote itself.
+/// later, the fee applies, never more than the quote. From the start on the
+/// spot has been kept for the driver, so cancelling costs the full quote,
+/// exactly what not showing up costs ([`no_show_charge`]); once the
+/// check-in window has closed, `Reservation::apply` refuses the cancel:
+/// the reservation is a no-show.
 pub fn cancellation_charge(
     state: State,
     range: &TimeRange,
@@ -117,6 +154,7 @@ pub fn cancellation_charge(
     tariff: &Tariff,
 ) -> Money {
     match state {
+        State::Confirmed if at >= range.start() => no_show_charge(quote),
         State::Confirmed if at + FREE_CANCELLATION_NOTICE > range.start() => {
             Money::from(tariff.cancellation_fee_cents).min(quote)
         }
@@ -124,11 +162,28 @@ pub fn cancellation_charge(
     }
 }
 
-/// What a driver pays at check-out: the reserved range, extended to the
-/// next slot boundary when they leave late. Leaving early refunds nothing.
-pub fn checkout_charge(range: &TimeRange, checked_out_at: DateTime<Utc>, tariff: &Tariff) -> Money {
-    let end = range.end().max(ceil_to_slot(checked_out_at));
-    price_between(range.start(), end, tariff)
+/// The last instant a confirmed reservation can be cancelled or checked
+/// into; from then on it is a no-show.
+pub fn check_in_closes(range: &TimeRange) -> DateTime<Utc> {
+    range.start() + NO_SHOW_GRACE
+}
+
+/// What a driver pays at check-out: the quote given at the hold, whatever
+/// the tariff is today, plus any overstay. An overstay runs from the
+/// reserved end to the next slot boundary after the car left, and is priced
+/// as a stay of its own at `today`'s tariff (the tariff in force at
+/// check-out). Leaving early refunds nothing.
+pub fn checkout_charge(
+    quote: Money,
+    range: &TimeRange,
+    checked_out_at: DateTime<Utc>,
+    today: &Tariff,
+) -> Money {
+    let left = ceil_to_slot(checked_out_at);
+    if left <= range.end() {
+        return quote;
+    }
+    quote.plus(price_between(range.end(), left, today))
 }
 
 /// What a no-show pays: the full quote, since the spot was kept for them.
@@ -205,16 +260,17 @@ mod tests {
                 .map(|d| d.to_utc())
                 .unwrap_or_default()
         };
+        let quote = price(&r, &t);
         assert_eq!(
-            checkout_charge(&r, at("2026-03-07T10:20:00Z"), &t).cents(),
+            checkout_charge(quote, &r, at("2026-03-07T10:20:00Z"), &t).cents(),
             300
         );
         assert_eq!(
-            checkout_charge(&r, at("2026-03-07T11:00:00Z"), &t).cents(),
+            checkout_charge(quote, &r, at("2026-03-07T11:00:00Z"), &t).cents(),
             300
         );
         assert_eq!(
-            checkout_charge(&r, at("2026-03-07T11:01:00Z"), &t).cents(),
+            checkout_charge(quote, &r, at("2026-03-07T11:01:00Z"), &t).cents(),
             375
         );
     }

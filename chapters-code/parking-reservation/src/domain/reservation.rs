@@ -7,8 +7,10 @@ use uuid::Uuid;
 use super::kind::SpotKind;
 use super::money::Money;
 use super::plate::Plate;
-use super::policy::{EARLY_CHECK_IN, HOLD_TTL, NO_SHOW_GRACE};
-use super::pricing::{Tariff, cancellation_charge, checkout_charge, no_show_charge, price};
+use super::policy::{EARLY_CHECK_IN, HOLD_TTL};
+use super::pricing::{
+    Tariff, cancellation_charge, check_in_closes, checkout_charge, no_show_charge, price,
+};
 use super::range::TimeRange;
 use super::state::{Event, IllegalTransition, State, next_state};
 
@@ -109,8 +111,14 @@ pub enum TransitionError {
 // ANCHOR_END: transition_error
 
 impl Reservation {
-    /// A new hold on `spot` for `request`, made at `now`.
-    pub fn hold(id: Uuid, spot: SpotRef, request: &ReserveRequest, now: DateTime<Utc>) -> Self {
+    /// A new hold on `spot` for `request`, made at `now` and quoted at `tariff`.
+    pub fn hold(
+        id: Uuid,
+        spot: SpotRef,
+        request: &ReserveRequest,
+        now: DateTime<Utc>,
+        tariff: &Tariff,
+    ) -> Self {
         Self {
             id,
             lot_id: request.lot_id,
@@ -120,7 +128,7 @@ impl Reservation {
             range: request.range,
             state: State::Held,
             hold_expires_at: now + HOLD_TTL,
-            quote_cents: price(&request.range, &Tariff::of(request.kind)),
+            quote_cents: price(&request.range, tariff),
             charged_cents: None,
             created_at: now,
             updated_at: now,
@@ -132,12 +140,20 @@ impl Reservation {
     ///
     /// The transition table decides which events are legal in which state;
     /// this function adds the clock's rules (a lapsed hold cannot be
-    /// confirmed, check-in has a window) and the charges. It is pure, so
-    /// both stores call it inside their own locking and agree exactly.
-    pub fn apply(&self, event: Event, now: DateTime<Utc>) -> Result<Reservation, TransitionError> {
+    /// confirmed, check-in has a window that also ends the right to cancel)
+    /// and the charges: the stored quote, plus what `today`'s tariff (the
+    /// one in force at `now`) says about an overstay or a late cancellation.
+    /// It is pure, so both stores call it inside their own locking and agree
+    /// exactly.
+    pub fn apply(
+        &self,
+        event: Event,
+        now: DateTime<Utc>,
+        today: &Tariff,
+    ) -> Result<Reservation, TransitionError> {
         let to = next_state(self.state, event)?;
-        let tariff = Tariff::of(self.kind);
         let start = self.range.start();
+        let closes = check_in_closes(&self.range);
         let charged = match event {
             Event::Confirm if now >= self.hold_expires_at => {
                 return Err(TransitionError::HoldExpired {
@@ -149,10 +165,12 @@ impl Reservation {
                     opens_at: start - EARLY_CHECK_IN,
                 });
             }
-            Event::CheckIn if now >= start + NO_SHOW_GRACE => {
-                return Err(TransitionError::CheckInClosed {
-                    closed_at: start + NO_SHOW_GRACE,
-                });
+            // Cancelling a confirmed reservation after the window closed
+            // would be cheaper than the no-show it already is: refused.
+            Event::CheckIn | Event::Cancel
+                if now >= closes && self.state == super::state::State::Confirmed =>
+            {
+                return Err(TransitionError::CheckInClosed { closed_at: closes });
             }
             Event::Expire if now < self.hold_expires_at => {
                 return Err(TransitionError::NotDue {
@@ -160,20 +178,20 @@ impl Reservation {
                     due_at: self.hold_expires_at,
                 });
             }
-            Event::MarkNoShow if now < start + NO_SHOW_GRACE => {
+            Event::MarkNoShow if now < closes => {
                 return Err(TransitionError::NotDue {
                     event,
-                    due_at: start + NO_SHOW_GRACE,
+                    due_at: closes,
                 });
             }
             Event::Confirm | Event::CheckIn | Event::Expire => None,
-            Event::CheckOut => Some(checkout_charge(&self.range, now, &tariff)),
+            Event::CheckOut => Some(checkout_charge(self.quote_cents, &self.range, now, today)),
             Event::Cancel => Some(cancellation_charge(
                 self.state,
                 &self.range,
                 self.quote_cents,
                 now,
-                &tariff,
+                today,
             )),
             Event::MarkNoShow => Some(no_show_charge(self.quote_cents)),
         };

@@ -13,8 +13,13 @@ use crate::domain::{BookingError, KindError, PlateError, RangeError, TransitionE
 use crate::idempotency::KeyError;
 use crate::store::StoreError;
 
-/// Problem `type` URIs start with this (the `.example` domain is reserved for documentation).
-pub const PROBLEM_BASE: &str = "https://parking.example/problems/";
+/// The start of every problem `type` URI: the chapter's page of problem
+/// types in the published book, where each type has a section whose anchor
+/// is its name (`...problems.html#hold-expired`). A book check compares it
+/// with `[preprocessor.sources] site` in `book.toml` and the page's sections
+/// with [`ApiError::PROBLEM_TYPES`].
+pub const PROBLEM_BASE: &str =
+    "https://designing-systems-in-rust.github.io/book/parking-reservation/problems.html#";
 
 // ANCHOR: api_error
 /// Why a request failed, from any layer.
@@ -62,6 +67,34 @@ pub struct Problem {
     pub detail: String,
 }
 // ANCHOR_END: problem
+
+impl ApiError {
+    /// Every problem type [`ApiError::classify`] returns, with its status; the
+    /// book documents each on `src/parking-reservation/problems.md`.
+    pub const PROBLEM_TYPES: &[(&str, u16)] = &[
+        ("invalid-time-range", 400),
+        ("invalid-plate", 400),
+        ("invalid-spot-kind", 400),
+        ("not-bookable", 400),
+        ("invalid-idempotency-key", 400),
+        ("malformed-request", 400),
+        ("invalid-layout", 400),
+        ("unknown-action", 404),
+        ("lot-not-found", 404),
+        ("reservation-not-found", 404),
+        ("no-spot-available", 409),
+        ("conflict", 409),
+        ("illegal-transition", 409),
+        ("hold-expired", 409),
+        ("check-in-not-open", 409),
+        ("check-in-closed", 409),
+        ("not-due", 409),
+        ("lot-name-taken", 409),
+        ("idempotency-key-reused", 422),
+        ("unavailable", 503),
+        ("internal", 500),
+    ];
+}
 
 // ANCHOR: status_map
 impl ApiError {
@@ -182,3 +215,67 @@ impl IntoResponse for ApiError {
     }
 }
 // ANCHOR_END: into_response
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::domain::{Event, IllegalTransition, SpotKind, State};
+
+    #[test]
+    fn problem_types_lists_exactly_what_classify_returns() {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        let store = |e: StoreError| ApiError::Store(e);
+        let transition = |e: TransitionError| store(StoreError::Transition(e));
+        let every_error = [
+            ApiError::Range(RangeError::EndNotAfterStart),
+            ApiError::Plate(PlateError::Length),
+            ApiError::Kind(KindError(String::new())),
+            ApiError::Booking(BookingError::BeyondHorizon),
+            ApiError::Key(KeyError::Empty),
+            ApiError::Malformed(String::new()),
+            ApiError::UnknownAction(String::new()),
+            store(StoreError::LotNotFound(1)),
+            store(StoreError::ReservationNotFound(uuid::Uuid::nil())),
+            store(StoreError::NoSpotAvailable {
+                lot_id: 1,
+                kind: SpotKind::Regular,
+            }),
+            store(StoreError::Conflict { attempts: 1 }),
+            transition(TransitionError::Illegal(IllegalTransition {
+                from: State::Held,
+                event: Event::CheckOut,
+            })),
+            transition(TransitionError::HoldExpired { expired_at: t }),
+            transition(TransitionError::TooEarlyToCheckIn { opens_at: t }),
+            transition(TransitionError::CheckInClosed { closed_at: t }),
+            transition(TransitionError::NotDue {
+                event: Event::Expire,
+                due_at: t,
+            }),
+            store(StoreError::IdempotencyKeyReused(String::new())),
+            store(StoreError::InvalidLayout(String::new())),
+            store(StoreError::LotNameTaken(String::new())),
+            store(StoreError::Database(sqlx::Error::PoolTimedOut)),
+            store(StoreError::Database(sqlx::Error::RowNotFound)),
+            store(StoreError::Corrupt(String::new())),
+        ];
+        let returned: BTreeSet<(&str, u16)> = every_error
+            .iter()
+            .map(|e| {
+                let (status, slug, _) = e.classify();
+                (slug, status.as_u16())
+            })
+            .collect();
+        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
+        assert_eq!(returned, listed);
+        assert_eq!(
+            listed.len(),
+            ApiError::PROBLEM_TYPES.len(),
+            "a type listed twice"
+        );
+    }
+}

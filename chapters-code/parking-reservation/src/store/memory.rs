@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::{LotLayout, ReservationStore, Reserved, StoreError};
 use crate::assign::{KindAvailability, Spot, assign_reference, availability_reference};
-use crate::domain::{Event, LotId, Reservation, ReserveRequest, SpotRef, State, TimeRange};
+use crate::domain::{
+    Event, LotId, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange,
+};
 use crate::idempotency::{IdempotencyKey, fingerprint};
 
 // ANCHOR: memory_store
@@ -33,6 +35,7 @@ struct Inner {
     keys: HashMap<String, (String, Reservation)>,
     next_lot_id: LotId,
     next_spot_id: i64,
+    tariffs: TariffBook,
 }
 
 impl MemoryStore {
@@ -68,8 +71,9 @@ impl Inner {
     /// Applies `event` to every reservation in `state` for which it is due at `now`.
     fn sweep(&mut self, state: State, event: Event, now: DateTime<Utc>) -> u64 {
         let mut n = 0;
+        let tariffs = self.tariffs;
         for r in self.reservations.values_mut().filter(|r| r.state == state) {
-            if let Ok(next) = r.apply(event, now) {
+            if let Ok(next) = r.apply(event, now, &tariffs.of(r.kind)) {
                 *r = next;
                 n += 1;
             }
@@ -149,7 +153,8 @@ impl ReservationStore for MemoryStore {
             lot_id: request.lot_id,
             kind: request.kind,
         })?;
-        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now);
+        let tariff = inner.tariffs.of(request.kind);
+        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now, &tariff);
         inner
             .reservations
             .insert(reservation.id, reservation.clone());
@@ -183,7 +188,7 @@ impl ReservationStore for MemoryStore {
             .reservations
             .get(&id)
             .ok_or(StoreError::ReservationNotFound(id))?;
-        let next = current.apply(event, now)?;
+        let next = current.apply(event, now, &inner.tariffs.of(current.kind))?;
         inner.reservations.insert(id, next.clone());
         Ok(next)
     }
@@ -194,6 +199,10 @@ impl ReservationStore for MemoryStore {
 
     async fn mark_no_shows(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(self.lock().sweep(State::Confirmed, Event::MarkNoShow, now))
+    }
+
+    fn set_tariffs(&self, tariffs: TariffBook) {
+        self.lock().tariffs = tariffs;
     }
 
     async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {

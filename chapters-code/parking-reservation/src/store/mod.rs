@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::assign::KindAvailability;
 use crate::domain::{
-    Event, LotId, Reservation, ReserveRequest, SpotKind, TimeRange, TransitionError,
+    Event, LotId, Reservation, ReserveRequest, SpotKind, TariffBook, TimeRange, TransitionError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -29,7 +29,7 @@ mod memory;
 mod postgres;
 
 pub use memory::MemoryStore;
-pub use postgres::{MAX_ASSIGN_ATTEMPTS, PgStore, SCHEMA_SQL};
+pub use postgres::{MAX_ASSIGN_ATTEMPTS, PgStore, RaceStats, ReservePath, SCHEMA_SQL};
 
 /// The shape of a new lot: its levels and, per level, how many spots of each kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ pub trait ReservationStore: Send + Sync + 'static {
         range: TimeRange,
     ) -> impl Future<Output = Result<Vec<KindAvailability>, StoreError>> + Send;
 
-    /// Holds the lowest-level free spot of the kind for the range.
+    /// Holds the free spot of the kind nearest the ground floor for the range.
     ///
     /// With a key: the same key and request return the first result (with
     /// `replayed` set); the same key with another request is
@@ -193,6 +193,10 @@ pub trait ReservationStore: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Charges new holds, overstays and cancellation fees at `tariffs` from
+    /// now on: a price change. Quotes already given are kept.
+    fn set_tariffs(&self, tariffs: TariffBook);
 
     /// Every reservation of a lot, ordered by id (for audits and tests).
     fn reservations(

@@ -4,17 +4,24 @@
 //! then inserts a reservation of it. Between the two statements another
 //! transaction may take the same spot for overlapping hours; nothing in
 //! this code prevents that. The constraint `no_overlapping_live_reservations`
-//! does: the second INSERT fails with SQLSTATE 23P01 (`exclusion_violation`),
-//! which becomes [`StoreError::Conflict`], and the whole transaction is
-//! retried. The retry's SELECT sees the winner's row and picks another spot.
-//! The SELECT is advice; the constraint is the law.
+//! does. The SELECT is advice; the constraint is the law.
+//!
+//! How a lost race is handled is the [`ReservePath`], and the chapter
+//! measures three (`benches/reserve.rs`, the stadium case):
+//! [`ReservePath::Retry`] inserts plainly and retries the whole transaction
+//! on 23P01 or 40P01; [`ReservePath::OnConflict`] inserts with `ON
+//! CONFLICT ON CONSTRAINT ... DO NOTHING` and asks again in the same
+//! transaction; [`ReservePath::SkipLocked`] does the same but first skips
+//! spots that concurrent reserves are taking right now, so that they spread
+//! over the lot instead of queueing on one spot. The last is the default.
 //!
 //! [`ASSIGN_SQL`]: crate::assign::ASSIGN_SQL
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
+use rand::Rng;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -22,27 +29,106 @@ use uuid::Uuid;
 use super::{LotLayout, ReservationStore, Reserved, StoreError};
 use crate::assign::{self, AvailabilityError, KindAvailability};
 use crate::domain::{
-    Event, LotId, Money, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, TimeRange,
+    Event, LotId, Money, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, TariffBook,
+    TimeRange,
 };
 use crate::idempotency::{self, Claim, ClaimError, IdempotencyKey, fingerprint};
 
 /// The schema this store is written against (`sql/schema.sql`).
 pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
 
-/// How many times a reserve is retried after losing a race at INSERT.
+/// How many times a reserve may lose the race for a spot before it gives up.
 ///
 /// Each loss means another request committed a reservation that this one's
 /// next SELECT will see, so the system as a whole always makes progress;
 /// the bound only stops one unlucky request from looping under a stampede.
 pub const MAX_ASSIGN_ATTEMPTS: u32 = 8;
 
+// ANCHOR: reserve_path
+/// How the reserve path takes a spot, and what it does when it loses one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservePath {
+    /// The nearest free spot, a plain INSERT. A lost race is an error (23P01,
+    /// or 40P01 when two inserts check each other at the same instant) that
+    /// aborts the transaction; the whole transaction is retried after a
+    /// jittered pause.
+    Retry,
+    /// The nearest free spot, `INSERT ... ON CONFLICT ON CONSTRAINT
+    /// no_overlapping_live_reservations DO NOTHING`. A lost race inserts
+    /// nothing, aborts nothing and cannot deadlock (speculative insertion);
+    /// the same transaction asks for the next spot at once.
+    OnConflict,
+    /// As `OnConflict`, but the spot query skips spots whose row another
+    /// reserve has locked (`FOR NO KEY UPDATE OF s SKIP LOCKED`), so
+    /// concurrent requests take different spots instead of queueing on one.
+    /// When every free spot is locked it falls back to the plain query.
+    SkipLocked,
+}
+
+impl ReservePath {
+    /// Every path, in the order of the comparison table.
+    pub const ALL: [ReservePath; 3] = [
+        ReservePath::Retry,
+        ReservePath::OnConflict,
+        ReservePath::SkipLocked,
+    ];
+
+    /// A stable id (result names, JSON).
+    pub fn id(self) -> &'static str {
+        match self {
+            ReservePath::Retry => "retry",
+            ReservePath::OnConflict => "on_conflict",
+            ReservePath::SkipLocked => "skip_locked",
+        }
+    }
+}
+
+impl Default for ReservePath {
+    /// The path the service runs: the best of the stadium comparison.
+    fn default() -> Self {
+        ReservePath::SkipLocked
+    }
+}
+// ANCHOR_END: reserve_path
+
+/// What the reserve path of one store has lost since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RaceStats {
+    /// INSERTs that lost the race for their spot (23P01, 40P01 or DO NOTHING).
+    pub races_lost: u64,
+    /// Of those, the ones that were deadlocks (SQLSTATE 40P01).
+    pub deadlocks: u64,
+    /// Reserves that gave up after [`MAX_ASSIGN_ATTEMPTS`] lost races (409 `conflict`).
+    pub gave_up: u64,
+}
+
+#[derive(Debug, Default)]
+struct RaceCounters {
+    races_lost: AtomicU64,
+    deadlocks: AtomicU64,
+    gave_up: AtomicU64,
+}
+
+/// How one attempt (one transaction) ended, short of an error.
+enum Attempt {
+    /// Reserved, or replayed.
+    Done(Reserved),
+    /// The plain INSERT lost and the transaction was rolled back (Retry path, or a deadlock).
+    Lost,
+}
+
 /// A [`ReservationStore`] on PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// Inserts refused with 23P01 and retried, since the store was made:
-    /// the price of every request preferring the same lowest spot.
-    races_lost: Arc<AtomicU64>,
+    /// How a lost race is handled.
+    path: ReservePath,
+    /// Lost races, deadlocks and give-ups since the store was made: the
+    /// price of every request preferring the same spot.
+    races: Arc<RaceCounters>,
+    /// The prices this process charges (a std lock: held for a copy, never across an await).
+    tariffs: Arc<RwLock<TariffBook>>,
 }
 
 /// Every column of a reservation, with its spot, in the order `decode` reads them.
@@ -60,6 +146,14 @@ const INSERT_RESERVATION_SQL: &str = "
 INSERT INTO reservations (id, lot_id, spot_id, plate, during, state,
                           hold_expires_at, quote_cents, created_at, updated_at)
 VALUES ($1, $2, $3, $4, tstzrange($5, $6), $7, $8, $9, $10, $10)";
+
+/// The same INSERT, which inserts nothing instead of failing when the
+/// constraint finds an overlapping live reservation of the spot.
+const INSERT_OR_NOTHING_SQL: &str = "
+INSERT INTO reservations (id, lot_id, spot_id, plate, during, state,
+                          hold_expires_at, quote_cents, created_at, updated_at)
+VALUES ($1, $2, $3, $4, tstzrange($5, $6), $7, $8, $9, $10, $10)
+ON CONFLICT ON CONSTRAINT no_overlapping_live_reservations DO NOTHING";
 // ANCHOR_END: insert_sql
 
 impl PgStore {
@@ -67,13 +161,35 @@ impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            races_lost: Arc::new(AtomicU64::new(0)),
+            path: ReservePath::default(),
+            races: Arc::new(RaceCounters::default()),
+            tariffs: Arc::new(RwLock::new(TariffBook::CURRENT)),
         }
     }
 
-    /// How many reserve attempts lost a race at INSERT (and were retried or gave up).
+    /// The same store, taking spots by `path`.
+    pub fn with_path(mut self, path: ReservePath) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// The path this store takes spots by.
+    pub fn path(&self) -> ReservePath {
+        self.path
+    }
+
+    /// Lost races, deadlocks and give-ups since the store was made.
+    pub fn race_stats(&self) -> RaceStats {
+        RaceStats {
+            races_lost: self.races.races_lost.load(Ordering::Relaxed),
+            deadlocks: self.races.deadlocks.load(Ordering::Relaxed),
+            gave_up: self.races.gave_up.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many INSERTs lost a race (and were retried or gave up).
     pub fn races_lost(&self) -> u64 {
-        self.races_lost.load(Ordering::Relaxed)
+        self.race_stats().races_lost
     }
 
     /// Connects to `url` with a pool of up to `max_connections`.
@@ -97,6 +213,10 @@ impl PgStore {
         Ok(true)
     }
 
+    fn tariffs(&self) -> TariffBook {
+        *self.tariffs.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The pool, for callers that run their own SQL (tests, the benchmark).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -109,56 +229,113 @@ impl PgStore {
         request: &ReserveRequest,
         key: Option<(&IdempotencyKey, &str)>,
         now: DateTime<Utc>,
-    ) -> Result<Reserved, StoreError> {
+    ) -> Result<Attempt, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some((key, fingerprint)) = key {
             match idempotency::claim(&mut tx, key, fingerprint, now).await? {
                 Claim::New => {}
                 // Dropping `tx` rolls back: a replay writes nothing.
                 Claim::Replay(first) => {
-                    return Ok(Reserved {
+                    return Ok(Attempt::Done(Reserved {
                         reservation: *first,
                         replayed: true,
-                    });
+                    }));
                 }
                 Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
             }
         }
-        let lot_id = request.lot_id;
-        let Some(spot) =
-            assign::find_free_spot(&mut tx, lot_id, request.kind, &request.range).await?
-        else {
-            return Err(if lot_exists(&mut tx, lot_id).await? {
-                StoreError::NoSpotAvailable {
-                    lot_id,
-                    kind: request.kind,
+        let tariff = self.tariffs().of(request.kind);
+        let mut lost = 0;
+        let reservation = loop {
+            let Some(spot) = self.choose_spot(&mut tx, request).await? else {
+                return Err(self.nothing_free(&mut tx, request).await?);
+            };
+            let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now, &tariff);
+            match self.insert_hold(&mut tx, &reservation).await {
+                Ok(true) => break reservation,
+                // DO NOTHING: an overlapping reservation of this spot committed
+                // first (the INSERT waited for it). The next query sees it.
+                Ok(false) => {
+                    self.races.races_lost.fetch_add(1, Ordering::Relaxed);
+                    lost += 1;
+                    if lost == MAX_ASSIGN_ATTEMPTS {
+                        self.races.gave_up.fetch_add(1, Ordering::Relaxed);
+                        return Err(StoreError::Conflict { attempts: lost });
+                    }
                 }
-            } else {
-                StoreError::LotNotFound(lot_id)
-            });
+                // A plain INSERT that lost aborted the transaction.
+                Err(StoreError::Conflict { .. }) => return Ok(Attempt::Lost),
+                Err(e) => return Err(e),
+            }
         };
-        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now);
-        sqlx::query(INSERT_RESERVATION_SQL)
-            .bind(reservation.id)
-            .bind(lot_id)
-            .bind(spot.id)
-            .bind(reservation.plate.as_str())
-            .bind(reservation.range.start())
-            .bind(reservation.range.end())
-            .bind(reservation.state.as_str())
-            .bind(reservation.hold_expires_at)
-            .bind(reservation.quote_cents.cents())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or_database)?;
         if let Some((key, _)) = key {
             idempotency::record(&mut tx, key, &reservation).await?;
         }
         tx.commit().await?;
-        Ok(Reserved {
+        Ok(Attempt::Done(Reserved {
             reservation,
             replayed: false,
+        }))
+    }
+
+    /// The spot to try, by this store's [`ReservePath`].
+    async fn choose_spot(
+        &self,
+        tx: &mut PgConnection,
+        request: &ReserveRequest,
+    ) -> Result<Option<SpotRef>, StoreError> {
+        let (lot, kind, range) = (request.lot_id, request.kind, &request.range);
+        if self.path == ReservePath::SkipLocked
+            && let Some(spot) = assign::find_unlocked_free_spot(&mut *tx, lot, kind, range).await?
+        {
+            return Ok(Some(spot));
+        }
+        // Every free spot may be locked by a reserve that is about to fail:
+        // only the plain query may answer "none".
+        Ok(assign::find_free_spot(tx, lot, kind, range).await?)
+    }
+
+    /// Inserts the hold; `Ok(false)` when `ON CONFLICT DO NOTHING` lost the race.
+    async fn insert_hold(
+        &self,
+        tx: &mut PgConnection,
+        r: &Reservation,
+    ) -> Result<bool, StoreError> {
+        let sql = match self.path {
+            ReservePath::Retry => INSERT_RESERVATION_SQL,
+            ReservePath::OnConflict | ReservePath::SkipLocked => INSERT_OR_NOTHING_SQL,
+        };
+        let done = sqlx::query(sql)
+            .bind(r.id)
+            .bind(r.lot_id)
+            .bind(r.spot.id)
+            .bind(r.plate.as_str())
+            .bind(r.range.start())
+            .bind(r.range.end())
+            .bind(r.state.as_str())
+            .bind(r.hold_expires_at)
+            .bind(r.quote_cents.cents())
+            .bind(r.created_at)
+            .execute(tx)
+            .await
+            .map_err(|e| self.conflict_or_database(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `NoSpotAvailable`, or `LotNotFound` when the lot does not exist.
+    async fn nothing_free(
+        &self,
+        tx: &mut PgConnection,
+        request: &ReserveRequest,
+    ) -> Result<StoreError, StoreError> {
+        let lot_id = request.lot_id;
+        Ok(if lot_exists(tx, lot_id).await? {
+            StoreError::NoSpotAvailable {
+                lot_id,
+                kind: request.kind,
+            }
+        } else {
+            StoreError::LotNotFound(lot_id)
         })
     }
     // ANCHOR_END: reserve
@@ -198,17 +375,18 @@ const EXCLUSION_VIOLATION: &str = "23P01";
 /// aborts one of them. That is the same lost race as 23P01, reported late.
 const DEADLOCK_DETECTED: &str = "40P01";
 
-/// A lost race (23P01, or the deadlock it can turn into) becomes
-/// [`StoreError::Conflict`] and is retried; anything else stays a database error.
-fn conflict_or_database(e: sqlx::Error) -> StoreError {
-    let code = e.as_database_error().and_then(|d| d.code());
-    if matches!(
-        code.as_deref(),
-        Some(EXCLUSION_VIOLATION | DEADLOCK_DETECTED)
-    ) {
-        StoreError::Conflict { attempts: 1 }
-    } else {
-        StoreError::Database(e)
+impl PgStore {
+    /// A lost race (23P01, or the deadlock it can turn into) becomes
+    /// [`StoreError::Conflict`] and is retried; anything else stays a database error.
+    fn conflict_or_database(&self, e: sqlx::Error) -> StoreError {
+        match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some(EXCLUSION_VIOLATION) => StoreError::Conflict { attempts: 1 },
+            Some(DEADLOCK_DETECTED) => {
+                self.races.deadlocks.fetch_add(1, Ordering::Relaxed);
+                StoreError::Conflict { attempts: 1 }
+            }
+            _ => StoreError::Database(e),
+        }
     }
 }
 // ANCHOR_END: conflict
@@ -338,16 +516,22 @@ impl ReservationStore for PgStore {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.try_reserve(request, key, now).await {
-                // Someone took our spot between SELECT and INSERT. Their row is
-                // committed (the INSERT waited for it), so the next SELECT sees it.
-                Err(StoreError::Conflict { .. }) => {
-                    self.races_lost.fetch_add(1, Ordering::Relaxed);
+            match self.try_reserve(request, key, now).await? {
+                Attempt::Done(reserved) => return Ok(reserved),
+                // The transaction was rolled back after losing at INSERT. The
+                // winner's row is committed, so the next SELECT sees it.
+                Attempt::Lost => {
+                    self.races.races_lost.fetch_add(1, Ordering::Relaxed);
                     if attempts == MAX_ASSIGN_ATTEMPTS {
+                        self.races.gave_up.fetch_add(1, Ordering::Relaxed);
                         return Err(StoreError::Conflict { attempts });
                     }
+                    // Jitter, so that the losers of one race do not all come
+                    // back at the same instant and collide again.
+                    let ceiling_ms = 1u64 << attempts.min(6);
+                    let pause = rand::rng().random_range(0..=ceiling_ms);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
-                other => return other,
             }
         }
     }
@@ -369,7 +553,7 @@ impl ReservationStore for PgStore {
         // The row lock orders this transition against any other on the same
         // reservation, including the sweepers' UPDATEs.
         let current = self.fetch(&mut tx, id, true).await?;
-        let next = current.apply(event, now)?;
+        let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
         sqlx::query(
             "UPDATE reservations SET state = $2, charged_cents = $3, updated_at = $4 WHERE id = $1",
         )
@@ -412,6 +596,10 @@ impl ReservationStore for PgStore {
         Ok(done.rows_affected())
     }
     // ANCHOR_END: sweepers
+
+    fn set_tariffs(&self, tariffs: TariffBook) {
+        *self.tariffs.write().unwrap_or_else(PoisonError::into_inner) = tariffs;
+    }
 
     async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {
         let mut conn = self.pool.acquire().await?;
