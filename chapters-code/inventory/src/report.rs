@@ -419,3 +419,53 @@ pub fn capacity_markdown() -> Result<String> {
         Err(_) => Ok(not_measured()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bookkit::{ResultKind, Spread};
+
+    fn run(rung: &str, clients: u32, per_sec: f64) -> BenchResult {
+        let mut r = BenchResult::new(CHAPTER, &ladder_result(rung, clients), ResultKind::Load);
+        r.ops_per_sec = Some(per_sec);
+        r.p99_us = Some(2_500.0);
+        r.concurrency = Some(clients);
+        r.cores = 2;
+        if rung != "ceiling" {
+            r.ratio = Spread::of(&[per_sec / 10_000.0]);
+        }
+        r
+    }
+
+    #[test]
+    fn unmeasured_files_say_so() -> Result<()> {
+        assert!(render_ladder(&[])?.contains("Not measured yet"));
+        assert!(render_performance(&[])?.contains("Not measured yet"));
+        assert!(render_lag(&[])?.contains("Not measured yet"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_claim_is_answered_in_cores_and_hot_sku_rate() -> Result<()> {
+        let results = vec![
+            run("ceiling", 8, 10_000.0),
+            run("conditional", 8, 6_000.0),
+            run("naive", 8, 9_000.0),
+            run("store-spread", 8, 5_000.0),
+            run("store-spread", 32, 4_000.0),
+        ];
+        let c = claim(&results).expect("a claim");
+        // 5,000/s on 2 cores is 2,500/s per core: 50,000/s needs 20 cores.
+        assert_eq!(c.cores_for_target, 20.0);
+        // The naive rung is faster but oversells: it is not the hot-SKU answer.
+        assert_eq!((c.hot_rung, c.hot_per_sec), ("conditional", 6_000.0));
+        let md = render_performance(&results)?;
+        assert!(md.contains("holds on 20 cores"), "{md}");
+        let ladder = render_ladder(&results)?;
+        assert!(
+            ladder.contains("| 2. conditional `UPDATE` | not measured | 6,000 (0.60×)"),
+            "{ladder}"
+        );
+        Ok(())
+    }
+}
