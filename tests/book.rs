@@ -8,12 +8,18 @@
 //! 1. every `{{#include}}` / `{{#rustdoc_include}}` names an existing file and anchor;
 //! 2. a ```rust / ```sql block in `src/` holds include directives only;
 //! 3. SUMMARY.md and the pages in `src/` agree;
-//! 4. the book builds in-process (mdbook-driver + mdbook-mermaid) and its HTML
-//!    has no leftover `{{#`, every mermaid block became a diagram, and every
-//!    internal link and `#fragment` resolves;
+//! 4. the book builds in-process (mdbook-driver + mdbook-mermaid + the source
+//!    pages of `xtask::sources`) and its HTML has no leftover `{{#`, every
+//!    mermaid block became a diagram, and every internal link and `#fragment`
+//!    resolves, on the chapters and on the generated source pages alike;
 //! 5. every chapter crate is included by a page, has tests, and is a workspace member;
 //! 6. generated files are current;
-//! 7. every `chapters-code/**/sql/*.sql` applies to a fresh PostgreSQL database.
+//! 7. every `chapters-code/**/sql/*.sql` applies to a fresh PostgreSQL database;
+//! 8. every link from a page to a repository file names a file that exists,
+//!    and its `#L42`, `#L10-L20` or `#item` a line inside it;
+//! 9. every problem type a chapter's code declares has its section, with its
+//!    status, on `src/<slug>/problems.md`, at the URI the code puts in `type`
+//!    (`[preprocessor.sources] site` in book.toml + `<slug>/problems.html#<type>`).
 
 mod bookcheck;
 
@@ -22,7 +28,8 @@ use std::path::Path;
 use bookcheck::fixture::{self, Fixture};
 use bookcheck::render::Mermaid;
 use bookcheck::{
-    Problem, assert_no_problems, blocks, crates, generated, includes, render, sql, summary,
+    Problem, assert_no_problems, blocks, crates, generated, includes, problems, render, sources,
+    sql, summary,
 };
 
 fn repo() -> &'static Path {
@@ -86,6 +93,16 @@ fn generated_files_of_the_book_are_current() {
     );
 }
 
+#[test]
+fn every_link_to_a_repository_file_resolves() {
+    assert_no_problems("links to repository files", &sources::check(repo()));
+}
+
+#[test]
+fn every_problem_type_is_documented_where_its_uri_points() {
+    assert_no_problems("problem types", &problems::check(repo()));
+}
+
 #[tokio::test]
 async fn every_sql_file_applies_to_a_fresh_database() {
     if let Some(problems) = sql::check(repo()).await {
@@ -113,6 +130,46 @@ async fn correct_fixture_passes_every_check() {
     if let Some(problems) = sql::check(root).await {
         assert_no_problems("SQL files", &problems);
     }
+    assert_no_problems("links to repository files", &sources::check(root));
+    assert_no_problems("problem types", &problems::check(root));
+}
+
+#[test]
+fn correct_fixture_publishes_its_linked_code_as_source_pages() {
+    let f = Fixture::correct();
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let site = out.path().join("html");
+    xtask::book::build_html(f.root(), &site, false).unwrap_or_else(|e| panic!("{e:#}"));
+    let design = std::fs::read_to_string(site.join("demo/design.html")).unwrap_or_default();
+    for href in [
+        "../code/chapters-code/demo/src/lib.rs.html#L5",
+        "../code/chapters-code/demo/src/lib.rs.html#L4",
+        "../code/chapters-code/demo/src/lib.rs.html#L5-L7",
+        "../code/chapters-code/demo/sql/index.html",
+    ] {
+        assert!(
+            design.contains(&format!("href=\"{href}\"")),
+            "design.html lacks {href}"
+        );
+    }
+    let page = std::fs::read_to_string(site.join("code/chapters-code/demo/src/lib.rs.html"))
+        .unwrap_or_else(|e| panic!("the source page was not written: {e}"));
+    assert!(
+        page.contains(r#"<code class="language-rust">"#),
+        "not highlighted as Rust"
+    );
+    assert!(
+        page.contains(r##"<a id="L5" href="#L5">5</a>"##),
+        "no line anchors"
+    );
+    let sql = std::fs::read_to_string(site.join("code/chapters-code/demo/sql/index.html"))
+        .unwrap_or_else(|e| panic!("the directory page was not written: {e}"));
+    assert!(sql.contains(r#"href="schema.sql.html""#), "{sql}");
+    assert!(
+        site.join("code/chapters-code/demo/sql/schema.sql.html")
+            .is_file()
+    );
+    assert!(site.join("code/index.html").is_file());
 }
 
 // ---------------------------------------------------------------------------
@@ -314,6 +371,44 @@ fn page_listed_without_file_fails_the_build() {
     assert_reported(&problems, "book.toml", "design.md");
 }
 
+#[test]
+fn dead_line_anchor_on_a_source_page_is_reported() {
+    let f = Fixture::correct();
+    // Raw HTML is not rewritten by the sources preprocessor, so only the
+    // check of the built site can see that these name nothing.
+    f.edit(
+        "src/demo/design.md",
+        "[the schema]",
+        "<a href=\"../code/chapters-code/demo/src/lib.rs.html#L99\">line 99</a>, \
+         <a href=\"../code/chapters-code/demo/src/gone.rs.html\">gone</a>, [the schema]",
+    );
+    let problems = render::check(f.root(), Mermaid::On);
+    assert_reported(&problems, "src/demo/design.md", "has no id=\"L99\"");
+    assert_reported(
+        &problems,
+        "src/demo/design.md",
+        "no code/chapters-code/demo/src/gone.rs.html",
+    );
+}
+
+#[test]
+fn link_to_the_published_site_is_checked_like_an_internal_one() {
+    let f = Fixture::correct();
+    f.edit(
+        "src/demo/design.md",
+        "[the schema]",
+        "[ours](https://example.org/fixture/demo/index.html#demo), \
+         [gone](https://example.org/fixture/demo/gone.html), [the schema]",
+    );
+    let problems = render::check(f.root(), Mermaid::On);
+    assert_reported(&problems, "src/demo/design.md", "no demo/gone.html");
+    // print.html repeats the link; nothing else is wrong.
+    assert!(
+        problems.iter().all(|p| p.message.contains("gone.html")),
+        "{problems:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Check 5: chapter crates.
 
@@ -415,4 +510,128 @@ async fn invalid_sql_file_is_reported() {
     );
     assert_eq!(p.line, Some(4), "{p}");
     assert_eq!(problems.len(), 1, "schema.sql is valid: {problems:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Check 8: links to repository files.
+
+#[test]
+fn link_to_a_missing_source_file_is_reported() {
+    let f = Fixture::correct();
+    f.edit(
+        "src/demo/design.md",
+        "demo/src/lib.rs#store",
+        "demo/src/gone.rs#store",
+    );
+    let problems = sources::check(f.root());
+    let p = assert_reported(
+        &problems,
+        "src/demo/design.md",
+        "chapters-code/demo/src/gone.rs: no such file or directory",
+    );
+    assert_eq!(p.line, Some(11), "{p}");
+    // The build refuses it too, naming the page and the link.
+    assert_reported(
+        &render::check(f.root(), Mermaid::On),
+        "book.toml",
+        "src/demo/design.md: link ../../chapters-code/demo/src/gone.rs#store",
+    );
+}
+
+#[test]
+fn link_to_a_line_past_the_end_of_a_source_file_is_reported() {
+    let f = Fixture::correct();
+    f.edit("src/demo/design.md", "lib.rs#L5-L7", "lib.rs#L5-L700");
+    let problems = sources::check(f.root());
+    let p = assert_reported(
+        &problems,
+        "src/demo/design.md",
+        "line 700 is past the end of the file",
+    );
+    assert_eq!(p.line, Some(15), "{p}");
+}
+
+#[test]
+fn link_to_an_unknown_item_of_a_source_file_is_reported() {
+    let f = Fixture::correct();
+    f.edit("src/demo/design.md", "lib.rs#store", "lib.rs#shop");
+    assert_reported(
+        &sources::check(f.root()),
+        "src/demo/design.md",
+        "#shop: no fn, struct",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Check 9: problem types.
+
+#[test]
+fn problem_type_without_a_section_is_reported() {
+    let f = Fixture::correct();
+    f.edit(
+        "chapters-code/demo/src/lib.rs",
+        "(\"too-many\", 429)",
+        "(\"too-many\", 429), (\"gone\", 410)",
+    );
+    assert_reported(
+        &problems::check(f.root()),
+        "src/demo/problems.md",
+        "no section `## gone`",
+    );
+}
+
+#[test]
+fn section_for_no_problem_type_is_reported() {
+    let f = Fixture::correct();
+    f.edit("chapters-code/demo/src/lib.rs", ", (\"too-many\", 429)", "");
+    let problems = problems::check(f.root());
+    let p = assert_reported(
+        &problems,
+        "src/demo/problems.md",
+        "`## too-many` is not a problem type",
+    );
+    assert_eq!(p.line, Some(11), "{p}");
+}
+
+#[test]
+fn status_on_the_page_that_differs_from_the_code_is_reported() {
+    let f = Fixture::correct();
+    f.edit("src/demo/problems.md", "`429 Too", "`503 Too");
+    assert_reported(
+        &problems::check(f.root()),
+        "src/demo/problems.md",
+        "section too-many must state its status as **Status:** `429",
+    );
+}
+
+#[test]
+fn problem_type_base_that_is_not_the_published_page_is_reported() {
+    let f = Fixture::correct();
+    f.edit(
+        "chapters-code/demo/src/lib.rs",
+        "https://example.org/fixture/demo/problems.html#",
+        "https://docs.demo.example/problems/",
+    );
+    let problems = problems::check(f.root());
+    let p = assert_reported(
+        &problems,
+        "chapters-code/demo/src/lib.rs",
+        "must be \"https://example.org/fixture/demo/problems.html#\"",
+    );
+    assert!(p.line.is_some(), "{p}");
+}
+
+#[test]
+fn published_site_and_site_url_that_disagree_are_reported() {
+    let f = Fixture::correct();
+    f.edit(
+        "book.toml",
+        "site-url = \"/fixture/\"",
+        "site-url = \"/book/\"",
+    );
+    assert_reported(
+        &problems::check(f.root()),
+        "book.toml",
+        "output.html.site-url is \"/book/\"",
+    );
 }

@@ -162,7 +162,10 @@ mod tests {
             vec![".", "chapters-code/*"]
         );
         assert_eq!(workspace_list(toml, "default-members"), vec!["a", "b"]);
-        assert!(matches_member("chapters-code/*", "chapters-code/parking-reservation"));
+        assert!(matches_member(
+            "chapters-code/*",
+            "chapters-code/parking-reservation"
+        ));
         assert!(!matches_member(
             "chapters-code/*",
             "chapters-code/blocks/cache"

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use tempfile::TempDir;
 use bookkit::{GeneratedFile as Generator, Source};
+use tempfile::TempDir;
 
 /// A fixture book; deleted when dropped.
 pub struct Fixture {
@@ -63,8 +63,14 @@ create-missing = false
 command = "mdbook-mermaid"
 after = ["links"]
 
+[preprocessor.sources]
+optional = true
+after = ["links"]
+site = "https://example.org/fixture/"
+
 [output.html]
 additional-js = ["mermaid.min.js", "mermaid-init.js"]
+site-url = "/fixture/"
 
 [output.html.playground]
 runnable = false
@@ -85,6 +91,7 @@ runnable = false
 
 - [Demo](demo/index.md)
     - [Design](demo/design.md)
+    - [Problem types](demo/problems.md)
 - [Not written yet]()
 "#,
     ),
@@ -131,6 +138,31 @@ See [the demo](index.md#demo) and the [first lines](index.md).
 ```rust
 {{#include ../../chapters-code/demo/src/lib.rs:1:3}}
 ```
+
+The code: [`store`](../../chapters-code/demo/src/lib.rs#store), its
+[doc comment](../../chapters-code/demo/src/lib.rs#L4), [its body][body], and
+[the schema](../../chapters-code/demo/sql).
+
+[body]: ../../chapters-code/demo/src/lib.rs#L5-L7
+"#,
+    ),
+    (
+        "src/demo/problems.md",
+        r#"# Problem types
+
+A type URI reads `https://example.org/fixture/demo/problems.html#not-found`.
+
+## not-found
+
+**Status:** `404 Not Found`
+
+No such thing.
+
+## too-many
+
+**Status:** `429 Too Many Requests`
+
+Slow down.
 "#,
     ),
     (GENERATED_PATH, GENERATED),
@@ -152,6 +184,12 @@ pub fn store() -> u32 {
     42
 }
 // ANCHOR_END: store
+
+/// Problem `type` URIs start with this.
+pub const PROBLEM_TYPE_BASE: &str = "https://example.org/fixture/demo/problems.html#";
+
+/// Every problem type, with its status.
+pub const PROBLEM_TYPES: &[(&str, u16)] = &[("not-found", 404), ("too-many", 429)];
 
 #[cfg(test)]
 mod tests {

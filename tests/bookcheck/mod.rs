@@ -14,7 +14,9 @@ pub mod crates;
 pub mod fixture;
 pub mod generated;
 pub mod includes;
+pub mod problems;
 pub mod render;
+pub mod sources;
 pub mod sql;
 pub mod summary;
 

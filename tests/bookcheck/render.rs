@@ -8,7 +8,11 @@
 //! - every ```mermaid block of a page (after includes) became
 //!   `<pre class="mermaid">`, and no `language-mermaid` code block is left;
 //! - every relative `href`/`src` in every HTML file names a file of the built
-//!   book, and every `#fragment` names an `id` in that file.
+//!   book, and every `#fragment` names an `id` in that file. The source pages
+//!   (`code/**.html`, see `xtask::sources`) are files of the book like any
+//!   other; on them a range `#L10-L20` needs the ids `L10` and `L20`.
+//! - no link points at the book's own published site (`[preprocessor.sources]
+//!   site` in book.toml) except at a page the build wrote.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -124,7 +128,7 @@ fn build(root: &Path, build_dir: &Path, mermaid: Mermaid) -> Result<Vec<Page>, P
     if mermaid == Mermaid::On {
         book.with_preprocessor(mdbook_mermaid::Mermaid);
     }
-    book.build().map_err(|e| fail("mdBook build failed", e))?;
+    xtask::book::build_loaded(&mut book).map_err(|e| fail("mdBook build failed", e))?;
     Ok(pages)
 }
 
@@ -220,11 +224,17 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
     let mut seen = BTreeSet::new();
     // The 404 page is served from any depth, so mdBook gives it an absolute
     // `<base href>` of the site's URL path; that path is the build root.
-    let site_url = mdbook_driver::config::Config::from_disk(root.join("book.toml"))
-        .ok()
+    let config = mdbook_driver::config::Config::from_disk(root.join("book.toml")).ok();
+    let site_url = config
+        .as_ref()
         .and_then(|c| c.html_config())
         .and_then(|h| h.site_url)
         .unwrap_or_else(|| "/".to_string());
+    // Links to the published book itself (as problem type URIs are) must name
+    // a page of this build.
+    let published = config
+        .as_ref()
+        .and_then(|c| xtask::book::published_site(c).ok());
 
     for file in files {
         let rel = relative(build_dir, &file);
@@ -238,11 +248,14 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
         let base = base_dir(&html, &rel, &site_url);
         for cap in URL_ATTR.captures_iter(&html) {
             let url = decode_entities(&cap[1]);
-            let Some((path, fragment)) = internal(&url) else {
+            let own = published.as_deref().and_then(|site| url.strip_prefix(site));
+            let Some((path, fragment)) = own.map_or_else(|| internal(&url), |u| internal(u)) else {
                 continue;
             };
-            let target = if path.is_empty() {
+            let target = if path.is_empty() && own.is_none() {
                 rel.clone()
+            } else if own.is_some() {
+                normalize(Path::new(&percent_decode(path)))
             } else {
                 normalize(&base.join(percent_decode(path)))
             };
@@ -261,7 +274,8 @@ fn check_links(root: &Path, build_dir: &Path, pages: &[Page]) -> Vec<Problem> {
                 let known = ids
                     .entry(target.clone())
                     .or_insert_with(|| ids_in(&build_dir.join(&target)));
-                (!known.contains(&fragment)).then(|| {
+                let needed = line_range(&fragment).unwrap_or_else(|| vec![fragment.clone()]);
+                (!needed.iter().all(|id| known.contains(id))).then(|| {
                     format!(
                         "links to {url}, but {} has no id=\"{fragment}\"",
                         slash(&target)
@@ -316,6 +330,14 @@ fn internal(url: &str) -> Option<(&str, Option<&str>)> {
     };
     let path = rest.split('?').next().unwrap_or("");
     Some((path, fragment))
+}
+
+/// The ids a line range `L10-L20` of a source page needs (`L10`, `L20`).
+fn line_range(fragment: &str) -> Option<Vec<String>> {
+    static RANGE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(L[0-9]+)-(L[0-9]+)$").expect("valid regex"));
+    let c = RANGE.captures(fragment)?;
+    Some(vec![c[1].to_string(), c[2].to_string()])
 }
 
 /// Every `id="..."` in an HTML file.
