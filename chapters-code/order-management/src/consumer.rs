@@ -1,0 +1,253 @@
+//! A consumer of order events that applies each one exactly once.
+//!
+//! JetStream delivers at least once: a message is redelivered when its ack
+//! is lost or late, and the relay may publish a message twice. The consumer
+//! makes the *effect* happen once: the effect (here, a per-order
+//! projection) and an inbox row keyed by the message id commit in one
+//! transaction, and the inbox's UNIQUE constraint refuses a message id seen
+//! before, so a duplicate changes nothing and is simply acked.
+//!
+//! A message that keeps failing is nak'ed with a delay and redelivered, at
+//! most [`MAX_DELIVER`] times (the consumer's `max_deliver`, enforced by
+//! JetStream too); on the last attempt it goes to the `dead_letters` table
+//! and is terminated, so it neither blocks the others nor disappears.
+//! A message that does not parse is a dead letter at once: retrying garbage
+//! cannot help.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures_util::StreamExt;
+use sqlx::postgres::PgPool;
+use uuid::Uuid;
+
+use crate::relay::{Broker, OutboxMessage, RelayError};
+
+/// Deliveries before a message goes to the dead letters.
+pub const MAX_DELIVER: i64 = 4;
+
+/// How long JetStream waits for an ack before redelivering.
+pub const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Delay before a nak'ed message comes back.
+pub const NAK_DELAY: Duration = Duration::from_millis(100);
+
+/// Failures a test injects into the consumer.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Die after committing the effect, before acking, this many more times.
+    pub crash_before_ack: AtomicU32,
+    /// The effect fails for this order (a dependency that is down for it).
+    pub failing_order: Option<Uuid>,
+}
+
+/// What happened to one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect was applied and the message acked.
+    Applied,
+    /// The inbox had the message id: acked, nothing applied.
+    Duplicate,
+    /// The effect committed but the consumer "died" before acking (test fault).
+    CrashedBeforeAck,
+    /// The effect failed; nak'ed for a later retry.
+    Retry,
+    /// Moved to `dead_letters` and terminated.
+    DeadLettered,
+}
+
+/// Counts of outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// [`Outcome::Applied`].
+    pub applied: usize,
+    /// [`Outcome::Duplicate`].
+    pub duplicates: usize,
+    /// [`Outcome::CrashedBeforeAck`].
+    pub crashed: usize,
+    /// [`Outcome::Retry`].
+    pub retries: usize,
+    /// [`Outcome::DeadLettered`].
+    pub dead_lettered: usize,
+}
+
+impl Tally {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::CrashedBeforeAck => self.crashed += 1,
+            Outcome::Retry => self.retries += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+        }
+    }
+}
+
+/// A durable pull consumer of the order stream with its inbox.
+pub struct Consumer {
+    pool: PgPool,
+    consumer: PullConsumer,
+    name: String,
+    /// Injected failures.
+    pub faults: Faults,
+}
+
+fn broker_err(e: impl std::fmt::Display) -> RelayError {
+    RelayError::Broker(e.to_string())
+}
+
+impl Consumer {
+    /// Creates (or reuses) the durable consumer `name` on the broker's stream.
+    pub async fn create(pool: PgPool, broker: &Broker, name: &str) -> Result<Self, RelayError> {
+        let stream = broker
+            .js
+            .get_stream(&broker.stream)
+            .await
+            .map_err(broker_err)?;
+        let consumer = stream
+            .get_or_create_consumer(
+                name,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(name.to_string()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_deliver: MAX_DELIVER,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(broker_err)?;
+        Ok(Consumer {
+            pool,
+            consumer,
+            name: name.to_string(),
+            faults: Faults::default(),
+        })
+    }
+
+    /// Fetches up to `max` messages (waiting at most `wait`) and handles each.
+    pub async fn poll(&self, max: usize, wait: Duration) -> Result<Tally, RelayError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(broker_err)?;
+        let mut tally = Tally::default();
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(broker_err)?;
+            tally.add(self.handle(&msg).await?);
+        }
+        Ok(tally)
+    }
+
+    // ANCHOR: handle
+    /// Handles one delivery: parse, apply once, ack (or nak, or dead-letter).
+    pub async fn handle(&self, msg: &jetstream::Message) -> Result<Outcome, RelayError> {
+        let info = msg.info().map_err(broker_err)?;
+        let (stream_seq, delivered) = (info.stream_sequence, info.delivered);
+        let parsed: Result<OutboxMessage, _> = serde_json::from_slice(&msg.payload);
+        let Ok(m) = parsed else {
+            // Garbage from the broker gets the same rules as any input.
+            self.dead_letter(msg, stream_seq, "unparseable payload")
+                .await?;
+            return Ok(Outcome::DeadLettered);
+        };
+        match self.apply_once(&m).await {
+            Ok(applied) => {
+                if applied && take_one(&self.faults.crash_before_ack) {
+                    // The effect is committed; the ack never leaves. JetStream
+                    // redelivers after ACK_WAIT and the inbox drops it.
+                    return Ok(Outcome::CrashedBeforeAck);
+                }
+                msg.ack().await.map_err(broker_err)?;
+                Ok(if applied {
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                })
+            }
+            Err(why) if delivered >= MAX_DELIVER => {
+                self.dead_letter(msg, stream_seq, &why).await?;
+                Ok(Outcome::DeadLettered)
+            }
+            Err(_) => {
+                msg.ack_with(AckKind::Nak(Some(NAK_DELAY)))
+                    .await
+                    .map_err(broker_err)?;
+                Ok(Outcome::Retry)
+            }
+        }
+    }
+    // ANCHOR_END: handle
+
+    // ANCHOR: apply_once
+    /// The effect and the inbox row in one transaction. `Ok(false)`: seen before.
+    async fn apply_once(&self, m: &OutboxMessage) -> Result<bool, String> {
+        if self.faults.failing_order == Some(m.order_id) {
+            return Err(format!("the projection store refused order {}", m.order_id));
+        }
+        let work = async {
+            let mut tx = self.pool.begin().await?;
+            let fresh = sqlx::query(
+                "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&self.name)
+            .bind(m.message_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if fresh {
+                let kind = m.event.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+                sqlx::query(
+                    "INSERT INTO order_projection (order_id, events_applied, last_version, last_kind)
+                     VALUES ($1, 1, $2, $3)
+                     ON CONFLICT (order_id) DO UPDATE
+                        SET events_applied = order_projection.events_applied + 1,
+                            last_version = GREATEST(order_projection.last_version, EXCLUDED.last_version),
+                            last_kind = EXCLUDED.last_kind",
+                )
+                .bind(m.order_id)
+                .bind(m.version)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(fresh)
+        };
+        work.await.map_err(|e| e.to_string())
+    }
+    // ANCHOR_END: apply_once
+
+    async fn dead_letter(
+        &self,
+        msg: &jetstream::Message,
+        stream_seq: u64,
+        reason: &str,
+    ) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO dead_letters (consumer, stream_seq, subject, reason, payload)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer, stream_seq) DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(i64::try_from(stream_seq).unwrap_or(i64::MAX))
+        .bind(msg.subject.as_str())
+        .bind(reason)
+        .bind(msg.payload.as_ref())
+        .execute(&self.pool)
+        .await?;
+        msg.ack_with(AckKind::Term).await.map_err(broker_err)?;
+        Ok(())
+    }
+}
+
+/// Decrements `n` if it is positive; true if it did.
+fn take_one(n: &AtomicU32) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
+}

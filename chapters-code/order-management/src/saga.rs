@@ -1,0 +1,661 @@
+//! The checkout saga, orchestrated: one coordinator tells each participant
+//! what to do, in order, and on a failure tells the ones that already acted
+//! to undo it, in reverse order.
+//!
+//! ```text
+//!   step                 compensation       kind
+//!   0 order.place        order.reject       compensatable (the semantic lock: Pending)
+//!   1 stock.reserve      stock.release      compensatable
+//!   2 payment.authorize  payment.void       compensatable
+//!   3 payment.capture    -                  PIVOT: once it succeeds, the saga only goes forward
+//!   4 stock.commit       -                  retriable until it succeeds
+//!   5 order.approve      -                  retriable until it succeeds
+//! ```
+//!
+//! The saga's progress lives in the `sagas` row, updated after every step
+//! and every compensation. Each participant action is idempotent, keyed by
+//! the saga id, and records itself in `saga_log` in its own transaction
+//! only when it changed something. A coordinator that dies anywhere is
+//! replaced by [`Orchestrator::recover`], which re-runs the step or
+//! compensation it was in: the participant sees the repeat and does
+//! nothing, so every effect happens once.
+//!
+//! Steps run under a timeout and are retried with backoff. A step that
+//! fails for good before the pivot starts the compensation; after the pivot
+//! there is nothing to compensate, so a step that keeps failing parks the
+//! saga in `dead_letter` for an operator (or a later [`Orchestrator::run`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{Command, State};
+use crate::store::{PgStore, StoreError};
+
+// ANCHOR: steps
+/// The saga's steps, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Lock the order: `created` -> `pending`.
+    PlaceOrder,
+    /// Reserve every line's stock.
+    ReserveStock,
+    /// Authorize the card for the total.
+    AuthorizePayment,
+    /// Capture the authorized amount: the pivot.
+    CapturePayment,
+    /// Turn the reservations into shipments-to-be (on hand goes down).
+    CommitStock,
+    /// Unlock the order: `pending` -> `paid`.
+    ApproveOrder,
+}
+
+/// Every step, in execution order.
+pub const STEPS: [Step; 6] = [
+    Step::PlaceOrder,
+    Step::ReserveStock,
+    Step::AuthorizePayment,
+    Step::CapturePayment,
+    Step::CommitStock,
+    Step::ApproveOrder,
+];
+
+/// The index of the pivot in [`STEPS`].
+pub const PIVOT: usize = 3;
+// ANCHOR_END: steps
+
+impl Step {
+    /// The action's name in `saga_log`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::PlaceOrder => "order.place",
+            Step::ReserveStock => "stock.reserve",
+            Step::AuthorizePayment => "payment.authorize",
+            Step::CapturePayment => "payment.capture",
+            Step::CommitStock => "stock.commit",
+            Step::ApproveOrder => "order.approve",
+        }
+    }
+
+    /// The compensation's name in `saga_log`, if the step has one.
+    pub fn compensation(self) -> Option<&'static str> {
+        match self {
+            Step::PlaceOrder => Some("order.reject"),
+            Step::ReserveStock => Some("stock.release"),
+            Step::AuthorizePayment => Some("payment.void"),
+            _ => None,
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Step> {
+        STEPS.into_iter().find(|st| st.name() == s)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a saga is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SagaStatus {
+    /// Going forward.
+    Running,
+    /// Undoing.
+    Compensating,
+    /// Every step done; the order is paid.
+    Completed,
+    /// Every done step undone; the order is rejected or payment_failed.
+    Compensated,
+    /// Past the pivot and stuck: needs an operator or a later retry.
+    DeadLetter,
+}
+
+impl SagaStatus {
+    fn parse(s: &str) -> Option<SagaStatus> {
+        Some(match s {
+            "running" => SagaStatus::Running,
+            "compensating" => SagaStatus::Compensating,
+            "completed" => SagaStatus::Completed,
+            "compensated" => SagaStatus::Compensated,
+            "dead_letter" => SagaStatus::DeadLetter,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a step did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepError {
+    /// A business refusal (no stock, card declined): retrying will not help.
+    Refused(String),
+    /// A timeout or an unavailable dependency: worth retrying.
+    Transient(String),
+}
+
+/// Why the orchestrator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    /// The order refused to start checkout (wrong state, stale version, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The saga's own table failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// No saga has this id.
+    #[error("saga {0} does not exist")]
+    NotFound(Uuid),
+    /// A crash injected by a test: the coordinator "died" here.
+    #[error("crashed after {0}")]
+    Crashed(String),
+}
+
+/// Timeouts, retries and the card's limit.
+#[derive(Clone, Debug)]
+pub struct SagaConfig {
+    /// How long one attempt of a step may take.
+    pub step_timeout: Duration,
+    /// Attempts per step (and per compensation) before giving up.
+    pub max_attempts: u32,
+    /// First retry delay; doubled each time.
+    pub backoff: Duration,
+    /// Authorizations above this are declined (the test's payment provider).
+    pub card_limit_cents: i64,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        SagaConfig {
+            step_timeout: Duration::from_millis(500),
+            max_attempts: 3,
+            backoff: Duration::from_millis(20),
+            card_limit_cents: 1_000_000,
+        }
+    }
+}
+
+/// Where a test makes the coordinator die.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashAt {
+    /// After the step's effect committed, before the saga row records it.
+    AfterStep(Step),
+    /// After the compensation's effect committed, before the saga row records it.
+    AfterCompensation(Step),
+}
+
+/// Failures a test injects.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Attempts of a step that hang (longer than the timeout) before doing anything.
+    pub hang_before: Mutex<HashMap<Step, u32>>,
+    /// Attempts of a step that do their work, then hang (so the retry repeats done work).
+    pub hang_after: Mutex<HashMap<Step, u32>>,
+    /// Attempts of a step that fail as "unavailable".
+    pub unavailable: Mutex<HashMap<Step, u32>>,
+    /// The payment provider refuses to capture.
+    pub refuse_capture: bool,
+    /// Die once here.
+    pub crash: Mutex<Option<CrashAt>>,
+}
+
+fn take(map: &Mutex<HashMap<Step, u32>>, step: Step) -> bool {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    match m.get_mut(&step) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Faults {
+    fn crash_here(&self, at: CrashAt) -> bool {
+        let mut c = self.crash.lock().unwrap_or_else(|p| p.into_inner());
+        if *c == Some(at) {
+            *c = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The coordinator.
+pub struct Orchestrator {
+    pool: PgPool,
+    /// Timeouts and retries.
+    pub config: SagaConfig,
+    /// Injected failures.
+    pub faults: Faults,
+}
+
+async fn log(
+    tx: &mut Transaction<'_, Postgres>,
+    saga: Uuid,
+    action: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO saga_log (saga_id, action) VALUES ($1, $2)")
+        .bind(saga)
+        .bind(action)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn transient(e: impl fmt::Display) -> StepError {
+    StepError::Transient(e.to_string())
+}
+
+impl Orchestrator {
+    /// A coordinator over the database with the default configuration.
+    pub fn new(pool: PgPool) -> Self {
+        Orchestrator {
+            pool,
+            config: SagaConfig::default(),
+            faults: Faults::default(),
+        }
+    }
+
+    // ANCHOR: start
+    /// Starts checkout: the order goes to `pending` (the semantic lock) and
+    /// the saga row is written, in one transaction. Returns the saga's id.
+    pub async fn start(&self, order_id: Uuid, expected_version: i64) -> Result<Uuid, SagaError> {
+        let saga = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        PgStore::apply_in(&mut tx, order_id, expected_version, &Command::Place).await?;
+        sqlx::query("INSERT INTO sagas (id, order_id, status, step) VALUES ($1, $2, 'running', 1)")
+            .bind(saga)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        log(&mut tx, saga, Step::PlaceOrder.name()).await?;
+        tx.commit().await?;
+        Ok(saga)
+    }
+    // ANCHOR_END: start
+
+    /// Starts and runs a saga to its end.
+    pub async fn checkout(
+        &self,
+        order_id: Uuid,
+        expected_version: i64,
+    ) -> Result<(Uuid, SagaStatus), SagaError> {
+        let saga = self.start(order_id, expected_version).await?;
+        Ok((saga, self.run(saga).await?))
+    }
+
+    /// Resumes every saga that is running or compensating (after a coordinator died).
+    pub async fn recover(&self) -> Result<Vec<(Uuid, SagaStatus)>, SagaError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sagas WHERE status IN ('running', 'compensating') ORDER BY updated_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push((id, self.run(id).await?));
+        }
+        Ok(out)
+    }
+
+    /// The actions the participants executed for a saga, in order.
+    pub async fn log_of(&self, saga: Uuid) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT action FROM saga_log WHERE saga_id = $1 ORDER BY seq")
+            .bind(saga)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// A saga's status, the index it is at, and its failure if any.
+    pub async fn status(
+        &self,
+        saga: Uuid,
+    ) -> Result<(SagaStatus, usize, Option<String>), SagaError> {
+        let row = sqlx::query("SELECT status, step, failure FROM sagas WHERE id = $1")
+            .bind(saga)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SagaError::NotFound(saga))?;
+        let status: String = row.try_get("status")?;
+        let step: i32 = row.try_get("step")?;
+        Ok((
+            SagaStatus::parse(&status).unwrap_or(SagaStatus::DeadLetter),
+            usize::try_from(step).unwrap_or(0),
+            row.try_get("failure")?,
+        ))
+    }
+
+    // ANCHOR: run
+    /// Drives a saga from wherever its row says it is to an end state.
+    pub async fn run(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
+        loop {
+            let (status, at, _) = self.status(saga).await?;
+            match status {
+                SagaStatus::Running if at == STEPS.len() => {
+                    self.set(saga, "completed", at, None).await?;
+                }
+                SagaStatus::Running => {
+                    let step = STEPS[at];
+                    match self.attempt(saga, step, false).await {
+                        Ok(()) => {
+                            if self.faults.crash_here(CrashAt::AfterStep(step)) {
+                                return Err(SagaError::Crashed(step.to_string()));
+                            }
+                            self.set(saga, "running", at + 1, None).await?;
+                        }
+                        // Up to and including the pivot, a failure is undone:
+                        // the `at` steps before this one are compensated.
+                        Err(why) if at <= PIVOT => {
+                            self.set(saga, "compensating", at, Some((step, &why)))
+                                .await?;
+                        }
+                        // Past the pivot there is no way back: park it.
+                        Err(why) => {
+                            self.set(saga, "dead_letter", at, Some((step, &why)))
+                                .await?;
+                        }
+                    }
+                }
+                SagaStatus::Compensating if at == 0 => {
+                    self.set(saga, "compensated", 0, None).await?;
+                }
+                SagaStatus::Compensating => {
+                    // Reverse order: the last step done is undone first.
+                    let step = STEPS[at - 1];
+                    match self.attempt(saga, step, true).await {
+                        Ok(()) => {
+                            if self.faults.crash_here(CrashAt::AfterCompensation(step)) {
+                                return Err(SagaError::Crashed(format!("undoing {step}")));
+                            }
+                            self.set(saga, "compensating", at - 1, None).await?;
+                        }
+                        Err(why) => {
+                            self.set(saga, "dead_letter", at, Some((step, &why)))
+                                .await?;
+                        }
+                    }
+                }
+                end => return Ok(end),
+            }
+        }
+    }
+    // ANCHOR_END: run
+
+    /// Updates the saga row; `failure` is recorded once and kept.
+    async fn set(
+        &self,
+        saga: Uuid,
+        status: &str,
+        step: usize,
+        failure: Option<(Step, &str)>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE sagas SET status = $2, step = $3,
+                    failed_step = COALESCE($4, failed_step), failure = COALESCE($5, failure),
+                    updated_at = now()
+              WHERE id = $1",
+        )
+        .bind(saga)
+        .bind(status)
+        .bind(i32::try_from(step).unwrap_or(i32::MAX))
+        .bind(failure.map(|(s, _)| s.name()))
+        .bind(failure.map(|(_, w)| w))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ANCHOR: attempt
+    /// Runs a step (or its compensation) with a timeout per attempt and
+    /// exponential backoff between attempts. A refusal is final at once.
+    async fn attempt(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), String> {
+        let mut delay = self.config.backoff;
+        let mut last = String::new();
+        for _ in 0..self.config.max_attempts {
+            let once = self.once(saga, step, undo);
+            match tokio::time::timeout(self.config.step_timeout, once).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(StepError::Refused(why))) => return Err(why),
+                Ok(Err(StepError::Transient(why))) => last = why,
+                Err(_) => last = format!("{step} timed out"),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        Err(format!("{last} ({} attempts)", self.config.max_attempts))
+    }
+    // ANCHOR_END: attempt
+
+    async fn once(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), StepError> {
+        if take(&self.faults.hang_before, step) {
+            tokio::time::sleep(self.config.step_timeout * 4).await;
+        }
+        if take(&self.faults.unavailable, step) {
+            return Err(StepError::Transient(format!(
+                "{step}: participant unavailable"
+            )));
+        }
+        let mut tx = self.pool.begin().await.map_err(transient)?;
+        let order_id: Uuid = sqlx::query_scalar("SELECT order_id FROM sagas WHERE id = $1")
+            .bind(saga)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(transient)?;
+        let changed = if undo {
+            self.compensate(&mut tx, saga, order_id, step).await?
+        } else {
+            self.forward(&mut tx, saga, order_id, step).await?
+        };
+        if changed {
+            let name = if undo {
+                step.compensation().unwrap_or("?")
+            } else {
+                step.name()
+            };
+            log(&mut tx, saga, name).await.map_err(transient)?;
+        }
+        tx.commit().await.map_err(transient)?;
+        if take(&self.faults.hang_after, step) {
+            tokio::time::sleep(self.config.step_timeout * 4).await;
+        }
+        Ok(())
+    }
+
+    // ANCHOR: participants
+    /// A step's effect, inside the participant's transaction; false when it was already done.
+    async fn forward(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        saga: Uuid,
+        order_id: Uuid,
+        step: Step,
+    ) -> Result<bool, StepError> {
+        match step {
+            // Done in `start`, with the saga row.
+            Step::PlaceOrder => Ok(false),
+            Step::ReserveStock => {
+                let lines = sqlx::query(
+                    "INSERT INTO stock_reservations (saga_id, sku, quantity, state)
+                     SELECT $1, sku, quantity, 'reserved' FROM order_lines WHERE order_id = $2
+                     ON CONFLICT DO NOTHING RETURNING sku, quantity",
+                )
+                .bind(saga)
+                .bind(order_id)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(transient)?;
+                for l in &lines {
+                    let sku: String = l.try_get("sku").map_err(transient)?;
+                    let quantity: i32 = l.try_get("quantity").map_err(transient)?;
+                    let reserved = sqlx::query(
+                        "UPDATE stock SET reserved = reserved + $2
+                          WHERE sku = $1 AND on_hand - reserved >= $2",
+                    )
+                    .bind(&sku)
+                    .bind(quantity)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(transient)?;
+                    if reserved.rows_affected() == 0 {
+                        // The transaction rolls back: no line stays reserved.
+                        return Err(StepError::Refused(format!("out of stock: {sku}")));
+                    }
+                }
+                Ok(!lines.is_empty())
+            }
+            Step::AuthorizePayment => {
+                let order = PgStore::load(&mut **tx, order_id)
+                    .await
+                    .map_err(transient)?;
+                if order.total_cents > self.config.card_limit_cents {
+                    return Err(StepError::Refused("card declined".into()));
+                }
+                let n = sqlx::query(
+                    "INSERT INTO payments (saga_id, order_id, amount_cents, state)
+                     VALUES ($1, $2, $3, 'authorized') ON CONFLICT DO NOTHING",
+                )
+                .bind(saga)
+                .bind(order_id)
+                .bind(order.total_cents)
+                .execute(&mut **tx)
+                .await
+                .map_err(transient)?;
+                Ok(n.rows_affected() == 1)
+            }
+            Step::CapturePayment => {
+                if self.faults.refuse_capture {
+                    return Err(StepError::Refused(
+                        "the provider refused the capture".into(),
+                    ));
+                }
+                let n = sqlx::query(
+                    "UPDATE payments SET state = 'captured' WHERE saga_id = $1 AND state = 'authorized'",
+                )
+                .bind(saga)
+                .execute(&mut **tx)
+                .await
+                .map_err(transient)?;
+                Ok(n.rows_affected() == 1)
+            }
+            Step::CommitStock => {
+                let lines = sqlx::query(
+                    "UPDATE stock_reservations SET state = 'committed'
+                      WHERE saga_id = $1 AND state = 'reserved' RETURNING sku, quantity",
+                )
+                .bind(saga)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(transient)?;
+                for l in &lines {
+                    sqlx::query(
+                        "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1",
+                    )
+                    .bind(l.try_get::<String, _>("sku").map_err(transient)?)
+                    .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(transient)?;
+                }
+                Ok(!lines.is_empty())
+            }
+            Step::ApproveOrder => {
+                let order = PgStore::load(&mut **tx, order_id)
+                    .await
+                    .map_err(transient)?;
+                if order.state != State::Pending {
+                    return Ok(false);
+                }
+                let amount_cents = order.total_cents;
+                PgStore::apply_in(
+                    tx,
+                    order_id,
+                    order.version,
+                    &Command::Approve { amount_cents },
+                )
+                .await
+                .map_err(transient)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// A compensation's effect; false when it was already done (or nothing was there to undo).
+    async fn compensate(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        saga: Uuid,
+        order_id: Uuid,
+        step: Step,
+    ) -> Result<bool, StepError> {
+        match step {
+            Step::PlaceOrder => {
+                let order = PgStore::load(&mut **tx, order_id)
+                    .await
+                    .map_err(transient)?;
+                if order.state != State::Pending {
+                    return Ok(false);
+                }
+                let (failed_step, failure): (Option<String>, Option<String>) =
+                    sqlx::query_as("SELECT failed_step, failure FROM sagas WHERE id = $1")
+                        .bind(saga)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(transient)?;
+                let reason = failure.unwrap_or_default();
+                let payment = matches!(
+                    failed_step.as_deref().and_then(Step::from_name),
+                    Some(Step::AuthorizePayment | Step::CapturePayment)
+                );
+                let command = if payment {
+                    Command::FailPayment { reason }
+                } else {
+                    Command::Reject { reason }
+                };
+                PgStore::apply_in(tx, order_id, order.version, &command)
+                    .await
+                    .map_err(transient)?;
+                Ok(true)
+            }
+            Step::ReserveStock => {
+                let lines = sqlx::query(
+                    "UPDATE stock_reservations SET state = 'released'
+                      WHERE saga_id = $1 AND state = 'reserved' RETURNING sku, quantity",
+                )
+                .bind(saga)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(transient)?;
+                for l in &lines {
+                    sqlx::query("UPDATE stock SET reserved = reserved - $2 WHERE sku = $1")
+                        .bind(l.try_get::<String, _>("sku").map_err(transient)?)
+                        .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(transient)?;
+                }
+                Ok(!lines.is_empty())
+            }
+            Step::AuthorizePayment => {
+                let n = sqlx::query(
+                    "UPDATE payments SET state = 'voided' WHERE saga_id = $1 AND state = 'authorized'",
+                )
+                .bind(saga)
+                .execute(&mut **tx)
+                .await
+                .map_err(transient)?;
+                Ok(n.rows_affected() == 1)
+            }
+            // Nothing after the pivot is ever compensated.
+            Step::CapturePayment | Step::CommitStock | Step::ApproveOrder => Ok(false),
+        }
+    }
+    // ANCHOR_END: participants
+}
