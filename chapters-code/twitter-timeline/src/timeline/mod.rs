@@ -172,11 +172,24 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
     }
     // ANCHOR_END: cached
 
+    // ANCHOR: backfill
+    /// After a follow: the followee's recent posts join the follower's
+    /// cached timeline (idempotent, so a repeated follow repeats it
+    /// harmlessly). If that fails the timeline is evicted, to be rebuilt
+    /// complete on the next read; the follow itself stands either way.
     async fn backfill(&self, follower: UserId, followee: UserId) -> Result<(), TimelineError> {
         let posts = pull(&self.store, &[followee], None, self.cache.cap()).await?;
         let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
-        Ok(self.cache.insert(follower, &ids).await?)
+        if let Err(e) = self.cache.insert(follower, &ids).await {
+            tracing::warn!(error = %e, %follower, "backfill failed; evicting the timeline");
+            if let Err(e) = self.cache.evict(follower).await {
+                // Redis is unreachable: reads fall back to the store until it is back.
+                tracing::error!(error = %e, %follower, "evicting after a failed backfill failed");
+            }
+        }
+        Ok(())
     }
+    // ANCHOR_END: backfill
 }
 
 /// Fan-out on write: every post goes into every follower's timeline.
@@ -222,10 +235,8 @@ impl<S: SocialStore, C: TimelineCache> HomeTimeline for FanOutOnWrite<S, C> {
         followee: UserId,
         outcome: FollowOutcome,
     ) -> Result<(), TimelineError> {
-        if outcome.created {
-            self.0.backfill(follower, followee).await?;
-        }
-        Ok(())
+        let _ = outcome;
+        self.0.backfill(follower, followee).await
     }
 
     async fn deliver(&self, post: PostId, audience: &[UserId]) -> Result<usize, TimelineError> {
@@ -318,10 +329,10 @@ impl<S: SocialStore, C: TimelineCache> HomeTimeline for Hybrid<S, C> {
         outcome: FollowOutcome,
     ) -> Result<(), TimelineError> {
         // A celebrity's posts are pulled at every read; nothing to backfill.
-        if outcome.created && !outcome.followee_celebrity {
-            self.parts.backfill(follower, followee).await?;
+        if outcome.followee_celebrity {
+            return Ok(());
         }
-        Ok(())
+        self.parts.backfill(follower, followee).await
     }
 
     async fn deliver(&self, post: PostId, audience: &[UserId]) -> Result<usize, TimelineError> {
