@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod cart;
+pub mod catalog;
 pub mod checkout;
 pub mod domain;
 pub mod idempotency;
