@@ -43,10 +43,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bookkit::ResultKind;
 use bookkit::loadgen::{LoadSpec, constant_server, run_get};
 use bookkit::results::write_result;
 use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
-use bookkit::ResultKind;
 use chrono::Utc;
 use url_shortener::config::{LocalCacheConfig, RedisConfig};
 use url_shortener::metrics::Metrics;

@@ -9,23 +9,26 @@ CREATE TABLE IF NOT EXISTS links (
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz,
     deleted_at  timestamptz,
-    -- The creating account; authentication is out of scope, so it stays NULL here.
-    owner       text,
+    -- SHA-256 of the management token returned by the create: only its
+    -- holder may delete the link or read its statistics. The token itself
+    -- is never stored.
+    token_hash  bytea       NOT NULL,
     -- The constraint that makes custom aliases race-free: two concurrent
     -- inserts of the same code cannot both commit, whatever the application does.
     CONSTRAINT links_code_key UNIQUE (code),
     -- The same rules as `Code::parse`: the database refuses what the domain type refuses.
     CONSTRAINT links_code_format CHECK (code ~ '^[0-9A-Za-z_-]{1,32}$'),
     CONSTRAINT links_target_format CHECK (char_length(target) <= 2048 AND target ~ '^https?://'),
-    CONSTRAINT links_expires_after_creation CHECK (expires_at > created_at)
+    CONSTRAINT links_expires_after_creation CHECK (expires_at > created_at),
+    CONSTRAINT links_token_hash_length CHECK (octet_length(token_hash) = 32)
 );
 -- ANCHOR_END: links
 
 -- ANCHOR: clicks
 -- One counter row per link per day with clicks, upserted by the click batcher.
 -- We chose this over a raw click log (one row per redirect, partitioned by
--- day): at 100,000 redirects a second a log grows by 8.6 billion rows a day,
--- while counters grow by at most one row per active link per day and answer
+-- day): a log grows by one row per redirect, while counters grow by one row
+-- per link clicked that day (the capacity estimate sizes both), and answer
 -- "clicks per day" with an index range scan. The price is detail: no time of
 -- day, referrer or country. Keeping those is an exercise (a partitioned log
 -- with a rollup job).

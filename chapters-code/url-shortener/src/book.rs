@@ -13,11 +13,18 @@ pub fn book() -> Chapter {
         slug: report::CHAPTER,
         package: "url-shortener",
         generated: vec![
-            GeneratedFile::pure("src/url-shortener/generated/capacity.md", report::capacity_markdown),
-            GeneratedFile::pure("src/url-shortener/generated/codegen.md", report::codegen_markdown),
-            GeneratedFile::pure("src/url-shortener/generated/collision-simulation.md", || {
-                Ok(collisions::collision_simulation_markdown())
-            }),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/capacity.md",
+                report::capacity_markdown,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/codegen.md",
+                report::codegen_markdown,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/collision-simulation.md",
+                || Ok(collisions::collision_simulation_markdown()),
+            ),
             GeneratedFile::pure("src/url-shortener/generated/collisions.md", || {
                 Ok(collisions::collision_table_markdown())
             }),
@@ -29,9 +36,18 @@ pub fn book() -> Chapter {
                 "src/url-shortener/generated/explain-stats.md",
                 generated::explain_stats,
             ),
-            GeneratedFile::pure("src/url-shortener/generated/measured.json", report::measured_json),
-            GeneratedFile::pure("src/url-shortener/generated/redirects.md", report::redirects_markdown),
-            GeneratedFile::pure("src/url-shortener/generated/redirects.svg", report::redirects_svg),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/measured.json",
+                report::measured_json,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/redirects.md",
+                report::redirects_markdown,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/redirects.svg",
+                report::redirects_svg,
+            ),
         ],
         report: Some(Report {
             benches: &["codegen", "redirect-load"],

@@ -3,11 +3,14 @@
 //! A redirect must not wait for a database write, so it only drops a click
 //! into a bounded channel ([`ClickRecorder::record`], which never blocks).
 //! One batcher task per process drains the channel, adds the clicks up per
-//! (link, day), and writes the sums with one statement every
-//! `flush_every` or after `max_batch` clicks, whichever comes first. At
-//! 100,000 redirects a second concentrated on a few thousand hot links, a
-//! flush every 500 ms turns 50,000 clicks into a few thousand counter
-//! updates in a single statement.
+//! (link, day), and writes the sums with one statement every `flush_every`,
+//! or sooner when `max_batch` distinct counters are pending (which bounds
+//! the statement's size). However many clicks a hot link gets, it costs one
+//! counter update per process per flush.
+//!
+//! A failed flush keeps the counters and waits before the next attempt,
+//! doubling the wait up to [`MAX_BACKOFF`]: a database that refuses writes
+//! gets a handful of attempts, not one per incoming click.
 //!
 //! When the channel is full (the store is slow and the batcher is behind)
 //! the click is **dropped and counted** in `Metrics::clicks_dropped`, rather
@@ -19,6 +22,9 @@
 //! the ones in flight, then [`ClickBatcher::shutdown`] closes the channel,
 //! drains what is queued and flushes it, so every click of every redirect
 //! served is written (`tests/behaviour.rs`, `clicks_survive_graceful_shutdown`).
+//! If the database refuses the final flush [`FINAL_FLUSH_ATTEMPTS`] times,
+//! the clicks are counted in `clicks_lost` and the process exits
+//! (`tests/clicks.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::ClickConfig;
 use crate::domain::Code;
@@ -39,7 +45,10 @@ use crate::store::{DailyClicks, LinkStore};
 const MAX_PENDING_COUNTERS: usize = 100_000;
 
 /// Attempts at the final flush during shutdown.
-const FINAL_FLUSH_ATTEMPTS: u32 = 3;
+pub const FINAL_FLUSH_ATTEMPTS: u32 = 3;
+
+/// The longest pause between flush attempts while the store keeps failing.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Click {
     code: Code,
@@ -101,6 +110,8 @@ pub fn spawn<S: LinkStore>(
         pending_clicks: 0,
         max_batch: config.max_batch.max(1),
         store_timeout,
+        first_backoff: config.flush_every.max(Duration::from_millis(1)),
+        backoff: None,
         metrics: metrics.clone(),
     };
     let task = tokio::spawn(batcher.run(rx, stop_rx, config.flush_every));
@@ -121,6 +132,10 @@ struct Batcher<S> {
     pending_clicks: u64,
     max_batch: usize,
     store_timeout: Duration,
+    /// The pause after a first failure.
+    first_backoff: Duration,
+    /// After a failure: when the next attempt may run, and the pause that got us there.
+    backoff: Option<(Instant, Duration)>,
     metrics: Arc<Metrics>,
 }
 
@@ -140,7 +155,7 @@ impl<S: LinkStore> Batcher<S> {
                 click = rx.recv() => match click {
                     Some(click) => {
                         self.add(click);
-                        if self.pending_clicks >= self.max_batch as u64 {
+                        if self.pending.len() >= self.max_batch {
                             self.flush().await;
                         }
                     }
@@ -161,7 +176,12 @@ impl<S: LinkStore> Batcher<S> {
                 }
             }
         }
-        for _ in 0..FINAL_FLUSH_ATTEMPTS {
+        for attempt in 0..FINAL_FLUSH_ATTEMPTS {
+            if attempt > 0 {
+                // A short pause: a process on its way out cannot back off for long.
+                tokio::time::sleep(self.first_backoff.min(Duration::from_millis(100))).await;
+            }
+            self.backoff = None;
             if self.flush().await {
                 return;
             }
@@ -181,7 +201,9 @@ impl<S: LinkStore> Batcher<S> {
 
     // ANCHOR: flush
     /// Writes the pending counters in one call; true on success (or nothing to do).
-    /// On failure they stay pending and are retried at the next flush.
+    /// On failure they stay pending, and no attempt runs until the backoff
+    /// has passed: the first pause is `flush_every`, then it doubles, up to
+    /// [`MAX_BACKOFF`].
     ///
     /// Delivery is at least once: if the store committed but the answer
     /// came after our timeout, the retry adds the same clicks again. Exact
@@ -190,6 +212,11 @@ impl<S: LinkStore> Batcher<S> {
     async fn flush(&mut self) -> bool {
         if self.pending.is_empty() {
             return true;
+        }
+        if let Some((not_before, _)) = self.backoff
+            && Instant::now() < not_before
+        {
+            return false;
         }
         let batch: Vec<DailyClicks> = self
             .pending
@@ -207,6 +234,7 @@ impl<S: LinkStore> Batcher<S> {
             };
         match result {
             Ok(()) => {
+                self.backoff = None;
                 let n = std::mem::take(&mut self.pending_clicks);
                 self.metrics
                     .clicks_flushed
@@ -215,9 +243,14 @@ impl<S: LinkStore> Batcher<S> {
                 true
             }
             Err(error) => {
+                let pause = self
+                    .backoff
+                    .map_or(self.first_backoff, |(_, last)| (last * 2).min(MAX_BACKOFF));
+                self.backoff = Some((Instant::now() + pause, pause));
                 tracing::warn!(
                     error,
                     counters = batch.len(),
+                    retry_in = ?pause,
                     "click flush failed; will retry"
                 );
                 if self.pending.len() > MAX_PENDING_COUNTERS {

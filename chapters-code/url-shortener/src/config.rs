@@ -24,6 +24,13 @@ pub struct Config {
     pub clicks: ClickConfig,
     /// Per-client limit on link creation; `None` disables it.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Per-client budget of redirects that find no link (the defence
+    /// against scanning, `scan::MissBudget`); `None` disables it.
+    pub miss_limit: Option<RateLimitConfig>,
+    /// Key of the Feistel permutation that scrambles generated codes. A
+    /// deployment sets its own (`SCRAMBLE_KEY`); the default is public and
+    /// only for tests and the in-memory demo.
+    pub scramble_key: u64,
     /// Key the rate limit on the last `X-Forwarded-For` address instead of
     /// the TCP peer. Only true behind a proxy we run, which sets that header.
     pub trust_forwarded_for: bool,
@@ -67,18 +74,23 @@ pub struct ClickConfig {
     pub capacity: usize,
     /// Longest time a click waits in the batcher before it is written.
     pub flush_every: Duration,
-    /// Clicks that trigger a flush before `flush_every` has passed.
+    /// Distinct (link, day) counters pending that trigger a flush before
+    /// `flush_every`: it bounds the size of one upsert, not the click rate.
     pub max_batch: usize,
 }
 
-/// Token bucket per client for `POST /api/links`.
+/// A token bucket per client.
 #[derive(Clone, Debug)]
 pub struct RateLimitConfig {
-    /// Sustained creates per second.
+    /// Sustained requests per second.
     pub per_second: u32,
-    /// Creates allowed in a burst.
+    /// Requests allowed in a burst.
     pub burst: u32,
 }
+
+/// The scramble key of the demo and the tests. It is in the source, so it
+/// hides nothing: a deployment sets `SCRAMBLE_KEY`.
+pub const DEMO_SCRAMBLE_KEY: u64 = 0xC0DE_5EED;
 
 // ANCHOR: config_defaults
 impl Default for Config {
@@ -93,6 +105,13 @@ impl Default for Config {
                 per_second: 10,
                 burst: 20,
             }),
+            // A person who mistypes a code misses once or twice; a scanner
+            // misses on nearly every request.
+            miss_limit: Some(RateLimitConfig {
+                per_second: 1,
+                burst: 20,
+            }),
+            scramble_key: DEMO_SCRAMBLE_KEY,
             trust_forwarded_for: false,
             max_code_attempts: 5,
         }
@@ -144,22 +163,74 @@ impl Default for ClickConfig {
 // ANCHOR_END: click_defaults
 
 impl Config {
-    /// Reads `BASE_URL`, `REDIS_URL` and `STORE_TIMEOUT_MS` over the defaults.
-    /// (`ADDR`, `PORT` and `DATABASE_URL` are read by the binary.)
+    /// Reads the environment over the defaults; see [`Config::from_lookup`].
     pub fn from_env(default_base: &str) -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok(), default_base)
+    }
+
+    // ANCHOR: from_lookup
+    /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS` and `SCRAMBLE_KEY`
+    /// through `var`. With `DATABASE_URL` set (a real deployment),
+    /// `SCRAMBLE_KEY` is required: the demo key is public. (`ADDR`, `PORT`
+    /// and `DATABASE_URL` itself are read by the binary.)
+    pub fn from_lookup(
+        var: impl Fn(&str) -> Option<String>,
+        default_base: &str,
+    ) -> anyhow::Result<Self> {
         let mut config = Self::default();
-        let base = std::env::var("BASE_URL").unwrap_or_else(|_| default_base.to_string());
+        let base = var("BASE_URL").unwrap_or_else(|| default_base.to_string());
         config.base_url =
             Url::parse(&base).map_err(|e| anyhow::anyhow!("BASE_URL {base:?}: {e}"))?;
-        if let Ok(url) = std::env::var("REDIS_URL") {
+        if let Some(url) = var("REDIS_URL") {
             config.redis = Some(RedisConfig::new(&url));
         }
-        if let Ok(ms) = std::env::var("STORE_TIMEOUT_MS") {
+        if let Some(ms) = var("STORE_TIMEOUT_MS") {
             config.store_timeout = Duration::from_millis(
                 ms.parse()
                     .map_err(|e| anyhow::anyhow!("STORE_TIMEOUT_MS {ms:?}: {e}"))?,
             );
         }
+        match var("SCRAMBLE_KEY") {
+            Some(key) => {
+                config.scramble_key = u64::from_str_radix(key.trim_start_matches("0x"), 16)
+                    .map_err(|e| anyhow::anyhow!("SCRAMBLE_KEY is not hex: {e}"))?;
+            }
+            None if var("DATABASE_URL").is_some() => anyhow::bail!(
+                "SCRAMBLE_KEY (64-bit hex) must be set with DATABASE_URL: \
+                 the demo key is in the source, so its codes hide nothing"
+            ),
+            None => {}
+        }
         Ok(config)
+    }
+    // ANCHOR_END: from_lookup
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_deployment_on_postgres_must_bring_its_own_scramble_key() {
+        let base = "http://127.0.0.1:8080";
+        let db = ("DATABASE_URL", "postgres://db/shortener");
+        let err = Config::from_lookup(env(&[db]), base).expect_err("no key");
+        assert!(err.to_string().contains("SCRAMBLE_KEY"), "{err}");
+        let keyed =
+            Config::from_lookup(env(&[db, ("SCRAMBLE_KEY", "0x1234abcd")]), base).expect("a key");
+        assert_eq!(keyed.scramble_key, 0x1234_abcd);
+        assert!(Config::from_lookup(env(&[db, ("SCRAMBLE_KEY", "xyz")]), base).is_err());
+        // The in-memory demo may use the public key.
+        let demo = Config::from_lookup(env(&[]), base).expect("demo");
+        assert_eq!(demo.scramble_key, DEMO_SCRAMBLE_KEY);
     }
 }

@@ -19,8 +19,8 @@ const SEED_LINKS_WITH_CLICKS: u32 = 1_000;
 
 /// Seeds: links `x1`..`x100000`, and daily counters for the first thousand.
 const SEED: &str = "
-    INSERT INTO links (code, target, created_at)
-    SELECT 'x' || i, 'https://example.com/page/' || i, now()
+    INSERT INTO links (code, target, created_at, token_hash)
+    SELECT 'x' || i, 'https://example.com/page/' || i, now(), sha256(int4send(i))
     FROM generate_series(1, $1::int) AS i";
 const SEED_CLICKS: &str = "
     INSERT INTO link_clicks_daily (link_id, day, count)

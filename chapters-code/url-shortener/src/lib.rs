@@ -50,6 +50,7 @@ pub mod generated;
 pub mod metrics;
 #[cfg(feature = "book")]
 pub mod report;
+pub mod scan;
 pub mod service;
 pub mod shortener;
 pub mod store;

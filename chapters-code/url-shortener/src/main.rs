@@ -3,7 +3,9 @@
 //! Environment: `ADDR` and `PORT` (where to listen), `BASE_URL` (public
 //! address, default `http://ADDR:PORT`), `DATABASE_URL` (PostgreSQL instead
 //! of the in-memory store; the schema is applied at start), `REDIS_URL`
-//! (adds the Redis cache layer), `RUST_LOG` (log filter, default `info`).
+//! (adds the Redis cache layer), `SCRAMBLE_KEY` (64-bit hex key of the
+//! code scrambler; required with `DATABASE_URL`, since the demo key is
+//! public), `RUST_LOG` (log filter, default `info`).
 
 use anyhow::Context;
 use tokio::net::TcpListener;

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub redis_hits: AtomicU64,
     /// Redis commands that failed or timed out.
     pub redis_errors: AtomicU64,
+    /// Values read from Redis that did not parse, treated as misses.
+    pub redis_garbage: AtomicU64,
     /// Lookups that reached the store.
     pub store_loads: AtomicU64,
     /// Clicks dropped because the click channel was full or closed.
@@ -22,6 +24,8 @@ pub struct Metrics {
     pub clicks_flushed: AtomicU64,
     /// Clicks lost because the store kept failing.
     pub clicks_lost: AtomicU64,
+    /// Redirects refused with 429 because the client's miss budget was spent.
+    pub misses_refused: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -33,6 +37,8 @@ pub struct MetricsSnapshot {
     pub redis_hits: u64,
     /// See [`Metrics::redis_errors`].
     pub redis_errors: u64,
+    /// See [`Metrics::redis_garbage`].
+    pub redis_garbage: u64,
     /// See [`Metrics::store_loads`].
     pub store_loads: u64,
     /// See [`Metrics::clicks_dropped`].
@@ -41,6 +47,8 @@ pub struct MetricsSnapshot {
     pub clicks_flushed: u64,
     /// See [`Metrics::clicks_lost`].
     pub clicks_lost: u64,
+    /// See [`Metrics::misses_refused`].
+    pub misses_refused: u64,
 }
 
 impl Metrics {
@@ -56,10 +64,12 @@ impl Metrics {
             lookups: get(&self.lookups),
             redis_hits: get(&self.redis_hits),
             redis_errors: get(&self.redis_errors),
+            redis_garbage: get(&self.redis_garbage),
             store_loads: get(&self.store_loads),
             clicks_dropped: get(&self.clicks_dropped),
             clicks_flushed: get(&self.clicks_flushed),
             clicks_lost: get(&self.clicks_lost),
+            misses_refused: get(&self.misses_refused),
         }
     }
 }

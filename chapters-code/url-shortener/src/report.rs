@@ -11,13 +11,13 @@
 //! reproduces the committed tables exactly.
 
 use anyhow::{Context as _, Result};
+use bookkit::BenchResult;
 use bookkit::criterion::CriterionBench;
 use bookkit::plot::{Bar, BarChart, log_bar_chart};
 use bookkit::results::{self, find};
 use bookkit::table::{
     fmt_count, fmt_ns, fmt_ratio, fmt_spread, fmt_us, markdown_table, measured_header,
 };
-use bookkit::BenchResult;
 
 /// The chapter's slug.
 pub const CHAPTER: &str = "url-shortener";
@@ -54,9 +54,18 @@ const CODEGEN: &[(&str, &str)] = &[
     ("strategy_counter_memory", "Counter, in-process"),
     ("strategy_random", "Random 7 characters"),
     ("strategy_hash", "Hash truncation (SHA-256)"),
-    ("strategy_range_memory", "Range of 1,000, in-process allocator"),
-    ("strategy_range_scrambled_memory", "Range of 1,000, scrambled"),
-    ("strategy_counter_postgres", "Counter on PostgreSQL (one lease per code)"),
+    (
+        "strategy_range_memory",
+        "Range of 1,000, in-process allocator",
+    ),
+    (
+        "strategy_range_scrambled_memory",
+        "Range of 1,000, scrambled",
+    ),
+    (
+        "strategy_counter_postgres",
+        "Counter on PostgreSQL (one lease per code)",
+    ),
     ("strategy_range_postgres", "Range of 1,000 on PostgreSQL"),
 ];
 
@@ -114,11 +123,23 @@ pub fn redirects_markdown() -> Result<String> {
          CPUs, so per-core figures are conservative. Target claimed for such services: {} redirects/s \
          fleet-wide with p95 under {}; a p99 under it implies the p95 is.\n",
         markdown_table(
-            &["Path", "Requests/s", "Ratio to ceiling", "Per core", "Cores for 100K/s"],
+            &[
+                "Path",
+                "Requests/s",
+                "Ratio to ceiling",
+                "Per core",
+                "Cores for 100K/s"
+            ],
             &throughput,
         ),
         markdown_table(
-            &["Path", "p50", "p99", "Database reads per redirect", "Errors"],
+            &[
+                "Path",
+                "p50",
+                "p99",
+                "Database reads per redirect",
+                "Errors"
+            ],
             &latency,
         ),
         ceiling.concurrency.unwrap_or(0),
@@ -191,7 +212,12 @@ pub fn codegen_markdown() -> Result<String> {
     }
     let mut out = measured_header(COMMAND, &criterion);
     out.push_str(&markdown_table(
-        &["Operation", "Median", "Per second, one core", "Ours / crate"],
+        &[
+            "Operation",
+            "Median",
+            "Per second, one core",
+            "Ours / crate",
+        ],
         &rows,
     ));
     if !missing.is_empty() {

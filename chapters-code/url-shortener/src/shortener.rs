@@ -5,6 +5,7 @@
 //! the redirect. It knows nothing about HTTP; `service` translates.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use crate::cache::{Entry, LinkCache};
 use crate::clicks::ClickRecorder;
 use crate::codegen::{CodeGenerator, CodegenError};
 use crate::domain::{
-    Alias, AliasError, Code, Expiry, ExpiryError, Link, LinkState, NewLink, TargetUrl, UrlError,
-    UrlPolicy, is_reserved,
+    Alias, AliasError, Code, Expiry, ExpiryError, Link, LinkState, ManagementToken, NewLink,
+    TargetUrl, TokenError, UrlError, UrlPolicy, is_reserved,
 };
 use crate::metrics::Metrics;
+use crate::scan::MissBudget;
 use crate::store::{DayCount, DeleteOutcome, LinkStore, StoreError};
 
 // ANCHOR: errors
@@ -36,6 +38,12 @@ pub enum LinkError {
     /// The custom alias belongs to another link.
     #[error("the alias is taken")]
     AliasTaken,
+    /// The request may not manage this link.
+    #[error(transparent)]
+    Forbidden(#[from] TokenError),
+    /// This client's lookups found nothing too often; retry after the wait.
+    #[error("too many unknown codes from this client; retry in {0:?}")]
+    TooManyMisses(Duration),
     /// Every generated candidate was taken.
     #[error("no free code after {0} attempts")]
     NoFreeCode(u32),
@@ -96,13 +104,14 @@ pub struct LinkRequest {
 }
 
 impl LinkRequest {
-    /// The row to insert under `code`.
-    fn new_link(&self, code: Code, now: DateTime<Utc>) -> NewLink {
+    /// The row to insert under `code`, owned by the holder of `token`.
+    fn new_link(&self, code: Code, token: &ManagementToken, now: DateTime<Utc>) -> NewLink {
         NewLink {
             code,
             target: self.target.clone(),
             created_at: now,
             expires_at: self.expires_at,
+            token_hash: token.hash(),
         }
     }
 }
@@ -115,6 +124,9 @@ pub struct Created {
     /// False when an identical existing link was returned: the hash
     /// strategy's dedup, or a retried alias create.
     pub is_new: bool,
+    /// The management token, only for a new link: an existing link's
+    /// token was handed to whoever created it, and is not stored.
+    pub token: Option<ManagementToken>,
 }
 
 // ANCHOR: stats_type
@@ -159,6 +171,8 @@ pub struct Parts<S> {
     pub store_timeout: Duration,
     /// Attempts at a free generated code.
     pub max_code_attempts: u32,
+    /// Per-client budget of lookups that find nothing; `None` turns it off.
+    pub misses: Option<MissBudget>,
     /// Shared counters.
     pub metrics: Arc<Metrics>,
 }
@@ -201,10 +215,19 @@ impl<S: LinkStore> Shortener<S> {
 
     /// Creates a link with the requested alias, or with a generated code.
     pub async fn create(&self, req: LinkRequest, now: DateTime<Utc>) -> Result<Created, LinkError> {
-        match &req.alias {
-            Some(alias) => self.create_alias(alias.as_code().clone(), &req, now).await,
-            None => self.create_generated(&req, now).await,
-        }
+        let token = ManagementToken::generate();
+        let (link, is_new) = match &req.alias {
+            Some(alias) => {
+                self.create_alias(alias.as_code().clone(), &req, &token, now)
+                    .await?
+            }
+            None => self.create_generated(&req, &token, now).await?,
+        };
+        Ok(Created {
+            link,
+            is_new,
+            token: is_new.then_some(token),
+        })
     }
 
     // ANCHOR: create_alias
@@ -216,15 +239,13 @@ impl<S: LinkStore> Shortener<S> {
         &self,
         code: Code,
         req: &LinkRequest,
+        token: &ManagementToken,
         now: DateTime<Utc>,
-    ) -> Result<Created, LinkError> {
-        match self.insert(req.new_link(code.clone(), now)).await {
-            Ok(link) => Ok(Created { link, is_new: true }),
+    ) -> Result<(Link, bool), LinkError> {
+        match self.insert(req.new_link(code.clone(), token, now)).await {
+            Ok(link) => Ok((link, true)),
             Err(StoreError::CodeTaken) => match self.same_link(&code, req, now).await? {
-                Some(link) => Ok(Created {
-                    link,
-                    is_new: false,
-                }),
+                Some(link) => Ok((link, false)),
                 None => Err(LinkError::AliasTaken),
             },
             Err(e) => Err(e.into()),
@@ -238,23 +259,21 @@ impl<S: LinkStore> Shortener<S> {
     async fn create_generated(
         &self,
         req: &LinkRequest,
+        token: &ManagementToken,
         now: DateTime<Utc>,
-    ) -> Result<Created, LinkError> {
+    ) -> Result<(Link, bool), LinkError> {
         for attempt in 0..self.inner.max_code_attempts {
             let code = self.next_code(&req.target, attempt).await?;
             if is_reserved(code.as_str()) {
                 continue; // a generated code must not shadow a route either
             }
-            match self.insert(req.new_link(code.clone(), now)).await {
-                Ok(link) => return Ok(Created { link, is_new: true }),
+            match self.insert(req.new_link(code.clone(), token, now)).await {
+                Ok(link) => return Ok((link, true)),
                 // The hash strategy gives the same URL the same code: the
                 // taken code may be this very link, created before.
                 Err(StoreError::CodeTaken) if self.inner.ids.is_deterministic() => {
                     if let Some(link) = self.same_link(&code, req, now).await? {
-                        return Ok(Created {
-                            link,
-                            is_new: false,
-                        });
+                        return Ok((link, false));
                     }
                 }
                 // Taken by an alias or by a random twin: draw again.
@@ -297,26 +316,51 @@ impl<S: LinkStore> Shortener<S> {
         }))
     }
 
-    /// Inserts, then clears the code from the caches: it may be cached as "missing".
+    /// Inserts, then tells the caches: the code may be cached as "missing".
     async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
-        let code = link.code.clone();
         let link = self.within(self.inner.store.insert(link)).await?;
-        self.inner.cache.invalidate(&code).await;
+        self.inner.cache.created(&link).await;
         Ok(link)
     }
     // ANCHOR_END: same_link
 
-    // ANCHOR: resolve
-    /// The target to redirect `code` to, recording the click.
+    /// The target to redirect `code` to, recording the click; no client, so
+    /// no miss budget (benchmarks and cache priming use it).
     pub async fn resolve(&self, code: &str, now: DateTime<Utc>) -> Result<Arc<str>, LinkError> {
+        self.resolve_for(None, code, now).await
+    }
+
+    // ANCHOR: resolve
+    /// The target to redirect `code` to for `client`, recording the click.
+    pub async fn resolve_for(
+        &self,
+        client: Option<IpAddr>,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<str>, LinkError> {
         // A string that cannot be a code names no link; no I/O needed.
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
-        let store = &self.inner.store;
-        let entry = self
-            .inner
-            .cache
-            .get_or_load(&code, || self.within(store.get(&code)))
-            .await?;
+        let budget = client.zip(self.inner.misses.as_ref());
+        let entry = match budget.map(|(ip, misses)| misses.check(ip, now)) {
+            // A client that keeps asking for codes that do not exist may
+            // not cost the store a read: the caches answer, or 429.
+            Some(Err(wait)) => self.inner.cache.cached(&code).await.ok_or_else(|| {
+                Metrics::inc(&self.inner.metrics.misses_refused);
+                LinkError::TooManyMisses(wait)
+            })?,
+            _ => {
+                let store = &self.inner.store;
+                self.inner
+                    .cache
+                    .get_or_load(&code, || self.within(store.get(&code)))
+                    .await?
+            }
+        };
+        if entry == Entry::Missing
+            && let Some((ip, misses)) = budget
+        {
+            misses.charge(ip, now);
+        }
         match entry {
             Entry::Missing => Err(LinkError::NotFound),
             Entry::Deleted => Err(LinkError::Gone(Gone::Deleted)),
@@ -336,32 +380,48 @@ impl<S: LinkStore> Shortener<S> {
     // ANCHOR_END: resolve
 
     // ANCHOR: delete
-    /// Deletes the link (soft), then forgets it in both cache layers.
-    pub async fn delete(&self, code: &str, now: DateTime<Utc>) -> Result<(), LinkError> {
+    /// Deletes the link (soft) if `token` is its management token, then
+    /// marks it deleted in both cache layers.
+    pub async fn delete(
+        &self,
+        code: &str,
+        token: &ManagementToken,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
-        let outcome = self.within(self.inner.store.delete(&code, now)).await?;
-        // Also on AlreadyDeleted: it retries an invalidation that may have
+        let outcome = self
+            .within(self.inner.store.delete(&code, &token.hash(), now))
+            .await?;
+        // Also on AlreadyDeleted: it repeats a tombstone that may have
         // failed the first time (Redis down), which would otherwise leave a
-        // stale entry redirecting until its TTL.
-        if outcome != DeleteOutcome::NotFound {
-            self.inner.cache.invalidate(&code).await;
+        // live entry in Redis until its TTL.
+        if matches!(
+            outcome,
+            DeleteOutcome::Deleted | DeleteOutcome::AlreadyDeleted
+        ) {
+            self.inner.cache.deleted(&code).await;
         }
         match outcome {
             DeleteOutcome::Deleted => Ok(()),
             DeleteOutcome::AlreadyDeleted => Err(LinkError::Gone(Gone::Deleted)),
+            DeleteOutcome::WrongToken => Err(TokenError::Wrong.into()),
             DeleteOutcome::NotFound => Err(LinkError::NotFound),
         }
     }
     // ANCHOR_END: delete
 
     // ANCHOR: stats
-    /// Click statistics; available for expired links, not for deleted ones.
-    pub async fn stats(&self, code: &str) -> Result<Stats, LinkError> {
+    /// Click statistics, for the holder of the management token; available
+    /// for expired links, not for deleted ones.
+    pub async fn stats(&self, code: &str, token: &ManagementToken) -> Result<Stats, LinkError> {
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
         let link = self
             .within(self.inner.store.get(&code))
             .await?
             .ok_or(LinkError::NotFound)?;
+        if !link.token_hash.admits(token) {
+            return Err(TokenError::Wrong.into());
+        }
         if link.deleted_at.is_some() {
             return Err(LinkError::Gone(Gone::Deleted));
         }

@@ -59,6 +59,8 @@ behaviours!(
     hash_strategy_returns_the_existing_link_for_the_same_url,
     retries_of_a_taken_code_are_bounded,
     identical_alias_create_is_idempotent,
+    only_the_management_token_deletes_or_reads_stats,
+    error_answers_say_how_long_caches_may_keep_them,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -160,9 +162,9 @@ async fn identical_alias_create_is_idempotent<S: LinkStore>(b: Backend<S>) {
 
 async fn expired_link_is_gone<S: LinkStore>(b: Backend<S>) {
     let server = b.serve(b.store.clone(), b.config()).await;
-    let code = server
+    let (code, token) = server
         .client
-        .create_code(json!({"url": "https://example.com/flash", "ttl_seconds": 1}))
+        .create_managed(json!({"url": "https://example.com/flash", "ttl_seconds": 1}))
         .await;
     // Cached on both layers while live...
     assert_eq!(
@@ -182,7 +184,7 @@ async fn expired_link_is_gone<S: LinkStore>(b: Backend<S>) {
     assert_eq!(
         server
             .client
-            .get(&format!("/api/links/{code}/stats"))
+            .get_with(&format!("/api/links/{code}/stats"), &token)
             .await
             .status,
         StatusCode::OK
@@ -192,13 +194,17 @@ async fn expired_link_is_gone<S: LinkStore>(b: Backend<S>) {
 
 async fn deleted_link_is_gone_and_its_code_never_returns<S: LinkStore>(b: Backend<S>) {
     let server = b.serve(b.store.clone(), b.config()).await;
-    server
+    let (_, token) = server
         .client
-        .create_code(json!({"url": "https://example.com/old", "alias": "promo"}))
+        .create_managed(json!({"url": "https://example.com/old", "alias": "promo"}))
         .await;
     assert_eq!(server.client.get("/promo").await.status, StatusCode::FOUND); // now cached
     assert_eq!(
-        server.client.delete("/api/links/promo").await.status,
+        server
+            .client
+            .delete_with("/api/links/promo", &token)
+            .await
+            .status,
         StatusCode::NO_CONTENT
     );
     // Gone at once: the delete cleared the cached entry.
@@ -206,11 +212,19 @@ async fn deleted_link_is_gone_and_its_code_never_returns<S: LinkStore>(b: Backen
     assert_eq!(reply.status, StatusCode::GONE);
     assert_eq!(reply.json()["title"], "Link deleted");
     assert_eq!(
-        server.client.delete("/api/links/promo").await.status,
+        server
+            .client
+            .delete_with("/api/links/promo", &token)
+            .await
+            .status,
         StatusCode::GONE
     );
     assert_eq!(
-        server.client.get("/api/links/promo/stats").await.status,
+        server
+            .client
+            .get_with("/api/links/promo/stats", &token)
+            .await
+            .status,
         StatusCode::GONE
     );
     // The code is not handed out again: old QR codes must not lead to a stranger.
@@ -220,7 +234,11 @@ async fn deleted_link_is_gone_and_its_code_never_returns<S: LinkStore>(b: Backen
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(
-        server.client.delete("/api/links/nothing-here").await.status,
+        server
+            .client
+            .delete_with("/api/links/nothing-here", &token)
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     server.shutdown().await;
@@ -264,10 +282,7 @@ async fn hot_miss_reaches_database_once<S: LinkStore>(b: Backend<S>) {
     // Each store read takes 200 ms, so all 100 requests overlap the first load.
     let store = Counting::new(b.store.clone()).with_get_delay(Duration::from_millis(200));
     let server = b.serve(store.clone(), b.config()).await;
-    let code = server
-        .client
-        .create_code(json!({"url": "https://example.com/hot"}))
-        .await;
+    let code = common::seed(&b.store, "cold-and-hot", "https://example.com/hot").await;
     let mut redirects = JoinSet::new();
     for _ in 0..100 {
         let client = server.client.clone();
@@ -295,10 +310,7 @@ async fn without_the_local_cache_a_hot_miss_stampedes<S: LinkStore>(b: Backend<S
             },
         )
         .await;
-    let code = server
-        .client
-        .create_code(json!({"url": "https://example.com/hot"}))
-        .await;
+    let code = common::seed(&b.store, "cold-and-hot", "https://example.com/hot").await;
     let mut redirects = JoinSet::new();
     for _ in 0..20 {
         let client = server.client.clone();
@@ -541,11 +553,14 @@ async fn clicks_survive_graceful_shutdown<S: LinkStore>(b: Backend<S>) {
 
 async fn stats_count_clicks_per_day<S: LinkStore>(b: Backend<S>) {
     let server = b.serve(b.store.clone(), b.config()).await;
-    let code = server
+    let (code, token) = server
         .client
-        .create_code(json!({"url": "https://example.com/stats"}))
+        .create_managed(json!({"url": "https://example.com/stats"}))
         .await;
-    let fresh = server.client.get(&format!("/api/links/{code}/stats")).await;
+    let fresh = server
+        .client
+        .get_with(&format!("/api/links/{code}/stats"), &token)
+        .await;
     assert_eq!(
         fresh.json(),
         json!({"code": code, "total": 0, "by_day": []})
@@ -560,18 +575,22 @@ async fn stats_count_clicks_per_day<S: LinkStore>(b: Backend<S>) {
     let path = format!("/api/links/{code}/stats");
     let client = server.client.clone();
     let counted = common::eventually(Duration::from_secs(5), || {
-        let (client, path) = (client.clone(), path.clone());
-        async move { client.get(&path).await.json()["total"] == 7 }
+        let (client, path, token) = (client.clone(), path.clone(), token.clone());
+        async move { client.get_with(&path, &token).await.json()["total"] == 7 }
     })
     .await;
     assert!(counted, "clicks never showed up in stats");
     let today = Utc::now().date_naive().to_string();
     assert_eq!(
-        server.client.get(&path).await.json(),
+        server.client.get_with(&path, &token).await.json(),
         json!({"code": code, "total": 7, "by_day": [{"day": today, "count": 7}]})
     );
     assert_eq!(
-        server.client.get("/api/links/unknown/stats").await.status,
+        server
+            .client
+            .get_with("/api/links/unknown/stats", &token)
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     server.shutdown().await;
@@ -713,3 +732,127 @@ async fn retries_of_a_taken_code_are_bounded<S: LinkStore>(b: Backend<S>) {
     assert_eq!(store.insert_count(), 1 + 5);
     server.shutdown().await;
 }
+
+// ANCHOR: token_test
+/// Delete and stats need the link's management token, returned once by the
+/// create. A missing, malformed or wrong token gets 403 and changes nothing.
+async fn only_the_management_token_deletes_or_reads_stats<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let c = &server.client;
+    let created = c
+        .create(json!({"url": "https://example.com/mine", "alias": "printed"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let token = created.json()["management_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let someone_else = "0".repeat(token.len().max(43));
+    let refusals = [
+        ("missing", c.delete("/api/links/printed").await),
+        (
+            "malformed",
+            c.delete_with("/api/links/printed", "not-a-token").await,
+        ),
+        (
+            "wrong",
+            c.delete_with("/api/links/printed", &someone_else).await,
+        ),
+        ("missing", c.get("/api/links/printed/stats").await),
+        (
+            "wrong",
+            c.get_with("/api/links/printed/stats", &someone_else).await,
+        ),
+    ];
+    for (which, reply) in refusals {
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{which}: {:?}",
+            reply.body
+        );
+        let kind = reply.json()["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let expected = if which == "wrong" {
+            "#management-token-wrong"
+        } else {
+            "#management-token-required"
+        };
+        assert!(kind.ends_with(expected), "{which}: {kind}");
+    }
+    // Nothing changed: the link still redirects.
+    assert_eq!(c.get("/printed").await.status, StatusCode::FOUND);
+    // The token is the only proof, and only its hash is stored.
+    let code = Code::parse("printed").expect("code");
+    let stored = b.store.get(&code).await.expect("get").expect("link");
+    assert_eq!(
+        stored.token_hash,
+        url_shortener::domain::ManagementToken::parse(&token)
+            .expect("a well-formed token")
+            .hash()
+    );
+    assert_eq!(
+        c.get_with("/api/links/printed/stats", &token).await.status,
+        StatusCode::OK
+    );
+    // An identical retry gets the link, not its token.
+    let again = c
+        .create(json!({"url": "https://example.com/mine", "alias": "printed"}))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(
+        again.json().get("management_token").is_none(),
+        "{:?}",
+        again.body
+    );
+    assert_eq!(
+        c.delete_with("/api/links/printed", &token).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(c.get("/printed").await.status, StatusCode::GONE);
+    assert_eq!(
+        c.delete_with("/api/links/nothing-here", &token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    server.shutdown().await;
+}
+// ANCHOR_END: token_test
+
+// ANCHOR: cache_headers_test
+/// Every answer of the redirect route says what a cache may do with it: a
+/// 302 and a 404 may change at any moment and are never stored; a 410 is
+/// final and may be kept.
+async fn error_answers_say_how_long_caches_may_keep_them<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), b.config()).await;
+    let c = &server.client;
+    let (code, token) = c
+        .create_managed(json!({"url": "https://example.com/x"}))
+        .await;
+    let expiring = c
+        .create_code(json!({"url": "https://example.com/y", "ttl_seconds": 1}))
+        .await;
+    let found = c.get(&format!("/{code}")).await;
+    assert_eq!(found.header("cache-control"), Some("private, max-age=0"));
+    let missing = c.get("/never-created").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.header("cache-control"), Some("no-store"));
+    c.delete_with(&format!("/api/links/{code}"), &token).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for path in [format!("/{code}"), format!("/{expiring}")] {
+        let gone = c.get(&path).await;
+        assert_eq!(gone.status, StatusCode::GONE);
+        assert_eq!(
+            gone.header("cache-control"),
+            Some("public, max-age=86400"),
+            "{path}"
+        );
+    }
+    let invalid = c.create(json!({"url": "ftp://example.com/"})).await;
+    assert_eq!(invalid.header("cache-control"), Some("no-store"));
+    server.shutdown().await;
+}
+// ANCHOR_END: cache_headers_test

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use chrono::{NaiveDate, TimeDelta, Utc};
 use tokio::task::JoinSet;
 use url_shortener::codegen::{BlockAllocator, MemoryAllocator, RangeGenerator};
-use url_shortener::domain::{Code, Expiry, NewLink, TargetUrl, UrlPolicy};
+use url_shortener::domain::{
+    Code, Expiry, ManagementToken, NewLink, TargetUrl, TokenHash, UrlPolicy,
+};
 use url_shortener::store::{DailyClicks, DayCount, DeleteOutcome, LinkStore, PgStore, StoreError};
 
 macro_rules! contract {
@@ -39,8 +41,17 @@ contract!(
     a_code_is_unique_in_every_state,
     concurrent_inserts_of_one_code_have_one_winner,
     delete_reports_what_it_found,
+    concurrent_deletes_have_one_winner,
     clicks_add_up_per_day,
+    concurrent_flushes_of_one_counter_add_up,
 );
+
+/// The management token of every link these tests create.
+fn token() -> TokenHash {
+    ManagementToken::parse(&"ab".repeat(32))
+        .expect("token")
+        .hash()
+}
 
 fn link(code: &str, url: &str) -> NewLink {
     NewLink {
@@ -48,6 +59,7 @@ fn link(code: &str, url: &str) -> NewLink {
         target: TargetUrl::parse(url, &UrlPolicy::default()).expect("url"),
         created_at: Utc::now(),
         expires_at: None,
+        token_hash: token(),
     }
 }
 
@@ -81,7 +93,7 @@ async fn a_code_is_unique_in_every_state<S: LinkStore>(store: S) {
         Err(StoreError::CodeTaken)
     );
     store
-        .delete(&code("taken"), Utc::now())
+        .delete(&code("taken"), &token(), Utc::now())
         .await
         .expect("delete");
     assert_eq!(
@@ -123,16 +135,33 @@ async fn delete_reports_what_it_found<S: LinkStore>(store: S) {
         .await
         .expect("insert");
     let at = Utc::now();
+    let other = ManagementToken::parse(&"cd".repeat(32))
+        .expect("token")
+        .hash();
     assert_eq!(
-        store.delete(&code("gone"), at).await,
+        store.delete(&code("gone"), &other, at).await,
+        Ok(DeleteOutcome::WrongToken)
+    );
+    assert_eq!(
+        store
+            .get(&code("gone"))
+            .await
+            .expect("get")
+            .expect("kept")
+            .deleted_at,
+        None,
+        "a wrong token changes nothing"
+    );
+    assert_eq!(
+        store.delete(&code("gone"), &token(), at).await,
         Ok(DeleteOutcome::Deleted)
     );
     assert_eq!(
-        store.delete(&code("gone"), at).await,
+        store.delete(&code("gone"), &token(), at).await,
         Ok(DeleteOutcome::AlreadyDeleted)
     );
     assert_eq!(
-        store.delete(&code("never"), at).await,
+        store.delete(&code("never"), &token(), at).await,
         Ok(DeleteOutcome::NotFound)
     );
     assert!(
@@ -143,6 +172,65 @@ async fn delete_reports_what_it_found<S: LinkStore>(store: S) {
             .expect("kept")
             .deleted_at
             .is_some()
+    );
+}
+
+/// 32 concurrent deletes of one link: one `Deleted`, 31 `AlreadyDeleted`.
+/// On PostgreSQL, `deleted_at IS NULL` is re-checked on the locked row.
+async fn concurrent_deletes_have_one_winner<S: LinkStore>(store: S) {
+    store
+        .insert(link("contested", "https://example.com/"))
+        .await
+        .expect("insert");
+    let mut tasks = JoinSet::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.spawn(async move { store.delete(&code("contested"), &token(), Utc::now()).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        outcomes.push(done.expect("task").expect("delete"));
+    }
+    let won = outcomes
+        .iter()
+        .filter(|o| **o == DeleteOutcome::Deleted)
+        .count();
+    let late = outcomes
+        .iter()
+        .filter(|o| **o == DeleteOutcome::AlreadyDeleted)
+        .count();
+    assert_eq!((won, late), (1, 31), "{outcomes:?}");
+}
+
+/// 16 flushers add to the same (link, day) counter at once, 20 batches of
+/// one click each: the counter holds all 320. On PostgreSQL the upsert adds
+/// under the row's lock, so no flush overwrites another.
+async fn concurrent_flushes_of_one_counter_add_up<S: LinkStore>(store: S) {
+    store
+        .insert(link("viral", "https://example.com/"))
+        .await
+        .expect("insert");
+    let day = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
+    let mut flushers = JoinSet::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        flushers.spawn(async move {
+            for _ in 0..20 {
+                let batch = [DailyClicks {
+                    code: code("viral"),
+                    day,
+                    count: 1,
+                }];
+                store.add_clicks(&batch).await.expect("flush");
+            }
+        });
+    }
+    while let Some(done) = flushers.join_next().await {
+        done.expect("flusher");
+    }
+    assert_eq!(
+        store.daily_clicks(&code("viral")).await,
+        Ok(vec![DayCount { day, count: 320 }])
     );
 }
 
@@ -252,33 +340,95 @@ async fn migrate_twice_is_harmless() {
     assert!(store.get(&code("kept")).await.expect("get").is_some());
 }
 
-/// The database refuses what the domain types refuse, even from a buggy client.
+// ANCHOR: schema_test
+/// The database refuses what the domain types refuse, even from a buggy
+/// client, and accepts the longest values the domain types accept.
 #[tokio::test]
 async fn the_schema_enforces_the_domain_rules() {
+    use url_shortener::domain::{CODE_MAX_LEN, TARGET_MAX_LEN};
     let Some(db) = testkit::postgres(Some(common::schema())).await else {
         return;
     };
-    let bad = [
+    let insert = "INSERT INTO links (code, target, created_at, expires_at, token_hash)
+                  VALUES ($1, $2, now(), now() + $3 * interval '1 s', $4)";
+    let url_of_len = |n: usize| format!("https://e.com/{}", "a".repeat(n - "https://e.com/".len()));
+    let good_hash = vec![0u8; 32];
+    let bad: Vec<(String, String, i32, Vec<u8>, &str)> = vec![
         (
-            "INSERT INTO links (code, target, created_at) VALUES ('a/b', 'https://e.com/', now())",
+            "a/b".into(),
+            "https://e.com/".into(),
+            60,
+            good_hash.clone(),
             "links_code_format",
         ),
         (
-            "INSERT INTO links (code, target, created_at) VALUES ('', 'https://e.com/', now())",
+            "".into(),
+            "https://e.com/".into(),
+            60,
+            good_hash.clone(),
             "links_code_format",
         ),
         (
-            "INSERT INTO links (code, target, created_at) VALUES ('ok1', 'javascript:alert(1)', now())",
+            "c".repeat(CODE_MAX_LEN + 1),
+            "https://e.com/".into(),
+            60,
+            good_hash.clone(),
+            "links_code_format",
+        ),
+        (
+            "ok1".into(),
+            "javascript:alert(1)".into(),
+            60,
+            good_hash.clone(),
             "links_target_format",
         ),
         (
-            "INSERT INTO links (code, target, created_at, expires_at) VALUES ('ok2', 'https://e.com/', now(), now() - interval '1 s')",
+            "ok2".into(),
+            url_of_len(TARGET_MAX_LEN + 1),
+            60,
+            good_hash.clone(),
+            "links_target_format",
+        ),
+        (
+            "ok3".into(),
+            "https://e.com/".into(),
+            -1,
+            good_hash.clone(),
             "links_expires_after_creation",
         ),
+        (
+            "ok4".into(),
+            "https://e.com/".into(),
+            60,
+            vec![0u8; 16],
+            "links_token_hash_length",
+        ),
     ];
-    for (sql, constraint) in bad {
-        let err = sqlx::query(sql).execute(&db.pool).await.expect_err(sql);
+    for (code, target, ttl, hash, constraint) in &bad {
+        let err = sqlx::query(insert)
+            .bind(code)
+            .bind(target)
+            .bind(ttl)
+            .bind(hash)
+            .execute(&db.pool)
+            .await
+            .expect_err(constraint);
         let db_err = err.as_database_error().expect("a database error");
-        assert_eq!(db_err.constraint(), Some(constraint), "{sql}");
+        assert_eq!(
+            db_err.constraint(),
+            Some(*constraint),
+            "{code} {}",
+            target.len()
+        );
     }
+    // The limits are inclusive: the longest code and target are stored.
+    sqlx::query(insert)
+        .bind("c".repeat(CODE_MAX_LEN))
+        .bind(url_of_len(TARGET_MAX_LEN))
+        .bind(60)
+        .bind(&good_hash)
+        .execute(&db.pool)
+        .await
+        .expect("the longest valid code and target");
 }
+// ANCHOR_END: schema_test

@@ -13,10 +13,19 @@
 //!    dead Redis costs redirects at most one timeout, then nothing.
 //! 3. **The store**, the source of truth.
 //!
-//! Unknown codes are cached too ("negative caching"), so a scanner trying
-//! random codes does not reach the database for each guess. Creating a link
-//! invalidates its code in both layers (it may have been cached as missing);
-//! deleting one does too. Another process's moka entry lives until its TTL.
+//! Unknown codes are cached too ("negative caching"), so repeated requests
+//! for the same unknown code do not each reach the database. It does not
+//! stop a scanner: each new random guess is a miss in every layer and costs
+//! one store read (and one moka slot). The defence against scanning is the
+//! per-client miss budget in `shortener`.
+//!
+//! **Staleness.** A delete writes a tombstone to Redis and a create writes
+//! the new entry; a fill after a store read never overwrites either (see
+//! [`RedisLayer`]). So Redis never contradicts a change once the change's
+//! own write reached it, and the only stale copies are in-process ones:
+//! another process's moka entry, which lives at most its TTL after the load
+//! that filled it. `tests/cache_races.rs` proves both directions with two
+//! service instances and a load that races the change.
 
 mod redis;
 
@@ -148,27 +157,52 @@ impl LinkCache {
         Metrics::inc(&self.metrics.store_loads);
         let entry = Entry::from_link(load().await?.as_ref());
         if let Some(redis) = &self.redis {
-            redis.set(code, &entry).await;
+            // NX: a tombstone or a create's entry written since our read wins.
+            redis.fill(code, &entry).await;
         }
         Ok(entry)
     }
     // ANCHOR_END: get_or_load
 
     // ANCHOR: invalidate
-    /// Forgets `code` in both layers, after the store changed it.
-    ///
-    /// The store is written first, then the caches are cleared: a reader
-    /// between the two sees the old entry for a moment. The reverse order
-    /// would let a reader re-cache the old value right after we cleared it,
-    /// for a whole TTL. (A reader that loaded the old row before the write
-    /// and stores it after the clear still can; short TTLs bound that.)
-    pub async fn invalidate(&self, code: &Code) {
+    /// Records a create, after the store committed it: this process forgets
+    /// the code (it may be cached as missing) and Redis gets the new entry,
+    /// replacing a "missing" and outliving any fill that read the store
+    /// before the insert.
+    pub async fn created(&self, link: &Link) {
         if let Some(local) = &self.local {
-            local.invalidate(code).await;
+            local.invalidate(&link.code).await;
         }
         if let Some(redis) = &self.redis {
-            redis.del(code).await;
+            redis
+                .created(&link.code, &Entry::from_link(Some(link)))
+                .await;
+        }
+    }
+
+    /// Records a delete, after the store committed it. A delete is final,
+    /// so both layers say "deleted" from now on; a fill that read the live
+    /// row earlier cannot overwrite the tombstone in Redis.
+    pub async fn deleted(&self, code: &Code) {
+        if let Some(local) = &self.local {
+            local.insert(code.clone(), Entry::Deleted).await;
+        }
+        if let Some(redis) = &self.redis {
+            redis.tombstone(code).await;
         }
     }
     // ANCHOR_END: invalidate
+
+    /// What the caches know about `code`, without reaching the store: this
+    /// process's entry, else Redis's. For clients who may not cost a store read.
+    pub async fn cached(&self, code: &Code) -> Option<Entry> {
+        if let Some(local) = &self.local
+            && let Some(entry) = local.get(code).await
+        {
+            return Some(entry);
+        }
+        let entry = self.redis.as_ref()?.get(code).await?;
+        Metrics::inc(&self.metrics.redis_hits);
+        Some(entry)
+    }
 }

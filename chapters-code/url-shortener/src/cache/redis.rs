@@ -4,6 +4,18 @@
 //! has a timeout, every failure reads as a miss, and a failure opens a
 //! breaker that skips Redis for `cooldown`. Keys are
 //! `{prefix}link:{code}`; values are short strings (see [`encode`]).
+//!
+//! Writes come in three kinds, and the difference is what keeps the cache
+//! from contradicting the store:
+//!
+//! - a **fill** after a store read is `SET NX`: it never replaces a value,
+//!   because a value already there was written by someone who knew more
+//!   recent news (a delete's tombstone, a create's entry);
+//! - a **delete** writes the tombstone `D` unconditionally: a delete is
+//!   final (codes are never reused), so `D` can never be wrong;
+//! - a **create** writes the new link unconditionally, with the short
+//!   negative TTL: it replaces a "missing" cached before the create, and
+//!   outlives any fill that read the store before the insert.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +26,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::Entry;
 use crate::config::RedisConfig;
-use crate::domain::Code;
+use crate::domain::{Code, TargetUrl};
 use crate::metrics::Metrics;
 
 /// The Redis layer of [`super::LinkCache`].
@@ -53,37 +65,55 @@ impl RedisLayer {
 
     // ANCHOR: redis_ops
     /// The cached entry, or `None` on a miss, an unreadable value, or any failure.
+    ///
+    /// A value that does not parse is garbage, whoever wrote it: it is
+    /// counted, deleted (so the fill that follows can replace it), and
+    /// read as a miss.
     pub async fn get(&self, code: &Code) -> Option<Entry> {
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(self.key(code));
         let value: String = self.call::<Option<String>>(cmd).await??;
         let entry = decode(&value);
         if entry.is_none() {
+            Metrics::inc(&self.metrics.redis_garbage);
             tracing::warn!(%code, value, "unreadable Redis cache entry; treating as a miss");
+            let mut del = ::redis::cmd("DEL");
+            del.arg(self.key(code));
+            let _: Option<i64> = self.call(del).await;
         }
         entry
     }
 
-    /// Caches `entry`; negative entries get the shorter TTL.
-    pub async fn set(&self, code: &Code, entry: &Entry) {
-        let ttl = if *entry == Entry::Missing {
-            self.negative_ttl
-        } else {
-            self.ttl
+    /// Caches what a store read found, unless the key holds a value already.
+    pub async fn fill(&self, code: &Code, entry: &Entry) {
+        let ttl = match entry {
+            Entry::Missing => self.negative_ttl,
+            Entry::Live { .. } | Entry::Deleted => self.ttl,
         };
+        self.set(code, entry, ttl, true).await;
+    }
+
+    /// Marks `code` deleted for the Redis TTL, whatever the key held.
+    pub async fn tombstone(&self, code: &Code) {
+        self.set(code, &Entry::Deleted, self.ttl, false).await;
+    }
+
+    /// Caches a link just created, whatever the key held, for the negative TTL.
+    pub async fn created(&self, code: &Code, entry: &Entry) {
+        self.set(code, entry, self.negative_ttl, false).await;
+    }
+
+    async fn set(&self, code: &Code, entry: &Entry, ttl: Duration, only_if_absent: bool) {
         let mut cmd = ::redis::cmd("SET");
         cmd.arg(self.key(code))
             .arg(encode(entry))
             .arg("PX")
             .arg(ttl.as_millis() as u64);
-        let _: Option<()> = self.call(cmd).await;
-    }
-
-    /// Removes the cached entry for `code`.
-    pub async fn del(&self, code: &Code) {
-        let mut cmd = ::redis::cmd("DEL");
-        cmd.arg(self.key(code));
-        let _: Option<i64> = self.call(cmd).await;
+        if only_if_absent {
+            cmd.arg("NX");
+        }
+        // NX answers nil when the key exists: not a failure.
+        let _: Option<Option<String>> = self.call(cmd).await;
     }
 
     fn key(&self, code: &Code) -> String {
@@ -170,7 +200,9 @@ fn encode(entry: &Entry) -> String {
     }
 }
 
-/// The inverse of [`encode`]; `None` for anything else.
+/// The inverse of [`encode`]; `None` for anything else. The target must be
+/// what [`TargetUrl`] accepts and already in its normalised form: exactly
+/// what the store could have held.
 fn decode(value: &str) -> Option<Entry> {
     match value {
         "D" => Some(Entry::Deleted),
@@ -178,7 +210,11 @@ fn decode(value: &str) -> Option<Entry> {
         _ => {
             let mut parts = value.splitn(3, ' ');
             let (kind, exp, target) = (parts.next()?, parts.next()?, parts.next()?);
-            if kind != "L" || target.is_empty() {
+            if kind != "L" {
+                return None;
+            }
+            let parsed = TargetUrl::from_stored(target).ok()?;
+            if parsed.as_str() != target {
                 return None;
             }
             let expires_at = match exp {
@@ -223,6 +259,11 @@ mod tests {
             "L - ",
             "L x https://e.com/",
             "L 99999999999999999999 https://e.com/",
+            "L - javascript:alert(1)",
+            "L - https://e.com/with space",
+            "L - HTTPS://E.COM/",
+            "L - https://e.com",
+            "L - //e.com/",
         ] {
             assert_eq!(decode(garbage), None, "{garbage:?}");
         }

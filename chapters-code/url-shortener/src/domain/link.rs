@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Code, Expiry, TargetUrl};
+use super::{Code, Expiry, TargetUrl, TokenHash};
 
 /// What the create path hands to the store: every field already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct NewLink {
     pub created_at: DateTime<Utc>,
     /// When it stops redirecting, if ever.
     pub expires_at: Option<Expiry>,
+    /// The hash of the management token handed to the creator.
+    pub token_hash: TokenHash,
 }
 
 /// A link as stored.
@@ -30,6 +32,8 @@ pub struct Link {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was deleted (soft delete), if it was.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The hash of its management token; delete and stats need the token.
+    pub token_hash: TokenHash,
 }
 
 // ANCHOR: link_state
@@ -65,6 +69,7 @@ impl NewLink {
             created_at: self.created_at,
             expires_at: self.expires_at.map(Expiry::instant),
             deleted_at: None,
+            token_hash: self.token_hash,
         }
     }
 }

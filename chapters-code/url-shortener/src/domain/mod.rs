@@ -11,6 +11,7 @@ mod code;
 mod expiry;
 mod link;
 mod target;
+mod token;
 
 pub(crate) use alias::is_reserved;
 pub use alias::{ALIAS_MAX_LEN, ALIAS_MIN_LEN, Alias, AliasError};
@@ -18,3 +19,4 @@ pub use code::{CODE_MAX_LEN, Code, CodeError};
 pub use expiry::{Expiry, ExpiryError, MAX_LIFETIME_DAYS};
 pub use link::{Link, LinkState, NewLink};
 pub use target::{TARGET_MAX_LEN, TargetUrl, UrlError, UrlPolicy};
+pub use token::{ManagementToken, TokenError, TokenHash};

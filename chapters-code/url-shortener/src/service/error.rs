@@ -7,14 +7,30 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::codegen::CodegenError;
+use crate::domain::TokenError;
 use crate::shortener::{Gone, LinkError};
 use crate::store::StoreError;
 
-/// Where the documentation of each problem type lives (the `type` member).
-pub const PROBLEM_TYPE_BASE: &str = "https://docs.url-shortener.example/problems/";
+/// The start of every problem `type` URI: the chapter's page of problem
+/// types in the published book, where each type has a section whose anchor
+/// is its name (`...problems.html#alias-taken`). A book check compares it
+/// with `[preprocessor.sources] site` in `book.toml` and the page's sections
+/// with [`ApiError::PROBLEM_TYPES`].
+pub const PROBLEM_TYPE_BASE: &str =
+    "https://designing-systems-in-rust.github.io/book/url-shortener/problems.html#";
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_UNAVAILABLE: u64 = 1;
+
+// ANCHOR: cache_control
+/// How long any cache may keep a `410`: a delete is final and an expiry does
+/// not move, so the answer cannot change.
+pub const GONE_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// Every other error: a `404` turns into a link the moment someone creates
+/// the code, and a `429` or `503` describes a moment. No cache keeps them.
+pub const ERROR_CACHE_CONTROL: &str = "no-store";
+// ANCHOR_END: cache_control
 
 /// An error as the HTTP layer sees it.
 #[derive(Debug)]
@@ -60,6 +76,29 @@ struct Problem {
 }
 // ANCHOR_END: problem
 
+impl ApiError {
+    /// Every problem type [`ApiError::classify`] returns, with its status; the
+    /// book documents each on `src/url-shortener/problems.md`.
+    pub const PROBLEM_TYPES: &[(&str, u16)] = &[
+        ("malformed-request", 400),
+        ("body-too-large", 413),
+        ("rate-limited", 429),
+        ("too-many-misses", 429),
+        ("invalid-input", 422),
+        ("management-token-required", 403),
+        ("management-token-wrong", 403),
+        ("not-found", 404),
+        ("expired", 410),
+        ("deleted", 410),
+        ("alias-taken", 409),
+        ("no-free-code", 503),
+        ("code-space-exhausted", 503),
+        ("store-unavailable", 503),
+        ("store-timeout", 503),
+        ("internal", 500),
+    ];
+}
+
 // ANCHOR: status_mapping
 impl ApiError {
     /// Status, problem type and title: the only place errors meet status codes.
@@ -91,6 +130,21 @@ impl ApiError {
                 L::Gone(Gone::Expired) => (StatusCode::GONE, "expired", "Link expired"),
                 L::Gone(Gone::Deleted) => (StatusCode::GONE, "deleted", "Link deleted"),
                 L::AliasTaken => (StatusCode::CONFLICT, "alias-taken", "Alias taken"),
+                L::Forbidden(TokenError::Missing | TokenError::Malformed) => (
+                    StatusCode::FORBIDDEN,
+                    "management-token-required",
+                    "Management token required",
+                ),
+                L::Forbidden(TokenError::Wrong) => (
+                    StatusCode::FORBIDDEN,
+                    "management-token-wrong",
+                    "Wrong management token",
+                ),
+                L::TooManyMisses(_) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-misses",
+                    "Too many unknown codes",
+                ),
                 L::NoFreeCode(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no-free-code",
@@ -130,7 +184,9 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge => "a create request is at most a few kilobytes".to_string(),
-            Self::RateLimited(wait) => format!("retry in {} s", retry_after_secs(*wait)),
+            Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => {
+                format!("retry in {} s", retry_after_secs(*wait))
+            }
             Self::Link(e) if status.is_server_error() => {
                 // The cause can name hosts and queries: log it, do not send it.
                 tracing::error!(error = %e, status = status.as_u16(), "request failed");
@@ -160,8 +216,19 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        let cache_control = if status == StatusCode::GONE {
+            GONE_CACHE_CONTROL
+        } else {
+            ERROR_CACHE_CONTROL
+        };
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
         let retry_after = match &self {
-            Self::RateLimited(wait) => Some(retry_after_secs(*wait)),
+            Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => {
+                Some(retry_after_secs(*wait))
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_UNAVAILABLE),
             _ => None,
         };
@@ -177,3 +244,51 @@ fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 // ANCHOR_END: into_response
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::UrlError;
+
+    #[test]
+    fn problem_types_lists_exactly_what_classify_returns() {
+        let every_error = [
+            ApiError::BadRequest(String::new()),
+            ApiError::BodyTooLarge,
+            ApiError::RateLimited(Duration::from_secs(1)),
+            LinkError::Invalid(UrlError::Empty.into()).into(),
+            LinkError::NotFound.into(),
+            LinkError::Gone(Gone::Expired).into(),
+            LinkError::Gone(Gone::Deleted).into(),
+            LinkError::AliasTaken.into(),
+            LinkError::Forbidden(TokenError::Missing).into(),
+            LinkError::Forbidden(TokenError::Malformed).into(),
+            LinkError::Forbidden(TokenError::Wrong).into(),
+            LinkError::TooManyMisses(Duration::from_secs(1)).into(),
+            LinkError::NoFreeCode(1).into(),
+            LinkError::Codegen(CodegenError::SpaceExhausted).into(),
+            LinkError::Codegen(CodegenError::AllocatorUnavailable(String::new())).into(),
+            LinkError::Store(StoreError::Unavailable(String::new())).into(),
+            LinkError::Store(StoreError::Timeout(Duration::from_secs(1))).into(),
+            LinkError::Store(StoreError::CodeTaken).into(),
+            LinkError::Store(StoreError::Backend(String::new())).into(),
+        ];
+        let returned: BTreeSet<(&str, u16)> = every_error
+            .iter()
+            .map(|e| {
+                let (status, slug, _) = e.classify();
+                (slug, status.as_u16())
+            })
+            .collect();
+        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
+        assert_eq!(returned, listed);
+        assert_eq!(
+            listed.len(),
+            ApiError::PROBLEM_TYPES.len(),
+            "a type listed twice"
+        );
+    }
+}

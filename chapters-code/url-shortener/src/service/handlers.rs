@@ -6,15 +6,16 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::AppState;
 use super::error::ApiError;
 use super::rate_limit::client_ip;
-use crate::domain::Link;
+use crate::domain::{Link, ManagementToken, TokenError};
 use crate::shortener::{LinkError, Stats};
 use crate::store::{LinkStore, StoreError};
 
@@ -47,36 +48,55 @@ pub struct LinkView {
     pub target: String,
     /// When it stops redirecting, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Sent once, with the 201: the bearer token that deletes the link and
+    /// reads its statistics. Absent on a 200 for an existing link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_token: Option<String>,
 }
 // ANCHOR_END: api_types
 
 impl LinkView {
-    fn new(link: &Link, base_url: &str) -> Self {
+    fn new(link: &Link, token: Option<&ManagementToken>, base_url: &str) -> Self {
         Self {
             code: link.code.to_string(),
             short_url: format!("{base_url}/{}", link.code),
             target: link.target.to_string(),
             expires_at: link.expires_at,
+            management_token: token.map(ToString::to_string),
         }
     }
 }
 
+// ANCHOR: limit_creates
+/// The create limit, as a layer in front of `create_link`: it runs before
+/// any extractor, so a client over its limit costs us no body read.
+pub async fn limit_creates<S: LinkStore>(
+    State(app): State<AppState<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(limiter) = &app.limiter {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
+        let client = client_ip(request.headers(), peer, app.trust_forwarded_for);
+        if let Err(wait) = limiter.check(client) {
+            return ApiError::RateLimited(wait).into_response();
+        }
+    }
+    next.run(request).await
+}
+// ANCHOR_END: limit_creates
+
 // ANCHOR: create_link
-/// `POST /api/links`: 201 with the new link (200 when the hash strategy
-/// found the same link already there).
+/// `POST /api/links`: 201 with the new link and its management token (200
+/// when an identical link was already there). The create limit ran before
+/// this handler ([`limit_creates`]).
 pub async fn create_link<S: LinkStore>(
     State(app): State<AppState<S>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    // Limit first: a flood of malformed requests is still a flood.
-    if let Some(limiter) = &app.limiter {
-        let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
-        limiter
-            .check(client_ip(&headers, peer, app.trust_forwarded_for))
-            .map_err(ApiError::RateLimited)?;
-    }
     // Read as a JSON object first: serde would also accept the fields as a
     // positional array (`["https://..."]`), which no client should rely on.
     let Json(object) = body?;
@@ -94,7 +114,7 @@ pub async fn create_link<S: LinkStore>(
         )
         .map_err(LinkError::from)?;
     let created = app.shortener.create(request, now).await?;
-    let view = LinkView::new(&created.link, &app.base_url);
+    let view = LinkView::new(&created.link, created.token.as_ref(), &app.base_url);
     let status = if created.is_new {
         StatusCode::CREATED
     } else {
@@ -118,12 +138,19 @@ pub async fn create_link<S: LinkStore>(
 /// cache on the way: shared caches must not store it, browsers must ask again.
 pub async fn redirect<S: LinkStore>(
     State(app): State<AppState<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Path(code)) = code else {
         return Err(LinkError::NotFound.into());
     };
-    let target = app.shortener.resolve(&code, Utc::now()).await?;
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+    let client = client_ip(&headers, peer, app.trust_forwarded_for);
+    let target = app
+        .shortener
+        .resolve_for(Some(client), &code, Utc::now())
+        .await?;
     let location = HeaderValue::from_str(&target).map_err(|_| {
         LinkError::Store(StoreError::Backend(format!(
             "target of {code} is not a header value"
@@ -140,22 +167,44 @@ pub async fn redirect<S: LinkStore>(
 }
 // ANCHOR_END: redirect
 
-/// `DELETE /api/links/{code}`: 204; 404 unknown; 410 already deleted.
+// ANCHOR: manage
+/// `DELETE /api/links/{code}`: 204; 403 without the link's token; 404
+/// unknown; 410 already deleted.
 pub async fn delete_link<S: LinkStore>(
     State(app): State<AppState<S>>,
+    headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.shortener.delete(&code, Utc::now()).await?;
+    let token = bearer_token(&headers).map_err(LinkError::from)?;
+    app.shortener.delete(&code, &token, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/links/{code}/stats`: total and per-day clicks.
+/// `GET /api/links/{code}/stats`: total and per-day clicks, for the token's holder.
 pub async fn stats<S: LinkStore>(
     State(app): State<AppState<S>>,
+    headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(app.shortener.stats(&code).await?))
+    let token = bearer_token(&headers).map_err(LinkError::from)?;
+    Ok(Json(app.shortener.stats(&code, &token).await?))
 }
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Result<ManagementToken, TokenError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(TokenError::Missing)?;
+    let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+    match value.split_once(' ') {
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            ManagementToken::parse(token.trim())
+        }
+        _ => Err(TokenError::Malformed),
+    }
+}
+// ANCHOR_END: manage
 
 /// `GET /health`: the process is up (it does not probe dependencies, so a
 /// database outage does not take every node out of the load balancer).

@@ -3,9 +3,9 @@
 //! | route | success | errors |
 //! |---|---|---|
 //! | `POST /api/links` | 201 (200 for an identical existing link) | 400, 409, 413, 422, 429, 503 |
-//! | `GET /{code}` | 302 | 404, 410, 503 |
-//! | `DELETE /api/links/{code}` | 204 | 404, 410, 503 |
-//! | `GET /api/links/{code}/stats` | 200 | 404, 410, 503 |
+//! | `GET /{code}` | 302 | 404, 410, 429, 503 |
+//! | `DELETE /api/links/{code}` (management token) | 204 | 403, 404, 410, 503 |
+//! | `GET /api/links/{code}/stats` (management token) | 200 | 403, 404, 410, 503 |
 //! | `GET /health` | 200 | |
 //!
 //! Errors are `application/problem+json` (RFC 9457), built in [`error`].
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -33,6 +34,7 @@ use crate::codegen::{CodeGenerator, MemoryAllocator, RangeGenerator};
 use crate::config::Config;
 use crate::domain::UrlPolicy;
 use crate::metrics::Metrics;
+use crate::scan::MissBudget;
 use crate::shortener::{Parts, Shortener};
 use crate::store::{LinkStore, MemoryStore, PgStore};
 use rate_limit::CreateLimiter;
@@ -40,10 +42,6 @@ use rate_limit::CreateLimiter;
 // ANCHOR: constants
 /// Ids a node leases from the allocator at a time.
 pub const ID_BLOCK_SIZE: u64 = 1_000;
-
-/// Key of the id scrambler. Changing it changes every future code (old
-/// codes stay valid: they are stored, not recomputed).
-pub const SCRAMBLE_KEY: u64 = 0xC0DE_5EED;
 
 /// A create body is a URL of at most 2 KiB plus a few fields.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -103,6 +101,7 @@ impl<S: LinkStore> App<S> {
             policy: UrlPolicy::refusing([own_host.as_str()]),
             store_timeout: config.store_timeout,
             max_code_attempts: config.max_code_attempts.max(1),
+            misses: config.miss_limit.as_ref().map(MissBudget::new),
             metrics,
         });
         let state = AppState {
@@ -131,11 +130,19 @@ impl<S: LinkStore> App<S> {
     // ANCHOR: router
     /// The routes. Static segments win over `{code}` in axum's router, which
     /// is why aliases may not be `api`, `health` and the other reserved words.
+    ///
+    /// The create limit is a layer in front of the handler, so a client over
+    /// its limit is refused before its body is read: the handler's `Json`
+    /// extractor would read the whole body first.
     pub fn router(&self) -> Router {
+        let limit =
+            middleware::from_fn_with_state(self.state.clone(), handlers::limit_creates::<S>);
         Router::new()
             .route(
                 "/api/links",
-                post(handlers::create_link::<S>).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+                post(handlers::create_link::<S>)
+                    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+                    .layer(limit),
             )
             .route("/api/links/{code}", delete(handlers::delete_link::<S>))
             .route("/api/links/{code}/stats", get(handlers::stats::<S>))
@@ -174,18 +181,19 @@ impl<S: LinkStore> App<S> {
 impl App<MemoryStore> {
     /// The demo configuration: an in-memory store and scrambled ids from an in-process counter.
     pub fn in_memory(config: Config) -> anyhow::Result<Self> {
-        let ids =
-            RangeGenerator::new(MemoryAllocator::default(), ID_BLOCK_SIZE).scrambled(SCRAMBLE_KEY);
+        let ids = RangeGenerator::new(MemoryAllocator::default(), ID_BLOCK_SIZE)
+            .scrambled(config.scramble_key);
         Self::new(MemoryStore::new(), Arc::new(ids), config)
     }
 }
 
 impl App<PgStore> {
-    /// The production configuration: PostgreSQL, with scrambled ids leased
-    /// in blocks from its `id_blocks` table. The schema must be applied.
+    /// The production configuration: PostgreSQL, with ids leased in blocks
+    /// from its `id_blocks` table and scrambled with the configured key. The
+    /// schema must be applied.
     pub fn postgres(store: PgStore, config: Config) -> anyhow::Result<Self> {
-        let ids =
-            RangeGenerator::new(store.allocator("links"), ID_BLOCK_SIZE).scrambled(SCRAMBLE_KEY);
+        let ids = RangeGenerator::new(store.allocator("links"), ID_BLOCK_SIZE)
+            .scrambled(config.scramble_key);
         Self::new(store, Arc::new(ids), config)
     }
 }

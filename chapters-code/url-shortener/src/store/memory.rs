@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{DailyClicks, DayCount, DeleteOutcome, LinkStore, StoreError};
-use crate::domain::{Code, Link, NewLink};
+use crate::domain::{Code, Link, NewLink, TokenHash};
 
 // ANCHOR: memory_store
 /// Links and click counts in hash maps behind one mutex.
@@ -45,10 +45,16 @@ impl LinkStore for MemoryStore {
         Ok(self.lock().links.get(code).cloned())
     }
 
-    async fn delete(&self, code: &Code, at: DateTime<Utc>) -> Result<DeleteOutcome, StoreError> {
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
         let mut state = self.lock();
         Ok(match state.links.get_mut(code) {
             None => DeleteOutcome::NotFound,
+            Some(link) if link.token_hash != *token => DeleteOutcome::WrongToken,
             Some(link) if link.deleted_at.is_some() => DeleteOutcome::AlreadyDeleted,
             Some(link) => {
                 link.deleted_at = Some(at);

@@ -29,7 +29,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use memory::MemoryStore;
 pub use postgres::{DAILY_CLICKS, GET_LINK, PgBlockAllocator, PgStore, SCHEMA};
 
-use crate::domain::{Code, Link, NewLink};
+use crate::domain::{Code, Link, NewLink, TokenHash};
 
 // ANCHOR: store_trait
 /// Where links and their click counts live.
@@ -43,10 +43,11 @@ pub trait LinkStore: Clone + Send + Sync + 'static {
     /// The link with this code, whatever its state (live, expired, deleted).
     fn get(&self, code: &Code) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
 
-    /// Marks the link deleted at `at`.
+    /// Marks the link deleted at `at`, if `token` is its token's hash.
     fn delete(
         &self,
         code: &Code,
+        token: &TokenHash,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send;
 
@@ -70,6 +71,8 @@ pub enum DeleteOutcome {
     Deleted,
     /// The link had been deleted before.
     AlreadyDeleted,
+    /// The link exists, and the token is not its own: nothing changed.
+    WrongToken,
     /// No link has this code.
     NotFound,
 }

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{DailyClicks, DayCount, DeleteOutcome, LinkStore, StoreError};
 use crate::codegen::{BlockAllocator, BoxFuture, CodegenError};
-use crate::domain::{Code, Link, NewLink, TargetUrl};
+use crate::domain::{Code, Link, NewLink, TargetUrl, TokenHash};
 
 /// The schema, applied by [`PgStore::migrate`] and by the tests.
 pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
@@ -99,30 +99,32 @@ fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// `RETURNING` gives back the timestamps as stored (PostgreSQL keeps
 /// microseconds, chrono has nanoseconds), so the returned link equals a later `get`.
 const INSERT_LINK: &str = "
-    INSERT INTO links (code, target, created_at, expires_at)
-    VALUES ($1, $2, $3, $4)
+    INSERT INTO links (code, target, created_at, expires_at, token_hash)
+    VALUES ($1, $2, $3, $4, $5)
     RETURNING created_at, expires_at";
 // ANCHOR_END: insert_link
 
 // ANCHOR: get_link
 /// The redirect lookup: one index scan on `links_code_key`.
 pub const GET_LINK: &str = "
-    SELECT code, target, created_at, expires_at, deleted_at
+    SELECT code, target, created_at, expires_at, deleted_at, token_hash
     FROM links
     WHERE code = $1";
 // ANCHOR_END: get_link
 
 // ANCHOR: delete_link
-/// `deleted_at IS NULL` in the UPDATE, re-checked on the locked row, makes
-/// two concurrent deletes report one `Deleted` and one `AlreadyDeleted`.
+/// Only the holder of the token deletes: the hash is part of the `WHERE`.
+/// `deleted_at IS NULL`, re-checked on the locked row, makes concurrent
+/// deletes report one `Deleted` and otherwise `AlreadyDeleted`. `owner` is
+/// NULL for an unknown code and false for a wrong token.
 const DELETE_LINK: &str = "
     WITH marked AS (
         UPDATE links SET deleted_at = $2
-        WHERE code = $1 AND deleted_at IS NULL
+        WHERE code = $1 AND token_hash = $3 AND deleted_at IS NULL
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM marked) AS marked,
-           EXISTS (SELECT 1 FROM links WHERE code = $1) AS found";
+           (SELECT token_hash = $3 FROM links WHERE code = $1) AS owner";
 // ANCHOR_END: delete_link
 
 // ANCHOR: add_clicks
@@ -157,6 +159,7 @@ struct LinkRow {
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
     deleted_at: Option<DateTime<Utc>>,
+    token_hash: Vec<u8>,
 }
 
 impl TryFrom<LinkRow> for Link {
@@ -174,6 +177,8 @@ impl TryFrom<LinkRow> for Link {
             created_at: row.created_at,
             expires_at: row.expires_at,
             deleted_at: row.deleted_at,
+            token_hash: TokenHash::from_slice(&row.token_hash)
+                .ok_or_else(|| corrupt("token hash", &"not 32 bytes"))?,
         })
     }
 }
@@ -186,6 +191,7 @@ impl LinkStore for PgStore {
             .bind(link.target.as_str())
             .bind(link.created_at)
             .bind(link.expires_at.map(|e| e.instant()))
+            .bind(link.token_hash.as_bytes().as_slice())
             .fetch_one(&self.pool)
             .await;
         match result {
@@ -211,17 +217,24 @@ impl LinkStore for PgStore {
         row.map(Link::try_from).transpose()
     }
 
-    async fn delete(&self, code: &Code, at: DateTime<Utc>) -> Result<DeleteOutcome, StoreError> {
-        let (marked, found): (bool, bool) = sqlx::query_as(DELETE_LINK)
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let (marked, owner): (bool, Option<bool>) = sqlx::query_as(DELETE_LINK)
             .bind(code.as_str())
             .bind(at)
+            .bind(token.as_bytes().as_slice())
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(match (marked, found) {
+        Ok(match (marked, owner) {
             (true, _) => DeleteOutcome::Deleted,
-            (false, true) => DeleteOutcome::AlreadyDeleted,
-            (false, false) => DeleteOutcome::NotFound,
+            (false, Some(true)) => DeleteOutcome::AlreadyDeleted,
+            (false, Some(false)) => DeleteOutcome::WrongToken,
+            (false, None) => DeleteOutcome::NotFound,
         })
     }
 

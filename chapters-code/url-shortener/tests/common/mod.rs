@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use url_shortener::App;
 use url_shortener::codegen::{BlockAllocator, CodeGenerator, MemoryAllocator, RangeGenerator};
 use url_shortener::config::{ClickConfig, Config, RedisConfig};
-use url_shortener::domain::{Code, Link, NewLink};
+use url_shortener::domain::{Code, Link, NewLink, TokenHash};
 use url_shortener::metrics::Metrics;
 use url_shortener::store::{
     DailyClicks, DayCount, DeleteOutcome, LinkStore, MemoryStore, PgStore, StoreError,
@@ -46,6 +46,20 @@ pub struct Backend<S> {
     /// The test database, for backends on PostgreSQL.
     pub db: Option<testkit::TestDb>,
     _redis_guard: Option<testkit::TestRedis>,
+}
+
+impl<S> Backend<S> {
+    /// A connection to this backend's Redis, for tests that read or write keys directly.
+    pub fn redis_conn(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self._redis_guard.as_ref().map(|r| r.conn.clone())
+    }
+
+    /// The Redis key the cache uses for `code`.
+    pub fn redis_key(&self, code: &str) -> Option<String> {
+        self.redis
+            .as_ref()
+            .map(|r| format!("{}link:{code}", r.key_prefix))
+    }
 }
 
 /// The in-memory store, no Redis. Always available.
@@ -247,6 +261,20 @@ impl Client {
         self.send(Method::DELETE, path, &[], None).await
     }
 
+    /// `DELETE path` with `Authorization: Bearer <token>`.
+    pub async fn delete_with(&self, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(Method::DELETE, path, &[("authorization", &auth)], None)
+            .await
+    }
+
+    /// `GET path` with `Authorization: Bearer <token>`.
+    pub async fn get_with(&self, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(Method::GET, path, &[("authorization", &auth)], None)
+            .await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
         self.send(
@@ -265,9 +293,21 @@ impl Client {
 
     /// Creates a link to `url` and returns its code; panics unless 201.
     pub async fn create_code(&self, body: serde_json::Value) -> String {
+        self.create_managed(body).await.0
+    }
+
+    /// Creates a link and returns its code and management token (empty if
+    /// the service sent none); panics unless 201.
+    pub async fn create_managed(&self, body: serde_json::Value) -> (String, String) {
         let reply = self.create(body).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-        reply.json()["code"].as_str().expect("code").to_string()
+        let json = reply.json();
+        let code = json["code"].as_str().expect("code").to_string();
+        let token = json["management_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (code, token)
     }
 }
 
@@ -320,8 +360,13 @@ impl<S: LinkStore> LinkStore for Counting<S> {
         tokio::time::sleep(self.get_delay).await;
         self.inner.get(code).await
     }
-    async fn delete(&self, code: &Code, at: DateTime<Utc>) -> Result<DeleteOutcome, StoreError> {
-        self.inner.delete(code, at).await
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete(code, token, at).await
     }
     async fn add_clicks(&self, batch: &[DailyClicks]) -> Result<(), StoreError> {
         self.inner.add_clicks(batch).await
@@ -354,9 +399,14 @@ impl<S: LinkStore> LinkStore for Slow<S> {
         tokio::time::sleep(self.delay).await;
         self.inner.get(code).await
     }
-    async fn delete(&self, code: &Code, at: DateTime<Utc>) -> Result<DeleteOutcome, StoreError> {
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.delete(code, at).await
+        self.inner.delete(code, token, at).await
     }
     async fn add_clicks(&self, batch: &[DailyClicks]) -> Result<(), StoreError> {
         tokio::time::sleep(self.delay).await;
@@ -364,6 +414,91 @@ impl<S: LinkStore> LinkStore for Slow<S> {
     }
     async fn daily_clicks(&self, code: &Code) -> Result<Vec<DayCount>, StoreError> {
         tokio::time::sleep(self.delay).await;
+        self.inner.daily_clicks(code).await
+    }
+}
+
+/// A store wrapper that stalls one `get` after it has read the store:
+/// the slow load of a cache race, under the test's control.
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+/// The control side of [`Gated`].
+#[derive(Default)]
+pub struct Gate {
+    armed: std::sync::Mutex<Option<Code>>,
+    loaded: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// The next `get` of `code` will read the store, then wait for [`Gate::release`].
+    pub fn arm(&self, code: &str) {
+        *self.armed.lock().expect("lock") = Some(Code::parse(code).expect("code"));
+    }
+
+    /// Waits until the armed `get` has read the store.
+    pub async fn loaded(&self) {
+        self.loaded.notified().await;
+    }
+
+    /// Lets the stalled `get` return what it read.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    fn take(&self, code: &Code) -> bool {
+        let mut armed = self.armed.lock().expect("lock");
+        if armed.as_ref() == Some(code) {
+            *armed = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl<S> Gated<S> {
+    /// Wraps `inner`; returns the wrapper and its gate.
+    pub fn new(inner: S) -> (Self, Arc<Gate>) {
+        let gate = Arc::new(Gate::default());
+        (
+            Self {
+                inner,
+                gate: gate.clone(),
+            },
+            gate,
+        )
+    }
+}
+
+impl<S: LinkStore> LinkStore for Gated<S> {
+    async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
+        self.inner.insert(link).await
+    }
+    async fn get(&self, code: &Code) -> Result<Option<Link>, StoreError> {
+        let read = self.inner.get(code).await;
+        if self.gate.take(code) {
+            self.gate.loaded.notify_one();
+            self.gate.release.notified().await;
+        }
+        read
+    }
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete(code, token, at).await
+    }
+    async fn add_clicks(&self, batch: &[DailyClicks]) -> Result<(), StoreError> {
+        self.inner.add_clicks(batch).await
+    }
+    async fn daily_clicks(&self, code: &Code) -> Result<Vec<DayCount>, StoreError> {
         self.inner.daily_clicks(code).await
     }
 }
@@ -386,6 +521,20 @@ pub async fn black_hole() -> (u16, JoinHandle<()>) {
         }
     });
     (port, task)
+}
+
+/// Inserts a link straight into `store`, past every cache: a code that no
+/// cache layer has seen yet. Returns the code.
+pub async fn seed<S: LinkStore>(store: &S, code: &str, url: &str) -> String {
+    let link = NewLink {
+        code: Code::parse(code).expect("code"),
+        target: url_shortener::domain::TargetUrl::parse(url, &Default::default()).expect("url"),
+        created_at: Utc::now(),
+        expires_at: None,
+        token_hash: url_shortener::domain::ManagementToken::generate().hash(),
+    };
+    store.insert(link).await.expect("seed");
+    code.to_string()
 }
 
 /// Polls `check` every 20 ms until it returns true or `limit` passes.

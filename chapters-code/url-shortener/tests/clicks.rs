@@ -1,0 +1,137 @@
+//! The click pipeline when the database refuses its writes.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hyper::StatusCode;
+use serde_json::json;
+use url_shortener::clicks;
+use url_shortener::config::{ClickConfig, Config};
+use url_shortener::domain::{Code, Link, NewLink, TokenHash};
+use url_shortener::metrics::Metrics;
+use url_shortener::store::{
+    DailyClicks, DayCount, DeleteOutcome, LinkStore, MemoryStore, StoreError,
+};
+
+/// A store whose click writes always fail, counting the attempts.
+#[derive(Clone, Default)]
+struct RefusesClicks {
+    inner: MemoryStore,
+    attempts: Arc<AtomicU64>,
+}
+
+impl LinkStore for RefusesClicks {
+    async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
+        self.inner.insert(link).await
+    }
+    async fn get(&self, code: &Code) -> Result<Option<Link>, StoreError> {
+        self.inner.get(code).await
+    }
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete(code, token, at).await
+    }
+    async fn add_clicks(&self, _: &[DailyClicks]) -> Result<(), StoreError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::Unavailable("the database is down".into()))
+    }
+    async fn daily_clicks(&self, code: &Code) -> Result<Vec<DayCount>, StoreError> {
+        self.inner.daily_clicks(code).await
+    }
+}
+
+// ANCHOR: backoff_test
+/// While the database refuses click writes, the batcher waits longer and
+/// longer between attempts. Before the backoff, every click that arrived
+/// with a full batch pending triggered another attempt: thousands a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flush_backs_off_instead_of_retrying_per_click() {
+    let store = RefusesClicks::default();
+    let config = ClickConfig {
+        capacity: 100_000,
+        flush_every: Duration::from_millis(50),
+        max_batch: 10,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (recorder, batcher) = clicks::spawn(
+        store.clone(),
+        &config,
+        Duration::from_millis(200),
+        metrics.clone(),
+    );
+    // One second of clicks on 500 links, more than a batch's worth.
+    let codes: Vec<Code> = (0..500)
+        .map(|i| Code::parse(&format!("link{i}")).expect("code"))
+        .collect();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        for code in &codes {
+            recorder.record(code.clone(), Utc::now());
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let attempts = store.attempts.load(Ordering::SeqCst);
+    // Pauses of 50, 100, 200, 400 ms fill the second: a handful of attempts.
+    assert!(
+        attempts <= 8,
+        "{attempts} flush attempts in one second for {sent} clicks"
+    );
+    assert!(attempts >= 2, "it must keep retrying, got {attempts}");
+    drop(recorder);
+    batcher.shutdown().await;
+}
+// ANCHOR_END: backoff_test
+
+// ANCHOR: shutdown_db_down_test
+/// A graceful shutdown while the database refuses click writes: the final
+/// flush is tried a few times, then the clicks are given up, counted as
+/// lost, and the process exits instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_with_the_database_down_loses_the_clicks_and_counts_them() {
+    let Some(b) = common::memory().await else {
+        return;
+    };
+    let store = RefusesClicks::default();
+    let config = Config {
+        clicks: ClickConfig {
+            flush_every: Duration::from_secs(3600),
+            max_batch: 1_000_000,
+            ..ClickConfig::default()
+        },
+        store_timeout: Duration::from_millis(200),
+        ..b.config()
+    };
+    let server = b.serve(store.clone(), config).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/counted"}))
+        .await;
+    for _ in 0..20 {
+        assert_eq!(
+            server.client.get(&format!("/{code}")).await.status,
+            StatusCode::FOUND
+        );
+    }
+    let metrics = server.metrics.clone();
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let m = metrics.snapshot();
+    assert_eq!((m.clicks_flushed, m.clicks_lost), (0, 20), "{m:?}");
+    assert!(store.attempts.load(Ordering::SeqCst) >= 2);
+}
+// ANCHOR_END: shutdown_db_down_test
