@@ -108,3 +108,42 @@ for (const a of document.querySelectorAll('a[href]')) {
 }
 return changed;
 "#;
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn the_site_setting_lives_where_mdbook_accepts_it() {
+        // mdBook 0.5 refuses a table of our own, and an unknown key of
+        // [output.html] silently drops the whole HTML configuration ...
+        assert!(Config::from_str("[sdb]\nsite = \"https://example.org/\"\n").is_err());
+        let html = "[output.html]\ndefault-theme = \"navy\"\nsite = \"https://example.org/\"\n";
+        let html = Config::from_str(html).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(html.html_config().is_none());
+        // ... but a preprocessor's table may hold any key.
+        let config = Config::from_str(
+            "[preprocessor.sources]\noptional = true\nsite = \"https://example.org/book/\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            published_site(&config).unwrap_or_else(|e| panic!("{e:#}")),
+            "https://example.org/book/"
+        );
+        for bad in ["/book/", "https://example.org/book"] {
+            let toml = format!("[preprocessor.sources]\nsite = \"{bad}\"\n");
+            let config = Config::from_str(&toml).unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(published_site(&config).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_repository_book_names_its_published_site() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config = Config::from_disk(root.join("book.toml")).unwrap_or_else(|e| panic!("{e:#}"));
+        let site = published_site(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(site.starts_with("https://"), "{site}");
+    }
+}
