@@ -144,6 +144,28 @@ impl Consumer {
         Ok(tally)
     }
 
+    /// Fetches up to `max` messages in stream order, acks them and returns
+    /// them parsed, with no effect (an audit reader; unparseable ones are skipped).
+    pub async fn raw_batch(&self, max: usize) -> Result<Vec<OutboxMessage>, RelayError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(Duration::from_millis(300))
+            .messages()
+            .await
+            .map_err(broker_err)?;
+        let mut out = Vec::new();
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(broker_err)?;
+            if let Ok(m) = serde_json::from_slice::<OutboxMessage>(&msg.payload) {
+                out.push(m);
+            }
+            msg.ack().await.map_err(broker_err)?;
+        }
+        Ok(out)
+    }
+
     // ANCHOR: handle
     /// Handles one delivery: parse, apply once, ack (or nak, or dead-letter).
     pub async fn handle(&self, msg: &jetstream::Message) -> Result<Outcome, RelayError> {

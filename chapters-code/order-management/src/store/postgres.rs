@@ -115,13 +115,18 @@ impl PgStore {
         .bind(&payload)
         .execute(&mut **tx)
         .await?;
-        let message = serde_json::json!({ "order_id": id, "version": version, "event": payload });
+        // The message id travels in the body too: the consumer's inbox keys
+        // on it even when a message reaches it without the header.
+        let message_id = Uuid::new_v4();
+        let message = serde_json::json!({
+            "message_id": message_id, "order_id": id, "version": version, "event": payload,
+        });
         sqlx::query(
             "INSERT INTO outbox (message_id, aggregate_type, aggregate_id, aggregate_version,
                                  event_type, payload)
              VALUES ($1, 'order', $2, $3, $4, $5)",
         )
-        .bind(Uuid::new_v4())
+        .bind(message_id)
         .bind(id)
         .bind(version)
         .bind(event.kind())

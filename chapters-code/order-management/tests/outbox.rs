@@ -1,0 +1,414 @@
+//! The outbox relay and the consumer on real PostgreSQL and real NATS
+//! JetStream: the crash-injection matrix (nothing lost, nothing applied
+//! twice), the two dedupe layers, the dead-letter path, and per-order order
+//! with several relays.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use order_management::consumer::{Consumer, MAX_DELIVER, Tally};
+use order_management::domain::Command;
+use order_management::relay::{Broker, Crash, Drained, OutboxMessage, Relay, Wake};
+use order_management::store::{OrderStore, PgStore};
+use testkit::TestDb;
+use uuid::Uuid;
+
+/// Orders per test, each taken to `paid` (three events, three messages).
+const ORDERS: u128 = 20;
+
+struct Env {
+    db: TestDb,
+    store: PgStore,
+    broker: Broker,
+}
+
+async fn env() -> Option<Env> {
+    let (db, store) = pg_store().await?;
+    let url = testkit::nats().await?;
+    let tag = Uuid::new_v4().simple().to_string();
+    let broker = ok(
+        "broker",
+        Broker::connect(&url, &format!("OM_{tag}"), &format!("om_{tag}")).await,
+    );
+    Some(Env { db, store, broker })
+}
+
+impl Env {
+    /// `ORDERS` paid orders: 3 * ORDERS outbox rows.
+    async fn orders(&self) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        for n in 0..ORDERS {
+            let id = Uuid::from_u128(n + 1);
+            paid_order(&self.store, id, &two_lines()).await;
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(self.db.pool.clone(), self.broker.clone())
+    }
+
+    async fn drain(&self, relay: &Relay) -> Drained {
+        let mut total = Drained::default();
+        loop {
+            let d = ok("drain", relay.drain_once().await);
+            if d.published + d.duplicates == 0 {
+                return total;
+            }
+            total.published += d.published;
+            total.duplicates += d.duplicates;
+        }
+    }
+
+    async fn unpublished(&self) -> i64 {
+        ok(
+            "unpublished",
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&self.db.pool)
+                .await,
+        )
+    }
+
+    async fn consumer(&self, name: &str) -> Consumer {
+        ok(
+            "consumer",
+            Consumer::create(self.db.pool.clone(), &self.broker, name).await,
+        )
+    }
+
+    /// Every order's projection saw each of its events exactly once.
+    async fn assert_each_event_applied_once(&self, ids: &[Uuid]) {
+        let rows: Vec<(Uuid, i64, i64)> = ok(
+            "projection",
+            sqlx::query_as("SELECT order_id, events_applied, last_version FROM order_projection")
+                .fetch_all(&self.db.pool)
+                .await,
+        );
+        let seen: HashMap<Uuid, (i64, i64)> =
+            rows.into_iter().map(|(id, n, v)| (id, (n, v))).collect();
+        for id in ids {
+            let version = ok("get", self.store.get(*id).await).version;
+            assert_eq!(seen.get(id), Some(&(version, version)), "order {id}");
+        }
+    }
+
+    async fn done(self) {
+        let _ = self.broker.delete().await;
+    }
+}
+
+/// Polls until `enough(tally)` or a deadline; returns the tally.
+async fn consume(consumer: &Consumer, enough: impl Fn(&Tally) -> bool) -> Tally {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut total = Tally::default();
+    while !enough(&total) {
+        assert!(Instant::now() < deadline, "consumer stalled at {total:?}");
+        let t = ok("poll", consumer.poll(100, Duration::from_millis(300)).await);
+        total.applied += t.applied;
+        total.duplicates += t.duplicates;
+        total.crashed += t.crashed;
+        total.retries += t.retries;
+        total.dead_lettered += t.dead_lettered;
+    }
+    total
+}
+
+const MESSAGES: usize = 3 * ORDERS as usize;
+
+// ANCHOR: crash_before_publish
+/// The relay dies after the business transactions committed and before it
+/// published anything: the rows wait in the outbox, the next relay sends them.
+#[tokio::test]
+async fn a_crash_between_commit_and_publish_loses_nothing() {
+    let Some(env) = env().await else { return };
+    let ids = env.orders().await;
+    let mut dying = env.relay();
+    dying.crash = Crash::BeforePublish;
+    assert!(dying.drain_once().await.is_err());
+    assert_eq!(ok("stream", env.broker.stream_messages().await), 0);
+    assert_eq!(env.unpublished().await, MESSAGES as i64);
+
+    let d = env.drain(&env.relay()).await;
+    assert_eq!((d.published, d.duplicates), (MESSAGES, 0));
+    assert_eq!(env.unpublished().await, 0);
+    let consumer = env.consumer("projection").await;
+    let t = consume(&consumer, |t| t.applied >= MESSAGES).await;
+    assert_eq!(t.applied, MESSAGES);
+    env.assert_each_event_applied_once(&ids).await;
+    env.done().await;
+}
+// ANCHOR_END: crash_before_publish
+
+// ANCHOR: crash_after_publish
+/// The relay dies after JetStream stored the messages and before it marked
+/// the rows: the next relay publishes them again, and JetStream drops every
+/// one as a duplicate of its `Nats-Msg-Id`.
+#[tokio::test]
+async fn a_crash_between_publish_and_marking_is_dropped_by_jetstream() {
+    let Some(env) = env().await else { return };
+    let ids = env.orders().await;
+    let mut dying = env.relay();
+    dying.crash = Crash::AfterPublish;
+    assert!(dying.drain_once().await.is_err());
+    let first = ok("stream", env.broker.stream_messages().await);
+    assert!(first > 0);
+    assert_eq!(env.unpublished().await, MESSAGES as i64);
+
+    let d = env.drain(&env.relay()).await;
+    assert_eq!(d.duplicates as u64, first);
+    assert_eq!(d.published + d.duplicates, MESSAGES);
+    assert_eq!(
+        ok("stream", env.broker.stream_messages().await),
+        MESSAGES as u64
+    );
+    let consumer = env.consumer("projection").await;
+    let t = consume(&consumer, |t| t.applied >= MESSAGES).await;
+    assert_eq!((t.applied, t.duplicates), (MESSAGES, 0));
+    env.assert_each_event_applied_once(&ids).await;
+    env.done().await;
+}
+// ANCHOR_END: crash_after_publish
+
+/// Publishes every message twice, without `Nats-Msg-Id` (as after the
+/// duplicate window): a relay drains everything, its marks are lost (the
+/// crash after publishing, for every batch at once), and a relay drains again.
+async fn published_twice(env: &Env) {
+    let mut relay = env.relay();
+    relay.dedupe_header = false;
+    env.drain(&relay).await;
+    ok(
+        "lose the marks",
+        env.db
+            .apply_sql("UPDATE outbox SET published_at = NULL")
+            .await,
+    );
+    env.drain(&relay).await;
+    assert_eq!(
+        ok("stream", env.broker.stream_messages().await),
+        2 * MESSAGES as u64
+    );
+}
+
+// ANCHOR: inbox_dedupe
+/// Past JetStream's window (simulated by leaving out the header), every
+/// message arrives twice; the inbox applies each once.
+#[tokio::test]
+async fn the_inbox_applies_a_republished_message_once() {
+    let Some(env) = env().await else { return };
+    let ids = env.orders().await;
+    published_twice(&env).await;
+    let consumer = env.consumer("projection").await;
+    let t = consume(&consumer, |t| t.applied + t.duplicates >= 2 * MESSAGES).await;
+    assert_eq!((t.applied, t.duplicates), (MESSAGES, MESSAGES));
+    env.assert_each_event_applied_once(&ids).await;
+    env.done().await;
+}
+
+/// The same run with the inbox's UNIQUE constraint dropped: every effect
+/// happens twice. The constraint, not the code around it, is the guard.
+#[tokio::test]
+async fn without_the_inbox_unique_constraint_effects_happen_twice() {
+    let Some(env) = env().await else { return };
+    ok(
+        "drop the guard",
+        env.db
+            .apply_sql("ALTER TABLE inbox DROP CONSTRAINT inbox_once")
+            .await,
+    );
+    let ids = env.orders().await;
+    published_twice(&env).await;
+    let consumer = env.consumer("projection").await;
+    let t = consume(&consumer, |t| t.applied + t.duplicates >= 2 * MESSAGES).await;
+    assert_eq!((t.applied, t.duplicates), (2 * MESSAGES, 0));
+    for id in &ids {
+        let applied: i64 = ok(
+            "projection",
+            sqlx::query_scalar("SELECT events_applied FROM order_projection WHERE order_id = $1")
+                .bind(id)
+                .fetch_one(&env.db.pool)
+                .await,
+        );
+        let version = ok("get", env.store.get(*id).await).version;
+        assert_eq!(applied, 2 * version, "order {id}: applied twice");
+    }
+    env.done().await;
+}
+// ANCHOR_END: inbox_dedupe
+
+// ANCHOR: crash_before_ack
+/// The consumer dies after committing an effect and before acking:
+/// JetStream redelivers after the ack wait, and the inbox drops it.
+#[tokio::test]
+async fn a_consumer_crash_before_ack_is_redelivered_and_dropped() {
+    let Some(env) = env().await else { return };
+    let ids = env.orders().await;
+    env.drain(&env.relay()).await;
+    let consumer = env.consumer("projection").await;
+    consumer.faults.crash_before_ack.store(5, Ordering::SeqCst);
+    let t = consume(&consumer, |t| {
+        t.applied + t.crashed >= MESSAGES && t.duplicates >= 5
+    })
+    .await;
+    assert_eq!(
+        (t.applied + t.crashed, t.crashed, t.duplicates),
+        (MESSAGES, 5, 5)
+    );
+    env.assert_each_event_applied_once(&ids).await;
+    env.done().await;
+}
+// ANCHOR_END: crash_before_ack
+
+// ANCHOR: dead_letter
+/// A message whose effect keeps failing is tried `MAX_DELIVER` times, then
+/// kept in `dead_letters`; the others are not held up.
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_after_max_deliver() {
+    let Some(env) = env().await else { return };
+    let poison = Uuid::from_u128(999);
+    ok("create", env.store.create(poison, &two_lines()).await);
+    let ids = env.orders().await;
+    env.drain(&env.relay()).await;
+    let mut consumer = env.consumer("projection").await;
+    consumer.faults.failing_order = Some(poison);
+    let t = consume(&consumer, |t| t.dead_lettered >= 1 && t.applied >= MESSAGES).await;
+    assert_eq!(t.retries as i64, MAX_DELIVER - 1);
+    assert_eq!((t.applied, t.dead_lettered), (MESSAGES, 1));
+    let dead: Vec<(String, Vec<u8>)> = ok(
+        "dead letters",
+        sqlx::query_as("SELECT subject, payload FROM dead_letters")
+            .fetch_all(&env.db.pool)
+            .await,
+    );
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, env.broker.subject(poison));
+    let m: OutboxMessage = ok("payload", serde_json::from_slice(&dead[0].1));
+    assert_eq!(m.order_id, poison);
+    env.assert_each_event_applied_once(&ids).await;
+    env.done().await;
+}
+
+/// Garbage on an order subject is a dead letter at once, not a panic or a retry loop.
+#[tokio::test]
+async fn garbage_from_the_broker_is_a_dead_letter() {
+    let Some(env) = env().await else { return };
+    let ack = ok(
+        "publish",
+        env.broker
+            .js
+            .publish(env.broker.subject(Uuid::nil()), "not json".into())
+            .await,
+    );
+    ok("ack", ack.await);
+    let consumer = env.consumer("projection").await;
+    let t = consume(&consumer, |t| t.dead_lettered >= 1).await;
+    assert_eq!((t.dead_lettered, t.retries, t.applied), (1, 0, 0));
+    env.done().await;
+}
+// ANCHOR_END: dead_letter
+
+// ANCHOR: ordering
+/// Four relays drain one outbox at once: every message is published once,
+/// and on each order's subject the versions arrive in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_relays_keep_each_orders_events_in_order() {
+    let Some(env) = env().await else { return };
+    let ids = env.orders().await;
+    // More events per order, so that relays contend for the same orders.
+    for id in &ids {
+        let o = ok("get", env.store.get(*id).await);
+        ok(
+            "ship",
+            env.store.apply(*id, o.version, &ship_everything(&o)).await,
+        );
+        ok(
+            "deliver",
+            env.store.apply(*id, o.version + 1, &Command::Deliver).await,
+        );
+    }
+    let relays: Vec<_> = (0..4)
+        .map(|_| {
+            let mut r = env.relay();
+            r.batch = 7;
+            Arc::new(r)
+        })
+        .collect();
+    let tasks: Vec<_> = relays
+        .iter()
+        .map(|r| {
+            let r = Arc::clone(r);
+            tokio::spawn(async move {
+                let mut n = 0;
+                // Keep draining until the outbox stays empty for a moment.
+                let mut idle = 0;
+                while idle < 5 {
+                    let d = ok("drain", r.drain_once().await);
+                    n += d.published;
+                    if d.published == 0 {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        idle = 0;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let mut published = 0;
+    for t in tasks {
+        published += ok("relay", t.await);
+    }
+    let messages = 5 * ids.len();
+    assert_eq!(published, messages);
+    assert_eq!(env.unpublished().await, 0);
+    // Read the stream in sequence order and check versions per subject.
+    let consumer = env.consumer("audit").await;
+    let mut last: HashMap<Uuid, i64> = HashMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read < messages {
+        assert!(Instant::now() < deadline);
+        let msgs = ok("fetch", consumer.raw_batch(100).await);
+        for m in msgs {
+            let v = last.entry(m.order_id).or_insert(0);
+            assert_eq!(m.version, *v + 1, "order {} out of order", m.order_id);
+            *v = m.version;
+            read += 1;
+        }
+    }
+    env.done().await;
+}
+// ANCHOR_END: ordering
+
+/// The two ways to wake a relay both deliver everything while orders keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_and_notify_relays_both_publish_everything() {
+    for wake in [
+        Wake::Poll(Duration::from_millis(20)),
+        Wake::Notify(Duration::from_secs(1)),
+    ] {
+        let Some(env) = env().await else { return };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let relay = Arc::new(env.relay());
+        let running = {
+            let relay = Arc::clone(&relay);
+            tokio::spawn(async move { relay.run(wake, stop_rx).await })
+        };
+        env.orders().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while env.unpublished().await > 0 {
+            assert!(Instant::now() < deadline, "{wake:?} left messages behind");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(true);
+        let total = ok("relay", ok("join", running.await));
+        assert_eq!(total.published, MESSAGES, "{wake:?}");
+        env.done().await;
+    }
+}
