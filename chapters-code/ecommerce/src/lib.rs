@@ -7,4 +7,5 @@ pub mod checkout;
 pub mod domain;
 pub mod idempotency;
 pub mod problem;
+pub mod service;
 pub mod store;

@@ -246,3 +246,24 @@ async fn unknown_products_are_cached_as_missing() {
         "one database read for three lookups"
     );
 }
+
+#[tokio::test]
+async fn search_uses_the_words_of_name_and_description() {
+    use ecommerce::store::Store;
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let hits = store.search("coffee mug", 10).await.expect("search");
+    assert_eq!(
+        hits.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        ["MUG-RED"]
+    );
+    let hits = store.search("programming book", 10).await.expect("search");
+    assert_eq!(
+        hits.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        ["BOOK-RUST"]
+    );
+    assert!(store.search("teapot", 10).await.expect("search").is_empty());
+    // Stemming: "mugs" finds "mug".
+    assert_eq!(store.search("mugs", 10).await.expect("search").len(), 1);
+}

@@ -1,0 +1,412 @@
+//! The HTTP API (axum): parse, call the domain, map errors in one place.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /products/{sku}` | one product, through the L1/L2 cache |
+//! | `GET /search?q=&limit=` | full-text search (PostgreSQL GIN) |
+//! | `GET /carts/{cart}` | the cart's lines |
+//! | `POST /carts/{cart}/items` | add `{sku, quantity}`; never conflicts |
+//! | `DELETE /carts/{cart}/items/{sku}` | remove a product |
+//! | `POST /carts/{cart}/merge` | fold `{from}` (a guest cart) into this one, at login |
+//! | `POST /checkout` | price, reserve, charge, create the order; `Idempotency-Key` required |
+//! | `GET /orders/{id}` | one of the caller's orders |
+//!
+//! Authentication is out of the chapter's scope: a gateway is assumed to
+//! put the signed-in account in `X-Account`. Account carts (`a-<account>`)
+//! and orders are visible to their account only; a guest cart id is a
+//! random 128-bit bearer token. Handlers parse everything into domain types
+//! before touching a store, so a bad input is refused with a named error and
+//! changes nothing.
+
+mod error;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::{ApiError, problem_response};
+
+use crate::cart::{CartId, CartStore};
+use crate::catalog::Catalog;
+use crate::checkout::provider::PaymentProvider;
+use crate::checkout::{CHECKOUT_ENDPOINT, Checkout, CheckoutRequest, Order};
+use crate::domain::{Currency, Product, Quantity, Sku, Tag};
+use crate::idempotency::{IdempotencyKey, KeyScope};
+use crate::store::Store;
+
+// ANCHOR: headers
+/// The header a client sets to make a checkout safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set to `true` on a response that replays an earlier request's answer.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// The signed-in account, set by the gateway.
+pub const ACCOUNT: &str = "x-account";
+/// A request taking longer than this is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest search query, in bytes.
+pub const QUERY_MAX_LEN: usize = 200;
+// ANCHOR_END: headers
+
+/// What every handler shares.
+pub struct AppState<S, C, P> {
+    /// Products, orders, keys.
+    pub store: Arc<S>,
+    /// The cached read path.
+    pub catalog: Arc<Catalog<S>>,
+    /// Carts.
+    pub carts: Arc<C>,
+    /// The checkout flow.
+    pub checkout: Checkout<S, P>,
+    /// Flash-sale admission in front of checkout, if any.
+    pub admission: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl<S, C, P> Clone for AppState<S, C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            catalog: Arc::clone(&self.catalog),
+            carts: Arc::clone(&self.carts),
+            checkout: self.checkout.clone(),
+            admission: self.admission.clone(),
+        }
+    }
+}
+
+// ANCHOR: admission
+/// A token bucket admitting `per_second` checkouts, with bursts of `burst`.
+pub fn admission(per_second: u32, burst: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+    Some(Arc::new(RateLimiter::direct(
+        Quota::per_second(rate).allow_burst(burst),
+    )))
+}
+
+/// Refuses a checkout at once (429) when the bucket is empty: a refused
+/// shopper retries in a second; an admitted one is served at full speed.
+async fn admit<S, C, P>(
+    State(app): State<AppState<S, C, P>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(limiter) = &app.admission
+        && limiter.check().is_err()
+    {
+        return ApiError::Busy.into_response();
+    }
+    next.run(request).await
+}
+// ANCHOR_END: admission
+
+// ANCHOR: router
+/// The service's routes over `state`.
+pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, P>) -> Router {
+    let checkout = post(checkout::<S, C, P>).route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admit::<S, C, P>,
+    ));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/products/{sku}", get(product::<S, C, P>))
+        .route("/search", get(search::<S, C, P>))
+        .route("/carts/{cart}", get(cart::<S, C, P>))
+        .route("/carts/{cart}/items", post(add_item::<S, C, P>))
+        .route("/carts/{cart}/items/{sku}", delete(remove_item::<S, C, P>))
+        .route("/carts/{cart}/merge", post(merge::<S, C, P>))
+        .route("/checkout", checkout)
+        .route("/orders/{id}", get(order::<S, C, P>))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+// ANCHOR_END: router
+
+fn malformed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Malformed(e.to_string())
+}
+
+fn account(headers: &HeaderMap) -> Result<String, ApiError> {
+    let raw = headers
+        .get(ACCOUNT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .ok_or(ApiError::Unauthenticated)?;
+    // The account names its cart, so it must make a valid cart id.
+    CartId::account(raw)?;
+    Ok(raw.to_string())
+}
+
+/// A cart id from the path, refused when it is another account's cart.
+fn cart_for(raw: &str, headers: &HeaderMap) -> Result<CartId, ApiError> {
+    let id = CartId::parse(raw)?;
+    if let Some(owner) = raw.strip_prefix("a-") {
+        let me = account(headers)?;
+        if me != owner {
+            return Err(ApiError::Forbidden);
+        }
+    }
+    Ok(id)
+}
+
+async fn product<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    sku: Result<Path<String>, PathRejection>,
+) -> Result<Json<Product>, ApiError> {
+    let Path(raw) = sku.map_err(malformed)?;
+    let sku = Sku::parse(&raw)?;
+    app.catalog
+        .get(&sku)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::ProductNotFound(raw))
+}
+
+/// The query of `GET /search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    /// Words, as a shopper types them (`websearch_to_tsquery` syntax).
+    pub q: String,
+    /// At most this many results (default 20, at most 100).
+    pub limit: Option<u32>,
+}
+
+async fn search<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<Vec<Product>>, ApiError> {
+    let Query(q) = query.map_err(malformed)?;
+    if q.q.len() > QUERY_MAX_LEN {
+        return Err(ApiError::Query("a search query has at most 200 bytes"));
+    }
+    if !q.q.chars().any(char::is_alphanumeric) {
+        return Err(ApiError::Query("a search query needs at least one word"));
+    }
+    let limit = q.limit.unwrap_or(20).clamp(1, 100);
+    Ok(Json(app.store.search(&q.q, limit).await?))
+}
+
+// ANCHOR: cart_types
+/// A cart as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartView {
+    /// The cart.
+    pub cart: String,
+    /// Products and quantities.
+    pub lines: Vec<LineBody>,
+}
+
+/// One line: a product and a quantity (also the body of `POST /carts/{cart}/items`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineBody {
+    /// The SKU.
+    pub sku: String,
+    /// How many (1 to 99).
+    pub quantity: i64,
+}
+
+/// The body of `POST /carts/{cart}/merge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeBody {
+    /// The guest cart to fold in.
+    pub from: String,
+}
+// ANCHOR_END: cart_types
+
+async fn view<C: CartStore>(carts: &C, id: &CartId) -> Result<Json<CartView>, ApiError> {
+    let cart = carts.get(id).await?;
+    Ok(Json(CartView {
+        cart: id.to_string(),
+        lines: cart
+            .lines()
+            .into_iter()
+            .map(|(sku, q)| LineBody {
+                sku: sku.to_string(),
+                quantity: i64::from(q),
+            })
+            .collect(),
+    }))
+}
+
+async fn cart<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<CartView>, ApiError> {
+    let Path(raw) = path.map_err(malformed)?;
+    let id = cart_for(&raw, &headers)?;
+    view(&*app.carts, &id).await
+}
+
+// ANCHOR: add_item
+async fn add_item<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<LineBody>, JsonRejection>,
+) -> Result<Json<CartView>, ApiError> {
+    let Path(raw) = path.map_err(malformed)?;
+    let id = cart_for(&raw, &headers)?;
+    let Json(line) = body.map_err(malformed)?;
+    let sku = Sku::parse(&line.sku)?;
+    let quantity = Quantity::new(line.quantity)?;
+    // An unknown product is bad input; stock is not checked: adding always succeeds.
+    if app.catalog.get(&sku).await?.is_none() {
+        return Err(ApiError::ProductNotFound(line.sku));
+    }
+    app.carts.add(&id, Tag::random(), &sku, quantity).await?;
+    view(&*app.carts, &id).await
+}
+// ANCHOR_END: add_item
+
+async fn remove_item<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<CartView>, ApiError> {
+    let Path((raw, sku)) = path.map_err(malformed)?;
+    let id = cart_for(&raw, &headers)?;
+    let sku = Sku::parse(&sku)?;
+    app.carts.remove(&id, &sku).await?;
+    view(&*app.carts, &id).await
+}
+
+async fn merge<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<MergeBody>, JsonRejection>,
+) -> Result<Json<CartView>, ApiError> {
+    let Path(raw) = path.map_err(malformed)?;
+    let into = cart_for(&raw, &headers)?;
+    let Json(body) = body.map_err(malformed)?;
+    let from = CartId::parse(&body.from)?;
+    if !body.from.starts_with("g-") {
+        // Only a guest cart may be folded into another: never another account's.
+        return Err(ApiError::Forbidden);
+    }
+    app.carts.merge(&from, &into).await?;
+    view(&*app.carts, &into).await
+}
+
+// ANCHOR: checkout_body
+/// The body of `POST /checkout`: what the shopper confirmed on the review page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckoutBody {
+    /// One line per product.
+    pub lines: Vec<LineBody>,
+    /// `EUR`, `USD` or `JPY`.
+    pub currency: String,
+    /// The total shown to the shopper, in minor units.
+    pub expected_total_minor: i64,
+    /// A promotion code.
+    #[serde(default)]
+    pub promotion: Option<String>,
+    /// The provider's card token.
+    pub payment_method: String,
+}
+
+impl CheckoutBody {
+    /// The request, parsed; the first bad field is the error.
+    pub fn parse(&self) -> Result<CheckoutRequest, ApiError> {
+        let mut lines = Vec::with_capacity(self.lines.len());
+        for l in &self.lines {
+            lines.push((Sku::parse(&l.sku)?, Quantity::new(l.quantity)?));
+        }
+        if lines.is_empty() {
+            return Err(ApiError::EmptyOrder);
+        }
+        lines.sort();
+        if let Some(w) = lines.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(ApiError::DuplicateLine(w[0].0.to_string()));
+        }
+        if self.expected_total_minor < 0 {
+            return Err(ApiError::Malformed(
+                "expected_total_minor cannot be negative".into(),
+            ));
+        }
+        if self.payment_method.is_empty() || self.payment_method.len() > 64 {
+            return Err(ApiError::Malformed(
+                "payment_method has 1 to 64 characters".into(),
+            ));
+        }
+        Ok(CheckoutRequest {
+            lines,
+            currency: self.currency.parse::<Currency>()?,
+            expected_total_minor: self.expected_total_minor,
+            promotion: self.promotion.clone(),
+            payment_method: self.payment_method.clone(),
+        })
+    }
+}
+// ANCHOR_END: checkout_body
+
+// ANCHOR: checkout_handler
+async fn checkout<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    body: Result<Json<CheckoutBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let account = account(&headers)?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or(ApiError::MissingKey)
+        .and_then(|v| Ok(IdempotencyKey::parse(v.as_bytes())?))?;
+    let Json(body) = body.map_err(malformed)?;
+    let request = body.parse()?;
+    let scope = KeyScope {
+        account: account.clone(),
+        endpoint: CHECKOUT_ENDPOINT,
+        key,
+    };
+    let answer = app
+        .checkout
+        .run(&account, Some(&scope), &request, chrono::Utc::now())
+        .await?;
+    let status =
+        StatusCode::from_u16(answer.response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = if status.is_success() {
+        (status, Json(&answer.response.body)).into_response()
+    } else {
+        let mut r = (status, Json(&answer.response.body)).into_response();
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        r
+    };
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+// ANCHOR_END: checkout_handler
+
+async fn order<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<uuid::Uuid>, PathRejection>,
+) -> Result<Json<Order>, ApiError> {
+    let me = account(&headers)?;
+    let Path(id) = path.map_err(malformed)?;
+    match app.store.order(id).await? {
+        // Another account's order is "not found", not "forbidden": ids are not confirmed to strangers.
+        Some(o) if o.account == me => Ok(Json(o)),
+        _ => Err(ApiError::OrderNotFound(id.to_string())),
+    }
+}

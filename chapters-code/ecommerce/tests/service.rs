@@ -1,0 +1,384 @@
+//! The HTTP API: every bad input gets a named problem and changes nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use common::*;
+use ecommerce::cart::{CartId, CartStore, MemoryCarts};
+use ecommerce::catalog::{Catalog, CatalogConfig};
+use ecommerce::checkout::Checkout;
+use ecommerce::checkout::provider::FakeProvider;
+use ecommerce::service::{AppState, admission, router};
+use ecommerce::store::{MemoryStore, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Shop {
+    router: Router,
+    store: Arc<MemoryStore>,
+    carts: Arc<MemoryCarts>,
+    provider: Arc<FakeProvider>,
+}
+
+async fn shop(per_second: u32) -> Shop {
+    let store = Arc::new(MemoryStore::new());
+    seed(&*store).await;
+    let carts = Arc::new(MemoryCarts::new());
+    let provider = Arc::new(FakeProvider::new());
+    let state = AppState {
+        catalog: Arc::new(Catalog::new(
+            Arc::clone(&store),
+            None,
+            CatalogConfig::default(),
+        )),
+        checkout: Checkout::new(Arc::clone(&store), Arc::clone(&provider)),
+        store: Arc::clone(&store),
+        carts: Arc::clone(&carts),
+        admission: admission(per_second, per_second),
+    };
+    Shop {
+        router: router(state),
+        store,
+        carts,
+        provider,
+    }
+}
+
+async fn call(
+    s: &Shop,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .expect("a request");
+    let res = s.router.clone().oneshot(req).await.expect("a response");
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.expect("a body").to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+fn problem_type(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or("")
+}
+
+/// 2 x MUG-RED at 12.50 + 20% tax.
+fn checkout_body() -> Value {
+    json!({
+        "lines": [{"sku": "MUG-RED", "quantity": 2}],
+        "currency": "EUR",
+        "expected_total_minor": 3000,
+        "payment_method": "tok_visa"
+    })
+}
+
+async fn nothing_changed(s: &Shop) {
+    assert!(
+        s.store.orders().await.expect("orders").is_empty(),
+        "an order was created"
+    );
+    assert_eq!(s.provider.calls(), 0, "the provider was called");
+    assert_eq!(
+        s.store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100)
+    );
+}
+
+/// What, headers, body, expected status, expected problem type.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Value, StatusCode, &'a str);
+
+// ANCHOR: bad_input
+#[tokio::test]
+async fn bad_checkout_input_is_a_named_problem_and_changes_nothing() {
+    let s = shop(0).await;
+    let alice = ("x-account", "alice");
+    let long = "k".repeat(256);
+    let mut unknown = checkout_body();
+    unknown["lines"][0]["sku"] = json!("NO-SUCH-THING");
+    let mut negative = checkout_body();
+    negative["lines"][0]["quantity"] = json!(-1);
+    let mut dollars = checkout_body();
+    dollars["currency"] = json!("USD");
+    let mut doubled = checkout_body();
+    doubled["lines"] =
+        json!([{"sku": "MUG-RED", "quantity": 1}, {"sku": "MUG-RED", "quantity": 1}]);
+    let cases: Vec<Case> = vec![
+        (
+            "unknown product",
+            vec![alice, ("idempotency-key", "k1")],
+            unknown,
+            StatusCode::NOT_FOUND,
+            "unknown-product",
+        ),
+        (
+            "negative quantity",
+            vec![alice, ("idempotency-key", "k2")],
+            negative,
+            StatusCode::BAD_REQUEST,
+            "invalid-quantity",
+        ),
+        (
+            "currency mismatch",
+            vec![alice, ("idempotency-key", "k3")],
+            dollars,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency-mismatch",
+        ),
+        (
+            "duplicate line",
+            vec![alice, ("idempotency-key", "k4")],
+            doubled,
+            StatusCode::BAD_REQUEST,
+            "duplicate-line",
+        ),
+        (
+            "malformed key",
+            vec![alice, ("idempotency-key", "two words")],
+            checkout_body(),
+            StatusCode::BAD_REQUEST,
+            "invalid-idempotency-key",
+        ),
+        (
+            "key too long",
+            vec![alice, ("idempotency-key", long.as_str())],
+            checkout_body(),
+            StatusCode::BAD_REQUEST,
+            "invalid-idempotency-key",
+        ),
+        (
+            "no key",
+            vec![alice],
+            checkout_body(),
+            StatusCode::BAD_REQUEST,
+            "missing-idempotency-key",
+        ),
+        (
+            "no account",
+            vec![("idempotency-key", "k5")],
+            checkout_body(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+    ];
+    for (what, headers, body, status, kind) in cases {
+        let (got, h, problem) = call(&s, "POST", "/checkout", &headers, Some(body)).await;
+        assert_eq!(got, status, "{what}: {problem}");
+        assert_eq!(problem_type(&problem), kind, "{what}");
+        assert_eq!(
+            h.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{what}"
+        );
+        nothing_changed(&s).await;
+    }
+}
+// ANCHOR_END: bad_input
+
+#[tokio::test]
+async fn bad_cart_input_is_a_named_problem_and_changes_nothing() {
+    let s = shop(0).await;
+    let guest = CartId::new_guest();
+    let uri = format!("/carts/{guest}/items");
+    let cases = [
+        (
+            json!({"sku": "NO-SUCH-THING", "quantity": 1}),
+            StatusCode::NOT_FOUND,
+            "unknown-product",
+        ),
+        (
+            json!({"sku": "MUG-RED", "quantity": -2}),
+            StatusCode::BAD_REQUEST,
+            "invalid-quantity",
+        ),
+        (
+            json!({"sku": "MUG-RED", "quantity": 0}),
+            StatusCode::BAD_REQUEST,
+            "invalid-quantity",
+        ),
+        (
+            json!({"sku": "mug red", "quantity": 1}),
+            StatusCode::BAD_REQUEST,
+            "invalid-sku",
+        ),
+        (
+            json!({"sku": "MUG-RED"}),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+    ];
+    for (body, status, kind) in cases {
+        let (got, _, problem) = call(&s, "POST", &uri, &[], Some(body.clone())).await;
+        assert_eq!((got, problem_type(&problem)), (status, kind), "{body}");
+        assert!(s.carts.get(&guest).await.expect("get").is_empty());
+    }
+    let (got, _, p) = call(&s, "GET", "/carts/not-a-cart", &[], None).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::BAD_REQUEST, "invalid-cart-id")
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_cart_is_forbidden() {
+    let s = shop(0).await;
+    let body = json!({"sku": "MUG-RED", "quantity": 1});
+    let (got, _, p) = call(
+        &s,
+        "POST",
+        "/carts/a-alice/items",
+        &[("x-account", "mallory")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (got, _, _) = call(&s, "POST", "/carts/a-alice/items", &[], Some(body)).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+    let alice = CartId::account("alice").expect("valid");
+    assert!(s.carts.get(&alice).await.expect("get").is_empty());
+    // Folding another account's cart into your own is refused too.
+    let (got, _, _) = call(
+        &s,
+        "POST",
+        "/carts/a-mallory/merge",
+        &[("x-account", "mallory")],
+        Some(json!({"from": "a-alice"})),
+    )
+    .await;
+    assert_eq!(got, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_guest_cart_is_merged_at_login_then_checked_out_once() {
+    let s = shop(0).await;
+    let guest = CartId::new_guest();
+    let (got, _, cart) = call(
+        &s,
+        "POST",
+        &format!("/carts/{guest}/items"),
+        &[],
+        Some(json!({"sku": "MUG-RED", "quantity": 2})),
+    )
+    .await;
+    assert_eq!(got, StatusCode::OK, "{cart}");
+    let alice = [("x-account", "alice")];
+    let (got, _, cart) = call(
+        &s,
+        "POST",
+        "/carts/a-alice/merge",
+        &alice,
+        Some(json!({"from": guest.to_string()})),
+    )
+    .await;
+    assert_eq!(got, StatusCode::OK);
+    assert_eq!(cart["lines"], json!([{"sku": "MUG-RED", "quantity": 2}]));
+    let headers = [("x-account", "alice"), ("idempotency-key", "order-1")];
+    let (first, h1, order) = call(&s, "POST", "/checkout", &headers, Some(checkout_body())).await;
+    assert_eq!(first, StatusCode::CREATED, "{order}");
+    assert!(h1.get("idempotent-replayed").is_none());
+    let (again, h2, replay) = call(&s, "POST", "/checkout", &headers, Some(checkout_body())).await;
+    assert_eq!((again, &replay), (StatusCode::CREATED, &order));
+    assert_eq!(
+        h2.get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let mut other = checkout_body();
+    other["lines"][0]["quantity"] = json!(1);
+    other["expected_total_minor"] = json!(1500);
+    let (reused, _, p) = call(&s, "POST", "/checkout", &headers, Some(other)).await;
+    assert_eq!(
+        (reused, problem_type(&p)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused")
+    );
+    assert_eq!(s.provider.charges(), 1);
+    let id = order["id"].as_str().expect("an id");
+    let (got, _, _) = call(&s, "GET", &format!("/orders/{id}"), &alice, None).await;
+    assert_eq!(got, StatusCode::OK);
+    let (got, _, _) = call(
+        &s,
+        "GET",
+        &format!("/orders/{id}"),
+        &[("x-account", "bob")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        got,
+        StatusCode::NOT_FOUND,
+        "another account's order is not confirmed to exist"
+    );
+}
+
+// ANCHOR: admission_test
+#[tokio::test]
+async fn admission_refuses_the_excess_at_once_and_changes_nothing() {
+    let s = shop(1).await;
+    let first = [("x-account", "alice"), ("idempotency-key", "a")];
+    let second = [("x-account", "bob"), ("idempotency-key", "b")];
+    let (got, _, _) = call(&s, "POST", "/checkout", &first, Some(checkout_body())).await;
+    assert_eq!(got, StatusCode::CREATED);
+    let (got, h, p) = call(&s, "POST", "/checkout", &second, Some(checkout_body())).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::TOO_MANY_REQUESTS, "checkout-busy")
+    );
+    assert_eq!(
+        h.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert_eq!(s.provider.charges(), 1);
+    assert_eq!(s.store.orders().await.expect("orders").len(), 1);
+}
+// ANCHOR_END: admission_test
+
+#[tokio::test]
+async fn catalog_and_search_routes() {
+    let s = shop(0).await;
+    let (got, _, p) = call(&s, "GET", "/products/MUG-RED", &[], None).await;
+    assert_eq!(
+        (got, p["price"]["minor"].clone()),
+        (StatusCode::OK, json!(1250))
+    );
+    let (got, _, p) = call(&s, "GET", "/products/NOPE", &[], None).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::NOT_FOUND, "unknown-product")
+    );
+    let (got, _, p) = call(&s, "GET", "/products/no%20pe", &[], None).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::BAD_REQUEST, "invalid-sku")
+    );
+    let (got, _, hits) = call(&s, "GET", "/search?q=mug", &[], None).await;
+    assert_eq!(got, StatusCode::OK);
+    assert_eq!(hits[0]["sku"], "MUG-RED");
+    let (got, _, p) = call(&s, "GET", "/search?q=%20%21", &[], None).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (StatusCode::BAD_REQUEST, "invalid-query")
+    );
+    let long = format!("/search?q={}", "a".repeat(201));
+    let (got, _, _) = call(&s, "GET", &long, &[], None).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST);
+}
