@@ -237,6 +237,15 @@ async fn print_with(
         .background(true)
         .build()
         .map_err(|e| anyhow!("print configuration: {e:?}"))?;
+    // Links to pages and source pages of the site point at the published
+    // site in the PDF, so they work wherever the PDF is read.
+    let root = src.parent().unwrap_or(src);
+    let toml = root.join("book.toml");
+    let book_config = mdbook_driver::config::Config::from_disk(&toml)
+        .map_err(|e| anyhow!("reading {}: {e:#}", toml.display()))?;
+    let published = crate::book::published_site(&book_config)?;
+    b.js(crate::book::PDF_LINKS_JS, vec![published.into()])
+        .await?;
     let bytes = b
         .client
         .print(config)

@@ -4,8 +4,8 @@
 //! link from the markdown file to the repository file:
 //!
 //! ```markdown
-//! [the race test](../../chapters-code/parking-reservation/tests/concurrency.rs#two_drivers_one_spot)
-//! [the stores](../../chapters-code/url-shortener/src/store)
+//! [the race test](../../chapters-code/<slug>/tests/races.rs#exactly_one_wins)
+//! [the stores](../../chapters-code/<slug>/src/store)
 //! ```
 //!
 //! When the book is built by [`crate::book`], the [`Sources`] preprocessor
@@ -191,7 +191,7 @@ pub struct Rewritten {
 /// `src`) to source pages.
 ///
 /// `src` is the book's source directory and `page` the page's path inside
-/// it (`url-shortener/index.md`), both relative to the repository root that
+/// it (`<slug>/index.md`), both relative to the repository root that
 /// `tree` describes. Links to pages of the book, to other sites, and links
 /// that leave the repository are left as they are (the link check of the
 /// built site judges those).

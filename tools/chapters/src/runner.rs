@@ -44,15 +44,26 @@ pub fn cli(args: &[String]) -> Result<ExitCode> {
     };
     match cmd.as_str() {
         "gen" => generate(filter, flag("--check")),
+        "list" => {
+            for c in chapters() {
+                println!("{}", c.slug);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         "bench-report" => bench_report(filter, !flag("--render-only")).map(|()| ExitCode::SUCCESS),
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
 }
 
+/// The chapters whose slug, or one of whose bench targets, contains `filter`.
 fn selected(filter: Option<&str>) -> Vec<Chapter> {
     chapters()
         .into_iter()
-        .filter(|c| filter.is_none_or(|f| c.slug.contains(f)))
+        .filter(|c| {
+            filter.is_none_or(|f| {
+                c.slug.contains(f) || c.report.is_some_and(|r| r.benches.iter().any(|b| b.contains(f)))
+            })
+        })
         .collect()
 }
 
@@ -218,6 +229,14 @@ mod tests {
                 assert!(seen.insert(g.path), "{} is generated twice", g.path);
             }
         }
+    }
+
+    #[test]
+    fn a_filter_selects_by_slug_or_bench_name() {
+        let slugs = |f| selected(Some(f)).iter().map(|c| c.slug).collect::<Vec<_>>();
+        assert_eq!(slugs("latency"), vec!["appendix"]);
+        assert_eq!(slugs("url-shortener"), vec!["url-shortener"]);
+        assert!(slugs("no-such-chapter").is_empty());
     }
 
     #[test]

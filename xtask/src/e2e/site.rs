@@ -27,8 +27,8 @@ pub fn build(root: &Path, dest: &Path, site_url: Option<&str>) -> Result<()> {
             .map_err(|e| anyhow!("setting output.html.site-url: {e}"))?;
     }
     md.with_preprocessor(mdbook_mermaid::Mermaid);
-    md.build()
-        .map_err(|e| anyhow!("building the book: {e:#}"))?;
+    // The same build as `cargo xtask build`, source pages included.
+    book::build_loaded(&mut md)?;
     Ok(())
 }
 
