@@ -306,6 +306,23 @@ impl Orchestrator {
         Ok(out)
     }
 
+    /// An operator's retry of a saga parked in `dead_letter` past the pivot:
+    /// it goes forward again from the step that was stuck.
+    pub async fn retry_dead_letter(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
+        let n = sqlx::query(
+            "UPDATE sagas SET status = 'running', updated_at = now()
+              WHERE id = $1 AND status = 'dead_letter' AND step > $2",
+        )
+        .bind(saga)
+        .bind(i32::try_from(PIVOT).unwrap_or(0))
+        .execute(&self.pool)
+        .await?;
+        if n.rows_affected() == 0 {
+            return Ok(self.status(saga).await?.0);
+        }
+        self.run(saga).await
+    }
+
     /// The actions the participants executed for a saga, in order.
     pub async fn log_of(&self, saga: Uuid) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT action FROM saga_log WHERE saga_id = $1 ORDER BY seq")

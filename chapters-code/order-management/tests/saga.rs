@@ -1,0 +1,400 @@
+//! The checkout saga on real PostgreSQL: the happy path, every failure
+//! point with its compensations in reverse order, the pivot, the semantic
+//! lock, timeouts and retries, the dead-letter state, and a coordinator
+//! that dies mid-saga and mid-compensation.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use order_management::domain::{Command, CommandError, NewOrder, Refusal, State};
+use order_management::saga::{CrashAt, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step};
+use order_management::store::{OrderStore, PgStore, StoreError};
+use testkit::TestDb;
+use uuid::Uuid;
+
+/// Every forward action of a completed checkout, in order.
+const HAPPY: [&str; 6] = [
+    "order.place",
+    "stock.reserve",
+    "payment.authorize",
+    "payment.capture",
+    "stock.commit",
+    "order.approve",
+];
+
+struct Env {
+    db: TestDb,
+    store: PgStore,
+}
+
+async fn env() -> Option<Env> {
+    let (db, store) = pg_store().await?;
+    ok(
+        "stock",
+        db.apply_sql("INSERT INTO stock (sku, on_hand) VALUES ('A', 10), ('B', 10)")
+            .await,
+    );
+    Some(Env { db, store })
+}
+
+impl Env {
+    fn orchestrator(&self) -> Orchestrator {
+        let mut o = Orchestrator::new(self.db.pool.clone());
+        o.config.step_timeout = Duration::from_millis(200);
+        o.config.backoff = Duration::from_millis(10);
+        o
+    }
+
+    async fn order(&self, request: &NewOrder) -> Uuid {
+        let id = Uuid::new_v4();
+        ok("create", self.store.create(id, request).await);
+        id
+    }
+
+    async fn state(&self, id: Uuid) -> State {
+        ok("get", self.store.get(id).await).state
+    }
+
+    /// (on hand, reserved) of a SKU.
+    async fn stock(&self, sku: &str) -> (i32, i32) {
+        ok(
+            "stock",
+            sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
+                .bind(sku)
+                .fetch_one(&self.db.pool)
+                .await,
+        )
+    }
+
+    async fn payment(&self, saga: Uuid) -> Option<String> {
+        ok(
+            "payment",
+            sqlx::query_scalar("SELECT state FROM payments WHERE saga_id = $1")
+                .bind(saga)
+                .fetch_optional(&self.db.pool)
+                .await,
+        )
+    }
+}
+
+async fn log(o: &Orchestrator, saga: Uuid) -> Vec<String> {
+    ok("log", o.log_of(saga).await)
+}
+
+#[tokio::test]
+async fn a_checkout_runs_every_step_once_and_the_order_is_paid() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Completed);
+    assert_eq!(log(&o, saga).await, HAPPY);
+    assert_eq!(env.state(id).await, State::Paid);
+    assert_eq!(env.stock("A").await, (7, 0));
+    assert_eq!(env.stock("B").await, (9, 0));
+    assert_eq!(env.payment(saga).await.as_deref(), Some("captured"));
+}
+
+// ANCHOR: reverse_order
+/// The pivot itself fails (the provider refuses the capture): every step
+/// before it is undone, the last one first. This is the order the FTGO
+/// reader expected (C3, C2, C1) and did not get.
+#[tokio::test]
+async fn a_failed_pivot_compensates_every_earlier_step_in_reverse_order() {
+    let Some(env) = env().await else { return };
+    let mut o = env.orchestrator();
+    o.faults.refuse_capture = true;
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert_eq!(
+        log(&o, saga).await,
+        [
+            "order.place",
+            "stock.reserve",
+            "payment.authorize",
+            "payment.void",
+            "stock.release",
+            "order.reject",
+        ]
+    );
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(env.stock("A").await, (10, 0));
+    assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
+}
+// ANCHOR_END: reverse_order
+
+#[tokio::test]
+async fn a_declined_card_releases_the_stock_and_fails_the_payment() {
+    let Some(env) = env().await else { return };
+    let mut o = env.orchestrator();
+    o.config.card_limit_cents = 100;
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert_eq!(
+        log(&o, saga).await,
+        [
+            "order.place",
+            "stock.reserve",
+            "stock.release",
+            "order.reject"
+        ]
+    );
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(
+        (env.stock("A").await, env.stock("B").await),
+        ((10, 0), (10, 0))
+    );
+    assert_eq!(env.payment(saga).await, None);
+    let (_, _, failure) = ok("status", o.status(saga).await);
+    assert_eq!(failure.as_deref(), Some("card declined"));
+}
+
+#[tokio::test]
+async fn no_stock_rejects_the_order_and_reserves_nothing() {
+    let Some(env) = env().await else { return };
+    ok(
+        "scarce",
+        env.db
+            .apply_sql("UPDATE stock SET on_hand = 2 WHERE sku = 'A'")
+            .await,
+    );
+    let o = env.orchestrator();
+    // B is reserved first, then A fails: B's reservation must not survive.
+    let id = env.order(&new_order(&[("B", 1, 250), ("A", 3, 100)])).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert_eq!(log(&o, saga).await, ["order.place", "order.reject"]);
+    assert_eq!(env.state(id).await, State::Rejected);
+    assert_eq!(
+        (env.stock("A").await, env.stock("B").await),
+        ((2, 0), (10, 0))
+    );
+}
+
+// ANCHOR: semantic_lock
+#[tokio::test]
+async fn a_pending_order_refuses_client_commands_until_the_saga_ends() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", o.start(id, 1).await);
+    for command in [
+        Command::Cancel {
+            reason: "wait".into(),
+        },
+        Command::Place,
+    ] {
+        let err = env.store.apply(id, 2, &command).await;
+        assert!(
+            matches!(
+                err,
+                Err(StoreError::Command(CommandError::Refused(
+                    Refusal::Locked { .. }
+                )))
+            ),
+            "{err:?}"
+        );
+    }
+    assert_eq!(ok("run", o.run(saga).await), SagaStatus::Completed);
+    // Unlocked: a paid order can be cancelled.
+    let order = ok("get", env.store.get(id).await);
+    ok(
+        "cancel",
+        env.store
+            .apply(
+                id,
+                order.version,
+                &Command::Cancel {
+                    reason: "now".into(),
+                },
+            )
+            .await,
+    );
+}
+// ANCHOR_END: semantic_lock
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_checkouts_of_one_order_start_one_saga() {
+    let Some(env) = env().await else { return };
+    let o = Arc::new(env.orchestrator());
+    let id = env.order(&two_lines()).await;
+    let (a, b) = tokio::join!(o.start(id, 1), o.start(id, 1));
+    let started = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(started, 1, "{a:?} {b:?}");
+    let loser = if a.is_err() { a } else { b };
+    assert!(
+        matches!(
+            loser,
+            Err(SagaError::Store(StoreError::VersionConflict { .. }))
+        ),
+        "{loser:?}"
+    );
+    let sagas: i64 = ok(
+        "sagas",
+        sqlx::query_scalar("SELECT count(*) FROM sagas")
+            .fetch_one(&env.db.pool)
+            .await,
+    );
+    assert_eq!(sagas, 1);
+}
+
+// ANCHOR: crash_mid_compensation
+/// The coordinator dies after voiding the payment and before recording it;
+/// a new one resumes the compensation: the void is not repeated, the rest
+/// runs once, in reverse order.
+#[tokio::test]
+async fn a_crash_mid_compensation_resumes_and_undoes_each_step_once() {
+    let Some(env) = env().await else { return };
+    let mut o = env.orchestrator();
+    o.faults.refuse_capture = true;
+    *o.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(CrashAt::AfterCompensation(Step::AuthorizePayment));
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", o.start(id, 1).await);
+    assert!(matches!(o.run(saga).await, Err(SagaError::Crashed(_))));
+    let (status, _, _) = ok("status", o.status(saga).await);
+    assert_eq!(status, SagaStatus::Compensating);
+    assert_eq!(env.state(id).await, State::Pending);
+
+    let fresh = env.orchestrator();
+    assert_eq!(
+        ok("recover", fresh.recover().await),
+        [(saga, SagaStatus::Compensated)]
+    );
+    assert_eq!(
+        log(&fresh, saga).await,
+        [
+            "order.place",
+            "stock.reserve",
+            "payment.authorize",
+            "payment.void",
+            "stock.release",
+            "order.reject",
+        ]
+    );
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(env.stock("A").await, (10, 0));
+}
+// ANCHOR_END: crash_mid_compensation
+
+/// A coordinator that dies after any forward step is replaced and the saga
+/// completes with every action executed once.
+#[tokio::test]
+async fn a_crash_after_any_step_resumes_to_completion_with_each_action_once() {
+    let Some(env) = env().await else { return };
+    ok(
+        "plenty",
+        env.db.apply_sql("UPDATE stock SET on_hand = 100").await,
+    );
+    for step in &STEPS[1..] {
+        let o = env.orchestrator();
+        *o.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) = Some(CrashAt::AfterStep(*step));
+        let id = env.order(&two_lines()).await;
+        let saga = ok("start", o.start(id, 1).await);
+        assert!(
+            matches!(o.run(saga).await, Err(SagaError::Crashed(_))),
+            "{step}"
+        );
+        let fresh = env.orchestrator();
+        assert_eq!(
+            ok("recover", fresh.recover().await),
+            [(saga, SagaStatus::Completed)]
+        );
+        assert_eq!(log(&fresh, saga).await, HAPPY, "crash after {step}");
+        assert_eq!(env.state(id).await, State::Paid);
+    }
+    // One order of 3 A per crash point, each committed once.
+    let n = i32::try_from(STEPS.len() - 1).unwrap_or(0);
+    assert_eq!(env.stock("A").await, (100 - 3 * n, 0));
+}
+
+// ANCHOR: timeouts
+/// A participant that hangs is cut off by the step timeout and retried;
+/// one that did its work and then hung is retried too, and the retry
+/// changes nothing (the work is keyed by the saga).
+#[tokio::test]
+async fn hung_steps_are_retried_after_their_timeout_and_act_once() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    o.faults
+        .hang_before
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::ReserveStock, 2);
+    o.faults
+        .hang_after
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::AuthorizePayment, 1);
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Completed);
+    assert_eq!(log(&o, saga).await, HAPPY);
+    assert_eq!(env.stock("A").await, (7, 0));
+}
+
+/// Before the pivot, a participant that never answers is given up on after
+/// its retries and the saga compensates.
+#[tokio::test]
+async fn a_step_that_never_answers_before_the_pivot_is_compensated() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    o.faults
+        .unavailable
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::AuthorizePayment, u32::MAX);
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert_eq!(
+        log(&o, saga).await,
+        [
+            "order.place",
+            "stock.reserve",
+            "stock.release",
+            "order.reject"
+        ]
+    );
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+}
+
+/// After the pivot the money is taken: a step that keeps failing is not
+/// compensated but parked in `dead_letter`, with the order still locked;
+/// an operator's retry finishes it.
+#[tokio::test]
+async fn a_stuck_step_after_the_pivot_is_parked_then_finished_not_compensated() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    let attempts = o.config.max_attempts;
+    o.faults
+        .unavailable
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::CommitStock, attempts);
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::DeadLetter);
+    let (_, at, failure) = ok("status", o.status(saga).await);
+    assert!(at > PIVOT);
+    assert!(failure.is_some_and(|f| f.contains("unavailable")));
+    assert_eq!(env.state(id).await, State::Pending);
+    assert_eq!(env.payment(saga).await.as_deref(), Some("captured"));
+    assert_eq!(env.stock("A").await, (10, 3));
+    // Nothing was compensated.
+    assert_eq!(log(&o, saga).await, HAPPY[..4]);
+
+    assert_eq!(
+        ok("retry", o.retry_dead_letter(saga).await),
+        SagaStatus::Completed
+    );
+    assert_eq!(log(&o, saga).await, HAPPY);
+    assert_eq!(env.state(id).await, State::Paid);
+    assert_eq!(env.stock("A").await, (7, 0));
+}
+// ANCHOR_END: timeouts
