@@ -15,7 +15,11 @@ pub fn inputs(measured: &Measured) -> Inputs {
         workloads: vec![
             // Product and cart pages ask "how many left?": served by the
             // read model, not the ledger, but counted here as load.
-            Workload::read("availability", 20.0).payload(200, 300),
+            // Many shoppers look at the same products: a position read on a
+            // day is read about fifty times that day.
+            Workload::read("availability", 20.0)
+                .payload(200, 300)
+                .reads_per_item(50.0),
             // A checkout reserves; a third of shoppers start one.
             Workload::write("reserve", 0.3)
                 .payload(300, 400)

@@ -328,25 +328,26 @@ pub async fn lag_run(
     let mut model = ReadModel::default();
     let mut events = 0u64;
     let reader = async {
+        // A continuous pull (not one batch after another): a batch request
+        // that expires while a message is in flight leaves that message to
+        // be redelivered after `ack_wait`, which would show up as lag.
+        let mut messages = consumer.messages().await?;
         let wanted = u64::from(ops);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60) + every * ops;
-        while events < wanted && tokio::time::Instant::now() < deadline {
-            consume_batch(
-                &consumer,
-                100,
-                Duration::from_millis(100),
-                usize::MAX,
-                |e| {
-                    if e.kind == MovementKind::Reserve {
-                        let now = chrono::Utc::now().timestamp_micros();
-                        let lag = u64::try_from(now - e.at_ms * 1_000).unwrap_or(1);
-                        let _ = lag_us.record(lag.clamp(1, 60_000_000));
-                        events += 1;
-                    }
-                    model.apply(e);
-                },
-            )
-            .await?;
+        while events < wanted {
+            let next = tokio::time::timeout_at(deadline, messages.next()).await;
+            let Ok(Some(msg)) = next else { break };
+            let msg = msg.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Ok(e) = serde_json::from_slice::<StockEvent>(&msg.payload) {
+                if e.kind == MovementKind::Reserve {
+                    let now = chrono::Utc::now().timestamp_micros();
+                    let lag = u64::try_from(now - e.at_ms * 1_000).unwrap_or(1);
+                    let _ = lag_us.record(lag.clamp(1, 60_000_000));
+                    events += 1;
+                }
+                model.apply(&e);
+            }
+            msg.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         anyhow::Ok(())
     };
