@@ -13,8 +13,11 @@ pub fn worked_example() -> Inputs {
     Inputs {
         daily_active_users: 50_000_000,
         workloads: vec![
-            // A view fetches one resized photo of about 200 KB.
-            Workload::read("view photo", 30.0).payload(300, 200_000),
+            // A view fetches one resized photo of about 200 KB. A photo
+            // viewed on a day is viewed ten times that day, on average.
+            Workload::read("view photo", 30.0)
+                .payload(300, 200_000)
+                .reads_per_item(10.0),
             // An upload sends a 2 MB original; we keep it plus three resized copies.
             Workload::write("upload photo", 0.2)
                 .payload(2_000_000, 300)

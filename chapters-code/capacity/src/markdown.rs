@@ -74,6 +74,20 @@ impl Inputs {
                     "per operation, one copy",
                 );
             }
+            if let Some(r) = w.reads_per_item {
+                t.row(
+                    format!("{}, reads per item", w.name),
+                    units::decimal(r),
+                    "times an item read on a day is read that day",
+                );
+            }
+            if w.counter_bytes > 0 {
+                t.row(
+                    format!("{}, counter bytes", w.name),
+                    units::bytes_exact(w.counter_bytes),
+                    "per distinct item read per day, one copy",
+                );
+            }
         }
         t.row(
             "Peak factor",
@@ -93,7 +107,7 @@ impl Inputs {
         t.row(
             "Cache hot fraction",
             units::percent(self.cache_hot_fraction),
-            "share of a day's reads kept in memory",
+            "share of the distinct items read on a day kept in memory",
         );
         t.row(
             "Cache entry size",
@@ -170,10 +184,29 @@ impl Estimate {
             units::qps(self.total_qps.peak),
             "average × peak factor",
         );
+        if self.distinct_items_per_day > 0.0 {
+            t.row(
+                "Distinct items read per day",
+                units::count(self.distinct_items_per_day),
+                "reads per day ÷ reads per item",
+            );
+        }
+        let counters = self.counter_bytes_per_day > 0.0;
+        if counters {
+            t.row(
+                "Counters per day, one copy",
+                units::bytes(self.counter_bytes_per_day),
+                "distinct items read per day × counter bytes",
+            );
+        }
         t.row(
             "New data per day, one copy",
             units::bytes(self.stored_bytes_per_day),
-            "writes per day × bytes stored per write",
+            if counters {
+                "writes per day × bytes stored per write, plus counters"
+            } else {
+                "writes per day × bytes stored per write"
+            },
         );
         t.row(
             "New data per year, one copy",
@@ -212,7 +245,7 @@ impl Estimate {
         t.row(
             "Cache memory",
             units::bytes(self.cache_bytes),
-            "reads per day × hot fraction × cache entry size",
+            "distinct items read per day × hot fraction × cache entry size",
         );
         t.row(
             "Cores at peak",

@@ -21,7 +21,7 @@ pub struct Inputs {
     pub retention_years: f64,
     /// Copies kept of every stored byte (>= 1).
     pub replication: u32,
-    /// Fraction of a day's reads whose results are kept in memory (0..=1).
+    /// Fraction of the distinct items read on a day that the cache holds (0..=1).
     pub cache_hot_fraction: f64,
     /// Bytes one cache entry occupies: key, value and the cache's own overhead.
     pub cache_entry_bytes: u64,
@@ -59,6 +59,15 @@ pub struct Workload {
     pub response_bytes: u64,
     /// Bytes persisted per operation, before replication (writes only).
     pub stored_bytes: u64,
+    /// Reads only: how many times, on average, an item read on a given day
+    /// is read that day (>= 1). Distinct items = reads ÷ this. Required
+    /// when the cache or a counter sizes by item.
+    #[serde(default)]
+    pub reads_per_item: Option<f64>,
+    /// Reads only: bytes stored per distinct item read per day, before
+    /// replication, such as a daily counter row.
+    #[serde(default)]
+    pub counter_bytes: u64,
 }
 // ANCHOR_END: inputs
 
@@ -87,6 +96,18 @@ impl Workload {
         self
     }
 
+    /// States how many times an item read on a day is read that day, on average.
+    pub fn reads_per_item(mut self, reads: f64) -> Self {
+        self.reads_per_item = Some(reads);
+        self
+    }
+
+    /// Sets the bytes stored per distinct item read per day (a daily counter).
+    pub fn counter_bytes(mut self, bytes: u64) -> Self {
+        self.counter_bytes = bytes;
+        self
+    }
+
     fn new(name: &str, kind: Kind, per_user_per_day: f64) -> Self {
         Self {
             name: name.to_owned(),
@@ -95,6 +116,8 @@ impl Workload {
             request_bytes: 0,
             response_bytes: 0,
             stored_bytes: 0,
+            reads_per_item: None,
+            counter_bytes: 0,
         }
     }
 }
@@ -130,6 +153,22 @@ pub enum InputError {
     /// A read claims to store bytes.
     #[error("workload {0:?} is a read and cannot store bytes; make it a write")]
     ReadStoresBytes(String),
+    /// A write states distinct items or counters, which belong to reads.
+    #[error("workload {0:?} is a write; reads per item and counters describe reads")]
+    WriteCountsItems(String),
+    /// Reads per item below 1 (an item read that day was read at least once) or not finite.
+    #[error("workload {workload:?}: reads per item must be finite and >= 1, got {value}")]
+    BadReadsPerItem {
+        /// The workload's name.
+        workload: String,
+        /// The rejected value.
+        value: f64,
+    },
+    /// The cache or a counter sizes by distinct item, and a read does not say how many there are.
+    #[error(
+        "workload {0:?}: state reads_per_item; the cache and counters hold one entry per distinct item, not per read"
+    )]
+    DistinctItemsUnstated(String),
     /// Peak factor below 1 (a peak cannot be below the average), or not finite.
     #[error("peak factor must be finite and >= 1, got {0}")]
     PeakBelowAverage(f64),
@@ -189,6 +228,17 @@ impl Inputs {
             if w.kind == Kind::Read && w.stored_bytes > 0 {
                 return Err(InputError::ReadStoresBytes(w.name.clone()));
             }
+            if w.kind == Kind::Write && (w.reads_per_item.is_some() || w.counter_bytes > 0) {
+                return Err(InputError::WriteCountsItems(w.name.clone()));
+            }
+            if let Some(r) = w.reads_per_item
+                && !(r.is_finite() && r >= 1.0)
+            {
+                return Err(InputError::BadReadsPerItem {
+                    workload: w.name.clone(),
+                    value: r,
+                });
+            }
         }
         // Each check reads "not (valid)", so NaN, which fails every comparison, is rejected.
         if !(self.peak_factor.is_finite() && self.peak_factor >= 1.0) {
@@ -214,6 +264,13 @@ impl Inputs {
         }
         if !(self.target_utilisation > 0.0 && self.target_utilisation <= 1.0) {
             return Err(InputError::UtilisationOutOfRange(self.target_utilisation));
+        }
+        // Last, so that every other mistake is named first.
+        for w in &self.workloads {
+            let sizes_by_item = self.cache_hot_fraction > 0.0 || w.counter_bytes > 0;
+            if w.kind == Kind::Read && sizes_by_item && w.reads_per_item.is_none() {
+                return Err(InputError::DistinctItemsUnstated(w.name.clone()));
+            }
         }
         Ok(())
     }
@@ -261,12 +318,20 @@ pub fn bandwidth(rate: f64, bytes: u64) -> f64 {
 // ANCHOR_END: bandwidth
 
 // ANCHOR: cache
-/// Memory to hold the hot fraction of a day's reads, one entry per read.
-///
-/// Counting one entry per read, not per distinct item, over-counts items read
-/// more than once a day; the estimate is an upper bound, which is the safe side.
-pub fn cache_bytes(reads_per_day: f64, hot_fraction: f64, entry_bytes: u64) -> f64 {
-    reads_per_day * hot_fraction * entry_bytes as f64
+/// Distinct items read on a day: an item read ten times is one item.
+pub fn distinct_items_per_day(reads_per_day: f64, reads_per_item: f64) -> f64 {
+    reads_per_day / reads_per_item
+}
+
+/// Memory to hold the hot fraction of the distinct items read on a day,
+/// one entry per item.
+pub fn cache_bytes(distinct_items_per_day: f64, hot_fraction: f64, entry_bytes: u64) -> f64 {
+    distinct_items_per_day * hot_fraction * entry_bytes as f64
+}
+
+/// Bytes a day of per-item records (one counter row per item read that day).
+pub fn counter_bytes_per_day(distinct_items_per_day: f64, counter_bytes: u64) -> f64 {
+    distinct_items_per_day * counter_bytes as f64
 }
 // ANCHOR_END: cache
 
@@ -346,7 +411,11 @@ pub struct Estimate {
     pub write_qps: Rate,
     /// All operations per second.
     pub total_qps: Rate,
-    /// New bytes stored per day, one copy.
+    /// Distinct items read per day, over the reads that state it.
+    pub distinct_items_per_day: f64,
+    /// Bytes of per-item counters written per day, one copy (part of `stored_bytes_per_day`).
+    pub counter_bytes_per_day: f64,
+    /// New bytes stored per day, one copy: writes plus counters.
     pub stored_bytes_per_day: f64,
     /// New bytes stored per year, one copy.
     pub stored_bytes_per_year: f64,
@@ -389,14 +458,32 @@ impl Estimate {
         let write_qps = Rate::new(of_kind(Kind::Write), peak);
         let total_qps = Rate::new(read_qps.average + write_qps.average, peak);
 
-        let per_day = stored_bytes_per_day(dau, &inputs.workloads);
+        // Per read workload that states it: distinct items a day, and their counters.
+        let items: Vec<(f64, u64)> = inputs
+            .workloads
+            .iter()
+            .zip(&workloads)
+            .filter_map(|(w, e)| {
+                let per_item = w.reads_per_item?;
+                let reads_per_day = e.qps.average * SECONDS_PER_DAY;
+                Some((
+                    distinct_items_per_day(reads_per_day, per_item),
+                    w.counter_bytes,
+                ))
+            })
+            .collect();
+        let distinct: f64 = items.iter().map(|(n, _)| n).sum();
+        let counters: f64 = items
+            .iter()
+            .map(|(n, b)| counter_bytes_per_day(*n, *b))
+            .sum();
+        let per_day = stored_bytes_per_day(dau, &inputs.workloads) + counters;
         let on_wire = |bytes: fn(&Workload) -> u64| -> f64 {
             let pairs = inputs.workloads.iter().zip(&workloads);
             pairs.map(|(w, e)| bandwidth(e.qps.average, bytes(w))).sum()
         };
         let ingress = Rate::new(on_wire(|w| w.request_bytes), peak);
         let egress = Rate::new(on_wire(|w| w.response_bytes), peak);
-        let reads_per_day = read_qps.average * SECONDS_PER_DAY;
         let ops_per_core = inputs.ops_per_core;
         let cores_exact = cores_at_peak(total_qps.peak, ops_per_core, inputs.target_utilisation);
         if cores_exact.is_nan() || cores_exact > MAX_EXACT {
@@ -410,13 +497,15 @@ impl Estimate {
             read_qps,
             write_qps,
             total_qps,
+            distinct_items_per_day: distinct,
+            counter_bytes_per_day: counters,
             stored_bytes_per_day: per_day,
             stored_bytes_per_year: per_day * DAYS_PER_YEAR,
             retained_bytes: retained_bytes(per_day, inputs.retention_years, inputs.replication),
             ingress,
             egress,
             cache_bytes: cache_bytes(
-                reads_per_day,
+                distinct,
                 inputs.cache_hot_fraction,
                 inputs.cache_entry_bytes,
             ),

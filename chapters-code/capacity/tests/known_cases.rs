@@ -7,7 +7,12 @@ use capacity::{Estimate, InputError, Inputs, Workload, units};
 fn reads_only() -> Inputs {
     Inputs {
         daily_active_users: 100_000_000,
-        workloads: vec![Workload::read("read", 10.0).payload(500, 2_000)],
+        // Each item read on a day is read 10 times that day: 100M distinct items.
+        workloads: vec![
+            Workload::read("read", 10.0)
+                .payload(500, 2_000)
+                .reads_per_item(10.0),
+        ],
         peak_factor: 3.0,
         retention_years: 5.0,
         replication: 3,
@@ -45,7 +50,7 @@ fn a_chapter_states_reads_and_writes_per_user_per_day() {
     // "100M DAU, 10 redirects and 0.1 creates per user per day".
     let inputs = Inputs {
         workloads: vec![
-            Workload::read("redirect", 10.0),
+            Workload::read("redirect", 10.0).reads_per_item(10.0),
             Workload::write("create", 0.1).stores(500),
         ],
         ..reads_only()
@@ -127,12 +132,71 @@ fn floating_point_noise_does_not_buy_an_extra_core() {
     assert_eq!(round_up(1e-12), 1, "any load needs a core");
 }
 
+// ANCHOR: cache_test
+/// The cache holds items, not reads: 1e9 reads a day of items read 10 times
+/// each are 1e8 items; 20% of them at 1,000 B is 20 GB. Counting one entry
+/// per read, as the model did before, gave 200 GB for the same load.
 #[test]
-fn cache_holds_the_hot_fraction_of_a_days_reads() {
+fn cache_holds_the_hot_fraction_of_the_distinct_items_read() {
     let e = estimate(&reads_only());
-    // 1e9 reads a day x 20% x 1,000 B = 200 GB.
-    assert!(close(e.cache_bytes, 2e11));
-    assert_eq!(units::bytes(e.cache_bytes), "200 GB");
+    assert!(close(e.distinct_items_per_day, 1e8));
+    assert!(close(e.cache_bytes, 2e10));
+    assert_eq!(units::bytes(e.cache_bytes), "20.0 GB");
+    // The same reads spread over ten times as many items need ten times the cache.
+    let spread = Inputs {
+        workloads: vec![Workload::read("read", 10.0).reads_per_item(1.0)],
+        ..reads_only()
+    };
+    assert!(close(estimate(&spread).cache_bytes, 2e11));
+}
+// ANCHOR_END: cache_test
+
+/// A daily counter per item read (clicks per link per day) is storage too:
+/// 1e8 items a day x 50 B = 5 GB a day, kept and replicated like any write.
+#[test]
+fn per_item_counters_are_stored_every_day() {
+    let inputs = Inputs {
+        workloads: vec![
+            Workload::read("read", 10.0)
+                .reads_per_item(10.0)
+                .counter_bytes(50),
+        ],
+        ..reads_only()
+    };
+    let e = estimate(&inputs);
+    assert!(close(e.counter_bytes_per_day, 5e9));
+    assert!(close(e.stored_bytes_per_day, 5e9));
+    assert!(close(e.retained_bytes, 5e9 * 365.0 * 5.0 * 3.0));
+}
+
+#[test]
+fn sizing_by_item_without_saying_how_many_items_is_rejected() {
+    let e = rejected(Inputs {
+        workloads: vec![Workload::read("get", 1.0)],
+        ..reads_only()
+    });
+    assert_eq!(e, InputError::DistinctItemsUnstated("get".to_owned()));
+    // Without a cache or counters, nothing sizes by item, and nothing is needed.
+    assert!(
+        Estimate::new(&Inputs {
+            workloads: vec![Workload::read("get", 1.0)],
+            cache_hot_fraction: 0.0,
+            ..reads_only()
+        })
+        .is_ok()
+    );
+    for value in [0.5, 0.0, f64::NAN] {
+        let bad = rejected(Inputs {
+            workloads: vec![Workload::read("get", 1.0).reads_per_item(value)],
+            ..reads_only()
+        });
+        assert!(matches!(bad, InputError::BadReadsPerItem { .. }), "{bad}");
+    }
+    let write = rejected(Inputs {
+        workloads: vec![Workload::write("put", 1.0).counter_bytes(8)],
+        ..reads_only()
+    });
+    assert_eq!(write, InputError::WriteCountsItems("put".to_owned()));
 }
 
 #[test]
@@ -149,7 +213,7 @@ fn bandwidth_is_rate_times_payload() {
 #[test]
 fn no_load_needs_no_machines() {
     let inputs = Inputs {
-        workloads: vec![Workload::read("idle", 0.0)],
+        workloads: vec![Workload::read("idle", 0.0).reads_per_item(1.0)],
         ..reads_only()
     };
     let e = estimate(&inputs);
@@ -314,7 +378,7 @@ fn utilisation_outside_zero_to_one_is_rejected() {
 #[test]
 fn absurd_inputs_are_too_large_rather_than_rounded() {
     let huge = Inputs {
-        workloads: vec![Workload::read("get", 1e300)],
+        workloads: vec![Workload::read("get", 1e300).reads_per_item(1.0)],
         ..reads_only()
     };
     assert!(matches!(rejected(huge), InputError::TooLarge(_)));

@@ -10,7 +10,7 @@ fn inputs() -> impl Strategy<Value = Inputs> {
         (0.0..1_000.0f64, 0..1_000_000u64, 0..10_000_000u64),
         (0.0..100.0f64, 0..10_000_000u64, 0..10_000_000u64),
         (1.0..10.0f64, 0.0..100.0f64, 1..=7u32),
-        (0.0..=1.0f64, 0..100_000u64),
+        (0.0..=1.0f64, 0..100_000u64, 1.0..1_000.0f64),
         (1.0..1e6f64, 1..=256u32, 0.01..=1.0f64),
     )
         .prop_map(
@@ -19,12 +19,14 @@ fn inputs() -> impl Strategy<Value = Inputs> {
                 (reads, req, resp),
                 (writes, upload, stored),
                 (peak, years, replication),
-                (hot, entry),
+                (hot, entry, per_item),
                 (per_core, cores, util),
             )| Inputs {
                 daily_active_users: dau,
                 workloads: vec![
-                    Workload::read("get", reads).payload(req, resp),
+                    Workload::read("get", reads)
+                        .payload(req, resp)
+                        .reads_per_item(per_item),
                     Workload::write("put", writes)
                         .payload(upload, 100)
                         .stores(stored),
@@ -70,6 +72,15 @@ proptest! {
         for w in &e.workloads {
             prop_assert!(w.qps.peak >= w.qps.average);
         }
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_entries_than_there_were_reads(inputs in inputs()) {
+        let e = estimate(&inputs)?;
+        let reads_per_day = e.read_qps.average * capacity::SECONDS_PER_DAY;
+        prop_assert!(e.distinct_items_per_day <= reads_per_day * (1.0 + 1e-12));
+        let per_read = reads_per_day * inputs.cache_hot_fraction * inputs.cache_entry_bytes as f64;
+        prop_assert!(e.cache_bytes <= per_read * (1.0 + 1e-12) + 1e-9);
     }
 
     #[test]

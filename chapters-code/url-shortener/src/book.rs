@@ -26,8 +26,12 @@ pub fn book() -> Chapter {
                 || Ok(collisions::collision_simulation_markdown()),
             ),
             GeneratedFile::pure("src/url-shortener/generated/collisions.md", || {
-                Ok(collisions::collision_table_markdown())
+                collisions::collision_table_markdown()
             }),
+            GeneratedFile::postgres(
+                "src/url-shortener/generated/alias-race.md",
+                generated::alias_race_markdown,
+            ),
             GeneratedFile::postgres(
                 "src/url-shortener/generated/explain-redirect.md",
                 generated::explain_redirect,
@@ -35,6 +39,10 @@ pub fn book() -> Chapter {
             GeneratedFile::postgres(
                 "src/url-shortener/generated/explain-stats.md",
                 generated::explain_stats,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/key-numbers.md",
+                report::key_numbers_markdown,
             ),
             GeneratedFile::pure(
                 "src/url-shortener/generated/measured.json",
@@ -48,6 +56,7 @@ pub fn book() -> Chapter {
                 "src/url-shortener/generated/redirects.svg",
                 report::redirects_svg,
             ),
+            GeneratedFile::pure("src/url-shortener/generated/scan.md", report::scan_markdown),
         ],
         report: Some(Report {
             benches: &["codegen", "redirect-load"],

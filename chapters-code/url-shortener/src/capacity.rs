@@ -7,7 +7,7 @@
 //! machine count in the book always follows the last committed measurement.
 
 use anyhow::{Context, Result};
-use capacity::{Inputs, Measured, Workload};
+use capacity::{DAYS_PER_YEAR, Estimate, Inputs, Measured, SECONDS_PER_DAY, Workload};
 
 // ANCHOR: inputs
 /// The requirements as capacity inputs; `measured` supplies the throughput per core.
@@ -16,11 +16,18 @@ pub fn inputs(measured: &Measured) -> Inputs {
         // People who follow short links on a given day (they need no account).
         daily_active_users: 300_000_000,
         workloads: vec![
-            // A GET with ordinary browser headers; a 302 with a Location header.
-            Workload::read("redirect", 10.0).payload(400, 300),
+            // A GET with ordinary browser headers; a 302 with a Location
+            // header. A link clicked on a day is clicked ten times that day
+            // on average (an assumption: a few links take most clicks). Each
+            // link clicked on a day gets one `link_clicks_daily` row: a
+            // 48-byte tuple with its header, a line pointer, and an entry
+            // in the primary key's index, about 80 bytes.
+            Workload::read("redirect", 10.0)
+                .payload(400, 300)
+                .reads_per_item(10.0)
+                .counter_bytes(80),
             // 100 reads per write. A link row with its index entries and
-            // tuple overhead is about 500 bytes; click counters are extra
-            // (one small row per link per day with clicks).
+            // tuple overhead is about 500 bytes.
             Workload::write("create link", 0.1)
                 .payload(500, 400)
                 .stores(500),
@@ -29,8 +36,9 @@ pub fn inputs(measured: &Measured) -> Inputs {
         retention_years: 5.0,
         // A primary and two replicas.
         replication: 3,
-        // The in-process and Redis caches hold the day's hot links: a code
-        // and its target, about 200 bytes with the cache's own overhead.
+        // The in-process and Redis caches hold the hottest fifth of the
+        // links clicked on a day: a code and its target, about 200 bytes
+        // with the cache's own overhead.
         cache_hot_fraction: 0.2,
         cache_entry_bytes: 200,
         ops_per_core: measured.ops_per_core,
@@ -40,6 +48,37 @@ pub fn inputs(measured: &Measured) -> Inputs {
     }
 }
 // ANCHOR_END: inputs
+
+/// The estimate at the requirements, for figures that do not depend on the
+/// throughput per core (rates, storage, links kept): any positive figure works.
+pub fn requirements_estimate() -> Result<Estimate> {
+    let unused = Measured {
+        ops_per_core: 1.0,
+        path: "not used".into(),
+        measured_on: "not used".into(),
+    };
+    Estimate::new(&inputs(&unused)).context("the chapter's capacity inputs are invalid")
+}
+
+/// Links created over the retention period: the number of codes the code
+/// length must accommodate.
+pub fn links_kept() -> Result<f64> {
+    let e = requirements_estimate()?;
+    Ok(e.write_qps.average * SECONDS_PER_DAY * DAYS_PER_YEAR * e.inputs.retention_years)
+}
+
+/// Cores the capacity model asks for at the peak, for a throughput per core.
+/// The performance table uses it too, so the two pages cannot disagree.
+pub fn cores_at_peak(ops_per_core: f64) -> Result<u64> {
+    let measured = Measured {
+        ops_per_core,
+        path: "a load-test path".into(),
+        measured_on: "this run".into(),
+    };
+    Ok(Estimate::new(&inputs(&measured))
+        .context("the chapter's capacity inputs are invalid")?
+        .cores)
+}
 
 /// The inputs and estimate tables, for `src/url-shortener/generated/capacity.md`.
 pub fn capacity_markdown(measured_json: &str) -> Result<String> {
@@ -51,8 +90,6 @@ pub fn capacity_markdown(measured_json: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use capacity::Estimate;
 
     fn measured(per_core: f64) -> Measured {
         Measured {

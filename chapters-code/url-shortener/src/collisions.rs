@@ -58,8 +58,21 @@ const TABLE_LINKS: [u64; 5] = [
 /// Code lengths in the table.
 const TABLE_CHARS: [u32; 3] = [6, 7, 8];
 
-/// The collision tables for the book, as markdown.
-pub fn collision_table_markdown() -> String {
+/// The collision tables for the book, with the chapter's own link count
+/// over the retention period as the last row.
+pub fn collision_table_markdown() -> anyhow::Result<String> {
+    let years = crate::capacity::requirements_estimate()?
+        .inputs
+        .retention_years;
+    Ok(collision_table_markdown_with(
+        crate::capacity::links_kept()?,
+        years,
+    ))
+}
+
+/// The collision tables for the book, as markdown: the counts of
+/// [`TABLE_LINKS`], then `kept`, the links of a retention of `years`.
+pub fn collision_table_markdown_with(kept: f64, years: f64) -> String {
     let mut out = String::new();
     let spaces: Vec<String> = TABLE_CHARS
         .iter()
@@ -81,12 +94,19 @@ pub fn collision_table_markdown() -> String {
         let _ = writeln!(out, "**{title}**\n");
         let _ = writeln!(out, "| links | 6 chars | 7 chars | 8 chars |");
         let _ = writeln!(out, "|---:|---:|---:|---:|");
-        for n in TABLE_LINKS {
+        let rows = TABLE_LINKS.iter().map(|&n| (group(n), n as f64)).chain([(
+            format!(
+                "**{}** ({years} years of links)",
+                group(kept.round() as u64)
+            ),
+            kept,
+        )]);
+        for (label, n) in rows {
             let cells: Vec<String> = TABLE_CHARS
                 .iter()
-                .map(|&k| cell(n as f64, code_space(k)))
+                .map(|&k| cell(n, code_space(k)))
                 .collect();
-            let _ = writeln!(out, "| {} | {} |", group(n), cells.join(" | "));
+            let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
         }
         out.push('\n');
     }
@@ -304,7 +324,7 @@ mod tests {
 
     #[test]
     fn tables_are_well_formed() {
-        let t = collision_table_markdown();
+        let t = collision_table_markdown().expect("tables");
         assert_eq!(t.matches("| 10,000,000,000 |").count(), 3);
         assert!(t.contains("62^7 = 3,521,614,606,208"));
         assert_eq!(group(0), "0");

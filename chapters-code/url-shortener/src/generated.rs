@@ -73,3 +73,43 @@ fn explain(database_url: &str, query: &str, code: &str) -> anyhow::Result<String
         Ok(out)
     })
 }
+
+/// The alias race (`crate::race`) on the real schema and on a scratch
+/// schema without `links_code_key`, as a markdown table.
+pub fn alias_race_markdown(database_url: &str) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut rows = Vec::new();
+        for (label, schema) in [
+            ("`sql/schema.sql`", SCHEMA.to_string()),
+            (
+                "the same without `links_code_key`",
+                crate::race::schema_without_unique_code()?,
+            ),
+        ] {
+            let Some(db) =
+                testkit::postgres_at(database_url, None, testkit::services_required()).await
+            else {
+                bail!("PostgreSQL is unreachable at {database_url}");
+            };
+            db.apply_sql(&schema).await.context("applying the schema")?;
+            let store = crate::store::PgStore::new(db.pool_with(16).await);
+            let outcome = crate::race::alias_race(store).await?;
+            rows.push(format!(
+                "| {label} | {} | {} | {} | {} |",
+                crate::race::CONTENDERS,
+                outcome.winners,
+                outcome.conflicts,
+                outcome.rows
+            ));
+        }
+        Ok(format!(
+            "| Schema | Concurrent creates of one alias | Answered 201 | Answered 409 | Rows holding the alias |\n\
+             | --- | ---: | ---: | ---: | ---: |\n{}\n",
+            rows.join("\n")
+        ))
+    })
+}

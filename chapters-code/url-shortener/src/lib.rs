@@ -48,6 +48,7 @@ pub mod domain;
 #[cfg(feature = "book")]
 pub mod generated;
 pub mod metrics;
+pub mod race;
 #[cfg(feature = "book")]
 pub mod report;
 pub mod scan;

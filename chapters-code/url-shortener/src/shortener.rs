@@ -82,6 +82,27 @@ pub enum Gone {
 // ANCHOR_END: errors
 
 impl Invalid {
+    /// Every name [`Invalid::reason`] can return; a unit test checks the list
+    /// against the variants, and the behaviour suite sends one request per name.
+    pub const REASONS: &[&str] = &[
+        "url_empty",
+        "url_too_long",
+        "url_missing_scheme",
+        "url_malformed",
+        "url_scheme_not_allowed",
+        "url_missing_host",
+        "url_credentials_not_allowed",
+        "url_points_at_us",
+        "alias_too_short",
+        "alias_too_long",
+        "alias_invalid_char",
+        "alias_reserved",
+        "alias_offensive",
+        "expiry_both_given",
+        "expiry_not_in_future",
+        "expiry_too_far",
+    ];
+
     /// The machine-readable name of the broken rule.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -448,4 +469,37 @@ impl<S: LinkStore> Shortener<S> {
             .unwrap_or(Err(StoreError::Timeout(limit)))
     }
     // ANCHOR_END: within
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn reasons_lists_exactly_what_reason_returns() {
+        let every = [
+            Invalid::from(UrlError::Empty),
+            UrlError::TooLong(0).into(),
+            UrlError::MissingScheme.into(),
+            UrlError::Malformed(String::new()).into(),
+            UrlError::SchemeNotAllowed(String::new()).into(),
+            UrlError::MissingHost.into(),
+            UrlError::CredentialsNotAllowed.into(),
+            UrlError::PointsAtUs(String::new()).into(),
+            AliasError::TooShort(0).into(),
+            AliasError::TooLong(0).into(),
+            AliasError::InvalidChar('/').into(),
+            AliasError::Reserved(String::new()).into(),
+            AliasError::Offensive.into(),
+            ExpiryError::BothGiven.into(),
+            ExpiryError::NotInFuture.into(),
+            ExpiryError::TooFar.into(),
+        ];
+        let returned: BTreeSet<&str> = every.iter().map(Invalid::reason).collect();
+        let listed: BTreeSet<&str> = Invalid::REASONS.iter().copied().collect();
+        assert_eq!(returned, listed);
+        assert_eq!(listed.len(), Invalid::REASONS.len());
+    }
 }

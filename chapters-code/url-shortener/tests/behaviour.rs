@@ -17,6 +17,7 @@ use url_shortener::codegen::{
 };
 use url_shortener::config::{ClickConfig, RateLimitConfig};
 use url_shortener::domain::{Code, TargetUrl};
+use url_shortener::shortener::Invalid;
 use url_shortener::store::LinkStore;
 
 /// Runs each named behaviour against both backends.
@@ -371,6 +372,21 @@ async fn bad_input_is_rejected_and_changes_nothing<S: LinkStore>(b: Backend<S>) 
             Some("url_too_long"),
         ),
         (
+            json!({"url": "https://exa mple.com/", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_malformed"),
+        ),
+        (
+            json!({"url": "http://", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_missing_host"),
+        ),
+        (
+            json!({"url": "https://example.com/", "alias": "a".repeat(33)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("alias_too_long"),
+        ),
+        (
             json!({"url": "https://example.com/", "alias": "ab"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("alias_too_short"),
@@ -427,6 +443,11 @@ async fn bad_input_is_rejected_and_changes_nothing<S: LinkStore>(b: Backend<S>) 
             None,
         ),
     ];
+    // One request per reason: every name the API can put in `reason`.
+    let covered: std::collections::BTreeSet<&str> =
+        cases.iter().filter_map(|(_, _, reason)| *reason).collect();
+    let all: std::collections::BTreeSet<&str> = Invalid::REASONS.iter().copied().collect();
+    assert_eq!(covered, all, "a reason without a request");
     for (body, status, reason) in &cases {
         let reply = server.client.create(body.clone()).await;
         assert_eq!(reply.status, *status, "{body}: {:?}", reply.body);

@@ -235,9 +235,10 @@ async fn slow_store_is_cut_by_timeout() {
 /// code holds a lock that our insert must wait for. The timeout cuts the
 /// wait and the client gets 503. But a client-side timeout does not cancel
 /// the statement: ours is still queued on the lock in PostgreSQL, and
-/// commits as soon as the lock goes. A 503 after a timeout means "unknown",
-/// not "nothing happened", which is why retrying the identical create is
-/// safe: it returns the existing link (200) rather than 409.
+/// commits as soon as the lock goes, after the client was told 503. The
+/// test waits for that commit in the table, then retries the identical
+/// create, which gets the existing link (200), not a second insert (201)
+/// and not a 409.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_wait_in_postgres_is_cut_by_timeout() {
     let Some(b) = common::postgres().await else {
@@ -272,16 +273,26 @@ async fn a_lock_wait_in_postgres_is_cut_by_timeout() {
     );
 
     blocker.rollback().await.expect("rollback");
+    // The insert the service gave up on commits now, with nobody waiting for it.
+    let pool = db.pool.clone();
+    let committed = common::eventually(Duration::from_secs(2), || {
+        let pool = pool.clone();
+        async move {
+            let target: Option<String> =
+                sqlx::query_scalar("SELECT target FROM links WHERE code = 'held'")
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("select");
+            target.as_deref() == Some("https://example.com/mine")
+        }
+    })
+    .await;
+    assert!(committed, "the abandoned insert never committed");
     let retry = server
         .client
         .create(json!({"url": "https://example.com/mine", "alias": "held"}))
         .await;
-    // 200: the abandoned insert committed after all; 201: it did not (or not yet).
-    assert!(
-        matches!(retry.status, StatusCode::OK | StatusCode::CREATED),
-        "{:?}",
-        retry.body
-    );
+    assert_eq!(retry.status, StatusCode::OK, "{:?}", retry.body);
     assert_eq!(
         server.client.get("/held").await.header("location"),
         Some("https://example.com/mine")
@@ -457,5 +468,93 @@ async fn a_limited_client_is_refused_before_its_body_is_read() {
         .expect("read");
     let text = String::from_utf8_lossy(&head[..n]);
     assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    server.shutdown().await;
+}
+
+// ANCHOR: hung_db_test
+/// A database that accepts connections and never answers (a hung server, a
+/// network partition that drops packets): nothing is refused, everything
+/// waits. The store timeout is what turns the wait into a fast 503; the
+/// process stays healthy for the load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_database_is_cut_by_the_store_timeout() {
+    let (port, _hole) = common::black_hole().await;
+    let hung = PgStore::connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/hung"), 4)
+        .expect("lazy pool");
+    let Some(b) = common::memory().await else {
+        return;
+    };
+    let config = Config {
+        store_timeout: Duration::from_millis(300),
+        ..b.config()
+    };
+    let server = Server::start(App::postgres(hung, config).expect("app")).await;
+    let started = Instant::now();
+    let create = server
+        .client
+        .create(json!({"url": "https://example.com/", "alias": "waiting"}))
+        .await;
+    let redirect = server.client.get("/never-cached").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    for reply in [create, redirect] {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.json()["title"], "Store timed out");
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+    assert_eq!(server.client.get("/health").await.status, StatusCode::OK);
+    server.shutdown().await;
+}
+// ANCHOR_END: hung_db_test
+
+/// A hung Redis with a short cooldown: after each cooldown the breaker lets
+/// calls through again, one of them waits out the Redis timeout and opens
+/// it again. The cost is about one timeout per cooldown, not one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_redis_costs_one_timeout_per_cooldown() {
+    let (port, _hole) = common::black_hole().await;
+    let Some(b) = common::memory().await else {
+        return;
+    };
+    let cooldown = Duration::from_millis(300);
+    let redis = RedisConfig {
+        timeout: Duration::from_millis(50),
+        cooldown,
+        ..RedisConfig::new(&format!("redis://127.0.0.1:{port}"))
+    };
+    let config = Config {
+        local_cache: None,
+        redis: Some(redis),
+        ..b.config()
+    };
+    let server = b.serve(b.store.clone(), config).await;
+    let code = server
+        .client
+        .create_code(json!({"url": "https://example.com/slow-redis"}))
+        .await;
+    let started = Instant::now();
+    let mut served = 0u64;
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        let one = Instant::now();
+        assert_eq!(
+            server.client.get(&format!("/{code}")).await.status,
+            StatusCode::FOUND
+        );
+        slowest = slowest.max(one.elapsed());
+        served += 1;
+    }
+    let errors = server.metrics.snapshot().redis_errors;
+    // 1.5 s of cooldowns of 300 ms (plus the create's): a handful of probes.
+    let probes = 1 + started.elapsed().as_millis() as u64 / cooldown.as_millis() as u64;
+    assert!(
+        (2..=probes + 1).contains(&errors),
+        "{errors} Redis errors for {served} redirects"
+    );
+    assert!(served > 10 * errors, "{served} redirects, {errors} errors");
+    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
     server.shutdown().await;
 }

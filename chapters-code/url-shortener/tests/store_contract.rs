@@ -340,6 +340,39 @@ async fn migrate_twice_is_harmless() {
     assert!(store.get(&code("kept")).await.expect("get").is_some());
 }
 
+// ANCHOR: no_constraint_test
+/// The alias race through the use case, on the real schema and on a scratch
+/// copy without `links_code_key`: one winner with the constraint, more than
+/// one without it. The constraint, not the timing, is what the behaviour
+/// test `alias_race_has_one_winner` relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_unique_constraint_the_alias_race_has_many_winners() {
+    use url_shortener::race::{CONTENDERS, alias_race, schema_without_unique_code};
+    let Some(guarded) = testkit::postgres(Some(common::schema())).await else {
+        return;
+    };
+    let Some(scratch) = testkit::postgres(None).await else {
+        return;
+    };
+    scratch
+        .apply_sql(&schema_without_unique_code().expect("the constraint line"))
+        .await
+        .expect("scratch schema");
+    let with = alias_race(PgStore::new(guarded.pool_with(16).await))
+        .await
+        .expect("race");
+    assert_eq!(
+        (with.winners, with.conflicts, with.rows),
+        (1, CONTENDERS - 1, 1)
+    );
+    let without = alias_race(PgStore::new(scratch.pool_with(16).await))
+        .await
+        .expect("race");
+    assert!(without.winners > 1, "{without:?}");
+    assert_eq!(without.rows, without.winners as i64);
+}
+// ANCHOR_END: no_constraint_test
+
 // ANCHOR: schema_test
 /// The database refuses what the domain types refuse, even from a buggy
 /// client, and accepts the longest values the domain types accept.
