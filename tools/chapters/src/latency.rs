@@ -1,4 +1,4 @@
-//! The appendix "Latency numbers, measured": `benches/latency.rs` beside the
+//! The appendix "Latency numbers, measured": `tools/latency-appendix/benches/latency.rs` beside the
 //! classic "Latency numbers every programmer should know".
 //!
 //! Writes `src/appendix/generated/latency.md` (a table) and
@@ -17,7 +17,7 @@ use bookkit::{Chapter, GeneratedFile, Report, results};
 pub const SLUG: &str = "appendix";
 const COMMAND: &str = "cargo xtask bench-report latency";
 
-/// The criterion group of `benches/latency.rs`.
+/// The criterion group of `tools/latency-appendix/benches/latency.rs`.
 pub const GROUP: &str = "latency";
 /// The generated table, relative to the repository root.
 pub const TABLE_PATH: &str = "src/appendix/generated/latency.md";
@@ -71,7 +71,7 @@ pub const DATACENTER_ROUND_TRIP: Classic = Classic {
     source: DEAN_GIST_URL,
 };
 
-/// One row of the table: a benchmark of `benches/latency.rs` and the classic figure it is set against.
+/// One row of the table: a benchmark of `tools/latency-appendix/benches/latency.rs` and the classic figure it is set against.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     /// The benchmark id in the `latency` group.
@@ -141,7 +141,7 @@ pub const ROWS: &[Row] = &[
 pub fn book() -> Chapter {
     Chapter {
         slug: SLUG,
-        package: "book",
+        package: "latency-appendix",
         generated: vec![
             GeneratedFile::pure(TABLE_PATH, table_markdown),
             GeneratedFile::pure(PLOT_PATH, plot_svg),
@@ -221,7 +221,7 @@ pub fn table(header: &str, measured: &[CriterionBench]) -> String {
     ));
     out.push_str(
         "\nMedian and mean of criterion's samples; a sample times a batch of iterations and \
-         divides by its size. Bench ids are `latency/<id>` in `benches/latency.rs`.\n",
+         divides by its size. Bench ids are `latency/<id>` in `tools/latency-appendix/benches/latency.rs`.\n",
     );
     if !missing.is_empty() {
         let _ = writeln!(
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn every_row_is_a_bench_in_benches_latency_rs() {
-        let source = include_str!("../../../benches/latency.rs");
+        let source = include_str!("../../latency-appendix/benches/latency.rs");
         for row in ROWS {
             assert!(
                 source.contains(&format!("\"{}\"", row.id)),
