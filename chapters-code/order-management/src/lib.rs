@@ -6,4 +6,5 @@ pub mod domain;
 pub mod generated;
 pub mod relay;
 pub mod saga;
+pub mod service;
 pub mod store;
