@@ -13,6 +13,18 @@ pub fn book() -> Chapter {
         slug: report::CHAPTER,
         package: "url-shortener",
         generated: vec![
+            GeneratedFile::postgres(
+                "src/url-shortener/generated/alias-race.md",
+                generated::alias_race_markdown,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/alphabets.md",
+                report::alphabets_markdown,
+            ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/availability.md",
+                report::availability_markdown,
+            ),
             GeneratedFile::pure(
                 "src/url-shortener/generated/capacity.md",
                 report::capacity_markdown,
@@ -28,10 +40,6 @@ pub fn book() -> Chapter {
             GeneratedFile::pure("src/url-shortener/generated/collisions.md", || {
                 collisions::collision_table_markdown()
             }),
-            GeneratedFile::postgres(
-                "src/url-shortener/generated/alias-race.md",
-                generated::alias_race_markdown,
-            ),
             GeneratedFile::postgres(
                 "src/url-shortener/generated/explain-redirect.md",
                 generated::explain_redirect,

@@ -375,3 +375,89 @@ pub fn key_numbers_markdown() -> Result<String> {
         markdown_table(&["Quantity", "Value"], &rows)
     ))
 }
+
+/// Patroni's defaults: the leader key lives `ttl` seconds, and a replica
+/// notices its expiry within one `loop_wait`; an unplanned failover of the
+/// primary takes up to about their sum.
+/// <https://patroni.readthedocs.io/en/latest/dynamic_configuration.html>
+const PATRONI_TTL_S: f64 = 30.0;
+const PATRONI_LOOP_WAIT_S: f64 = 10.0;
+
+/// `availability.md`: the downtime each availability target allows, and how
+/// many unplanned PostgreSQL failovers fit in it.
+pub fn availability_markdown() -> Result<String> {
+    const MONTH_S: f64 = 30.0 * capacity::SECONDS_PER_DAY;
+    let failover = PATRONI_TTL_S + PATRONI_LOOP_WAIT_S;
+    let rows: Vec<Vec<String>> = [
+        ("Redirects", 0.9999_f64),
+        ("Creates, deletes and stats", 0.999),
+    ]
+    .iter()
+    .map(|(what, target)| {
+        let budget = (1.0 - target) * MONTH_S;
+        vec![
+            (*what).to_string(),
+            format!("{:.2}%", target * 100.0),
+            format!("{:.1} min", budget / 60.0),
+            format!("{:.0}", (budget / failover).floor()),
+        ]
+    })
+    .collect();
+    Ok(format!(
+        "{}\nA month of 30 days. A failover is taken as Patroni's default leader TTL plus one \
+         loop ({} s + {} s = {} s) of writes refused.\n",
+        markdown_table(
+            &[
+                "Operations",
+                "Target",
+                "Downtime a month",
+                "Failovers that fit"
+            ],
+            &rows
+        ),
+        PATRONI_TTL_S,
+        PATRONI_LOOP_WAIT_S,
+        failover
+    ))
+}
+
+/// `alphabets.md`: how full the code space gets with the links of the
+/// retention period, for the alphabet we use and for print-friendly ones.
+pub fn alphabets_markdown() -> Result<String> {
+    let kept = crate::capacity::links_kept()?;
+    let alphabets: [(&str, f64, &str); 3] = [
+        ("base62 (ours)", 62.0, "`0-9 A-Z a-z`; case-sensitive"),
+        ("base58", 58.0, "base62 without `0 O I l`"),
+        (
+            "Crockford base32",
+            32.0,
+            "no `I L O U`; case-insensitive, `0/O` and `1/I/L` read alike",
+        ),
+    ];
+    let rows: Vec<Vec<String>> = alphabets
+        .iter()
+        .map(|(name, symbols, note)| {
+            let fill = |len: i32| match kept / symbols.powi(len) {
+                f if f > 1.0 => "does not fit".to_string(),
+                f if f < 1e-4 => format!("{:.1e}%", 100.0 * f),
+                f => format!("{:.2}%", 100.0 * f),
+            };
+            vec![
+                (*name).to_string(),
+                (*note).to_string(),
+                fill(7),
+                fill(8),
+                fill(9),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "{}\nShare of all codes of that length taken by the {} links of the retention period \
+         (the chance that a random guess finds a link).\n",
+        markdown_table(
+            &["Alphabet", "Characters", "7 long", "8 long", "9 long"],
+            &rows
+        ),
+        fmt_count(kept)
+    ))
+}
