@@ -22,22 +22,39 @@ pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// The header of a table computed from `results`: a generated-file notice and the
 /// machine, commit and date of the run(s) that measured them (not of the rendering).
 pub fn measured_header(command: &str, results: &[&BenchResult]) -> String {
-    let mut runs: Vec<String> = Vec::new();
+    // One line per run (machine, compiler, commit, date); the load average
+    // shown is the highest any of the run's results saw.
+    let mut runs: Vec<crate::MachineHeader> = Vec::new();
+    let mut unrecorded = false;
     for r in results {
-        let line = match &r.machine {
-            Some(m) => m.to_markdown(),
-            None => "**Measured on** an unrecorded machine.\n\n".to_string(),
+        let Some(m) = &r.machine else {
+            unrecorded = true;
+            continue;
         };
-        if !runs.contains(&line) {
-            runs.push(line);
+        let same_run = |h: &crate::MachineHeader| {
+            (&h.cpu_model, h.cores, &h.rustc, &h.commit, &h.date_utc)
+                == (&m.cpu_model, m.cores, &m.rustc, &m.commit, &m.date_utc)
+        };
+        match runs.iter_mut().find(|h| same_run(h)) {
+            Some(h) => {
+                h.load_average = match (h.load_average, m.load_average) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            None => runs.push(m.clone()),
         }
     }
-    if runs.is_empty() {
-        runs.push("**Not measured yet.**\n\n".to_string());
+    let mut lines: Vec<String> = runs.iter().map(crate::MachineHeader::to_markdown).collect();
+    if unrecorded {
+        lines.push("**Measured on** an unrecorded machine.\n\n".to_string());
+    }
+    if lines.is_empty() {
+        lines.push("**Not measured yet.**\n\n".to_string());
     }
     format!(
         "<!-- Generated from the committed results of `{command}`; do not edit by hand. -->\n\n{}",
-        runs.concat()
+        lines.concat()
     )
 }
 
@@ -168,7 +185,12 @@ mod tests {
             date_utc: "2026-01-02".into(),
             load_average: None,
         });
-        let h = measured_header("cargo xtask bench-report x", &[&r, &r]);
+        let mut busier = r.clone();
+        if let Some(m) = busier.machine.as_mut() {
+            m.load_average = Some(3.0);
+        }
+        let h = measured_header("cargo xtask bench-report x", &[&r, &busier]);
+        assert!(h.contains("load average 3.0"), "{h}");
         assert_eq!(h.matches("**Measured on**").count(), 1, "{h}");
         assert!(h.contains("abc1234") && h.contains("2026-01-02"), "{h}");
     }
