@@ -10,7 +10,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, SEARCH_SQL};
+
+/// The search statement, for the EXPLAIN generator.
+pub fn postgres_search_sql() -> &'static str {
+    SEARCH_SQL
+}
 
 use crate::checkout::{
     Begun, Charged, CheckoutError, CheckoutRequest, Hooks, Order, StoredResponse,
