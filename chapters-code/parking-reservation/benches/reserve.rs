@@ -20,7 +20,19 @@
 //!    through the same 32-connection pool, 0.5 s warm-up and 3 s measured
 //!    each. Results `ceiling-insert-c<n>` and `reserve-c<n>`.
 //!
-//! The whole run takes well under two minutes. Without PostgreSQL it prints
+//! 3. **The stadium case.** For each reserve path of `PgStore`
+//!    (`parking_reservation::store::ReservePath`), on a fresh database at
+//!    PostgreSQL's default `deadlock_timeout`: 32 clients released together
+//!    ask for the same five evening hours of one 400-spot lot until it is
+//!    full (`parking_reservation::stadium::run`). Three rounds, the paths in
+//!    a rotating order. Results `stadium-<path>`.
+//!
+//! Also measured at 32 clients, in the same rounds as the reserve path: the
+//! availability query and a read of one reservation (results
+//! `availability-c32`, `read-c32`), so the chapter can say what the other
+//! operations cost beside a reserve.
+//!
+//! The whole run takes about two minutes. Without PostgreSQL it prints
 //! a `SKIPPED:` line and exits 0 (it fails under `SDB_REQUIRE_SERVICES=1`).
 
 use std::path::PathBuf;
@@ -47,6 +59,14 @@ const CONTENTION: Contention = Contention {
     max_len_slots: 8,
     seed: 2026,
 };
+
+/// The hot lot of the stadium comparison.
+const STADIUM: Stadium = Stadium {
+    spots: 400,
+    clients: 32,
+};
+/// Stadium rounds per path.
+const STADIUM_ROUNDS: usize = 3;
 
 const WARMUP: Duration = Duration::from_millis(200);
 /// Rounds per client count, each measuring the ceiling and the reserve path back to back.
@@ -130,7 +150,7 @@ async fn run() -> Result<()> {
         .await
         .context("creating the load lot")?;
     for clients in CLIENTS {
-        let workloads = [
+        let mut workloads = vec![
             Workload {
                 name: ceiling_result(clients),
                 concurrency: clients,
@@ -140,9 +160,17 @@ async fn run() -> Result<()> {
                 concurrency: clients,
             },
         ];
+        if clients == SIZING_CLIENTS {
+            for name in [availability_result(clients), read_result(clients)] {
+                workloads.push(Workload {
+                    name,
+                    concurrency: clients,
+                });
+            }
+        }
         // Every round starts on fresh ranges (its own seed), so later rounds
         // find free spots as the first did.
-        let mut runs: Vec<Vec<LoadRun>> = vec![Vec::new(), Vec::new()];
+        let mut runs: Vec<Vec<LoadRun>> = workloads.iter().map(|_| Vec::new()).collect();
         let handle = tokio::runtime::Handle::current();
         let results = tokio::task::block_in_place(|| {
             interleave(
@@ -159,10 +187,11 @@ async fn run() -> Result<()> {
                         seed: u64::from(clients) * 1_000 + runs[i].len() as u64,
                     };
                     let run = handle.block_on(async {
-                        if i == 0 {
-                            insert_ceiling(store.pool(), lot, spec).await
-                        } else {
-                            Ok(reserve_load(&store, lot, spec).await)
+                        match i {
+                            0 => insert_ceiling(store.pool(), lot, spec).await,
+                            1 => Ok(reserve_load(&store, lot, spec).await),
+                            2 => Ok(availability_load(&store, lot, spec).await),
+                            _ => read_load(&store, lot, spec).await,
                         }
                     })?;
                     let stats = RoundStats {
@@ -181,6 +210,62 @@ async fn run() -> Result<()> {
         }
     }
     // ANCHOR_END: bench_performance
+
+    // ANCHOR: bench_stadium
+    let mut rounds: Vec<Vec<stadium::StadiumOutcome>> = vec![Vec::new(); ReservePath::ALL.len()];
+    for round in 0..STADIUM_ROUNDS {
+        for k in 0..ReservePath::ALL.len() {
+            // Rotate the order, so no path always runs first or last.
+            let i = (k + round) % ReservePath::ALL.len();
+            let path = ReservePath::ALL[i];
+            // A fresh database, left at the server's deadlock_timeout.
+            let Some(db) = testkit::postgres(Some(&crate_file("sql/schema.sql"))).await else {
+                return Ok(());
+            };
+            let out = stadium::run(db.pool_with(STADIUM.clients).await, path, STADIUM).await?;
+            println!(
+                "stadium {:<12} {:>4} reserved in {:>8.3} s: {:>6.0}/s, {:>5} races lost, {:>3} deadlocks, {:>3} gave up, {} overlapping pairs",
+                path.id(),
+                out.reserved,
+                out.elapsed.as_secs_f64(),
+                out.reserves_per_sec(),
+                out.races.races_lost,
+                out.races.deadlocks,
+                out.races.gave_up,
+                out.overlapping_pairs,
+            );
+            rounds[i].push(out);
+        }
+    }
+    let deadlock_timeout: String = {
+        let Some(db) = testkit::postgres(None).await else {
+            return Ok(());
+        };
+        sqlx::query_scalar("SHOW deadlock_timeout")
+            .fetch_one(&db.pool)
+            .await?
+    };
+    for (path, outs) in ReservePath::ALL.into_iter().zip(&rounds) {
+        let sum = |f: fn(&stadium::StadiumOutcome) -> u64| outs.iter().map(f).sum::<u64>();
+        let elapsed = outs.iter().map(|o| o.elapsed).sum();
+        let mut result = BenchResult::new(CHAPTER, &stadium_result(path), ResultKind::Load)
+            .with_throughput(sum(|o| o.reserved), sum(|o| o.errors), elapsed)
+            .with_concurrency(STADIUM.clients)
+            .with_extra("races_lost", sum(|o| o.races.races_lost))
+            .with_extra("deadlocks", sum(|o| o.races.deadlocks))
+            .with_extra("gave_up", sum(|o| o.races.gave_up))
+            .with_extra(
+                "overlapping_pairs",
+                outs.iter().map(|o| o.overlapping_pairs).sum::<i64>(),
+            )
+            .with_extra("spots", STADIUM.spots)
+            .with_extra("clients", STADIUM.clients)
+            .with_extra("rounds", outs.len())
+            .with_extra("deadlock_timeout", deadlock_timeout.clone());
+        result.rounds_ops_per_sec = outs.iter().map(|o| o.reserves_per_sec()).collect();
+        write_result(&result)?;
+    }
+    // ANCHOR_END: bench_stadium
     Ok(())
 }
 

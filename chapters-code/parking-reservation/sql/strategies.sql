@@ -1,5 +1,5 @@
 -- Tables for the comparison of concurrency-control strategies
--- (`src/strategies.rs`, `benches/parking-reservation.rs`). Deliberately minimal: a spot
+-- (`src/strategies.rs`, `benches/reserve.rs`). Deliberately minimal: a spot
 -- and a booking of it, nothing else, so each strategy's SQL is only the
 -- part that decides whether two bookings may overlap.
 
@@ -20,12 +20,12 @@ CREATE TABLE bookings (
 );
 CREATE INDEX bookings_spot_during ON bookings USING gist (spot_id, during);
 
--- Used by the exclusion-constraint strategy: the table itself refuses an overlap.
+-- Used by the two exclusion-constraint strategies: the table itself refuses an overlap.
 CREATE TABLE guarded_bookings (
     id      bigint    GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     spot_id bigint    NOT NULL REFERENCES strategy_spots (id),
     during  tstzrange NOT NULL,
     client  text      NOT NULL,
-    EXCLUDE USING gist (spot_id WITH =, during WITH &&)
+    CONSTRAINT guarded_no_overlap EXCLUDE USING gist (spot_id WITH =, during WITH &&)
 );
 -- ANCHOR_END: strategy_tables

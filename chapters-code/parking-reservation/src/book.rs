@@ -33,6 +33,7 @@ pub fn book() -> Chapter {
                 generated::state_diagram,
             ),
             GeneratedFile::pure(report::STRATEGIES_PATH, report::strategies_markdown),
+            GeneratedFile::pure(report::STADIUM_PATH, report::stadium_markdown),
         ],
         report: Some(Report {
             benches: &["reserve"],

@@ -50,5 +50,6 @@ pub mod load;
 #[cfg(feature = "book")]
 pub mod report;
 pub mod service;
+pub mod stadium;
 pub mod store;
 pub mod strategies;

@@ -178,6 +178,56 @@ pub async fn reserve_load(store: &PgStore, lot_id: LotId, spec: LoadSpec) -> Loa
 }
 // ANCHOR_END: reserve_load
 
+// ANCHOR: other_loads
+/// The availability query of the real store, for random ranges of the reserve mix.
+pub async fn availability_load(store: &PgStore, lot_id: LotId, spec: LoadSpec) -> LoadRun {
+    let base = ceil_to_slot(SystemClock.now()) + SLOT;
+    let store = store.clone();
+    closed_loop(spec, move |c, i| {
+        let store = store.clone();
+        async move {
+            let Some(req) = request(lot_id, base, spec.seed ^ 0xA5A5, c, i) else {
+                return Answer::Error;
+            };
+            match store.availability(lot_id, req.range).await {
+                Ok(_) => Answer::Ok,
+                Err(_) => Answer::Error,
+            }
+        }
+    })
+    .await
+}
+
+/// `GET /reservations/{id}`'s store call, for reservations of the lot picked at random.
+pub async fn read_load(
+    store: &PgStore,
+    lot_id: LotId,
+    spec: LoadSpec,
+) -> Result<LoadRun, sqlx::Error> {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM reservations WHERE lot_id = $1 LIMIT 20000")
+            .bind(lot_id)
+            .fetch_all(store.pool())
+            .await?;
+    let ids = Arc::new(ids);
+    let store = store.clone();
+    Ok(closed_loop(spec, move |c, i| {
+        let (store, ids) = (store.clone(), Arc::clone(&ids));
+        async move {
+            let pick = mix(spec.seed ^ (u64::from(c) << 40) ^ i) as usize;
+            let Some(id) = ids.get(pick % ids.len().max(1)) else {
+                return Answer::Error;
+            };
+            match store.get(*id).await {
+                Ok(_) => Answer::Ok,
+                Err(_) => Answer::Error,
+            }
+        }
+    })
+    .await)
+}
+// ANCHOR_END: other_loads
+
 // ANCHOR: ceiling
 /// The ceiling: one plain INSERT of a non-conflicting reservation row per request.
 pub async fn insert_ceiling(

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
+use bookkit::Spread;
 use serde::Deserialize;
 
 use crate::strategies::Strategy;
@@ -20,6 +21,8 @@ use crate::strategies::Strategy;
 pub const CHAPTER: &str = "parking-reservation";
 /// Where the strategy comparison goes.
 pub const STRATEGIES_PATH: &str = "src/parking-reservation/generated/strategies.md";
+/// Where the stadium comparison goes.
+pub const STADIUM_PATH: &str = "src/parking-reservation/generated/stadium.md";
 /// Where the performance table goes.
 pub const PERFORMANCE_PATH: &str = "src/parking-reservation/generated/performance.md";
 /// The target commonly claimed for such a system: reservations per minute...
@@ -37,6 +40,21 @@ pub fn strategy_result(strategy: Strategy) -> String {
 /// The result name of the reserve run with `clients` clients.
 pub fn reserve_result(clients: u32) -> String {
     format!("reserve-c{clients}")
+}
+
+/// The result name of the availability run with `clients` clients.
+pub fn availability_result(clients: u32) -> String {
+    format!("availability-c{clients}")
+}
+
+/// The result name of the reservation-read run with `clients` clients.
+pub fn read_result(clients: u32) -> String {
+    format!("read-c{clients}")
+}
+
+/// The result name of a reserve path's stadium run.
+pub fn stadium_result(path: crate::store::ReservePath) -> String {
+    format!("stadium-{}", path.id().replace('_', "-"))
 }
 
 /// The result name of the ceiling run with `clients` clients.
@@ -61,6 +79,8 @@ struct Measured {
     p99_us: Option<f64>,
     #[serde(default)]
     concurrency: Option<u32>,
+    #[serde(default)]
+    rounds_ops_per_sec: Vec<f64>,
     cores: usize,
     #[serde(default)]
     extra: BTreeMap<String, serde_json::Value>,
@@ -122,6 +142,10 @@ fn label(s: Strategy) -> (&'static str, &'static str) {
         Strategy::ForUpdate => ("`SELECT … FOR UPDATE` on the spot", "a row lock"),
         Strategy::Serializable => ("SERIALIZABLE, retry on 40001", "SSI aborts"),
         Strategy::Exclusion => ("Exclusion constraint", "`EXCLUDE USING gist`"),
+        Strategy::ExclusionOnConflict => (
+            "Exclusion constraint, `ON CONFLICT DO NOTHING`",
+            "`EXCLUDE USING gist`",
+        ),
     }
 }
 
@@ -187,6 +211,105 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
     Ok(out)
 }
 // ANCHOR_END: render_strategies
+
+// ANCHOR: render_stadium
+/// The stadium comparison: each reserve path on the hot lot, in one run.
+pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
+    use crate::store::ReservePath;
+    let by_name = parse(results)?;
+    let mut out = String::new();
+    if let Some(r) = ReservePath::ALL
+        .iter()
+        .find_map(|p| by_name.get(&stadium_result(*p)))
+    {
+        let timeout = r
+            .extra
+            .get("deadlock_timeout")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("unrecorded");
+        let _ = writeln!(
+            out,
+            "{} clients released together ask for the same five evening hours of one lot of {}              regular spots until it is full; {} rounds per path, the paths in a rotating order,              each on a fresh database with `deadlock_timeout` at the server's setting ({timeout}).              Reserves/s is the median over the rounds, with the lowest and highest in brackets.\n",
+            r.extra_u64("clients"),
+            r.extra_u64("spots"),
+            r.extra_u64("rounds"),
+        );
+    }
+    out.push_str(
+        "| Reserve path | Reserves/s | Lost races | Deadlocks (40P01) | Gave up (409) | Overlapping pairs |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for path in ReservePath::ALL {
+        let name = match path {
+            ReservePath::Retry => "plain INSERT, retry the transaction",
+            ReservePath::OnConflict => "`ON CONFLICT DO NOTHING`, ask again",
+            ReservePath::SkipLocked => "skip locked spots, `ON CONFLICT DO NOTHING` (chosen)",
+        };
+        match by_name.get(&stadium_result(path)) {
+            Some(r) => {
+                let rate = match Spread::of(&r.rounds_ops_per_sec) {
+                    Some(s) => format!(
+                        "{} ({}–{})",
+                        fmt_rate(Some(s.median)),
+                        fmt_rate(Some(s.min)),
+                        fmt_rate(Some(s.max))
+                    ),
+                    None => fmt_rate(r.ops_per_sec),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {rate} | {} | {} | {} | {} |",
+                    r.extra_u64("races_lost"),
+                    r.extra_u64("deadlocks"),
+                    r.extra_u64("gave_up"),
+                    r.extra_i64("overlapping_pairs"),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {name} | not measured | | | | |");
+            }
+        }
+    }
+    Ok(out)
+}
+// ANCHOR_END: render_stadium
+
+/// Availability and a read beside a reserve, at the same concurrency and in the same rounds.
+pub fn render_other_operations(results: &[serde_json::Value]) -> Result<String> {
+    let by_name = parse(results)?;
+    let c = SIZING_CLIENTS;
+    let reserve = by_name.get(&reserve_result(c)).and_then(|r| r.ops_per_sec);
+    let mut out = format!(
+        "| Operation, {c} clients | Per second | p50 | p99 | Ratio to plain INSERT | Per second ÷ reserve |\n\
+         |---|---:|---:|---:|---:|---:|\n"
+    );
+    for (label, name) in [
+        ("reserve", reserve_result(c)),
+        ("availability of a lot for a range", availability_result(c)),
+        ("read one reservation", read_result(c)),
+    ] {
+        match by_name.get(&name) {
+            Some(r) => {
+                let vs_reserve = match (r.ops_per_sec, reserve) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+                    _ => "n/a".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} | {} | {} | {} | {vs_reserve} |",
+                    fmt_rate(r.ops_per_sec),
+                    fmt_opt_us(r.p50_us),
+                    fmt_opt_us(r.p99_us),
+                    bookkit::table::fmt_spread(r.ratio),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {label} | not measured | | | | |");
+            }
+        }
+    }
+    Ok(out)
+}
 
 // ANCHOR: render_performance
 /// The performance table: reserve path against the plain-INSERT ceiling, and the target.
@@ -332,7 +455,17 @@ pub fn strategies_markdown() -> Result<String> {
 /// `performance.md`, from the committed results.
 pub fn performance_markdown() -> Result<String> {
     let (results, header) = committed()?;
-    Ok(format!("{header}{}", render_performance_table(&results)?))
+    Ok(format!(
+        "{header}{}\n{}",
+        render_performance_table(&results)?,
+        render_other_operations(&results)?
+    ))
+}
+
+/// `stadium.md`, from the committed results.
+pub fn stadium_markdown() -> Result<String> {
+    let (results, header) = committed()?;
+    Ok(format!("{header}{}", render_stadium_table(&results)?))
 }
 
 /// `measured.json`, from the committed results.
@@ -372,19 +505,45 @@ mod tests {
             "p99_us": 5000.0, "concurrency": 8, "cores": 2
         });
         let s = render_strategy_table(&[naive])?;
-        assert!(s.contains("| Check, then insert | nothing (READ COMMITTED) | 1600 | 700 | 900 | 0 | 0 | **35** |"), "{s}");
+        assert!(
+            s.contains(
+                "| Check, then insert | nothing (READ COMMITTED) | 1600 | 700 | 900 | **35** |"
+            ),
+            "{s}"
+        );
         assert!(
             s.contains("| Exclusion constraint | `EXCLUDE USING gist` | not measured"),
             "{s}"
         );
         let p = render_performance_table(&[reserve, ceiling])?;
         assert!(
-            p.contains(
-                "| 8 | 1000 | 7.0 ms | 20.0 ms | 4000 | 1.5 ms | 5.0 ms | 0.25 | 500 | 30× | yes |"
-            ),
+            p.contains("| 8 | 1000 | 7.0 ms | 20.0 ms | 0.25 | 30× |"),
+            "{p}"
+        );
+        assert!(
+            p.contains("| 8 | 4000 | 1.5 ms | 5.0 ms | 500 | yes |"),
             "{p}"
         );
         assert!(p.contains("| 1 | not measured"), "{p}");
+        let stadium = serde_json::json!({
+            "name": "stadium-skip-locked", "ops": 1200, "ops_per_sec": 900.0, "cores": 2,
+            "rounds_ops_per_sec": [800.0, 1000.0, 900.0],
+            "extra": {"races_lost": 40, "deadlocks": 0, "gave_up": 0, "overlapping_pairs": 0,
+                      "clients": 32, "spots": 400, "rounds": 3, "deadlock_timeout": "1s"}
+        });
+        let t = render_stadium_table(&[stadium])?;
+        assert!(
+            t.contains("`deadlock_timeout` at the server's setting (1s)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| skip locked spots, `ON CONFLICT DO NOTHING` (chosen) | 900 (800–1000) | 40 | 0 | 0 | 0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| plain INSERT, retry the transaction | not measured"),
+            "{t}"
+        );
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! Four ways to stop two bookings of one spot from overlapping, compared.
+//! Five ways to stop two bookings of one spot from overlapping, compared.
 //!
 //! Each strategy books `spot` for `range` or refuses, as one function over a
 //! [`PgPool`], against the tables of `sql/strategies.sql`:
@@ -8,7 +8,8 @@
 //! | [`naive`] | nobody: SELECT, then INSERT, READ COMMITTED | double-books |
 //! | [`for_update`] | a row lock on the spot, taken first | bookings of one spot queue |
 //! | [`serializable`] | PostgreSQL's SSI; the loser gets SQLSTATE 40001 and retries | aborted work, retries |
-//! | [`exclusion`] | the table: `EXCLUDE USING gist`; the loser gets 23P01 | one statement, no retry |
+//! | [`exclusion`] | the table: `EXCLUDE USING gist`; the loser gets 23P01 | same-instant inserts can deadlock (40P01), retried |
+//! | [`exclusion_on_conflict`] | the same constraint, `ON CONFLICT ... DO NOTHING` | the loser inserts nothing; no deadlock, no retry |
 //!
 //! [`contend`] runs one strategy with many concurrent clients and then
 //! counts overlapping pairs with a self-join: the tests
@@ -52,15 +53,18 @@ pub enum Strategy {
     Serializable,
     /// Insert into a table with an exclusion constraint; 23P01 means "taken".
     Exclusion,
+    /// The same INSERT with `ON CONFLICT ON CONSTRAINT ... DO NOTHING`; no row means "taken".
+    ExclusionOnConflict,
 }
 
 impl Strategy {
     /// Every strategy, in the order of the comparison table.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Naive,
         Strategy::ForUpdate,
         Strategy::Serializable,
         Strategy::Exclusion,
+        Strategy::ExclusionOnConflict,
     ];
 
     /// A stable id (file names, JSON).
@@ -70,6 +74,7 @@ impl Strategy {
             Strategy::ForUpdate => "for_update",
             Strategy::Serializable => "serializable",
             Strategy::Exclusion => "exclusion",
+            Strategy::ExclusionOnConflict => "exclusion_on_conflict",
         }
     }
 
@@ -86,6 +91,7 @@ impl Strategy {
             Strategy::ForUpdate => for_update(pool, spot, range, client).await,
             Strategy::Serializable => serializable(pool, spot, range, client).await,
             Strategy::Exclusion => exclusion(pool, spot, range, client).await,
+            Strategy::ExclusionOnConflict => exclusion_on_conflict(pool, spot, range, client).await,
         }
     }
 }
@@ -270,12 +276,13 @@ async fn serializable_once(
 ///
 /// If a concurrent transaction inserted an overlapping row and has not
 /// committed yet, this INSERT waits for it, then fails with 23P01 if it
-/// committed or succeeds if it rolled back. No check and no lock; the one
-/// retry case is a deadlock (40P01): PostgreSQL inserts the index entry
+/// committed or succeeds if it rolled back. No check and no lock, but one
+/// case to retry: a deadlock (40P01). PostgreSQL inserts the index entry
 /// before checking the constraint, so two overlapping INSERTs at the same
-/// instant can each wait for the other, and one is aborted. Run again, it
-/// finds the winner's row and gets 23P01 (or succeeds if the winner failed);
-/// after [`DEADLOCK_MAX_RETRIES`] deadlocks it gives up.
+/// instant can each wait for the other, and after `deadlock_timeout` one is
+/// aborted. Run again, it finds the winner's row and gets 23P01 (or
+/// succeeds if the winner failed); after [`DEADLOCK_MAX_RETRIES`] deadlocks
+/// it gives up.
 pub async fn exclusion(
     pool: &PgPool,
     spot: i64,
@@ -314,6 +321,39 @@ pub async fn exclusion(
 }
 // ANCHOR_END: exclusion
 
+// ANCHOR: exclusion_on_conflict
+/// The same INSERT, as a speculative insertion: `ON CONFLICT ON CONSTRAINT
+/// guarded_no_overlap DO NOTHING`.
+///
+/// A conflict makes the statement insert nothing instead of failing. To get
+/// there without the deadlock of [`exclusion`], PostgreSQL backs out one of
+/// two same-instant inserts (the one with the higher transaction id) before
+/// it waits, so they never wait for each other. No retry, no 40P01.
+pub async fn exclusion_on_conflict(
+    pool: &PgPool,
+    spot: i64,
+    range: &TimeRange,
+    client: &str,
+) -> Result<Attempt, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO guarded_bookings (spot_id, during, client) VALUES ($1, tstzrange($2, $3), $4)
+         ON CONFLICT ON CONSTRAINT guarded_no_overlap DO NOTHING",
+    )
+    .bind(spot)
+    .bind(range.start())
+    .bind(range.end())
+    .bind(client)
+    .execute(pool)
+    .await?;
+    Ok(if inserted.rows_affected() == 1 {
+        Outcome::Booked
+    } else {
+        Outcome::Refused
+    }
+    .into())
+}
+// ANCHOR_END: exclusion_on_conflict
+
 /// The SQLSTATE of a database error, if `e` is one.
 pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error()
@@ -325,7 +365,7 @@ pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
 /// Pairs of bookings of one spot whose ranges overlap: must be zero.
 pub async fn overlapping_pairs(pool: &PgPool, strategy: Strategy) -> Result<i64, sqlx::Error> {
     let sql = match strategy {
-        Strategy::Exclusion => {
+        Strategy::Exclusion | Strategy::ExclusionOnConflict => {
             "SELECT count(*) FROM guarded_bookings AS a JOIN guarded_bookings AS b
                ON a.spot_id = b.spot_id AND a.id < b.id AND a.during && b.during"
         }
