@@ -16,6 +16,7 @@ pub fn book() -> Chapter {
                 "src/ecommerce/generated/explain-search.md",
                 generated::explain_search,
             ),
+            GeneratedFile::pure(report::KEY_NUMBERS_PATH, report::key_numbers_markdown),
             GeneratedFile::pure(capacity::MEASURED_PATH, report::measured_markdown),
             GeneratedFile::pure(report::PERFORMANCE_PATH, report::performance_markdown),
             GeneratedFile::pure(

@@ -6,8 +6,46 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Problem `type` URIs start with this (the `.example` domain is reserved for documentation).
-pub const PROBLEM_BASE: &str = "https://docs.ecommerce.example/problems/";
+/// Problem `type` URIs start with this: the chapter's problems page, where
+/// each type has a section. A book check compares the page with [`PROBLEM_TYPES`].
+pub const PROBLEM_BASE: &str =
+    "https://designing-systems-in-rust.github.io/book/ecommerce/problems.html#";
+
+// ANCHOR: problem_types
+/// Every problem type the service answers with, and its status (a test
+/// checks the list is exactly what the code returns).
+pub const PROBLEM_TYPES: &[(&str, u16)] = &[
+    ("malformed-request", 400),
+    ("invalid-sku", 400),
+    ("invalid-quantity", 400),
+    ("invalid-currency", 400),
+    ("invalid-cart-id", 400),
+    ("invalid-query", 400),
+    ("duplicate-line", 400),
+    ("empty-order", 400),
+    ("invalid-idempotency-key", 400),
+    ("missing-idempotency-key", 400),
+    ("unauthenticated", 401),
+    ("payment-declined", 402),
+    ("forbidden", 403),
+    ("unknown-product", 404),
+    ("unknown-order", 404),
+    ("idempotency-key-in-use", 409),
+    ("price-changed", 409),
+    ("out-of-stock", 409),
+    ("idempotency-key-reused", 422),
+    ("currency-mismatch", 422),
+    ("unknown-promotion", 422),
+    ("invalid-order", 422),
+    ("checkout-busy", 429),
+    ("internal", 500),
+    ("payment-provider-failed", 502),
+    ("payment-pending", 503),
+    ("unavailable", 503),
+    ("cart-unavailable", 503),
+    ("catalog-unavailable", 503),
+];
+// ANCHOR_END: problem_types
 
 // ANCHOR: problem
 /// The JSON body of an error response.

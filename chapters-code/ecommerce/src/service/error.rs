@@ -213,3 +213,130 @@ pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::checkout::provider::PaymentError;
+    use crate::checkout::{Charged, CheckoutRequest, Order, Stocked, finish_response, price_order};
+    use crate::domain::{Currency, Money, Product, Quantity, Quote, Sku, TaxClass};
+    use crate::problem::PROBLEM_TYPES;
+
+    fn sku() -> Sku {
+        Sku::parse("MUG").expect("valid")
+    }
+
+    /// The problems checkout stores as final answers, produced by the real code paths.
+    fn stored() -> Vec<(String, u16)> {
+        let eur = |m| Money::new(m, Currency::Eur).expect("valid");
+        let product = |stock| Stocked {
+            product: Product {
+                sku: sku(),
+                name: "Mug".into(),
+                description: String::new(),
+                price: eur(1000),
+                tax_class: TaxClass::Exempt,
+                version: 1,
+            },
+            stock,
+        };
+        let request = |total| CheckoutRequest {
+            lines: vec![(sku(), Quantity::new(2).expect("valid"))],
+            currency: Currency::Eur,
+            expected_total_minor: total,
+            promotion: None,
+            payment_method: "tok".into(),
+        };
+        let order = Order {
+            id: uuid::Uuid::nil(),
+            account: "a".into(),
+            status: "pending_payment".into(),
+            quote: Quote {
+                currency: Currency::Eur,
+                lines: vec![],
+                subtotal_minor: 0,
+                discount_minor: 0,
+                tax_minor: 0,
+                total_minor: 0,
+            },
+            charge_id: None,
+            created_at: chrono::Utc::now(),
+        };
+        let mut out = Vec::new();
+        for (total, stock) in [(1, 10), (2000, 1)] {
+            if let Ok(Err(r)) = price_order(&request(total), &[product(stock)]) {
+                out.push(r);
+            }
+        }
+        out.push(finish_response(&order, &Charged::Declined(String::new())));
+        out.push(finish_response(
+            &order,
+            &Charged::ProviderFailed(String::new()),
+        ));
+        out.iter()
+            .map(|r| {
+                let kind = r.body["type"].as_str().unwrap_or_default();
+                let slug = kind
+                    .strip_prefix(crate::problem::PROBLEM_BASE)
+                    .unwrap_or(kind);
+                (slug.to_string(), r.status)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn problem_types_lists_exactly_what_the_code_returns() {
+        let every_error: Vec<ApiError> = vec![
+            SkuError::Length.into(),
+            QuantityError::Zero.into(),
+            UnknownCurrency(String::new()).into(),
+            CartIdError.into(),
+            KeyError::Empty.into(),
+            ApiError::MissingKey,
+            ApiError::Unauthenticated,
+            ApiError::Forbidden,
+            ApiError::DuplicateLine(String::new()),
+            ApiError::EmptyOrder,
+            ApiError::Query(""),
+            ApiError::ProductNotFound(String::new()),
+            ApiError::OrderNotFound(String::new()),
+            ApiError::Malformed(String::new()),
+            ApiError::Busy,
+            CheckoutError::KeyReused.into(),
+            CheckoutError::KeyInUse.into(),
+            CheckoutError::UnknownProduct(sku()).into(),
+            CheckoutError::Pricing(PricingError::CurrencyMismatch {
+                expected: Currency::Eur,
+                found: Currency::Usd,
+                what: String::new(),
+            })
+            .into(),
+            CheckoutError::Pricing(PricingError::Overflow).into(),
+            CheckoutError::UnknownPromotion(String::new()).into(),
+            CheckoutError::Payment(PaymentError::Timeout(std::time::Duration::ZERO)).into(),
+            CheckoutError::Store(StoreError::Corrupt(String::new())).into(),
+            CartError::Unavailable(String::new()).into(),
+            CatalogError::Timeout.into(),
+            StoreError::Database(sqlx::Error::PoolTimedOut).into(),
+            StoreError::ProductNotFound(sku()).into(),
+        ];
+        let mut returned: BTreeSet<(String, u16)> = every_error
+            .iter()
+            .map(|e| {
+                let (status, slug, _) = e.classify();
+                (slug.to_string(), status.as_u16())
+            })
+            .collect();
+        let stored = stored();
+        assert_eq!(stored.len(), 4, "{stored:?}");
+        returned.extend(stored);
+        let listed: BTreeSet<(String, u16)> = PROBLEM_TYPES
+            .iter()
+            .map(|(s, c)| (s.to_string(), *c))
+            .collect();
+        assert_eq!(returned, listed);
+        assert_eq!(listed.len(), PROBLEM_TYPES.len(), "a type listed twice");
+    }
+}
