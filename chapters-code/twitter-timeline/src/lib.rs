@@ -32,10 +32,17 @@
 #![warn(missing_docs)]
 
 pub mod app;
+#[cfg(feature = "book")]
+pub mod book;
 pub mod cache;
+pub mod capacity;
 pub mod domain;
 pub mod fanout;
+#[cfg(feature = "book")]
+pub mod generated;
 pub mod reference;
+#[cfg(feature = "book")]
+pub mod report;
 pub mod service;
 pub mod sim;
 pub mod store;

@@ -316,6 +316,26 @@ impl RedisTimelines {
         }
     }
 
+    /// Marks the timelines of `users` ready and empty, in one pipeline (benchmark setup).
+    pub async fn prepare_empty(&self, users: &[UserId]) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        for chunk in users.chunks(5_000) {
+            let mut pipe = redis::pipe();
+            for u in chunk {
+                pipe.cmd("SET")
+                    .arg(self.state_key(*u))
+                    .arg("ready")
+                    .arg("PX")
+                    .arg(self.ttl_ms())
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Bytes Redis reports for `user`'s id key (`MEMORY USAGE ... SAMPLES 0`).
     pub async fn memory_usage(&self, user: UserId) -> Result<u64, CacheError> {
         let mut conn = self.conn.clone();
@@ -361,10 +381,14 @@ impl RedisTimelines {
         Ok(ids.len())
     }
 
+    /// The cap, then the ids oldest first: each one is then newer than the
+    /// list's head and takes the script's constant-time path.
     fn insert_args(&self, posts: &[PostId]) -> Vec<String> {
+        let mut sorted = posts.to_vec();
+        sorted.sort_unstable();
         let mut args = Vec::with_capacity(posts.len() + 1);
         args.push(self.cap.to_string());
-        args.extend(posts.iter().map(|p| self.member(*p)));
+        args.extend(sorted.iter().map(|p| self.member(*p)));
         args
     }
 }
