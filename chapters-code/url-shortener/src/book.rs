@@ -64,6 +64,10 @@ pub fn book() -> Chapter {
                 "src/url-shortener/generated/redirects.svg",
                 report::redirects_svg,
             ),
+            GeneratedFile::pure(
+                "src/url-shortener/generated/scaling.md",
+                report::scaling_markdown,
+            ),
             GeneratedFile::pure("src/url-shortener/generated/scan.md", report::scan_markdown),
         ],
         report: Some(Report {

@@ -11,9 +11,9 @@
 //! The crate reads top-down:
 //!
 //! - [`domain`]: pure types. A [`domain::Code`], [`domain::Alias`],
-//!   [`domain::TargetUrl`] or [`domain::Expiry`] can only be built by
-//!   parsing, so invalid input is refused once, at the edge, with a named
-//!   reason.
+//!   [`domain::TargetUrl`], [`domain::Expiry`] or
+//!   [`domain::ManagementToken`] can only be built by parsing, so invalid
+//!   input is refused once, at the edge, with a named reason.
 //! - [`codegen`]: where codes come from. Base62, and four strategies behind
 //!   one trait: a counter, random codes, a hash of the URL, and blocks of ids
 //!   leased from a ticket server and scrambled by a Feistel permutation (the
@@ -24,16 +24,22 @@
 //!   not a check in Rust, is what makes two concurrent creates of one alias
 //!   end with one winner.
 //! - [`cache`]: moka in front of Redis in front of the store, with
-//!   stampede protection, negative caching, and timeouts that make Redis
-//!   optional.
+//!   stampede protection, negative caching, timeouts that make Redis
+//!   optional, and writes that cannot undo a change: a delete writes a
+//!   tombstone, a fill after a store read is `SET NX`.
+//! - [`scan`]: the per-client budget of lookups that find nothing, the
+//!   defence against scanning, and its measurement. [`race`]: the alias
+//!   race with and without the unique constraint.
 //! - [`clicks`]: the bounded channel and batching task that count clicks
 //!   off the redirect path, and flush on shutdown.
 //! - [`shortener`]: the use cases, which tie the above together.
 //! - [`service`]: the axum routes, the error-to-status mapping (RFC 9457
-//!   problem details), per-client rate limiting, and graceful shutdown.
+//!   problem details), per-client rate limiting before the body is read,
+//!   the management token on delete and stats, and graceful shutdown.
 //!
 //! The binary (`src/main.rs`) serves on `127.0.0.1:8080` with the in-memory
-//! store; `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` adds Redis.
+//! store; `DATABASE_URL` switches to PostgreSQL (and requires
+//! `SCRAMBLE_KEY`) and `REDIS_URL` adds Redis.
 #![warn(missing_docs)]
 
 #[cfg(feature = "book")]

@@ -322,6 +322,32 @@ pub fn scan_markdown() -> Result<String> {
         fmt_count(f64::from(EXISTING_LINKS)),
         budget.burst,
         budget.per_second,
+    ) + &bloom_markdown()?)
+}
+
+/// The Bloom filter the deep dive weighs against the miss budget: bits per
+/// code for a false-positive rate `p` are `-ln p / (ln 2)^2`, times every
+/// code of the retention period.
+fn bloom_markdown() -> Result<String> {
+    let kept = crate::capacity::links_kept()?;
+    let rows: Vec<Vec<String>> = [0.1_f64, 0.01, 0.001]
+        .iter()
+        .map(|p| {
+            let bits = -p.ln() / std::f64::consts::LN_2.powi(2);
+            vec![
+                format!("{}%", p * 100.0),
+                format!("{bits:.1}"),
+                capacity::units::bytes(kept * bits / 8.0),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "\nA Bloom filter of the {} codes of the retention period, for comparison:\n\n{}",
+        fmt_count(kept),
+        markdown_table(
+            &["False positives", "Bits per code", "Size, one copy"],
+            &rows
+        )
     ))
 }
 
@@ -459,5 +485,43 @@ pub fn alphabets_markdown() -> Result<String> {
             &rows
         ),
         fmt_count(kept)
+    ))
+}
+
+/// `scaling.md`: the capacity estimate at one, ten and a hundred times the
+/// users, with the measured throughput per core.
+pub fn scaling_markdown() -> Result<String> {
+    use capacity::units;
+    let base = crate::capacity::inputs(&measured()?);
+    let mut rows = Vec::new();
+    for factor in [1u64, 10, 100] {
+        let inputs = capacity::Inputs {
+            daily_active_users: base.daily_active_users * factor,
+            ..base.clone()
+        };
+        let e = capacity::Estimate::new(&inputs).context("scaled inputs are invalid")?;
+        rows.push(vec![
+            format!("{factor}x"),
+            units::qps(e.workloads[0].qps.peak),
+            units::qps(e.workloads[1].qps.peak),
+            units::bytes(e.retained_bytes),
+            units::bytes(e.cache_bytes),
+            units::count(e.cores as f64),
+        ]);
+    }
+    Ok(format!(
+        "{}\nThe capacity estimate with the users multiplied, everything else as stated \
+         (`cargo xtask gen`).\n",
+        markdown_table(
+            &[
+                "Load",
+                "Redirects/s, peak",
+                "Creates/s, peak",
+                "Storage, 5 years",
+                "Cache",
+                "Service cores"
+            ],
+            &rows
+        )
     ))
 }

@@ -62,6 +62,7 @@ behaviours!(
     identical_alias_create_is_idempotent,
     only_the_management_token_deletes_or_reads_stats,
     error_answers_say_how_long_caches_may_keep_them,
+    a_scanner_is_refused_after_its_miss_budget,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -877,3 +878,82 @@ async fn error_answers_say_how_long_caches_may_keep_them<S: LinkStore>(b: Backen
     server.shutdown().await;
 }
 // ANCHOR_END: cache_headers_test
+
+// ANCHOR: scanner_http_test
+/// Through HTTP: a client that asks for many codes that do not exist gets
+/// 404s until its miss budget is spent, then 429s that cost the store
+/// nothing. It can still follow a link the caches hold, and another client
+/// is not affected.
+async fn a_scanner_is_refused_after_its_miss_budget<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone());
+    let budget = RateLimitConfig {
+        per_second: 1,
+        burst: 5,
+    };
+    let config = url_shortener::Config {
+        miss_limit: Some(budget.clone()),
+        trust_forwarded_for: true,
+        ..b.config()
+    };
+    let server = b.serve(store.clone(), config).await;
+    let get = |path: String, client_ip: &'static str| {
+        let client = server.client.clone();
+        async move {
+            client
+                .send(
+                    hyper::Method::GET,
+                    &path,
+                    &[("x-forwarded-for", client_ip)],
+                    None,
+                )
+                .await
+        }
+    };
+    let real = server
+        .client
+        .create_code(json!({"url": "https://example.com/real"}))
+        .await;
+    assert_eq!(
+        get(format!("/{real}"), "198.51.100.9").await.status,
+        StatusCode::FOUND
+    );
+    let reads_before = store.get_count();
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(get(format!("/guess{i:03}"), "198.51.100.9").await.status);
+    }
+    let not_found = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NOT_FOUND)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    // The burst, plus at most what refilled while the test ran.
+    assert!(
+        (budget.burst as usize..=budget.burst as usize + 2).contains(&not_found),
+        "{statuses:?}"
+    );
+    assert_eq!(not_found + refused, 30);
+    assert_eq!(store.get_count() - reads_before, not_found as u64);
+    let limited = get("/guess999".into(), "198.51.100.9").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    assert!(
+        limited.json()["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("#too-many-misses"))
+    );
+    // A cached link still redirects for the scanner; another client is not limited.
+    assert_eq!(
+        get(format!("/{real}"), "198.51.100.9").await.status,
+        StatusCode::FOUND
+    );
+    assert_eq!(
+        get("/guess000".into(), "198.51.100.10").await.status,
+        StatusCode::NOT_FOUND
+    );
+    server.shutdown().await;
+}
+// ANCHOR_END: scanner_http_test
