@@ -43,11 +43,15 @@ use anyhow::{Context, Result};
 use bookkit::results::write_result;
 use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
 use bookkit::{BenchResult, ResultKind};
-use parking_reservation::load::{LoadRun, LoadSpec, insert_ceiling, perf_lot, reserve_load};
-use parking_reservation::report::{
-    CHAPTER, CLIENTS, ceiling_result, reserve_result, strategy_result,
+use parking_reservation::load::{
+    LoadRun, LoadSpec, availability_load, insert_ceiling, perf_lot, read_load, reserve_load,
 };
-use parking_reservation::store::{PgStore, ReservationStore};
+use parking_reservation::report::{
+    CHAPTER, CLIENTS, SIZING_CLIENTS, availability_result, ceiling_result, read_result,
+    reserve_result, stadium_result, strategy_result,
+};
+use parking_reservation::stadium::{self, Stadium};
+use parking_reservation::store::{PgStore, ReservationStore, ReservePath};
 use parking_reservation::strategies::{self, Contention, Strategy};
 
 /// The contended workload of the comparison.

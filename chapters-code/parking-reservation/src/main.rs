@@ -15,7 +15,7 @@ use parking_reservation::clock::{Clock, SystemClock};
 use parking_reservation::domain::SpotKind;
 use parking_reservation::service::{AppState, serve};
 use parking_reservation::store::{
-    LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError,
+    LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError, Swept,
 };
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -84,15 +84,12 @@ async fn sweep<S: ReservationStore>(state: AppState<S>) {
         tick.tick().await;
         let now = state.clock.now();
         // A failed sweep is retried at the next tick; nothing is lost.
-        match state.store.expire_holds(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(n, "expired lapsed holds"),
-            Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
-        }
-        match state.store.mark_no_shows(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(n, "marked no-shows"),
-            Err(e) => tracing::warn!(error = %e, "no-show sweep failed"),
+        match state.store.sweep(now).await {
+            Ok(Some(s)) if s != Swept::default() => {
+                tracing::info!(expired = s.expired, no_shows = s.no_shows, "swept");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
     }
 }

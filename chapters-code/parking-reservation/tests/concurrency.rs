@@ -448,3 +448,43 @@ async fn a_locked_spot_is_not_a_full_lot() {
     assert!(got.is_ok(), "{got:?}");
     blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+// ANCHOR: sweep_lock_test
+/// One sweeper at a time: while another process's sweep holds the
+/// transaction-level advisory lock, a sweep skips; once that transaction
+/// ends, on whatever connection, the lock is gone and the next sweep runs.
+#[tokio::test]
+async fn one_sweeper_at_a_time_and_the_lock_goes_with_the_transaction() {
+    use parking_reservation::store::SWEEP_LOCK;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(3).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "SWEPT1"),
+            None,
+            now0(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let later = now0() + minutes(11);
+    let mut other = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SWEEP_LOCK)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(taken);
+    assert_eq!(store.sweep(later).await.ok(), Some(None), "skipped");
+    other.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let swept = store.sweep(later).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(swept.map(|s| s.expired), Some(1));
+    // And the sweep released its own lock: the next one runs too.
+    assert!(matches!(store.sweep(later).await, Ok(Some(_))));
+}
+// ANCHOR_END: sweep_lock_test

@@ -220,9 +220,8 @@ async fn full_stay_over_http_on_postgres() {
 }
 
 // ANCHOR: replay_test
-#[tokio::test]
-async fn same_idempotency_key_same_body_returns_first_result() {
-    let store = Arc::new(MemoryStore::new());
+async fn same_idempotency_key_same_body_returns_first_result<S: ReservationStore>(store: S) {
+    let store = Arc::new(store);
     let lot = store
         .create_lot(&small_lot())
         .await
@@ -248,6 +247,19 @@ async fn same_idempotency_key_same_body_returns_first_result() {
     );
     assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn same_idempotency_key_same_body_returns_first_result_in_memory() {
+    same_idempotency_key_same_body_returns_first_result(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn same_idempotency_key_same_body_returns_first_result_on_postgres() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    same_idempotency_key_same_body_returns_first_result(store).await;
 }
 // ANCHOR_END: replay_test
 
@@ -530,3 +542,143 @@ async fn database_down_is_503_with_retry_after() {
     server.stop().await;
 }
 // ANCHOR_END: down_test
+
+// ANCHOR: sqlstate_tests
+/// A statement stopped by `statement_timeout` (SQLSTATE 57014) is a slow
+/// database, not a missing one: 503 `database-timeout`, and nothing changed.
+#[tokio::test]
+async fn statement_timeout_is_503_database_timeout() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(
+        lot,
+        parking_reservation::domain::SpotKind::Regular,
+        slots(8, 4),
+        "SLOW1",
+    );
+    let held = store
+        .reserve(&req, None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    // Someone holds the reservation's row lock; the confirm's locking read waits...
+    let mut blocker = db.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("SELECT id FROM reservations WHERE id = $1 FOR UPDATE")
+        .bind(held.id)
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // ...until a service whose statements may last 200 ms gives up.
+    let url = format!("{}?options=-c%20statement_timeout%3D200ms", db.url);
+    let slow = PgStore::connect(&url, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(Arc::new(slow), Arc::new(ManualClock::new(now0()))).await;
+    let a = server
+        .post(&format!("/reservations/{}/confirm", held.id), &json!({}))
+        .await;
+    assert_problem(&a, 503, "database-timeout");
+    assert_eq!(
+        a.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    blocker.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.get(held.id).await.ok(), Some(held));
+    server.stop().await;
+}
+
+/// After a failover, a pool can still hold connections to the old primary,
+/// now a read-only standby: its writes fail with SQLSTATE 25006. That is a
+/// 503 to retry, not a 500.
+#[tokio::test]
+async fn read_only_database_is_503_unavailable() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.apply_sql(&format!(
+        r#"ALTER DATABASE "{}" SET default_transaction_read_only = on"#,
+        db.name()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // New connections are read-only, like a standby's.
+    let standby = PgStore::new(db.pool_with(2).await);
+    let server = Server::start(Arc::new(standby), Arc::new(ManualClock::new(now0()))).await;
+    let a = server
+        .post(
+            &format!("/lots/{lot}/reservations"),
+            &reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z"),
+        )
+        .await;
+    assert_problem(&a, 503, "unavailable");
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(0));
+    server.stop().await;
+}
+// ANCHOR_END: sqlstate_tests
+
+// ANCHOR: failover_test
+/// The server side of the connection dies in the middle of a real reserve:
+/// after the reservation row was inserted and before `COMMIT` (a trigger
+/// terminates its own backend, as a shutting-down primary does, SQLSTATE
+/// 57P01). The client gets 503 with `Retry-After`; nothing of the
+/// transaction survives, neither the reservation nor the key; and the
+/// client's retry with the same key reserves once.
+#[tokio::test]
+async fn failover_mid_reserve_is_503_and_the_retry_reserves_once() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.apply_sql(
+        "CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$;
+         CREATE TRIGGER failover AFTER INSERT ON reservations FOR EACH ROW EXECUTE FUNCTION die();",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(store);
+    let server = Server::start(Arc::clone(&store), Arc::new(ManualClock::new(now0()))).await;
+    let path = format!("/lots/{lot}/reservations");
+    let key = [("idempotency-key", "failover-1")];
+    let body = reserve_body("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z").to_string();
+    let lost = server.send(Method::POST, &path, &key, &body).await;
+    assert_problem(&lost, 503, "unavailable");
+    assert_eq!(
+        lost.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Nothing was left behind...
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(0));
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keys, 0);
+    // ...so, the new primary up, the retry with the same key runs for real, once.
+    db.apply_sql("DROP TRIGGER failover ON reservations")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let retry = server.send(Method::POST, &path, &key, &body).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert!(retry.headers.get("idempotent-replayed").is_none());
+    let again = server.send(Method::POST, &path, &key, &body).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, retry.body);
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
+    server.stop().await;
+}
+// ANCHOR_END: failover_test

@@ -46,6 +46,8 @@ behaviour_suite!(
     no_shows_are_released_and_charged,
     cancellation_follows_the_policy_and_frees_the_spot,
     illegal_transitions_change_nothing,
+    a_repeated_confirm_is_refused_and_changes_nothing,
+    a_price_change_keeps_the_quotes_given,
     bad_requests_change_nothing,
     same_idempotency_key_same_body_returns_first_result,
     same_idempotency_key_other_body_is_refused,
@@ -400,6 +402,86 @@ async fn illegal_transitions_change_nothing(store: &impl ReservationStore) {
     assert!(matches!(missing, Err(StoreError::ReservationNotFound(_))));
     assert_eq!(store.reservations(lot).await.ok(), Some(before));
 }
+
+// ANCHOR: repeated_confirm_test
+/// Events are not idempotent: a confirm sent twice (its first answer lost)
+/// is refused the second time, 409 `illegal-transition`, and the
+/// reservation is as the first confirm left it.
+async fn a_repeated_confirm_is_refused_and_changes_nothing(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let held = store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "TWICE1"),
+            None,
+            now0(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let first = store
+        .apply(held.id, Event::Confirm, now0() + minutes(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .apply(held.id, Event::Confirm, now0() + minutes(2))
+        .await;
+    assert!(
+        matches!(
+            second,
+            Err(StoreError::Transition(TransitionError::Illegal(i)))
+                if i.from == State::Confirmed && i.event == Event::Confirm
+        ),
+        "{second:?}"
+    );
+    assert_eq!(store.get(held.id).await.ok(), Some(first));
+}
+// ANCHOR_END: repeated_confirm_test
+
+// ANCHOR: price_change_test
+/// A price change between the hold and the check-out: the driver who
+/// leaves on time pays the quote; new holds are quoted at the new price.
+async fn a_price_change_keeps_the_quotes_given(store: &impl ReservationStore) {
+    use parking_reservation::domain::{Tariff, TariffBook};
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Monday 09:00-10:00 is peak: 4.50 at today's prices.
+    let r = range("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+    let held = store
+        .reserve(&request(lot, SpotKind::Regular, r, "PRICE1"), None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(held.quote_cents.cents(), 450);
+    // Prices double.
+    let dearer = Tariff {
+        hourly_cents: 600,
+        ..Tariff::of(SpotKind::Regular)
+    };
+    store.set_tariffs(TariffBook::CURRENT.with(SpotKind::Regular, dearer));
+    for (event, at_) in [
+        (Event::Confirm, now0() + minutes(1)),
+        (Event::CheckIn, at("2026-03-02T08:50:00Z")),
+    ] {
+        assert!(store.apply(held.id, event, at_).await.is_ok(), "{event}");
+    }
+    let out = store
+        .apply(held.id, Event::CheckOut, at("2026-03-02T10:00:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.charged_cents.map(|m| m.cents()), Some(450));
+    let next = store
+        .reserve(&request(lot, SpotKind::Regular, r, "PRICE2"), None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(next.quote_cents.cents(), 900);
+}
+// ANCHOR_END: price_change_test
 
 async fn bad_requests_change_nothing(store: &impl ReservationStore) {
     let lot = store

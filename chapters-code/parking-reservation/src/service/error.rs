@@ -92,6 +92,8 @@ impl ApiError {
         ("lot-name-taken", 409),
         ("idempotency-key-reused", 422),
         ("unavailable", 503),
+        ("database-timeout", 503),
+        ("database-conflict", 503),
         ("internal", 500),
     ];
 }
@@ -147,14 +149,8 @@ impl ApiError {
                 ),
                 E::InvalidLayout(_) => (S::BAD_REQUEST, "invalid-layout", "Invalid lot layout"),
                 E::LotNameTaken(_) => (S::CONFLICT, "lot-name-taken", "Lot name taken"),
-                E::Database(e) if is_unavailable(e) => (
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Database unavailable",
-                ),
-                E::Database(_) | E::Corrupt(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-                }
+                E::Database(e) => database_problem(e),
+                E::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             },
         }
     }
@@ -162,20 +158,63 @@ impl ApiError {
 // ANCHOR_END: status_map
 
 // ANCHOR: unavailable
-/// Errors that mean "the database is not reachable right now", worth a retry later.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+/// The answer to a database error: a driver's request is worth retrying
+/// (503 with `Retry-After`, and the same `Idempotency-Key`) only when the
+/// failure says nothing about the request itself.
+fn database_problem(e: &sqlx::Error) -> (StatusCode, &'static str, &'static str) {
+    match e {
         sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed
-    ) || e
-        .as_database_error()
-        .and_then(|d| d.code())
-        // Class 57: operator intervention (admin shutdown, crash shutdown,
-        // cannot connect now), which is what a failover looks like.
-        .is_some_and(|c| c.starts_with("57"))
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => UNAVAILABLE,
+        _ => match e.as_database_error().and_then(|d| d.code()) {
+            Some(code) => sqlstate_problem(&code),
+            None => INTERNAL,
+        },
+    }
+}
+
+const UNAVAILABLE: (StatusCode, &str, &str) = (
+    StatusCode::SERVICE_UNAVAILABLE,
+    "unavailable",
+    "Database unavailable",
+);
+const INTERNAL: (StatusCode, &str, &str) = (
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "internal",
+    "Internal error",
+);
+
+/// Every SQLSTATE the service can meet, mapped on purpose
+/// ([PostgreSQL error codes](https://www.postgresql.org/docs/current/errcodes-appendix.html)).
+pub fn sqlstate_problem(code: &str) -> (StatusCode, &'static str, &'static str) {
+    match code {
+        // statement_timeout (or a cancel) stopped a statement: the
+        // transaction rolled back; the database is slow, not gone.
+        "57014" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-timeout",
+            "Database too slow",
+        ),
+        // A failover seen from the client: the server shuts down (57P01,
+        // 57P02), refuses connections while starting (57P03), or the pool
+        // still holds a connection to the old primary, now a read-only
+        // standby (25006).
+        "57P01" | "57P02" | "57P03" | "25006" => UNAVAILABLE,
+        // Out of connections, memory or disk (class 53), or the connection
+        // itself failed (class 08).
+        c if c.starts_with("53") || c.starts_with("08") => UNAVAILABLE,
+        // The database rolled the transaction back to break a deadlock or a
+        // serialization conflict: running it again is the documented remedy.
+        "40001" | "40P01" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-conflict",
+            "Transaction rolled back, retry",
+        ),
+        // A constraint or a data error that the parsing before the store
+        // should have made impossible, or SQL this code got wrong: a bug.
+        _ => INTERNAL,
+    }
 }
 // ANCHOR_END: unavailable
 
@@ -186,10 +225,14 @@ impl IntoResponse for ApiError {
         let detail = if status.is_server_error() {
             // The cause is for the log, not for the client.
             tracing::error!(error = %self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "the database is unavailable; retry shortly".to_string()
+            match slug {
+                "database-timeout" => {
+                    "the database took too long; nothing was changed; retry shortly".to_string()
                 }
+                "database-conflict" => {
+                    "the database rolled the request back; nothing was changed; retry".to_string()
+                }
+                "unavailable" => "the database is unavailable; retry shortly".to_string(),
                 _ => "an internal error occurred".to_string(),
             }
         } else {
@@ -219,6 +262,33 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    /// SQLSTATEs and the answer each must get.
+    const SQLSTATES: &[(&str, u16, &str)] = &[
+        ("57014", 503, "database-timeout"),
+        ("57P01", 503, "unavailable"),
+        ("57P02", 503, "unavailable"),
+        ("57P03", 503, "unavailable"),
+        ("25006", 503, "unavailable"),
+        ("53300", 503, "unavailable"),
+        ("53100", 503, "unavailable"),
+        ("08006", 503, "unavailable"),
+        ("40001", 503, "database-conflict"),
+        ("40P01", 503, "database-conflict"),
+        ("23505", 500, "internal"),
+        ("23514", 500, "internal"),
+        ("22P02", 500, "internal"),
+        ("42P01", 500, "internal"),
+        ("57000", 500, "internal"),
+    ];
+
+    #[test]
+    fn each_sqlstate_is_mapped_on_purpose() {
+        for (code, status, slug) in SQLSTATES {
+            let (s, t, _) = sqlstate_problem(code);
+            assert_eq!((s.as_u16(), t), (*status, *slug), "SQLSTATE {code}");
+        }
+    }
 
     use chrono::{DateTime, Utc};
 
@@ -263,13 +333,17 @@ mod tests {
             store(StoreError::Database(sqlx::Error::RowNotFound)),
             store(StoreError::Corrupt(String::new())),
         ];
-        let returned: BTreeSet<(&str, u16)> = every_error
+        let mut returned: BTreeSet<(&str, u16)> = every_error
             .iter()
             .map(|e| {
                 let (status, slug, _) = e.classify();
                 (slug, status.as_u16())
             })
             .collect();
+        returned.extend(SQLSTATES.iter().map(|(code, _, _)| {
+            let (status, slug, _) = sqlstate_problem(code);
+            (slug, status.as_u16())
+        }));
         let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
         assert_eq!(returned, listed);
         assert_eq!(

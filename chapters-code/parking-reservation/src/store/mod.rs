@@ -29,7 +29,9 @@ mod memory;
 mod postgres;
 
 pub use memory::MemoryStore;
-pub use postgres::{MAX_ASSIGN_ATTEMPTS, PgStore, RaceStats, ReservePath, SCHEMA_SQL};
+pub use postgres::{
+    MAX_ASSIGN_ATTEMPTS, PgStore, RaceStats, ReservePath, SCHEMA_SQL, STATEMENT_TIMEOUT, SWEEP_LOCK,
+};
 
 /// The shape of a new lot: its levels and, per level, how many spots of each kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +142,15 @@ pub enum StoreError {
 }
 // ANCHOR_END: store_error
 
+/// What one sweep changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Holds moved to `expired`.
+    pub expired: u64,
+    /// Confirmed reservations moved to `no_show`.
+    pub no_shows: u64,
+}
+
 // ANCHOR: store_trait
 /// Everything the service needs from storage.
 ///
@@ -193,6 +204,22 @@ pub trait ReservationStore: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One sweep: [`expire_holds`](Self::expire_holds), then
+    /// [`mark_no_shows`](Self::mark_no_shows). `None` when another process
+    /// is sweeping right now and this one skipped (PostgreSQL: an advisory
+    /// lock held for the sweep's transaction).
+    fn sweep(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Swept>, StoreError>> + Send {
+        async move {
+            Ok(Some(Swept {
+                expired: self.expire_holds(now).await?,
+                no_shows: self.mark_no_shows(now).await?,
+            }))
+        }
+    }
 
     /// Charges new holds, overstays and cancellation fees at `tariffs` from
     /// now on: a price change. Quotes already given are kept.

@@ -17,22 +17,31 @@
 //!
 //! [`ASSIGN_SQL`]: crate::assign::ASSIGN_SQL
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{LotLayout, ReservationStore, Reserved, StoreError};
+use super::{LotLayout, ReservationStore, Reserved, StoreError, Swept};
 use crate::assign::{self, AvailabilityError, KindAvailability};
 use crate::domain::{
     Event, LotId, Money, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, TariffBook,
     TimeRange,
 };
 use crate::idempotency::{self, Claim, ClaimError, IdempotencyKey, fingerprint};
+
+// ANCHOR: statement_timeout
+/// The server stops any statement of the service after this long (SQLSTATE
+/// 57014, answered 503 `database-timeout`), below the service's own
+/// `REQUEST_TIMEOUT`: a request the service gave up on must not leave its
+/// statement running, holding locks, in the database.
+pub const STATEMENT_TIMEOUT: &str = "5s";
+// ANCHOR_END: statement_timeout
 
 /// The schema this store is written against (`sql/schema.sql`).
 pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
@@ -195,11 +204,17 @@ impl PgStore {
         self.race_stats().races_lost
     }
 
-    /// Connects to `url` with a pool of up to `max_connections`.
+    /// Connects to `url` with a pool of up to `max_connections`; every
+    /// connection runs with [`STATEMENT_TIMEOUT`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", STATEMENT_TIMEOUT)])
+            .application_name("parking-reservation");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .connect(url)
+            // Waiting longer for a connection than for a statement is pointless.
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
             .await?;
         Ok(Self::new(pool))
     }
@@ -391,6 +406,36 @@ impl PgStore {
 }
 // ANCHOR_END: conflict
 
+/// The advisory lock key of the sweep: one sweeper at a time across processes.
+pub const SWEEP_LOCK: i64 = 0x5041_524B; // "PARK"
+
+async fn expire_holds_on(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    // Same rule as `Reservation::apply(Event::Expire)`: due when now >= hold_expires_at.
+    let done = sqlx::query(
+        "UPDATE reservations SET state = 'expired', updated_at = greatest($1, created_at)
+         WHERE state = 'held' AND hold_expires_at <= $1",
+    )
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn mark_no_shows_on(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    // Same rule as `Reservation::apply(Event::MarkNoShow)`: due when
+    // now >= start + grace, and the charge is the quote.
+    let done = sqlx::query(
+        "UPDATE reservations
+         SET state = 'no_show', charged_cents = quote_cents, updated_at = greatest($1, created_at)
+         WHERE state = 'confirmed' AND lower(during) <= $2",
+    )
+    .bind(now)
+    .bind(now - NO_SHOW_GRACE)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 async fn lot_exists(conn: &mut PgConnection, lot_id: LotId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM lots WHERE id = $1)")
         .bind(lot_id)
@@ -570,30 +615,34 @@ impl ReservationStore for PgStore {
 
     // ANCHOR: sweepers
     async fn expire_holds(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        // Same rule as `Reservation::apply(Event::Expire)`: due when now >= hold_expires_at.
-        let done = sqlx::query(
-            "UPDATE reservations SET state = 'expired', updated_at = greatest($1, created_at)
-             WHERE state = 'held' AND hold_expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        Ok(expire_holds_on(&mut conn, now).await?)
     }
 
     async fn mark_no_shows(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        // Same rule as `Reservation::apply(Event::MarkNoShow)`: due when
-        // now >= start + grace, and the charge is the quote.
-        let done = sqlx::query(
-            "UPDATE reservations
-             SET state = 'no_show', charged_cents = quote_cents, updated_at = greatest($1, created_at)
-             WHERE state = 'confirmed' AND lower(during) <= $2",
-        )
-        .bind(now)
-        .bind(now - NO_SHOW_GRACE)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        Ok(mark_no_shows_on(&mut conn, now).await?)
+    }
+
+    async fn sweep(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A transaction-level lock: released by COMMIT or ROLLBACK, on
+        // whichever pooled connection ran it. A session-level
+        // `pg_try_advisory_lock` would stay with the connection after it went
+        // back to the pool, and no other process could ever sweep again.
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(SWEEP_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(None);
+        }
+        let swept = Swept {
+            expired: expire_holds_on(&mut tx, now).await?,
+            no_shows: mark_no_shows_on(&mut tx, now).await?,
+        };
+        tx.commit().await?;
+        Ok(Some(swept))
     }
     // ANCHOR_END: sweepers
 
