@@ -1,0 +1,201 @@
+//! The order chapter's measurements on the local PostgreSQL and NATS.
+//!
+//! Bounded load runs, not criterion: the numbers are per-operation latency
+//! percentiles and throughput at a fixed concurrency. `cargo xtask
+//! bench-report order-management` runs this and renders
+//! `src/order-management/generated/performance.md` from the results.
+//!
+//! 1. Transitions against the ceiling: for 1, 8 and 32 workers, interleaved
+//!    rounds of a plain single-row UPDATE (`ceiling-update-c<n>`) and of
+//!    `PgStore::apply` (`transition-c<n>`), through the same pool.
+//! 2. Relay lag: a producer at `RELAY_RATE` transitions/s for a few seconds
+//!    while one relay publishes to JetStream, polling (`relay-lag-poll`) and
+//!    woken by LISTEN/NOTIFY (`relay-lag-notify`); and a backlog drain
+//!    (`relay-drain`).
+//! 3. Replay: every event of a few thousand orders read and folded (`replay`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bookkit::results::write_result;
+use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
+use bookkit::{BenchResult, ResultKind};
+use order_management::domain::Command;
+use order_management::load::{self, Run};
+use order_management::relay::{Broker, Relay, Wake};
+use order_management::report::{CHAPTER, RELAY_RATE, WORKERS, ceiling_result, transition_result};
+use order_management::store::{OrderStore, PgStore, SCHEMA_SQL};
+use uuid::Uuid;
+
+const PLAN: Plan = Plan {
+    rounds: 5,
+    round: Duration::from_secs(2),
+};
+const RELAY_RUN: Duration = Duration::from_secs(5);
+const BACKLOG: u32 = 3_000;
+const REPLAY_ORDERS: u32 = 2_000;
+
+fn main() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: building the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stats(run: Run) -> RoundStats {
+    RoundStats {
+        ops: run.ok + run.errors,
+        errors: run.errors,
+        elapsed: run.elapsed,
+        latency_us: run.latency_us,
+    }
+}
+
+async fn run() -> Result<()> {
+    // ANCHOR: bench_transitions
+    let Some(db) = testkit::postgres(None).await else {
+        return Ok(());
+    };
+    db.apply_sql(SCHEMA_SQL).await?;
+    let max = WORKERS.iter().copied().max().unwrap_or(1);
+    let store = PgStore::new(db.pool_with(max).await);
+    for workers in WORKERS {
+        let orders = load::orders_for(&store, workers).await?;
+        let handle = tokio::runtime::Handle::current();
+        let results = tokio::task::block_in_place(|| {
+            interleave(
+                CHAPTER,
+                ResultKind::Load,
+                &PLAN,
+                &Workload {
+                    name: ceiling_result(workers),
+                    concurrency: workers,
+                },
+                &[Workload {
+                    name: transition_result(workers),
+                    concurrency: workers,
+                }],
+                |i, round| {
+                    let run = handle.block_on(async {
+                        if i == 0 {
+                            load::ceiling(store.pool(), &orders, round).await
+                        } else {
+                            load::transitions(&store, &orders, round).await
+                        }
+                    })?;
+                    Ok(stats(run))
+                },
+            )
+        })?;
+        for r in results {
+            println!(
+                "{:<22} {:>8.0}/s ratio {:?} p50 {:?} µs p99 {:?} µs",
+                r.name,
+                r.ops_per_sec.unwrap_or(0.0),
+                r.ratio,
+                r.p50_us,
+                r.p99_us
+            );
+            write_result(&r)?;
+        }
+    }
+    // ANCHOR_END: bench_transitions
+
+    // ANCHOR: bench_relay
+    let Some(nats) = testkit::nats().await else {
+        return Ok(());
+    };
+    let tag = Uuid::new_v4().simple().to_string();
+    let broker = Broker::connect(
+        &nats,
+        &format!("OM_BENCH_{tag}"),
+        &format!("om_bench_{tag}"),
+    )
+    .await?;
+    for (name, wake) in [
+        ("relay-lag-poll", Wake::Poll(Duration::from_millis(10))),
+        ("relay-lag-notify", Wake::Notify(Duration::from_secs(1))),
+    ] {
+        let relay = Arc::new(Relay::new(store.pool().clone(), broker.clone()));
+        let lag = load::relay_lag(&store, relay, wake, RELAY_RATE, RELAY_RUN).await?;
+        println!(
+            "{name:<18} {:>6} messages at {:.0}/s: lag p50 {:.0} µs p99 {:.0} µs",
+            lag.messages, lag.rate, lag.p50_us, lag.p99_us
+        );
+        let r = BenchResult::new(CHAPTER, name, ResultKind::Load)
+            .with_throughput(lag.messages, 0, RELAY_RUN)
+            .with_concurrency(1)
+            .with_extra("rate", lag.rate)
+            .with_extra("lag_p50_us", lag.p50_us)
+            .with_extra("lag_p99_us", lag.p99_us);
+        write_result(&r)?;
+    }
+    // A backlog: one created event per order, drained by one relay.
+    let backlog = load::orders_for(&store, BACKLOG).await?;
+    let relay = Relay::new(store.pool().clone(), broker.clone());
+    let start = Instant::now();
+    let mut published = 0u64;
+    loop {
+        let d = relay.drain_once().await?;
+        if d.published + d.duplicates == 0 {
+            break;
+        }
+        published += d.published as u64;
+    }
+    let elapsed = start.elapsed();
+    println!("relay-drain {published} messages in {elapsed:?}");
+    write_result(
+        &BenchResult::new(CHAPTER, "relay-drain", ResultKind::Load)
+            .with_throughput(published, 0, elapsed)
+            .with_concurrency(1)
+            .with_extra("backlog", backlog.len() as u64),
+    )?;
+    let _ = broker.delete().await;
+    // ANCHOR_END: bench_relay
+
+    // ANCHOR: bench_replay
+    for id in load::orders_for(&store, REPLAY_ORDERS).await? {
+        let total = store.get(id).await?.total_cents;
+        let mut v = 1;
+        for c in [
+            Command::Place,
+            Command::Approve {
+                amount_cents: total,
+            },
+            Command::Cancel {
+                reason: "replay".into(),
+            },
+            Command::Refund,
+        ] {
+            v = store.apply(id, v, &c).await?.version;
+        }
+    }
+    let replay = load::replay(&store).await?;
+    println!(
+        "replay {} events of {} orders in {:?}",
+        replay.events, replay.orders, replay.elapsed
+    );
+    write_result(
+        &BenchResult::new(CHAPTER, "replay", ResultKind::Load)
+            .with_throughput(replay.events, 0, replay.elapsed)
+            .with_concurrency(1)
+            .with_extra("orders", replay.orders),
+    )?;
+    // ANCHOR_END: bench_replay
+    Ok(())
+}
