@@ -1,0 +1,123 @@
+//! Invariants under real concurrent clients on PostgreSQL and Redis.
+
+mod common;
+
+use std::collections::HashSet;
+
+use twitter_timeline::app::Timelines;
+use twitter_timeline::cache::Layout;
+use twitter_timeline::fanout::FanOutWorker;
+use twitter_timeline::store::SocialStore;
+use twitter_timeline::timeline::{FanOutOnWrite, Parts};
+
+// ANCHOR: follow_block_race
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_racing_a_block_never_survives_it() {
+    let Some((_db, store)) = common::pg(24).await else {
+        return;
+    };
+    let app = Timelines::new(
+        twitter_timeline::timeline::FanOutOnRead(store.clone()),
+        1,
+        b"k",
+    )
+    .expect("app");
+    let users = common::make_users(&app, 40).await;
+    // Twenty pairs; for each, 8 clients race follows one way against a block the other way.
+    let mut tasks = Vec::new();
+    for pair in users.chunks(2) {
+        let (a, b) = (pair[0], pair[1]);
+        for k in 0..8 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                if k == 3 {
+                    app.block(b, a).await.map(|_| ())
+                } else {
+                    app.follow(a, b).await.map(|_| ())
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await.expect("task");
+    }
+    let both: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM follows f JOIN blocks b
+           ON (b.blocker, b.blocked) IN ((f.follower, f.followee), (f.followee, f.follower))",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("count");
+    assert_eq!(
+        both, 0,
+        "a follow committed beside a block of the same pair"
+    );
+    let counts_agree: bool = sqlx::query_scalar(
+        "SELECT bool_and(u.followers = (SELECT count(*) FROM follows WHERE followee = u.id)) FROM users u",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("counts");
+    assert!(counts_agree, "follower counts match the follows");
+}
+// ANCHOR_END: follow_block_race
+
+// ANCHOR: concurrent_workers
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_deliver_every_post_to_every_follower_once() {
+    let Some((_db, store)) = common::pg(16).await else {
+        return;
+    };
+    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+        return;
+    };
+    let t = FanOutOnWrite(Parts {
+        store: store.clone(),
+        cache: cache.clone(),
+    });
+    let app = Timelines::new(t.clone(), 1, b"k").expect("app");
+    let users = common::make_users(&app, 121).await;
+    let (authors, followers) = users.split_at(4);
+    for f in followers {
+        for a in authors {
+            app.follow(*f, *a).await.expect("follow");
+        }
+        app.home(*f, None, None).await.expect("home");
+    }
+    let mut posts = HashSet::new();
+    for i in 0..20 {
+        posts.insert(
+            app.post(authors[i % 4], &format!("p{i}"))
+                .await
+                .expect("post")
+                .id
+                .to_string(),
+        );
+    }
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let w = FanOutWorker::new(t.clone(), 7);
+            tokio::spawn(async move { w.drain().await })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("task").expect("drain");
+    }
+    assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
+    let mut conn = r.conn.clone();
+    for f in followers {
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(cache.list_key(*f))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .expect("lrange");
+        assert_eq!(ids.len(), posts.len(), "follower {f}: {ids:?}");
+        assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), posts);
+        let mut sorted = ids.clone();
+        sorted.sort_by_key(|s| std::cmp::Reverse(s.parse::<u64>().unwrap_or(0)));
+        assert_eq!(ids, sorted, "newest first");
+    }
+}
+// ANCHOR_END: concurrent_workers
