@@ -229,7 +229,7 @@ async fn a_price_change_between_cart_and_pay_is_refused_with_the_new_quote<S: St
     assert!(
         body["type"]
             .as_str()
-            .is_some_and(|t| t.ends_with("/price-changed"))
+            .is_some_and(|t| t.ends_with("#price-changed"))
     );
     // 2 x 14.00 + 20% tax = 33.60: the new quote is in the answer.
     assert_eq!(body["quote"]["total_minor"], 3360);

@@ -77,7 +77,7 @@ async fn call(
 fn problem_type(v: &Value) -> &str {
     v["type"]
         .as_str()
-        .and_then(|t| t.rsplit('/').next())
+        .and_then(|t| t.rsplit('#').next())
         .unwrap_or("")
 }
 
