@@ -13,6 +13,7 @@ pub fn book() -> Chapter {
             GeneratedFile::pure(capacity::CAPACITY_PATH, report::capacity_markdown),
             GeneratedFile::pure(capacity::MEASURED_PATH, report::measured_json),
             GeneratedFile::pure(report::PERFORMANCE_PATH, report::performance_markdown),
+            GeneratedFile::postgres(generated::EXPLAIN_PATH, generated::explain_hot_queries),
             GeneratedFile::pure(generated::STATE_DIAGRAM_PATH, generated::state_diagram),
         ],
         report: Some(Report {

@@ -22,3 +22,70 @@ pub fn state_diagram() -> Result<String> {
             + &state_diagram_mermaid(),
     )
 }
+
+/// Where the plans of the hot queries go.
+pub const EXPLAIN_PATH: &str = "src/order-management/generated/explain.md";
+
+/// The data set the plans are taken on: deterministic, analysed.
+#[cfg(feature = "book")]
+const EXPLAIN_DATA_SQL: &str = "
+INSERT INTO orders (id, customer_id, state, version, total_cents)
+SELECT md5('o' || i)::uuid, md5('c' || (i % 2000))::uuid, 'created', 1, 3400
+FROM generate_series(1, 20000) AS i;
+INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents)
+SELECT md5('o' || i)::uuid, l, 'SKU-' || l, 2, 850
+FROM generate_series(1, 20000) AS i, generate_series(1, 2) AS l;
+INSERT INTO outbox (message_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+                    payload, published_at)
+SELECT md5('m' || i)::uuid, 'order', md5('o' || i)::uuid, 1, 'created', '{}',
+       CASE WHEN i <= 19900 THEN now() END
+FROM generate_series(1, 20000) AS i;
+";
+
+/// The plans of the command path's load and of the relay's claim.
+#[cfg(feature = "book")]
+pub fn explain_hot_queries(admin_url: &str) -> Result<String> {
+    use anyhow::Context as _;
+    let admin_url = admin_url.to_string();
+    let handle = std::thread::spawn(move || -> Result<(String, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let db = testkit::postgres_at(&admin_url, None, true)
+                .await
+                .context("PostgreSQL is required for this generator")?;
+            db.apply_sql(crate::store::SCHEMA_SQL).await?;
+            db.apply_sql(EXPLAIN_DATA_SQL).await?;
+            db.apply_sql("VACUUM ANALYZE").await?;
+            let explain = |sql: String| {
+                let pool = db.pool.clone();
+                async move {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}"
+                    )))
+                    .fetch_all(&pool)
+                    .await?;
+                    Ok::<String, anyhow::Error>(rows.join("\n"))
+                }
+            };
+            let load =
+                explain(crate::store::LOAD_SQL.replace("$1", "md5('o' || 777)::uuid")).await?;
+            // FOR UPDATE needs a transaction to be explained with ANALYZE; the
+            // implicit one of the statement is enough.
+            let claim = explain(crate::relay::CLAIM_SQL.replace("$1", "100")).await?;
+            Ok((load, claim))
+        })
+    });
+    let (load, claim) = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the EXPLAIN thread panicked"))??;
+    Ok(format!(
+        "{}Data: 20,000 orders of 2 lines, 20,000 outbox rows of which the last 100 are \
+         unpublished, `VACUUM ANALYZE`d. `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)`, so rows \
+         and loops are real and nothing depends on the machine's speed.\n\n\
+         **Loading an order** (`LOAD_SQL`):\n\n```text\n{load}\n```\n\n\
+         **The relay's claim** (`CLAIM_SQL`, batch of 100):\n\n```text\n{claim}\n```\n",
+        notice("`LOAD_SQL` in src/store/postgres.rs and `CLAIM_SQL` in src/relay.rs")
+    ))
+}

@@ -22,7 +22,7 @@ mod memory;
 mod postgres;
 
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, SCHEMA_SQL};
+pub use postgres::{LOAD_SQL, PgStore, SCHEMA_SQL};
 
 /// One stored event, as the history route returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
