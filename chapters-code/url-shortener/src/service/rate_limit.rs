@@ -1,9 +1,11 @@
 //! Per-client rate limiting of link creation.
 //!
 //! Creation is the abuse target (spam, phishing campaigns, filling the code
-//! space), and it is 1% of traffic, so only `POST /api/links` is limited;
-//! redirects are not. Each client IP has a token bucket (GCRA, via
-//! `governor`): `burst` creates at once, then `per_second` sustained.
+//! space), and it is 1% of traffic, so `POST /api/links` is limited here.
+//! Redirects are limited only by the miss budget of `crate::scan`, which
+//! counts lookups that find nothing. Each client IP has a token bucket
+//! (GCRA, via `governor`): `burst` creates at once, then `per_second`
+//! sustained. It runs as a layer, before the body is read.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
