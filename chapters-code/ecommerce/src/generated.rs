@@ -21,10 +21,13 @@ fn notice(what: &str) -> String {
 }
 
 fn ms(d: std::time::Duration) -> String {
-    if d.as_millis().is_multiple_of(1000) {
+    let millis = d.as_millis();
+    if millis < 1000 {
+        format!("{millis} ms")
+    } else if millis.is_multiple_of(1000) {
         format!("{} s", d.as_secs())
     } else {
-        format!("{} ms", d.as_millis())
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
