@@ -13,8 +13,12 @@ CREATE EXTENSION IF NOT EXISTS btree_gist;
 
 -- ANCHOR: lots
 CREATE TABLE lots (
-    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100)
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name      text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100),
+    -- The entrance, in degrees (WGS 84), for "lots near a place"; both or neither.
+    latitude  double precision CHECK (latitude BETWEEN -90 AND 90),
+    longitude double precision CHECK (longitude BETWEEN -180 AND 180),
+    CHECK ((latitude IS NULL) = (longitude IS NULL))
 );
 
 CREATE TABLE levels (
@@ -83,7 +87,46 @@ CREATE INDEX reservations_hold_expiry ON reservations (hold_expires_at)
 -- The no-show sweeper's index: confirmed reservations, by start.
 CREATE INDEX reservations_confirmed_start ON reservations (lower(during))
     WHERE state = 'confirmed';
+-- The hold limit's index: unconfirmed holds, by plate.
+CREATE INDEX reservations_holds_by_plate ON reservations (plate)
+    WHERE state = 'held';
 -- ANCHOR_END: reservations
+
+-- ANCHOR: events
+-- The audit trail: one row per change of a reservation, written in the
+-- transaction that made the change, never updated or deleted. `reservations`
+-- says where each reservation is; this table says how it got there, which is
+-- what a dispute about a charge needs.
+CREATE TABLE reservation_events (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reservation_id uuid        NOT NULL REFERENCES reservations (id),
+    event          text        NOT NULL CHECK (event IN (
+                       'reserve', 'confirm', 'check_in', 'check_out',
+                       'cancel', 'expire', 'mark_no_show')),
+    from_state     text        CHECK (from_state IN (
+                       'held', 'confirmed', 'checked_in',
+                       'checked_out', 'cancelled', 'expired', 'no_show')),
+    to_state       text        NOT NULL CHECK (to_state IN (
+                       'held', 'confirmed', 'checked_in',
+                       'checked_out', 'cancelled', 'expired', 'no_show')),
+    charged_cents  bigint      CHECK (charged_cents >= 0),
+    at             timestamptz NOT NULL,
+    -- Only the birth has no state before it.
+    CHECK ((event = 'reserve') = (from_state IS NULL))
+);
+CREATE INDEX reservation_events_by_reservation ON reservation_events (reservation_id, id);
+
+-- Append-only, whoever writes: an UPDATE or DELETE fails.
+CREATE FUNCTION reservation_events_are_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'reservation_events is append-only'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON reservation_events
+    FOR EACH STATEMENT EXECUTE FUNCTION reservation_events_are_append_only();
+-- ANCHOR_END: events
 
 -- ANCHOR: idempotency
 -- One row per Idempotency-Key. The primary key is the lock: the first request

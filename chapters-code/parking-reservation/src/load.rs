@@ -95,6 +95,7 @@ pub fn perf_lot() -> LotLayout {
     use SpotKind::*;
     LotLayout {
         name: "Load lot".to_string(),
+        location: None,
         levels: (0..4)
             .map(|level| LevelLayout {
                 level,

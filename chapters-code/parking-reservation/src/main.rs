@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use parking_reservation::clock::{Clock, SystemClock};
-use parking_reservation::domain::SpotKind;
+use parking_reservation::domain::{Location, SpotKind};
 use parking_reservation::service::{AppState, serve};
 use parking_reservation::store::{
     LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError, Swept,
@@ -99,6 +99,8 @@ fn demo_lot() -> LotLayout {
     use SpotKind::*;
     LotLayout {
         name: "Demo lot".to_string(),
+        // Beside a city's central station, for `GET /lots/near`.
+        location: Location::new(52.5251, 13.3694).ok(),
         levels: vec![
             LevelLayout {
                 level: 0,

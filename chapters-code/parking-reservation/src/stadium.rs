@@ -81,6 +81,7 @@ pub fn stadium_lot(spots: u32) -> LotLayout {
     let per_level = spots / levels.len() as u32;
     LotLayout {
         name: "Stadium".to_string(),
+        location: None,
         levels: levels
             .iter()
             .enumerate()

@@ -488,3 +488,78 @@ async fn one_sweeper_at_a_time_and_the_lock_goes_with_the_transaction() {
     assert!(matches!(store.sweep(later).await, Ok(Some(_))));
 }
 // ANCHOR_END: sweep_lock_test
+
+// ANCHOR: hold_limit_race
+/// The hold limit under concurrency: eight requests of one plate at once,
+/// on eight connections, leave exactly MAX_HOLDS_PER_PLATE holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_holds_of_one_plate_stop_at_the_limit() {
+    use parking_reservation::domain::MAX_HOLDS_PER_PLATE;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(8).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(8))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let req = request(lot, SpotKind::Regular, slots(8 + 4 * i, 4), "SQUAT9");
+                barrier.wait().await;
+                store.reserve(&req, None, now0()).await
+            })
+        })
+        .collect();
+    let (mut held, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => held += 1,
+            Err(StoreError::TooManyHolds { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        (held, refused),
+        (MAX_HOLDS_PER_PLATE, 8 - MAX_HOLDS_PER_PLATE)
+    );
+}
+// ANCHOR_END: hold_limit_race
+
+/// The audit trail is append-only for every writer, `psql` included.
+#[tokio::test]
+async fn the_audit_trail_refuses_updates_and_deletes() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .reserve(
+            &request(lot, SpotKind::Regular, slots(8, 4), "AUDIT9"),
+            None,
+            now0(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sql in [
+        "UPDATE reservation_events SET charged_cents = 0",
+        "DELETE FROM reservation_events",
+    ] {
+        let refused = sqlx::query(sql).execute(store.pool()).await;
+        assert_eq!(
+            refused
+                .as_ref()
+                .err()
+                .and_then(strategies::sqlstate)
+                .as_deref(),
+            Some("42501"),
+            "{sql}: {refused:?}"
+        );
+    }
+}

@@ -488,22 +488,32 @@ async fn unconfirmed_holds_expire_over_http() {
         serde_json::from_value(held.body["hold_expires_at"].clone()).unwrap_or_default();
     assert_eq!(expires, now0() + minutes(10));
     clock.advance(minutes(10));
-    assert_problem(
-        &server
-            .post(&format!("/reservations/{id}/confirm"), &json!(null))
-            .await,
-        409,
-        "hold-expired",
-    );
     // Until the sweeper runs, the lapsed hold still occupies the spot...
     assert_problem(&server.post(&path, &body).await, 409, "no-spot-available");
-    // ...after it, the spot is free.
+    // ...after it, the spot is free, and another driver takes it.
     assert_eq!(store.expire_holds(clock.now()).await.ok(), Some(1));
     assert_eq!(
         server.get(&format!("/reservations/{id}")).await.body["state"],
         "expired"
     );
-    assert_eq!(server.post(&path, &body).await.status, StatusCode::CREATED);
+    let other = json!({"kind": "regular", "start": "2026-03-02T09:00:00Z",
+                       "end": "2026-03-02T10:00:00Z", "plate": "OTHER1"});
+    assert_eq!(server.post(&path, &other).await.status, StatusCode::CREATED);
+    // The first driver's payment lands late: the spot is gone.
+    clock.advance(minutes(2));
+    let confirm = format!("/reservations/{id}/confirm");
+    assert_problem(
+        &server.post(&confirm, &json!(null)).await,
+        409,
+        "spot-taken",
+    );
+    // And once the late-confirm window has passed, the hold is simply expired.
+    clock.advance(minutes(13));
+    assert_problem(
+        &server.post(&confirm, &json!(null)).await,
+        409,
+        "hold-expired",
+    );
     server.stop().await;
 }
 // ANCHOR_END: expiry_test
@@ -682,3 +692,100 @@ async fn failover_mid_reserve_is_503_and_the_retry_reserves_once() {
     server.stop().await;
 }
 // ANCHOR_END: failover_test
+
+// ANCHOR: walk_in_test
+/// A driver at the gate gets a spot that no reservation needs, parked at
+/// once; when every spot is reserved for part of the stay, the walk-in is
+/// turned away, although the reserved cars have not arrived yet.
+#[tokio::test]
+async fn walk_ins_never_take_reserved_capacity() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Now is 08:07; a reservation holds spot 1 from 09:00.
+    let clock = Arc::new(ManualClock::new(now0() + minutes(7)));
+    let server = Server::start(Arc::clone(&store), Arc::clone(&clock)).await;
+    let reserved = server
+        .post(
+            &format!("/lots/{lot}/reservations"),
+            &reserve_body("2026-03-02T09:00:00Z", "2026-03-02T12:00:00Z"),
+        )
+        .await;
+    assert_eq!(reserved.status, StatusCode::CREATED);
+    let walk_in = |plate: &str, end: &str| json!({"kind": "regular", "plate": plate, "end": end});
+    let first = server
+        .post(
+            &format!("/lots/{lot}/walk-ins"),
+            &walk_in("WALK1", "2026-03-02T11:00:00Z"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["state"], "checked_in");
+    assert_eq!(first.body["start"], "2026-03-02T08:00:00Z");
+    assert_ne!(first.body["spot"], reserved.body["spot"]);
+    // The other spot is free until 09:00 only: a walk-in to 10:00 is refused...
+    let second = server
+        .post(
+            &format!("/lots/{lot}/walk-ins"),
+            &walk_in("WALK2", "2026-03-02T10:00:00Z"),
+        )
+        .await;
+    assert_problem(&second, 409, "no-spot-available");
+    // ...and one who leaves by 09:00 is let in.
+    let short = server
+        .post(
+            &format!("/lots/{lot}/walk-ins"),
+            &walk_in("WALK3", "2026-03-02T09:00:00Z"),
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::CREATED, "{}", short.body);
+    let id = first.body["id"].as_str().unwrap_or_default();
+    let history = server.get(&format!("/reservations/{id}/history")).await;
+    let events: Vec<&str> = history.body.as_array().map_or(Vec::new(), |h| {
+        h.iter().filter_map(|t| t["event"].as_str()).collect()
+    });
+    assert_eq!(events, vec!["reserve", "confirm", "check_in"]);
+    server.stop().await;
+}
+// ANCHOR_END: walk_in_test
+
+/// `GET /lots/near`: found nearest first; a bad place or radius is a 400.
+#[tokio::test]
+async fn lots_near_over_http() {
+    use parking_reservation::domain::Location;
+    let store = Arc::new(MemoryStore::new());
+    let layout = parking_reservation::store::LotLayout {
+        location: Location::new(48.8456, 2.3743).ok(),
+        ..lot_of(1)
+    };
+    let lot = store
+        .create_lot(&layout)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(Arc::clone(&store), Arc::new(ManualClock::new(now0()))).await;
+    let found = server
+        .get("/lots/near?latitude=48.8443&longitude=2.3743&radius_m=1000")
+        .await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(found.body[0]["lot_id"], lot);
+    for bad in [
+        "/lots/near?latitude=95&longitude=2.3743&radius_m=1000",
+        "/lots/near?latitude=48.8&longitude=2.3&radius_m=0",
+        "/lots/near?latitude=48.8&longitude=2.3&radius_m=900000",
+    ] {
+        assert_problem(&server.get(bad).await, 400, "invalid-location");
+    }
+    assert_problem(
+        &server
+            .get("/lots/near?latitude=north&longitude=2.3&radius_m=10")
+            .await,
+        400,
+        "malformed-request",
+    );
+    server.stop().await;
+}

@@ -116,12 +116,18 @@ fn live_states_match_the_exclusion_constraint() {
 #[test]
 fn a_late_confirmation_is_refused_and_names_the_expiry() {
     let r = held();
-    let refused = r.apply(Event::Confirm, r.hold_expires_at, &today(&r));
+    let too_late = r.hold_expires_at + parking_reservation::domain::LATE_CONFIRM_WINDOW;
+    let refused = r.apply(Event::Confirm, too_late, &today(&r));
     assert_eq!(
         refused,
         Err(TransitionError::HoldExpired {
             expired_at: r.hold_expires_at
         })
+    );
+    // Within the window the domain accepts it; the store asks the constraint.
+    assert!(
+        r.apply(Event::Confirm, too_late - minutes(1), &today(&r))
+            .is_ok()
     );
     assert!(
         r.apply(Event::Confirm, r.hold_expires_at - minutes(1), &today(&r))

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use parking_reservation::domain::{Event, SpotKind, State, TransitionError};
+use parking_reservation::domain::{
+    Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_HOLDS_PER_PLATE, SpotKind, State, TransitionError,
+};
 use parking_reservation::idempotency::IdempotencyKey;
 use parking_reservation::store::{ReservationStore, StoreError};
 
@@ -47,6 +49,10 @@ behaviour_suite!(
     cancellation_follows_the_policy_and_frees_the_spot,
     illegal_transitions_change_nothing,
     a_repeated_confirm_is_refused_and_changes_nothing,
+    a_payment_after_the_hold_lapsed_confirms_only_a_free_spot,
+    a_plate_may_keep_only_a_few_holds,
+    every_change_is_in_the_history,
+    lots_near_a_place_come_nearest_first,
     a_price_change_keeps_the_quotes_given,
     bad_requests_change_nothing,
     same_idempotency_key_same_body_returns_first_result,
@@ -144,6 +150,7 @@ async fn reserve_prefers_the_ground_floor_to_the_basement(store: &impl Reservati
     };
     let layout = LotLayout {
         name: "Basements".to_string(),
+        location: None,
         levels: vec![level(-2), level(-1), level(0), level(1), level(2)],
     };
     let lot = store
@@ -185,9 +192,9 @@ async fn unconfirmed_holds_expire(store: &impl ReservationStore) {
         )
         .await;
     assert!(matches!(other, Err(StoreError::NoSpotAvailable { .. })));
-    // Confirming at the expiry instant is too late, and changes nothing.
+    // Confirming after the late-confirm window is too late, and changes nothing.
     let late = store
-        .apply(held.id, Event::Confirm, now0() + minutes(10))
+        .apply(held.id, Event::Confirm, now0() + minutes(25))
         .await;
     assert!(
         matches!(
@@ -439,6 +446,269 @@ async fn a_repeated_confirm_is_refused_and_changes_nothing(store: &impl Reservat
     assert_eq!(store.get(held.id).await.ok(), Some(first));
 }
 // ANCHOR_END: repeated_confirm_test
+
+// ANCHOR: late_payment_test
+/// The payment succeeds, but the confirm arrives after the hold lapsed.
+/// Within LATE_CONFIRM_WINDOW it confirms if the spot is still free, swept
+/// or not; if someone took the spot it is refused with `SpotTaken` (the app
+/// voids the payment); after the window it is `HoldExpired`.
+async fn a_payment_after_the_hold_lapsed_confirms_only_a_free_spot(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = slots(8, 4);
+    let hold = |who: &'static str, at| {
+        let req = request(lot, SpotKind::Regular, r, who);
+        async move { store.reserve(&req, None, at).await }
+    };
+    // Lapsed and swept, nobody else came: the late confirm keeps the spot.
+    let a = hold("LATE1", now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(store.expire_holds(now0() + minutes(10)).await.ok(), Some(1));
+    let revived = store
+        .apply(a.id, Event::Confirm, now0() + minutes(12))
+        .await;
+    assert_eq!(revived.map(|c| c.state).ok(), Some(State::Confirmed));
+    store
+        .apply(a.id, Event::Cancel, now0() + minutes(13))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Lapsed, swept, and the spot taken by someone else: refused, nothing changes.
+    let b = hold("LATE2", now0() + minutes(14))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(store.expire_holds(now0() + minutes(24)).await.ok(), Some(1));
+    let c = hold("LATE3", now0() + minutes(25))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(c.spot, b.spot);
+    let before = store.get(b.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let refused = store
+        .apply(b.id, Event::Confirm, now0() + minutes(26))
+        .await;
+    assert!(matches!(refused, Err(StoreError::SpotTaken)), "{refused:?}");
+    assert_eq!(store.get(b.id).await.ok(), Some(before));
+    // After the window: expired for good.
+    let d = store
+        .apply(
+            c.id,
+            Event::Confirm,
+            now0() + minutes(25) + HOLD_TTL + LATE_CONFIRM_WINDOW,
+        )
+        .await;
+    assert!(
+        matches!(
+            d,
+            Err(StoreError::Transition(TransitionError::HoldExpired { .. }))
+        ),
+        "{d:?}"
+    );
+}
+// ANCHOR_END: late_payment_test
+
+// ANCHOR: hold_limit_test
+/// Holds are free, so one plate may keep only MAX_HOLDS_PER_PLATE of them
+/// unconfirmed at once; a lapsed or confirmed hold no longer counts.
+async fn a_plate_may_keep_only_a_few_holds(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut held = Vec::new();
+    for i in 0..MAX_HOLDS_PER_PLATE {
+        let r = request(
+            lot,
+            SpotKind::Regular,
+            slots(8 + 4 * i64::from(i), 4),
+            "SQUAT1",
+        );
+        held.push(
+            store
+                .reserve(&r, None, now0())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .reservation,
+        );
+    }
+    let one_more = request(lot, SpotKind::Regular, slots(40, 4), "SQUAT1");
+    let refused = store.reserve(&one_more, None, now0()).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyHolds { limit }) if limit == MAX_HOLDS_PER_PLATE),
+        "{refused:?}"
+    );
+    // Another plate is not affected.
+    assert!(
+        store
+            .reserve(
+                &request(lot, SpotKind::Regular, slots(40, 4), "OTHER1"),
+                None,
+                now0()
+            )
+            .await
+            .is_ok()
+    );
+    // Confirming one frees a place in the limit.
+    store
+        .apply(held[0].id, Event::Confirm, now0() + minutes(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .reserve(&one_more, None, now0() + minutes(1))
+            .await
+            .is_ok()
+    );
+    // And lapsed holds do not count, swept or not.
+    let later = request(lot, SpotKind::Regular, slots(60, 4), "SQUAT1");
+    assert!(
+        store
+            .reserve(&later, None, now0() + HOLD_TTL + minutes(2))
+            .await
+            .is_ok()
+    );
+}
+// ANCHOR_END: hold_limit_test
+
+// ANCHOR: history_test
+/// The audit trail: the birth and every change, in order, with its time and
+/// charge; a refused event writes nothing; the sweeper's changes are there too.
+async fn every_change_is_in_the_history(store: &impl ReservationStore) {
+    use parking_reservation::domain::Transition;
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = range("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z");
+    let stay = store
+        .reserve(&request(lot, SpotKind::Regular, r, "AUDIT1"), None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let steps = [
+        (Event::Confirm, now0() + minutes(1)),
+        (Event::CheckIn, at("2026-03-02T08:50:00Z")),
+        (Event::CheckOut, at("2026-03-02T10:05:00Z")),
+    ];
+    for (event, when) in steps {
+        assert!(store.apply(stay.id, event, when).await.is_ok(), "{event}");
+    }
+    assert!(
+        store
+            .apply(stay.id, Event::Cancel, at("2026-03-02T10:06:00Z"))
+            .await
+            .is_err()
+    );
+    let history = store
+        .history(stay.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen: Vec<(Event, Option<State>, State, Option<i64>)> = history
+        .iter()
+        .map(|t: &Transition| (t.event, t.from, t.to, t.charged_cents.map(|m| m.cents())))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Event::Reserve, None, State::Held, None),
+            (Event::Confirm, Some(State::Held), State::Confirmed, None),
+            (
+                Event::CheckIn,
+                Some(State::Confirmed),
+                State::CheckedIn,
+                None
+            ),
+            (
+                Event::CheckOut,
+                Some(State::CheckedIn),
+                State::CheckedOut,
+                Some(563)
+            ),
+        ]
+    );
+    let times: Vec<_> = history.iter().map(|t| t.at).collect();
+    assert_eq!(
+        times,
+        vec![
+            now0(),
+            now0() + minutes(1),
+            at("2026-03-02T08:50:00Z"),
+            at("2026-03-02T10:05:00Z")
+        ]
+    );
+    // The sweeper's changes are recorded like the drivers'.
+    let lapsing = store
+        .reserve(&request(lot, SpotKind::Regular, r, "AUDIT2"), None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(store.expire_holds(now0() + minutes(10)).await.ok(), Some(1));
+    let h = store
+        .history(lapsing.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        h.last().map(|t| (t.event, t.from, t.to, t.at)),
+        Some((
+            Event::Expire,
+            Some(State::Held),
+            State::Expired,
+            now0() + minutes(10)
+        ))
+    );
+    assert!(matches!(
+        store.history(uuid::Uuid::nil()).await,
+        Err(StoreError::ReservationNotFound(_))
+    ));
+}
+// ANCHOR_END: history_test
+
+// ANCHOR: near_test
+/// Lots near a place, nearest first, within the radius; lots without a
+/// location are never found.
+async fn lots_near_a_place_come_nearest_first(store: &impl ReservationStore) {
+    use parking_reservation::domain::Location;
+    let place = |lat, lon| Location::new(lat, lon).unwrap_or_else(|e| panic!("{e}"));
+    // A station, and lots about 150 m, 1.1 km and 3.3 km north of it, and one off the map.
+    let station = place(48.8443, 2.3743);
+    let mut ids = Vec::new();
+    for (name, north_deg) in [("Far", 0.03), ("Next door", 0.00135), ("Across", 0.01)] {
+        let layout = parking_reservation::store::LotLayout {
+            location: Some(place(48.8443 + north_deg, 2.3743)),
+            ..lot_of(1).renamed(name)
+        };
+        ids.push(
+            store
+                .create_lot(&layout)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    store
+        .create_lot(&lot_of(1).renamed("Nowhere"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let near = store
+        .lots_near(station, 2_000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found: Vec<(i64, i64)> = near
+        .iter()
+        .map(|n| (n.lot_id, n.distance_m.round() as i64))
+        .collect();
+    assert_eq!(found, vec![(ids[1], 150), (ids[2], 1_112)]);
+    let wider = store
+        .lots_near(station, 5_000.0)
+        .await
+        .map(|v| v.len())
+        .ok();
+    assert_eq!(wider, Some(3));
+}
+// ANCHOR_END: near_test
 
 // ANCHOR: price_change_test
 /// A price change between the hold and the check-out: the driver who

@@ -17,6 +17,13 @@ pub const NO_SHOW_GRACE: TimeDelta = TimeDelta::minutes(30);
 pub const FREE_CANCELLATION_NOTICE: TimeDelta = TimeDelta::hours(1);
 /// How far ahead a reservation may start, in days.
 pub const BOOKING_HORIZON_DAYS: i64 = 90;
+/// A confirm that arrives up to this long after the hold lapsed (the
+/// payment went through, but late) still confirms, if nobody has taken the
+/// spot meanwhile; the exclusion constraint decides.
+pub const LATE_CONFIRM_WINDOW: TimeDelta = TimeDelta::minutes(15);
+/// A plate may keep at most this many unconfirmed holds at once, so that a
+/// script cannot squat a lot with free holds.
+pub const MAX_HOLDS_PER_PLATE: u32 = 2;
 // ANCHOR_END: policy
 
 /// Why a well-formed range cannot be booked now.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::kind::SpotKind;
 use super::money::Money;
 use super::plate::Plate;
-use super::policy::{EARLY_CHECK_IN, HOLD_TTL};
+use super::policy::{EARLY_CHECK_IN, HOLD_TTL, LATE_CONFIRM_WINDOW};
 use super::pricing::{
     Tariff, cancellation_charge, check_in_closes, checkout_charge, no_show_charge, price,
 };
@@ -73,6 +73,49 @@ pub struct Reservation {
     pub updated_at: DateTime<Utc>,
 }
 // ANCHOR_END: request_types
+
+// ANCHOR: transition_record
+/// One line of a reservation's history: what happened, when, from which
+/// state to which, and what it charged. Written in the transaction that
+/// made the change, never changed afterwards: the record for disputes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// When (the reservation's `updated_at` after the change).
+    pub at: DateTime<Utc>,
+    /// What happened (`reserve` for the birth of the reservation).
+    pub event: Event,
+    /// The state before; none for `reserve`.
+    pub from: Option<State>,
+    /// The state after.
+    pub to: State,
+    /// What the change charged, if it ended the reservation with a charge.
+    pub charged_cents: Option<Money>,
+}
+
+impl Transition {
+    /// The birth of `r`.
+    pub fn reserved(r: &Reservation) -> Self {
+        Self {
+            at: r.created_at,
+            event: Event::Reserve,
+            from: None,
+            to: r.state,
+            charged_cents: None,
+        }
+    }
+
+    /// The step from `before` to `after` by `event`.
+    pub fn step(before: &Reservation, event: Event, after: &Reservation) -> Self {
+        Self {
+            at: after.updated_at,
+            event,
+            from: Some(before.state),
+            to: after.state,
+            charged_cents: after.charged_cents,
+        }
+    }
+}
+// ANCHOR_END: transition_record
 
 // ANCHOR: transition_error
 /// Why an event was refused.
@@ -155,7 +198,10 @@ impl Reservation {
         let start = self.range.start();
         let closes = check_in_closes(&self.range);
         let charged = match event {
-            Event::Confirm if now >= self.hold_expires_at => {
+            // A confirm after the hold lapsed is accepted for a while (a
+            // late payment); whether the spot is still free is the store's
+            // question, answered by the exclusion constraint.
+            Event::Confirm if now >= self.hold_expires_at + LATE_CONFIRM_WINDOW => {
                 return Err(TransitionError::HoldExpired {
                     expired_at: self.hold_expires_at,
                 });
@@ -184,7 +230,7 @@ impl Reservation {
                     due_at: closes,
                 });
             }
-            Event::Confirm | Event::CheckIn | Event::Expire => None,
+            Event::Confirm | Event::CheckIn | Event::Expire | Event::Reserve => None,
             Event::CheckOut => Some(checkout_charge(self.quote_cents, &self.range, now, today)),
             Event::Cancel => Some(cancellation_charge(
                 self.state,

@@ -30,6 +30,9 @@ pub enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
+    /// A driver holds a spot: the reservation is born `held` (no transition
+    /// of the table leads into it; the history records it).
+    Reserve,
     /// The driver confirms a hold.
     Confirm,
     /// The driver arrives.
@@ -53,6 +56,10 @@ pub const TRANSITIONS: &[(State, Event, State)] = &[
     (Held, Confirm, Confirmed),
     (Held, Cancel, Cancelled),
     (Held, Expire, Expired),
+    // A late confirm: the payment went through after the hold lapsed. Legal
+    // only within LATE_CONFIRM_WINDOW, and only if the spot is still free,
+    // which the exclusion constraint checks on the UPDATE.
+    (Expired, Confirm, Confirmed),
     (Confirmed, CheckIn, CheckedIn),
     (Confirmed, Cancel, Cancelled),
     (Confirmed, MarkNoShow, NoShow),
@@ -115,11 +122,14 @@ impl State {
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 6] = [Confirm, CheckIn, CheckOut, Cancel, Expire, MarkNoShow];
+    pub const ALL: [Event; 7] = [
+        Reserve, Confirm, CheckIn, CheckOut, Cancel, Expire, MarkNoShow,
+    ];
 
     /// The event's name, as in the diagram and in error messages.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reserve => "reserve",
             Confirm => "confirm",
             CheckIn => "check_in",
             CheckOut => "check_out",
@@ -143,6 +153,22 @@ impl FromStr for State {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// The text was not the name of an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reservation event {0:?}")]
+pub struct UnknownEvent(pub String);
+
+impl FromStr for Event {
+    type Err = UnknownEvent;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Event::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| UnknownEvent(s.to_string()))
     }
 }
 
@@ -200,10 +226,17 @@ mod tests {
             reached.push(next.2);
         }
         assert_eq!(reached.len(), State::ALL.len());
-        // Live states are exactly the non-terminal ones.
+        // A terminal state is never live, so nothing terminal holds a spot;
+        // the one way from a state that holds no spot back into one that
+        // does is a late confirm of an expired hold.
         for s in State::ALL {
-            assert_eq!(s.is_live(), !s.is_terminal(), "{s}");
+            assert!(!(s.is_live() && s.is_terminal()), "{s}");
         }
+        let back: Vec<_> = TRANSITIONS
+            .iter()
+            .filter(|(f, _, t)| !f.is_live() && t.is_live())
+            .collect();
+        assert_eq!(back, vec![&(Expired, Confirm, Confirmed)]);
     }
 
     #[test]
@@ -215,13 +248,13 @@ mod tests {
                 held --> confirmed: confirm
                 held --> cancelled: cancel
                 held --> expired: expire
+                expired --> confirmed: confirm
                 confirmed --> checked_in: check_in
                 confirmed --> cancelled: cancel
                 confirmed --> no_show: mark_no_show
                 checked_in --> checked_out: check_out
                 checked_out --> [*]
                 cancelled --> [*]
-                expired --> [*]
                 no_show --> [*]
             ```
         "#]]

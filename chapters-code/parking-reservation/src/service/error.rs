@@ -9,7 +9,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::{BookingError, KindError, PlateError, RangeError, TransitionError};
+use crate::domain::{
+    BookingError, KindError, LocationError, PlateError, RangeError, TransitionError,
+};
 use crate::idempotency::KeyError;
 use crate::store::StoreError;
 
@@ -40,6 +42,9 @@ pub enum ApiError {
     /// The `Idempotency-Key` header refused.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A place or a search radius refused.
+    #[error(transparent)]
+    Location(#[from] LocationError),
     /// The body, path or query string did not parse.
     #[error("{0}")]
     Malformed(String),
@@ -77,6 +82,7 @@ impl ApiError {
         ("invalid-spot-kind", 400),
         ("not-bookable", 400),
         ("invalid-idempotency-key", 400),
+        ("invalid-location", 400),
         ("malformed-request", 400),
         ("invalid-layout", 400),
         ("unknown-action", 404),
@@ -86,11 +92,13 @@ impl ApiError {
         ("conflict", 409),
         ("illegal-transition", 409),
         ("hold-expired", 409),
+        ("spot-taken", 409),
         ("check-in-not-open", 409),
         ("check-in-closed", 409),
         ("not-due", 409),
         ("lot-name-taken", 409),
         ("idempotency-key-reused", 422),
+        ("too-many-holds", 429),
         ("unavailable", 503),
         ("database-timeout", 503),
         ("database-conflict", 503),
@@ -114,6 +122,7 @@ impl ApiError {
                 "invalid-idempotency-key",
                 "Invalid Idempotency-Key",
             ),
+            ApiError::Location(_) => (S::BAD_REQUEST, "invalid-location", "Invalid location"),
             ApiError::Malformed(_) => (S::BAD_REQUEST, "malformed-request", "Malformed request"),
             ApiError::UnknownAction(_) => (S::NOT_FOUND, "unknown-action", "No such action"),
             ApiError::Store(e) => match e {
@@ -142,6 +151,16 @@ impl ApiError {
                     }
                     TransitionError::NotDue { .. } => (S::CONFLICT, "not-due", "Not due yet"),
                 },
+                E::SpotTaken => (
+                    S::CONFLICT,
+                    "spot-taken",
+                    "Spot taken after the hold lapsed",
+                ),
+                E::TooManyHolds { .. } => (
+                    S::TOO_MANY_REQUESTS,
+                    "too-many-holds",
+                    "Too many unconfirmed holds",
+                ),
                 E::IdempotencyKeyReused(_) => (
                     S::UNPROCESSABLE_ENTITY,
                     "idempotency-key-reused",
@@ -306,6 +325,7 @@ mod tests {
             ApiError::Kind(KindError(String::new())),
             ApiError::Booking(BookingError::BeyondHorizon),
             ApiError::Key(KeyError::Empty),
+            ApiError::Location(LocationError::Radius),
             ApiError::Malformed(String::new()),
             ApiError::UnknownAction(String::new()),
             store(StoreError::LotNotFound(1)),
@@ -326,6 +346,8 @@ mod tests {
                 event: Event::Expire,
                 due_at: t,
             }),
+            store(StoreError::SpotTaken),
+            store(StoreError::TooManyHolds { limit: 2 }),
             store(StoreError::IdempotencyKeyReused(String::new())),
             store(StoreError::InvalidLayout(String::new())),
             store(StoreError::LotNameTaken(String::new())),

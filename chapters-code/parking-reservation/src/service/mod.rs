@@ -9,6 +9,9 @@
 //! | `POST /reservations/{id}/check-in` | arrive (from 15 minutes before the start) |
 //! | `POST /reservations/{id}/check-out` | leave; the charge is computed and recorded |
 //! | `POST /reservations/{id}/cancel` | cancel (fee per the policy) |
+//! | `GET /reservations/{id}/history` | every transition, with its time and charge |
+//! | `POST /lots/{lot}/walk-ins` | a driver at the gate: reserve, confirm and check in now |
+//! | `GET /lots/near?latitude=&longitude=&radius_m=` | lots near a place, nearest first |
 //!
 //! Handlers parse everything into domain types before touching the store,
 //! so a bad input is refused with a named error and changes nothing.
@@ -36,10 +39,11 @@ pub use error::{ApiError, PROBLEM_BASE, Problem};
 use crate::assign::KindAvailability;
 use crate::clock::Clock;
 use crate::domain::{
-    Event, LotId, Plate, Reservation, ReserveRequest, SpotKind, TimeRange, check_bookable,
+    Event, Location, LocationError, LotId, NEAR_RADIUS_MAX_M, Plate, Reservation, ReserveRequest,
+    SpotKind, TimeRange, Transition, check_bookable, floor_to_slot,
 };
 use crate::idempotency::IdempotencyKey;
-use crate::store::ReservationStore;
+use crate::store::{LotNear, ReservationStore};
 
 // ANCHOR: headers
 /// The header a client sets to make a reserve safe to retry.
@@ -133,8 +137,11 @@ pub fn router<S: ReservationStore>(state: AppState<S>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/lots/{lot_id}/availability", get(availability::<S>))
+        .route("/lots/near", get(lots_near::<S>))
         .route("/lots/{lot_id}/reservations", post(reserve::<S>))
+        .route("/lots/{lot_id}/walk-ins", post(walk_in::<S>))
         .route("/reservations/{id}", get(get_reservation::<S>))
+        .route("/reservations/{id}/history", get(history::<S>))
         .route("/reservations/{id}/{action}", post(transition::<S>))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -234,3 +241,75 @@ async fn transition<S: ReservationStore>(
     Ok(Json(app.store.apply(id, event, now).await?))
 }
 // ANCHOR_END: transition_handler
+
+async fn history<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<Vec<Transition>>, ApiError> {
+    let Path(id) = id.map_err(malformed)?;
+    Ok(Json(app.store.history(id).await?))
+}
+
+// ANCHOR: walk_in
+/// The body of `POST /lots/{lot}/walk-ins`: a driver at the gate with no reservation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalkInBody {
+    /// `compact`, `regular`, `large`, `ev` or `accessible`.
+    pub kind: String,
+    /// When the driver will leave: RFC 3339, on a 15-minute boundary.
+    pub end: String,
+    /// The car's licence plate.
+    pub plate: String,
+}
+
+/// A walk-in is a reservation that starts now: reserve from the current
+/// slot to `end`, confirm, check in. It takes only a spot that no
+/// reservation holds for any part of the stay, so reserved capacity is never
+/// given away at the gate; a lot that is fully reserved turns walk-ins away
+/// with 409 `no-spot-available` even while cars are still to come.
+async fn walk_in<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    lot_id: Result<Path<LotId>, PathRejection>,
+    body: Result<Json<WalkInBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(lot_id) = lot_id.map_err(malformed)?;
+    let Json(body) = body.map_err(malformed)?;
+    let now = app.clock.now();
+    let start = floor_to_slot(now).to_rfc3339();
+    let request = ReserveBody {
+        kind: body.kind,
+        start,
+        end: body.end,
+        plate: body.plate,
+    }
+    .parse(lot_id)?;
+    check_bookable(&request.range, now)?;
+    let held = app.store.reserve(&request, None, now).await?.reservation;
+    app.store.apply(held.id, Event::Confirm, now).await?;
+    let parked = app.store.apply(held.id, Event::CheckIn, now).await?;
+    Ok((StatusCode::CREATED, Json(parked)).into_response())
+}
+// ANCHOR_END: walk_in
+
+/// The query of `GET /lots/near`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NearQuery {
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+    /// How far to look, metres (1 to 50,000).
+    pub radius_m: f64,
+}
+
+async fn lots_near<S: ReservationStore>(
+    State(app): State<AppState<S>>,
+    query: Result<Query<NearQuery>, QueryRejection>,
+) -> Result<Json<Vec<LotNear>>, ApiError> {
+    let Query(q) = query.map_err(malformed)?;
+    let at = Location::new(q.latitude, q.longitude)?;
+    if !(1.0..=NEAR_RADIUS_MAX_M).contains(&q.radius_m) {
+        return Err(LocationError::Radius.into());
+    }
+    Ok(Json(app.store.lots_near(at, q.radius_m).await?))
+}

@@ -6,10 +6,11 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{LotLayout, ReservationStore, Reserved, StoreError};
-use crate::assign::{KindAvailability, Spot, assign_reference, availability_reference};
+use super::{LotLayout, LotNear, ReservationStore, Reserved, StoreError};
+use crate::assign::{KindAvailability, Spot, assign_reference, availability_reference, is_free};
 use crate::domain::{
-    Event, LotId, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange,
+    Event, Location, LotId, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Reservation, ReserveRequest, SpotRef,
+    State, TariffBook, TimeRange, Transition, distance_m,
 };
 use crate::idempotency::{IdempotencyKey, fingerprint};
 
@@ -29,6 +30,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     lot_names: BTreeMap<LotId, String>,
+    lot_locations: BTreeMap<LotId, Location>,
+    /// Each reservation's history, oldest first.
+    history: HashMap<Uuid, Vec<Transition>>,
     spots: Vec<Spot>,
     reservations: BTreeMap<Uuid, Reservation>,
     /// key -> (fingerprint, first response)
@@ -74,11 +78,25 @@ impl Inner {
         let tariffs = self.tariffs;
         for r in self.reservations.values_mut().filter(|r| r.state == state) {
             if let Ok(next) = r.apply(event, now, &tariffs.of(r.kind)) {
+                self.history
+                    .entry(r.id)
+                    .or_default()
+                    .push(Transition::step(r, event, &next));
                 *r = next;
                 n += 1;
             }
         }
         n
+    }
+
+    /// Unconfirmed holds of `plate` that have not lapsed at `now`.
+    fn live_holds(&self, r: &ReserveRequest, now: DateTime<Utc>) -> u32 {
+        let n = self
+            .reservations
+            .values()
+            .filter(|h| h.plate == r.plate && h.state == State::Held && h.hold_expires_at > now)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 
@@ -92,6 +110,9 @@ impl ReservationStore for MemoryStore {
         inner.next_lot_id += 1;
         let lot_id = inner.next_lot_id;
         inner.lot_names.insert(lot_id, layout.name.clone());
+        if let Some(at) = layout.location {
+            inner.lot_locations.insert(lot_id, at);
+        }
         for (level, number, kind) in layout.spots() {
             inner.next_spot_id += 1;
             let id = inner.next_spot_id;
@@ -141,6 +162,11 @@ impl ReservationStore for MemoryStore {
             };
         }
         inner.check_lot(request.lot_id)?;
+        if inner.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
+            return Err(StoreError::TooManyHolds {
+                limit: MAX_HOLDS_PER_PLATE,
+            });
+        }
         let reservations = inner.lot_reservations(request.lot_id);
         let spot = assign_reference(
             &inner.spots,
@@ -158,6 +184,9 @@ impl ReservationStore for MemoryStore {
         inner
             .reservations
             .insert(reservation.id, reservation.clone());
+        inner
+            .history
+            .insert(reservation.id, vec![Transition::reserved(&reservation)]);
         if let (Some(key), Some(fp)) = (key, fingerprint) {
             inner
                 .keys
@@ -187,8 +216,23 @@ impl ReservationStore for MemoryStore {
         let current = inner
             .reservations
             .get(&id)
+            .cloned()
             .ok_or(StoreError::ReservationNotFound(id))?;
         let next = current.apply(event, now, &inner.tariffs.of(current.kind))?;
+        // Back into a live state (a late confirm): the spot must still be
+        // free, as the exclusion constraint checks the UPDATE in PostgreSQL.
+        if !current.state.is_live() && next.state.is_live() {
+            let others: Vec<Reservation> = inner
+                .lot_reservations(current.lot_id)
+                .into_iter()
+                .filter(|r| r.id != id)
+                .collect();
+            if !is_free(current.spot.id, &others, &current.range) {
+                return Err(StoreError::SpotTaken);
+            }
+        }
+        let step = Transition::step(&current, event, &next);
+        inner.history.entry(id).or_default().push(step);
         inner.reservations.insert(id, next.clone());
         Ok(next)
     }
@@ -203,6 +247,35 @@ impl ReservationStore for MemoryStore {
 
     fn set_tariffs(&self, tariffs: TariffBook) {
         self.lock().tariffs = tariffs;
+    }
+
+    async fn history(&self, id: Uuid) -> Result<Vec<Transition>, StoreError> {
+        self.lock()
+            .history
+            .get(&id)
+            .cloned()
+            .ok_or(StoreError::ReservationNotFound(id))
+    }
+
+    async fn lots_near(&self, at: Location, radius_m: f64) -> Result<Vec<LotNear>, StoreError> {
+        let inner = self.lock();
+        let mut near: Vec<LotNear> = inner
+            .lot_locations
+            .iter()
+            .map(|(lot_id, l)| LotNear {
+                lot_id: *lot_id,
+                name: inner.lot_names.get(lot_id).cloned().unwrap_or_default(),
+                distance_m: distance_m(&at, l),
+            })
+            .filter(|n| n.distance_m <= radius_m)
+            .collect();
+        near.sort_by(|a, b| {
+            a.distance_m
+                .total_cmp(&b.distance_m)
+                .then(a.lot_id.cmp(&b.lot_id))
+        });
+        near.truncate(usize::try_from(NEAR_LIMIT).unwrap_or(usize::MAX));
+        Ok(near)
     }
 
     async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {

@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::assign::KindAvailability;
 use crate::domain::{
-    Event, LotId, Reservation, ReserveRequest, SpotKind, TariffBook, TimeRange, TransitionError,
+    Event, Location, LotId, Reservation, ReserveRequest, SpotKind, TariffBook, TimeRange,
+    Transition, TransitionError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -34,10 +35,12 @@ pub use postgres::{
 };
 
 /// The shape of a new lot: its levels and, per level, how many spots of each kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LotLayout {
     /// A unique name, 1 to 100 characters.
     pub name: String,
+    /// Where its entrance is, for "lots near a place"; none for a lot not on the map.
+    pub location: Option<Location>,
     /// The levels, each with its spots.
     pub levels: Vec<LevelLayout>,
 }
@@ -87,6 +90,17 @@ impl LotLayout {
     }
 }
 
+/// A lot found near a place.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LotNear {
+    /// The lot.
+    pub lot_id: LotId,
+    /// Its name.
+    pub name: String,
+    /// Great-circle distance from the place to its entrance, metres.
+    pub distance_m: f64,
+}
+
 // ANCHOR: store_error
 /// What a reserve call produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +147,15 @@ pub enum StoreError {
     /// Another lot has this name.
     #[error("a lot named {0:?} already exists")]
     LotNameTaken(String),
+    /// A late confirm found its spot taken by someone else after the hold lapsed.
+    #[error("the hold lapsed and its spot was taken meanwhile; reserve again")]
+    SpotTaken,
+    /// The plate already keeps [`MAX_HOLDS_PER_PLATE`](crate::domain::MAX_HOLDS_PER_PLATE) unconfirmed holds.
+    #[error("this plate already holds {limit} unconfirmed spots; confirm or cancel one first")]
+    TooManyHolds {
+        /// The limit.
+        limit: u32,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -224,6 +247,19 @@ pub trait ReservationStore: Send + Sync + 'static {
     /// Charges new holds, overstays and cancellation fees at `tariffs` from
     /// now on: a price change. Quotes already given are kept.
     fn set_tariffs(&self, tariffs: TariffBook);
+
+    /// A reservation's history, oldest first: its birth and every
+    /// transition since, each with its time and charge.
+    fn history(&self, id: Uuid)
+    -> impl Future<Output = Result<Vec<Transition>, StoreError>> + Send;
+
+    /// Lots within `radius_m` metres of `at`, nearest first, at most
+    /// [`NEAR_LIMIT`](crate::domain::NEAR_LIMIT).
+    fn lots_near(
+        &self,
+        at: Location,
+        radius_m: f64,
+    ) -> impl Future<Output = Result<Vec<LotNear>, StoreError>> + Send;
 
     /// Every reservation of a lot, ordered by id (for audits and tests).
     fn reservations(

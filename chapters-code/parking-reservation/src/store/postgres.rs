@@ -27,11 +27,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{LotLayout, ReservationStore, Reserved, StoreError, Swept};
+use super::{LotLayout, LotNear, ReservationStore, Reserved, StoreError, Swept};
 use crate::assign::{self, AvailabilityError, KindAvailability};
 use crate::domain::{
-    Event, LotId, Money, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, TariffBook,
-    TimeRange,
+    EARTH_RADIUS_M, Event, Location, LotId, MAX_HOLDS_PER_PLATE, Money, NEAR_LIMIT, NO_SHOW_GRACE,
+    Plate, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange, Transition,
 };
 use crate::idempotency::{self, Claim, ClaimError, IdempotencyKey, fingerprint};
 
@@ -262,6 +262,11 @@ impl PgStore {
                 Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
             }
         }
+        if holds_of_plate(&mut tx, request, now).await? >= i64::from(MAX_HOLDS_PER_PLATE) {
+            return Err(StoreError::TooManyHolds {
+                limit: MAX_HOLDS_PER_PLATE,
+            });
+        }
         let tariff = self.tariffs().of(request.kind);
         let reservation = loop {
             let Some(spot) = self.choose_spot(&mut tx, request).await? else {
@@ -283,6 +288,7 @@ impl PgStore {
                 Err(e) => return Err(e),
             }
         };
+        record_event(&mut tx, reservation.id, &Transition::reserved(&reservation)).await?;
         if let Some((key, _)) = key {
             idempotency::record(&mut tx, key, &reservation).await?;
         }
@@ -406,14 +412,60 @@ impl PgStore {
 }
 // ANCHOR_END: conflict
 
+// ANCHOR: hold_limit
+/// Unlapsed, unconfirmed holds of the request's plate, counted under a
+/// transaction-level advisory lock on the plate: two concurrent reserves of
+/// one plate take turns here, so neither can miss the other's hold.
+async fn holds_of_plate(
+    tx: &mut PgConnection,
+    request: &ReserveRequest,
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(request.plate.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM reservations
+         WHERE plate = $1 AND state = 'held' AND hold_expires_at > $2",
+    )
+    .bind(request.plate.as_str())
+    .bind(now)
+    .fetch_one(tx)
+    .await
+}
+// ANCHOR_END: hold_limit
+
+/// Appends `t` to the history of reservation `id`, in the caller's transaction.
+async fn record_event(tx: &mut PgConnection, id: Uuid, t: &Transition) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reservation_events
+                (reservation_id, event, from_state, to_state, charged_cents, at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(t.event.as_str())
+    .bind(t.from.map(State::as_str))
+    .bind(t.to.as_str())
+    .bind(t.charged_cents.map(Money::cents))
+    .bind(t.at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// The advisory lock key of the sweep: one sweeper at a time across processes.
 pub const SWEEP_LOCK: i64 = 0x5041_524B; // "PARK"
 
 async fn expire_holds_on(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     // Same rule as `Reservation::apply(Event::Expire)`: due when now >= hold_expires_at.
     let done = sqlx::query(
-        "UPDATE reservations SET state = 'expired', updated_at = greatest($1, created_at)
-         WHERE state = 'held' AND hold_expires_at <= $1",
+        "WITH moved AS (
+             UPDATE reservations SET state = 'expired', updated_at = greatest($1, created_at)
+             WHERE state = 'held' AND hold_expires_at <= $1
+             RETURNING id, updated_at)
+         INSERT INTO reservation_events (reservation_id, event, from_state, to_state, at)
+         SELECT id, 'expire', 'held', 'expired', updated_at FROM moved",
     )
     .bind(now)
     .execute(conn)
@@ -425,9 +477,14 @@ async fn mark_no_shows_on(conn: &mut PgConnection, now: DateTime<Utc>) -> Result
     // Same rule as `Reservation::apply(Event::MarkNoShow)`: due when
     // now >= start + grace, and the charge is the quote.
     let done = sqlx::query(
-        "UPDATE reservations
-         SET state = 'no_show', charged_cents = quote_cents, updated_at = greatest($1, created_at)
-         WHERE state = 'confirmed' AND lower(during) <= $2",
+        "WITH moved AS (
+             UPDATE reservations
+             SET state = 'no_show', charged_cents = quote_cents, updated_at = greatest($1, created_at)
+             WHERE state = 'confirmed' AND lower(during) <= $2
+             RETURNING id, charged_cents, updated_at)
+         INSERT INTO reservation_events
+                (reservation_id, event, from_state, to_state, charged_cents, at)
+         SELECT id, 'mark_no_show', 'confirmed', 'no_show', charged_cents, updated_at FROM moved",
     )
     .bind(now)
     .bind(now - NO_SHOW_GRACE)
@@ -498,16 +555,20 @@ impl ReservationStore for PgStore {
     async fn create_lot(&self, layout: &LotLayout) -> Result<LotId, StoreError> {
         layout.validate()?;
         let mut tx = self.pool.begin().await?;
-        let lot_id: LotId = sqlx::query_scalar("INSERT INTO lots (name) VALUES ($1) RETURNING id")
-            .bind(&layout.name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(
-                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                    Some("23505") => StoreError::LotNameTaken(layout.name.clone()),
-                    _ => StoreError::Database(e),
-                },
-            )?;
+        let lot_id: LotId = sqlx::query_scalar(
+            "INSERT INTO lots (name, latitude, longitude) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(&layout.name)
+        .bind(layout.location.map(|l| l.latitude()))
+        .bind(layout.location.map(|l| l.longitude()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(
+            |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                Some("23505") => StoreError::LotNameTaken(layout.name.clone()),
+                _ => StoreError::Database(e),
+            },
+        )?;
         let levels: Vec<i16> = layout.levels.iter().map(|l| l.level).collect();
         sqlx::query("INSERT INTO levels (lot_id, level) SELECT $1, unnest($2::smallint[])")
             .bind(lot_id)
@@ -607,7 +668,16 @@ impl ReservationStore for PgStore {
         .bind(next.charged_cents.map(Money::cents))
         .bind(next.updated_at)
         .execute(&mut *tx)
-        .await?;
+        .await
+        // Only a late confirm moves a row back into a live state, and the
+        // exclusion constraint checks that UPDATE like an INSERT.
+        .map_err(
+            |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                Some(EXCLUSION_VIOLATION) => StoreError::SpotTaken,
+                _ => StoreError::Database(e),
+            },
+        )?;
+        record_event(&mut tx, id, &Transition::step(&current, event, &next)).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -649,6 +719,78 @@ impl ReservationStore for PgStore {
     fn set_tariffs(&self, tariffs: TariffBook) {
         *self.tariffs.write().unwrap_or_else(PoisonError::into_inner) = tariffs;
     }
+
+    async fn history(&self, id: Uuid) -> Result<Vec<Transition>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event, from_state, to_state, charged_cents, at
+             FROM reservation_events WHERE reservation_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::ReservationNotFound(id));
+        }
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event: {e}"));
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("event")?;
+                let from: Option<String> = r.try_get("from_state")?;
+                let to: String = r.try_get("to_state")?;
+                let charged: Option<i64> = r.try_get("charged_cents")?;
+                Ok(Transition {
+                    at: r.try_get("at")?,
+                    event: event.parse().map_err(|e| corrupt(&e))?,
+                    from: from
+                        .map(|f| f.parse())
+                        .transpose()
+                        .map_err(|e| corrupt(&e))?,
+                    to: to.parse().map_err(|e| corrupt(&e))?,
+                    charged_cents: charged
+                        .map(Money::from_cents)
+                        .transpose()
+                        .map_err(|e| corrupt(&e))?,
+                })
+            })
+            .collect()
+    }
+
+    // ANCHOR: lots_near
+    async fn lots_near(&self, at: Location, radius_m: f64) -> Result<Vec<LotNear>, StoreError> {
+        // The haversine of `domain::distance_m`, over every lot on the map:
+        // a scan of a table of a few thousand rows. (At a hundred thousand
+        // lots, a GiST index on a geography column (PostGIS) would answer
+        // the same question without the scan.)
+        let rows = sqlx::query(
+            "SELECT id, name, distance_m FROM (
+                 SELECT id, name,
+                        2 * $5 * asin(least(1, sqrt(
+                            power(sin(radians(latitude - $1) / 2), 2)
+                          + cos(radians($1)) * cos(radians(latitude))
+                          * power(sin(radians(longitude - $2) / 2), 2)))) AS distance_m
+                 FROM lots WHERE latitude IS NOT NULL) AS l
+             WHERE distance_m <= $3
+             ORDER BY distance_m, id
+             LIMIT $4",
+        )
+        .bind(at.latitude())
+        .bind(at.longitude())
+        .bind(radius_m)
+        .bind(NEAR_LIMIT)
+        .bind(EARTH_RADIUS_M)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LotNear {
+                    lot_id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    distance_m: r.try_get("distance_m")?,
+                })
+            })
+            .collect()
+    }
+    // ANCHOR_END: lots_near
 
     async fn reservations(&self, lot_id: LotId) -> Result<Vec<Reservation>, StoreError> {
         let mut conn = self.pool.acquire().await?;

@@ -102,6 +102,7 @@ pub fn request(lot_id: LotId, kind: SpotKind, range: TimeRange, who: &str) -> Re
 pub fn small_lot() -> LotLayout {
     LotLayout {
         name: "Small lot".to_string(),
+        location: None,
         levels: vec![
             LevelLayout {
                 level: 0,
@@ -119,6 +120,7 @@ pub fn small_lot() -> LotLayout {
 pub fn lot_of(n: u32) -> LotLayout {
     LotLayout {
         name: format!("Lot of {n}"),
+        location: None,
         levels: vec![LevelLayout {
             level: 0,
             spots: vec![(SpotKind::Regular, n)],
