@@ -509,6 +509,7 @@ pub fn scaling_markdown() -> Result<String> {
             units::count(e.cores as f64),
         ]);
     }
+    let storage = format!("Storage, {} years", base.retention_years);
     Ok(format!(
         "{}\nThe capacity estimate with the users multiplied, everything else as stated \
          (`cargo xtask gen`).\n",
@@ -517,7 +518,7 @@ pub fn scaling_markdown() -> Result<String> {
                 "Load",
                 "Redirects/s, peak",
                 "Creates/s, peak",
-                "Storage, 5 years",
+                &storage,
                 "Cache",
                 "Service cores"
             ],
