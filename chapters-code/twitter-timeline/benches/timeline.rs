@@ -27,7 +27,9 @@ use twitter_timeline::app::Timelines;
 use twitter_timeline::cache::{Layout, RedisTimelines, TIMELINE_CAP, TimelineCache};
 use twitter_timeline::domain::{PostId, UserId};
 use twitter_timeline::fanout::FanOutWorker;
-use twitter_timeline::report::{CHAPTER, DELIVERY_FOLLOWERS, MEMORY_FILLS, PULL_FOLLOWEES};
+use twitter_timeline::report::{
+    CHAPTER, DELIVERY_FOLLOWERS, HYBRID_PULLED, MEMORY_FILLS, PULL_FOLLOWEES, READER_FOLLOWEES,
+};
 use twitter_timeline::sim::{BOOK_GRAPH, THRESHOLDS, generate, sweep};
 use twitter_timeline::store::{PgStore, SCHEMA, SocialStore};
 use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts};
@@ -236,13 +238,13 @@ fn measure_reads(
             .await?;
             let reader = push_app.create_user("reader").await?;
             let hybrid_reader = hybrid_app.create_user("hreader").await?;
-            for a in authors.iter().take(100) {
+            for a in authors.iter().take(READER_FOLLOWEES) {
                 push_app.follow(reader, UserId(*a)).await?;
                 hybrid_app.follow(hybrid_reader, UserId(*a)).await?;
             }
-            // Five of the hybrid reader's followees are celebrities: pulled at read.
+            // Some of the hybrid reader's followees are celebrities: pulled at read.
             sqlx::query("UPDATE users SET celebrity = true WHERE id = ANY($1)")
-                .bind(&authors[..5])
+                .bind(&authors[..HYBRID_PULLED])
                 .execute(store.pool())
                 .await?;
             let mut pull_readers = Vec::new();
@@ -347,27 +349,66 @@ fn measure_reads(
     )?;
     for (i, mut res) in results.into_iter().enumerate() {
         if i == 1 || i == 2 {
-            res = res.with_extra("followees", 100);
+            res = res.with_extra("followees", READER_FOLLOWEES);
         } else if i >= 3 {
             res = res.with_extra("followees", PULL_FOLLOWEES[i - 3]);
         }
         write_result(&res)?;
     }
 
-    // Posts: the row and its job, 8 clients for 3 s (author with no followers).
-    rt.block_on(async {
-        let author = push_app.create_user("poster").await?;
-        let a = push_app.clone();
-        let stats = closed_loop(CLIENTS, Duration::from_secs(3), move |i| {
-            let a = a.clone();
-            async move { a.post(author, &format!("post {i}")).await.is_ok() }
-        })
-        .await;
-        let r = BenchResult::new(CHAPTER, "post", ResultKind::Load)
-            .with_throughput(stats.ops, stats.errors, stats.elapsed)
-            .with_latency_us(&stats.latency_us)
-            .with_concurrency(CLIENTS);
+    // Posts: the row and its job, interleaved with a plain INSERT of a post
+    // row through the same pool (an author with no followers).
+    let author = rt.block_on(push_app.create_user("poster"))?;
+    let next_raw = Arc::new(AtomicU64::new(0));
+    let results = interleave(
+        CHAPTER,
+        ResultKind::Load,
+        &PLAN,
+        &Workload {
+            name: "ceiling-insert".into(),
+            concurrency: CLIENTS,
+        },
+        &[Workload {
+            name: "post".into(),
+            concurrency: CLIENTS,
+        }],
+        |i, d| {
+            Ok(rt.block_on(async {
+                if i == 0 {
+                    let pool = store.pool().clone();
+                    let next = next_raw.clone();
+                    closed_loop(CLIENTS, d, move |_| {
+                        let pool = pool.clone();
+                        // Ids of node 1023, apart from every id the service makes.
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let id =
+                            PostId::compose(40 * 86_400_000 + n / 4096, 1023, (n % 4096) as u16);
+                        async move {
+                            sqlx::query("INSERT INTO posts (id, author, body) VALUES ($1, $2, $3)")
+                                .bind(id.as_i64())
+                                .bind(author.0)
+                                .bind("a post of the ceiling")
+                                .execute(&pool)
+                                .await
+                                .is_ok()
+                        }
+                    })
+                    .await
+                } else {
+                    let a = push_app.clone();
+                    closed_loop(CLIENTS, d, move |i| {
+                        let a = a.clone();
+                        async move { a.post(author, &format!("post {i}")).await.is_ok() }
+                    })
+                    .await
+                }
+            }))
+        },
+    )?;
+    for r in results {
         write_result(&r)?;
+    }
+    rt.block_on(async {
         sqlx::query("DELETE FROM fanout_jobs")
             .execute(store.pool())
             .await?;

@@ -40,6 +40,14 @@ pub fn book() -> Chapter {
                 "src/twitter-timeline/generated/sweep.svg",
                 report::sweep_svg,
             ),
+            GeneratedFile::pure(
+                "src/twitter-timeline/generated/sweep-cost.svg",
+                report::sweep_cost_svg,
+            ),
+            GeneratedFile::pure(
+                "src/twitter-timeline/generated/writes.md",
+                report::writes_table_markdown,
+            ),
         ],
         report: Some(Report {
             benches: &["timeline"],

@@ -10,6 +10,8 @@ pub const MEASURED_PATH: &str = "src/twitter-timeline/generated/measured.json";
 pub const CAPACITY_PATH: &str = "src/twitter-timeline/generated/capacity.md";
 
 // ANCHOR: inputs
+/// Daily active users ("Timelines at Scale", 2012: 150M active users).
+pub const DAILY_ACTIVE_USERS: u64 = 150_000_000;
 /// Home-timeline reads per active user per day.
 pub const READS_PER_USER_PER_DAY: f64 = 58.0;
 /// Posts per active user per day (400M a day over 150M users).
@@ -19,8 +21,7 @@ pub const POSTS_PER_USER_PER_DAY: f64 = 2.7;
 /// per core, `timeline_bytes` the measured size of a full timeline in Redis.
 pub fn inputs(measured: &Measured, timeline_bytes: u64) -> Inputs {
     Inputs {
-        // "Timelines at Scale" (2012): 150M active users.
-        daily_active_users: 150_000_000,
+        daily_active_users: DAILY_ACTIVE_USERS,
         workloads: vec![
             // 300K timeline reads/s at peak against 6K posts/s: with the
             // peak factor below, about 58 reads per user per day. A page of

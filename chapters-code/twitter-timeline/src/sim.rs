@@ -15,11 +15,14 @@
 //!   pushed author, plus the author's own timeline);
 //! - the largest single fan-out, which sets the worst delivery time;
 //! - keys touched per read: the reader's timeline plus one per celebrity
-//!   followee;
-//! - the combined work per second at the required read:write ratio.
+//!   followee, and the share of reads that pull at all.
 //!
 //! Pure fan-out on write is `T` above every follower count; pure fan-out on
 //! read touches one key per followee and no timeline.
+//!
+//! Counts are not costs: a key pulled and a timeline written cost different
+//! amounts. [`Costs`] turns the counts into core time per post with the
+//! measured price of each (the bench's reads and deliveries).
 
 use std::fmt::Write as _;
 
@@ -223,8 +226,9 @@ pub struct SweepRow {
     pub keys_per_read: f64,
     /// 99th percentile of keys touched per read.
     pub p99_keys_per_read: u32,
-    /// Writes per post + READS_PER_POST x keys per read: work per post made.
-    pub work_per_post: f64,
+    /// Share of reads that pull at least one author's posts.
+    #[serde(default)]
+    pub pulling_reads: f64,
 }
 
 // ANCHOR: sweep
@@ -259,6 +263,11 @@ pub fn sweep(g: &Graph, thresholds: &[u64]) -> Vec<SweepRow> {
                     u32::from(cached) + pulled_followees + u32::from(pulled(*r))
                 })
                 .collect();
+            let pulling = readers
+                .iter()
+                .zip(&keys)
+                .filter(|(_, k)| **k > u32::from(cached))
+                .count();
             keys.sort_unstable();
             let keys_per_read =
                 keys.iter().map(|k| f64::from(*k)).sum::<f64>() / keys.len().max(1) as f64;
@@ -271,7 +280,7 @@ pub fn sweep(g: &Graph, thresholds: &[u64]) -> Vec<SweepRow> {
                 max_writes,
                 keys_per_read,
                 p99_keys_per_read: quantile(&keys, 0.99),
-                work_per_post: writes_per_post + READS_PER_POST * keys_per_read,
+                pulling_reads: pulling as f64 / readers.len().max(1) as f64,
             }
         };
     let mut rows = vec![row("push", None, &|_| false, true)];
@@ -289,12 +298,91 @@ pub fn sweep(g: &Graph, thresholds: &[u64]) -> Vec<SweepRow> {
 }
 // ANCHOR_END: sweep
 
-/// The hybrid row with the least work per post.
-pub fn best(rows: &[SweepRow]) -> Option<&SweepRow> {
-    rows.iter()
-        .filter(|r| r.threshold.is_some())
-        .min_by(|a, b| a.work_per_post.total_cmp(&b.work_per_post))
+// ANCHOR: costs
+/// Measured prices, in core-microseconds (the machine's logical CPUs
+/// divided by the operations a second it sustained, so the database's and
+/// Redis's CPU on the same machine is included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Costs {
+    /// One timeline written by a fan-out worker.
+    pub timeline_write_us: f64,
+    /// A push read: the cached timeline, hydrated and filtered.
+    pub push_read_us: f64,
+    /// A pull read's cost that does not grow with its keys.
+    pub pull_fixed_us: f64,
+    /// Each author a pull reads.
+    pub pull_per_key_us: f64,
+    /// What pulling anything adds to a push read, beyond its keys (the hybrid).
+    pub hybrid_pull_fixed_us: f64,
 }
+
+/// Core time per post made: its fan-out, and its share of the reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PostCost {
+    /// Fan-out: timeline writes per post x the price of one.
+    pub writes_us: f64,
+    /// Reads: reads per post x the mean price of a read.
+    pub reads_us: f64,
+}
+
+impl PostCost {
+    /// Writes and reads together.
+    pub fn total_us(&self) -> f64 {
+        self.writes_us + self.reads_us
+    }
+}
+
+impl Costs {
+    /// Prices from the measured runs: `pulls` are `(keys, µs)` of pull reads
+    /// (at least two key counts; the line through the fewest and the most
+    /// keys), `hybrid` the `(pulled keys, µs)` of a hybrid read.
+    pub fn fit(
+        timeline_write_us: f64,
+        push_read_us: f64,
+        hybrid: (f64, f64),
+        pulls: &[(f64, f64)],
+    ) -> Option<Costs> {
+        let lo = pulls.iter().min_by(|a, b| a.0.total_cmp(&b.0))?;
+        let hi = pulls.iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
+        if hi.0 <= lo.0 {
+            return None;
+        }
+        let per_key = ((hi.1 - lo.1) / (hi.0 - lo.0)).max(0.0);
+        Some(Costs {
+            timeline_write_us,
+            push_read_us,
+            pull_fixed_us: (lo.1 - per_key * lo.0).max(0.0),
+            pull_per_key_us: per_key,
+            hybrid_pull_fixed_us: (hybrid.1 - push_read_us - per_key * hybrid.0).max(0.0),
+        })
+    }
+
+    /// The core time per post of a sweep row, with `reads_per_post` reads per post.
+    pub fn per_post(&self, row: &SweepRow, reads_per_post: f64) -> PostCost {
+        let cached = row.strategy != "pull";
+        let read_us = if cached {
+            let pulled_keys = row.keys_per_read - 1.0;
+            self.push_read_us
+                + row.pulling_reads * self.hybrid_pull_fixed_us
+                + pulled_keys * self.pull_per_key_us
+        } else {
+            self.pull_fixed_us + row.keys_per_read * self.pull_per_key_us
+        };
+        PostCost {
+            writes_us: row.writes_per_post * self.timeline_write_us,
+            reads_us: reads_per_post * read_us,
+        }
+    }
+
+    /// Reads per post below which pure pull costs less than pure push.
+    pub fn break_even_reads(&self, push: &SweepRow, pull: &SweepRow) -> Option<f64> {
+        let push_read = self.per_post(push, 1.0).reads_us;
+        let pull_read = self.per_post(pull, 1.0).reads_us;
+        (pull_read > push_read)
+            .then(|| push.writes_per_post * self.timeline_write_us / (pull_read - push_read))
+    }
+}
+// ANCHOR_END: costs
 
 /// The graph summary as a markdown table.
 pub fn stats_markdown(p: &GraphParams, s: &GraphStats) -> String {
@@ -325,24 +413,54 @@ pub fn stats_markdown(p: &GraphParams, s: &GraphStats) -> String {
     out
 }
 
-/// The sweep as a markdown table.
-pub fn sweep_markdown(rows: &[SweepRow]) -> String {
+fn strategy_label(r: &SweepRow) -> String {
+    match r.threshold {
+        Some(t) => format!("{} at {t}", r.strategy),
+        None => r.strategy.clone(),
+    }
+}
+
+/// What the sweep counts: writes and the largest fan-out, and how long the
+/// largest takes at `timelines_per_s` (the measured delivery rate).
+pub fn writes_markdown(rows: &[SweepRow], timelines_per_s: f64, goal_s: f64) -> String {
     let mut out = String::from(
-        "| Strategy | Threshold (followers) | Celebrities | Writes per post | Largest fan-out | Keys per read (mean) | Keys per read (p99) | Work per post |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| Strategy | Celebrities | Writes per post | Largest fan-out | Largest delivered in (s) | Within the goal |\n\
+         |---|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
+        let secs = r.max_writes as f64 / timelines_per_s;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2}% | {:.1} | {} | {:.2} | {} | {:.0} |",
-            r.strategy,
-            r.threshold.map_or("–".to_string(), |t| t.to_string()),
+            "| {} | {:.2}% | {:.1} | {} | {:.2} | {} |",
+            strategy_label(r),
             r.celebrities * 100.0,
             r.writes_per_post,
             r.max_writes,
+            secs,
+            if secs <= goal_s { "yes" } else { "no" },
+        );
+    }
+    out
+}
+
+/// What the sweep costs: keys per read, and core time per post at the measured prices.
+pub fn cost_markdown(rows: &[SweepRow], costs: &Costs, reads_per_post: f64) -> String {
+    let mut out = String::from(
+        "| Strategy | Keys per read (mean / p99) | Reads that pull | Fan-out (core ms per post) | Reads (core ms per post) | Total (core ms per post) |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let c = costs.per_post(r, reads_per_post);
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} / {} | {:.1}% | {:.2} | {:.2} | {:.2} |",
+            strategy_label(r),
             r.keys_per_read,
             r.p99_keys_per_read,
-            r.work_per_post,
+            r.pulling_reads * 100.0,
+            c.writes_us / 1_000.0,
+            c.reads_us / 1_000.0,
+            c.total_us() / 1_000.0,
         );
     }
     out
@@ -383,6 +501,45 @@ mod tests {
         }
         // Pure pull reads one key per followee: far more than any hybrid.
         assert!(pull.keys_per_read > 10.0 * push.keys_per_read);
-        assert!(best(&rows).is_some());
+        assert_eq!(push.pulling_reads, 0.0);
+        assert_eq!(pull.pulling_reads, 1.0);
+        for w in hybrid.windows(2) {
+            assert!(w[0].pulling_reads >= w[1].pulling_reads);
+        }
+    }
+
+    #[test]
+    fn the_cost_model_reproduces_the_measured_reads_it_was_fitted_to() {
+        let pulls = [(11.0, 600.0), (101.0, 2_400.0), (1_001.0, 20_400.0)];
+        let c = Costs::fit(40.0, 800.0, (5.0, 1_200.0), &pulls).expect("fit");
+        assert!((c.pull_per_key_us - 20.0).abs() < 1e-9);
+        assert!((c.pull_fixed_us - 380.0).abs() < 1e-9);
+        assert!((c.hybrid_pull_fixed_us - 300.0).abs() < 1e-9);
+        let row = |strategy: &str, keys: f64, pulling: f64, writes: f64| SweepRow {
+            strategy: strategy.into(),
+            threshold: None,
+            celebrities: 0.0,
+            writes_per_post: writes,
+            max_writes: 0,
+            keys_per_read: keys,
+            p99_keys_per_read: 0,
+            pulling_reads: pulling,
+        };
+        // One read per post: the read price is the measured read.
+        let push = row("push", 1.0, 0.0, 50.0);
+        assert_eq!(c.per_post(&push, 1.0).reads_us, 800.0);
+        assert_eq!(c.per_post(&push, 1.0).writes_us, 2_000.0);
+        assert_eq!(
+            c.per_post(&row("pull", 11.0, 1.0, 0.0), 1.0).reads_us,
+            600.0
+        );
+        assert_eq!(
+            c.per_post(&row("hybrid", 6.0, 1.0, 40.0), 1.0).reads_us,
+            1_200.0
+        );
+        // Pull at 101 keys costs 1,600 µs a read more than push, and push's
+        // fan-out 2,000 µs a post: pull wins below 1.25 reads per post.
+        let pull = row("pull", 101.0, 1.0, 0.0);
+        assert_eq!(c.break_even_reads(&push, &pull), Some(1.25));
     }
 }

@@ -271,6 +271,10 @@ async fn a_redis_flush_mid_run_loses_nothing_postgres_holds() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let flushed = cache.flush_prefix().await.expect("flush");
     assert!(flushed > 0);
+    assert!(
+        writers.iter().any(|w| !w.is_finished()),
+        "the flush came after the writers finished: not mid-run"
+    );
     for wr in writers {
         wr.await.expect("writer");
     }
