@@ -100,9 +100,7 @@ fn main() -> ExitCode {
 }
 
 fn crate_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("chapters-code/parking-reservation")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 async fn run() -> Result<()> {
