@@ -34,6 +34,11 @@ pub fn book() -> Chapter {
             ),
             GeneratedFile::pure(report::STRATEGIES_PATH, report::strategies_markdown),
             GeneratedFile::pure(report::STADIUM_PATH, report::stadium_markdown),
+            GeneratedFile::pure(capacity::SCALING_PATH, report::scaling_markdown),
+            GeneratedFile::postgres(
+                "src/parking-reservation/generated/storage.md",
+                generated::storage,
+            ),
         ],
         report: Some(Report {
             benches: &["reserve"],

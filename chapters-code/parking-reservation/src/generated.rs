@@ -259,3 +259,202 @@ pub fn explain_availability(admin_url: &str) -> Result<String> {
         notice("`AVAILABILITY_SQL` in chapters-code/parking-reservation/src/assign.rs")
     ))
 }
+
+/// Rows of each kind loaded to measure their size.
+const STORAGE_ROWS: i64 = 20_000;
+
+// ANCHOR: storage_sql
+/// The storage data set: one lot, and [`STORAGE_ROWS`] reservations, each
+/// with its `reserve` event and an idempotency key whose stored response is
+/// a real reservation's JSON with the reservation's own id. `$1` is the
+/// number of rows in the statement that makes them, the JSON in the one
+/// that stores the keys.
+const STORAGE_DATA_SQL: &str = "
+INSERT INTO lots (name) VALUES ('Storage lot');
+INSERT INTO levels (lot_id, level) SELECT 1, l FROM generate_series(0, 3) AS l;
+INSERT INTO spots (lot_id, level, number, kind)
+SELECT 1, l, n, 'regular' FROM generate_series(0, 3) AS l, generate_series(1, 200) AS n;
+INSERT INTO reservations (id, lot_id, spot_id, plate, during, state, hold_expires_at,
+                          quote_cents, charged_cents, created_at, updated_at)
+SELECT md5('r' || i)::uuid, 1, 1 + i % 800, 'AB-' || (10000 + i),
+       tstzrange(timestamptz '2030-01-01 08:00+00' + (i / 800) * interval '1 day',
+                 timestamptz '2030-01-01 18:00+00' + (i / 800) * interval '1 day'),
+       'confirmed', timestamptz '2029-12-01 00:10+00', 2400, NULL,
+       timestamptz '2029-12-01 00:00+00', timestamptz '2029-12-01 00:01+00'
+FROM generate_series(0, $1 - 1) AS i;
+INSERT INTO reservation_events (reservation_id, event, from_state, to_state, at)
+SELECT id, 'reserve', NULL, 'held', created_at FROM reservations;
+INSERT INTO idempotency_keys (key, fingerprint, reservation_id, response, created_at)
+SELECT 'key-' || id, md5(id::text) || md5(id::text || 'x'), id,
+       jsonb_set($1::jsonb, '{id}', to_jsonb(id::text)), created_at
+FROM reservations;
+";
+// ANCHOR_END: storage_sql
+
+/// Bytes per row, indexes included, of the tables a reserve writes.
+pub fn storage(admin_url: &str) -> Result<String> {
+    let admin_url = admin_url.to_string();
+    let sizes = std::thread::spawn(move || -> Result<Vec<(String, i64, i64)>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let db = testkit::postgres_at(&admin_url, None, true)
+                .await
+                .context("PostgreSQL is required for this generator")?;
+            db.apply_sql(SCHEMA_SQL)
+                .await
+                .context("applying the schema")?;
+            let sample = serde_json::to_string(&sample_reservation()?)?;
+            let mut tx = db.pool.begin().await?;
+            for statement in STORAGE_DATA_SQL
+                .split(";\n")
+                .filter(|s| !s.trim().is_empty())
+            {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(statement.to_string()));
+                if statement.contains("generate_series(0, $1") {
+                    q = q.bind(STORAGE_ROWS);
+                } else if statement.contains("$1") {
+                    q = q.bind(&sample);
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("loading: {statement}"))?;
+            }
+            tx.commit().await?;
+            db.apply_sql("VACUUM ANALYZE").await.context("analysing")?;
+            let mut out = Vec::new();
+            for table in ["reservations", "reservation_events", "idempotency_keys"] {
+                let (rows, bytes): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT (SELECT count(*) FROM {table}), pg_total_relation_size('{table}')"
+                )))
+                .fetch_one(&db.pool)
+                .await?;
+                out.push((table.to_string(), rows, bytes));
+            }
+            Ok(out)
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the storage thread panicked"))??;
+    let per_row: Vec<(String, f64)> = sizes
+        .iter()
+        .map(|(t, rows, bytes)| (t.clone(), *bytes as f64 / (*rows).max(1) as f64))
+        .collect();
+    Ok(render_storage(&per_row))
+}
+
+/// A reservation as the service returns it, for the stored response's size.
+fn sample_reservation() -> Result<crate::domain::Reservation> {
+    use crate::domain::{Plate, Reservation, ReserveRequest, SpotRef, Tariff};
+    let range = TimeRange::new(at("2030-01-14T08:00:00Z")?, at("2030-01-14T18:00:00Z")?)?;
+    let request = ReserveRequest {
+        lot_id: 1,
+        kind: SpotKind::Regular,
+        range,
+        plate: Plate::parse("AB-12345")?,
+    };
+    let spot = SpotRef {
+        id: 123,
+        level: 0,
+        number: 45,
+    };
+    Ok(Reservation::hold(
+        uuid::Uuid::nil(),
+        spot,
+        &request,
+        at("2029-12-01T00:00:00Z")?,
+        &Tariff::of(SpotKind::Regular),
+    ))
+}
+
+// ANCHOR: render_storage
+/// The storage table: measured bytes per row, and what they mean at the
+/// requirements' rate, beside the capacity input that sizes storage.
+pub fn render_storage(per_row: &[(String, f64)]) -> String {
+    use crate::capacity::{MEAN_LEAD_DAYS, RESERVE_STORED_BYTES};
+    let inputs = crate::capacity::inputs(&capacity::Measured {
+        ops_per_core: 1.0,
+        path: String::new(),
+        measured_on: String::new(),
+    });
+    let dau = inputs.daily_active_users as f64;
+    let per_user = |name: &str| {
+        inputs
+            .workloads
+            .iter()
+            .find(|w| w.name == name)
+            .map_or(0.0, |w| w.per_user_per_day)
+    };
+    let per_day = dau * per_user("reserve");
+    // One event per reserve and one per state change.
+    let events_per_day = dau * (per_user("reserve") + per_user("state change"));
+    let bytes = |name: &str| {
+        per_row
+            .iter()
+            .find(|(t, _)| t == name)
+            .map_or(0.0, |(_, b)| *b)
+    };
+    let mut out = notice("STORAGE_DATA_SQL in chapters-code/parking-reservation/src/generated.rs");
+    let _ = writeln!(
+        out,
+        "{STORAGE_ROWS} reservations loaded into a fresh database, each with its `reserve` event \
+         and an idempotency key that stores a real response; `VACUUM ANALYZE`d; \
+         `pg_total_relation_size` (table, TOAST and every index) divided by the rows. Rows per \
+         day at 1x: one reservation and one key per reserve, one event per reserve and per \
+         state change.\n"
+    );
+    out.push_str("| Table | Bytes per row, indexes included | Rows per day at 1x | Per year at 1x, one copy |\n");
+    out.push_str("|---|---:|---:|---:|\n");
+    let mut total = 0.0;
+    for (table, b) in per_row {
+        let rows = if table == "reservation_events" {
+            events_per_day
+        } else {
+            per_day
+        };
+        total += b;
+        let _ = writeln!(
+            out,
+            "| `{table}` | {} | {} | {} |",
+            capacity::units::count(*b),
+            capacity::units::count(rows),
+            capacity::units::bytes(b * rows * 365.0),
+        );
+    }
+    let live = per_day * MEAN_LEAD_DAYS * bytes("reservations");
+    let _ = writeln!(
+        out,
+        "\nA reserve writes {} bytes across the three tables; the capacity input sizes it at {} \
+         bytes, {}; a state change writes one event row, sized at {} bytes. The idempotency \
+         row is {} the reservation row. \
+         The hot queries read only reservations that are still to come: at {} reservations a day \
+         made on average {MEAN_LEAD_DAYS} days ahead (a stated input), that is {} of table and \
+         indexes, which fits the buffer cache of a server with {} of memory at the usual quarter \
+         for `shared_buffers`.",
+        capacity::units::count(total),
+        capacity::units::count(RESERVE_STORED_BYTES as f64),
+        if total <= RESERVE_STORED_BYTES as f64 {
+            "an upper bound"
+        } else {
+            "too little: raise it"
+        },
+        capacity::units::count(crate::capacity::EVENT_STORED_BYTES as f64),
+        if bytes("idempotency_keys") > bytes("reservations") {
+            format!(
+                "{:.1}× the size of",
+                bytes("idempotency_keys") / bytes("reservations").max(1.0)
+            )
+        } else {
+            format!(
+                "{:.1}× smaller than",
+                bytes("reservations") / bytes("idempotency_keys").max(1.0)
+            )
+        },
+        capacity::units::count(per_day),
+        capacity::units::bytes(live),
+        capacity::units::bytes(live * 4.0),
+    );
+    out
+}
+// ANCHOR_END: render_storage

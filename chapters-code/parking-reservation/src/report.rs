@@ -471,12 +471,22 @@ pub fn stadium_markdown() -> Result<String> {
 /// `measured.json`, from the committed results.
 pub fn measured_markdown() -> Result<String> {
     let (results, _) = committed()?;
+    if results.is_empty() {
+        // Not measured under the current result format yet: keep the
+        // committed figure (it names the run that measured it).
+        return bookkit::repo_file(crate::capacity::MEASURED_PATH);
+    }
     let on = bookkit::results::committed(CHAPTER)?
         .iter()
         .find(|r| r.name == reserve_result(SIZING_CLIENTS))
         .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line))
         .unwrap_or_else(|| "an unrecorded machine".to_string());
     measured_json(&results, &on)
+}
+
+/// `scaling.md`, computed from [`measured_markdown`].
+pub fn scaling_markdown() -> Result<String> {
+    crate::capacity::scaling_markdown(&measured_markdown()?)
 }
 
 /// `capacity.md`, computed from [`measured_markdown`].
