@@ -20,6 +20,14 @@
 //! compensation it was in: the participant sees the repeat and does
 //! nothing, so every effect happens once.
 //!
+//! One coordinator at a time: [`Orchestrator::run`] first claims the saga
+//! with a session-level advisory lock keyed by the saga id, held on its own
+//! connection for the whole run. A second coordinator's claim fails and it
+//! skips the saga; a coordinator that dies closes its connection and
+//! PostgreSQL releases the lock. Every write of the saga row is also fenced
+//! by the status and step it expects, so a coordinator that lost its claim
+//! (its connection dropped while it kept going) cannot move the saga back.
+//!
 //! Steps run under a timeout and are retried with backoff. A step that
 //! fails for good before the pivot starts the compensation; after the pivot
 //! there is nothing to compensate, so a step that keeps failing parks the
@@ -28,6 +36,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -119,6 +128,16 @@ pub enum SagaStatus {
 }
 
 impl SagaStatus {
+    fn name(self) -> &'static str {
+        match self {
+            SagaStatus::Running => "running",
+            SagaStatus::Compensating => "compensating",
+            SagaStatus::Completed => "completed",
+            SagaStatus::Compensated => "compensated",
+            SagaStatus::DeadLetter => "dead_letter",
+        }
+    }
+
     fn parse(s: &str) -> Option<SagaStatus> {
         Some(match s {
             "running" => SagaStatus::Running,
@@ -155,6 +174,12 @@ pub enum SagaError {
     /// A crash injected by a test: the coordinator "died" here.
     #[error("crashed after {0}")]
     Crashed(String),
+    /// Another coordinator holds the saga's claim.
+    #[error("saga {0} is being run by another coordinator")]
+    Claimed(Uuid),
+    /// The saga row moved under this coordinator (it lost its claim).
+    #[error("saga {0} was moved by another coordinator")]
+    Superseded(Uuid),
 }
 
 /// Timeouts, retries and the card's limit.
@@ -235,6 +260,8 @@ pub struct Orchestrator {
     pub config: SagaConfig,
     /// Injected failures.
     pub faults: Faults,
+    /// Attempts of steps and compensations this coordinator made (a metric).
+    pub attempts: AtomicU64,
 }
 
 async fn log(
@@ -261,6 +288,7 @@ impl Orchestrator {
             pool,
             config: SagaConfig::default(),
             faults: Faults::default(),
+            attempts: AtomicU64::new(0),
         }
     }
 
@@ -292,7 +320,10 @@ impl Orchestrator {
         Ok((saga, self.run(saga).await?))
     }
 
-    /// Resumes every saga that is running or compensating (after a coordinator died).
+    // ANCHOR: recover
+    /// Resumes every saga that is running or compensating (after a
+    /// coordinator died) and that no other coordinator holds; returns the
+    /// ones this coordinator ran.
     pub async fn recover(&self) -> Result<Vec<(Uuid, SagaStatus)>, SagaError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM sagas WHERE status IN ('running', 'compensating') ORDER BY updated_at",
@@ -301,10 +332,66 @@ impl Orchestrator {
         .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push((id, self.run(id).await?));
+            match self.claim_and_drive(id, true).await {
+                Ok(Some(status)) => out.push((id, status)),
+                // Another coordinator has it, or ran it to its end since
+                // the list was read, or moved it under us: not ours.
+                Ok(None) | Err(SagaError::Claimed(_) | SagaError::Superseded(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
+
+    /// Drives a saga from wherever its row says it is to an end state, under its claim.
+    pub async fn run(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
+        match self.claim_and_drive(saga, false).await? {
+            Some(status) => Ok(status),
+            None => Ok(self.status(saga).await?.0),
+        }
+    }
+
+    /// Claims a saga (a session advisory lock on a connection of its own,
+    /// released when the run ends or the connection closes), then drives
+    /// it. With `live_only`, a saga that is no longer running or
+    /// compensating once claimed is left alone (`None`).
+    async fn claim_and_drive(
+        &self,
+        saga: Uuid,
+        live_only: bool,
+    ) -> Result<Option<SagaStatus>, SagaError> {
+        let mut claim = self.pool.acquire().await?;
+        let held: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
+                .bind(saga)
+                .fetch_one(&mut *claim)
+                .await?;
+        if !held {
+            return Err(SagaError::Claimed(saga));
+        }
+        let result = async {
+            // Read after claiming: another coordinator may have finished it.
+            let (status, _, _) = self.status(saga).await?;
+            let live = matches!(status, SagaStatus::Running | SagaStatus::Compensating);
+            if live_only && !live {
+                return Ok(None);
+            }
+            self.drive(saga).await.map(Some)
+        }
+        .await;
+        let released = sqlx::query_scalar::<_, bool>(
+            "SELECT pg_advisory_unlock(hashtextextended($1::text, 0))",
+        )
+        .bind(saga)
+        .fetch_one(&mut *claim)
+        .await;
+        if !matches!(released, Ok(true)) {
+            // Never hand a connection that may still hold the lock back to the pool.
+            drop(claim.detach());
+        }
+        result
+    }
+    // ANCHOR_END: recover
 
     /// An operator's retry of a saga parked in `dead_letter` past the pivot:
     /// it goes forward again from the step that was stuck.
@@ -351,13 +438,15 @@ impl Orchestrator {
     }
 
     // ANCHOR: run
-    /// Drives a saga from wherever its row says it is to an end state.
-    pub async fn run(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
+    /// The saga's loop: one step or compensation per turn, recorded in its row.
+    async fn drive(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
         loop {
             let (status, at, _) = self.status(saga).await?;
+            // Every write below expects the row still to be where it was read.
+            let from = (status, at);
             match status {
                 SagaStatus::Running if at == STEPS.len() => {
-                    self.set(saga, "completed", at, None).await?;
+                    self.set(saga, from, "completed", at, None).await?;
                 }
                 SagaStatus::Running => {
                     let step = STEPS[at];
@@ -366,23 +455,30 @@ impl Orchestrator {
                             if self.faults.crash_here(CrashAt::AfterStep(step)) {
                                 return Err(SagaError::Crashed(step.to_string()));
                             }
-                            self.set(saga, "running", at + 1, None).await?;
+                            self.set(saga, from, "running", at + 1, None).await?;
                         }
-                        // Up to and including the pivot, a failure is undone:
-                        // the `at` steps before this one are compensated.
+                        // Up to and including the pivot, a failure is undone.
+                        // A step that timed out may still have acted, so the
+                        // failed step is compensated too (a no-op if it did
+                        // nothing), then the `at` steps before it.
                         Err(why) if at <= PIVOT => {
-                            self.set(saga, "compensating", at, Some((step, &why)))
+                            let undo = if step.compensation().is_some() {
+                                at + 1
+                            } else {
+                                at
+                            };
+                            self.set(saga, from, "compensating", undo, Some((step, &why)))
                                 .await?;
                         }
                         // Past the pivot there is no way back: park it.
                         Err(why) => {
-                            self.set(saga, "dead_letter", at, Some((step, &why)))
+                            self.set(saga, from, "dead_letter", at, Some((step, &why)))
                                 .await?;
                         }
                     }
                 }
                 SagaStatus::Compensating if at == 0 => {
-                    self.set(saga, "compensated", 0, None).await?;
+                    self.set(saga, from, "compensated", 0, None).await?;
                 }
                 SagaStatus::Compensating => {
                     // Reverse order: the last step done is undone first.
@@ -392,10 +488,10 @@ impl Orchestrator {
                             if self.faults.crash_here(CrashAt::AfterCompensation(step)) {
                                 return Err(SagaError::Crashed(format!("undoing {step}")));
                             }
-                            self.set(saga, "compensating", at - 1, None).await?;
+                            self.set(saga, from, "compensating", at - 1, None).await?;
                         }
                         Err(why) => {
-                            self.set(saga, "dead_letter", at, Some((step, &why)))
+                            self.set(saga, from, "dead_letter", at, Some((step, &why)))
                                 .await?;
                         }
                     }
@@ -406,27 +502,35 @@ impl Orchestrator {
     }
     // ANCHOR_END: run
 
-    /// Updates the saga row; `failure` is recorded once and kept.
+    /// Moves the saga row from `from` (the status and step this coordinator
+    /// read) to `status` at `step`; `failure` is recorded once and kept.
+    /// Fails with [`SagaError::Superseded`] if the row is no longer at `from`.
     async fn set(
         &self,
         saga: Uuid,
+        from: (SagaStatus, usize),
         status: &str,
         step: usize,
         failure: Option<(Step, &str)>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    ) -> Result<(), SagaError> {
+        let n = sqlx::query(
             "UPDATE sagas SET status = $2, step = $3,
                     failed_step = COALESCE($4, failed_step), failure = COALESCE($5, failure),
                     updated_at = now()
-              WHERE id = $1",
+              WHERE id = $1 AND status = $6 AND step = $7",
         )
         .bind(saga)
         .bind(status)
         .bind(i32::try_from(step).unwrap_or(i32::MAX))
         .bind(failure.map(|(s, _)| s.name()))
         .bind(failure.map(|(_, w)| w))
+        .bind(from.0.name())
+        .bind(i32::try_from(from.1).unwrap_or(i32::MAX))
         .execute(&self.pool)
         .await?;
+        if n.rows_affected() == 0 {
+            return Err(SagaError::Superseded(saga));
+        }
         Ok(())
     }
 
@@ -437,6 +541,7 @@ impl Orchestrator {
         let mut delay = self.config.backoff;
         let mut last = String::new();
         for _ in 0..self.config.max_attempts {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
             let once = self.once(saga, step, undo);
             match tokio::time::timeout(self.config.step_timeout, once).await {
                 Ok(Ok(())) => return Ok(()),

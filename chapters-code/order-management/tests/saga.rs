@@ -338,17 +338,20 @@ async fn hung_steps_are_retried_after_their_timeout_and_act_once() {
     assert_eq!(env.stock("A").await, (7, 0));
 }
 
-/// Before the pivot, a participant that never answers is given up on after
-/// its retries and the saga compensates.
+/// Before the pivot, a participant that does not answer is given up on
+/// after its retries and the saga compensates. The compensation starts with
+/// the failed step's own (a void: the coordinator cannot know whether the
+/// authorization happened), which finds nothing to undo once payments answer.
 #[tokio::test]
 async fn a_step_that_never_answers_before_the_pivot_is_compensated() {
     let Some(env) = env().await else { return };
     let o = env.orchestrator();
+    let attempts = o.config.max_attempts;
     o.faults
         .unavailable
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::AuthorizePayment, u32::MAX);
+        .insert(Step::AuthorizePayment, attempts);
     let id = env.order(&two_lines()).await;
     let (saga, status) = ok("checkout", o.checkout(id, 1).await);
     assert_eq!(status, SagaStatus::Compensated);
@@ -398,3 +401,180 @@ async fn a_stuck_step_after_the_pivot_is_parked_then_finished_not_compensated() 
     assert_eq!(env.stock("A").await, (7, 0));
 }
 // ANCHOR_END: timeouts
+
+// ANCHOR: coordinators
+/// Four coordinators recover the same sagas at once (each left at a
+/// different step by a coordinator that died): every saga is run by exactly
+/// one of them, no step is attempted by two, the saga completes, and every
+/// action happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_coordinators_run_each_saga_exactly_once() {
+    const SAGAS: usize = 8;
+    const COORDINATORS: usize = 4;
+    let Some(env) = env().await else { return };
+    ok(
+        "plenty",
+        env.db.apply_sql("UPDATE stock SET on_hand = 100").await,
+    );
+    let pool = env.db.pool_with(12).await;
+    let mut sagas = Vec::new();
+    // Step attempts left: a saga that died after step j re-runs j, then the rest.
+    let mut left = 0;
+    for i in 0..SAGAS {
+        let id = env.order(&two_lines()).await;
+        let dead = env.orchestrator();
+        // Leave the saga mid-way, at a different step each time.
+        let j = 1 + i % (STEPS.len() - 1);
+        left += STEPS.len() - j;
+        let step = STEPS[j];
+        *dead.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(CrashAt::AfterStep(step));
+        let saga = ok("start", dead.start(id, 1).await);
+        assert!(matches!(dead.run(saga).await, Err(SagaError::Crashed(_))));
+        sagas.push((saga, id));
+    }
+    let coordinators: Vec<Orchestrator> = (0..COORDINATORS)
+        .map(|_| Orchestrator::new(pool.clone()))
+        .collect();
+    // All of them list the same sagas and start on the first one at once.
+    let runs = futures_util::future::join_all(coordinators.iter().map(|o| o.recover())).await;
+    let mut ran = Vec::new();
+    for r in runs {
+        ran.extend(ok("recover", r));
+    }
+    ran.sort_by_key(|(saga, _)| *saga);
+    let mut want: Vec<(Uuid, SagaStatus)> = sagas
+        .iter()
+        .map(|(s, _)| (*s, SagaStatus::Completed))
+        .collect();
+    want.sort_by_key(|(saga, _)| *saga);
+    assert_eq!(ran, want, "each saga run by exactly one coordinator");
+    let attempted: u64 = coordinators
+        .iter()
+        .map(|o| o.attempts.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(attempted, left as u64, "no step attempted twice");
+    for (saga, id) in &sagas {
+        assert_eq!(log(&coordinators[0], *saga).await, HAPPY);
+        assert_eq!(env.state(*id).await, State::Paid);
+    }
+    let n = i32::try_from(SAGAS).unwrap_or(0);
+    assert_eq!(env.stock("A").await, (100 - 3 * n, 0));
+}
+// ANCHOR_END: coordinators
+
+/// A coordinator that lost its claim (its lock connection was killed while
+/// it waited on a step) and woke after another coordinator finished the
+/// saga cannot move the saga row: its write is fenced by the status and step
+/// it read, and it stops with `Superseded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
+    let Some(env) = env().await else { return };
+    let mut stale = env.orchestrator();
+    stale.config.step_timeout = Duration::from_secs(1);
+    // When it wakes, its payment provider declines: without the fence it
+    // would compensate a saga that already completed.
+    stale.config.card_limit_cents = 0;
+    stale
+        .faults
+        .hang_before
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::AuthorizePayment, 1);
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", stale.start(id, 1).await);
+    let stale = Arc::new(stale);
+    let running = tokio::spawn({
+        let stale = Arc::clone(&stale);
+        async move { stale.run(saga).await }
+    });
+    // Wait until it holds the claim and hangs in the authorization, then
+    // kill the connection that holds its lock.
+    let mut killed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if ok("status", stale.status(saga).await).1 != 2 {
+            continue;
+        }
+        let n: i64 = ok(
+            "terminate",
+            sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+                .fetch_one(&env.db.pool)
+                .await,
+        );
+        assert_eq!(n, 1, "the stale coordinator holds one claim");
+        killed = true;
+        break;
+    }
+    assert!(
+        killed,
+        "the stale coordinator never reached the authorization"
+    );
+    // The server releases the lock when the killed backend has exited.
+    for _ in 0..100 {
+        let left: i64 = ok(
+            "claims",
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&env.db.pool)
+            .await,
+        );
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = env.orchestrator();
+    assert_eq!(
+        ok("recover", fresh.recover().await),
+        [(saga, SagaStatus::Completed)]
+    );
+    let stale_result = ok("join", running.await);
+    assert!(
+        matches!(stale_result, Err(SagaError::Superseded(_))),
+        "{stale_result:?}"
+    );
+    assert_eq!(
+        ok("status", fresh.status(saga).await).0,
+        SagaStatus::Completed
+    );
+    assert_eq!(env.state(id).await, State::Paid);
+    assert_eq!(log(&fresh, saga).await, HAPPY);
+}
+
+/// A step that did its work and then timed out on every attempt counts as
+/// failed, but its effect is there: the compensation undoes the failed step
+/// too, not only the ones before it, so no authorization is left behind.
+#[tokio::test]
+async fn a_step_that_acted_then_timed_out_is_compensated_too() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    let attempts = o.config.max_attempts;
+    o.faults
+        .hang_after
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::AuthorizePayment, attempts);
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
+    assert_eq!(
+        log(&o, saga).await,
+        [
+            "order.place",
+            "stock.reserve",
+            "payment.authorize",
+            "payment.void",
+            "stock.release",
+            "order.reject",
+        ]
+    );
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(env.stock("A").await, (10, 0));
+}
