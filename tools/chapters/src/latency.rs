@@ -154,18 +154,71 @@ pub fn book() -> Chapter {
     }
 }
 
+/// The result the bench writes about its surroundings (servers, disk, load).
+pub const ENVIRONMENT: &str = "environment";
+
 fn table_markdown() -> Result<String> {
     let committed = results::committed(SLUG)?;
-    let header = measured_header(COMMAND, &committed.iter().collect::<Vec<_>>());
+    let (environment, measured): (Vec<_>, Vec<_>) =
+        committed.iter().partition(|r| r.name == ENVIRONMENT);
+    let header =
+        measured_header(COMMAND, &measured) + &environment_line(environment.first().copied());
     Ok(table(&header, &CriterionBench::from_results(&committed)))
 }
+
+// ANCHOR: environment_line
+/// The second line of the header: the servers the round trips went to, the
+/// disk that took the `fdatasync`, and whether other work shared the CPUs
+/// while the benchmarks ran (load average above half the CPUs, before or after).
+pub fn environment_line(environment: Option<&bookkit::BenchResult>) -> String {
+    let Some(e) = environment else {
+        return "**Servers and disk** not recorded by this run.\n\n".to_string();
+    };
+    let text = |key: &str| {
+        e.extra
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    let cores = e.cores.max(1) as f64;
+    let loads: Vec<f64> = ["load_before", "load_after"]
+        .iter()
+        .filter_map(|k| e.extra_f64(k))
+        .collect();
+    let load = match loads.as_slice() {
+        [before, after] => {
+            let busy = before.max(*after) > 0.5 * cores;
+            format!(
+                "load average {before:.1} before and {after:.1} after the run on {} CPUs{}",
+                e.cores,
+                if busy {
+                    ": **busy machine**, other work shared the CPUs and the disk"
+                } else {
+                    ": an otherwise idle machine"
+                }
+            )
+        }
+        _ => "load not recorded".to_string(),
+    };
+    format!(
+        "**Servers and disk:** {}, {}; `fdatasync` on {}; {load}.\n\n",
+        text("postgres"),
+        text("redis"),
+        text("disk"),
+    )
+}
+// ANCHOR_END: environment_line
 
 fn plot_svg() -> Result<String> {
     let committed = results::committed(SLUG)?;
     let caption = committed
         .iter()
         .find_map(|r| r.machine.as_ref())
-        .map_or_else(|| "not measured yet".to_string(), bookkit::MachineHeader::one_line);
+        .map_or_else(
+            || "not measured yet".to_string(),
+            bookkit::MachineHeader::one_line,
+        );
     plot(&caption, &CriterionBench::from_results(&committed))
 }
 
@@ -322,6 +375,31 @@ mod tests {
         assert!(t.contains("`redis_ping` (needs Redis)"));
         let rows = t.lines().filter(|l| l.starts_with("| ")).count();
         assert_eq!(rows, ROWS.len() + 1);
+    }
+
+    #[test]
+    fn the_header_names_servers_disk_and_load() {
+        let mut e = bookkit::BenchResult::new(SLUG, ENVIRONMENT, bookkit::ResultKind::Load);
+        e.cores = 2;
+        let e = e
+            .with_extra("postgres", "PostgreSQL 15.20")
+            .with_extra("redis", "Redis 7.0.15")
+            .with_extra("disk", "ext4 on /dev/vda (virtio_blk, write back cache)")
+            .with_extra("load_before", 0.4)
+            .with_extra("load_after", 3.2);
+        let line = environment_line(Some(&e));
+        for part in [
+            "PostgreSQL 15.20",
+            "Redis 7.0.15",
+            "ext4 on /dev/vda",
+            "0.4 before and 3.2 after",
+            "**busy machine**",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        let quiet = e.with_extra("load_after", 0.5);
+        assert!(environment_line(Some(&quiet)).contains("otherwise idle"));
+        assert!(environment_line(None).contains("not recorded"));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -311,4 +311,160 @@ fn target_dir() -> PathBuf {
 }
 
 criterion_group!(benches, latency);
-criterion_main!(benches);
+
+fn main() {
+    let started = Environment::detect();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if let Err(e) = started.finish() {
+        eprintln!("error: recording the environment: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+// ANCHOR: environment
+/// What the table's header names besides the machine: the servers' versions,
+/// the file system and disk that took the `fdatasync`, and the load on the
+/// machine before and after the run. Written as the result `environment`.
+struct Environment {
+    postgres: Option<String>,
+    redis: Option<String>,
+    disk: String,
+    load_before: Option<f64>,
+}
+
+impl Environment {
+    fn detect() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let (postgres, redis) = match rt {
+            Ok(rt) => rt.block_on(async { (postgres_version().await, redis_version().await) }),
+            Err(_) => (None, None),
+        };
+        Self {
+            postgres,
+            redis,
+            disk: disk_of(&target_dir()),
+            load_before: load_average(),
+        }
+    }
+
+    /// Adds the load after the run and writes `target/sdb-results/appendix/environment.json`.
+    fn finish(self) -> anyhow::Result<()> {
+        let mut r = bookkit::BenchResult::new("appendix", "environment", bookkit::ResultKind::Load);
+        // Not a measurement of its own: the header of the criterion results says the machine.
+        r.machine = None;
+        let text = |v: Option<String>| v.unwrap_or_else(|| "not reachable".to_string());
+        r = r
+            .with_extra("postgres", text(self.postgres))
+            .with_extra("redis", text(self.redis))
+            .with_extra("disk", self.disk);
+        for (key, load) in [
+            ("load_before", self.load_before),
+            ("load_after", load_average()),
+        ] {
+            if let Some(l) = load {
+                r = r.with_extra(key, l);
+            }
+        }
+        bookkit::results::write_result(&r)?;
+        Ok(())
+    }
+}
+
+async fn postgres_version() -> Option<String> {
+    let url = testkit::database_url();
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url))
+        .await
+        .ok()?
+        .ok()?;
+    let v: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await
+        .ok()?;
+    Some(format!("PostgreSQL {v}"))
+}
+
+async fn redis_version() -> Option<String> {
+    let client = redis::Client::open(testkit::redis_url()).ok()?;
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .ok()?
+        .ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim()
+        .to_string();
+    Some(format!("Redis {v}"))
+}
+
+/// The file system of `dir` and what is under it: `ext4 on /dev/vda (virtio_blk, write back cache)`.
+fn disk_of(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("df")
+        .args(["--output=source,fstype"])
+        .arg(dir)
+        .output();
+    let Some((source, fstype)) = out.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = text.lines().nth(1)?.to_string();
+        let mut parts = line.split_whitespace();
+        Some((parts.next()?.to_string(), parts.next()?.to_string()))
+    }) else {
+        return "unknown file system".to_string();
+    };
+    let mut about = Vec::new();
+    if let Some(dev) = source.strip_prefix("/dev/") {
+        // A partition's queue is its disk's: /sys/class/block/<dev>/.. for a partition.
+        let block = std::path::Path::new("/sys/class/block").join(dev);
+        let disk = if block.join("partition").exists() {
+            block.join("..")
+        } else {
+            block
+        };
+        let read = |p: &str| {
+            std::fs::read_to_string(disk.join(p))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(model) = read("device/model") {
+            about.push(model);
+        } else if let Some(driver) = std::fs::read_link(disk.join("device/driver"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        {
+            about.push(driver);
+        }
+        match read("queue/rotational").as_deref() {
+            Some("0") => about.push("not rotational".to_string()),
+            Some("1") => about.push("rotational".to_string()),
+            _ => {}
+        }
+        if let Some(cache) = read("queue/write_cache") {
+            about.push(format!("{cache} cache"));
+        }
+    }
+    if about.is_empty() {
+        format!("{fstype} on {source}")
+    } else {
+        format!("{fstype} on {source} ({})", about.join(", "))
+    }
+}
+
+/// The one-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+// ANCHOR_END: environment
