@@ -74,7 +74,17 @@ pub struct Options {
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let started = Instant::now();
     let site = site_dir(root);
-    build(root, &site)?;
+    if let Err(e) = build(root, &site) {
+        // Keep serving: the next change that makes the book build reloads the page.
+        eprintln!("build failed; fix it and the page reloads: {e:#}");
+        std::fs::create_dir_all(&site).with_context(|| format!("creating {}", site.display()))?;
+        let page = format!(
+            "<!DOCTYPE html><html><body><h1>The book does not build</h1><pre>{}</pre>{RELOAD_SCRIPT}</body></html>",
+            format!("{e:#}").replace('&', "&amp;").replace('<', "&lt;")
+        );
+        std::fs::write(site.join("index.html"), &page)?;
+        std::fs::write(site.join("404.html"), &page)?;
+    }
     let version = Arc::new(AtomicU64::new(1));
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async {
