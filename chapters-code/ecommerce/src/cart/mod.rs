@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use memory::MemoryCarts;
 pub use postgres::PgCarts;
-pub use redis::RedisCarts;
+pub use redis::{REDIS_TIMEOUT, RedisCarts};
 
 use crate::domain::{Cart, Quantity, Sku, Tag};
 
