@@ -64,9 +64,9 @@ pub fn capacity_markdown(measured_json: &str) -> Result<String> {
     ))
 }
 
-/// The cores the checkout workload alone needs: the measured figure is the
-/// cost of a checkout, so this row is the one it sizes exactly.
-fn checkout_alone(inputs: &Inputs) -> Result<String> {
+/// The checkout workload's peak rate and the cores it alone needs: the
+/// measured figure is the cost of a checkout, so this is the row it sizes exactly.
+pub fn checkout_alone_cores(inputs: &Inputs) -> Result<(f64, u64)> {
     let e = capacity::Estimate::new(inputs).context("the chapter's capacity inputs are invalid")?;
     let peak = e
         .workloads
@@ -80,6 +80,11 @@ fn checkout_alone(inputs: &Inputs) -> Result<String> {
         inputs.ops_per_core,
         inputs.target_utilisation,
     ));
+    Ok((peak, cores))
+}
+
+fn checkout_alone(inputs: &Inputs) -> Result<String> {
+    let (peak, cores) = checkout_alone_cores(inputs)?;
     Ok(format!(
         "\n**The checkout workload alone** (the workload whose cost was measured)\n\n\
          | Quantity | Value | How |\n\

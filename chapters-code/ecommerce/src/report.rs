@@ -333,6 +333,12 @@ pub fn key_numbers_markdown() -> Result<String> {
             format!("{}/s", fmt_count(measured.ops_per_core)),
         ],
         vec![
+            "Cores at peak, checkouts alone".into(),
+            crate::capacity::checkout_alone_cores(&crate::capacity::inputs(&measured))?
+                .1
+                .to_string(),
+        ],
+        vec![
             "Cores at peak (every request sized as a checkout)".into(),
             format!("{} on {} machines", e.cores, e.machines),
         ],
