@@ -61,7 +61,7 @@ CREATE INDEX reservations_due_by_position ON reservations (sku, warehouse, expir
 
 -- ANCHOR: movements
 -- The ledger. Rows are only ever inserted: folding a position's rows from
--- zero gives its `stock` row (tests/ledger_pg.rs checks it).
+-- zero gives its `stock` row (tests/ledger.rs checks it).
 CREATE TABLE movements (
     id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     sku            text        NOT NULL,

@@ -9,11 +9,12 @@
 //! That is the gap Shopify's write-up names as the reason they left Redis.
 //!
 //! [`RedisFront::reconcile`] closes it. For each pending claim older than a
-//! grace period it inserts a *voided* claim row in PostgreSQL. If that
-//! insert wins, the writer never arrived (or is late: the primary key now
-//! refuses it), and a second script gives the unit back to Redis, once. If
-//! the insert finds the writer's row, the claim was real and only the note
-//! is removed.
+//! grace period it inserts a *voided* claim row in PostgreSQL. If the row
+//! holding the id is voided (this insert, or another reconciler's), the
+//! writer never arrived (or is late: the primary key now refuses it), and a
+//! second script gives the unit back to Redis, once: only the caller that
+//! removes the pending note increments. If the row is the writer's, the
+//! claim was real and only the note is removed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -242,19 +243,23 @@ impl RedisFront {
             if at > cutoff || qty <= 0 {
                 continue; // in flight: its writer may still be on its way
             }
-            // Void the claim unless its writer got there first.
-            let voided = sqlx::query(
+            // Void the claim unless its writer got there first. The row that
+            // ends up holding the id says which: ours, or another
+            // reconciler's, is voided; the writer's is not.
+            let voided: bool = sqlx::query_scalar(
                 "INSERT INTO redis_claims (id, sku, qty, voided) VALUES ($1, $2, $3, true)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO UPDATE SET voided = redis_claims.voided
+                 RETURNING voided",
             )
             .bind(id)
             .bind(self.sku)
             .bind(qty)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                == 1;
+            .fetch_one(&self.pool)
+            .await?;
             if voided {
+                // Give back, guarded by the note: of several reconcilers (or a
+                // retry after one died here), only the one that removes the
+                // note increments.
                 let left: i64 = redis::Script::new(COMPENSATE_LUA)
                     .key(&self.counter_key)
                     .key(&self.pending_key)

@@ -73,22 +73,45 @@ async fn exactly_min_of_stock_and_buyers_succeed() {
     }
 }
 
-// ANCHOR: checks_alone
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_checks_alone_stop_a_check_then_act_writer() {
-    const UNITS: i64 = 20;
-    let Some((db, store)) = pg_store(CLIENTS).await else {
-        return;
-    };
+/// Units in the check-then-act sales.
+const CTA_UNITS: i64 = 20;
+/// Connections of the check-then-act sales (the database is shared: these
+/// two tests need a race at the end of the sale, not 32 connections each).
+const CTA_CLIENTS: u32 = 16;
+
+/// What a check-then-act sale ended with.
+struct CtaSale {
+    /// Buyers told they got a unit.
+    ok: usize,
+    /// Attempts the database refused with a CHECK violation.
+    refused_by_check: usize,
+    /// `reserved` and `on_hand` of the position afterwards.
+    reserved: i64,
+    on_hand: i64,
+}
+
+/// `BUYERS` concurrent check-then-act writers (read, decide in Rust, add
+/// without a guard) sell `CTA_UNITS`, each buying until it reads "sold
+/// out", so the end of the sale is raced by every client at once. With
+/// `drop_checks`, the three CHECK constraints of `stock` are dropped first.
+async fn check_then_act_sale(drop_checks: bool) -> Option<CtaSale> {
+    let (db, store) = pg_store(CTA_CLIENTS).await?;
+    if drop_checks {
+        db.apply_sql(
+            "ALTER TABLE stock DROP CONSTRAINT on_hand_not_negative,
+                               DROP CONSTRAINT reserved_not_negative,
+                               DROP CONSTRAINT never_oversold",
+        )
+        .await
+        .expect("drop the CHECKs");
+    }
     let k = key("HOT-1", "AMS-1");
-    stocked(&store, &k, UNITS).await;
+    stocked(&store, &k, CTA_UNITS).await;
     let pool = store.pool().clone();
     let start = Arc::new(Barrier::new(BUYERS));
     let mut tasks = Vec::new();
     for _ in 0..BUYERS {
         let (pool, start, k) = (pool.clone(), Arc::clone(&start), k.clone());
-        // Each buyer keeps buying until it reads "sold out", so the end of
-        // the sale is raced by every client at once.
         tasks.push(tokio::spawn(async move {
             start.wait().await;
             let (mut ok, mut refused_by_check) = (0usize, 0usize);
@@ -109,14 +132,45 @@ async fn the_checks_alone_stop_a_check_then_act_writer() {
         refused_by_check += r;
     }
     let s = store.stock(&k, t0()).await.expect("stock");
-    // With the CHECKs, the database refuses every UPDATE that would promise
-    // more than is on hand: exactly UNITS succeed, whatever the clients read.
-    assert_eq!(
-        ok, UNITS as usize,
-        "successes (CHECK refusals: {refused_by_check})"
-    );
-    assert_eq!(s.balance.reserved, UNITS, "reserved");
-    assert!(s.balance.is_valid(), "{:?}", s.balance);
     drop(db);
+    Some(CtaSale {
+        ok,
+        refused_by_check,
+        reserved: s.balance.reserved,
+        on_hand: s.balance.on_hand,
+    })
+}
+
+// ANCHOR: checks_alone
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checks_alone_stop_a_check_then_act_writer() {
+    let Some(sale) = check_then_act_sale(false).await else {
+        return;
+    };
+    // With the CHECKs, the database refuses every UPDATE that would promise
+    // more than is on hand: exactly CTA_UNITS succeed, whatever the clients read.
+    assert_eq!(
+        sale.ok, CTA_UNITS as usize,
+        "successes (CHECK refusals: {})",
+        sale.refused_by_check
+    );
+    assert_eq!((sale.reserved, sale.on_hand), (CTA_UNITS, CTA_UNITS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_checks_the_same_writer_oversells() {
+    // The same sale with the constraints dropped: the clients really race
+    // (so the test above proves the CHECKs, not a lucky schedule).
+    let Some(sale) = check_then_act_sale(true).await else {
+        return;
+    };
+    assert!(
+        sale.ok > CTA_UNITS as usize && sale.reserved > sale.on_hand,
+        "without the CHECKs, more units are promised than exist: {} sold of {CTA_UNITS}, reserved {} > on hand {}",
+        sale.ok,
+        sale.reserved,
+        sale.on_hand
+    );
+    assert_eq!(sale.refused_by_check, 0);
 }
 // ANCHOR_END: checks_alone

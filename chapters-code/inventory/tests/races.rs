@@ -11,7 +11,7 @@ use inventory::domain::{State, fold};
 use inventory::store::{InventoryStore, StoreError};
 use tokio::sync::Barrier;
 
-/// Holds raced at once; two clients each, so twice as many connections would be ideal.
+/// Holds raced at once, each by a commit and an expiry (two clients per hold).
 const HOLDS: usize = 32;
 
 // ANCHOR: confirm_vs_expire
@@ -30,11 +30,17 @@ async fn confirm_and_expire_race_has_exactly_one_outcome() {
     let store = Arc::new(store);
     let start = Arc::new(Barrier::new(HOLDS * 2));
     let mut tasks = Vec::new();
-    for r in &holds {
+    for (i, r) in holds.iter().enumerate() {
         // The payment's clock says "just in time", the sweeper's says "due":
         // each alone would succeed. The row lock lets only one through.
         let just_in_time = r.expires_at - TimeDelta::milliseconds(1);
-        for commit in [true, false] {
+        // Every other hold spawns its expiry first, so neither side is favoured.
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for commit in order {
             let (store, start, id, at) =
                 (Arc::clone(&store), Arc::clone(&start), r.id, r.expires_at);
             tasks.push(tokio::spawn(async move {
@@ -75,6 +81,12 @@ async fn confirm_and_expire_race_has_exactly_one_outcome() {
             r.id
         );
     }
+    // The race was real: some payments won and some expiries won. (If one
+    // side always came first, the guards would never be tested.)
+    assert!(
+        committed > 0 && committed < HOLDS as i64,
+        "both outcomes occur: {committed} of {HOLDS} holds committed"
+    );
     let s = store.stock(&k, t0()).await.expect("stock");
     assert_eq!(s.balance.reserved, 0, "every hold ended one way");
     assert_eq!(
