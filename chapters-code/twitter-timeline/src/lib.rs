@@ -1,7 +1,7 @@
 //! A home timeline like Twitter's: users post, follow, unfollow, block and
 //! delete, and read the posts of the accounts they follow, newest first.
 //!
-//! Reads outnumber writes by about fifty to one, and a few authors have
+//! Reads outnumber writes many times over, and a few authors have
 //! millions of followers. The design follows from those two facts. A
 //! timeline is a capped list of post ids per user in Redis, written when a
 //! post is made (fan-out on write), so that a read is one range of one
