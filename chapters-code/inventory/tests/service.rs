@@ -377,3 +377,59 @@ async fn the_same_routes_work_on_postgres() {
     let a = availability(&app).await;
     assert_eq!((a.on_hand, a.reserved, a.available), (0, 0, 0));
 }
+
+// ANCHOR: stalled_writer
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_writer_holding_the_row_gets_503_not_a_hang() {
+    let Some((db, _)) = common::pg_store(4).await else {
+        return;
+    };
+    // The service's own pool, with the statement and acquire timeouts.
+    let store = inventory::store::PgStore::connect(&db.url, 4)
+        .await
+        .expect("connect");
+    let app = app_with(store).await;
+    let before = availability(&app).await;
+    // Another writer locks the stock row and stalls (a hung batch job, a
+    // session left open in psql): every reserve of this SKU would queue behind it.
+    let mut stalled = db.pool.begin().await.expect("begin");
+    sqlx::query("UPDATE stock SET version = version WHERE sku = 'SHOE-42'")
+        .execute(&mut *stalled)
+        .await
+        .expect("lock the row");
+    let began = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        call(
+            &app,
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations",
+            json!({"qty": 1}),
+        ),
+    )
+    .await;
+    let waited = began.elapsed();
+    let Ok((s, v)) = answer else {
+        panic!("the reserve hung behind the stalled writer for {waited:?}");
+    };
+    assert_eq!(
+        (s.as_u16(), v["type"].as_str()),
+        (
+            503,
+            Some(format!("{PROBLEM_TYPE_BASE}unavailable").as_str())
+        ),
+        "{v}"
+    );
+    stalled.rollback().await.expect("rollback");
+    // Nothing changed, and once the row is free the same request succeeds.
+    assert_eq!(availability(&app).await, before);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/stock/SHOE-42/AMS-1/reservations",
+        json!({"qty": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+// ANCHOR_END: stalled_writer

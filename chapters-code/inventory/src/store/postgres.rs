@@ -12,7 +12,9 @@
 //! `sql/schema.sql` are what holds if the guard is ever wrong.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
@@ -21,6 +23,15 @@ use crate::domain::{
     Balance, Count, Decision, Event, Movement, MovementKind, Qty, Reservation, Sku, State,
     StockKey, TransitionError, Warehouse, decide,
 };
+
+// ANCHOR: timeouts
+/// Server-side cap on any statement: a stock row locked by a stalled writer
+/// (or a database too slow to answer) turns into `503 unavailable` and a
+/// retry, not a request that hangs while its client has long given up.
+pub const STATEMENT_TIMEOUT: &str = "2s";
+/// How long a request waits for a pooled connection before `503 unavailable`.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+// ANCHOR_END: timeouts
 
 /// The schema this store is written against (`sql/schema.sql`).
 pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
@@ -147,11 +158,17 @@ impl PgStore {
         }
     }
 
-    /// Connects with a pool of up to `max` connections.
+    /// Connects with a pool of up to `max` connections, every statement
+    /// capped at [`STATEMENT_TIMEOUT`] and every wait for a connection at
+    /// [`ACQUIRE_TIMEOUT`].
     pub async fn connect(url: &str, max: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", STATEMENT_TIMEOUT)])
+            .application_name("inventory");
         let pool = PgPoolOptions::new()
             .max_connections(max)
-            .connect(url)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
             .await?;
         Ok(Self::new(pool))
     }
