@@ -382,3 +382,36 @@ async fn catalog_and_search_routes() {
     let (got, _, _) = call(&s, "GET", &long, &[], None).await;
     assert_eq!(got, StatusCode::BAD_REQUEST);
 }
+
+/// Adding never checks stock: more units than the shop holds still go into
+/// the cart, and checkout is where stock is decided.
+#[tokio::test]
+async fn adding_more_than_the_stock_to_a_cart_succeeds() {
+    let s = shop(0).await;
+    let stock = s
+        .store
+        .stock(&sku("CAP-USD"))
+        .await
+        .expect("stock")
+        .expect("a product");
+    let wanted = i64::from(stock) + 1;
+    let guest = CartId::new_guest();
+    let (got, _, cart) = call(
+        &s,
+        "POST",
+        &format!("/carts/{guest}/items"),
+        &[],
+        Some(json!({"sku": "CAP-USD", "quantity": wanted})),
+    )
+    .await;
+    assert_eq!(got, StatusCode::OK, "{cart}");
+    assert_eq!(
+        cart["lines"],
+        json!([{"sku": "CAP-USD", "quantity": wanted}])
+    );
+    assert_eq!(
+        s.store.stock(&sku("CAP-USD")).await.expect("stock"),
+        Some(stock),
+        "adding reserves nothing"
+    );
+}
