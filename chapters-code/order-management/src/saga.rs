@@ -29,7 +29,9 @@
 //! (its connection dropped while it kept going) cannot move the saga back.
 //!
 //! Steps run under a timeout and are retried with backoff. A step that
-//! fails for good before the pivot starts the compensation; after the pivot
+//! fails for good before the pivot starts the compensation (a refused
+//! pivot too; a pivot whose answer was lost stays `running` for
+//! [`Orchestrator::recover`], since it may have taken the money); after the pivot
 //! there is nothing to compensate, so a step that keeps failing parks the
 //! saga in `dead_letter` for an operator (or a later [`Orchestrator::run`]).
 
@@ -461,7 +463,16 @@ impl Orchestrator {
                         // A step that timed out may still have acted, so the
                         // failed step is compensated too (a no-op if it did
                         // nothing), then the `at` steps before it.
-                        Err(why) if at <= PIVOT => {
+                        // The pivot's answer was lost (timeouts, unavailable):
+                        // it may have taken the money, so it is never
+                        // compensated on doubt. The saga stays at the pivot,
+                        // the failure recorded, for `recover` to ask again.
+                        Err(StepError::Transient(why)) if at == PIVOT => {
+                            self.set(saga, from, "running", at, Some((step, &why)))
+                                .await?;
+                            return Ok(SagaStatus::Running);
+                        }
+                        Err(StepError::Refused(why) | StepError::Transient(why)) if at <= PIVOT => {
                             let undo = if step.compensation().is_some() {
                                 at + 1
                             } else {
@@ -471,7 +482,7 @@ impl Orchestrator {
                                 .await?;
                         }
                         // Past the pivot there is no way back: park it.
-                        Err(why) => {
+                        Err(StepError::Refused(why) | StepError::Transient(why)) => {
                             self.set(saga, from, "dead_letter", at, Some((step, &why)))
                                 .await?;
                         }
@@ -490,7 +501,7 @@ impl Orchestrator {
                             }
                             self.set(saga, from, "compensating", at - 1, None).await?;
                         }
-                        Err(why) => {
+                        Err(StepError::Refused(why) | StepError::Transient(why)) => {
                             self.set(saga, from, "dead_letter", at, Some((step, &why)))
                                 .await?;
                         }
@@ -537,7 +548,7 @@ impl Orchestrator {
     // ANCHOR: attempt
     /// Runs a step (or its compensation) with a timeout per attempt and
     /// exponential backoff between attempts. A refusal is final at once.
-    async fn attempt(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), String> {
+    async fn attempt(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), StepError> {
         let mut delay = self.config.backoff;
         let mut last = String::new();
         for _ in 0..self.config.max_attempts {
@@ -545,14 +556,17 @@ impl Orchestrator {
             let once = self.once(saga, step, undo);
             match tokio::time::timeout(self.config.step_timeout, once).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(StepError::Refused(why))) => return Err(why),
+                Ok(Err(refused @ StepError::Refused(_))) => return Err(refused),
                 Ok(Err(StepError::Transient(why))) => last = why,
                 Err(_) => last = format!("{step} timed out"),
             }
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
-        Err(format!("{last} ({} attempts)", self.config.max_attempts))
+        Err(StepError::Transient(format!(
+            "{last} ({} attempts)",
+            self.config.max_attempts
+        )))
     }
     // ANCHOR_END: attempt
 

@@ -578,3 +578,37 @@ async fn a_step_that_acted_then_timed_out_is_compensated_too() {
     assert_eq!(env.state(id).await, State::PaymentFailed);
     assert_eq!(env.stock("A").await, (10, 0));
 }
+
+/// The capture (the pivot) takes the money and then times out on every
+/// attempt: its answer is lost, so the saga must not compensate (which would
+/// release the stock and fail the order with the money taken). It stays at
+/// the pivot; `recover` asks again, finds the capture done, and completes.
+#[tokio::test]
+async fn a_capture_whose_answer_was_lost_is_never_compensated() {
+    let Some(env) = env().await else { return };
+    let o = env.orchestrator();
+    let attempts = o.config.max_attempts;
+    o.faults
+        .hang_after
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Step::CapturePayment, attempts);
+    let id = env.order(&two_lines()).await;
+    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    assert_eq!(status, SagaStatus::Running);
+    let (_, at, failure) = ok("status", o.status(saga).await);
+    assert_eq!(at, PIVOT);
+    assert!(failure.is_some_and(|f| f.contains("timed out")));
+    assert_eq!(env.payment(saga).await.as_deref(), Some("captured"));
+    assert_eq!(env.state(id).await, State::Pending);
+    assert_eq!(env.stock("A").await, (10, 3));
+    assert_eq!(log(&o, saga).await, HAPPY[..4]);
+
+    assert_eq!(
+        ok("recover", o.recover().await),
+        [(saga, SagaStatus::Completed)]
+    );
+    assert_eq!(log(&o, saga).await, HAPPY);
+    assert_eq!(env.state(id).await, State::Paid);
+    assert_eq!(env.stock("A").await, (7, 0));
+}
