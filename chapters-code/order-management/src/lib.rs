@@ -29,7 +29,8 @@
 //! - **Checkout.** [`saga`] orchestrates order, inventory and payment steps,
 //!   with a pivot (capture), compensations in reverse order, a semantic
 //!   lock (the `pending` state), timeouts, retries, a dead-letter state, and
-//!   recovery of a coordinator that died half-way.
+//!   recovery of a coordinator that died half-way, one coordinator per
+//!   saga (an advisory-lock claim; saga-row writes fenced by status and step).
 //!
 //! [`service`] exposes it over HTTP (errors as problem+json); [`load`] and
 //! the bench measure it; [`capacity`] turns the requirements and the
