@@ -35,6 +35,7 @@ pub fn book() -> Chapter {
             GeneratedFile::pure(report::STRATEGIES_PATH, report::strategies_markdown),
             GeneratedFile::pure(report::STADIUM_PATH, report::stadium_markdown),
             GeneratedFile::pure(capacity::SCALING_PATH, report::scaling_markdown),
+            GeneratedFile::pure(capacity::KEY_NUMBERS_PATH, report::key_numbers_markdown),
             GeneratedFile::pure(report::PER_CORE_PATH, report::per_core_markdown),
             GeneratedFile::postgres(
                 "src/parking-reservation/generated/storage.md",

@@ -484,6 +484,11 @@ pub fn measured_markdown() -> Result<String> {
     measured_json(&results, &on)
 }
 
+/// `key-numbers.md`, computed from [`measured_markdown`].
+pub fn key_numbers_markdown() -> Result<String> {
+    crate::capacity::key_numbers_markdown(&measured_markdown()?)
+}
+
 /// `scaling.md`, computed from [`measured_markdown`].
 pub fn scaling_markdown() -> Result<String> {
     crate::capacity::scaling_markdown(&measured_markdown()?)
