@@ -165,6 +165,33 @@ pub fn render_ladder(results: &[BenchResult]) -> Result<String> {
     }
     out.push_str(&markdown_table(&headers, &rows_p99));
 
+    // The rungs that answer "busy": how many retries each unit cost.
+    let mut rows_busy = Vec::new();
+    for rung in rows() {
+        let runs: Vec<Option<&BenchResult>> = CLIENTS
+            .iter()
+            .map(|c| find(results, &ladder_result(rung, *c)))
+            .collect();
+        if !runs.iter().flatten().any(|r| extra_i64(r, "busy") > 0) {
+            continue;
+        }
+        let mut row = vec![label(rung).to_string()];
+        for r in runs {
+            row.push(match r {
+                Some(r) => {
+                    let reserved = r.ops.saturating_sub(r.errors).max(1) as f64;
+                    format!("{:.1}", extra_i64(r, "busy") as f64 / reserved)
+                }
+                None => "not measured".to_string(),
+            });
+        }
+        rows_busy.push(row);
+    }
+    if !rows_busy.is_empty() {
+        out.push_str("\n**\"Busy\" answers per successful reserve** (each one a retry by the client; rungs that never answered \"busy\" are left out)\n\n");
+        out.push_str(&markdown_table(&headers, &rows_busy));
+    }
+
     let _ = write!(
         out,
         "\n**Sell-out of {SELLOUT_UNITS} units**: every client buys one unit at a time until told \"sold out\". Oversell / undersell (units sold beyond the stock / units left when every client gave up)\n\n"
