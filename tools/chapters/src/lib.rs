@@ -18,6 +18,9 @@ pub fn chapters() -> Vec<Chapter> {
     vec![
         capacity::book::book(),
         url_shortener::book::book(),
+        twitter_timeline::book::book(),
+        ecommerce::book::book(),
+        order_management::book::book(),
         parking_reservation::book::book(),
         inventory::book::book(),
         latency::book(),
