@@ -23,8 +23,8 @@
 //! 3. **The stadium case.** For each reserve path of `PgStore`
 //!    (`parking_reservation::store::ReservePath`), on a fresh database at
 //!    PostgreSQL's default `deadlock_timeout`: 32 clients released together
-//!    ask for the same five evening hours of one 400-spot lot until it is
-//!    full (`parking_reservation::stadium::run`). Three rounds, the paths in
+//!    ask for the same five evening hours of one 200-spot lot until it is
+//!    full or 30 s have passed (`parking_reservation::stadium::run`); three rounds, the paths in
 //!    a rotating order. Results `stadium-<path>`.
 //!
 //! Also measured at 32 clients, in the same rounds as the reserve path: the
@@ -66,8 +66,9 @@ const CONTENTION: Contention = Contention {
 
 /// The hot lot of the stadium comparison.
 const STADIUM: Stadium = Stadium {
-    spots: 400,
+    spots: 200,
     clients: 32,
+    deadline: Duration::from_secs(30),
 };
 /// Stadium rounds per path.
 const STADIUM_ROUNDS: usize = 3;
@@ -260,6 +261,9 @@ async fn run() -> Result<()> {
                 "overlapping_pairs",
                 outs.iter().map(|o| o.overlapping_pairs).sum::<i64>(),
             )
+            .with_extra("rows", outs.iter().map(|o| o.rows).sum::<i64>())
+            .with_extra("filled_rounds", outs.iter().filter(|o| o.filled()).count())
+            .with_extra("deadline_s", STADIUM.deadline.as_secs_f64())
             .with_extra("spots", STADIUM.spots)
             .with_extra("clients", STADIUM.clients)
             .with_extra("rounds", outs.len())

@@ -229,14 +229,23 @@ pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
             .unwrap_or("unrecorded");
         let _ = writeln!(
             out,
-            "{} clients released together ask for the same five evening hours of one lot of {}              regular spots until it is full; {} rounds per path, the paths in a rotating order,              each on a fresh database with `deadlock_timeout` at the server's setting ({timeout}).              Reserves/s is the median over the rounds, with the lowest and highest in brackets.\n",
+            "{} clients released together ask for the same five evening hours of one lot of {} \
+             regular spots until it is full, or for at most {} s; {} rounds per path, the paths \
+             in a rotating order, each on a fresh database with `deadlock_timeout` at the \
+             server's setting ({timeout}). Reserves/s is the median over the rounds, with the \
+             lowest and highest in brackets; \"filled\" counts the rounds that filled the lot \
+             in time.\n",
             r.extra_u64("clients"),
             r.extra_u64("spots"),
+            r.extra
+                .get("deadline_s")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0),
             r.extra_u64("rounds"),
         );
     }
     out.push_str(
-        "| Reserve path | Reserves/s | Lost races | Deadlocks (40P01) | Gave up (409) | Overlapping pairs |\n\
+        "| Reserve path | Reserves/s | Lost races | Deadlocks (40P01), gave up (409) | Filled | Overlapping pairs |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
     for path in ReservePath::ALL {
@@ -258,10 +267,12 @@ pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {rate} | {} | {} | {} | {} |",
+                    "| {name} | {rate} | {} | {}, {} | {} of {} | {} |",
                     r.extra_u64("races_lost"),
                     r.extra_u64("deadlocks"),
                     r.extra_u64("gave_up"),
+                    r.extra_u64("filled_rounds"),
+                    r.extra_u64("rounds"),
                     r.extra_i64("overlapping_pairs"),
                 );
             }
@@ -576,7 +587,8 @@ mod tests {
             "name": "stadium-skip-locked", "ops": 1200, "ops_per_sec": 900.0, "cores": 2,
             "rounds_ops_per_sec": [800.0, 1000.0, 900.0],
             "extra": {"races_lost": 40, "deadlocks": 0, "gave_up": 0, "overlapping_pairs": 0,
-                      "clients": 32, "spots": 400, "rounds": 3, "deadlock_timeout": "1s"}
+                      "clients": 32, "spots": 400, "rounds": 3, "deadlock_timeout": "1s",
+                      "filled_rounds": 3, "deadline_s": 30.0}
         });
         let t = render_stadium_table(&[stadium])?;
         assert!(
@@ -584,7 +596,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| skip locked spots, `ON CONFLICT DO NOTHING` (chosen) | 900 (800–1000) | 40 | 0 | 0 | 0 |"),
+            t.contains("| skip locked spots, `ON CONFLICT DO NOTHING` (chosen) | 900 (800–1000) | 40 | 0, 0 | 3 of 3 | 0 |"),
             "{t}"
         );
         assert!(

@@ -34,6 +34,23 @@ pub struct Stadium {
     pub spots: u32,
     /// Drivers' apps sending requests at once, each on its own connection.
     pub clients: u32,
+    /// No request is sent after this long: a path that has not filled the
+    /// lot by then is reported with what it filled.
+    #[serde(with = "secs")]
+    pub deadline: Duration,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?.max(0.0)))
+    }
 }
 
 /// What a stadium run measured.
@@ -63,6 +80,11 @@ pub struct StadiumOutcome {
 }
 
 impl StadiumOutcome {
+    /// True when every client was told "full" before the deadline.
+    pub fn filled(&self) -> bool {
+        self.full == u64::from(self.shape.clients)
+    }
+
     /// Reservations made per second of the run.
     pub fn reserves_per_sec(&self) -> f64 {
         self.reserved as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -122,6 +144,9 @@ pub async fn run(
                 start_line.wait().await;
                 let (mut reserved, mut errors) = (Vec::new(), 0u64);
                 for i in 0u64.. {
+                    if began.elapsed() >= shape.deadline {
+                        break;
+                    }
                     let plate = Plate::parse(&format!("S{c}-{i}"));
                     let key = IdempotencyKey::parse(format!("stadium-{c}-{i}").as_bytes());
                     let (Ok(plate), Ok(key)) = (plate, key) else {

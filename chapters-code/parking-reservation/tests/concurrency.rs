@@ -377,6 +377,7 @@ async fn every_reserve_path_fills_a_hot_lot_exactly() {
     let shape = Stadium {
         spots: 48,
         clients: 16,
+        deadline: std::time::Duration::from_secs(10),
     };
     let mut outcomes = Vec::new();
     for path in ReservePath::ALL {
@@ -394,33 +395,31 @@ async fn every_reserve_path_fills_a_hot_lot_exactly() {
         );
         outcomes.push(out);
     }
-    let outcomes_lost: Vec<_> = outcomes
-        .iter()
-        .map(|o| (o.path, o.races.races_lost))
-        .collect();
-    for out in outcomes {
-        let path = out.path;
+    let lost = |p: ReservePath| {
+        outcomes
+            .iter()
+            .find(|o| o.path == p)
+            .map(|o| o.races.races_lost)
+    };
+    assert!(
+        lost(ReservePath::SkipLocked) < lost(ReservePath::OnConflict),
+        "{outcomes:?}"
+    );
+    for out in &outcomes {
         assert_eq!(out.errors, 0, "{out:?}");
         assert_eq!(out.overlapping_pairs, 0, "{out:?}");
+        assert_eq!(i64::try_from(out.reserved).ok(), Some(out.rows), "{out:?}");
+        assert!(out.reserved <= u64::from(shape.spots), "{out:?}");
         assert_eq!(
-            (out.reserved, out.rows),
-            (u64::from(shape.spots), i64::from(shape.spots)),
-            "{out:?}"
+            out.reserved_after_full, 0,
+            "'full' while spots were free: {out:?}"
         );
-        assert_eq!(
-            out.full,
-            u64::from(shape.clients),
-            "every client saw the lot full: {out:?}"
-        );
-        if path != ReservePath::Retry {
+        if out.path != ReservePath::Retry {
+            assert!(out.filled(), "every client saw the lot full: {out:?}");
+            assert_eq!(out.reserved, u64::from(shape.spots), "{out:?}");
             assert_eq!((out.races.deadlocks, out.races.gave_up), (0, 0), "{out:?}");
         }
     }
-    let lost = |p: ReservePath| outcomes_lost.iter().find(|(q, _)| *q == p).map(|(_, n)| *n);
-    assert!(
-        lost(ReservePath::SkipLocked) < lost(ReservePath::OnConflict),
-        "{outcomes_lost:?}"
-    );
 }
 // ANCHOR_END: stadium_test
 
