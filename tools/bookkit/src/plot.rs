@@ -180,7 +180,12 @@ const PALETTE: [RGBColor; 6] = [
 pub fn line_chart(chart: &LineChart<'_>, series: &[Series]) -> Result<String> {
     let height = 480;
     let pts = series.iter().flat_map(|s| s.points.iter().copied());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for (x, y) in pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -193,7 +198,10 @@ pub fn line_chart(chart: &LineChart<'_>, series: &[Series]) -> Result<String> {
     let widen = |lo: f64, hi: f64, log: bool| -> (f64, f64) {
         if log {
             let lo = if lo > 0.0 { lo } else { 1e-3 };
-            (10f64.powf(lo.log10().floor()), 10f64.powf(hi.max(lo * 10.0).log10().ceil()))
+            (
+                10f64.powf(lo.log10().floor()),
+                10f64.powf(hi.max(lo * 10.0).log10().ceil()),
+            )
         } else {
             let pad = ((hi - lo) * 0.05).max(1e-9);
             (if lo >= 0.0 { 0.0 } else { lo - pad }, hi + pad)
@@ -232,12 +240,15 @@ pub fn line_chart(chart: &LineChart<'_>, series: &[Series]) -> Result<String> {
                     .map_err(plot_err)?;
                 for (i, s) in series.iter().enumerate() {
                     let color = PALETTE[i % PALETTE.len()];
-                    c.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(3)))
-                        .map_err(plot_err)?
-                        .label(s.name.clone())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
-                        });
+                    c.draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(3),
+                    ))
+                    .map_err(plot_err)?
+                    .label(s.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                    });
                     c.draw_series(s.points.iter().map(|p| Circle::new(*p, 4, color.filled())))
                         .map_err(plot_err)?;
                 }
@@ -258,14 +269,25 @@ pub fn line_chart(chart: &LineChart<'_>, series: &[Series]) -> Result<String> {
             .y_label_area_size(80);
         match (chart.log_x, chart.log_y) {
             (false, false) => draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(plot_err)?),
-            (true, false) => draw!(b.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(plot_err)?),
-            (false, true) => draw!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(plot_err)?),
-            (true, true) => draw!(b
-                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-                .map_err(plot_err)?),
+            (true, false) => draw!(
+                b.build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                    .map_err(plot_err)?
+            ),
+            (false, true) => draw!(
+                b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(plot_err)?
+            ),
+            (true, true) => draw!(
+                b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(plot_err)?
+            ),
         }
         lower
-            .draw(&Text::new(chart.caption.to_string(), (12, 6), ("sans-serif", TEXT - 2)))
+            .draw(&Text::new(
+                chart.caption.to_string(),
+                (12, 6),
+                ("sans-serif", TEXT - 2),
+            ))
             .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }

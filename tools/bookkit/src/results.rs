@@ -278,13 +278,13 @@ fn write_json(dir: &Path, result: &BenchResult) -> Result<PathBuf> {
 
 /// Results of `chapter` under `target/sdb-results` written since `since` (this run's), sorted by name.
 pub fn fresh(chapter: &str, since: SystemTime) -> Result<Vec<BenchResult>> {
-    let since = since
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Ok(read_dir(&crate::target_dir().join("sdb-results").join(chapter))?
-        .into_iter()
-        .filter(|r| r.chapter == chapter && r.recorded_at_unix_s >= since)
-        .collect())
+    let since = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(
+        read_dir(&crate::target_dir().join("sdb-results").join(chapter))?
+            .into_iter()
+            .filter(|r| r.chapter == chapter && r.recorded_at_unix_s >= since)
+            .collect(),
+    )
 }
 
 /// Where a chapter's committed results live, relative to the repository root.
@@ -329,7 +329,9 @@ pub fn read_dir(dir: &Path) -> Result<Vec<BenchResult>> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
         let is_json = path.extension().is_some_and(|e| e == "json");
         let hidden = path
             .file_name()
@@ -337,8 +339,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<BenchResult>> {
         if !is_json || hidden {
             continue;
         }
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let result: BenchResult =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         result

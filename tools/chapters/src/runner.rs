@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use crate::chapters;
 
-const USAGE: &str = "usage: chapters gen [--check] [slug] | chapters bench-report [--render-only] [filter]";
+const USAGE: &str =
+    "usage: chapters gen [--check] [slug] | chapters bench-report [--render-only] [filter]";
 
 /// Parses `args` and runs the command.
 pub fn cli(args: &[String]) -> Result<ExitCode> {
@@ -61,7 +62,9 @@ fn selected(filter: Option<&str>) -> Vec<Chapter> {
         .into_iter()
         .filter(|c| {
             filter.is_none_or(|f| {
-                c.slug.contains(f) || c.report.is_some_and(|r| r.benches.iter().any(|b| b.contains(f)))
+                c.slug.contains(f)
+                    || c.report
+                        .is_some_and(|r| r.benches.iter().any(|b| b.contains(f)))
             })
         })
         .collect()
@@ -70,7 +73,10 @@ fn selected(filter: Option<&str>) -> Vec<Chapter> {
 /// `gen`: writes every generated file of the selected chapters, or with `check` compares them.
 pub fn generate(filter: Option<&str>, check: bool) -> Result<ExitCode> {
     let root = bookkit::repo_root();
-    let files: Vec<_> = selected(filter).into_iter().flat_map(|c| c.generated).collect();
+    let files: Vec<_> = selected(filter)
+        .into_iter()
+        .flat_map(|c| c.generated)
+        .collect();
     if files.is_empty() {
         bail!("no chapter matches {filter:?}");
     }
@@ -103,7 +109,11 @@ pub fn generate(filter: Option<&str>, check: bool) -> Result<ExitCode> {
         for p in &written {
             println!("wrote {}", p.strip_prefix(&root).unwrap_or(p).display());
         }
-        println!("{} of {} generated files changed", written.len(), files.len());
+        println!(
+            "{} of {} generated files changed",
+            written.len(),
+            files.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -195,7 +205,10 @@ fn packages_with_book_feature(root: &Path) -> Result<Vec<String>> {
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let raw: Raw = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
     Ok(raw
