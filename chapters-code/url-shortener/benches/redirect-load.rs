@@ -46,7 +46,7 @@ use anyhow::{Context, Result};
 use bookkit::ResultKind;
 use bookkit::loadgen::{LoadSpec, constant_server, run_get};
 use bookkit::results::write_result;
-use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
+use bookkit::rounds::{Plan, RoundStats, Workload, interleave_all};
 use chrono::Utc;
 use url_shortener::config::{LocalCacheConfig, RedisConfig};
 use url_shortener::metrics::Metrics;
@@ -70,26 +70,20 @@ fn main() -> Result<()> {
             concurrency: CONNECTIONS as u32,
         })
         .collect();
-    let mut results = interleave(
-        CHAPTER,
-        ResultKind::Load,
-        &PLAN,
-        &workloads[0],
-        &workloads[1..],
-        |i, round| {
-            let spec = LoadSpec {
-                duration: round,
-                ..setup.spec.clone()
-            };
-            let out = rt.block_on(run_get(setup.addrs[i], Arc::clone(&setup.paths), &spec))?;
-            Ok(RoundStats {
-                ops: out.ok + out.errors,
-                errors: out.errors,
-                elapsed: out.elapsed,
-                latency_us: out.latency_us,
-            })
-        },
-    )?;
+    // The ceiling is the first workload (`PATHS[0]`).
+    let mut results = interleave_all(CHAPTER, ResultKind::Load, &PLAN, &workloads, |i, round| {
+        let spec = LoadSpec {
+            duration: round,
+            ..setup.spec.clone()
+        };
+        let out = rt.block_on(run_get(setup.addrs[i], Arc::clone(&setup.paths), &spec))?;
+        Ok(RoundStats {
+            ops: out.ok + out.errors,
+            errors: out.errors,
+            elapsed: out.elapsed,
+            latency_us: out.latency_us,
+        })
+    })?;
     // What each service did over all its rounds (the servers are idle between their turns).
     for (i, r) in results.iter_mut().enumerate().skip(1) {
         let (b, a) = (&before[i - 1], setup.metrics[i - 1].snapshot());

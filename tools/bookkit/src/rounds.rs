@@ -64,6 +64,20 @@ pub struct Workload {
     pub concurrency: u32,
 }
 
+/// [`interleave`] with the ceiling as the first of `workloads`.
+pub fn interleave_all(
+    chapter: &str,
+    kind: ResultKind,
+    plan: &Plan,
+    workloads: &[Workload],
+    run: impl FnMut(usize, Duration) -> Result<RoundStats>,
+) -> Result<Vec<BenchResult>> {
+    let (ceiling, paths) = workloads
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no workloads to measure"))?;
+    interleave(chapter, kind, plan, ceiling, paths, run)
+}
+
 /// Measures `ceiling` and `paths` interleaved under `plan`, calling `run(i, duration)`
 /// for workload `i` (0 is the ceiling, then the paths in order); returns one result
 /// per workload, each path with its per-round ratio to the ceiling.
