@@ -38,7 +38,8 @@
 //! - [`service`]: axum routes; errors become RFC 9457 problem documents in
 //!   one place, database errors by SQLSTATE.
 //! - [`strategies`], [`stadium`], [`load`], [`report`]: the comparisons and
-//!   measured runs behind the chapter's tables; [`capacity`]: the
+//!   measured runs behind the chapter's tables, each ending at its deadline
+//!   ([`cutoff`]); [`capacity`]: the
 //!   requirements as capacity inputs; [`generated`]: the computed files.
 #![warn(missing_docs)]
 
@@ -47,6 +48,7 @@ pub mod assign;
 pub mod book;
 pub mod capacity;
 pub mod clock;
+pub mod cutoff;
 pub mod domain;
 #[cfg(feature = "book")]
 pub mod generated;

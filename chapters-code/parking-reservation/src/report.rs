@@ -94,6 +94,15 @@ impl Measured {
             .unwrap_or(0)
     }
 
+    /// A count recorded since the bench cuts phases off at their deadline;
+    /// "n/a" in results measured before.
+    fn extra_count(&self, key: &str) -> String {
+        self.extra
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .map_or_else(|| "n/a".to_string(), |n| n.to_string())
+    }
+
     fn extra_i64(&self, key: &str) -> i64 {
         self.extra
             .get(key)
@@ -159,17 +168,18 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
             out,
             "{} concurrent clients, {} booking attempts each, over {} spots; each attempt books \
              a random spot for 1 to {} consecutive 15-minute slots starting in a random one of \
-             the first {} slots. Overlapping pairs are counted afterwards with a self-join.\n",
+             the first {} slots. Overlapping pairs are counted afterwards with a self-join.{}\n",
             r.extra_u64("clients"),
             r.extra_u64("attempts_per_client"),
             r.extra_u64("spots"),
             r.extra_u64("max_len_slots"),
             r.extra_u64("horizon_slots"),
+            deadline_note(r, "A strategy still running"),
         );
     }
     let mut costs = String::from(
-        "| Strategy | Retries (40001, 40P01) | Gave up | Attempts/s | p50 | p99 |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| Strategy | Retries (40001, 40P01) | Gave up | Cut off | Attempts/s | p50 | p99 |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
     out.push_str("| Strategy | Enforced by | Attempts | Booked | Refused | Overlapping pairs |\n");
     out.push_str("|---|---|---:|---:|---:|---:|\n");
@@ -192,9 +202,10 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
                 );
                 let _ = writeln!(
                     costs,
-                    "| {name} | {} | {} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {} | {} | {} |",
                     r.extra_u64("retries"),
                     r.extra_u64("gave_up"),
+                    r.extra_count("cut_off"),
                     fmt_rate(r.ops_per_sec),
                     fmt_opt_us(r.p50_us),
                     fmt_opt_us(r.p99_us),
@@ -202,7 +213,7 @@ pub fn render_strategy_table(results: &[serde_json::Value]) -> Result<String> {
             }
             None => {
                 let _ = writeln!(out, "| {name} | {by} | not measured | | | |");
-                let _ = writeln!(costs, "| {name} | not measured | | | | |");
+                let _ = writeln!(costs, "| {name} | not measured | | | | | |");
             }
         }
     }
@@ -234,7 +245,8 @@ pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
              in a rotating order, each on a fresh database with `deadlock_timeout` at the \
              server's setting ({timeout}). Reserves/s is the median over the rounds, with the \
              lowest and highest in brackets; \"filled\" counts the rounds that filled the lot \
-             in time.\n",
+             in time; \"cut off\" counts the requests still in flight at the deadline, which \
+             were abandoned and their transactions ended, over all rounds.\n",
             r.extra_u64("clients"),
             r.extra_u64("spots"),
             r.extra
@@ -245,8 +257,8 @@ pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
         );
     }
     out.push_str(
-        "| Reserve path | Reserves/s | Lost races | Deadlocks (40P01), gave up (409) | Filled | Overlapping pairs |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| Reserve path | Reserves/s | Lost races | Deadlocks (40P01), gave up (409) | Filled | Cut off | Overlapping pairs |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
     for path in ReservePath::ALL {
         let name = match path {
@@ -267,23 +279,39 @@ pub fn render_stadium_table(results: &[serde_json::Value]) -> Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {rate} | {} | {}, {} | {} of {} | {} |",
+                    "| {name} | {rate} | {} | {}, {} | {} of {} | {} | {} |",
                     r.extra_u64("races_lost"),
                     r.extra_u64("deadlocks"),
                     r.extra_u64("gave_up"),
                     r.extra_u64("filled_rounds"),
                     r.extra_u64("rounds"),
+                    r.extra_count("cut_off"),
                     r.extra_i64("overlapping_pairs"),
                 );
             }
             None => {
-                let _ = writeln!(out, "| {name} | not measured | | | | |");
+                let _ = writeln!(out, "| {name} | not measured | | | | | |");
             }
         }
     }
     Ok(out)
 }
 // ANCHOR_END: render_stadium
+
+/// The sentence saying how a phase with a deadline ended, or nothing when the result has none.
+fn deadline_note(r: &Measured, what: &str) -> String {
+    match r
+        .extra
+        .get("deadline_s")
+        .and_then(serde_json::Value::as_f64)
+    {
+        Some(s) => format!(
+            " {what} after {s} s stops there: an attempt in flight then is cut off (abandoned, \
+             its transaction ended) and counted as such, not as an attempt."
+        ),
+        None => String::new(),
+    }
+}
 
 /// Availability and a read beside a reserve, at the same concurrency and in the same rounds.
 pub fn render_other_operations(results: &[serde_json::Value]) -> Result<String> {
@@ -388,13 +416,15 @@ pub fn render_performance_table(results: &[serde_json::Value]) -> Result<String>
         .map(|r| {
             format!(
                 "{} client(s): {} reserved, {} refused for want of a spot, {} gave up after {} lost \
-                 races, {} INSERTs lost a race and were retried",
+                 races, {} INSERTs lost a race and were retried, {} cut off unanswered when a \
+                 window closed",
                 r.concurrency.unwrap_or(0),
                 r.ops.saturating_sub(r.extra_u64("no_spot") + r.extra_u64("conflicts") + r.extra_u64("errors")),
                 r.extra_u64("no_spot"),
                 r.extra_u64("conflicts"),
                 crate::store::MAX_ASSIGN_ATTEMPTS,
                 r.extra_u64("races_lost"),
+                r.extra_count("cut_off"),
             )
         })
         .collect();
@@ -443,56 +473,70 @@ pub fn measured_json(results: &[serde_json::Value], measured_on: &str) -> Result
 }
 // ANCHOR_END: measured_json
 
-/// The committed results, as the JSON values the renderers read, and the header naming their run.
-fn committed() -> Result<(Vec<serde_json::Value>, String)> {
+/// The committed results, read once: as the JSON values the renderers read,
+/// the header naming their runs, and the machine that measured the sizing run.
+struct Committed {
+    values: Vec<serde_json::Value>,
+    header: String,
+    sizing_machine: Option<String>,
+}
+
+fn committed() -> Result<Committed> {
     let results = bookkit::results::committed(CHAPTER)?;
     let header = bookkit::table::measured_header(
         "cargo xtask bench-report parking-reservation",
         &results.iter().collect::<Vec<_>>(),
     );
+    let sizing_machine = results
+        .iter()
+        .find(|r| r.name == reserve_result(SIZING_CLIENTS))
+        .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line));
     let values = results
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((values, header))
+    Ok(Committed {
+        values,
+        header,
+        sizing_machine,
+    })
 }
 
 /// `strategies.md`, from the committed results.
 pub fn strategies_markdown() -> Result<String> {
-    let (results, header) = committed()?;
-    Ok(format!("{header}{}", render_strategy_table(&results)?))
+    let c = committed()?;
+    Ok(format!("{}{}", c.header, render_strategy_table(&c.values)?))
 }
 
 /// `performance.md`, from the committed results.
 pub fn performance_markdown() -> Result<String> {
-    let (results, header) = committed()?;
+    let c = committed()?;
     Ok(format!(
-        "{header}{}\n{}",
-        render_performance_table(&results)?,
-        render_other_operations(&results)?
+        "{}{}\n{}",
+        c.header,
+        render_performance_table(&c.values)?,
+        render_other_operations(&c.values)?
     ))
 }
 
 /// `stadium.md`, from the committed results.
 pub fn stadium_markdown() -> Result<String> {
-    let (results, header) = committed()?;
-    Ok(format!("{header}{}", render_stadium_table(&results)?))
+    let c = committed()?;
+    Ok(format!("{}{}", c.header, render_stadium_table(&c.values)?))
 }
 
 /// `measured.json`, from the committed results.
 pub fn measured_markdown() -> Result<String> {
-    let (results, _) = committed()?;
-    if results.is_empty() {
+    let c = committed()?;
+    if c.values.is_empty() {
         // Not measured under the current result format yet: keep the
         // committed figure (it names the run that measured it).
         return bookkit::repo_file(crate::capacity::MEASURED_PATH);
     }
-    let on = bookkit::results::committed(CHAPTER)?
-        .iter()
-        .find(|r| r.name == reserve_result(SIZING_CLIENTS))
-        .and_then(|r| r.machine.as_ref().map(bookkit::MachineHeader::one_line))
+    let on = c
+        .sizing_machine
         .unwrap_or_else(|| "an unrecorded machine".to_string());
-    measured_json(&results, &on)
+    measured_json(&c.values, &on)
 }
 
 /// `key-numbers.md`, computed from [`measured_markdown`].
@@ -552,7 +596,8 @@ mod tests {
             "name": "strategy-naive", "ops": 1600, "ops_per_sec": 2000.0, "p50_us": 800.0,
             "p99_us": 4000.0, "cores": 2,
             "extra": {"booked": 700, "refused": 900, "overlapping_pairs": 35, "clients": 16,
-                      "attempts_per_client": 100, "spots": 4, "max_len_slots": 8}
+                      "attempts_per_client": 100, "spots": 4, "max_len_slots": 8,
+                      "cut_off": 3, "deadline_s": 8.0}
         });
         let reserve = serde_json::json!({
             "name": "reserve-c8", "ops": 4000, "ops_per_sec": 1000.0, "p50_us": 7000.0,
@@ -573,6 +618,14 @@ mod tests {
             s.contains("| Exclusion constraint | `EXCLUDE USING gist` | not measured"),
             "{s}"
         );
+        assert!(
+            s.contains("| Check, then insert | 0 | 0 | 3 | 2000 | 800 µs | 4.0 ms |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("A strategy still running after 8 s stops there"),
+            "{s}"
+        );
         let p = render_performance_table(&[reserve, ceiling])?;
         assert!(
             p.contains("| 8 | 1000 | 7.0 ms | 20.0 ms | 0.25 | 30× |"),
@@ -583,12 +636,14 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("| 1 | not measured"), "{p}");
+        // Measured before the bench counted cut-offs: said, not shown as zero.
+        assert!(p.contains("n/a cut off unanswered"), "{p}");
         let stadium = serde_json::json!({
             "name": "stadium-skip-locked", "ops": 1200, "ops_per_sec": 900.0, "cores": 2,
             "rounds_ops_per_sec": [800.0, 1000.0, 900.0],
             "extra": {"races_lost": 40, "deadlocks": 0, "gave_up": 0, "overlapping_pairs": 0,
                       "clients": 32, "spots": 400, "rounds": 3, "deadlock_timeout": "1s",
-                      "filled_rounds": 3, "deadline_s": 30.0}
+                      "filled_rounds": 3, "deadline_s": 10.0, "cut_off": 2}
         });
         let t = render_stadium_table(&[stadium])?;
         assert!(
@@ -596,7 +651,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| skip locked spots, `ON CONFLICT DO NOTHING` (chosen) | 900 (800–1000) | 40 | 0, 0 | 3 of 3 | 0 |"),
+            t.contains("| skip locked spots, `ON CONFLICT DO NOTHING` (chosen) | 900 (800–1000) | 40 | 0, 0 | 3 of 3 | 2 | 0 |"),
             "{t}"
         );
         assert!(

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
+use crate::cutoff;
 use crate::domain::{Plate, ReserveRequest, SLOT, SpotKind, TimeRange, ceil_to_slot};
 use crate::idempotency::IdempotencyKey;
 use crate::store::{
@@ -34,8 +35,9 @@ pub struct Stadium {
     pub spots: u32,
     /// Drivers' apps sending requests at once, each on its own connection.
     pub clients: u32,
-    /// No request is sent after this long: a path that has not filled the
-    /// lot by then is reported with what it filled.
+    /// No request is sent after this long, and one still in flight then is
+    /// cut off: a path that has not filled the lot by then is reported with
+    /// what it filled.
     #[serde(with = "secs")]
     pub deadline: Duration,
 }
@@ -66,6 +68,11 @@ pub struct StadiumOutcome {
     pub full: u64,
     /// Requests that failed otherwise (a bug, or the database).
     pub errors: u64,
+    /// Requests still in flight at the deadline, abandoned (at most one per
+    /// client). Their transactions are ended before the audit; one whose
+    /// COMMIT had already reached the server is in `rows` but not in `reserved`.
+    #[serde(default)]
+    pub cut_off: u64,
     /// Reservations whose request was sent after some client had already
     /// been told "full": must be zero, or "full" was said while spots were free.
     pub reserved_after_full: u64,
@@ -75,7 +82,7 @@ pub struct StadiumOutcome {
     pub rows: i64,
     /// Pairs of live reservations of one spot that overlap: must be zero.
     pub overlapping_pairs: i64,
-    /// From the release of the clients to the last answer.
+    /// From the release of the clients to the last answer or the deadline.
     pub elapsed: Duration,
 }
 
@@ -137,14 +144,15 @@ pub async fn run(
     let before = store.race_stats();
     let start_line = Arc::new(tokio::sync::Barrier::new(shape.clients as usize));
     let began = Instant::now();
+    let deadline = began + shape.deadline;
     let tasks: Vec<_> = (0..shape.clients)
         .map(|c| {
             let (store, start_line) = (store.clone(), Arc::clone(&start_line));
             tokio::spawn(async move {
                 start_line.wait().await;
-                let (mut reserved, mut errors) = (Vec::new(), 0u64);
+                let (mut reserved, mut errors, mut cut_off) = (Vec::new(), 0u64, 0u64);
                 for i in 0u64.. {
-                    if began.elapsed() >= shape.deadline {
+                    if Instant::now() >= deadline {
                         break;
                     }
                     let plate = Plate::parse(&format!("S{c}-{i}"));
@@ -160,11 +168,16 @@ pub async fn run(
                         plate,
                     };
                     let sent = Instant::now();
-                    match store.reserve(&request, Some(&key), SystemClock.now()).await {
+                    let reserve = store.reserve(&request, Some(&key), SystemClock.now());
+                    let Some(answer) = cutoff::by(deadline, reserve).await else {
+                        cut_off += 1;
+                        break;
+                    };
+                    match answer {
                         Ok(_) => reserved.push(sent),
                         // The lot is full: this app stops asking.
                         Err(StoreError::NoSpotAvailable { .. }) => {
-                            return (reserved, Some(Instant::now()), errors);
+                            return (reserved, Some(Instant::now()), errors, cut_off);
                         }
                         // Gave up after lost races: a driver would press again.
                         Err(StoreError::Conflict { .. }) => {}
@@ -177,20 +190,26 @@ pub async fn run(
                         }
                     }
                 }
-                (reserved, None, errors)
+                (reserved, None, errors, cut_off)
             })
         })
         .collect();
-    let (mut sent, mut told_full, mut errors) = (Vec::new(), Vec::new(), 0);
+    let (mut sent, mut told_full, mut errors, mut cut_off) = (Vec::new(), Vec::new(), 0, 0);
     for t in tasks {
-        let (r, f, e) = t
+        let (r, f, e, c) = t
             .await
             .map_err(|e| StoreError::Corrupt(format!("client task: {e}")))?;
         sent.extend(r);
         told_full.extend(f);
         errors += e;
+        cut_off += c;
     }
     let elapsed = began.elapsed();
+    if cut_off > 0 {
+        // The abandoned reserves may still be waiting on a lock or a
+        // deadlock check: end them, so the audit reads a lot at rest.
+        cutoff::quiesce(store.pool()).await?;
+    }
     let first_full = told_full.iter().min().copied();
     let reserved_after_full = first_full.map_or(0, |f| sent.iter().filter(|s| **s > f).count());
     let after = store.race_stats();
@@ -201,6 +220,7 @@ pub async fn run(
         reserved: sent.len() as u64,
         full: told_full.len() as u64,
         errors,
+        cut_off,
         reserved_after_full: reserved_after_full as u64,
         races: RaceStats {
             races_lost: after.races_lost - before.races_lost,

@@ -27,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::cutoff;
 use crate::domain::{SLOT, TimeRange};
 
 /// The schema of the comparison (`sql/strategies.sql`).
@@ -402,6 +403,9 @@ pub struct Contention {
     pub max_len_slots: i64,
     /// Seed of the clients' random choices.
     pub seed: u64,
+    /// No attempt is sent after this long, and one still in flight then is
+    /// cut off: a strategy that stalls is reported with what it did by then.
+    pub deadline: Duration,
 }
 
 /// What a contention run measured.
@@ -409,7 +413,7 @@ pub struct Contention {
 pub struct ContentionOutcome {
     /// The strategy.
     pub strategy: Strategy,
-    /// Attempts made.
+    /// Attempts answered before the deadline.
     pub attempts: u64,
     /// Attempts that booked.
     pub booked: u64,
@@ -421,6 +425,8 @@ pub struct ContentionOutcome {
     pub retries: u64,
     /// Attempts that failed with another database error.
     pub errors: u64,
+    /// Attempts still in flight at the deadline, abandoned (at most one per client).
+    pub cut_off: u64,
     /// Overlapping pairs found afterwards by the self-join.
     pub overlapping_pairs: i64,
     /// Wall time of the run.
@@ -443,7 +449,8 @@ pub fn contention_day() -> DateTime<Utc> {
 
 // ANCHOR: contend
 /// Runs `strategy` with `shape.clients` concurrent clients over a fresh
-/// strategies schema in `pool`'s database, then counts overlapping pairs.
+/// strategies schema in `pool`'s database until each client has made its
+/// attempts or `shape.deadline` has passed, then counts overlapping pairs.
 pub async fn contend(
     pool: &PgPool,
     strategy: Strategy,
@@ -452,6 +459,7 @@ pub async fn contend(
     // All clients start together, so the first attempts collide too.
     let start_line = Arc::new(tokio::sync::Barrier::new(shape.clients as usize));
     let began = Instant::now();
+    let deadline = began + shape.deadline;
     let mut tasks = Vec::new();
     for c in 0..shape.clients {
         let pool = pool.clone();
@@ -463,6 +471,9 @@ pub async fn contend(
             let mut tally = Tally::default();
             start_line.wait().await;
             for _ in 0..shape.attempts_per_client {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let spot = rng.random_range(1..=shape.spots);
                 let first = rng.random_range(0..shape.horizon_slots);
                 let len = rng.random_range(1..=shape.max_len_slots);
@@ -471,8 +482,13 @@ pub async fn contend(
                     continue;
                 };
                 let t = Instant::now();
-                let result = strategy.book(&pool, spot, &range, &client).await;
-                tally.record(result, t.elapsed());
+                match cutoff::by(deadline, strategy.book(&pool, spot, &range, &client)).await {
+                    Some(result) => tally.record(result, t.elapsed()),
+                    None => {
+                        tally.cut_off += 1;
+                        break;
+                    }
+                }
             }
             tally
         }));
@@ -485,6 +501,11 @@ pub async fn contend(
         }
     }
     let elapsed = began.elapsed();
+    if total.cut_off > 0 {
+        // The abandoned transactions may still run (or commit) in the
+        // database: end them, so the self-join counts a table at rest.
+        cutoff::quiesce(pool).await?;
+    }
     Ok(ContentionOutcome {
         strategy,
         attempts: total.attempts,
@@ -493,6 +514,7 @@ pub async fn contend(
         gave_up: total.gave_up,
         retries: total.retries,
         errors: total.errors,
+        cut_off: total.cut_off,
         overlapping_pairs: overlapping_pairs(pool, strategy).await?,
         elapsed,
         latency_us: total.latency_us,
@@ -508,6 +530,7 @@ struct Tally {
     gave_up: u64,
     retries: u64,
     errors: u64,
+    cut_off: u64,
     latency_us: Histogram<u64>,
 }
 
@@ -520,6 +543,7 @@ impl Default for Tally {
             gave_up: 0,
             retries: 0,
             errors: 0,
+            cut_off: 0,
             latency_us: empty_histogram(),
         }
     }
@@ -553,6 +577,7 @@ impl Tally {
         self.gave_up += other.gave_up;
         self.retries += other.retries;
         self.errors += other.errors;
+        self.cut_off += other.cut_off;
         let _ = self.latency_us.add(&other.latency_us);
     }
 }

@@ -5,6 +5,10 @@
 //! - The production reserve path (`PgStore::reserve`) survives 32 clients x
 //!   200 random attempts over 5 spots: afterwards a self-join finds no
 //!   overlap, every success a client saw is in the table, and no rejection is.
+//! - Walk-ins and reserves race for the last spots: each spot is handed out
+//!   once, and no walk-in takes a reserved one.
+//! - The load phases of the bench end at their deadline even when no request
+//!   can finish, with every request in flight counted as cut off.
 
 mod common;
 
@@ -76,6 +80,8 @@ fn shape() -> Contention {
         horizon_slots: 96,
         max_len_slots: 8,
         seed: 7,
+        // Far beyond what these few attempts need: nothing is cut off.
+        deadline: std::time::Duration::from_secs(60),
     }
 }
 
@@ -141,7 +147,7 @@ async fn strategy_never_double_books(strategy: Strategy, liveness: Liveness) {
     eprintln!("{strategy:?}: {gave_up} racers gave up, {empty_rounds} rounds booked nothing");
     let random = strategies::contend(&pool, strategy, shape()).await;
     let random = random.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(random.errors, 0, "{random:?}");
+    assert_eq!((random.errors, random.cut_off), (0, 0), "{random:?}");
     assert!(random.booked > 0 && random.refused > 0, "{random:?}");
     assert_eq!(random.overlapping_pairs, 0, "{strategy:?}: {random:?}");
     if liveness == Liveness::NeverStarves {
@@ -408,13 +414,20 @@ async fn every_reserve_path_fills_a_hot_lot_exactly() {
     for out in &outcomes {
         assert_eq!(out.errors, 0, "{out:?}");
         assert_eq!(out.overlapping_pairs, 0, "{out:?}");
-        assert_eq!(i64::try_from(out.reserved).ok(), Some(out.rows), "{out:?}");
+        // A reserve cut off at the deadline may have committed before the
+        // cut; nothing else is in the lot.
+        let (reserved, cut_off) = (out.reserved as i64, out.cut_off as i64);
+        assert!(
+            (reserved..=reserved + cut_off).contains(&out.rows),
+            "{out:?}"
+        );
         assert!(out.reserved <= u64::from(shape.spots), "{out:?}");
         assert_eq!(
             out.reserved_after_full, 0,
             "'full' while spots were free: {out:?}"
         );
         if out.path != ReservePath::Retry {
+            assert_eq!(out.cut_off, 0, "{out:?}");
             assert!(out.filled(), "every client saw the lot full: {out:?}");
             assert_eq!(out.reserved, u64::from(shape.spots), "{out:?}");
             assert_eq!((out.races.deadlocks, out.races.gave_up), (0, 0), "{out:?}");
@@ -422,6 +435,167 @@ async fn every_reserve_path_fills_a_hot_lot_exactly() {
     }
 }
 // ANCHOR_END: stadium_test
+
+// ANCHOR: walk_in_race_test
+/// Walk-ins never take reserved capacity, under concurrency: spot 1 is
+/// reserved from 09:00; then, at 08:07 and all at once, drivers reserve
+/// 09:00 to 12:00 and drivers at the gate walk in until 11:00. Every stay
+/// overlaps every other, so exactly the other spots are handed out, each
+/// once: no walk-in is on spot 1 or on any spot a racing reserve was given,
+/// every refusal is "no spot", each walk-in is parked with its three steps
+/// recorded, and no refused walk-in left a hold behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_walk_ins_never_take_reserved_capacity() {
+    const SPOTS: u32 = 6;
+    const EACH: usize = 12;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(2 * EACH as u32).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(SPOTS))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let evening = range("2026-03-02T09:00:00Z", "2026-03-02T12:00:00Z");
+    let stay = range("2026-03-02T08:00:00Z", "2026-03-02T11:00:00Z");
+    let first = store
+        .reserve(
+            &request(lot, SpotKind::Regular, evening, "EARLY"),
+            None,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * EACH));
+    let tasks: Vec<_> = (0..2 * EACH)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let walks_in = i % 2 == 0;
+                barrier.wait().await;
+                if walks_in {
+                    let req = request(lot, SpotKind::Regular, stay, &format!("GATE{i}"));
+                    (walks_in, store.walk_in(&req, now).await)
+                } else {
+                    let req = request(lot, SpotKind::Regular, evening, &format!("BOOK{i}"));
+                    (
+                        walks_in,
+                        store.reserve(&req, None, now).await.map(|r| r.reservation),
+                    )
+                }
+            })
+        })
+        .collect();
+    let (mut parked, mut booked) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+            (true, Ok(r)) => parked.push(r),
+            (false, Ok(r)) => booked.push(r),
+            (_, Err(StoreError::NoSpotAvailable { .. })) => {}
+            (walks_in, Err(e)) => panic!("walk-in {walks_in}: {e}"),
+        }
+    }
+    assert_eq!(
+        parked.len() + booked.len(),
+        SPOTS as usize - 1,
+        "{parked:?} {booked:?}"
+    );
+    let mut spots: Vec<i64> = parked.iter().chain(&booked).map(|r| r.spot.id).collect();
+    spots.push(first.spot.id);
+    spots.sort_unstable();
+    spots.dedup();
+    assert_eq!(spots.len(), SPOTS as usize, "a spot was handed out twice");
+    for r in &parked {
+        assert_eq!(r.state, State::CheckedIn, "{r:?}");
+        let steps: Vec<&str> = store
+            .history(r.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|t| t.event.as_str())
+            .collect();
+        assert_eq!(steps, ["reserve", "confirm", "check_in"]);
+    }
+    // Every reservation still holds the spot it was given; nothing else is
+    // in the lot (a refused walk-in left no hold).
+    let all = store
+        .reservations(lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.len(), SPOTS as usize, "{all:?}");
+    for r in booked.iter().chain([&first]) {
+        assert!(all.contains(r), "{r:?} changed");
+    }
+}
+// ANCHOR_END: walk_in_race_test
+
+// ANCHOR: deadline_test
+/// A load phase ends at its deadline even when no request can finish: a
+/// transaction locks the table every request needs and never lets go. Both
+/// the strategy run and the stadium run return within a moment of their
+/// deadline, with every client's request counted as cut off, nothing
+/// counted as done, and the blocker's session ended so the audit could read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_phases_end_at_their_deadline_when_nothing_can_finish() {
+    use parking_reservation::stadium::{self, Stadium};
+    use parking_reservation::store::ReservePath;
+    use std::time::{Duration, Instant};
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let deadline = Duration::from_secs(1);
+    // Before the fix the runs waited for the blocker, that is forever.
+    let bound = deadline + Duration::from_secs(8);
+
+    let Some((_db, pool)) = strategies_db().await else {
+        return;
+    };
+    let mut blocker = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shape = Contention {
+        clients: 4,
+        deadline,
+        ..shape()
+    };
+    let began = Instant::now();
+    let out = tokio::time::timeout(bound, strategies::contend(&pool, Strategy::Naive, shape))
+        .await
+        .unwrap_or_else(|_| panic!("the strategy run outlived its deadline by {bound:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(began.elapsed() < bound, "{:?}", began.elapsed());
+    assert_eq!((out.attempts, out.cut_off), (0, 4), "{out:?}");
+    assert!(out.elapsed < deadline + Duration::from_secs(2), "{out:?}");
+    // The blocker was ended with the abandoned attempts.
+    assert!(blocker.commit().await.is_err(), "the blocker survived");
+
+    let Some(db) = testkit::postgres(Some(&schema_path())).await else {
+        return;
+    };
+    let pool = db.pool_with(5).await;
+    let mut blocker = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shape = Stadium {
+        spots: 8,
+        clients: 4,
+        deadline,
+    };
+    let began = Instant::now();
+    let out = tokio::time::timeout(bound, stadium::run(pool.clone(), ReservePath::Retry, shape))
+        .await
+        .unwrap_or_else(|_| panic!("the stadium run outlived its deadline by {bound:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(began.elapsed() < bound, "{:?}", began.elapsed());
+    assert_eq!((out.reserved, out.cut_off, out.rows), (0, 4, 0), "{out:?}");
+    assert!(out.elapsed < deadline + Duration::from_secs(2), "{out:?}");
+    assert!(blocker.commit().await.is_err(), "the blocker survived");
+}
+// ANCHOR_END: deadline_test
 
 /// Skipping locked spots must not turn into a false "full": a spot locked
 /// by a reserve that will fail (here, a transaction that holds the lock and

@@ -61,7 +61,57 @@ behaviour_suite!(
     retry_without_idempotency_key_creates_two_holds,
     availability_counts_free_spots,
     invalid_lots_are_refused,
+    a_walk_in_is_parked_at_once_or_leaves_nothing,
 );
+
+/// A walk-in is one step: parked (held, confirmed and checked in, three
+/// entries of history) on a spot no reservation needs, or refused with
+/// nothing stored, even when the refusal comes at its last step.
+async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let later = request(lot, SpotKind::Regular, slots(4, 12), "BOOKED");
+    let booked = store
+        .reserve(&later, None, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let stay = request(lot, SpotKind::Regular, slots(0, 12), "GATE1");
+    let parked = store
+        .walk_in(&stay, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parked.state, State::CheckedIn);
+    assert_ne!(parked.spot, booked.spot);
+    assert_eq!(store.get(parked.id).await.ok(), Some(parked.clone()));
+    let steps: Vec<Event> = store
+        .history(parked.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|t| t.event)
+        .collect();
+    assert_eq!(steps, [Event::Reserve, Event::Confirm, Event::CheckIn]);
+    let count = || async { store.reservations(lot).await.map(|v| v.len()).ok() };
+    // The lot is full for this stay: refused, nothing stored.
+    let full = store
+        .walk_in(&request(lot, SpotKind::Regular, slots(0, 8), "GATE2"), now)
+        .await;
+    assert!(
+        matches!(full, Err(StoreError::NoSpotAvailable { .. })),
+        "{full:?}"
+    );
+    // A stay that starts in two hours has a free spot but cannot check in
+    // yet: the last step is refused, and the hold and confirm go with it.
+    let early = store
+        .walk_in(&request(lot, SpotKind::Regular, slots(16, 4), "GATE3"), now)
+        .await;
+    assert!(matches!(early, Err(StoreError::Transition(_))), "{early:?}");
+    assert_eq!(count().await, Some(2));
+}
 
 async fn reserve_assigns_the_lowest_free_level_first(store: &impl ReservationStore) {
     let lot = store

@@ -263,10 +263,11 @@ pub struct WalkInBody {
 }
 
 /// A walk-in is a reservation that starts now: reserve from the current
-/// slot to `end`, confirm, check in. It takes only a spot that no
-/// reservation holds for any part of the stay, so reserved capacity is never
-/// given away at the gate; a lot that is fully reserved turns walk-ins away
-/// with 409 `no-spot-available` even while cars are still to come.
+/// slot to `end`, confirm, check in, in one store call (one transaction). It
+/// takes only a spot that no reservation holds for any part of the stay, so
+/// reserved capacity is never given away at the gate; a lot that is fully
+/// reserved turns walk-ins away with 409 `no-spot-available` even while cars
+/// are still to come.
 async fn walk_in<S: ReservationStore>(
     State(app): State<AppState<S>>,
     lot_id: Result<Path<LotId>, PathRejection>,
@@ -284,9 +285,7 @@ async fn walk_in<S: ReservationStore>(
     }
     .parse(lot_id)?;
     check_bookable(&request.range, now)?;
-    let held = app.store.reserve(&request, None, now).await?.reservation;
-    app.store.apply(held.id, Event::Confirm, now).await?;
-    let parked = app.store.apply(held.id, Event::CheckIn, now).await?;
+    let parked = app.store.walk_in(&request, now).await?;
     Ok((StatusCode::CREATED, Json(parked)).into_response())
 }
 // ANCHOR_END: walk_in

@@ -89,6 +89,40 @@ impl Inner {
         n
     }
 
+    /// A hold of the free spot the rule assigns for `request`, not yet stored.
+    fn new_hold(
+        &self,
+        request: &ReserveRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        self.check_lot(request.lot_id)?;
+        if self.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
+            return Err(StoreError::TooManyHolds {
+                limit: MAX_HOLDS_PER_PLATE,
+            });
+        }
+        let reservations = self.lot_reservations(request.lot_id);
+        let spot = assign_reference(
+            &self.spots,
+            &reservations,
+            request.lot_id,
+            request.kind,
+            &request.range,
+        )
+        .ok_or(StoreError::NoSpotAvailable {
+            lot_id: request.lot_id,
+            kind: request.kind,
+        })?;
+        let tariff = self.tariffs.of(request.kind);
+        Ok(Reservation::hold(
+            Uuid::new_v4(),
+            spot,
+            request,
+            now,
+            &tariff,
+        ))
+    }
+
     /// Unconfirmed holds of `plate` that have not lapsed at `now`.
     fn live_holds(&self, r: &ReserveRequest, now: DateTime<Utc>) -> u32 {
         let n = self
@@ -161,26 +195,7 @@ impl ReservationStore for MemoryStore {
                 Err(StoreError::IdempotencyKeyReused(key.to_string()))
             };
         }
-        inner.check_lot(request.lot_id)?;
-        if inner.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
-            return Err(StoreError::TooManyHolds {
-                limit: MAX_HOLDS_PER_PLATE,
-            });
-        }
-        let reservations = inner.lot_reservations(request.lot_id);
-        let spot = assign_reference(
-            &inner.spots,
-            &reservations,
-            request.lot_id,
-            request.kind,
-            &request.range,
-        )
-        .ok_or(StoreError::NoSpotAvailable {
-            lot_id: request.lot_id,
-            kind: request.kind,
-        })?;
-        let tariff = inner.tariffs.of(request.kind);
-        let reservation = Reservation::hold(Uuid::new_v4(), spot, request, now, &tariff);
+        let reservation = inner.new_hold(request, now)?;
         inner
             .reservations
             .insert(reservation.id, reservation.clone());
@@ -196,6 +211,27 @@ impl ReservationStore for MemoryStore {
             reservation,
             replayed: false,
         })
+    }
+
+    async fn walk_in(
+        &self,
+        request: &ReserveRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let mut inner = self.lock();
+        let held = inner.new_hold(request, now)?;
+        let tariff = inner.tariffs.of(request.kind);
+        // All three steps under the one lock, stored only if all succeed.
+        let mut history = vec![Transition::reserved(&held)];
+        let mut current = held;
+        for event in [Event::Confirm, Event::CheckIn] {
+            let next = current.apply(event, now, &tariff)?;
+            history.push(Transition::step(&current, event, &next));
+            current = next;
+        }
+        inner.history.insert(current.id, history);
+        inner.reservations.insert(current.id, current.clone());
+        Ok(current)
     }
 
     async fn get(&self, id: Uuid) -> Result<Reservation, StoreError> {

@@ -205,6 +205,16 @@ pub trait ReservationStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
 
+    /// A driver at the gate: holds the free spot of the kind nearest the
+    /// ground floor for `request.range`, confirms it and checks in, all at
+    /// `now` and all or nothing (one transaction in PostgreSQL). The history
+    /// records the three steps.
+    fn walk_in(
+        &self,
+        request: &ReserveRequest,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+
     /// One reservation.
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
 

@@ -241,12 +241,14 @@ impl PgStore {
     }
 
     // ANCHOR: reserve
-    /// One attempt at a reservation, in one transaction.
+    /// One attempt at a reservation, in one transaction; `then` are events
+    /// applied to the new hold before COMMIT (a walk-in's confirm and check-in).
     async fn try_reserve(
         &self,
         request: &ReserveRequest,
         key: Option<(&IdempotencyKey, &str)>,
         now: DateTime<Utc>,
+        then: &[Event],
     ) -> Result<Attempt, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some((key, fingerprint)) = key {
@@ -268,7 +270,7 @@ impl PgStore {
             });
         }
         let tariff = self.tariffs().of(request.kind);
-        let reservation = loop {
+        let mut reservation = loop {
             let Some(spot) = self.choose_spot(&mut tx, request).await? else {
                 return Err(self.nothing_free(&mut tx, request).await?);
             };
@@ -289,6 +291,11 @@ impl PgStore {
             }
         };
         record_event(&mut tx, reservation.id, &Transition::reserved(&reservation)).await?;
+        for &event in then {
+            let next = reservation.apply(event, now, &tariff)?;
+            store_step(&mut tx, &reservation, event, &next).await?;
+            reservation = next;
+        }
         if let Some((key, _)) = key {
             idempotency::record(&mut tx, key, &reservation).await?;
         }
@@ -298,6 +305,42 @@ impl PgStore {
             replayed: false,
         }))
     }
+
+    // ANCHOR: retry
+    /// A reserve (then `then`, see [`Self::try_reserve`]), its transaction
+    /// retried when it lost the race at INSERT.
+    async fn reserve_then(
+        &self,
+        request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+        then: &[Event],
+    ) -> Result<Reserved, StoreError> {
+        let fingerprint = key.map(|_| fingerprint(request));
+        let key = key.zip(fingerprint.as_deref());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.try_reserve(request, key, now, then).await? {
+                Attempt::Done(reserved) => return Ok(reserved),
+                // The transaction was rolled back after losing at INSERT. The
+                // winner's row is committed, so the next SELECT sees it.
+                Attempt::Lost => {
+                    self.races.races_lost.fetch_add(1, Ordering::Relaxed);
+                    if attempts == MAX_ASSIGN_ATTEMPTS {
+                        self.races.gave_up.fetch_add(1, Ordering::Relaxed);
+                        return Err(StoreError::Conflict { attempts });
+                    }
+                    // Jitter, so that the losers of one race do not all come
+                    // back at the same instant and collide again.
+                    let ceiling_ms = 1u64 << attempts.min(6);
+                    let pause = rand::rng().random_range(0..=ceiling_ms);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+        }
+    }
+    // ANCHOR_END: retry
 
     /// The spot to try, by this store's [`ReservePath`].
     async fn choose_spot(
@@ -435,6 +478,35 @@ async fn holds_of_plate(
     .await
 }
 // ANCHOR_END: hold_limit
+
+/// Writes `next`, what `event` made of `current`, and its history entry, in
+/// the caller's transaction.
+async fn store_step(
+    tx: &mut PgConnection,
+    current: &Reservation,
+    event: Event,
+    next: &Reservation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservations SET state = $2, charged_cents = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(next.id)
+    .bind(next.state.as_str())
+    .bind(next.charged_cents.map(Money::cents))
+    .bind(next.updated_at)
+    .execute(&mut *tx)
+    .await
+    // Only a late confirm moves a row back into a live state, and the
+    // exclusion constraint checks that UPDATE like an INSERT.
+    .map_err(
+        |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some(EXCLUSION_VIOLATION) => StoreError::SpotTaken,
+            _ => StoreError::Database(e),
+        },
+    )?;
+    record_event(tx, next.id, &Transition::step(current, event, next)).await?;
+    Ok(())
+}
 
 /// Appends `t` to the history of reservation `id`, in the caller's transaction.
 async fn record_event(tx: &mut PgConnection, id: Uuid, t: &Transition) -> Result<(), sqlx::Error> {
@@ -610,38 +682,31 @@ impl ReservationStore for PgStore {
         Ok(assign::availability(&mut conn, lot_id, &range).await?)
     }
 
-    // ANCHOR: retry
     async fn reserve(
         &self,
         request: &ReserveRequest,
         key: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> Result<Reserved, StoreError> {
-        let fingerprint = key.map(|_| fingerprint(request));
-        let key = key.zip(fingerprint.as_deref());
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.try_reserve(request, key, now).await? {
-                Attempt::Done(reserved) => return Ok(reserved),
-                // The transaction was rolled back after losing at INSERT. The
-                // winner's row is committed, so the next SELECT sees it.
-                Attempt::Lost => {
-                    self.races.races_lost.fetch_add(1, Ordering::Relaxed);
-                    if attempts == MAX_ASSIGN_ATTEMPTS {
-                        self.races.gave_up.fetch_add(1, Ordering::Relaxed);
-                        return Err(StoreError::Conflict { attempts });
-                    }
-                    // Jitter, so that the losers of one race do not all come
-                    // back at the same instant and collide again.
-                    let ceiling_ms = 1u64 << attempts.min(6);
-                    let pause = rand::rng().random_range(0..=ceiling_ms);
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                }
-            }
-        }
+        self.reserve_then(request, key, now, &[]).await
     }
-    // ANCHOR_END: retry
+
+    // ANCHOR: pg_walk_in
+    async fn walk_in(
+        &self,
+        request: &ReserveRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        // Hold, confirm and check in, in the reserve's own transaction: the
+        // spot is chosen and guarded exactly as for any reserve, and a
+        // failure at any step leaves nothing behind.
+        let then = [Event::Confirm, Event::CheckIn];
+        Ok(self
+            .reserve_then(request, None, now, &then)
+            .await?
+            .reservation)
+    }
+    // ANCHOR_END: pg_walk_in
 
     async fn get(&self, id: Uuid) -> Result<Reservation, StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -660,24 +725,7 @@ impl ReservationStore for PgStore {
         // reservation, including the sweepers' UPDATEs.
         let current = self.fetch(&mut tx, id, true).await?;
         let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
-        sqlx::query(
-            "UPDATE reservations SET state = $2, charged_cents = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(next.state.as_str())
-        .bind(next.charged_cents.map(Money::cents))
-        .bind(next.updated_at)
-        .execute(&mut *tx)
-        .await
-        // Only a late confirm moves a row back into a live state, and the
-        // exclusion constraint checks that UPDATE like an INSERT.
-        .map_err(
-            |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                Some(EXCLUSION_VIOLATION) => StoreError::SpotTaken,
-                _ => StoreError::Database(e),
-            },
-        )?;
-        record_event(&mut tx, id, &Transition::step(&current, event, &next)).await?;
+        store_step(&mut tx, &current, event, &next).await?;
         tx.commit().await?;
         Ok(next)
     }
