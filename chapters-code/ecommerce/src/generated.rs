@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::cart::CART_TTL;
 use crate::catalog::CatalogConfig;
+use crate::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
 use crate::checkout::{PROMOTIONS, PROVIDER_TIMEOUT};
 use crate::domain::{
     Currency, MAX_QUANTITY, Money, PricedLine, Promotion, Quantity, Sku, TAX_RATES, TaxClass, quote,
@@ -57,6 +58,16 @@ pub fn constants() -> Result<String> {
             "The checkout waits for the provider",
             ms(PROVIDER_TIMEOUT),
             "`checkout::PROVIDER_TIMEOUT`",
+        ),
+        (
+            "Provider failures in a row that open the breaker",
+            FAILURE_THRESHOLD.to_string(),
+            "`breaker::FAILURE_THRESHOLD`",
+        ),
+        (
+            "An open breaker refuses checkouts for",
+            format!("{} s", COOL_DOWN.num_seconds()),
+            "`breaker::COOL_DOWN`",
         ),
         (
             "Most units of one product per line",

@@ -41,6 +41,7 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
     ("internal", 500),
     ("payment-provider-failed", 502),
     ("payment-pending", 503),
+    ("payment-provider-unavailable", 503),
     ("unavailable", 503),
     ("cart-unavailable", 503),
     ("catalog-unavailable", 503),

@@ -78,6 +78,7 @@ async fn killed_then_retried_charges_once(kill: Kill, early: Early) {
         provider: Arc::clone(&provider),
         hooks: freeze.clone(),
         provider_timeout: Duration::from_secs(60),
+        breaker: Default::default(),
     };
     let task = {
         let (req, k) = (req.clone(), k.clone());

@@ -11,7 +11,8 @@ use common::*;
 use ecommerce::cart::{CartId, CartStore, MemoryCarts};
 use ecommerce::catalog::{Catalog, CatalogConfig};
 use ecommerce::checkout::Checkout;
-use ecommerce::checkout::provider::FakeProvider;
+use ecommerce::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
+use ecommerce::checkout::provider::{Behaviour, FakeProvider};
 use ecommerce::service::{AppState, admission, router};
 use ecommerce::store::{MemoryStore, Store};
 use http_body_util::BodyExt;
@@ -351,6 +352,52 @@ async fn admission_refuses_the_excess_at_once_and_changes_nothing() {
     assert_eq!(s.store.orders().await.expect("orders").len(), 1);
 }
 // ANCHOR_END: admission_test
+
+// ANCHOR: breaker_test
+#[tokio::test]
+async fn an_open_breaker_answers_503_with_retry_after_and_changes_nothing() {
+    let s = shop(0).await;
+    s.provider
+        .script((0..FAILURE_THRESHOLD).map(|_| Behaviour::Fail));
+    for i in 0..FAILURE_THRESHOLD {
+        let k = format!("fail-{i}");
+        let h = [("x-account", "alice"), ("idempotency-key", k.as_str())];
+        let (got, _, p) = call(&s, "POST", "/checkout", &h, Some(checkout_body())).await;
+        assert_eq!(
+            (got, problem_type(&p)),
+            (StatusCode::BAD_GATEWAY, "payment-provider-failed")
+        );
+    }
+    let calls = s.provider.calls();
+    let orders = s.store.orders().await.expect("orders").len();
+    let h = [("x-account", "bob"), ("idempotency-key", "b")];
+    let (got, headers, p) = call(&s, "POST", "/checkout", &h, Some(checkout_body())).await;
+    assert_eq!(
+        (got, problem_type(&p)),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment-provider-unavailable"
+        )
+    );
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let retry_after: i64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=COOL_DOWN.num_seconds()).contains(&retry_after));
+    assert_eq!(s.provider.calls(), calls, "the provider was not called");
+    assert_eq!(s.store.orders().await.expect("orders").len(), orders);
+    assert_eq!(
+        s.store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100),
+        "nothing reserved"
+    );
+}
+// ANCHOR_END: breaker_test
 
 #[tokio::test]
 async fn catalog_and_search_routes() {

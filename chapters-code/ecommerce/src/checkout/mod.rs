@@ -21,6 +21,7 @@
 //! second order) or a key without an order (the retry is told "done" for an
 //! order that does not exist).
 
+pub mod breaker;
 pub mod provider;
 
 use std::future::Future;
@@ -36,6 +37,7 @@ use crate::domain::{Currency, Money, PricingError, Promotion, Quantity, Quote, S
 use crate::idempotency::{KeyScope, fingerprint};
 use crate::problem::Problem;
 use crate::store::{Store, StoreError};
+use breaker::{Breaker, Outcome, Refused};
 use provider::{PaymentError, PaymentProvider};
 
 /// The endpoint name keys are scoped by.
@@ -181,6 +183,9 @@ pub enum CheckoutError {
     /// The provider did not answer in time; the order waits at its recovery point (503).
     #[error(transparent)]
     Payment(PaymentError),
+    /// The breaker is open: refused before anything was written (503, `Retry-After`).
+    #[error(transparent)]
+    ProviderUnavailable(Refused),
     /// The database failed (503 or 500).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -230,6 +235,8 @@ pub struct Checkout<S, P> {
     pub hooks: Arc<dyn Hooks>,
     /// How long to wait for the provider.
     pub provider_timeout: Duration,
+    /// Refuses checkouts while the provider is failing (shared by clones).
+    pub breaker: Arc<Breaker>,
 }
 
 impl<S, P> Clone for Checkout<S, P> {
@@ -239,6 +246,7 @@ impl<S, P> Clone for Checkout<S, P> {
             provider: Arc::clone(&self.provider),
             hooks: Arc::clone(&self.hooks),
             provider_timeout: self.provider_timeout,
+            breaker: Arc::clone(&self.breaker),
         }
     }
 }
@@ -251,6 +259,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
             provider,
             hooks: Arc::new(NoHooks),
             provider_timeout: PROVIDER_TIMEOUT,
+            breaker: Arc::new(Breaker::default()),
         }
     }
 
@@ -268,6 +277,12 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         {
             return Err(CheckoutError::UnknownPromotion(code.clone()));
         }
+        // Before anything is written: while the provider is failing, refuse
+        // at once and leave the key, the stock and any earlier order as they are.
+        let permit = self
+            .breaker
+            .guard(now)
+            .map_err(CheckoutError::ProviderUnavailable)?;
         let print = fingerprint(request);
         // Phase 1: one transaction for the key, the stock and the order.
         let begun = self
@@ -305,6 +320,13 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         )
         .await
         .unwrap_or(Err(PaymentError::Timeout(self.provider_timeout)));
+        permit.record(
+            match &charge {
+                Ok(_) | Err(PaymentError::Declined(_)) => Outcome::Success,
+                Err(PaymentError::Failed(_) | PaymentError::Timeout(_)) => Outcome::Failure,
+            },
+            now,
+        );
         self.hooks.reached(Point::AfterCharge).await;
         let charged = match charge {
             Ok(c) => Charged::Paid(c.id),

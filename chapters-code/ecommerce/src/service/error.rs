@@ -142,6 +142,11 @@ impl ApiError {
                     "payment-pending",
                     "Payment outcome unknown; retry with the same key",
                 ),
+                CheckoutError::ProviderUnavailable(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "payment-provider-unavailable",
+                    "Payment provider unavailable; nothing was done",
+                ),
                 CheckoutError::Store(e) => store_status(e),
             },
             ApiError::Cart(_) => (
@@ -182,8 +187,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.classify();
         let detail = if status.is_server_error()
-            && !matches!(self, ApiError::Checkout(CheckoutError::Payment(_)))
-        {
+            && !matches!(
+                self,
+                ApiError::Checkout(
+                    CheckoutError::Payment(_) | CheckoutError::ProviderUnavailable(_)
+                )
+            ) {
             tracing::error!(error = %self, "request failed");
             "the service could not complete the request; retry shortly".to_string()
         } else {
@@ -191,7 +200,13 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem::new(status.as_u16(), slug, title, detail);
         let mut response = problem_response(status, &problem);
-        if matches!(
+        if let ApiError::Checkout(CheckoutError::ProviderUnavailable(r)) = &self {
+            // The breaker knows when its cool-down ends.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(r.retry_after.num_seconds().max(1)),
+            );
+        } else if matches!(
             status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
@@ -316,6 +331,10 @@ mod tests {
             CheckoutError::Pricing(PricingError::Overflow).into(),
             CheckoutError::UnknownPromotion(String::new()).into(),
             CheckoutError::Payment(PaymentError::Timeout(std::time::Duration::ZERO)).into(),
+            CheckoutError::ProviderUnavailable(crate::checkout::breaker::Refused {
+                retry_after: chrono::TimeDelta::seconds(1),
+            })
+            .into(),
             CheckoutError::Store(StoreError::Corrupt(String::new())).into(),
             CartError::Unavailable(String::new()).into(),
             CatalogError::Timeout.into(),

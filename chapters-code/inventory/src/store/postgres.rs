@@ -131,6 +131,40 @@ WITH s AS (
 SELECT on_hand, reserved, version FROM s";
 // ANCHOR_END: receive_sql
 
+// ANCHOR: adjust_sql
+/// A count of `$3` units of (`$1`, `$2`) at `$4`: one statement.
+///
+/// `cur` locks the row and reads it as it is once the lock is ours
+/// (READ COMMITTED re-reads a row a concurrent writer changed), so the
+/// movement's delta is taken from the same row version the UPDATE changes:
+/// a reserve racing the count waits for the lock and lands before or after
+/// it, never in between. The guard refuses a count below `reserved`
+/// (zero rows from `s`; the row from `cur` tells the caller why).
+pub const ADJUST_SQL: &str = "
+WITH cur AS (
+    SELECT on_hand, reserved FROM stock
+     WHERE sku = $1 AND warehouse = $2
+       FOR UPDATE
+), s AS (
+    UPDATE stock
+       SET on_hand = $3, version = stock.version + 1
+      FROM cur
+     WHERE stock.sku = $1 AND stock.warehouse = $2
+       AND stock.reserved <= $3              -- the guard
+       AND stock.on_hand <> $3               -- no movement for no change
+    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.version,
+              $3 - cur.on_hand AS delta
+), m AS (
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
+                           on_hand_after, reserved_after, version, at)
+    SELECT sku, warehouse, 'adjust', delta, 0, on_hand, reserved, version, $4 FROM s
+    RETURNING id
+), o AS (
+    INSERT INTO outbox (movement_id) SELECT id FROM m
+)
+SELECT on_hand, reserved FROM cur";
+// ANCHOR_END: adjust_sql
+
 /// Read one position with the units in its lapsed holds.
 pub const STOCK_SQL: &str = "
 SELECT s.on_hand, s.reserved, s.version,
@@ -482,58 +516,41 @@ impl InventoryStore for PgStore {
         counted: Count,
         now: DateTime<Utc>,
     ) -> Result<Stock, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // A known position that was never stocked is created at zero.
-        let created = sqlx::query(
-            "INSERT INTO stock (sku, warehouse) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(key.sku.as_str())
-        .bind(key.warehouse.as_str())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = created {
-            return Err(catalog_error(e, key));
-        }
-        let row = sqlx::query(
-            "SELECT on_hand, reserved FROM stock WHERE sku = $1 AND warehouse = $2 FOR UPDATE",
-        )
-        .bind(key.sku.as_str())
-        .bind(key.warehouse.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let (on_hand, reserved): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if counted.get() < reserved {
-            return Err(StoreError::CountBelowReserved {
-                key: key.clone(),
-                counted: counted.get(),
-                reserved,
-            });
-        }
-        let delta = counted.get() - on_hand;
-        if delta != 0 {
+        let mut created = false;
+        loop {
+            let row = sqlx::query(ADJUST_SQL)
+                .bind(key.sku.as_str())
+                .bind(key.warehouse.as_str())
+                .bind(counted.get())
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                let reserved: i64 = row.try_get("reserved")?;
+                if counted.get() < reserved {
+                    return Err(StoreError::CountBelowReserved {
+                        key: key.clone(),
+                        counted: counted.get(),
+                        reserved,
+                    });
+                }
+                return self.stock(key, now).await;
+            }
+            if created {
+                return Err(StoreError::Corrupt(format!("position {key} vanished")));
+            }
+            // A known position that was never stocked is created at zero
+            // (no movement: zero is what its empty ledger folds to), then counted.
             sqlx::query(
-                "WITH s AS (
-                    UPDATE stock SET on_hand = $3, version = version + 1
-                     WHERE sku = $1 AND warehouse = $2
-                    RETURNING sku, warehouse, on_hand, reserved, version
-                 ), m AS (
-                    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                                           on_hand_after, reserved_after, version, at)
-                    SELECT sku, warehouse, 'adjust', $4, 0, on_hand, reserved, version, $5 FROM s
-                    RETURNING id
-                 )
-                 INSERT INTO outbox (movement_id) SELECT id FROM m",
+                "INSERT INTO stock (sku, warehouse) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )
             .bind(key.sku.as_str())
             .bind(key.warehouse.as_str())
-            .bind(counted.get())
-            .bind(delta)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&self.pool)
+            .await
+            .map_err(|e| catalog_error(e, key))?;
+            created = true;
         }
-        tx.commit().await?;
-        self.stock(key, now).await
     }
 
     async fn stock(&self, key: &StockKey, now: DateTime<Utc>) -> Result<Stock, StoreError> {
