@@ -6,9 +6,9 @@
 //!   loop of real transitions: load, guarded UPDATE, event, outbox row).
 //! - [`ceiling`]: the same tasks run a plain single-row
 //!   `UPDATE orders SET updated_at = now() WHERE id = $1` through the same pool.
-//! - [`relay_lag`]: transitions at a fixed rate while a relay publishes to
-//!   JetStream; lag is `published_at - created_at` of each outbox row, both
-//!   from the database's clock.
+//! - [`relay_lag`]: transitions offered on a fixed schedule (open loop)
+//!   while a relay publishes to JetStream; lag is `published_at -
+//!   created_at` of each outbox row, both from the database's clock.
 //! - [`replay`]: read every event of many orders in one query and fold them.
 
 use std::sync::Arc;
@@ -177,19 +177,28 @@ pub async fn ceiling(pool: &PgPool, orders: &[Uuid], duration: Duration) -> Resu
 
 /// Lag percentiles of a relay run, in microseconds, from the outbox's own timestamps.
 pub struct Lag {
+    /// Transitions offered: `rate` per second for the run's duration.
+    pub offered: u64,
     /// Messages published during the run.
     pub messages: u64,
+    /// Transitions that failed.
+    pub errors: u64,
     /// Median lag.
     pub p50_us: f64,
     /// 99th-percentile lag.
     pub p99_us: f64,
-    /// Transitions per second the producer achieved.
-    pub rate: f64,
+    /// Transitions per second that committed, from the first scheduled start
+    /// to the last commit (below the offered rate when the database fell behind).
+    pub committed_rate: f64,
 }
 
 // ANCHOR: relay_lag
-/// Produces `rate` transitions per second for `duration` (paced, on `workers`
-/// orders) while `relay` runs with `wake`; returns the lag of every message.
+/// Offers `rate` transitions per second for `duration` while `relay` runs
+/// with `wake`; returns the lag of every message. The load is open-loop:
+/// transition `i` starts at `i / rate` seconds whether or not earlier ones
+/// have finished, each on an order of its own (`place` on a fresh order),
+/// so every relay under test is offered the same events on the same
+/// schedule, however fast it or the database is.
 pub async fn relay_lag(
     store: &PgStore,
     relay: Arc<Relay>,
@@ -197,7 +206,11 @@ pub async fn relay_lag(
     rate: u32,
     duration: Duration,
 ) -> Result<Lag> {
+    anyhow::ensure!(rate > 0, "a relay run needs a positive rate");
     let pool = store.pool().clone();
+    let offered = (f64::from(rate) * duration.as_secs_f64()).round() as u64;
+    let orders = orders_for(store, u32::try_from(offered)?).await?;
+    // The orders' `created` events are not part of the run.
     sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE published_at IS NULL")
         .execute(&pool)
         .await?;
@@ -206,23 +219,21 @@ pub async fn relay_lag(
         .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move { relay.run(wake, stop_rx).await });
-    let orders = orders_for(store, 4).await?;
-    let mut versions = vec![1i64; orders.len()];
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
-    let start = Instant::now();
-    let mut produced = 0u64;
-    while start.elapsed() < duration {
-        tick.tick().await;
-        let w = (produced as usize) % orders.len();
-        let command = if versions[w] % 2 == 1 {
-            Command::Place
-        } else {
-            Command::FailPayment {
-                reason: "load".into(),
-            }
-        };
-        versions[w] = store.apply(orders[w], versions[w], &command).await?.version;
-        produced += 1;
+    let period = Duration::from_secs(1) / rate;
+    let start = tokio::time::Instant::now();
+    let mut producers = Vec::with_capacity(orders.len());
+    for (i, id) in orders.into_iter().enumerate() {
+        tokio::time::sleep_until(start + period * u32::try_from(i)?).await;
+        let store = store.clone();
+        producers.push(tokio::spawn(async move {
+            store.apply(id, 1, &Command::Place).await.is_ok()
+        }));
+    }
+    let mut errors = 0u64;
+    for p in producers {
+        if !p.await? {
+            errors += 1;
+        }
     }
     let produced_in = start.elapsed();
     // Let the relay catch up, then stop it.
@@ -249,10 +260,12 @@ pub async fn relay_lag(
     .fetch_one(&pool)
     .await?;
     Ok(Lag {
+        offered,
         messages: u64::try_from(messages)?,
+        errors,
         p50_us: p50.unwrap_or(0.0) * 1e6,
         p99_us: p99.unwrap_or(0.0) * 1e6,
-        rate: produced as f64 / produced_in.as_secs_f64(),
+        committed_rate: (offered - errors) as f64 / produced_in.as_secs_f64(),
     })
 }
 // ANCHOR_END: relay_lag

@@ -44,7 +44,7 @@ pub enum RelayError {
     /// NATS failed.
     #[error("broker: {0}")]
     Broker(String),
-    /// A crash injected by a test: the process "died" here.
+    /// A crash injected by a test, simulated in-process: the drain stopped here.
     #[error("crashed {0}")]
     Crashed(&'static str),
 }
@@ -155,6 +155,11 @@ pub struct Relay {
     pub dedupe_header: bool,
     /// Where to die, for the crash tests.
     pub crash: Crash,
+    /// How to die there: `false` returns [`RelayError::Crashed`] (the
+    /// transaction is dropped in-process); `true` calls
+    /// `std::process::abort()`, a real death with no cleanup at all (the
+    /// crash tests run such a relay in a child process).
+    pub abort_on_crash: bool,
 }
 
 /// What one drain did.
@@ -175,7 +180,21 @@ impl Relay {
             batch: 100,
             dedupe_header: true,
             crash: Crash::Never,
+            abort_on_crash: false,
         }
+    }
+
+    /// The failpoint: dies here if this is where the test asked for a crash.
+    fn crash_point(&self, here: Crash, what: &'static str) -> Result<(), RelayError> {
+        if self.crash != here {
+            return Ok(());
+        }
+        if self.abort_on_crash {
+            // No destructor runs and no ROLLBACK is sent: PostgreSQL learns of
+            // the death only when the socket closes, as after a SIGKILL.
+            std::process::abort();
+        }
+        Err(RelayError::Crashed(what))
     }
 
     // ANCHOR: drain
@@ -189,9 +208,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(Drained::default());
         }
-        if self.crash == Crash::BeforePublish {
-            return Err(RelayError::Crashed("before publishing"));
-        }
+        self.crash_point(Crash::BeforePublish, "before publishing")?;
         // Send every message, then wait for the acks: one round trip per
         // batch instead of one per message.
         let mut acks = Vec::with_capacity(rows.len());
@@ -223,9 +240,7 @@ impl Relay {
                 drained.published += 1;
             }
         }
-        if self.crash == Crash::AfterPublish {
-            return Err(RelayError::Crashed("after publishing, before marking"));
-        }
+        self.crash_point(Crash::AfterPublish, "after publishing, before marking")?;
         sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)

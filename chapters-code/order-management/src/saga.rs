@@ -173,7 +173,7 @@ pub enum SagaError {
     /// No saga has this id.
     #[error("saga {0} does not exist")]
     NotFound(Uuid),
-    /// A crash injected by a test: the coordinator "died" here.
+    /// A crash injected by a test, simulated in-process: the coordinator stopped here.
     #[error("crashed after {0}")]
     Crashed(String),
     /// Another coordinator holds the saga's claim.
@@ -230,6 +230,10 @@ pub struct Faults {
     pub refuse_capture: bool,
     /// Die once here.
     pub crash: Mutex<Option<CrashAt>>,
+    /// How to die there: `false` returns [`SagaError::Crashed`]; `true` calls
+    /// `std::process::abort()`, a real death (the crash tests run such a
+    /// coordinator in a child process).
+    pub abort_on_crash: bool,
 }
 
 fn take(map: &Mutex<HashMap<Step, u32>>, step: Step) -> bool {
@@ -247,6 +251,11 @@ impl Faults {
     fn crash_here(&self, at: CrashAt) -> bool {
         let mut c = self.crash.lock().unwrap_or_else(|p| p.into_inner());
         if *c == Some(at) {
+            if self.abort_on_crash {
+                // The claim's connection closes with the process, so
+                // PostgreSQL releases the advisory lock; nothing else runs.
+                std::process::abort();
+            }
             *c = None;
             true
         } else {

@@ -1,7 +1,8 @@
 //! The outbox relay and the consumer on real PostgreSQL and real NATS
-//! JetStream: the crash-injection matrix (nothing lost, nothing applied
-//! twice), the two dedupe layers, the dead-letter path, and per-order order
-//! with several relays.
+//! JetStream: relay processes that really die between commit and publish
+//! and between publish and marking (nothing lost, nothing applied twice),
+//! the two dedupe layers, a consumer that crashes before acking, the
+//! dead-letter path, and per-order order with several relays.
 
 mod common;
 
@@ -25,6 +26,7 @@ struct Env {
     db: TestDb,
     store: PgStore,
     broker: Broker,
+    nats: String,
 }
 
 async fn env() -> Option<Env> {
@@ -35,7 +37,12 @@ async fn env() -> Option<Env> {
         "broker",
         Broker::connect(&url, &format!("OM_{tag}"), &format!("om_{tag}")).await,
     );
-    Some(Env { db, store, broker })
+    Some(Env {
+        db,
+        store,
+        broker,
+        nats: url,
+    })
 }
 
 impl Env {
@@ -121,46 +128,118 @@ async fn consume(consumer: &Consumer, enough: impl Fn(&Tally) -> bool) -> Tally 
 
 const MESSAGES: usize = 3 * ORDERS as usize;
 
-// ANCHOR: crash_before_publish
-/// The relay dies after the business transactions committed and before it
-/// published anything: the rows wait in the outbox, the next relay sends them.
+// Variables the parent hands the relay child.
+const CHILD_DB: &str = "OM_CHILD_DATABASE_URL";
+const CHILD_NATS: &str = "OM_CHILD_NATS_URL";
+const CHILD_STREAM: &str = "OM_CHILD_STREAM";
+const CHILD_PREFIX: &str = "OM_CHILD_PREFIX";
+
+// ANCHOR: relay_child
+/// Not a test of its own: the body of the relay child process that the
+/// crash tests start (`die_in_child`). It drains once with a failpoint that
+/// calls `std::process::abort()`. Run as an ordinary test, it does nothing.
 #[tokio::test]
-async fn a_crash_between_commit_and_publish_loses_nothing() {
+async fn relay_child() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    let crash = match role.as_str() {
+        "before-publish" => Crash::BeforePublish,
+        "after-publish" => Crash::AfterPublish,
+        other => panic!("no relay crash is called {other:?}"),
+    };
+    let broker = ok(
+        "broker",
+        Broker::connect(
+            &child_var(CHILD_NATS),
+            &child_var(CHILD_STREAM),
+            &child_var(CHILD_PREFIX),
+        )
+        .await,
+    );
+    let mut relay = Relay::new(child_pool(&child_var(CHILD_DB)).await, broker);
+    relay.crash = crash;
+    relay.abort_on_crash = true;
+    let drained = relay.drain_once().await;
+    panic!("the relay child outlived its failpoint: {drained:?}");
+}
+// ANCHOR_END: relay_child
+
+impl Env {
+    /// Runs a relay in a child process that dies for real at `role` during its first drain.
+    async fn relay_dies_in_child(&self, role: &str) {
+        die_in_child(
+            "relay_child",
+            role,
+            &[
+                (CHILD_DB, self.db.url.as_str()),
+                (CHILD_NATS, self.nats.as_str()),
+                (CHILD_STREAM, self.broker.stream.as_str()),
+                (CHILD_PREFIX, self.broker.prefix.as_str()),
+            ],
+        )
+        .await;
+    }
+
+    /// A fresh relay drains until the outbox is empty. The rows the dead
+    /// relay claimed stay locked (and skipped) until PostgreSQL notices that
+    /// its connection closed and rolls its transaction back, so an empty
+    /// drain right after the death does not mean done.
+    async fn drain_after_a_death(&self) -> Drained {
+        let relay = self.relay();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut total = Drained::default();
+        while self.unpublished().await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the dead relay's rows stayed locked"
+            );
+            let d = self.drain(&relay).await;
+            total.published += d.published;
+            total.duplicates += d.duplicates;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        total
+    }
+}
+
+// ANCHOR: crash_before_publish
+/// A relay process dies (SIGABRT) after the business transactions committed
+/// and after it claimed rows, before it published anything: the rows wait
+/// in the outbox, and a fresh relay sends each of them once.
+#[tokio::test]
+async fn a_relay_killed_between_commit_and_publish_loses_nothing() {
     let Some(env) = env().await else { return };
     let ids = env.orders().await;
-    let mut dying = env.relay();
-    dying.crash = Crash::BeforePublish;
-    assert!(dying.drain_once().await.is_err());
+    env.relay_dies_in_child("before-publish").await;
     assert_eq!(ok("stream", env.broker.stream_messages().await), 0);
     assert_eq!(env.unpublished().await, MESSAGES as i64);
 
-    let d = env.drain(&env.relay()).await;
+    let d = env.drain_after_a_death().await;
     assert_eq!((d.published, d.duplicates), (MESSAGES, 0));
-    assert_eq!(env.unpublished().await, 0);
     let consumer = env.consumer("projection").await;
     let t = consume(&consumer, |t| t.applied >= MESSAGES).await;
-    assert_eq!(t.applied, MESSAGES);
+    assert_eq!((t.applied, t.duplicates), (MESSAGES, 0));
     env.assert_each_event_applied_once(&ids).await;
     env.done().await;
 }
 // ANCHOR_END: crash_before_publish
 
 // ANCHOR: crash_after_publish
-/// The relay dies after JetStream stored the messages and before it marked
-/// the rows: the next relay publishes them again, and JetStream drops every
-/// one as a duplicate of its `Nats-Msg-Id`.
+/// A relay process dies (SIGABRT) after JetStream stored its first batch
+/// (the head event of every order) and before the rows were marked: a
+/// fresh relay publishes them again, JetStream drops each as a duplicate of
+/// its `Nats-Msg-Id`, and the consumer applies every event once.
 #[tokio::test]
-async fn a_crash_between_publish_and_marking_is_dropped_by_jetstream() {
+async fn a_relay_killed_between_publish_and_marking_is_dropped_by_jetstream() {
     let Some(env) = env().await else { return };
     let ids = env.orders().await;
-    let mut dying = env.relay();
-    dying.crash = Crash::AfterPublish;
-    assert!(dying.drain_once().await.is_err());
+    env.relay_dies_in_child("after-publish").await;
     let first = ok("stream", env.broker.stream_messages().await);
-    assert!(first > 0);
+    assert_eq!(first, ORDERS as u64, "one head per order was published");
     assert_eq!(env.unpublished().await, MESSAGES as i64);
 
-    let d = env.drain(&env.relay()).await;
+    let d = env.drain_after_a_death().await;
     assert_eq!(d.duplicates as u64, first);
     assert_eq!(d.published + d.duplicates, MESSAGES);
     assert_eq!(

@@ -1,7 +1,8 @@
 //! The checkout saga on real PostgreSQL: the happy path, every failure
 //! point with its compensations in reverse order, the pivot, the semantic
-//! lock, timeouts and retries, the dead-letter state, and a coordinator
-//! that dies mid-saga and mid-compensation.
+//! lock, timeouts and retries, the dead-letter state, a coordinator that
+//! stops mid-saga (in-process), and one whose process dies for real
+//! mid-compensation.
 
 mod common;
 
@@ -243,29 +244,77 @@ async fn two_checkouts_of_one_order_start_one_saga() {
     assert_eq!(sagas, 1);
 }
 
-// ANCHOR: crash_mid_compensation
-/// The coordinator dies after voiding the payment and before recording it;
-/// a new one resumes the compensation: the void is not repeated, the rest
-/// runs once, in reverse order.
+/// The variable with the test database's URL for the coordinator child.
+const CHILD_DB: &str = "OM_CHILD_DATABASE_URL";
+/// The variable with the saga the coordinator child runs.
+const CHILD_SAGA: &str = "OM_CHILD_SAGA";
+
+// ANCHOR: saga_child
+/// Not a test of its own: the body of the coordinator child process that
+/// the crash test starts (`die_in_child`). It runs one saga whose capture
+/// is refused and calls `std::process::abort()` right after the payment's
+/// void committed. Run as an ordinary test, it does nothing.
 #[tokio::test]
-async fn a_crash_mid_compensation_resumes_and_undoes_each_step_once() {
-    let Some(env) = env().await else { return };
-    let mut o = env.orchestrator();
+async fn saga_child() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    assert_eq!(role, "mid-compensation", "no saga crash is called {role:?}");
+    let saga: Uuid = ok("saga id", child_var(CHILD_SAGA).parse());
+    let mut o = Orchestrator::new(child_pool(&child_var(CHILD_DB)).await);
     o.faults.refuse_capture = true;
+    o.faults.abort_on_crash = true;
     *o.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(CrashAt::AfterCompensation(Step::AuthorizePayment));
+    let ran = o.run(saga).await;
+    panic!("the coordinator child outlived its failpoint: {ran:?}");
+}
+// ANCHOR_END: saga_child
+
+// ANCHOR: crash_mid_compensation
+/// A coordinator process dies (SIGABRT) after voiding the payment and
+/// before recording it, holding the saga's claim; once PostgreSQL has
+/// dropped its connection (and the claim with it), a fresh coordinator
+/// resumes the compensation: the void is not repeated, the rest runs once,
+/// in reverse order.
+#[tokio::test]
+async fn a_coordinator_killed_mid_compensation_resumes_and_undoes_each_step_once() {
+    let Some(env) = env().await else { return };
     let id = env.order(&two_lines()).await;
-    let saga = ok("start", o.start(id, 1).await);
-    assert!(matches!(o.run(saga).await, Err(SagaError::Crashed(_))));
-    let (status, _, _) = ok("status", o.status(saga).await);
+    let saga = ok("start", env.orchestrator().start(id, 1).await);
+    die_in_child(
+        "saga_child",
+        "mid-compensation",
+        &[
+            (CHILD_DB, env.db.url.as_str()),
+            (CHILD_SAGA, saga.to_string().as_str()),
+        ],
+    )
+    .await;
+    let fresh = env.orchestrator();
+    let (status, _, _) = ok("status", fresh.status(saga).await);
     assert_eq!(status, SagaStatus::Compensating);
     assert_eq!(env.state(id).await, State::Pending);
-
-    let fresh = env.orchestrator();
     assert_eq!(
-        ok("recover", fresh.recover().await),
-        [(saga, SagaStatus::Compensated)]
+        log(&fresh, saga).await.last().map(String::as_str),
+        Some("payment.void")
     );
+
+    // `recover` skips a saga whose claim is still held: retry until the
+    // dead coordinator's connection is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let recovered = loop {
+        let r = ok("recover", fresh.recover().await);
+        if !r.is_empty() {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim outlived the coordinator"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(recovered, [(saga, SagaStatus::Compensated)]);
     assert_eq!(
         log(&fresh, saga).await,
         [
