@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use xtask::e2e::{self, Chromium, Scope, site};
-use xtask::static_server::TEST_PREFIX;
+use browser::e2e::{self, Chromium, Scope, site};
+use browser::static_server::TEST_PREFIX;
 
 /// One Chromium at a time: the machines running `cargo test` have few cores.
 static BROWSER: Mutex<()> = Mutex::new(());
@@ -81,11 +81,11 @@ fn the_book_prints_to_a_pdf_with_every_chapter_and_vector_diagrams() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let site_dir = tmp.path().join("book");
     site::build(&root(), &site_dir, None).expect("building the book");
-    let pdf = site_dir.join(xtask::pdf::PDF_NAME);
+    let pdf = site_dir.join(browser::pdf::PDF_NAME);
     let log_dir = root().join("target").join("e2e");
-    let printed = xtask::pdf::print(&site_dir, &root().join("src"), &pdf, &chromium, &log_dir)
+    let printed = browser::pdf::print(&site_dir, &root().join("src"), &pdf, &chromium, &log_dir)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let report = xtask::pdf::check(&site_dir, &pdf, &printed).unwrap_or_else(|e| panic!("{e:#}"));
+    let report = browser::pdf::check(&site_dir, &pdf, &printed).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(report.pages >= report.chapters, "{report:?}");
     eprintln!("{report:?}");
 }

@@ -9,19 +9,19 @@
 //! number and reloads the page when it changes.
 //!
 //! Polling, not OS notifications: a few thousand `stat` calls a second cost
-//! nothing, work the same on every platform, and need no extra crate.
+//! nothing, work the same on every platform, and need no extra crate. The
+//! files are served by the small blocking server of [`crate::http`], so the
+//! reader's first command compiles no async runtime.
 
-use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::routing::get;
-use tokio::net::TcpListener;
-use tower_http::services::{ServeDir, ServeFile};
+
+use crate::http::{Dynamic, Routes};
 
 /// Where the served copy of the book is built.
 fn site_dir(root: &Path) -> PathBuf {
@@ -86,49 +86,30 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         std::fs::write(site.join("404.html"), &page)?;
     }
     let version = Arc::new(AtomicU64::new(1));
-    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    runtime.block_on(async {
-        let addr: SocketAddr = format!("{}:{}", options.hostname, options.port)
-            .parse()
-            .with_context(|| format!("{}:{} is not an address", options.hostname, options.port))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let url = format!("http://{}/", listener.local_addr()?);
-        println!(
-            "serving the book at {url} (first page ready {:.1} s after start); Ctrl-C stops",
-            started.elapsed().as_secs_f64()
-        );
-        if options.open {
-            open_browser(&url);
-        }
-        let watcher = {
-            let root = root.to_path_buf();
-            let version = Arc::clone(&version);
-            std::thread::spawn(move || watch(&root, &version))
-        };
-        let v = Arc::clone(&version);
-        let files = ServeDir::new(&site)
-            .append_index_html_on_directories(true)
-            .not_found_service(ServeFile::new(site.join("404.html")));
-        let app = Router::new()
-            .route(
-                VERSION_PATH,
-                get(move || {
-                    let v = Arc::clone(&v);
-                    async move { v.load(Ordering::SeqCst).to_string() }
-                }),
-            )
-            .fallback_service(files);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving")?;
-        drop(watcher);
-        Ok(())
-    })
+    let addr = format!("{}:{}", options.hostname, options.port);
+    let listener = TcpListener::bind(&addr).with_context(|| format!("binding {addr}"))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    println!(
+        "serving the book at {url} (first page ready {:.1} s after start); Ctrl-C stops",
+        started.elapsed().as_secs_f64()
+    );
+    if options.open {
+        open_browser(&url);
+    }
+    {
+        let root = root.to_path_buf();
+        let version = Arc::clone(&version);
+        std::thread::spawn(move || watch(&root, &version));
+    }
+    let routes: Arc<Routes> = Arc::new(move |path: &str| {
+        (path == VERSION_PATH).then(|| Dynamic {
+            content_type: "text/plain; charset=utf-8",
+            body: version.load(Ordering::SeqCst).to_string().into_bytes(),
+        })
+    });
+    // Runs until Ctrl-C ends the process: there is nothing to save on the way out.
+    crate::http::serve(listener, site, routes);
+    Ok(())
 }
 
 /// Rebuilds after every change under [`WATCHED`]; a failed build is printed and the old site kept.

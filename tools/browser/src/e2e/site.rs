@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use regex::Regex;
 use walkdir::WalkDir;
 
-use crate::book;
+use xtask::book;
 
 /// Builds the HTML book at `root` into `dest`, with mermaid, for a site served under `site_url`.
 ///

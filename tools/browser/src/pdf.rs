@@ -80,7 +80,7 @@ pub fn cli(repo: &Path, args: &[String]) -> Result<ExitCode> {
         anyhow!("{why}\ninstall it with: apt-get install -y chromium chromium-driver poppler-utils")
     })?;
     let site = book_root.join("book");
-    crate::book::build_html(&book_root, &site, true)?;
+    xtask::book::build_html(&book_root, &site, true)?;
     let pdf = site.join(PDF_NAME);
     let started = Instant::now();
     let printed = print(
@@ -243,8 +243,8 @@ async fn print_with(
     let toml = root.join("book.toml");
     let book_config = mdbook_driver::config::Config::from_disk(&toml)
         .map_err(|e| anyhow!("reading {}: {e:#}", toml.display()))?;
-    let published = crate::book::published_site(&book_config)?;
-    b.js(crate::book::PDF_LINKS_JS, vec![published.into()])
+    let published = xtask::book::published_site(&book_config)?;
+    b.js(xtask::book::PDF_LINKS_JS, vec![published.into()])
         .await?;
     let bytes = b
         .client
