@@ -71,6 +71,28 @@ CREATE TABLE IF NOT EXISTS fanout_jobs (
     -- means no batch has been delivered yet.
     after_user  bigint,
     batches     integer NOT NULL DEFAULT 0,
-    enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Failed attempts (a worker that dies counts none: its transaction
+    -- rolls back). A failed job waits until `not_before`, so the jobs
+    -- behind it go first, and at the worker's limit moves to fanout_dead.
+    attempts    integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_error  text,
+    not_before  timestamptz NOT NULL DEFAULT '-infinity'
 );
 -- ANCHOR_END: fanout_jobs
+
+-- ANCHOR: fanout_dead
+-- Fan-out jobs given up after too many failed attempts, with the last
+-- error and the progress made, for an operator to inspect and replay.
+-- A deleted post needs no replay: its dead letter goes with it.
+CREATE TABLE IF NOT EXISTS fanout_dead (
+    post_id     bigint PRIMARY KEY REFERENCES posts (id) ON DELETE CASCADE,
+    author      bigint NOT NULL,
+    after_user  bigint,
+    batches     integer NOT NULL,
+    attempts    integer NOT NULL CHECK (attempts > 0),
+    error       text NOT NULL,
+    enqueued_at timestamptz NOT NULL,
+    failed_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+-- ANCHOR_END: fanout_dead

@@ -7,6 +7,13 @@
 //! commit. A worker that dies anywhere in between holds no lock any more
 //! and has advanced nothing; the next worker delivers the same batch
 //! again, and the idempotent insert makes the second delivery a no-op.
+//!
+//! A delivery that fails because Redis is down or busy leaves the job as
+//! it was: it waits, with every job behind it, until Redis is back. Any
+//! other failure (Redis refusing a follower's key, say) would repeat on
+//! every attempt, so it is counted on the job, which then waits out a
+//! backoff while the jobs behind it go first; at the [`RetryPolicy`]'s
+//! limit the job moves to the dead letters (`fanout_dead`) with its error.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +21,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::domain::{EPOCH_MS, unix_ms_now};
-use crate::store::SocialStore;
+use crate::store::{Failure, RetryPolicy, SocialStore};
 use crate::timeline::{HomeTimeline, TimelineError};
 
 /// Recipients per batch: one Redis pipeline, one store transaction.
@@ -32,6 +39,8 @@ pub struct Step {
     pub delivered: usize,
     /// The job is complete.
     pub last: bool,
+    /// The delivery failed and was counted on the job.
+    pub failed: Option<Failure>,
 }
 
 /// A fan-out worker for one strategy.
@@ -39,6 +48,7 @@ pub struct Step {
 pub struct FanOutWorker<T> {
     timeline: T,
     batch: usize,
+    retry: RetryPolicy,
     /// A pause after each delivery, before the commit: only tests set it,
     /// to widen the window in which a worker can be killed mid-job.
     pause: Duration,
@@ -53,11 +63,18 @@ impl<T: HomeTimeline> FanOutWorker<T> {
         Self {
             timeline,
             batch: batch.max(1),
+            retry: RetryPolicy::default(),
             pause: Duration::ZERO,
             latency: Arc::new(Mutex::new(
                 Histogram::new_with_bounds(1, MAX_LATENCY_MS, 3).expect("constant, valid bounds"),
             )),
         }
+    }
+
+    /// Retries failing jobs under `retry` instead of the default policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Pauses `pause` between delivering a batch and committing it (tests only).
@@ -81,9 +98,25 @@ impl<T: HomeTimeline> FanOutWorker<T> {
         let Some((claim, batch)) = store.claim_fan_out(self.batch).await? else {
             return Ok(None);
         };
-        // If this fails, `claim` is dropped: the transaction rolls back and
-        // the batch will be delivered again, by this worker or another.
-        let delivered = self.timeline.deliver(batch.post, &batch.audience).await?;
+        let delivered = match self.timeline.deliver(batch.post, &batch.audience).await {
+            Ok(n) => n,
+            // Redis down: `claim` is dropped, the transaction rolls back and
+            // the batch will be delivered again, by this worker or another.
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let failed = store
+                    .fail_batch(claim, &batch, &e.to_string(), self.retry)
+                    .await?;
+                tracing::warn!(error = %e, post = %batch.post, attempts = failed.attempts,
+                    dead = failed.dead, "fan-out batch failed");
+                return Ok(Some(Step {
+                    audience: batch.audience.len(),
+                    delivered: 0,
+                    last: false,
+                    failed: Some(failed),
+                }));
+            }
+        };
         if !self.pause.is_zero() {
             tokio::time::sleep(self.pause).await;
         }
@@ -96,15 +129,17 @@ impl<T: HomeTimeline> FanOutWorker<T> {
             audience: batch.audience.len(),
             delivered,
             last: batch.last,
+            failed: None,
         }))
     }
     // ANCHOR_END: step
 
-    /// Runs steps until the queue is empty; returns how many batches it delivered.
+    /// Runs steps until no job is ready (failed jobs may be waiting out a
+    /// backoff); returns how many batches it delivered.
     pub async fn drain(&self) -> Result<u64, TimelineError> {
         let mut batches = 0;
-        while self.step().await?.is_some() {
-            batches += 1;
+        while let Some(step) = self.step().await? {
+            batches += u64::from(step.failed.is_none());
         }
         Ok(batches)
     }

@@ -1,7 +1,7 @@
 //! The demo service: `cargo run -p twitter-timeline`.
 //!
 //! In memory by default; `DATABASE_URL` switches the store to PostgreSQL
-//! and `REDIS_URL` the timelines to Redis. `STRATEGY` is `push`, `pull` or
+//! and `REDIS_URL` the timelines, and the readers' follows and blocks, to Redis. `STRATEGY` is `push`, `pull` or
 //! `hybrid` (the default) with `THRESHOLD` followers. `ROLE=worker` runs
 //! only the fan-out worker, `ROLE=api` only the HTTP service; the default
 //! runs both in one process.
@@ -16,7 +16,9 @@ use twitter_timeline::cache::{
 };
 use twitter_timeline::fanout::{DEFAULT_BATCH, FanOutWorker};
 use twitter_timeline::sim::CHOSEN_THRESHOLD;
-use twitter_timeline::store::{MemoryStore, PgStore, SocialStore};
+use twitter_timeline::store::{
+    CONTEXT_TTL, CachedContexts, ContextCache, MemoryStore, PgStore, SocialStore,
+};
 use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts};
 
 /// This chapter's default port.
@@ -62,7 +64,8 @@ async fn with_store<S: SocialStore>(store: S, redis_url: Option<String>) -> anyh
             };
             let cache =
                 RedisTimelines::connect(&url, &prefix, layout, TIMELINE_CAP, TIMELINE_TTL).await?;
-            with_cache(store, cache).await
+            let contexts = ContextCache::connect(&url, &prefix, CONTEXT_TTL)?;
+            with_cache(CachedContexts::new(store, contexts), cache).await
         }
         None => with_cache(store, MemoryTimelines::default()).await,
     }

@@ -4,7 +4,9 @@
 //!
 //! Timelines are capped at a handful of entries here, so that trimming and
 //! the read's fallback to the store past a trimmed list are exercised; the
-//! hybrid's threshold is two followers, so authors cross it mid-run.
+//! hybrid's threshold is two followers, so authors cross it mid-run. On
+//! the real engines push and the hybrid run twice: reading the readers'
+//! follows and blocks from PostgreSQL, and from the context cache in Redis.
 
 mod common;
 
@@ -68,7 +70,29 @@ proptest! {
             .await?;
             check(FanOutOnRead(store.clone()), &NoCache, &ops).await?;
             check(
-                Hybrid { parts: Parts { store, cache: hybrid_cache.clone() }, threshold: THRESHOLD },
+                Hybrid {
+                    parts: Parts { store: store.clone(), cache: hybrid_cache.clone() },
+                    threshold: THRESHOLD,
+                },
+                &hybrid_cache,
+                &ops,
+            )
+            .await?;
+            // Again with the readers' contexts cached in Redis (under the
+            // timelines' prefix, so a flush loses them too).
+            let Some((r3, push_cache)) = common::redis(layout, CAP).await else { return Ok(()) };
+            check(
+                FanOutOnWrite(Parts { store: common::cached(&store, &r3), cache: push_cache.clone() }),
+                &push_cache,
+                &ops,
+            )
+            .await?;
+            let Some((r4, hybrid_cache)) = common::redis(layout, CAP).await else { return Ok(()) };
+            check(
+                Hybrid {
+                    parts: Parts { store: common::cached(&store, &r4), cache: hybrid_cache.clone() },
+                    threshold: THRESHOLD,
+                },
                 &hybrid_cache,
                 &ops,
             )

@@ -1,6 +1,7 @@
 //! Failure modes on the real engines: a worker killed mid-fan-out, lost
 //! timelines rebuilt, a Redis flush mid-run, Redis down, garbage in Redis,
-//! and deletes, unfollows and blocks effective on the next read.
+//! deletes, unfollows and blocks effective on the next read, and a poison
+//! fan-out job moved to the dead letters.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use twitter_timeline::app::Timelines;
 use twitter_timeline::cache::{Layout, RedisTimelines, TimelineCache};
 use twitter_timeline::domain::{PostId, UserId};
-use twitter_timeline::store::{PgStore, SocialStore};
+use twitter_timeline::fanout::FanOutWorker;
+use twitter_timeline::store::{PgStore, RetryPolicy, SocialStore};
 use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts};
 
 fn push(store: &PgStore, cache: &RedisTimelines) -> FanOutOnWrite<PgStore, RedisTimelines> {
@@ -417,6 +419,11 @@ async fn with_redis_down_reads_fall_back_to_postgres_and_fan_out_waits() {
         1,
         "and the job waits"
     );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM fanout_jobs")
+        .fetch_one(store.pool())
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 0, "Redis being down is not the job's fault");
     let page = app
         .home(u[0], None, None)
         .await
@@ -457,3 +464,79 @@ async fn garbage_in_a_cached_timeline_is_a_miss_not_a_post() {
     );
 }
 // ANCHOR_END: garbage
+
+// ANCHOR: dead_letter
+#[tokio::test]
+async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_are_delivered() {
+    let Some((_db, store)) = common::pg(4).await else {
+        return;
+    };
+    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+        return;
+    };
+    let t = push(&store, &cache);
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        backoff: Duration::from_millis(50),
+    };
+    let app = Timelines::new(t.clone(), 1, b"k").expect("app");
+    let worker = FanOutWorker::new(t, 10).with_retry(policy);
+    let u = common::make_users(&app, 5).await;
+    let (poisoner, victim, broken, other, reader) = (u[0], u[1], u[2], u[3], u[4]);
+    for (f, a) in [(victim, poisoner), (broken, poisoner), (reader, other)] {
+        app.follow(f, a).await.expect("follow");
+        app.home(f, None, None).await.expect("timeline exists");
+    }
+    // One follower's timeline key holds a string: Redis refuses every
+    // delivery to it (WRONGTYPE), so the whole batch fails every time.
+    let mut conn = r.conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(cache.list_key(broken))
+        .arg("not a list")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let poison = app.post(poisoner, "never delivered").await.expect("post");
+    let fine = app.post(other, "delivered anyway").await.expect("post");
+
+    // The poison job is the oldest, so it is claimed first; after its first
+    // failure it waits out the backoff, and the job behind it goes through.
+    let first = worker.step().await.expect("step").expect("a job");
+    assert_eq!(first.failed.map(|f| (f.attempts, f.dead)), Some((1, false)));
+    let second = worker.step().await.expect("step").expect("a job");
+    assert_eq!((second.failed, second.delivered), (None, 1));
+    let page = app.home(reader, None, None).await.expect("home");
+    assert_eq!(
+        page.posts.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![fine.id]
+    );
+
+    // Retried after each backoff until the third failure moves it aside.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.pending_fan_out().await.expect("pending") > 0 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        worker.drain().await.expect("drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dead = store.dead_letters().await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].post, dead[0].attempts), (poison.id, 3));
+    assert!(dead[0].error.contains("WRONGTYPE"), "{}", dead[0].error);
+
+    // The operator's replay: fix the key (here: drop the broken timeline,
+    // rebuilt on its next read), then put the job back in the queue.
+    cache.evict(broken).await.expect("evict");
+    assert!(store.replay_dead(poison.id).await.expect("replay"));
+    assert!(!store.replay_dead(poison.id).await.expect("replay"), "once");
+    worker.drain().await.expect("drain");
+    assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
+    assert!(store.dead_letters().await.expect("dead letters").is_empty());
+    for f in [victim, broken] {
+        let page = app.home(f, None, None).await.expect("home");
+        assert_eq!(
+            page.posts.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![poison.id]
+        );
+    }
+}
+// ANCHOR_END: dead_letter

@@ -19,6 +19,7 @@ use crate::domain::{PostId, UserId};
 mod memory;
 mod redis;
 
+pub(crate) use self::redis::redis_error;
 pub use self::redis::{Layout, RedisTimelines};
 pub use memory::MemoryTimelines;
 
@@ -36,6 +37,18 @@ pub enum CacheError {
     /// Redis answered something that is not a timeline.
     #[error("timeline cache returned garbage: {0}")]
     Garbage(String),
+    /// Redis refused the command (a key of the wrong type, a script error):
+    /// retrying will not help until someone fixes the key.
+    #[error("timeline cache refused: {0}")]
+    Rejected(String),
+}
+
+impl CacheError {
+    /// Whether waiting may cure it (Redis down or busy), as opposed to a
+    /// refusal or garbage that will repeat on every attempt.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// A slice of a ready timeline.

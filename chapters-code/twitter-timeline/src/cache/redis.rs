@@ -184,7 +184,29 @@ pub struct RedisTimelines {
 }
 
 fn unavailable(e: redis::RedisError) -> CacheError {
-    CacheError::Unavailable(e.to_string())
+    redis_error(e)
+}
+
+/// Classifies a Redis error: the connection or the server's state
+/// (transient) apart from a refusal of this command (not transient).
+pub(crate) fn redis_error(e: redis::RedisError) -> CacheError {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Io
+                | ErrorKind::Server(
+                    S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly
+                )
+        );
+    if transient {
+        CacheError::Unavailable(e.to_string())
+    } else {
+        CacheError::Rejected(e.to_string())
+    }
 }
 
 impl RedisTimelines {

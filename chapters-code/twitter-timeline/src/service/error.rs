@@ -115,9 +115,9 @@ impl ApiError {
                 AppError::Timeline(TimelineError::Cache(CacheError::Unavailable(_))) => {
                     (S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable")
                 }
-                AppError::Timeline(TimelineError::Cache(CacheError::Garbage(_))) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-                }
+                AppError::Timeline(TimelineError::Cache(
+                    CacheError::Garbage(_) | CacheError::Rejected(_),
+                )) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             },
         }
     }
@@ -192,6 +192,9 @@ mod tests {
             ))),
             ApiError::App(AppError::Timeline(TimelineError::Cache(
                 CacheError::Garbage(String::new()),
+            ))),
+            ApiError::App(AppError::Timeline(TimelineError::Cache(
+                CacheError::Rejected(String::new()),
             ))),
         ];
         let returned: BTreeSet<(&str, u16)> = every_error

@@ -4,7 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{FanOutBatch, FanOutIf, FollowOutcome, ReadContext, SocialStore, StoreError};
+use std::time::Instant;
+
+use super::{
+    Failure, FanOutBatch, FanOutIf, FollowOutcome, ReadContext, RetryPolicy, SocialStore,
+    StoreError,
+};
 use crate::domain::{Handle, Post, PostId, UserId};
 
 #[derive(Debug, Default)]
@@ -18,6 +23,19 @@ struct Job {
     author: UserId,
     after: Option<UserId>,
     claimed: bool,
+    attempts: u32,
+    not_before: Option<Instant>,
+}
+
+/// A fan-out job given up after too many failures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryDeadJob {
+    /// The post.
+    pub post: PostId,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +52,7 @@ struct State {
     posts: BTreeMap<PostId, Post>,
     by_author: BTreeSet<(UserId, PostId)>,
     jobs: BTreeMap<PostId, Job>,
+    dead: BTreeMap<PostId, (Job, String)>,
 }
 
 impl State {
@@ -73,6 +92,34 @@ impl MemoryStore {
         // A panic while holding the lock leaves consistent data (every
         // method validates before it mutates), so a poisoned lock is usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fan-out jobs given up, oldest post first.
+    pub fn dead_letters(&self) -> Vec<MemoryDeadJob> {
+        self.lock()
+            .dead
+            .iter()
+            .map(|(post, (job, error))| MemoryDeadJob {
+                post: *post,
+                attempts: job.attempts,
+                error: error.clone(),
+            })
+            .collect()
+    }
+
+    /// Puts a dead job back in the queue, attempts reset; false if there is none.
+    pub fn replay_dead(&self, post: PostId) -> bool {
+        let mut s = self.lock();
+        match s.dead.remove(&post) {
+            Some((mut job, _)) => {
+                job.attempts = 0;
+                job.not_before = None;
+                job.claimed = false;
+                s.jobs.insert(post, job);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -127,6 +174,8 @@ impl SocialStore for MemoryStore {
                     author: post.author,
                     after: None,
                     claimed: false,
+                    attempts: 0,
+                    not_before: None,
                 },
             );
         }
@@ -164,6 +213,7 @@ impl SocialStore for MemoryStore {
             .users
             .get_mut(&followee)
             .ok_or(StoreError::UnknownUser(followee))?;
+        let was_celebrity = row.celebrity;
         if created {
             row.followers += 1;
             row.celebrity |= row.followers >= celebrity_at;
@@ -175,6 +225,7 @@ impl SocialStore for MemoryStore {
         Ok(FollowOutcome {
             created,
             followee_celebrity,
+            became_celebrity: followee_celebrity && !was_celebrity,
         })
     }
 
@@ -263,11 +314,12 @@ impl SocialStore for MemoryStore {
         batch: usize,
     ) -> Result<Option<(MemoryClaim, FanOutBatch)>, StoreError> {
         let mut s = self.lock();
-        let Some((post, author, after)) = s
+        let now = Instant::now();
+        let Some((post, author, after, attempts)) = s
             .jobs
             .iter()
-            .find(|(_, j)| !j.claimed)
-            .map(|(p, j)| (*p, j.author, j.after))
+            .find(|(_, j)| !j.claimed && j.not_before.is_none_or(|t| t <= now))
+            .map(|(p, j)| (*p, j.author, j.after, j.attempts))
         else {
             return Ok(None);
         };
@@ -298,6 +350,7 @@ impl SocialStore for MemoryStore {
                 author,
                 audience,
                 last,
+                attempts,
             },
         )))
     }
@@ -317,6 +370,31 @@ impl SocialStore for MemoryStore {
         }
         drop(claim);
         Ok(())
+    }
+
+    async fn fail_batch(
+        &self,
+        claim: MemoryClaim,
+        batch: &FanOutBatch,
+        error: &str,
+        policy: RetryPolicy,
+    ) -> Result<Failure, StoreError> {
+        let attempts = batch.attempts + 1;
+        let dead = attempts >= policy.max_attempts;
+        {
+            let mut s = self.lock();
+            if dead {
+                if let Some(mut job) = s.jobs.remove(&batch.post) {
+                    job.attempts = attempts;
+                    s.dead.insert(batch.post, (job, error.to_string()));
+                }
+            } else if let Some(job) = s.jobs.get_mut(&batch.post) {
+                job.attempts = attempts;
+                job.not_before = Some(Instant::now() + policy.delay(attempts));
+            }
+        }
+        drop(claim);
+        Ok(Failure { attempts, dead })
     }
 
     async fn pending_fan_out(&self) -> Result<u64, StoreError> {

@@ -14,14 +14,17 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 use crate::domain::{Handle, Post, PostId, UserId};
 
+mod cached;
 mod memory;
 mod postgres;
 
-pub use memory::MemoryStore;
-pub use postgres::{POSTS_BY_AUTHORS, PgStore, SCHEMA};
+pub use cached::{CONTEXT_TTL, CachedContexts, ContextCache, Lookup, Ticket};
+pub use memory::{MemoryDeadJob, MemoryStore};
+pub use postgres::{DeadJob, POSTS_BY_AUTHORS, PgStore, REPLAY_DEAD, SCHEMA};
 
 /// Why a store call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +75,8 @@ pub struct FollowOutcome {
     pub created: bool,
     /// Whether the followee is marked a celebrity after this follow.
     pub followee_celebrity: bool,
+    /// Whether this follow set the mark (cached read contexts are then stale).
+    pub became_celebrity: bool,
 }
 
 /// What a home timeline read needs to know about the reader, read once per page.
@@ -109,6 +114,46 @@ pub struct FanOutBatch {
     pub audience: Vec<UserId>,
     /// True when this is the job's last batch.
     pub last: bool,
+    /// Failed attempts at this job so far.
+    pub attempts: u32,
+}
+
+// ANCHOR: retry_policy
+/// How a fan-out job that keeps failing is retried, and when it is given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Failed attempts after which the job moves to the dead-letter table.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles with each further one.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Five attempts, one second apart and doubling (about 15 s in all).
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt, after `attempts` failures.
+    pub fn delay(&self, attempts: u32) -> Duration {
+        self.backoff
+            .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+    }
+}
+// ANCHOR_END: retry_policy
+
+/// What a failed batch did to its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Failed attempts so far, this one included.
+    pub attempts: u32,
+    /// The job reached the policy's limit and was moved to the dead letters.
+    pub dead: bool,
 }
 
 /// Durable storage for the timelines. Every method is one transaction.
@@ -193,6 +238,17 @@ pub trait SocialStore: Clone + Send + Sync + 'static {
         batch: &FanOutBatch,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Fan-out jobs not yet finished.
+    /// Records that `batch` failed with `error`: the job is retried after
+    /// the policy's delay (other jobs go first meanwhile), or, at the
+    /// policy's limit, moved with its error to the dead letters.
+    fn fail_batch(
+        &self,
+        claim: Self::Claim,
+        batch: &FanOutBatch,
+        error: &str,
+        policy: RetryPolicy,
+    ) -> impl Future<Output = Result<Failure, StoreError>> + Send;
+
+    /// Fan-out jobs not yet finished (dead letters excluded).
     fn pending_fan_out(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{FanOutBatch, FanOutIf, FollowOutcome, ReadContext, SocialStore, StoreError};
+use super::{
+    Failure, FanOutBatch, FanOutIf, FollowOutcome, ReadContext, RetryPolicy, SocialStore,
+    StoreError,
+};
 use crate::domain::{Handle, Post, PostBody, PostId, UserId};
 
 /// The schema, applied by [`PgStore::migrate`] and by the tests.
@@ -40,7 +43,8 @@ pub const POSTS_BY_AUTHORS: &str = "
 
 // ANCHOR: claim
 const CLAIM_JOB: &str = "
-    SELECT post_id, author, after_user FROM fanout_jobs
+    SELECT post_id, author, after_user, attempts FROM fanout_jobs
+    WHERE not_before <= clock_timestamp()
     ORDER BY post_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED";
@@ -55,6 +59,46 @@ const AUDIENCE: &str = "
     ORDER BY u
     LIMIT $3";
 // ANCHOR_END: claim
+
+// ANCHOR: dead_letter
+/// A failed attempt below the limit: count it, keep the error, wait.
+const RETRY_JOB: &str = "
+    UPDATE fanout_jobs
+    SET attempts = $2, last_error = $3,
+        not_before = clock_timestamp() + make_interval(secs => $4)
+    WHERE post_id = $1";
+
+/// The failed attempt that reaches the limit: the job, its progress and
+/// its error move to the dead letters in the claim's transaction.
+const DEAD_LETTER: &str = "
+    WITH job AS (
+        DELETE FROM fanout_jobs WHERE post_id = $1
+        RETURNING post_id, author, after_user, batches, enqueued_at
+    )
+    INSERT INTO fanout_dead (post_id, author, after_user, batches, attempts, error, enqueued_at)
+    SELECT post_id, author, after_user, batches, $2, $3, enqueued_at FROM job";
+
+/// What an operator runs once the cause is fixed: the job goes back in
+/// the queue where it stopped, its attempts reset.
+pub const REPLAY_DEAD: &str = "
+    WITH dead AS (
+        DELETE FROM fanout_dead WHERE post_id = $1
+        RETURNING post_id, author, after_user, batches, enqueued_at
+    )
+    INSERT INTO fanout_jobs (post_id, author, after_user, batches, enqueued_at)
+    SELECT post_id, author, after_user, batches, enqueued_at FROM dead";
+// ANCHOR_END: dead_letter
+
+/// A fan-out job given up after too many failures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadJob {
+    /// The post.
+    pub post: PostId,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+}
 
 /// Same pair, same lock: a follow and a block of the same two users serialise.
 const LOCK_PAIR: &str = "SELECT pg_advisory_xact_lock(hashtextextended(least($1, $2)::text || ':' || greatest($1, $2)::text, 7))";
@@ -113,6 +157,37 @@ impl PgStore {
     /// The pool, for benchmarks and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The fan-out jobs given up, oldest post first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadJob>, StoreError> {
+        let rows: Vec<(i64, i32, String)> =
+            sqlx::query_as("SELECT post_id, attempts, error FROM fanout_dead ORDER BY post_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(post, attempts, error)| {
+                Ok(DeadJob {
+                    post: PostId::from_raw(post as u64).ok_or_else(|| {
+                        StoreError::Backend(format!("bad post id {post} in fanout_dead"))
+                    })?,
+                    attempts: attempts.max(0) as u32,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts a dead job back in the queue ([`REPLAY_DEAD`]); false if there is none.
+    pub async fn replay_dead(&self, post: PostId) -> Result<bool, StoreError> {
+        let moved = sqlx::query(REPLAY_DEAD)
+            .bind(post.as_i64())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(moved == 1)
     }
 
     async fn users_exist(
@@ -262,6 +337,14 @@ impl SocialStore for PgStore {
         .rows_affected()
             == 1;
         let threshold = i64::try_from(celebrity_at).unwrap_or(i64::MAX);
+        // Locked first, so the mark read here is the one this follow's
+        // UPDATE finds: exactly one follow reports setting it.
+        let was_celebrity: bool =
+            sqlx::query_scalar("SELECT celebrity FROM users WHERE id = $1 FOR UPDATE")
+                .bind(followee.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let followee_celebrity: bool = sqlx::query_scalar(
             "UPDATE users
              SET followers = followers + $2::int,
@@ -279,6 +362,7 @@ impl SocialStore for PgStore {
         Ok(FollowOutcome {
             created,
             followee_celebrity,
+            became_celebrity: followee_celebrity && !was_celebrity,
         })
     }
     // ANCHOR_END: follow
@@ -416,6 +500,7 @@ impl SocialStore for PgStore {
         let post: i64 = job.try_get("post_id").map_err(db_error)?;
         let author: i64 = job.try_get("author").map_err(db_error)?;
         let after: Option<i64> = job.try_get("after_user").map_err(db_error)?;
+        let attempts: i32 = job.try_get("attempts").map_err(db_error)?;
         let mut audience: Vec<i64> = sqlx::query_scalar(AUDIENCE)
             .bind(author)
             .bind(after.unwrap_or(i64::MIN))
@@ -434,6 +519,7 @@ impl SocialStore for PgStore {
                 author: UserId(author),
                 audience: audience.into_iter().map(UserId).collect(),
                 last,
+                attempts: attempts.max(0) as u32,
             },
         )))
     }
@@ -460,6 +546,34 @@ impl SocialStore for PgStore {
             .map_err(db_error)?;
         }
         claim.commit().await.map_err(db_error)
+    }
+
+    async fn fail_batch(
+        &self,
+        mut claim: PgClaim,
+        batch: &FanOutBatch,
+        error: &str,
+        policy: RetryPolicy,
+    ) -> Result<Failure, StoreError> {
+        let attempts = batch.attempts + 1;
+        let dead = attempts >= policy.max_attempts;
+        let query = if dead {
+            sqlx::query(DEAD_LETTER)
+        } else {
+            sqlx::query(RETRY_JOB)
+        };
+        let query = query
+            .bind(batch.post.as_i64())
+            .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+            .bind(error);
+        let query = if dead {
+            query
+        } else {
+            query.bind(policy.delay(attempts).as_secs_f64())
+        };
+        query.execute(&mut *claim).await.map_err(db_error)?;
+        claim.commit().await.map_err(db_error)?;
+        Ok(Failure { attempts, dead })
     }
 
     async fn pending_fan_out(&self) -> Result<u64, StoreError> {

@@ -32,6 +32,16 @@ pub enum TimelineError {
     Cache(#[from] CacheError),
 }
 
+impl TimelineError {
+    /// Whether waiting may cure it: a store or cache that is down or busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(e) => matches!(e, StoreError::Unavailable(_)),
+            Self::Cache(e) => e.is_transient(),
+        }
+    }
+}
+
 /// A strategy for home timelines: what happens on write, on follow and on read.
 pub trait HomeTimeline: Clone + Send + Sync + 'static {
     /// The store underneath.

@@ -10,7 +10,10 @@ use twitter_timeline::cache::{Layout, MemoryTimelines, RedisTimelines, TimelineC
 use twitter_timeline::domain::{Post, UserId};
 use twitter_timeline::fanout::FanOutWorker;
 use twitter_timeline::reference::Reference;
-use twitter_timeline::store::{MemoryStore, PgStore, SCHEMA, SocialStore, StoreError};
+use twitter_timeline::store::{
+    CONTEXT_TTL, CachedContexts, ContextCache, MemoryStore, PgStore, SCHEMA, SocialStore,
+    StoreError,
+};
 use twitter_timeline::timeline::{
     FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts, TimelineError,
 };
@@ -271,6 +274,17 @@ pub async fn redis(layout: Layout, cap: usize) -> Option<(testkit::TestRedis, Re
         .await
         .expect("redis timelines");
     Some((r, t))
+}
+
+/// One instance's read-context cache: its own connection, under the
+/// timelines' prefix (so a flush of the prefix loses contexts too).
+pub fn contexts(r: &testkit::TestRedis) -> ContextCache {
+    ContextCache::connect(&r.url, &r.prefix, CONTEXT_TTL).expect("context cache")
+}
+
+/// `store` with its read contexts cached under `r`'s prefix.
+pub fn cached(store: &PgStore, r: &testkit::TestRedis) -> CachedContexts<PgStore> {
+    CachedContexts::new(store.clone(), contexts(r))
 }
 
 /// Keeps the store type nameable in generic helpers.

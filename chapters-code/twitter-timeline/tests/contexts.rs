@@ -1,0 +1,333 @@
+//! The read-context cache keeps the chapter's promise: with the cache warm,
+//! a delete, an unfollow, a block, a follow or a new celebrity mark made
+//! through another service instance (its own PostgreSQL pool and Redis
+//! connections, the same database and Redis) shows on the next read.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use twitter_timeline::app::{Page, Timelines};
+use twitter_timeline::cache::{Layout, RedisTimelines};
+use twitter_timeline::domain::PostId;
+use twitter_timeline::store::{CachedContexts, ContextCache, Lookup, PgStore, SocialStore};
+use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Hybrid, Parts};
+
+type Store = CachedContexts<PgStore>;
+
+/// One service instance: its own pool and Redis connections.
+struct Instance<T> {
+    app: Timelines<T>,
+    contexts: ContextCache,
+    worker: twitter_timeline::fanout::FanOutWorker<T>,
+}
+
+async fn instance<T: HomeTimeline>(
+    db: &testkit::TestDb,
+    r: &testkit::TestRedis,
+    node: u16,
+    make: impl Fn(Parts<Store, RedisTimelines>) -> T,
+) -> Instance<T> {
+    let store = PgStore::new(db.pool_with(2).await);
+    let contexts = common::contexts(r);
+    let cache = RedisTimelines::connect(
+        &r.url,
+        &r.prefix,
+        Layout::List,
+        800,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .expect("timelines");
+    let t = make(Parts {
+        store: CachedContexts::new(store, contexts.clone()),
+        cache,
+    });
+    Instance {
+        app: Timelines::new(t.clone(), node, b"k").expect("app"),
+        contexts,
+        worker: twitter_timeline::fanout::FanOutWorker::new(t, 10),
+    }
+}
+
+async fn next_read<T: HomeTimeline>(
+    a: &Instance<T>,
+    reader: twitter_timeline::domain::UserId,
+) -> Vec<PostId> {
+    ids(&a.app.home(reader, None, None).await.expect("home"))
+}
+
+fn ids(p: &Page) -> Vec<PostId> {
+    p.posts.iter().map(|x| x.id).collect()
+}
+
+/// Reads `reader`'s first page on `a` and checks the context came from the cache.
+async fn warm_read<T: HomeTimeline>(
+    a: &Instance<T>,
+    reader: twitter_timeline::domain::UserId,
+) -> Vec<PostId> {
+    let (hits, ..) = a.contexts.stats();
+    let page = a.app.home(reader, None, None).await.expect("home");
+    assert_eq!(
+        a.contexts.stats().0,
+        hits + 1,
+        "served from a warm context cache"
+    );
+    ids(&page)
+}
+
+// ANCHOR: warm_cache
+async fn changes_on_b_show_on_a_warm_read<T: HomeTimeline>(a: Instance<T>, b: Instance<T>) {
+    let u = common::make_users(&a.app, 5).await;
+    let (reader, x, y, z, w) = (u[0], u[1], u[2], u[3], u[4]);
+    for f in [x, y, z] {
+        a.app.follow(reader, f).await.expect("follow");
+    }
+    let px = a.app.post(x, "by x").await.expect("post");
+    let py = a.app.post(y, "by y").await.expect("post");
+    let pz = a.app.post(z, "by z").await.expect("post");
+    let pz2 = a.app.post(z, "by z again").await.expect("post");
+    let pw = a.app.post(w, "by w").await.expect("post");
+    a.app
+        .home(reader, None, None)
+        .await
+        .expect("the first read fills");
+    a.worker.drain().await.expect("drain");
+    assert_eq!(
+        warm_read(&a, reader).await,
+        vec![pz2.id, pz.id, py.id, px.id]
+    );
+
+    // Each change goes through instance B. A's context cache is warm (the
+    // read before was a hit); the very next read on A shows the change.
+    b.app.delete(z, pz2.id).await.expect("delete");
+    assert_eq!(next_read(&a, reader).await, vec![pz.id, py.id, px.id]);
+    assert_eq!(warm_read(&a, reader).await, vec![pz.id, py.id, px.id]);
+    b.app.unfollow(reader, y).await.expect("unfollow");
+    assert_eq!(next_read(&a, reader).await, vec![pz.id, px.id]);
+    assert_eq!(warm_read(&a, reader).await, vec![pz.id, px.id]);
+    b.app.block(x, reader).await.expect("block");
+    assert_eq!(next_read(&a, reader).await, vec![pz.id]);
+    assert_eq!(warm_read(&a, reader).await, vec![pz.id]);
+    b.app.follow(reader, w).await.expect("follow");
+    assert_eq!(next_read(&a, reader).await, vec![pw.id, pz.id]);
+}
+// ANCHOR_END: warm_cache
+
+#[tokio::test]
+async fn a_warm_context_cache_shows_deletes_unfollows_blocks_and_follows_made_on_another_instance()
+{
+    let Some(db) = testkit::postgres(None).await else {
+        return;
+    };
+    db.apply_sql(twitter_timeline::store::SCHEMA)
+        .await
+        .expect("schema");
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let push = |p| FanOutOnWrite(p);
+    changes_on_b_show_on_a_warm_read(
+        instance(&db, &r, 1, push).await,
+        instance(&db, &r, 2, push).await,
+    )
+    .await;
+    let Some(r2) = testkit::redis().await else {
+        return;
+    };
+    let hybrid = |parts| Hybrid {
+        parts,
+        threshold: 1_000,
+    };
+    changes_on_b_show_on_a_warm_read(
+        instance(&db, &r2, 3, hybrid).await,
+        instance(&db, &r2, 4, hybrid).await,
+    )
+    .await;
+}
+
+// ANCHOR: celebrity
+#[tokio::test]
+async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_warm_read() {
+    let Some(db) = testkit::postgres(None).await else {
+        return;
+    };
+    db.apply_sql(twitter_timeline::store::SCHEMA)
+        .await
+        .expect("schema");
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let hybrid = |parts| Hybrid {
+        parts,
+        threshold: 2,
+    };
+    let a = instance(&db, &r, 1, hybrid).await;
+    let b = instance(&db, &r, 2, hybrid).await;
+    let u = common::make_users(&a.app, 3).await;
+    let (reader, author, other) = (u[0], u[1], u[2]);
+    a.app.follow(reader, author).await.expect("follow");
+    let before = a.app.post(author, "fanned out").await.expect("post");
+    a.worker.drain().await.expect("drain");
+    a.app.home(reader, None, None).await.expect("fill");
+    assert_eq!(warm_read(&a, reader).await, vec![before.id]);
+
+    // A second follower, on B, makes the author a celebrity: the next post
+    // gets no fan-out job, so A's reader sees it only if A now pulls it.
+    b.app.follow(other, author).await.expect("follow");
+    let after = b.app.post(author, "pulled").await.expect("post");
+    assert_eq!(
+        b.app
+            .timeline()
+            .store()
+            .pending_fan_out()
+            .await
+            .expect("pending"),
+        0
+    );
+    let page = a.app.home(reader, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![after.id, before.id]);
+}
+// ANCHOR_END: celebrity
+
+// ANCHOR: fill_race
+#[tokio::test]
+async fn a_fill_racing_an_unfollow_cannot_bring_the_follow_back() {
+    let Some(db) = testkit::postgres(None).await else {
+        return;
+    };
+    db.apply_sql(twitter_timeline::store::SCHEMA)
+        .await
+        .expect("schema");
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let push = |p| FanOutOnWrite(p);
+    let a = instance(&db, &r, 1, push).await;
+    let b = instance(&db, &r, 2, push).await;
+    let u = common::make_users(&a.app, 2).await;
+    let (reader, author) = (u[0], u[1]);
+    a.app
+        .home(reader, None, None)
+        .await
+        .expect("starts the epoch");
+    a.app.follow(reader, author).await.expect("follow");
+    let p = a.app.post(author, "soon unfollowed").await.expect("post");
+    a.worker.drain().await.expect("drain");
+
+    // A's read, step by step, with B's unfollow between its read of
+    // PostgreSQL and its fill: the interleaving an unconditional fill loses.
+    let store = a.app.timeline().store();
+    let Lookup::Miss(ticket) = a.contexts.lookup(reader).await.expect("lookup") else {
+        panic!("cold cache");
+    };
+    let stale = store.inner().read_context(reader).await.expect("read");
+    assert_eq!(stale.followees.len(), 1);
+    b.app.unfollow(reader, author).await.expect("unfollow");
+    assert!(
+        !a.contexts.fill(ticket, &stale).await.expect("fill"),
+        "refused"
+    );
+    let page = a.app.home(reader, None, None).await.expect("home");
+    assert!(!ids(&page).contains(&p.id), "the unfollow holds");
+
+    // Without a write in between, the same steps fill.
+    a.contexts.invalidate(&[reader]).await.expect("invalidate");
+    let Lookup::Miss(ticket) = a.contexts.lookup(reader).await.expect("lookup") else {
+        panic!("invalidated");
+    };
+    let fresh = store.inner().read_context(reader).await.expect("read");
+    assert!(
+        a.contexts.fill(ticket, &fresh).await.expect("fill"),
+        "stored"
+    );
+}
+// ANCHOR_END: fill_race
+
+// ANCHOR: concurrent
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
+    let Some(db) = testkit::postgres(None).await else {
+        return;
+    };
+    db.apply_sql(twitter_timeline::store::SCHEMA)
+        .await
+        .expect("schema");
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let push = |p| FanOutOnWrite(p);
+    let a = instance(&db, &r, 1, push).await;
+    let b = instance(&db, &r, 2, push).await;
+    let u = common::make_users(&a.app, 2).await;
+    let (reader, author) = (u[0], u[1]);
+    let p = a.app.post(author, "now you see me").await.expect("post");
+    a.app
+        .home(reader, None, None)
+        .await
+        .expect("timeline exists");
+
+    // Readers on A keep missing and filling the reader's context while B
+    // toggles the follow; after each toggle returns, a read on A must agree.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, stop) = (a.app.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    app.home(reader, None, None).await.expect("home");
+                }
+            })
+        })
+        .collect();
+    for i in 0..40 {
+        let following = i % 2 == 0;
+        if following {
+            b.app.follow(reader, author).await.expect("follow");
+        } else {
+            b.app.unfollow(reader, author).await.expect("unfollow");
+        }
+        let page = a.app.home(reader, None, None).await.expect("home");
+        assert_eq!(ids(&page).contains(&p.id), following, "toggle {i}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in readers {
+        t.await.expect("reader");
+    }
+    let (hits, misses, garbage) = a.contexts.stats();
+    assert!(
+        hits > 0 && misses >= 40 && garbage == 0,
+        "{hits} {misses} {garbage}"
+    );
+}
+// ANCHOR_END: concurrent
+
+#[tokio::test]
+async fn garbage_in_a_cached_context_is_a_miss_and_a_count() {
+    let Some(db) = testkit::postgres(None).await else {
+        return;
+    };
+    db.apply_sql(twitter_timeline::store::SCHEMA)
+        .await
+        .expect("schema");
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let a = instance(&db, &r, 1, |p| FanOutOnWrite(p)).await;
+    let u = common::make_users(&a.app, 2).await;
+    a.app.follow(u[0], u[1]).await.expect("follow");
+    let p = a.app.post(u[1], "real").await.expect("post");
+    a.worker.drain().await.expect("drain");
+    a.app.home(u[0], None, None).await.expect("fill");
+    let mut conn = r.conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(a.contexts.key(u[0]))
+        .arg("1|0|not-a-user:0|")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let page = a.app.home(u[0], None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![p.id]);
+    assert_eq!(a.contexts.stats().2, 1, "counted");
+}
