@@ -97,7 +97,8 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 }
 
 /// The one-minute load average, from `/proc/loadavg`.
-fn load_average() -> Option<f64> {
+/// The one-minute load average (`/proc/loadavg`), if known.
+pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -186,7 +186,7 @@ impl BenchResult {
             concurrency: None,
             cores: crate::machine::available_cores(),
             recorded_at_unix_s: unix_now(),
-            machine: MachineHeader::detect(&crate::repo_root()).ok(),
+            machine: process_header(),
             criterion: None,
             extra: BTreeMap::new(),
         }
@@ -350,6 +350,16 @@ pub fn read_dir(dir: &Path) -> Result<Vec<BenchResult>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// This process's machine header, detected once: `bench-report` replaces it
+/// with the header of the whole run (taken before any bench ran, so its load
+/// average is other work's, not the bench's own).
+fn process_header() -> Option<MachineHeader> {
+    static HEADER: std::sync::OnceLock<Option<MachineHeader>> = std::sync::OnceLock::new();
+    HEADER
+        .get_or_init(|| MachineHeader::detect(&crate::repo_root()).ok())
+        .clone()
 }
 
 pub(crate) fn unix_now() -> u64 {

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
 use bookkit::criterion::read_criterion_group;
@@ -139,7 +139,12 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
             continue;
         };
         if measure {
-            let machine = MachineHeader::detect(&root)?;
+            // Build first, then let the build's load decay, so the header's
+            // load average is other work's and not the compiler's.
+            for bench in report.benches {
+                run_cargo(bench_command(&root, chapter, bench, &with_book_feature).arg("--no-run"))?;
+            }
+            let machine = header_after_quiet(&root)?;
             if machine.busy() {
                 eprintln!(
                     "WARNING: load average {:.2} on {} CPUs: other processes will inflate the \
@@ -150,22 +155,18 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
             }
             let started = SystemTime::now();
             for bench in report.benches {
-                let mut cmd = Command::new(cargo());
-                cmd.current_dir(&root)
-                    .args(["bench", "-p", chapter.package, "--bench", bench]);
-                if with_book_feature.iter().any(|p| p == chapter.package) {
-                    cmd.args(["--features", "book"]);
-                }
-                println!("running {cmd:?}");
-                let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-                if !status.success() {
-                    bail!("{cmd:?} exited with {status}");
-                }
+                run_cargo(&mut bench_command(&root, chapter, bench, &with_book_feature))?;
             }
             if let Some(step) = report.measure {
                 step().with_context(|| format!("measuring {}", chapter.slug))?;
             }
             let mut fresh = results::fresh(chapter.slug, started)?;
+            // One header for the whole run: the benches' own processes stamped
+            // theirs while they loaded the machine. A result left without one
+            // on purpose (the appendix's environment) stays without.
+            for r in fresh.iter_mut().filter(|r| r.machine.is_some()) {
+                r.machine = Some(machine.clone());
+            }
             let criterion_dir = bookkit::target_dir().join("criterion");
             for group in report.criterion_groups {
                 for b in read_criterion_group(&criterion_dir, group)? {
@@ -186,6 +187,47 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
         generate(Some(chapter.slug), false)?;
     }
     Ok(())
+}
+
+/// `cargo bench -p <package> --bench <bench>`, with the `book` feature where the package has one.
+fn bench_command(root: &Path, chapter: &Chapter, bench: &str, with_book_feature: &[String]) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root)
+        .args(["bench", "-p", chapter.package, "--bench", bench]);
+    if with_book_feature.iter().any(|p| p == chapter.package) {
+        cmd.args(["--features", "book"]);
+    }
+    cmd
+}
+
+/// Runs `cmd`, failing unless it succeeds.
+fn run_cargo(cmd: &mut Command) -> Result<()> {
+    println!("running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} exited with {status}");
+    }
+    Ok(())
+}
+
+/// The longest wait for the load of a build to decay before measuring.
+const QUIET_WAIT: Duration = Duration::from_secs(120);
+
+/// The run's header, detected once the one-minute load average is below half
+/// the cores, or after [`QUIET_WAIT`] (then the header says the machine was busy).
+fn header_after_quiet(root: &Path) -> Result<MachineHeader> {
+    let cores = bookkit::machine::available_cores() as f64;
+    let waited = Instant::now();
+    while waited.elapsed() < QUIET_WAIT {
+        match bookkit::machine::load_average() {
+            Some(l) if l > 0.5 * cores => {
+                println!("load average {l:.2} on {cores} CPUs: waiting for it to settle");
+                std::thread::sleep(Duration::from_secs(10));
+            }
+            _ => break,
+        }
+    }
+    MachineHeader::detect(root)
 }
 
 /// Workspace packages that declare a `book` feature (their benches need it).
