@@ -142,7 +142,9 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
             // Build first, then let the build's load decay, so the header's
             // load average is other work's and not the compiler's.
             for bench in report.benches {
-                run_cargo(bench_command(&root, chapter, bench, &with_book_feature).arg("--no-run"))?;
+                run_cargo(
+                    bench_command(&root, chapter, bench, &with_book_feature).arg("--no-run"),
+                )?;
             }
             let machine = header_after_quiet(&root)?;
             if machine.busy() {
@@ -155,7 +157,12 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
             }
             let started = SystemTime::now();
             for bench in report.benches {
-                run_cargo(&mut bench_command(&root, chapter, bench, &with_book_feature))?;
+                run_cargo(&mut bench_command(
+                    &root,
+                    chapter,
+                    bench,
+                    &with_book_feature,
+                ))?;
             }
             if let Some(step) = report.measure {
                 step().with_context(|| format!("measuring {}", chapter.slug))?;
@@ -190,7 +197,12 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
 }
 
 /// `cargo bench -p <package> --bench <bench>`, with the `book` feature where the package has one.
-fn bench_command(root: &Path, chapter: &Chapter, bench: &str, with_book_feature: &[String]) -> Command {
+fn bench_command(
+    root: &Path,
+    chapter: &Chapter,
+    bench: &str,
+    with_book_feature: &[String],
+) -> Command {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root)
         .args(["bench", "-p", chapter.package, "--bench", bench]);
