@@ -187,7 +187,9 @@ pub fn render(results: &[BenchResult]) -> Result<String> {
         })
         .collect();
     let load = match offered.as_slice() {
-        [] => "the same load to both (not measured yet)".to_string(),
+        [] => format!(
+            "both to be offered {RELAY_RATE} transitions/s for {RELAY_SECS} s (not measured yet)"
+        ),
         [one, rest @ ..] if rest.iter().all(|o| o == one) => format!("both offered {one}"),
         _ => format!(
             "offered loads differ, not comparable: {}",
