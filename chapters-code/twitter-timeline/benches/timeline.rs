@@ -3,10 +3,12 @@
 //! 1. The threshold sweep on the 100K-user power-law graph (`sim`).
 //! 2. Bytes per timeline in Redis, LIST against ZSET (`MEMORY USAGE`).
 //! 3. Home-timeline reads (push, hybrid, pull at 10/100/1,000 followees)
-//!    interleaved with their ceiling, one raw LRANGE of a timeline key,
+//!    with the readers' follows and blocks cached in Redis, interleaved
+//!    with their ceiling, one raw LRANGE of a timeline key,
 //!    8 concurrent clients, 5 rounds.
-//! 4. Post latency (the row and its fan-out job), and the cost of
-//!    rebuilding a lost timeline.
+//! 4. Post latency (the row and its fan-out job) beside a plain INSERT,
+//!    and the cost of rebuilding a lost timeline beside the bare SELECT of
+//!    the same rows through the same pool.
 //! 5. Time to deliver one post to 1K, 10K and 50K followers with two
 //!    fan-out workers.
 //!
@@ -31,7 +33,9 @@ use twitter_timeline::report::{
     CHAPTER, DELIVERY_FOLLOWERS, HYBRID_PULLED, MEMORY_FILLS, PULL_FOLLOWEES, READER_FOLLOWEES,
 };
 use twitter_timeline::sim::{BOOK_GRAPH, THRESHOLDS, generate, sweep};
-use twitter_timeline::store::{PgStore, SCHEMA, SocialStore};
+use twitter_timeline::store::{
+    CachedContexts, ContextCache, POSTS_BY_AUTHORS, PgStore, SCHEMA, SocialStore,
+};
 use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts};
 
 const PLAN: Plan = Plan {
@@ -62,8 +66,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// `TIMELINE_BENCH=quick`: only the reads, posts and rebuilds, one short
+/// round each, to check that the bench works (its figures mean nothing).
+const QUICK: &str = "TIMELINE_BENCH";
+
 fn run(rt: &tokio::runtime::Runtime) -> Result<()> {
-    measure_sweep()?;
+    let quick = std::env::var(QUICK).is_ok_and(|v| v == "quick");
+    let plan = if quick {
+        Plan {
+            rounds: 1,
+            round: Duration::from_millis(200),
+        }
+    } else {
+        PLAN
+    };
+    if !quick {
+        measure_sweep()?;
+    }
     let Some(db) = rt.block_on(testkit::postgres(None)) else {
         return Ok(());
     };
@@ -73,9 +92,13 @@ fn run(rt: &tokio::runtime::Runtime) -> Result<()> {
     rt.block_on(db.apply_sql(SCHEMA)).context("schema")?;
     let pool = rt.block_on(db.pool_with(16));
     let store = PgStore::new(pool);
-    rt.block_on(measure_memory(&r))?;
-    measure_reads(rt, &store, &r)?;
-    rt.block_on(measure_delivery(&store, &r))?;
+    if !quick {
+        rt.block_on(measure_memory(&r))?;
+    }
+    measure_reads(rt, &store, &r, &plan)?;
+    if !quick {
+        rt.block_on(measure_delivery(&store, &r))?;
+    }
     Ok(())
 }
 
@@ -184,6 +207,7 @@ fn measure_reads(
     rt: &tokio::runtime::Runtime,
     store: &PgStore,
     r: &testkit::TestRedis,
+    plan: &Plan,
 ) -> Result<()> {
     let (cache, hybrid_cache, push_app, hybrid_app, pull_app, reader, hybrid_reader, pull_readers) =
         rt.block_on(async {
@@ -203,20 +227,23 @@ fn measure_reads(
                 TTL,
             )
             .await?;
+            // Readers' follows and blocks cached in Redis, as the service runs.
+            let contexts = ContextCache::connect(&r.url, &format!("{}rc:", r.prefix), TTL)?;
+            let cached = CachedContexts::new(store.clone(), contexts);
             let push = FanOutOnWrite(Parts {
-                store: store.clone(),
+                store: cached.clone(),
                 cache: cache.clone(),
             });
             let push_app = Timelines::new(push, 1, b"bench")?;
             let hybrid = Hybrid {
                 parts: Parts {
-                    store: store.clone(),
+                    store: cached.clone(),
                     cache: hybrid_cache.clone(),
                 },
                 threshold: u64::MAX,
             };
             let hybrid_app = Timelines::new(hybrid, 2, b"bench")?;
-            let pull_app = Timelines::new(FanOutOnRead(store.clone()), 3, b"bench")?;
+            let pull_app = Timelines::new(FanOutOnRead(cached.clone()), 3, b"bench")?;
             sqlx::query(
                 "INSERT INTO users (handle) SELECT 'a' || i FROM generate_series(1, $1) AS i",
             )
@@ -289,64 +316,57 @@ fn measure_reads(
         name: "ceiling-lrange".into(),
         concurrency: CLIENTS,
     };
-    let results = interleave(
-        CHAPTER,
-        ResultKind::Load,
-        &PLAN,
-        &ceiling,
-        &paths,
-        |i, d| {
-            Ok(rt.block_on(async {
-                match i {
-                    0 => {
-                        let c = cache.clone();
-                        closed_loop(CLIENTS, d, move |_| {
-                            let c = c.clone();
-                            async move { c.raw_range(reader, 20).await.is_ok_and(|n| n == 20) }
-                        })
-                        .await
-                    }
-                    1 => {
-                        let a = push_app.clone();
-                        closed_loop(CLIENTS, d, move |_| {
-                            let a = a.clone();
-                            async move {
-                                a.home(reader, None, None)
-                                    .await
-                                    .is_ok_and(|p| p.posts.len() == 20)
-                            }
-                        })
-                        .await
-                    }
-                    2 => {
-                        let a = hybrid_app.clone();
-                        closed_loop(CLIENTS, d, move |_| {
-                            let a = a.clone();
-                            async move {
-                                a.home(hybrid_reader, None, None)
-                                    .await
-                                    .is_ok_and(|p| p.posts.len() == 20)
-                            }
-                        })
-                        .await
-                    }
-                    k => {
-                        let a = pull_app.clone();
-                        let u = pull_readers[k - 3];
-                        closed_loop(CLIENTS, d, move |_| {
-                            let a = a.clone();
-                            async move {
-                                a.home(u, None, None)
-                                    .await
-                                    .is_ok_and(|p| p.posts.len() == 20)
-                            }
-                        })
-                        .await
-                    }
+    let results = interleave(CHAPTER, ResultKind::Load, plan, &ceiling, &paths, |i, d| {
+        Ok(rt.block_on(async {
+            match i {
+                0 => {
+                    let c = cache.clone();
+                    closed_loop(CLIENTS, d, move |_| {
+                        let c = c.clone();
+                        async move { c.raw_range(reader, 20).await.is_ok_and(|n| n == 20) }
+                    })
+                    .await
                 }
-            }))
-        },
-    )?;
+                1 => {
+                    let a = push_app.clone();
+                    closed_loop(CLIENTS, d, move |_| {
+                        let a = a.clone();
+                        async move {
+                            a.home(reader, None, None)
+                                .await
+                                .is_ok_and(|p| p.posts.len() == 20)
+                        }
+                    })
+                    .await
+                }
+                2 => {
+                    let a = hybrid_app.clone();
+                    closed_loop(CLIENTS, d, move |_| {
+                        let a = a.clone();
+                        async move {
+                            a.home(hybrid_reader, None, None)
+                                .await
+                                .is_ok_and(|p| p.posts.len() == 20)
+                        }
+                    })
+                    .await
+                }
+                k => {
+                    let a = pull_app.clone();
+                    let u = pull_readers[k - 3];
+                    closed_loop(CLIENTS, d, move |_| {
+                        let a = a.clone();
+                        async move {
+                            a.home(u, None, None)
+                                .await
+                                .is_ok_and(|p| p.posts.len() == 20)
+                        }
+                    })
+                    .await
+                }
+            }
+        }))
+    })?;
     for (i, mut res) in results.into_iter().enumerate() {
         if i == 1 || i == 2 {
             res = res.with_extra("followees", READER_FOLLOWEES);
@@ -363,7 +383,7 @@ fn measure_reads(
     let results = interleave(
         CHAPTER,
         ResultKind::Load,
-        &PLAN,
+        plan,
         &Workload {
             name: "ceiling-insert".into(),
             concurrency: CLIENTS,
@@ -413,24 +433,68 @@ fn measure_reads(
             .execute(store.pool())
             .await?;
 
-        // Rebuilds: evict, then read, one client, 200 times.
-        let mut h = Histogram::<u64>::new(3)?;
-        let t = Instant::now();
-        let n = 200;
-        for _ in 0..n {
-            cache.evict(reader).await?;
-            let s = Instant::now();
-            push_app.home(reader, None, None).await?;
-            h.record(s.elapsed().as_micros() as u64)?;
-        }
-        let r = BenchResult::new(CHAPTER, "rebuild", ResultKind::Load)
-            .with_throughput(n, 0, t.elapsed())
-            .with_latency_us(&h)
-            .with_concurrency(1)
-            .with_extra("followees", 100);
-        write_result(&r)?;
         anyhow::Ok(())
-    })
+    })?;
+
+    // Rebuilds: evict, then read, one client; beside the bare SELECT of
+    // the same rows (the pull query over the reader's followees and the
+    // reader, a full timeline's worth) through the same pool.
+    let mut pushed: Vec<i64> = rt.block_on(
+        sqlx::query_scalar("SELECT followee FROM follows WHERE follower = $1")
+            .bind(reader.0)
+            .fetch_all(store.pool()),
+    )?;
+    pushed.push(reader.0);
+    let pushed = Arc::new(pushed);
+    let results = interleave(
+        CHAPTER,
+        ResultKind::Load,
+        plan,
+        &Workload {
+            name: "ceiling-rebuild".into(),
+            concurrency: 1,
+        },
+        &[Workload {
+            name: "rebuild".into(),
+            concurrency: 1,
+        }],
+        |i, d| {
+            Ok(rt.block_on(async {
+                if i == 0 {
+                    let (pool, pushed) = (store.pool().clone(), pushed.clone());
+                    closed_loop(1, d, move |_| {
+                        let (pool, pushed) = (pool.clone(), pushed.clone());
+                        async move {
+                            sqlx::query(POSTS_BY_AUTHORS)
+                                .bind(pushed.as_slice())
+                                .bind(PostId::MAX.as_i64())
+                                .bind(TIMELINE_CAP as i64)
+                                .fetch_all(&pool)
+                                .await
+                                .is_ok_and(|rows| !rows.is_empty())
+                        }
+                    })
+                    .await
+                } else {
+                    let (a, c) = (push_app.clone(), cache.clone());
+                    closed_loop(1, d, move |_| {
+                        let (a, c) = (a.clone(), c.clone());
+                        async move {
+                            c.evict(reader).await.is_ok()
+                                && a.home(reader, None, None)
+                                    .await
+                                    .is_ok_and(|p| p.posts.len() == 20)
+                        }
+                    })
+                    .await
+                }
+            }))
+        },
+    )?;
+    for r in results {
+        write_result(&r.with_extra("followees", READER_FOLLOWEES))?;
+    }
+    Ok(())
 }
 
 async fn measure_delivery(store: &PgStore, r: &testkit::TestRedis) -> Result<()> {
