@@ -314,7 +314,7 @@ async fn garbage_in_a_cached_context_is_a_miss_and_a_count() {
     let Some(r) = testkit::redis().await else {
         return;
     };
-    let a = instance(&db, &r, 1, |p| FanOutOnWrite(p)).await;
+    let a = instance(&db, &r, 1, FanOutOnWrite).await;
     let u = common::make_users(&a.app, 2).await;
     a.app.follow(u[0], u[1]).await.expect("follow");
     let p = a.app.post(u[1], "real").await.expect("post");

@@ -359,10 +359,10 @@ impl<S: SocialStore> SocialStore for CachedContexts<S> {
     ) -> Result<FollowOutcome, StoreError> {
         let outcome = self.store.follow(follower, followee, celebrity_at).await?;
         self.invalidate(&[follower]).await;
-        if outcome.became_celebrity {
-            if let Err(e) = self.cache.bump_epoch().await {
-                tracing::error!(error = %e, %followee, "bumping the context epoch failed");
-            }
+        if outcome.became_celebrity
+            && let Err(e) = self.cache.bump_epoch().await
+        {
+            tracing::error!(error = %e, %followee, "bumping the context epoch failed");
         }
         Ok(outcome)
     }
