@@ -40,8 +40,8 @@
 //! therefore lasts at most [`Config::longest`], which the run prints first:
 //! by default 5 strategies x 8 s + (2 + 2 + 4 workloads) x 5 rounds x
 //! (0.2 + 2) s + 3 paths x 3 rounds x 10 s = 40 + 88 + 90 = 218 s, plus a
-//! few seconds of setup (16 throwaway databases) and audits: under four
-//! minutes. The strategies and the stadium usually end sooner (most of
+//! the setup (16 throwaway databases, the lots) and the audits, which are
+//! not bounded by a deadline: well under five minutes in all. The strategies and the stadium usually end sooner (most of
 //! their runs finish their work before the deadline); the interleaved
 //! rounds always take their 88 s.
 //!
