@@ -64,6 +64,13 @@ async fn provider_down_then_back<S: Store>(store: Arc<S>) {
     let shoppers = ["ann", "bob", "cat"];
     let t = |s: i64| now0() + TimeDelta::seconds(s);
 
+    // One shopper is served while the provider is well.
+    let paid = c
+        .run("eve", Some(&key("eve", "k")), &req, t(0))
+        .await
+        .expect("the provider is well");
+    assert_eq!(paid.response.status, 201, "{:?}", paid.response.body);
+
     // The provider goes slow: each charge happens, its answer comes too late.
     provider.script((0..THRESHOLD).map(|_| Behaviour::Slow(Duration::from_millis(400))));
     for who in shoppers {
@@ -72,8 +79,19 @@ async fn provider_down_then_back<S: Store>(store: Arc<S>) {
     }
     assert_eq!(c.breaker.state(t(0)), State::Open { until: t(30) });
     let before = snapshot(&*store, &provider).await;
-    assert_eq!(before.0, vec!["pending_payment"; 3]);
-    assert_eq!((before.2, before.3), (3, 3), "charged, answers lost");
+    let mut waiting = vec!["paid"];
+    waiting.extend(["pending_payment"; 3]);
+    assert_eq!(before.0, waiting);
+    assert_eq!((before.2, before.3), (4, 4), "charged, answers lost");
+
+    // While open, a retry of a finished checkout needs no provider: it gets
+    // its stored answer, as every retry does.
+    let replay = c
+        .run("eve", Some(&key("eve", "k")), &req, t(10))
+        .await
+        .expect("a replay, not a refusal");
+    assert!(replay.replayed);
+    assert_eq!(replay.response, paid.response);
 
     // While open: a retry of a waiting order and a new shopper are both
     // refused at once, with the time left, and nothing changes.
@@ -114,8 +132,8 @@ async fn provider_down_then_back<S: Store>(store: Arc<S>) {
         assert_eq!(c.breaker.state(t(62)), State::Closed { failures: 0 });
     }
     let after = snapshot(&*store, &provider).await;
-    assert_eq!(after.0, vec!["paid"; 4], "one order per shopper");
-    assert_eq!(after.1, Some(96), "stock reserved once per order");
-    assert_eq!(after.2, 4, "one charge per order, retries deduplicated");
+    assert_eq!(after.0, vec!["paid"; 5], "one order per shopper");
+    assert_eq!(after.1, Some(95), "stock reserved once per order");
+    assert_eq!(after.2, 5, "one charge per order, retries deduplicated");
 }
 // ANCHOR_END: down_then_back

@@ -277,13 +277,25 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         {
             return Err(CheckoutError::UnknownPromotion(code.clone()));
         }
-        // Before anything is written: while the provider is failing, refuse
-        // at once and leave the key, the stock and any earlier order as they are.
-        let permit = self
-            .breaker
-            .guard(now)
-            .map_err(CheckoutError::ProviderUnavailable)?;
         let print = fingerprint(request);
+        // Before anything is written: while the provider is failing, refuse
+        // at once and leave the key, the stock and any earlier order as they
+        // are. A retry whose key already has its final answer needs no
+        // provider, so it still gets that answer, as any other retry does.
+        let permit = match self.breaker.guard(now) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                if let Some(k) = key
+                    && let Some(response) = self.store.final_answer(k, &print).await?
+                {
+                    return Ok(Answer {
+                        response,
+                        replayed: true,
+                    });
+                }
+                return Err(CheckoutError::ProviderUnavailable(refused));
+            }
+        };
         // Phase 1: one transaction for the key, the stock and the order.
         let begun = self
             .store

@@ -130,6 +130,24 @@ impl Store for MemoryStore {
         Ok(self.state.lock().await.products.get(sku).map(|p| p.stock))
     }
 
+    async fn final_answer(
+        &self,
+        key: &KeyScope,
+        fingerprint: &str,
+    ) -> Result<Option<StoredResponse>, CheckoutError> {
+        let s = self.state.lock().await;
+        let scope = (
+            key.account.clone(),
+            key.endpoint,
+            key.key.as_str().to_string(),
+        );
+        match s.keys.get(&scope) {
+            Some(row) if row.fingerprint != fingerprint => Err(CheckoutError::KeyReused),
+            Some(row) => Ok(row.response.clone()),
+            None => Ok(None),
+        }
+    }
+
     async fn begin_checkout(
         &self,
         account: &str,

@@ -88,6 +88,14 @@ pub trait Store: Send + Sync + 'static {
     /// Units of `sku` not reserved.
     fn stock(&self, sku: &Sku) -> impl Future<Output = Result<Option<i32>, StoreError>> + Send;
 
+    /// The final answer stored with `key`, if it has one; [`CheckoutError::KeyReused`]
+    /// when the key was used with another request. Reads only: it claims nothing.
+    fn final_answer(
+        &self,
+        key: &KeyScope,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<Option<StoredResponse>, CheckoutError>> + Send;
+
     /// Checkout phase 1 (see [`crate::checkout`]).
     fn begin_checkout(
         &self,

@@ -192,6 +192,39 @@ impl Store for PgStore {
     }
 
     // ANCHOR: begin_checkout
+    async fn final_answer(
+        &self,
+        key: &KeyScope,
+        fingerprint: &str,
+    ) -> Result<Option<StoredResponse>, CheckoutError> {
+        let row = sqlx::query(
+            "SELECT fingerprint, response_status, response_body
+             FROM idempotency_keys WHERE account_id = $1 AND endpoint = $2 AND key = $3",
+        )
+        .bind(&key.account)
+        .bind(key.endpoint)
+        .bind(key.key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let get = |e: sqlx::Error| CheckoutError::Store(e.into());
+        let stored: String = row.try_get("fingerprint").map_err(get)?;
+        if stored != fingerprint {
+            return Err(CheckoutError::KeyReused);
+        }
+        let status: Option<i16> = row.try_get("response_status").map_err(get)?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        Ok(Some(StoredResponse {
+            status: u16::try_from(status).map_err(corrupt)?,
+            body: row.try_get("response_body").map_err(get)?,
+        }))
+    }
+
     async fn begin_checkout(
         &self,
         account: &str,
