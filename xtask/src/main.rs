@@ -44,8 +44,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
             println!("wrote {}", dest.join("index.html").display());
             Ok(ExitCode::SUCCESS)
         }
-        "gen" | "bench-report" => chapters_runner(&root, cmd, rest),
-        "e2e" | "pdf" => browser_runner(&root, cmd, rest),
+        "gen" | "bench-report" => run_package(&root, "chapters", cmd, rest),
+        "e2e" | "pdf" => run_package(&root, "browser", cmd, rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
             Ok(ExitCode::SUCCESS)
@@ -94,37 +94,22 @@ fn serve(root: &Path, rest: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `cargo run -p chapters -- <cmd> <rest>`: the runner that knows the chapters.
-fn chapters_runner(root: &Path, cmd: &str, rest: &[String]) -> Result<ExitCode> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["run", "--quiet", "--package", "chapters", "--"])
-        .arg(cmd)
-        .args(rest)
-        .status()
-        .context("running the chapters runner")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// Runs `cargo run -p browser -- <cmd> <rest>`: the browser suite and the PDF.
+/// Runs `cargo run -p <package> -- <cmd> <rest>`: `chapters` (the runner
+/// that knows the chapters) or `browser` (the browser suite and the PDF).
 ///
 /// The working directory is left as it is, so a relative `--book DIR` means
 /// what it meant to `cargo xtask`.
-fn browser_runner(root: &Path, cmd: &str, rest: &[String]) -> Result<ExitCode> {
+fn run_package(root: &Path, package: &str, cmd: &str, rest: &[String]) -> Result<ExitCode> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .arg("run")
         .arg("--quiet")
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
-        .args(["--package", "browser", "--"])
+        .args(["--package", package, "--"])
         .arg(cmd)
         .args(rest)
         .status()
-        .context("running the browser runner")?;
+        .with_context(|| format!("running cargo run -p {package}"))?;
     Ok(if status.success() {
         ExitCode::SUCCESS
     } else {

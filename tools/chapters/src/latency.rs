@@ -188,7 +188,9 @@ pub fn environment_line(environment: Option<&bookkit::BenchResult>) -> String {
         .collect();
     let load = match loads.as_slice() {
         [before, after] => {
-            let busy = before.max(*after) > 0.5 * cores;
+            // The load after includes the bench's own; only the load
+            // before it says whether other work shared the machine.
+            let busy = *before > 0.5 * cores;
             format!(
                 "load average {before:.1} before and {after:.1} after the run on {} CPUs{}",
                 e.cores,
@@ -393,12 +395,13 @@ mod tests {
             "Redis 7.0.15",
             "ext4 on /dev/vda",
             "0.4 before and 3.2 after",
-            "**busy machine**",
+            // The load after is the bench's own: the machine was idle.
+            "otherwise idle",
         ] {
             assert!(line.contains(part), "{line}");
         }
-        let quiet = e.with_extra("load_after", 0.5);
-        assert!(environment_line(Some(&quiet)).contains("otherwise idle"));
+        let busy = e.with_extra("load_before", 1.5);
+        assert!(environment_line(Some(&busy)).contains("**busy machine**"));
         assert!(environment_line(None).contains("not recorded"));
     }
 
