@@ -3,8 +3,9 @@
 //! - `gen [--check] [slug]` rewrites (or checks) every generated file.
 //! - `bench-report [--render-only] [filter]` runs the matching chapters'
 //!   bench targets and measure steps, saves what they measured under
-//!   `src/<slug>/generated/results/`, then rewrites the chapters' generated
-//!   files, whose performance tables are computed from those results. With
+//!   `src/<slug>/generated/results/`, then rewrites every generated file of
+//!   the book (performance tables are computed from those results, and some
+//!   quote other chapters' figures). With
 //!   `--render-only` it measures nothing and only rewrites, so the tables it
 //!   writes are the committed ones, headed by the run that measured them.
 
@@ -191,8 +192,11 @@ pub fn bench_report(filter: Option<&str>, measure: bool) -> Result<()> {
                 println!("saved {}", p.strip_prefix(&root).unwrap_or(&p).display());
             }
         }
-        generate(Some(chapter.slug), false)?;
     }
+    // Every chapter's files, not only the measured ones': some tables quote
+    // other chapters' figures (parking's per-core table quotes the URL
+    // shortener's redirects) and would otherwise go stale.
+    generate(None, false)?;
     Ok(())
 }
 
