@@ -519,16 +519,44 @@ async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_a
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let dead = store.dead_letters().await.expect("dead letters");
-    assert_eq!(dead.len(), 1);
+    assert_eq!(dead.len(), 1, "the poison job is dead-lettered: {dead:?}");
     assert_eq!((dead[0].post, dead[0].attempts), (poison.id, 3));
     assert!(dead[0].error.contains("WRONGTYPE"), "{}", dead[0].error);
 
-    // The operator's replay: fix the key (here: drop the broken timeline,
-    // rebuilt on its next read), then put the job back in the queue.
-    cache.evict(broken).await.expect("evict");
+    // The operator's replay: fix the key, then put the job back in the
+    // queue. The fix here deletes only the value of the wrong type: the
+    // timeline stays cached, empty, so only the replayed delivery can put
+    // the post in it. (Evicting the timeline would also fix it, but its
+    // rebuild from PostgreSQL would show the post with no replay at all.)
+    let _: i64 = redis::cmd("DEL")
+        .arg(cache.list_key(broken))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    let page = app.home(broken, None, None).await.expect("home");
+    assert!(
+        page.posts.is_empty(),
+        "before the replay the fixed timeline lacks the post: {:?}",
+        page.posts
+    );
     assert!(store.replay_dead(poison.id).await.expect("replay"));
     assert!(!store.replay_dead(poison.id).await.expect("replay"), "once");
-    worker.drain().await.expect("drain");
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM fanout_jobs WHERE post_id = $1")
+        .bind(poison.id.as_i64())
+        .fetch_one(store.pool())
+        .await
+        .expect("the replayed job is back in the queue");
+    assert_eq!(attempts, 0, "the replay resets the attempts");
+    let replayed = worker
+        .step()
+        .await
+        .expect("step")
+        .expect("the replayed job");
+    assert_eq!(
+        (replayed.failed, replayed.delivered, replayed.last),
+        (None, 1, true),
+        "the replay delivers to the fixed timeline"
+    );
     assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
     assert!(store.dead_letters().await.expect("dead letters").is_empty());
     for f in [victim, broken] {
