@@ -141,7 +141,7 @@ fn a_broken_diagram_fails_the_suite_naming_page_and_diagram() {
         &root().join("src"),
         tmp.path(),
         &chromium,
-        Scope::Pages,
+        Scope::Page(&page),
     )
     .expect_err("a broken diagram must fail the browser suite");
     let message = format!("{err:#}");
@@ -199,7 +199,7 @@ fn a_table_wider_than_the_column_and_a_plot_with_tiny_text_fail_the_suite_with_t
         &root().join("src"),
         tmp.path(),
         &chromium,
-        Scope::Pages,
+        Scope::Page(&page),
     )
     .expect_err("a table wider than the column must fail the browser suite");
     let message = format!("{err:#}");

@@ -60,6 +60,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen [--check] [slug]                      regenerate generated files; --check fails on stale ones
   bench-report [--render-only] [filter]     measure, save results in src/<slug>/generated/results/, rewrite tables
   e2e [--book DIR] [--pages-only]           build the book, test every page in headless Chromium
+      [--page PAGE]                         ... or only the per-page checks of PAGE (url-shortener/index.html)
   pdf [--book DIR]                          build book/ and print it to book/designing-systems-in-rust.pdf";
 
 /// The repository root: the parent of this crate's directory.

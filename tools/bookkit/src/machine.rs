@@ -5,7 +5,7 @@
 //! compared with anything. The header names the CPU model (`model name` in
 //! `/proc/cpuinfo`), the number of logical CPUs this process may use, the
 //! output of `rustc -V`, the short git commit (with `-dirty` when the work
-//! tree has uncommitted changes), the date in UTC, and the one-minute load
+//! tree has uncommitted changes outside the generated folders), the date in UTC, and the one-minute load
 //! average when the measurement started, so a reader can tell a figure taken
 //! on a busy machine from one taken on an idle one.
 
@@ -25,7 +25,7 @@ pub struct MachineHeader {
     pub cores: usize,
     /// The compiler, as `rustc -V` prints it.
     pub rustc: String,
-    /// The short commit hash, with `-dirty` appended when the tree has changes.
+    /// The short commit hash, with `-dirty` appended when the tree has changes outside `generated/` folders.
     pub commit: String,
     /// The date of the measurement, `YYYY-MM-DD` in UTC.
     pub date_utc: String,
@@ -117,7 +117,7 @@ fn rustc_program() -> String {
     std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string())
 }
 
-/// The short hash of `HEAD`, plus `-dirty` when `git status` reports changes.
+/// The short hash of `HEAD`, plus `-dirty` when `git status` reports changes to the code.
 fn git_commit(repo_root: &Path) -> Result<String> {
     let hash = command_output(Command::new("git").arg("-C").arg(repo_root).args([
         "rev-parse",
@@ -130,10 +130,27 @@ fn git_commit(repo_root: &Path) -> Result<String> {
             .arg(repo_root)
             .args(["status", "--porcelain"]),
     )?;
-    Ok(if status.is_empty() {
-        hash
-    } else {
+    Ok(if changes_code(&status) {
         format!("{hash}-dirty")
+    } else {
+        hash
+    })
+}
+
+/// True when a line of `git status --porcelain` names a file outside the
+/// books' `generated/` folders. Measuring writes results and tables there,
+/// so a run after another chapter's run would otherwise always read `-dirty`
+/// although the code measured is exactly the commit's.
+fn changes_code(porcelain: &str) -> bool {
+    porcelain.lines().any(|line| {
+        // "XY path", or "XY from -> to" for a rename: both sides count.
+        let paths = line.get(3..).unwrap_or_default();
+        paths.split(" -> ").any(|path| {
+            !path
+                .trim_matches('"')
+                .split('/')
+                .any(|part| part == "generated")
+        })
     })
 }
 
@@ -196,6 +213,23 @@ mod tests {
         let text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: x\nmodel name\t: other\n";
         assert_eq!(cpu_model(text).as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(cpu_model("processor : 0\n"), None);
+    }
+
+    #[test]
+    fn only_changes_outside_generated_folders_make_a_commit_dirty() {
+        assert!(!changes_code(""));
+        assert!(!changes_code(
+            " M src/url-shortener/generated/results/redirect.json\n?? src/inventory/generated/ladder.md"
+        ));
+        assert!(changes_code(" M chapters-code/inventory/src/lib.rs"));
+        assert!(changes_code(
+            " M src/inventory/generated/ladder.md\n?? chapters-code/inventory/benches/new.rs"
+        ));
+        assert!(changes_code("R  src/a/generated/x.md -> src/a/x.md"));
+        // A source file merely named like the folder is code.
+        assert!(changes_code(
+            " M chapters-code/parking-reservation/src/generated.rs"
+        ));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! mdBook's `print.html` holds every chapter, one after another, with a page
 //! break before each. It is served over HTTP (the same server as the browser
-//! tests), opened in Chromium, and printed with WebDriver's Print command
+//! tests), opened in Chromium, and printed with DevTools' `Page.printToPDF`
 //! only after every diagram has been drawn as an SVG, the fonts have loaded
-//! and the images are complete — a `--print-to-pdf` command line can only
-//! guess with a time budget. Diagrams are printed in mermaid's light theme.
+//! and the images are complete (a `--print-to-pdf` command line can only
+//! guess with a time budget). The print goes over a DevTools connection of
+//! our own ([`crate::e2e::devtools`]), not through chromedriver, which
+//! allows any print 10 s. Diagrams are printed in mermaid's light theme.
 //! The page's own `window.print()` on load is replaced by a no-op before
 //! its scripts run (see [`Browser::launch`]), so it cannot start a print
 //! job that ours would collide with.
@@ -21,8 +23,8 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use fantoccini::wd::{PrintConfiguration, PrintMargins, PrintSize};
 use serde::Deserialize;
+use serde_json::{Value as Json, json};
 
 use crate::e2e::browser::{Browser, Chromium};
 use crate::e2e::{DIAGRAMS_JS, DiagramState, SETTLED_JS, console_errors, session, site};
@@ -128,6 +130,30 @@ pub fn print(
     )
 }
 
+/// How long the print itself may take: about 8 s for today's book on a
+/// quiet two-core machine; the limit leaves room for a busy machine and a
+/// larger book.
+const PRINT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Centimetres to the inches DevTools measures paper in.
+const CM: f64 = 1.0 / 2.54;
+
+/// `Page.printToPDF`'s parameters: A4 with 1.5 cm margins, backgrounds
+/// printed (code blocks and tables keep their shading), no browser header
+/// or footer.
+fn print_params() -> Json {
+    json!({
+        "paperWidth": 21.0 * CM,
+        "paperHeight": 29.7 * CM,
+        "marginTop": 1.5 * CM,
+        "marginBottom": 1.5 * CM,
+        "marginLeft": 1.5 * CM,
+        "marginRight": 1.5 * CM,
+        "printBackground": true,
+        "displayHeaderFooter": false,
+    })
+}
+
 const LABELS_JS: &str = r#"
 const visible = (e) => {
     if (e.closest('defs, marker')) return false;
@@ -226,17 +252,6 @@ async fn print_with(
         bail!("print.html: console errors:\n  - {}", errors.join("\n  - "));
     }
 
-    let config = PrintConfiguration::builder()
-        .size(PrintSize::A4)
-        .margins(PrintMargins {
-            top: 1.5,
-            bottom: 1.5,
-            left: 1.5,
-            right: 1.5,
-        })
-        .background(true)
-        .build()
-        .map_err(|e| anyhow!("print configuration: {e:?}"))?;
     // Links to pages and source pages of the site point at the published
     // site in the PDF, so they work wherever the PDF is read.
     let root = src.parent().unwrap_or(src);
@@ -246,11 +261,12 @@ async fn print_with(
     let published = xtask::book::published_site(&book_config)?;
     b.js(xtask::book::PDF_LINKS_JS, vec![published.into()])
         .await?;
-    let bytes = b
-        .client
-        .print(config)
+    // Over our own DevTools connection: chromedriver gives a print 10 s.
+    let mut devtools = b.devtools().await?;
+    let bytes = tokio::time::timeout(PRINT_LIMIT, devtools.print_to_pdf(print_params()))
         .await
-        .map_err(|e| anyhow!("printing print.html: {e}"))?;
+        .map_err(|_| anyhow!("printing print.html did not finish within {PRINT_LIMIT:?}"))?
+        .context("printing print.html")?;
     let calls = b.js("return window.__sdbPrintCalls || 0;", vec![]).await?;
     printed.page_print_calls = serde_json::from_value(calls)?;
     if let Some(dir) = pdf.parent() {

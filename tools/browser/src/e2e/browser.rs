@@ -10,7 +10,8 @@
 //! the DevTools network events, switched on by `goog:loggingPrefs`) and
 //! `goog/cdp/execute` (DevTools commands, for emulating a dark
 //! `prefers-color-scheme` and for replacing `window.print` before a page's
-//! scripts run).
+//! scripts run). A command that may take long (the PDF print) goes over a
+//! DevTools connection of our own instead ([`Browser::devtools`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +23,8 @@ use fantoccini::{Client, ClientBuilder};
 use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value as Json, json};
+
+use super::devtools::DevTools;
 
 /// Environment variable naming the Chromium (or Chrome) binary.
 pub const CHROMIUM_VAR: &str = "SDB_CHROMIUM";
@@ -330,6 +333,27 @@ impl Browser {
             .issue_cmd(GoogCommand::Cdp(cmd, params))
             .await
             .map_err(|e| anyhow!("DevTools {cmd}: {e}"))
+    }
+
+    /// A DevTools connection of our own to the current page, bypassing
+    /// chromedriver's fixed 10 s limit on each command (see [`DevTools`]).
+    pub async fn devtools(&self) -> Result<DevTools> {
+        let debugger = self
+            .client
+            .capabilities()
+            .and_then(|caps| caps.get("goog:chromeOptions"))
+            .and_then(|options| options.get("debuggerAddress"))
+            .and_then(Json::as_str)
+            .context(
+                "chromedriver reported no goog:chromeOptions.debuggerAddress for this session",
+            )?
+            .to_string();
+        let info = self.cdp("Target.getTargetInfo", json!({})).await?;
+        let target = info
+            .pointer("/targetInfo/targetId")
+            .and_then(Json::as_str)
+            .context("Target.getTargetInfo named no target")?;
+        DevTools::connect(&debugger, target).await
     }
 
     /// Makes `prefers-color-scheme` report `dark` or `light`, as an OS setting would.

@@ -40,6 +40,7 @@
 //! network log, for finding the request behind a network failure.
 
 pub mod browser;
+pub mod devtools;
 mod layout;
 mod reader;
 pub mod session;
@@ -68,11 +69,15 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub enum Scope<'a> {
     /// Every check.
     All,
     /// Only the per-page checks (console, network, diagrams, highlighting).
     Pages,
+    /// Only the per-page checks, on one page (a path inside the site, such
+    /// as `url-shortener/index.html`): the suite's own tests break one page
+    /// and need not open the other few hundred.
+    Page(&'a str),
 }
 
 /// What a passing run covered.
@@ -139,7 +144,7 @@ impl Failures {
 ///
 /// Each run builds its own copy, so `cargo xtask e2e` and `cargo test` can
 /// run side by side. Blocking; starts its own tokio runtime.
-pub fn run(root: &Path, out: &Path, chromium: &Chromium, scope: Scope) -> Result<Report> {
+pub fn run(root: &Path, out: &Path, chromium: &Chromium, scope: Scope<'_>) -> Result<Report> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix("site-")
@@ -159,7 +164,7 @@ pub fn check_site(
     src: &Path,
     out: &Path,
     chromium: &Chromium,
-    scope: Scope,
+    scope: Scope<'_>,
 ) -> Result<Report> {
     let started = Instant::now();
     let (mut report, failures) = session::with_browser(
@@ -187,7 +192,7 @@ async fn suite(
     site: &Path,
     src: &Path,
     out: &Path,
-    scope: Scope,
+    scope: Scope<'_>,
 ) -> Result<(Report, Failures)> {
     let mut report = Report::default();
     let mut failures = Failures::default();
@@ -199,7 +204,11 @@ async fn suite(
         );
     }
 
-    let pages = site::html_pages(site)?;
+    let pages = match scope {
+        Scope::Page(page) if site.join(page).is_file() => vec![page.to_string()],
+        Scope::Page(page) => bail!("{page} is not a page of {}", site.display()),
+        Scope::All | Scope::Pages => site::html_pages(site)?,
+    };
     let mut seen = Vec::new();
     for page in &pages {
         let t = Instant::now();
@@ -221,7 +230,7 @@ async fn suite(
         seen.push((page.clone(), info));
     }
     report.pages = seen.len();
-    if scope == Scope::Pages {
+    if scope != Scope::All {
         return Ok((report, failures));
     }
 
@@ -602,7 +611,7 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `cargo xtask e2e [--book DIR] [--pages-only]`.
+/// `cargo xtask e2e [--book DIR] [--pages-only | --page PAGE]`.
 ///
 /// Fails (rather than skips) without Chromium: asking for the browser tests
 /// and getting none is an error.
@@ -614,6 +623,12 @@ pub fn cli(repo: &Path, args: &[String]) -> Result<std::process::ExitCode> {
         match arg.as_str() {
             "--book" => book_root = PathBuf::from(it.next().context("--book needs a directory")?),
             "--pages-only" => scope = Scope::Pages,
+            "--page" => {
+                scope = Scope::Page(
+                    it.next()
+                        .context("--page needs a page, such as url-shortener/index.html")?,
+                )
+            }
             other => bail!("unknown e2e option {other:?}"),
         }
     }
