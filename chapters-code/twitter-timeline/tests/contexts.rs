@@ -8,48 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use twitter_timeline::app::{Page, Timelines};
-use twitter_timeline::cache::{Layout, RedisTimelines};
+use twitter_timeline::app::Page;
 use twitter_timeline::domain::PostId;
-use twitter_timeline::store::{CachedContexts, ContextCache, Lookup, PgStore, SocialStore};
-use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Hybrid, Parts};
+use twitter_timeline::store::{Lookup, SocialStore};
+use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Hybrid};
 
-type Store = CachedContexts<PgStore>;
-
-/// One service instance: its own pool and Redis connections.
-struct Instance<T> {
-    app: Timelines<T>,
-    contexts: ContextCache,
-    worker: twitter_timeline::fanout::FanOutWorker<T>,
-}
-
-async fn instance<T: HomeTimeline>(
-    db: &testkit::TestDb,
-    r: &testkit::TestRedis,
-    node: u16,
-    make: impl Fn(Parts<Store, RedisTimelines>) -> T,
-) -> Instance<T> {
-    let store = PgStore::new(db.pool_with(2).await);
-    let contexts = common::contexts(r);
-    let cache = RedisTimelines::connect(
-        &r.url,
-        &r.prefix,
-        Layout::List,
-        800,
-        std::time::Duration::from_secs(600),
-    )
-    .await
-    .expect("timelines");
-    let t = make(Parts {
-        store: CachedContexts::new(store, contexts.clone()),
-        cache,
-    });
-    Instance {
-        app: Timelines::new(t.clone(), node, b"k").expect("app"),
-        contexts,
-        worker: twitter_timeline::fanout::FanOutWorker::new(t, 10),
-    }
-}
+use common::Instance;
 
 async fn next_read<T: HomeTimeline>(
     a: &Instance<T>,
@@ -118,53 +82,34 @@ async fn changes_on_b_show_on_a_warm_read<T: HomeTimeline>(a: Instance<T>, b: In
 #[tokio::test]
 async fn a_warm_context_cache_shows_deletes_unfollows_blocks_and_follows_made_on_another_instance()
 {
-    let Some(db) = testkit::postgres(None).await else {
+    let Some(shared) = common::shared().await else {
         return;
     };
-    db.apply_sql(twitter_timeline::store::SCHEMA)
-        .await
-        .expect("schema");
-    let Some(r) = testkit::redis().await else {
-        return;
-    };
-    let push = |p| FanOutOnWrite(p);
-    changes_on_b_show_on_a_warm_read(
-        instance(&db, &r, 1, push).await,
-        instance(&db, &r, 2, push).await,
-    )
-    .await;
-    let Some(r2) = testkit::redis().await else {
+    let (a, b) = shared.two_instances(FanOutOnWrite).await;
+    changes_on_b_show_on_a_warm_read(a, b).await;
+    drop(shared);
+    let Some(shared) = common::shared().await else {
         return;
     };
     let hybrid = |parts| Hybrid {
         parts,
         threshold: 1_000,
     };
-    changes_on_b_show_on_a_warm_read(
-        instance(&db, &r2, 3, hybrid).await,
-        instance(&db, &r2, 4, hybrid).await,
-    )
-    .await;
+    let (a, b) = shared.two_instances(hybrid).await;
+    changes_on_b_show_on_a_warm_read(a, b).await;
 }
 
 // ANCHOR: celebrity
 #[tokio::test]
 async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_warm_read() {
-    let Some(db) = testkit::postgres(None).await else {
-        return;
-    };
-    db.apply_sql(twitter_timeline::store::SCHEMA)
-        .await
-        .expect("schema");
-    let Some(r) = testkit::redis().await else {
+    let Some(shared) = common::shared().await else {
         return;
     };
     let hybrid = |parts| Hybrid {
         parts,
         threshold: 2,
     };
-    let a = instance(&db, &r, 1, hybrid).await;
-    let b = instance(&db, &r, 2, hybrid).await;
+    let (a, b) = shared.two_instances(hybrid).await;
     let u = common::make_users(&a.app, 3).await;
     let (reader, author, other) = (u[0], u[1], u[2]);
     a.app.follow(reader, author).await.expect("follow");
@@ -194,18 +139,10 @@ async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_
 // ANCHOR: fill_race
 #[tokio::test]
 async fn a_fill_racing_an_unfollow_cannot_bring_the_follow_back() {
-    let Some(db) = testkit::postgres(None).await else {
+    let Some(shared) = common::shared().await else {
         return;
     };
-    db.apply_sql(twitter_timeline::store::SCHEMA)
-        .await
-        .expect("schema");
-    let Some(r) = testkit::redis().await else {
-        return;
-    };
-    let push = |p| FanOutOnWrite(p);
-    let a = instance(&db, &r, 1, push).await;
-    let b = instance(&db, &r, 2, push).await;
+    let (a, b) = shared.two_instances(FanOutOnWrite).await;
     let u = common::make_users(&a.app, 2).await;
     let (reader, author) = (u[0], u[1]);
     a.app
@@ -248,18 +185,10 @@ async fn a_fill_racing_an_unfollow_cannot_bring_the_follow_back() {
 // ANCHOR: concurrent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
-    let Some(db) = testkit::postgres(None).await else {
+    let Some(shared) = common::shared().await else {
         return;
     };
-    db.apply_sql(twitter_timeline::store::SCHEMA)
-        .await
-        .expect("schema");
-    let Some(r) = testkit::redis().await else {
-        return;
-    };
-    let push = |p| FanOutOnWrite(p);
-    let a = instance(&db, &r, 1, push).await;
-    let b = instance(&db, &r, 2, push).await;
+    let (a, b) = shared.two_instances(FanOutOnWrite).await;
     let u = common::make_users(&a.app, 2).await;
     let (reader, author) = (u[0], u[1]);
     let p = a.app.post(author, "now you see me").await.expect("post");
@@ -305,22 +234,16 @@ async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
 
 #[tokio::test]
 async fn garbage_in_a_cached_context_is_a_miss_and_a_count() {
-    let Some(db) = testkit::postgres(None).await else {
+    let Some(shared) = common::shared().await else {
         return;
     };
-    db.apply_sql(twitter_timeline::store::SCHEMA)
-        .await
-        .expect("schema");
-    let Some(r) = testkit::redis().await else {
-        return;
-    };
-    let a = instance(&db, &r, 1, FanOutOnWrite).await;
+    let a = shared.instance(1, FanOutOnWrite).await;
     let u = common::make_users(&a.app, 2).await;
     a.app.follow(u[0], u[1]).await.expect("follow");
     let p = a.app.post(u[1], "real").await.expect("post");
     a.worker.drain().await.expect("drain");
     a.app.home(u[0], None, None).await.expect("fill");
-    let mut conn = r.conn.clone();
+    let mut conn = shared.redis.conn.clone();
     let _: () = redis::cmd("SET")
         .arg(a.contexts.key(u[0]))
         .arg("1|0|not-a-user:0|")

@@ -261,10 +261,16 @@ pub fn memory_strategies(
 
 /// A PostgreSQL database with the schema, and a store on it.
 pub async fn pg(pool_size: u32) -> Option<(testkit::TestDb, PgStore)> {
-    let db = testkit::postgres(None).await?;
-    db.apply_sql(SCHEMA).await.expect("schema");
+    let db = pg_db().await?;
     let pool = db.pool_with(pool_size).await;
     Some((db, PgStore::new(pool)))
+}
+
+/// A fresh PostgreSQL database with the schema; `None` after a SKIPPED line.
+pub async fn pg_db() -> Option<testkit::TestDb> {
+    let db = testkit::postgres(None).await?;
+    db.apply_sql(SCHEMA).await.expect("schema");
+    Some(db)
 }
 
 /// Redis timelines under a fresh test prefix.
@@ -285,6 +291,75 @@ pub fn contexts(r: &testkit::TestRedis) -> ContextCache {
 /// `store` with its read contexts cached under `r`'s prefix.
 pub fn cached(store: &PgStore, r: &testkit::TestRedis) -> CachedContexts<PgStore> {
     CachedContexts::new(store.clone(), contexts(r))
+}
+
+/// One service instance of the read-context tests: its own PostgreSQL
+/// pool, its own Redis connections, and a read-context cache of its own.
+pub struct Instance<T> {
+    /// The use cases.
+    pub app: Timelines<T>,
+    /// This instance's read-context cache (its hit counts are its own).
+    pub contexts: ContextCache,
+    /// This instance's fan-out worker.
+    pub worker: FanOutWorker<T>,
+}
+
+/// What service instances share: a PostgreSQL database with the schema
+/// and a Redis prefix.
+pub struct Shared {
+    /// The database.
+    pub db: testkit::TestDb,
+    /// The Redis prefix.
+    pub redis: testkit::TestRedis,
+}
+
+/// A fresh database and Redis prefix for instances to share; `None` after
+/// a SKIPPED line.
+pub async fn shared() -> Option<Shared> {
+    let db = pg_db().await?;
+    let redis = testkit::redis().await?;
+    Some(Shared { db, redis })
+}
+
+impl Shared {
+    /// One service instance on the shared engines; `node` is its snowflake
+    /// node (unique among the instances on one database).
+    pub async fn instance<T: HomeTimeline>(
+        &self,
+        node: u16,
+        make: impl Fn(Parts<CachedContexts<PgStore>, RedisTimelines>) -> T,
+    ) -> Instance<T> {
+        let store = PgStore::new(self.db.pool_with(2).await);
+        let contexts = contexts(&self.redis);
+        let cache = RedisTimelines::connect(
+            &self.redis.url,
+            &self.redis.prefix,
+            Layout::List,
+            800,
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("timelines");
+        let t = make(Parts {
+            store: CachedContexts::new(store, contexts.clone()),
+            cache,
+        });
+        Instance {
+            app: Timelines::new(t.clone(), node, b"k").expect("app"),
+            contexts,
+            worker: FanOutWorker::new(t, 10),
+        }
+    }
+
+    /// Two service instances (snowflake nodes 1 and 2) on the shared engines.
+    pub async fn two_instances<T: HomeTimeline>(
+        &self,
+        make: impl Fn(Parts<CachedContexts<PgStore>, RedisTimelines>) -> T,
+    ) -> (Instance<T>, Instance<T>) {
+        let a = self.instance(1, &make).await;
+        let b = self.instance(2, &make).await;
+        (a, b)
+    }
 }
 
 /// Keeps the store type nameable in generic helpers.
