@@ -9,88 +9,17 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::saga::*;
 use common::*;
-use order_management::domain::{Command, CommandError, NewOrder, Refusal, State};
+use order_management::domain::{Command, CommandError, Refusal, State};
 use order_management::saga::{CrashAt, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step};
-use order_management::store::{OrderStore, PgStore, StoreError};
-use testkit::TestDb;
+use order_management::store::{OrderStore, StoreError};
 use uuid::Uuid;
-
-/// Every forward action of a completed checkout, in order.
-const HAPPY: [&str; 6] = [
-    "order.place",
-    "stock.reserve",
-    "payment.authorize",
-    "payment.capture",
-    "stock.commit",
-    "order.approve",
-];
-
-struct Env {
-    db: TestDb,
-    store: PgStore,
-}
-
-async fn env() -> Option<Env> {
-    let (db, store) = pg_store().await?;
-    ok(
-        "stock",
-        db.apply_sql("INSERT INTO stock (sku, on_hand) VALUES ('A', 10), ('B', 10)")
-            .await,
-    );
-    Some(Env { db, store })
-}
-
-impl Env {
-    fn orchestrator(&self) -> Orchestrator {
-        let mut o = Orchestrator::new(self.db.pool.clone());
-        o.config.step_timeout = Duration::from_millis(200);
-        o.config.backoff = Duration::from_millis(10);
-        o
-    }
-
-    async fn order(&self, request: &NewOrder) -> Uuid {
-        let id = Uuid::new_v4();
-        ok("create", self.store.create(id, request).await);
-        id
-    }
-
-    async fn state(&self, id: Uuid) -> State {
-        ok("get", self.store.get(id).await).state
-    }
-
-    /// (on hand, reserved) of a SKU.
-    async fn stock(&self, sku: &str) -> (i32, i32) {
-        ok(
-            "stock",
-            sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
-                .bind(sku)
-                .fetch_one(&self.db.pool)
-                .await,
-        )
-    }
-
-    async fn payment(&self, saga: Uuid) -> Option<String> {
-        ok(
-            "payment",
-            sqlx::query_scalar("SELECT state FROM payments WHERE saga_id = $1")
-                .bind(saga)
-                .fetch_optional(&self.db.pool)
-                .await,
-        )
-    }
-}
-
-async fn log(o: &Orchestrator, saga: Uuid) -> Vec<String> {
-    ok("log", o.log_of(saga).await)
-}
 
 #[tokio::test]
 async fn a_checkout_runs_every_step_once_and_the_order_is_paid() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env.checkout(|_| {}).await;
     assert_eq!(status, SagaStatus::Completed);
     assert_eq!(log(&o, saga).await, HAPPY);
     assert_eq!(env.state(id).await, State::Paid);
@@ -105,23 +34,11 @@ async fn a_checkout_runs_every_step_once_and_the_order_is_paid() {
 /// reader expected (C3, C2, C1) and did not get.
 #[tokio::test]
 async fn a_failed_pivot_compensates_every_earlier_step_in_reverse_order() {
-    let Some(env) = env().await else { return };
-    let mut o = env.orchestrator();
-    o.faults.refuse_capture = true;
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env.checkout(|o| o.faults.refuse_capture = true).await;
     assert_eq!(status, SagaStatus::Compensated);
-    assert_eq!(
-        log(&o, saga).await,
-        [
-            "order.place",
-            "stock.reserve",
-            "payment.authorize",
-            "payment.void",
-            "stock.release",
-            "order.reject",
-        ]
-    );
+    // place, reserve, authorize; then void, release, reject.
+    assert_eq!(log(&o, saga).await, UNDONE_AFTER_AUTHORIZE);
     assert_eq!(env.state(id).await, State::PaymentFailed);
     assert_eq!(env.stock("A").await, (10, 0));
     assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
@@ -130,21 +47,10 @@ async fn a_failed_pivot_compensates_every_earlier_step_in_reverse_order() {
 
 #[tokio::test]
 async fn a_declined_card_releases_the_stock_and_fails_the_payment() {
-    let Some(env) = env().await else { return };
-    let mut o = env.orchestrator();
-    o.config.card_limit_cents = 100;
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env.checkout(|o| o.config.card_limit_cents = 100).await;
     assert_eq!(status, SagaStatus::Compensated);
-    assert_eq!(
-        log(&o, saga).await,
-        [
-            "order.place",
-            "stock.reserve",
-            "stock.release",
-            "order.reject"
-        ]
-    );
+    assert_eq!(log(&o, saga).await, UNDONE_BEFORE_AUTHORIZE);
     assert_eq!(env.state(id).await, State::PaymentFailed);
     assert_eq!(
         (env.stock("A").await, env.stock("B").await),
@@ -157,7 +63,7 @@ async fn a_declined_card_releases_the_stock_and_fails_the_payment() {
 
 #[tokio::test]
 async fn no_stock_rejects_the_order_and_reserves_nothing() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     ok(
         "scarce",
         env.db
@@ -180,7 +86,7 @@ async fn no_stock_rejects_the_order_and_reserves_nothing() {
 // ANCHOR: semantic_lock
 #[tokio::test]
 async fn a_pending_order_refuses_client_commands_until_the_saga_ends() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     let o = env.orchestrator();
     let id = env.order(&two_lines()).await;
     let saga = ok("start", o.start(id, 1).await);
@@ -221,7 +127,7 @@ async fn a_pending_order_refuses_client_commands_until_the_saga_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_checkouts_of_one_order_start_one_saga() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     let o = Arc::new(env.orchestrator());
     let id = env.order(&two_lines()).await;
     let (a, b) = tokio::join!(o.start(id, 1), o.start(id, 1));
@@ -264,8 +170,7 @@ async fn saga_child() {
     let mut o = Orchestrator::new(child_pool(&child_var(CHILD_DB)).await);
     o.faults.refuse_capture = true;
     o.faults.abort_on_crash = true;
-    *o.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(CrashAt::AfterCompensation(Step::AuthorizePayment));
+    crash_at(&o, CrashAt::AfterCompensation(Step::AuthorizePayment));
     let ran = o.run(saga).await;
     panic!("the coordinator child outlived its failpoint: {ran:?}");
 }
@@ -279,7 +184,7 @@ async fn saga_child() {
 /// in reverse order.
 #[tokio::test]
 async fn a_coordinator_killed_mid_compensation_resumes_and_undoes_each_step_once() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     let id = env.order(&two_lines()).await;
     let saga = ok("start", env.orchestrator().start(id, 1).await);
     die_in_child(
@@ -315,17 +220,7 @@ async fn a_coordinator_killed_mid_compensation_resumes_and_undoes_each_step_once
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(recovered, [(saga, SagaStatus::Compensated)]);
-    assert_eq!(
-        log(&fresh, saga).await,
-        [
-            "order.place",
-            "stock.reserve",
-            "payment.authorize",
-            "payment.void",
-            "stock.release",
-            "order.reject",
-        ]
-    );
+    assert_eq!(log(&fresh, saga).await, UNDONE_AFTER_AUTHORIZE);
     assert_eq!(env.state(id).await, State::PaymentFailed);
     assert_eq!(env.stock("A").await, (10, 0));
 }
@@ -335,14 +230,14 @@ async fn a_coordinator_killed_mid_compensation_resumes_and_undoes_each_step_once
 /// completes with every action executed once.
 #[tokio::test]
 async fn a_crash_after_any_step_resumes_to_completion_with_each_action_once() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     ok(
         "plenty",
         env.db.apply_sql("UPDATE stock SET on_hand = 100").await,
     );
     for step in &STEPS[1..] {
         let o = env.orchestrator();
-        *o.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) = Some(CrashAt::AfterStep(*step));
+        crash_at(&o, CrashAt::AfterStep(*step));
         let id = env.order(&two_lines()).await;
         let saga = ok("start", o.start(id, 1).await);
         assert!(
@@ -368,20 +263,13 @@ async fn a_crash_after_any_step_resumes_to_completion_with_each_action_once() {
 /// changes nothing (the work is keyed by the saga).
 #[tokio::test]
 async fn hung_steps_are_retried_after_their_timeout_and_act_once() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    o.faults
-        .hang_before
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::ReserveStock, 2);
-    o.faults
-        .hang_after
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::AuthorizePayment, 1);
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, _, saga, status) = env
+        .checkout(|o| {
+            inject(o, Fault::HangBefore, Step::ReserveStock, 2);
+            inject(o, Fault::HangAfter, Step::AuthorizePayment, 1);
+        })
+        .await;
     assert_eq!(status, SagaStatus::Completed);
     assert_eq!(log(&o, saga).await, HAPPY);
     assert_eq!(env.stock("A").await, (7, 0));
@@ -393,26 +281,12 @@ async fn hung_steps_are_retried_after_their_timeout_and_act_once() {
 /// authorization happened), which finds nothing to undo once payments answer.
 #[tokio::test]
 async fn a_step_that_never_answers_before_the_pivot_is_compensated() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    let attempts = o.config.max_attempts;
-    o.faults
-        .unavailable
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::AuthorizePayment, attempts);
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| inject_always(o, Fault::Unavailable, Step::AuthorizePayment))
+        .await;
     assert_eq!(status, SagaStatus::Compensated);
-    assert_eq!(
-        log(&o, saga).await,
-        [
-            "order.place",
-            "stock.reserve",
-            "stock.release",
-            "order.reject"
-        ]
-    );
+    assert_eq!(log(&o, saga).await, UNDONE_BEFORE_AUTHORIZE);
     assert_eq!(env.state(id).await, State::PaymentFailed);
 }
 
@@ -421,16 +295,10 @@ async fn a_step_that_never_answers_before_the_pivot_is_compensated() {
 /// an operator's retry finishes it.
 #[tokio::test]
 async fn a_stuck_step_after_the_pivot_is_parked_then_finished_not_compensated() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    let attempts = o.config.max_attempts;
-    o.faults
-        .unavailable
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::CommitStock, attempts);
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| inject_always(o, Fault::Unavailable, Step::CommitStock))
+        .await;
     assert_eq!(status, SagaStatus::DeadLetter);
     let (_, at, failure) = ok("status", o.status(saga).await);
     assert!(at > PIVOT);
@@ -460,7 +328,7 @@ async fn a_stuck_step_after_the_pivot_is_parked_then_finished_not_compensated() 
 async fn concurrent_coordinators_run_each_saga_exactly_once() {
     const SAGAS: usize = 8;
     const COORDINATORS: usize = 4;
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     ok(
         "plenty",
         env.db.apply_sql("UPDATE stock SET on_hand = 100").await,
@@ -476,8 +344,7 @@ async fn concurrent_coordinators_run_each_saga_exactly_once() {
         let j = 1 + i % (STEPS.len() - 1);
         left += STEPS.len() - j;
         let step = STEPS[j];
-        *dead.faults.crash.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(CrashAt::AfterStep(step));
+        crash_at(&dead, CrashAt::AfterStep(step));
         let saga = ok("start", dead.start(id, 1).await);
         assert!(matches!(dead.run(saga).await, Err(SagaError::Crashed(_))));
         sagas.push((saga, id));
@@ -518,18 +385,13 @@ async fn concurrent_coordinators_run_each_saga_exactly_once() {
 /// it read, and it stops with `Superseded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
-    let Some(env) = env().await else { return };
+    let Some(env) = saga_env().await else { return };
     let mut stale = env.orchestrator();
     stale.config.step_timeout = Duration::from_secs(1);
     // When it wakes, its payment provider declines: without the fence it
     // would compensate a saga that already completed.
     stale.config.card_limit_cents = 0;
-    stale
-        .faults
-        .hang_before
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::AuthorizePayment, 1);
+    inject(&stale, Fault::HangBefore, Step::AuthorizePayment, 1);
     let id = env.order(&two_lines()).await;
     let saga = ok("start", stale.start(id, 1).await);
     let stale = Arc::new(stale);
@@ -601,29 +463,13 @@ async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
 /// too, not only the ones before it, so no authorization is left behind.
 #[tokio::test]
 async fn a_step_that_acted_then_timed_out_is_compensated_too() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    let attempts = o.config.max_attempts;
-    o.faults
-        .hang_after
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::AuthorizePayment, attempts);
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| inject_always(o, Fault::HangAfter, Step::AuthorizePayment))
+        .await;
     assert_eq!(status, SagaStatus::Compensated);
     assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
-    assert_eq!(
-        log(&o, saga).await,
-        [
-            "order.place",
-            "stock.reserve",
-            "payment.authorize",
-            "payment.void",
-            "stock.release",
-            "order.reject",
-        ]
-    );
+    assert_eq!(log(&o, saga).await, UNDONE_AFTER_AUTHORIZE);
     assert_eq!(env.state(id).await, State::PaymentFailed);
     assert_eq!(env.stock("A").await, (10, 0));
 }
@@ -634,16 +480,10 @@ async fn a_step_that_acted_then_timed_out_is_compensated_too() {
 /// the pivot; `recover` asks again, finds the capture done, and completes.
 #[tokio::test]
 async fn a_capture_whose_answer_was_lost_is_never_compensated() {
-    let Some(env) = env().await else { return };
-    let o = env.orchestrator();
-    let attempts = o.config.max_attempts;
-    o.faults
-        .hang_after
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(Step::CapturePayment, attempts);
-    let id = env.order(&two_lines()).await;
-    let (saga, status) = ok("checkout", o.checkout(id, 1).await);
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| inject_always(o, Fault::HangAfter, Step::CapturePayment))
+        .await;
     assert_eq!(status, SagaStatus::Running);
     let (_, at, failure) = ok("status", o.status(saga).await);
     assert_eq!(at, PIVOT);

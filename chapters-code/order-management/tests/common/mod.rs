@@ -1,6 +1,8 @@
 //! Shared fixtures of the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod saga;
+
 use std::path::PathBuf;
 
 use order_management::domain::{Command, LineRequest, NewOrder, Order, ShipLine};
