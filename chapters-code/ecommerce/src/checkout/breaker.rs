@@ -15,7 +15,9 @@
 //!   probe; everyone else is refused until the probe ends. A probe that
 //!   succeeds closes the breaker, one that fails opens it for another
 //!   cool-down, one that ends without calling the provider (the key
-//!   replayed an answer, the database failed) hands the probe back.
+//!   replayed an answer, the database failed) hands the probe back. A
+//!   request cancelled while its call is in flight counts as a failure
+//!   (see [`Guard`]).
 //!
 //! Every permit carries the epoch it was issued in, and the epoch moves on
 //! at every change of state: a slow call that started while the breaker
@@ -264,30 +266,60 @@ impl Breaker {
     }
 }
 
-/// A permit that reports [`Outcome::NotCalled`] if dropped unused (an
-/// early return, an error, a cancelled request), so a probe is never lost.
+// ANCHOR: guard
+/// A permit held by one request, which reports how it ended even when the
+/// request is dropped half-way.
+///
+/// Dropped before [`Guard::calling`] (an early return, an error, a replay,
+/// a cancelled request) it reports [`Outcome::NotCalled`]. Dropped after
+/// it, the request was cancelled while the provider call was in flight
+/// (axum drops a handler's future when its client hangs up): that reports
+/// [`Outcome::Failure`], as a timeout would, since the call may still be
+/// running and a shopper who gave up waiting is what an outage looks like.
+///
+/// It records at the request's time plus the time elapsed since the guard
+/// was taken, on tokio's monotonic clock: a cool-down counts from when the
+/// call ended, not from when the request arrived.
 pub struct Guard<'a> {
     breaker: &'a Breaker,
     permit: Option<Permit>,
-    now: DateTime<Utc>,
+    started: DateTime<Utc>,
+    taken: tokio::time::Instant,
+    calling: bool,
 }
 
 impl Guard<'_> {
-    /// Reports how the call ended, at `now`.
-    pub fn record(mut self, outcome: Outcome, now: DateTime<Utc>) {
+    /// The provider is about to be called: from here on a drop is a failure.
+    pub fn calling(&mut self) {
+        self.calling = true;
+    }
+
+    /// Reports how the call ended.
+    pub fn record(mut self, outcome: Outcome) {
         if let Some(p) = self.permit.take() {
-            self.breaker.record(p, outcome, now);
+            self.breaker.record(p, outcome, self.now());
         }
+    }
+
+    /// The request's time, moved on by the time elapsed since the guard was taken.
+    fn now(&self) -> DateTime<Utc> {
+        self.started + TimeDelta::from_std(self.taken.elapsed()).unwrap_or(TimeDelta::zero())
     }
 }
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         if let Some(p) = self.permit.take() {
-            self.breaker.record(p, Outcome::NotCalled, self.now);
+            let outcome = if self.calling {
+                Outcome::Failure
+            } else {
+                Outcome::NotCalled
+            };
+            self.breaker.record(p, outcome, self.now());
         }
     }
 }
+// ANCHOR_END: guard
 
 impl Breaker {
     /// Like [`Breaker::acquire`], with the permit in a [`Guard`].
@@ -295,7 +327,9 @@ impl Breaker {
         Ok(Guard {
             breaker: self,
             permit: Some(self.acquire(now)?),
-            now,
+            started: now,
+            taken: tokio::time::Instant::now(),
+            calling: false,
         })
     }
 }
@@ -410,6 +444,25 @@ mod tests {
         b.record(probe, Outcome::NotCalled, t(30));
         assert_eq!(b.state(t(30)), State::HalfOpen { probing: false });
         assert!(b.acquire(t(30)).expect("a new probe").is_probe());
+    }
+
+    #[test]
+    fn a_guard_dropped_during_the_call_fails_and_before_it_hands_the_probe_back() {
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 1,
+            cool_down: TimeDelta::seconds(30),
+        })
+        .expect("a valid config");
+        let mut call = b.guard(t(0)).expect("closed");
+        call.calling();
+        drop(call);
+        assert!(matches!(b.state(t(0)), State::Open { until } if until >= t(30)));
+        drop(b.guard(t(31)).expect("the probe"));
+        assert_eq!(b.state(t(31)), State::HalfOpen { probing: false });
+        let mut probe = b.guard(t(31)).expect("the probe again");
+        probe.calling();
+        drop(probe);
+        assert!(matches!(b.state(t(31)), State::Open { until } if until >= t(61)));
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         // at once and leave the key, the stock and any earlier order as they
         // are. A retry whose key already has its final answer needs no
         // provider, so it still gets that answer, as any other retry does.
-        let permit = match self.breaker.guard(now) {
+        let mut permit = match self.breaker.guard(now) {
             Ok(permit) => permit,
             Err(refused) => {
                 if let Some(k) = key
@@ -325,6 +325,8 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
 
         // The foreign call, outside any transaction, with a key of its own.
         let charge_key = format!("order-{order_id}");
+        // From here a cancelled request counts as a failed call.
+        permit.calling();
         let charge = tokio::time::timeout(
             self.provider_timeout,
             self.provider
@@ -332,13 +334,10 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         )
         .await
         .unwrap_or(Err(PaymentError::Timeout(self.provider_timeout)));
-        permit.record(
-            match &charge {
-                Ok(_) | Err(PaymentError::Declined(_)) => Outcome::Success,
-                Err(PaymentError::Failed(_) | PaymentError::Timeout(_)) => Outcome::Failure,
-            },
-            now,
-        );
+        permit.record(match &charge {
+            Ok(_) | Err(PaymentError::Declined(_)) => Outcome::Success,
+            Err(PaymentError::Failed(_) | PaymentError::Timeout(_)) => Outcome::Failure,
+        });
         self.hooks.reached(Point::AfterCharge).await;
         let charged = match charge {
             Ok(c) => Charged::Paid(c.id),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{NewProduct, Store, StoreError};
+use super::{KeyRecord, NewProduct, Store, StoreError};
 use crate::checkout::{
     Begun, Charged, CheckoutError, CheckoutRequest, Hooks, Order, Point, Stocked, StoredResponse,
     finish_response, price_order,
@@ -320,6 +320,29 @@ impl Store for MemoryStore {
     async fn orders(&self) -> Result<Vec<Order>, StoreError> {
         let mut v: Vec<Order> = self.state.lock().await.orders.values().cloned().collect();
         v.sort_by_key(|o| (o.created_at, o.id));
+        Ok(v)
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut v: Vec<KeyRecord> = self
+            .state
+            .lock()
+            .await
+            .keys
+            .iter()
+            .map(|((account, _, key), row)| KeyRecord {
+                account: account.clone(),
+                key: key.clone(),
+                recovery_point: if row.response.is_some() {
+                    "finished"
+                } else {
+                    "order_created"
+                }
+                .into(),
+                locked_at: row.locked_at,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.account, &a.key).cmp(&(&b.account, &b.key)));
         Ok(v)
     }
 }

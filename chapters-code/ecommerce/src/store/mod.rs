@@ -43,6 +43,19 @@ pub struct NewProduct {
     pub stock: i32,
 }
 
+/// An idempotency key's row, as tests and reconciliation read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Whose key.
+    pub account: String,
+    /// The key the client sent.
+    pub key: String,
+    /// `order_created` or `finished`.
+    pub recovery_point: String,
+    /// When a request claimed it, while that request may still be running.
+    pub locked_at: Option<DateTime<Utc>>,
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,4 +144,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every order (tests and reconciliation).
     fn orders(&self) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
+
+    /// Every idempotency key, by account and key (tests and reconciliation).
+    fn keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 }

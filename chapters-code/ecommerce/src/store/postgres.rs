@@ -7,7 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{NewProduct, SCHEMA_SQL, Store, StoreError};
+use super::{KeyRecord, NewProduct, SCHEMA_SQL, Store, StoreError};
 use crate::checkout::{
     Begun, Charged, CheckoutError, CheckoutRequest, Hooks, Order, Point, Stocked, StoredResponse,
     finish_response, price_order,
@@ -191,7 +191,7 @@ impl Store for PgStore {
         )
     }
 
-    // ANCHOR: begin_checkout
+    // ANCHOR: final_answer
     async fn final_answer(
         &self,
         key: &KeyScope,
@@ -224,7 +224,9 @@ impl Store for PgStore {
             body: row.try_get("response_body").map_err(get)?,
         }))
     }
+    // ANCHOR_END: final_answer
 
+    // ANCHOR: begin_checkout
     async fn begin_checkout(
         &self,
         account: &str,
@@ -447,6 +449,25 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(order_from_row).collect()
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, key, recovery_point, locked_at
+             FROM idempotency_keys ORDER BY account_id, key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| -> Result<KeyRecord, StoreError> {
+                Ok(KeyRecord {
+                    account: r.try_get("account_id")?,
+                    key: r.try_get("key")?,
+                    recovery_point: r.try_get("recovery_point")?,
+                    locked_at: r.try_get("locked_at")?,
+                })
+            })
+            .collect()
     }
 }
 
