@@ -442,14 +442,18 @@ async fn every_reserve_path_fills_a_hot_lot_exactly() {
 /// 09:00 to 12:00 and drivers at the gate walk in until 11:00. Every stay
 /// overlaps every other, so exactly the other spots are handed out, each
 /// once: no walk-in is on spot 1 or on any spot a racing reserve was given,
-/// every refusal is "no spot", each walk-in is parked with its three steps
-/// recorded, and no refused walk-in left a hold behind.
+/// every refusal is "no spot", each walk-in is parked for its whole stay
+/// with its three steps recorded, and no refused walk-in left a hold
+/// behind. A watcher reads the lot throughout the race and must never see a
+/// walk-in short of checked in: its three steps commit together or not at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_walk_ins_never_take_reserved_capacity() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     const SPOTS: u32 = 6;
     const EACH: usize = 12;
     let _serial = ONE_AT_A_TIME.lock().await;
-    let Some((_db, store)) = pg_store_with(2 * EACH as u32).await else {
+    // One connection per racer, and one for the watcher.
+    let Some((_db, store)) = pg_store_with(2 * EACH as u32 + 1).await else {
         return;
     };
     let lot = store
@@ -468,6 +472,30 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .reservation;
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let racing = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let racing = Arc::clone(&racing);
+        tokio::spawn(async move {
+            let (mut reads, mut seen) = (0u32, std::collections::BTreeSet::new());
+            while racing.load(Ordering::Relaxed) {
+                let halfway: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT plate, state FROM reservations
+                     WHERE plate LIKE 'GATE%' AND state <> 'checked_in'",
+                )
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+                seen.extend(halfway);
+                reads += 1;
+            }
+            (reads, seen)
+        })
+    };
     let barrier = Arc::new(tokio::sync::Barrier::new(2 * EACH));
     let tasks: Vec<_> = (0..2 * EACH)
         .map(|i| {
@@ -497,6 +525,13 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
             (walks_in, Err(e)) => panic!("walk-in {walks_in}: {e}"),
         }
     }
+    racing.store(false, Ordering::Relaxed);
+    let (reads, halfway) = watcher.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(reads > 1, "the watcher never read during the race");
+    assert!(
+        halfway.is_empty(),
+        "walk-ins seen short of checked in: {halfway:?}"
+    );
     assert_eq!(
         parked.len() + booked.len(),
         SPOTS as usize - 1,
@@ -508,7 +543,7 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
     spots.dedup();
     assert_eq!(spots.len(), SPOTS as usize, "a spot was handed out twice");
     for r in &parked {
-        assert_eq!(r.state, State::CheckedIn, "{r:?}");
+        assert_eq!((r.state, r.range), (State::CheckedIn, stay), "{r:?}");
         let steps: Vec<&str> = store
             .history(r.id)
             .await
@@ -563,7 +598,7 @@ async fn load_phases_end_at_their_deadline_when_nothing_can_finish() {
     let began = Instant::now();
     let out = tokio::time::timeout(bound, strategies::contend(&pool, Strategy::Naive, shape))
         .await
-        .unwrap_or_else(|_| panic!("the strategy run outlived its deadline by {bound:?}"))
+        .unwrap_or_else(|_| panic!("the strategy run did not return within {bound:?}"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(began.elapsed() < bound, "{:?}", began.elapsed());
     assert_eq!((out.attempts, out.cut_off), (0, 4), "{out:?}");
@@ -588,7 +623,7 @@ async fn load_phases_end_at_their_deadline_when_nothing_can_finish() {
     let began = Instant::now();
     let out = tokio::time::timeout(bound, stadium::run(pool.clone(), ReservePath::Retry, shape))
         .await
-        .unwrap_or_else(|_| panic!("the stadium run outlived its deadline by {bound:?}"))
+        .unwrap_or_else(|_| panic!("the stadium run did not return within {bound:?}"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(began.elapsed() < bound, "{:?}", began.elapsed());
     assert_eq!((out.reserved, out.cut_off, out.rows), (0, 4, 0), "{out:?}");

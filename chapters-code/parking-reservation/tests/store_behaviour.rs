@@ -110,7 +110,12 @@ async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationS
         .walk_in(&request(lot, SpotKind::Regular, slots(16, 4), "GATE3"), now)
         .await;
     assert!(matches!(early, Err(StoreError::Transition(_))), "{early:?}");
-    assert_eq!(count().await, Some(2));
+    assert_eq!(
+        count().await,
+        Some(2),
+        "a refused walk-in left something behind: {:?}",
+        store.reservations(lot).await
+    );
 }
 
 async fn reserve_assigns_the_lowest_free_level_first(store: &impl ReservationStore) {
