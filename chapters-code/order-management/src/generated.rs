@@ -26,6 +26,10 @@ pub fn state_diagram() -> Result<String> {
 /// Where the plans of the hot queries go.
 pub const EXPLAIN_PATH: &str = "src/order-management/generated/explain.md";
 
+/// The chapter's schema, applied to the fresh database the plans are taken on.
+#[cfg(feature = "book")]
+const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/schema.sql");
+
 /// The data set the plans are taken on: deterministic, analysed.
 #[cfg(feature = "book")]
 const EXPLAIN_DATA_SQL: &str = "
@@ -45,17 +49,10 @@ FROM generate_series(1, 20000) AS i;
 /// The plans of the command path's load and of the relay's claim.
 #[cfg(feature = "book")]
 pub fn explain_hot_queries(admin_url: &str) -> Result<String> {
-    use anyhow::Context as _;
-    let admin_url = admin_url.to_string();
-    let handle = std::thread::spawn(move || -> Result<(String, String)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let db = testkit::postgres_at(&admin_url, None, true)
-                .await
-                .context("PostgreSQL is required for this generator")?;
-            db.apply_sql(crate::store::SCHEMA_SQL).await?;
+    let (load, claim) = testkit::blocking_fresh_db(
+        admin_url,
+        std::path::Path::new(SCHEMA_FILE),
+        async |db| -> Result<(String, String)> {
             db.apply_sql(EXPLAIN_DATA_SQL).await?;
             db.apply_sql("VACUUM ANALYZE").await?;
             let explain = |sql: String| {
@@ -75,11 +72,8 @@ pub fn explain_hot_queries(admin_url: &str) -> Result<String> {
             // implicit one of the statement is enough.
             let claim = explain(crate::relay::CLAIM_SQL.replace("$1", "100")).await?;
             Ok((load, claim))
-        })
-    });
-    let (load, claim) = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("the EXPLAIN thread panicked"))??;
+        },
+    )?;
     Ok(format!(
         "{}Data: 20,000 orders of 2 lines, 20,000 outbox rows of which the last 100 are \
          unpublished, `VACUUM ANALYZE`d. `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)`, so rows \

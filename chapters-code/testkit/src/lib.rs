@@ -5,6 +5,8 @@
 //!
 //! - [`postgres`] creates a fresh PostgreSQL database for one test (optionally
 //!   with a schema file applied) and drops it when the [`TestDb`] is dropped;
+//!   [`blocking_fresh_db`] does the same for blocking code (the generators),
+//!   even when called from inside a tokio runtime;
 //! - [`redis`] hands out a Redis connection plus a key prefix no other test
 //!   uses, and deletes every key under that prefix afterwards;
 //! - [`nats`] and [`rabbitmq`] check that the broker speaks its protocol on
@@ -27,7 +29,10 @@ mod redis_prefix;
 
 use std::io::Write;
 
-pub use postgres::{TestDb, database_url, postgres, postgres_at, postgres_available_blocking};
+pub use postgres::{
+    FreshDbError, TestDb, blocking_fresh_db, database_url, postgres, postgres_at,
+    postgres_available_blocking,
+};
 pub use probe::{amqp_url, nats, nats_url, rabbitmq};
 pub use redis_prefix::{TestRedis, redis, redis_at, redis_url};
 

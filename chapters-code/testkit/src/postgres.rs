@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
-use crate::{services_required, unavailable, unique_name};
+use crate::{redact, services_required, unavailable, unique_name};
 
 /// Default server URL; `DATABASE_URL` overrides it.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -45,19 +45,35 @@ pub async fn postgres(schema: Option<&Path>) -> Option<TestDb> {
 
 /// Like [`postgres`], with the server URL and the skip rule given explicitly.
 pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool) -> Option<TestDb> {
-    let admin: PgConnectOptions = match admin_url.parse() {
-        Ok(o) => o,
-        Err(e) => panic!("DATABASE_URL {admin_url:?} is not a PostgreSQL URL: {e}"),
-    };
+    match create(admin_url, schema).await {
+        Ok(db) => Some(db),
+        Err(CreateError::Unreachable(why)) => {
+            unavailable("PostgreSQL", admin_url, &why, required);
+            None
+        }
+        Err(CreateError::Failed(why)) => panic!("{why}"),
+    }
+}
+
+/// Why [`create`] made no database: a missing service, or anything else (a bug).
+enum CreateError {
+    Unreachable(String),
+    Failed(String),
+}
+
+/// Creates a fresh database on the server at `admin_url` and applies `schema`;
+/// a database created before a later step fails is dropped with its [`TestDb`].
+async fn create(admin_url: &str, schema: Option<&Path>) -> Result<TestDb, CreateError> {
+    let admin: PgConnectOptions = admin_url.parse().map_err(|e| {
+        CreateError::Failed(format!(
+            "DATABASE_URL {admin_url:?} is not a PostgreSQL URL: {e}"
+        ))
+    })?;
     let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, admin.connect()).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            unavailable("PostgreSQL", admin_url, &e, required);
-            return None;
-        }
+        Ok(Err(e)) => return Err(CreateError::Unreachable(e.to_string())),
         Err(_) => {
-            unavailable("PostgreSQL", admin_url, &"connection timed out", required);
-            return None;
+            return Err(CreateError::Unreachable("connection timed out".to_string()));
         }
     };
     let name = unique_name("sdb_test");
@@ -65,11 +81,14 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
         .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
         .await
     {
-        panic!("creating test database {name}: {e}");
+        return Err(CreateError::Failed(format!(
+            "creating test database {name}: {e}"
+        )));
     }
     let _ = conn.close().await;
 
     let db_opts = admin.clone().database(&name);
+    let url = with_database(admin_url, &name);
     let pool = match PgPoolOptions::new()
         .max_connections(DEFAULT_POOL_SIZE)
         .acquire_timeout(Duration::from_secs(10))
@@ -77,9 +96,20 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
         .await
     {
         Ok(p) => p,
-        Err(e) => panic!("connecting to fresh test database {name}: {e}"),
+        Err(e) => {
+            // Nothing holds the new database yet: drop it through a TestDb
+            // around a pool that never connects.
+            drop(TestDb {
+                pool: PgPoolOptions::new().connect_lazy_with(db_opts),
+                url,
+                name: name.clone(),
+                admin,
+            });
+            return Err(CreateError::Failed(format!(
+                "connecting to fresh test database {name}: {e}"
+            )));
+        }
     };
-    let url = with_database(admin_url, &name);
     let db = TestDb {
         pool,
         url,
@@ -89,9 +119,71 @@ pub async fn postgres_at(admin_url: &str, schema: Option<&Path>, required: bool)
     if let Some(schema) = schema
         && let Err(e) = db.apply_sql_file(schema).await
     {
-        panic!("applying {} to a fresh database: {e}", schema.display());
+        return Err(CreateError::Failed(format!(
+            "applying {} to fresh database {}: {e}",
+            schema.display(),
+            db.name
+        )));
     }
-    Some(db)
+    Ok(db)
+}
+
+/// Why [`blocking_fresh_db`] could not run its closure; the message names the server and the schema.
+#[derive(Debug)]
+pub struct FreshDbError(String);
+
+impl std::fmt::Display for FreshDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FreshDbError {}
+
+/// Runs `f` on a fresh database with `schema` applied, on a thread and runtime of its own (so callers may be inside a runtime), and always drops the database.
+pub fn blocking_fresh_db<T, E, F>(admin_url: &str, schema: &Path, f: F) -> Result<T, E>
+where
+    F: AsyncFnOnce(&TestDb) -> Result<T, E> + Send,
+    T: Send,
+    E: From<FreshDbError> + Send,
+{
+    let context = |why: &dyn std::fmt::Display| {
+        FreshDbError(format!(
+            "a fresh database on {} with {}: {why}",
+            redact(admin_url),
+            schema.display()
+        ))
+    };
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| -> Result<T, E> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| context(&format!("building a tokio runtime: {e}")))?;
+            rt.block_on(async {
+                let db = match create(admin_url, Some(schema)).await {
+                    Ok(db) => db,
+                    Err(CreateError::Unreachable(why)) => {
+                        return Err(context(&format!("PostgreSQL is unreachable: {why}")).into());
+                    }
+                    Err(CreateError::Failed(why)) => return Err(context(&why).into()),
+                };
+                // `db` is dropped (and with it the database) when `f` returns or panics.
+                f(&db).await
+            })
+        });
+        worker.join().unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Err(context(&format!(
+                "the closure panicked (the database was dropped): {why}"
+            ))
+            .into())
+        })
+    })
 }
 
 /// A blocking probe for code outside an async runtime (the generators):

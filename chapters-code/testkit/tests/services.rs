@@ -94,6 +94,148 @@ async fn unreachable_postgres_fails_when_required() {
     let _ = testkit::postgres_at(DEAD_POSTGRES, None, true).await;
 }
 
+/// A temporary schema file holding `sql`; the directory lives as long as the guard.
+fn schema_file(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("schema.sql");
+    std::fs::write(&path, sql).expect("writing schema");
+    (dir, path)
+}
+
+/// An admin pool on the server, or `None` after a `SKIPPED` line (a panic when required).
+async fn admin_pool() -> Option<sqlx::PgPool> {
+    let url = testkit::database_url();
+    match sqlx::PgPool::connect(&url).await {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            testkit::unavailable("PostgreSQL", &url, &e, testkit::services_required());
+            None
+        }
+    }
+}
+
+async fn database_exists(admin: &sqlx::PgPool, name: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .expect("querying pg_database")
+}
+
+/// The generators call `blocking_fresh_db` from inside a runtime, where a
+/// plain `block_on` panics ("Cannot start a runtime from within a runtime").
+#[tokio::test]
+async fn blocking_fresh_db_works_inside_a_runtime_and_drops_the_database() {
+    let Some(admin) = admin_pool().await else {
+        return;
+    };
+    assert!(
+        tokio::runtime::Handle::try_current().is_ok(),
+        "inside a runtime"
+    );
+    let (_dir, schema) =
+        schema_file("CREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t VALUES (1), (2);\n");
+    let (name, rows) = testkit::blocking_fresh_db(
+        &testkit::database_url(),
+        &schema,
+        async |db| -> Result<(String, i64), testkit::FreshDbError> {
+            let rows = sqlx::query_scalar("SELECT count(*) FROM t")
+                .fetch_one(&db.pool)
+                .await
+                .expect("the schema is applied");
+            Ok((db.name().to_string(), rows))
+        },
+    )
+    .expect("blocking_fresh_db");
+    assert_eq!(rows, 2, "the closure sees the schema and its rows");
+    assert!(
+        !database_exists(&admin, &name).await,
+        "database {name} should be dropped when blocking_fresh_db returns"
+    );
+}
+
+#[test]
+fn blocking_fresh_db_names_an_unreachable_server_and_the_schema() {
+    let (_dir, schema) = schema_file("SELECT 1;");
+    let err = testkit::blocking_fresh_db(
+        DEAD_POSTGRES,
+        &schema,
+        async |_| -> Result<(), testkit::FreshDbError> { panic!("no database, no call") },
+    )
+    .expect_err("nothing listens on port 1");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1"), "names the server: {msg}");
+    assert!(
+        msg.contains(&schema.display().to_string()),
+        "names the schema: {msg}"
+    );
+    assert!(msg.contains("unreachable"), "says why: {msg}");
+}
+
+/// The name of the test database a message mentions (`sdb_test_<pid>_<n>_<hex>`).
+fn database_named_in(msg: &str) -> String {
+    let start = msg
+        .find("sdb_test_")
+        .expect("a database name in the message");
+    msg[start..]
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .expect("name")
+        .to_string()
+}
+
+#[tokio::test]
+async fn blocking_fresh_db_names_a_failing_schema_and_drops_the_database() {
+    let Some(admin) = admin_pool().await else {
+        return;
+    };
+    let (_dir, schema) = schema_file("CREATE TABLE broken (id int PRIMARY KEY,);");
+    let err = testkit::blocking_fresh_db(
+        &testkit::database_url(),
+        &schema,
+        async |_| -> Result<(), testkit::FreshDbError> { panic!("the schema failed, no call") },
+    )
+    .expect_err("a syntax error in the schema");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&schema.display().to_string()),
+        "names the schema: {msg}"
+    );
+    assert!(
+        msg.contains("syntax error"),
+        "carries PostgreSQL's error: {msg}"
+    );
+    let name = database_named_in(&msg);
+    assert!(
+        !database_exists(&admin, &name).await,
+        "database {name} should be dropped after the schema failed"
+    );
+}
+
+#[tokio::test]
+async fn blocking_fresh_db_drops_the_database_when_the_closure_panics() {
+    let Some(admin) = admin_pool().await else {
+        return;
+    };
+    let (_dir, schema) = schema_file("CREATE TABLE t (id int);");
+    let seen = std::sync::Mutex::new(None);
+    let err = testkit::blocking_fresh_db(
+        &testkit::database_url(),
+        &schema,
+        async |db| -> Result<(), testkit::FreshDbError> {
+            *seen.lock().expect("lock") = Some(db.name().to_string());
+            panic!("a bug in the generator");
+        },
+    )
+    .expect_err("the panic is reported as an error");
+    assert!(err.to_string().contains("a bug in the generator"), "{err}");
+    let name = seen.lock().expect("lock").take().expect("the closure ran");
+    assert!(
+        !database_exists(&admin, &name).await,
+        "database {name} should be dropped after the closure panicked"
+    );
+}
+
 #[tokio::test]
 async fn redis_keys_under_the_prefix_are_deleted_afterwards() {
     let Some(r) = testkit::redis().await else {
