@@ -13,8 +13,9 @@
 //! job that ours would collide with.
 //!
 //! Then the PDF is checked with poppler's tools (`pdfinfo`, `pdftotext`,
-//! `pdftocairo`): a plausible number of pages for the amount of text, every
-//! chapter title, no mermaid error text, and each diagram present as vector
+//! `pdftocairo`, `pdftohtml`): a plausible number of pages for the amount of
+//! text, every chapter title, in order and with a bookmark in the PDF's
+//! outline, no mermaid error text, and each diagram present as vector
 //! drawing — its labels are text in the PDF, and the page it is on has
 //! path drawings.
 
@@ -64,6 +65,8 @@ pub struct PdfReport {
     pub words: usize,
     /// Chapter titles found.
     pub chapters: usize,
+    /// Entries of the PDF's outline (its bookmarks, from the headings).
+    pub bookmarks: usize,
     /// Diagrams found as vector drawings.
     pub diagrams: usize,
 }
@@ -95,12 +98,13 @@ pub fn cli(repo: &Path, args: &[String]) -> Result<ExitCode> {
     let printing = started.elapsed();
     let report = check(&site, &pdf, &printed)?;
     println!(
-        "wrote {} ({} pages, {} words, {} chapters, {} diagrams as vector drawings; \
+        "wrote {} ({} pages, {} words, {} chapters, {} bookmarks, {} diagrams as vector drawings; \
          the page's own window.print() calls neutralised: {}); printed in {:.1?}, checked in {:.1?}",
         pdf.display(),
         report.pages,
         report.words,
         report.chapters,
+        report.bookmarks,
         report.diagrams,
         printed.page_print_calls,
         printing,
@@ -140,7 +144,8 @@ const CM: f64 = 1.0 / 2.54;
 
 /// `Page.printToPDF`'s parameters: A4 with 1.5 cm margins, backgrounds
 /// printed (code blocks and tables keep their shading), no browser header
-/// or footer.
+/// or footer, and an outline (bookmarks) made from the headings, which
+/// needs a tagged PDF.
 fn print_params() -> Json {
     json!({
         "paperWidth": 21.0 * CM,
@@ -151,6 +156,8 @@ fn print_params() -> Json {
         "marginRight": 1.5 * CM,
         "printBackground": true,
         "displayHeaderFooter": false,
+        "generateTaggedPDF": true,
+        "generateDocumentOutline": true,
     })
 }
 
@@ -303,6 +310,7 @@ pub fn check(site: &Path, pdf: &Path, printed: &Printed) -> Result<PdfReport> {
     let chapters = site::chapters(site)?;
     let mut found = 0;
     let mut from = 0;
+    let mut titles = Vec::new();
     for chapter in &chapters {
         let html = std::fs::read_to_string(site.join(chapter))?;
         let Some(title) = site::first_heading(&html) else {
@@ -310,6 +318,7 @@ pub fn check(site: &Path, pdf: &Path, printed: &Printed) -> Result<PdfReport> {
             continue;
         };
         let title = normalize(&title);
+        titles.push((title.clone(), chapter.clone()));
         match all[from..].find(&title) {
             Some(at) => {
                 from += at + title.len();
@@ -341,6 +350,16 @@ pub fn check(site: &Path, pdf: &Path, printed: &Printed) -> Result<PdfReport> {
         problems.push(format!(
             "{per_page:.0} words per page over {pages} pages is not a printed book"
         ));
+    }
+
+    // A bookmark for every chapter, so a PDF reader can navigate the book.
+    let bookmarks = outline(pdf)?;
+    for (title, chapter) in &titles {
+        if !bookmarks.contains(title) {
+            problems.push(format!(
+                "chapter title {title:?} ({chapter}) has no bookmark in the PDF's outline"
+            ));
+        }
     }
 
     // No mermaid error text anywhere.
@@ -415,6 +434,7 @@ pub fn check(site: &Path, pdf: &Path, printed: &Printed) -> Result<PdfReport> {
         pages,
         words,
         chapters: found,
+        bookmarks: bookmarks.len(),
         diagrams: vector,
     })
 }
@@ -455,6 +475,37 @@ fn poppler(tool: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The PDF's outline entries (bookmarks), normalised, as `pdftohtml -xml` lists them.
+fn outline(pdf: &Path) -> Result<Vec<String>> {
+    let xml = poppler(
+        "pdftohtml",
+        &[
+            "-xml".as_ref(),
+            "-i".as_ref(),
+            "-q".as_ref(),
+            "-stdout".as_ref(),
+            pdf.as_os_str(),
+        ],
+    )?;
+    Ok(outline_items(&xml))
+}
+
+/// The text of each `<item>` of pdftohtml's XML outline.
+fn outline_items(xml: &str) -> Vec<String> {
+    let item = regex::Regex::new(r"<item\b[^>]*>([^<]*)</item>").expect("a valid pattern");
+    item.captures_iter(xml)
+        .map(|c| {
+            let text = c[1]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            normalize(&text)
+        })
+        .collect()
+}
+
 /// Text as PDF extraction gives it, made comparable: ligatures undone, quotes and spaces unified.
 fn normalize(s: &str) -> String {
     let s = s
@@ -474,4 +525,24 @@ fn squeeze(s: &str) -> String {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outline_items_are_unescaped_and_normalised() {
+        let xml = r#"<pdf2xml><outline>
+<item page="1">Introduction</item>
+<outline><item page="3">Reads &amp; writes:   &lt;T&gt;</item></outline>
+</outline><page number="1"><text>Introduction</text></page></pdf2xml>"#;
+        assert_eq!(
+            outline_items(xml),
+            [
+                "Introduction".to_string(),
+                "Reads & writes: <T>".to_string()
+            ]
+        );
+    }
 }
