@@ -1,14 +1,15 @@
 //! Races on PostgreSQL with real concurrent clients: a commit and an
-//! expiry of the same hold, both legal by their own clocks.
+//! expiry of the same hold, both legal by their own clocks; and stock
+//! counts racing each other, sales and holds on one row.
 
 mod common;
 
 use std::sync::Arc;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
-use inventory::domain::{State, fold};
-use inventory::store::{InventoryStore, StoreError};
+use inventory::domain::{State, StockKey, fold};
+use inventory::store::{InventoryStore, PgStore, Stock, StoreError};
 use tokio::sync::Barrier;
 
 /// Holds raced at once, each by a commit and an expiry (two clients per hold).
@@ -132,55 +133,175 @@ async fn concurrent_retries_of_one_commit_move_stock_once() {
     assert_eq!((s.balance.on_hand, s.balance.reserved), (6, 0));
 }
 
-/// Clients reserving one unit at a time, racing the counters.
-const RESERVERS: usize = 8;
+/// Clients that reserve one unit at a time and keep it: `reserved` climbs
+/// under the counts.
+const HOLDERS: usize = 4;
+/// Clients that reserve one unit and commit it at once: sales that take
+/// units off `on_hand`, racing the counts.
+const SELLERS: usize = 4;
 /// Clients posting stock counts on the same position.
 const COUNTERS: usize = 4;
 /// Requests each client sends.
 const ROUNDS: usize = 25;
 
-// ANCHOR: adjust_vs_reserve
+/// What one client of the count race did.
+#[derive(Default)]
+struct Tally {
+    /// Holds taken and kept.
+    held: i64,
+    /// Units reserved and committed.
+    sold: i64,
+    /// The counts posted.
+    counts: Vec<Counted>,
+}
+
+/// One count of the race and its answer.
+#[derive(Debug)]
+struct Counted {
+    /// Its instant: unique, so its movement can be found in the ledger.
+    at: DateTime<Utc>,
+    /// The units counted.
+    counted: i64,
+    /// `reserved` as the counter read it just before counting.
+    seen: i64,
+    /// What the store answered.
+    answer: Result<Stock, StoreError>,
+}
+
+/// A row of the ledger, as the count race checks it.
+#[derive(Debug, sqlx::FromRow)]
+struct Moved {
+    version: i64,
+    kind: String,
+    d_on_hand: i64,
+    d_reserved: i64,
+    on_hand_after: i64,
+    reserved_after: i64,
+    at: DateTime<Utc>,
+}
+
+/// One client of the count race: a holder, a seller or a counter by `c`.
+async fn count_race_client(store: &PgStore, k: &StockKey, c: usize) -> Tally {
+    let mut t = Tally::default();
+    for r in 0..ROUNDS {
+        if c < HOLDERS + SELLERS {
+            let hold = match store.reserve(k, qty(1), TimeDelta::minutes(10), t0()).await {
+                Ok(hold) => hold,
+                // The counts keep stock scarce: a refusal is a normal answer.
+                Err(StoreError::OutOfStock { .. }) => continue,
+                Err(e) => panic!("unexpected answer to a reserve: {e:?}"),
+            };
+            if c < HOLDERS {
+                t.held += 1;
+            } else {
+                let o = store.commit(hold.id, t0()).await.expect("commit");
+                assert!(!o.replayed);
+                t.sold += 1;
+            }
+        } else {
+            // A count just around what is reserved (one below to three
+            // above), every fifth a restock so the sales go on.
+            let seen = store.stock(k, t0()).await.expect("stock").balance.reserved;
+            let counted = if r % 5 == 4 {
+                seen + 40
+            } else {
+                (seen + ((c + r) % 5) as i64 - 1).max(0)
+            };
+            let at = t0() + TimeDelta::milliseconds(1 + (c * ROUNDS + r) as i64);
+            let answer = store.adjust(k, count(counted), at).await;
+            t.counts.push(Counted {
+                at,
+                counted,
+                seen,
+                answer,
+            });
+        }
+    }
+    t
+}
+
+// ANCHOR: count_vs_sales
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn counts_racing_reserves_keep_the_ledger_equal_to_the_balance() {
+async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved() {
     let Some((db, store)) = pg_store(16).await else {
         return;
     };
     let k = key("HOT-1", "AMS-1");
-    stocked(&store, &k, 500).await;
+    stocked(&store, &k, 40).await;
     let store = Arc::new(store);
-    let start = Arc::new(Barrier::new(RESERVERS + COUNTERS));
+    let clients = HOLDERS + SELLERS + COUNTERS;
+    let start = Arc::new(Barrier::new(clients));
     let mut tasks = Vec::new();
-    for c in 0..RESERVERS + COUNTERS {
+    for c in 0..clients {
         let (store, start, k) = (Arc::clone(&store), Arc::clone(&start), k.clone());
         tasks.push(tokio::spawn(async move {
             start.wait().await;
-            for r in 0..ROUNDS {
-                if c < RESERVERS {
-                    store
-                        .reserve(&k, qty(1), TimeDelta::minutes(10), t0())
-                        .await
-                        .map(|_| ())?;
-                } else {
-                    // Counts between 250 and 649: never below what can be
-                    // reserved (RESERVERS * ROUNDS), so every request succeeds
-                    // and the final numbers are known.
-                    let counted = 250 + ((c * 131 + r * 53) % 400) as i64;
-                    store.adjust(&k, count(counted), t0()).await.map(|_| ())?;
-                }
-            }
-            Ok::<_, StoreError>(())
+            count_race_client(&store, &k, c).await
         }));
     }
+    let (mut held, mut sold, mut counts) = (0, 0, Vec::new());
     for t in tasks {
-        t.await.expect("task").expect("every request succeeds");
+        let t = t.await.expect("task");
+        (held, sold) = (held + t.held, sold + t.sold);
+        counts.extend(t.counts);
     }
+
+    let ledger: Vec<Moved> = sqlx::query_as(
+        "SELECT version, kind, d_on_hand, d_reserved, on_hand_after, reserved_after, at
+           FROM movements ORDER BY version",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("ledger");
+    // Replaying it in version order gives every row's recorded balance, so
+    // no count took its delta from an `on_hand` another writer had already
+    // replaced; and no row has more reserved than on hand.
+    let (mut on_hand, mut reserved) = (0, 0);
+    for (i, m) in ledger.iter().enumerate() {
+        (on_hand, reserved) = (on_hand + m.d_on_hand, reserved + m.d_reserved);
+        assert_eq!(m.version, i as i64 + 1, "one version per movement");
+        assert_eq!(
+            (on_hand, reserved),
+            (m.on_hand_after, m.reserved_after),
+            "{} at version {} does not replay",
+            m.kind,
+            m.version
+        );
+        assert!(m.reserved_after <= m.on_hand_after, "oversold: {m:?}");
+    }
+
+    // Each count either set `on_hand` (its answer is the row it left, and
+    // that row's movement records the count) or was refused by the guard,
+    // by name, without a movement.
+    let (mut refused, mut raced_refusals) = (0, 0);
+    for c in &counts {
+        let mine: Vec<&Moved> = ledger.iter().filter(|m| m.at == c.at).collect();
+        match &c.answer {
+            Ok(s) => {
+                assert_eq!(s.balance.on_hand, c.counted, "the count is what is on hand");
+                assert!(s.balance.reserved <= c.counted);
+                let row = ledger.iter().find(|m| m.version == s.version);
+                assert_eq!(row.map(|m| m.on_hand_after), Some(c.counted), "{s:?}");
+                // A count equal to `on_hand` moves nothing; else one movement.
+                assert!(mine.len() <= 1 && mine.iter().all(|m| m.version == s.version));
+            }
+            Err(StoreError::CountBelowReserved {
+                counted, reserved, ..
+            }) => {
+                assert!(*counted == c.counted && *reserved > c.counted, "{c:?}");
+                assert!(mine.is_empty(), "a refused count moved stock: {mine:?}");
+                refused += 1;
+                if c.counted >= c.seen {
+                    raced_refusals += 1; // legal when chosen; a hold came in first
+                }
+            }
+            Err(e) => panic!("unexpected answer to a count: {e:?}"),
+        }
+    }
+
     let s = store.stock(&k, t0()).await.expect("stock");
-    assert_eq!(
-        s.balance.reserved,
-        (RESERVERS * ROUNDS) as i64,
-        "no reserve lost"
-    );
-    assert!(s.balance.on_hand >= s.balance.reserved);
+    assert_eq!(s.balance.reserved, held, "every kept hold is reserved");
+    assert!(s.balance.is_valid(), "{:?}", s.balance);
     let folded = fold(&store.movements(&k).await.expect("ledger"));
     assert_eq!(
         folded.get(&k).copied(),
@@ -188,36 +309,22 @@ async fn counts_racing_reserves_keep_the_ledger_equal_to_the_balance() {
         "ledger fold = balance"
     );
 
-    // Stronger: replaying the ledger in version order gives every row's
-    // recorded balance, so no count took its delta from a stale on_hand.
-    let (stale, kinds): (i64, Vec<String>) = (
-        sqlx::query_scalar(
-            "SELECT count(*) FROM (
-                SELECT on_hand_after, reserved_after,
-                       sum(d_on_hand) OVER w AS on_hand, sum(d_reserved) OVER w AS reserved
-                  FROM movements WINDOW w AS (ORDER BY version)
-             ) AS replay
-             WHERE on_hand <> on_hand_after OR reserved <> reserved_after",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("replay"),
-        sqlx::query_scalar("SELECT kind FROM movements ORDER BY version")
-            .fetch_all(&db.pool)
-            .await
-            .expect("kinds"),
+    // The race was real: sales went through, counts were refused, some of
+    // them because holds landed between the counter's read and its count,
+    // and the ledger switches between counts and the other writers' rows.
+    let kinds: Vec<&str> = ledger.iter().map(|m| m.kind.as_str()).collect();
+    let switches = kinds
+        .windows(2)
+        .filter(|w| (w[0] == "adjust") != (w[1] == "adjust"))
+        .count();
+    assert!(sold > 0 && held > 0, "sold {sold}, held {held}");
+    assert!(
+        refused > 0 && raced_refusals > 0,
+        "{refused} counts refused, {raced_refusals} of them raced"
     );
-    assert_eq!(stale, 0, "movements whose balance is not the replay's");
-    // The last count is what is on hand.
-    let last_count: i64 = sqlx::query_scalar(
-        "SELECT on_hand_after FROM movements WHERE kind = 'adjust' ORDER BY version DESC LIMIT 1",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("a count");
-    assert_eq!(s.balance.on_hand, last_count);
-    // The race was real: counts and reserves interleaved in the ledger.
-    let switches = kinds.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(switches > 4, "counts and reserves interleaved: {kinds:?}");
+    assert!(
+        switches > 4,
+        "counts interleaved with holds and sales: {kinds:?}"
+    );
 }
-// ANCHOR_END: adjust_vs_reserve
+// ANCHOR_END: count_vs_sales

@@ -150,7 +150,8 @@ pub trait InventoryStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// A stock count: sets `on_hand` to `counted` (never below `reserved`).
+    /// A stock count: sets `on_hand` to `counted` (never below `reserved`);
+    /// answers with the position as the count left it.
     fn adjust(
         &self,
         key: &StockKey,

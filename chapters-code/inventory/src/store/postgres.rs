@@ -135,23 +135,25 @@ SELECT on_hand, reserved, version FROM s";
 /// A count of `$3` units of (`$1`, `$2`) at `$4`: one statement.
 ///
 /// `cur` locks the row and reads it as it is once the lock is ours
-/// (READ COMMITTED re-reads a row a concurrent writer changed), so the
-/// movement's delta is taken from the same row version the UPDATE changes:
-/// a reserve racing the count waits for the lock and lands before or after
-/// it, never in between. The guard refuses a count below `reserved`
-/// (zero rows from `s`; the row from `cur` tells the caller why).
+/// (READ COMMITTED re-reads a row a concurrent writer changed). The guard,
+/// the delta and `reserved` come from `cur`, never from the UPDATE's own
+/// scan of `stock`, which sees the statement's older snapshot; so every
+/// other writer (a count, a receive, a commit, a reserve) lands before or
+/// after the count, never in between. A count below `reserved` gives zero
+/// rows from `s`, and `cur` tells the caller why. The answer is the row as
+/// the statement left it (or found it, when nothing changed).
 pub const ADJUST_SQL: &str = "
 WITH cur AS (
-    SELECT on_hand, reserved FROM stock
+    SELECT on_hand, reserved, version FROM stock
      WHERE sku = $1 AND warehouse = $2
        FOR UPDATE
 ), s AS (
     UPDATE stock
-       SET on_hand = $3, version = stock.version + 1
+       SET on_hand = $3, reserved = cur.reserved, version = stock.version + 1
       FROM cur
      WHERE stock.sku = $1 AND stock.warehouse = $2
-       AND stock.reserved <= $3              -- the guard
-       AND stock.on_hand <> $3               -- no movement for no change
+       AND cur.reserved <= $3                -- the guard
+       AND cur.on_hand <> $3                 -- no movement for no change
     RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.version,
               $3 - cur.on_hand AS delta
 ), m AS (
@@ -162,7 +164,14 @@ WITH cur AS (
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
 )
-SELECT on_hand, reserved FROM cur";
+SELECT cur.reserved AS reserved_before,
+       COALESCE(s.on_hand, cur.on_hand) AS on_hand,
+       COALESCE(s.reserved, cur.reserved) AS reserved,
+       COALESCE(s.version, cur.version) AS version,
+       COALESCE((SELECT sum(r.qty) FROM reservations AS r
+                  WHERE r.sku = $1 AND r.warehouse = $2
+                    AND r.state = 'held' AND r.expires_at <= $4), 0)::bigint AS reclaimable
+  FROM cur LEFT JOIN s ON true";
 // ANCHOR_END: adjust_sql
 
 /// Read one position with the units in its lapsed holds.
@@ -526,7 +535,7 @@ impl InventoryStore for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
             if let Some(row) = row {
-                let reserved: i64 = row.try_get("reserved")?;
+                let reserved: i64 = row.try_get("reserved_before")?;
                 if counted.get() < reserved {
                     return Err(StoreError::CountBelowReserved {
                         key: key.clone(),
@@ -534,7 +543,16 @@ impl InventoryStore for PgStore {
                         reserved,
                     });
                 }
-                return self.stock(key, now).await;
+                // The row the count produced, not a later read of it.
+                return Ok(Stock {
+                    key: key.clone(),
+                    balance: Balance {
+                        on_hand: row.try_get("on_hand")?,
+                        reserved: row.try_get("reserved")?,
+                    },
+                    version: row.try_get("version")?,
+                    reclaimable: row.try_get("reclaimable")?,
+                });
             }
             if created {
                 return Err(StoreError::Corrupt(format!("position {key} vanished")));
