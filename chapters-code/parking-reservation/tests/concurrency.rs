@@ -566,6 +566,80 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
 }
 // ANCHOR_END: walk_in_race_test
 
+/// A walk-in that loses a deadlock after its INSERT is retried like any
+/// lost race. Its confirm is an UPDATE, which the exclusion constraint
+/// checks again; on the Retry path a plain INSERT of the same spot may be
+/// waiting for the walk-in by then, and the UPDATE then waits for that
+/// INSERT: a cycle. Here the walk-in is held between its INSERT and its
+/// confirm (a test session locks the history table) until a reserve of the
+/// same spot is waiting for it and has passed its own deadlock check, so
+/// the walk-in's check finds the cycle and the walk-in is the one aborted.
+/// It must come back parked on the other spot, not as a database error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_walk_in_that_loses_a_deadlock_is_retried() {
+    use parking_reservation::store::ReservePath;
+    use std::time::Duration;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(4).await else {
+        return;
+    };
+    let store = store.with_path(ReservePath::Retry);
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let stay = range("2026-03-02T08:00:00Z", "2026-03-02T11:00:00Z");
+    let mut gate = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE reservation_events IN SHARE MODE")
+        .execute(&mut *gate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let walk_in = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let req = request(lot, SpotKind::Regular, stay, "GATE1");
+            store.walk_in(&req, now).await
+        }
+    });
+    let waiting = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        n
+    };
+    // The walk-in has inserted its hold and waits for the history table.
+    while waiting().await < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reserve = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let req = request(lot, SpotKind::Regular, stay, "BOOK1");
+            store.reserve(&req, None, now).await
+        }
+    });
+    // The reserve's INSERT of the same spot waits for the walk-in...
+    while waiting().await < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...past its deadlock check (deadlock_timeout is 50 ms here), which
+    // found no cycle; then the walk-in goes on to its confirm.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let parked = walk_in.await.unwrap_or_else(|e| panic!("{e}"));
+    let parked = parked.unwrap_or_else(|e| panic!("the walk-in failed: {e}"));
+    let held = reserve.await.unwrap_or_else(|e| panic!("{e}"));
+    let held = held.unwrap_or_else(|e| panic!("the reserve failed: {e}"));
+    assert_eq!(parked.state, State::CheckedIn, "{parked:?}");
+    assert_ne!(parked.spot, held.reservation.spot);
+    assert_eq!(store.race_stats().deadlocks, 1, "{:?}", store.race_stats());
+}
+
 // ANCHOR: deadline_test
 /// A load phase ends at its deadline even when no request can finish: a
 /// transaction locks the table every request needs and never lets go. Both

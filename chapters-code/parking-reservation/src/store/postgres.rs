@@ -293,7 +293,16 @@ impl PgStore {
         record_event(&mut tx, reservation.id, &Transition::reserved(&reservation)).await?;
         for &event in then {
             let next = reservation.apply(event, now, &tariff)?;
-            store_step(&mut tx, &reservation, event, &next).await?;
+            match store_step(&mut tx, &reservation, event, &next).await {
+                // The constraint checks the UPDATE again, and a plain INSERT
+                // of the spot waiting for this transaction closes a cycle: a
+                // deadlock, lost like any race at INSERT.
+                Err(StoreError::Database(e)) => match self.conflict_or_database(e) {
+                    StoreError::Conflict { .. } => return Ok(Attempt::Lost),
+                    e => return Err(e),
+                },
+                done => done?,
+            }
             reservation = next;
         }
         if let Some((key, _)) = key {
