@@ -12,6 +12,10 @@ pub fn book() -> Chapter {
         generated: vec![
             GeneratedFile::pure(capacity::CAPACITY_PATH, report::capacity_markdown),
             GeneratedFile::pure(
+                "src/twitter-timeline/generated/constants.md",
+                generated::constants,
+            ),
+            GeneratedFile::pure(
                 "src/twitter-timeline/generated/delivery.md",
                 report::delivery_markdown,
             ),

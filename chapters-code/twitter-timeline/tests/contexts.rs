@@ -8,9 +8,14 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Notify;
+
 use twitter_timeline::app::Page;
-use twitter_timeline::domain::PostId;
-use twitter_timeline::store::{Lookup, SocialStore};
+use twitter_timeline::domain::{Handle, Post, PostId, UserId};
+use twitter_timeline::store::{
+    CachedContexts, Failure, FanOutBatch, FanOutIf, FollowOutcome, Lookup, PgStore, RACE_READERS,
+    RACE_TOGGLES, ReadContext, RetryPolicy, SocialStore, StoreError,
+};
 use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Hybrid};
 
 use common::Instance;
@@ -101,7 +106,10 @@ async fn a_warm_context_cache_shows_deletes_unfollows_blocks_and_follows_made_on
 
 // ANCHOR: celebrity
 #[tokio::test]
-async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_warm_read() {
+async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_read() {
+    // A's cache holds the reader's context when B marks the author; the
+    // epoch bump makes that entry stale, so the read after it is a miss,
+    // and the context it reads from PostgreSQL carries the new mark.
     let Some(shared) = common::shared().await else {
         return;
     };
@@ -131,8 +139,14 @@ async fn an_author_marked_a_celebrity_on_another_instance_is_pulled_on_the_next_
             .expect("pending"),
         0
     );
+    let (_, misses, _) = a.contexts.stats();
     let page = a.app.home(reader, None, None).await.expect("home");
     assert_eq!(ids(&page), vec![after.id, before.id]);
+    assert_eq!(
+        a.contexts.stats().1,
+        misses + 1,
+        "the bump made A's entry stale"
+    );
 }
 // ANCHOR_END: celebrity
 
@@ -182,6 +196,183 @@ async fn a_fill_racing_an_unfollow_cannot_bring_the_follow_back() {
 }
 // ANCHOR_END: fill_race
 
+// ANCHOR: version_lost
+#[tokio::test]
+async fn a_version_key_lost_between_ticket_and_fill_still_refuses_the_stale_fill() {
+    let Some(shared) = common::shared().await else {
+        return;
+    };
+    let (a, b) = shared.two_instances(FanOutOnWrite).await;
+    let u = common::make_users(&a.app, 2).await;
+    let (reader, author) = (u[0], u[1]);
+    a.app
+        .home(reader, None, None)
+        .await
+        .expect("starts the epoch");
+    a.app.follow(reader, author).await.expect("follow");
+
+    // A takes its ticket and reads PostgreSQL; then the reader's version key
+    // is lost (evicted, or a failover to a replica without it), and B's
+    // unfollow starts the version again. Counted from 1, it would come back
+    // to the very value A's ticket holds, and A's stale fill would pass.
+    let store = a.app.timeline().store();
+    let Lookup::Miss(ticket) = a.contexts.lookup(reader).await.expect("lookup") else {
+        panic!("the follow invalidated");
+    };
+    let stale = store.inner().read_context(reader).await.expect("read");
+    assert_eq!(stale.followees.len(), 1);
+    let mut conn = shared.redis.conn.clone();
+    let lost: i64 = redis::cmd("DEL")
+        .arg(a.contexts.version_key(reader))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert_eq!(lost, 1, "the follow had set a version");
+    b.app.unfollow(reader, author).await.expect("unfollow");
+    assert!(
+        !a.contexts.fill(ticket, &stale).await.expect("fill"),
+        "refused"
+    );
+    let ctx = store.read_context(reader).await.expect("read");
+    assert!(ctx.followees.is_empty(), "the unfollow holds");
+}
+// ANCHOR_END: version_lost
+
+/// A store that, after an unfollow commits, reports it and then holds the
+/// call until released: the window in which a client that disconnects
+/// drops the request between the commit and the invalidation.
+#[derive(Clone)]
+struct HoldAfterCommit {
+    inner: PgStore,
+    committed: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl SocialStore for HoldAfterCommit {
+    type Claim = <PgStore as SocialStore>::Claim;
+
+    async fn create_user(&self, handle: &Handle) -> Result<UserId, StoreError> {
+        self.inner.create_user(handle).await
+    }
+    async fn insert_post(&self, post: &Post, fan_out: FanOutIf) -> Result<bool, StoreError> {
+        self.inner.insert_post(post, fan_out).await
+    }
+    async fn delete_post(&self, by: UserId, id: PostId) -> Result<(), StoreError> {
+        self.inner.delete_post(by, id).await
+    }
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        celebrity_at: u64,
+    ) -> Result<FollowOutcome, StoreError> {
+        self.inner.follow(follower, followee, celebrity_at).await
+    }
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        let removed = self.inner.unfollow(follower, followee).await?;
+        self.committed.notify_one();
+        self.release.notified().await;
+        Ok(removed)
+    }
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<(), StoreError> {
+        self.inner.block(blocker, blocked).await
+    }
+    async fn read_context(&self, reader: UserId) -> Result<ReadContext, StoreError> {
+        self.inner.read_context(reader).await
+    }
+    async fn posts_by(
+        &self,
+        authors: &[UserId],
+        before: Option<PostId>,
+        per_author: usize,
+    ) -> Result<Vec<Vec<Post>>, StoreError> {
+        self.inner.posts_by(authors, before, per_author).await
+    }
+    async fn hydrate(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
+        self.inner.hydrate(ids).await
+    }
+    async fn claim_fan_out(
+        &self,
+        batch: usize,
+    ) -> Result<Option<(Self::Claim, FanOutBatch)>, StoreError> {
+        self.inner.claim_fan_out(batch).await
+    }
+    async fn finish_batch(
+        &self,
+        claim: Self::Claim,
+        batch: &FanOutBatch,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_batch(claim, batch).await
+    }
+    async fn fail_batch(
+        &self,
+        claim: Self::Claim,
+        batch: &FanOutBatch,
+        error: &str,
+        policy: RetryPolicy,
+    ) -> Result<Failure, StoreError> {
+        self.inner.fail_batch(claim, batch, error, policy).await
+    }
+    async fn pending_fan_out(&self) -> Result<u64, StoreError> {
+        self.inner.pending_fan_out().await
+    }
+}
+
+// ANCHOR: dropped_write
+#[tokio::test]
+async fn an_unfollow_whose_request_is_dropped_after_the_commit_still_invalidates() {
+    let Some(shared) = common::shared().await else {
+        return;
+    };
+    let inner = PgStore::new(shared.db.pool_with(2).await);
+    let hold = HoldAfterCommit {
+        inner: inner.clone(),
+        committed: Arc::default(),
+        release: Arc::default(),
+    };
+    let contexts = common::contexts(&shared.redis);
+    let store = CachedContexts::new(hold.clone(), contexts.clone());
+    let mut users = Vec::new();
+    for h in ["dropper", "dropped"] {
+        let handle = Handle::parse(h).expect("handle");
+        users.push(store.create_user(&handle).await.expect("user"));
+    }
+    let (reader, author) = (users[0], users[1]);
+    store
+        .follow(reader, author, u64::MAX)
+        .await
+        .expect("follow");
+    store.read_context(reader).await.expect("fills");
+    assert!(matches!(contexts.lookup(reader).await, Ok(Lookup::Hit(_))));
+
+    // The request is dropped once the unfollow has committed, as axum drops
+    // a handler whose client disconnected.
+    tokio::select! {
+        _ = store.unfollow(reader, author) => panic!("held after the commit"),
+        _ = hold.committed.notified() => {}
+    }
+    assert!(
+        inner
+            .read_context(reader)
+            .await
+            .expect("read")
+            .followees
+            .is_empty()
+    );
+    hold.release.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while matches!(contexts.lookup(reader).await, Ok(Lookup::Hit(_))) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cached context still holds the unfollowed author"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let ctx = store.read_context(reader).await.expect("read");
+    assert!(ctx.followees.is_empty(), "the next read sees the unfollow");
+}
+// ANCHOR_END: dropped_write
+
 // ANCHOR: concurrent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
@@ -200,7 +391,7 @@ async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
     // Readers on A keep missing and filling the reader's context while B
     // toggles the follow; after each toggle returns, a read on A must agree.
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
+    let readers: Vec<_> = (0..RACE_READERS)
         .map(|_| {
             let (app, stop) = (a.app.clone(), stop.clone());
             tokio::spawn(async move {
@@ -210,7 +401,7 @@ async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
             })
         })
         .collect();
-    for i in 0..40 {
+    for i in 0..RACE_TOGGLES {
         let following = i % 2 == 0;
         if following {
             b.app.follow(reader, author).await.expect("follow");
@@ -226,7 +417,7 @@ async fn readers_racing_follows_and_unfollows_never_see_a_removed_follow() {
     }
     let (hits, misses, garbage) = a.contexts.stats();
     assert!(
-        hits > 0 && misses >= 40 && garbage == 0,
+        hits > 0 && misses >= RACE_TOGGLES as u64 && garbage == 0,
         "{hits} {misses} {garbage}"
     );
 }

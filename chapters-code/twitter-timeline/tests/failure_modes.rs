@@ -12,10 +12,12 @@ use twitter_timeline::app::Timelines;
 use twitter_timeline::cache::{Layout, RedisTimelines, TimelineCache};
 use twitter_timeline::domain::{PostId, UserId};
 use twitter_timeline::fanout::FanOutWorker;
-use twitter_timeline::store::{PgStore, RetryPolicy, SocialStore};
+use twitter_timeline::store::{
+    CONTEXT_TTL, CachedContexts, ContextCache, PgStore, RetryPolicy, SocialStore,
+};
 use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybrid, Parts};
 
-fn push(store: &PgStore, cache: &RedisTimelines) -> FanOutOnWrite<PgStore, RedisTimelines> {
+fn push<S: SocialStore>(store: &S, cache: &RedisTimelines) -> FanOutOnWrite<S, RedisTimelines> {
     FanOutOnWrite(Parts {
         store: store.clone(),
         cache: cache.clone(),
@@ -72,10 +74,7 @@ async fn committed_progress(store: &PgStore) -> Option<i64> {
 // ANCHOR: worker_crash
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_fan_out_leaves_every_follower_with_the_post_exactly_once() {
-    let Some((db, store)) = common::pg(4).await else {
-        return;
-    };
-    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((db, store, r, cache)) = common::pg_and_redis(4).await else {
         return;
     };
     let t = push(&store, &cache);
@@ -145,10 +144,7 @@ async fn a_worker_killed_mid_fan_out_leaves_every_follower_with_the_post_exactly
 // ANCHOR: rebuild
 #[tokio::test]
 async fn an_evicted_timeline_is_rebuilt_from_postgres_with_the_same_posts() {
-    let Some((_db, store)) = common::pg(4).await else {
-        return;
-    };
-    let Some((_r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((_db, store, _r, cache)) = common::pg_and_redis(4).await else {
         return;
     };
     let t = push(&store, &cache);
@@ -185,10 +181,7 @@ async fn an_evicted_timeline_is_rebuilt_from_postgres_with_the_same_posts() {
 // ANCHOR: rebuild_race
 #[tokio::test]
 async fn a_post_fanned_out_while_a_timeline_is_rebuilt_is_not_lost() {
-    let Some((_db, store)) = common::pg(4).await else {
-        return;
-    };
-    let Some((_r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((_db, store, _r, cache)) = common::pg_and_redis(4).await else {
         return;
     };
     let t = push(&store, &cache);
@@ -225,10 +218,7 @@ async fn a_post_fanned_out_while_a_timeline_is_rebuilt_is_not_lost() {
 // ANCHOR: flush
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_flush_mid_run_loses_nothing_postgres_holds() {
-    let Some((_db, store)) = common::pg(8).await else {
-        return;
-    };
-    let Some((_r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((_db, store, _r, cache)) = common::pg_and_redis(8).await else {
         return;
     };
     let t = Hybrid {
@@ -394,7 +384,8 @@ async fn with_redis_down_reads_fall_back_to_postgres_and_fan_out_waits() {
     let Some((_db, store)) = common::pg(4).await else {
         return;
     };
-    // Nothing listens on port 1.
+    // Nothing listens on port 1. The service as deployed: the store behind
+    // the read-context cache, both on the dead Redis.
     let dead = RedisTimelines::connect(
         "redis://127.0.0.1:1",
         "x:",
@@ -404,44 +395,54 @@ async fn with_redis_down_reads_fall_back_to_postgres_and_fan_out_waits() {
     )
     .await
     .expect("lazy client");
-    let (app, worker) = common::wire(push(&store, &dead));
-    let u = common::make_users(&app, 2).await;
+    let contexts = ContextCache::connect("redis://127.0.0.1:1", "x:", CONTEXT_TTL).expect("lazy");
+    let cached = CachedContexts::new(store.clone(), contexts.clone());
+    let (app, worker) = common::wire(push(&cached, &dead));
+    let u = common::make_users(&app, 3).await;
     app.follow(u[0], u[1])
         .await
-        .expect("the follow stands; the failed backfill is logged");
+        .expect("the follow stands; the failed backfill and invalidation are logged");
+    app.follow(u[0], u[2]).await.expect("follow");
+    app.unfollow(u[0], u[2])
+        .await
+        .expect("the unfollow stands; the failed invalidation is logged");
+    app.block(u[2], u[1]).await.expect("so does a block");
     let p = app
         .post(u[1], "while redis is down")
         .await
         .expect("post is stored");
+    app.post(u[2], "unfollowed").await.expect("post is stored");
     assert!(worker.step().await.is_err(), "delivery fails");
     assert_eq!(
         store.pending_fan_out().await.expect("pending"),
-        1,
-        "and the job waits"
+        2,
+        "and the jobs wait"
     );
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM fanout_jobs")
-        .fetch_one(store.pool())
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM fanout_jobs")
+        .fetch_all(store.pool())
         .await
         .expect("attempts");
-    assert_eq!(attempts, 0, "Redis being down is not the job's fault");
+    assert_eq!(attempts, [0, 0], "Redis being down is not the job's fault");
+    assert!(
+        contexts.lookup(u[0]).await.is_err(),
+        "the context cache is down too"
+    );
     let page = app
         .home(u[0], None, None)
         .await
-        .expect("read served from PostgreSQL");
+        .expect("read served from PostgreSQL, context included");
     assert_eq!(
         page.posts.iter().map(|x| x.id).collect::<Vec<_>>(),
         vec![p.id]
     );
+    assert_eq!(contexts.stats(), (0, 0, 0), "no lookup answered");
 }
 // ANCHOR_END: redis_down
 
 // ANCHOR: garbage
 #[tokio::test]
 async fn garbage_in_a_cached_timeline_is_a_miss_not_a_post() {
-    let Some((_db, store)) = common::pg(4).await else {
-        return;
-    };
-    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((_db, store, r, cache)) = common::pg_and_redis(4).await else {
         return;
     };
     let (app, worker) = common::wire(push(&store, &cache));
@@ -468,10 +469,7 @@ async fn garbage_in_a_cached_timeline_is_a_miss_not_a_post() {
 // ANCHOR: dead_letter
 #[tokio::test]
 async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_are_delivered() {
-    let Some((_db, store)) = common::pg(4).await else {
-        return;
-    };
-    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+    let Some((_db, store, r, cache)) = common::pg_and_redis(4).await else {
         return;
     };
     let t = push(&store, &cache);
@@ -503,6 +501,14 @@ async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_a
     // failure it waits out the backoff, and the job behind it goes through.
     let first = worker.step().await.expect("step").expect("a job");
     assert_eq!(first.failed.map(|f| (f.attempts, f.dead)), Some((1, false)));
+    // Each follower's insert runs on its own: the refused key fails the
+    // batch, not the other followers' inserts.
+    let page = app.home(victim, None, None).await.expect("home");
+    assert_eq!(
+        page.posts.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![poison.id],
+        "the healthy follower has the post after the first failed attempt"
+    );
     let second = worker.step().await.expect("step").expect("a job");
     assert_eq!((second.failed, second.delivered), (None, 1));
     let page = app.home(reader, None, None).await.expect("home");
@@ -568,3 +574,58 @@ async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_a
     }
 }
 // ANCHOR_END: dead_letter
+
+// ANCHOR: poison_later_batches
+#[tokio::test]
+async fn a_poison_batch_holds_back_the_later_batches_of_its_job_until_the_replay() {
+    let Some((_db, store, r, cache)) = common::pg_and_redis(4).await else {
+        return;
+    };
+    let t = push(&store, &cache);
+    let app = Timelines::new(t.clone(), 1, b"k").expect("app");
+    // Batches of one user, dead-lettered at the first failure.
+    let worker = FanOutWorker::new(t, 1).with_retry(RetryPolicy {
+        max_attempts: 1,
+        backoff: Duration::from_millis(10),
+    });
+    let u = common::make_users(&app, 3).await;
+    let (author, broken, later) = (u[0], u[1], u[2]);
+    assert!(
+        author < broken && broken < later,
+        "audiences go in id order"
+    );
+    for f in [broken, later] {
+        app.follow(f, author).await.expect("follow");
+        app.home(f, None, None).await.expect("timeline exists");
+    }
+    let mut conn = r.conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(cache.list_key(broken))
+        .arg("not a list")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let p = app.post(author, "stops at broken").await.expect("post");
+    worker.drain().await.expect("drain");
+    assert_eq!(store.dead_letters().await.expect("dead").len(), 1);
+    let page = app.home(later, None, None).await.expect("home");
+    assert!(
+        page.posts.is_empty(),
+        "the batch after the poison one waits for the replay: {:?}",
+        page.posts
+    );
+
+    let _: i64 = redis::cmd("DEL")
+        .arg(cache.list_key(broken))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert!(store.replay_dead(p.id).await.expect("replay"));
+    worker.drain().await.expect("drain");
+    let page = app.home(later, None, None).await.expect("home");
+    assert_eq!(
+        page.posts.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![p.id]
+    );
+}
+// ANCHOR_END: poison_later_batches

@@ -13,6 +13,7 @@
 //! [`TimelineCache::cap`] entries; the oldest fall off.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::domain::{PostId, UserId};
 
@@ -22,6 +23,19 @@ mod redis;
 pub(crate) use self::redis::redis_error;
 pub use self::redis::{Layout, RedisTimelines};
 pub use memory::MemoryTimelines;
+
+// ANCHOR: redis_timeouts
+/// How long one attempt to connect to Redis may take (timelines and read
+/// contexts alike). While Redis is unreachable (packets dropped, not
+/// refused), a command waits for up to `1 + REDIS_RETRIES` such attempts,
+/// with a short backoff between them, before it fails and the caller falls
+/// back to PostgreSQL.
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connected Redis may take to answer one command.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts after the first, per command.
+pub const REDIS_RETRIES: usize = 1;
+// ANCHOR_END: redis_timeouts
 
 // ANCHOR: cap
 /// Entries kept per timeline (Twitter's talk gives 800).

@@ -221,9 +221,9 @@ impl RedisTimelines {
     ) -> Result<Self, CacheError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
+            .set_connection_timeout(Some(super::REDIS_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(super::REDIS_RESPONSE_TIMEOUT))
+            .set_number_of_retries(super::REDIS_RETRIES);
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
             conn,

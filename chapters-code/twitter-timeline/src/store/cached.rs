@@ -19,6 +19,13 @@
 //! user's version before reading the store, each invalidation bumps it, and
 //! a fill whose version moved is refused. A fill can therefore never bring
 //! back a follow that an unfollow removed while the reader was reading.
+//! Versions start from the clock (in microseconds), so a version key lost
+//! to expiry, eviction or a failover restarts above every ticket taken
+//! before, never at a number an old ticket holds.
+//!
+//! The write and its invalidation run in one detached task: a request
+//! dropped mid-write (its client went away) still invalidates once the
+//! write commits.
 //!
 //! Keys, for user 42 under prefix `p:`: `p:rc:{42}` the context,
 //! `p:rc:{42}:v` its version (same hash tag, so one script sees both), and
@@ -32,18 +39,31 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Failure, FanOutBatch, FanOutIf, FollowOutcome, ReadContext, SocialStore, StoreError};
-use crate::cache::{CacheError, redis_error};
+use crate::cache::{
+    CacheError, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT, REDIS_RETRIES, redis_error,
+};
 use crate::domain::{Handle, Post, PostId, UserId};
 
 // ANCHOR: context_ttl
 /// How long a cached context lives. It is invalidated on every change, so
 /// this only bounds how stale one can get when an invalidation fails
-/// (Redis unreachable from the writer, reachable from readers).
+/// (Redis unreachable from the writer, reachable from readers) or is lost
+/// (a failover to a replica that had not received it).
 pub const CONTEXT_TTL: Duration = Duration::from_secs(60);
 // ANCHOR_END: context_ttl
 
-/// A version key outlives any read that could still fill against it.
-const VERSION_TTL: Duration = Duration::from_secs(3600);
+// ANCHOR: version_ttl
+/// A version key outlives any read that could still fill against it. If it
+/// goes earlier (evicted, lost in a failover), the next invalidation starts
+/// it again from the clock, above any ticket still out.
+pub const VERSION_TTL: Duration = Duration::from_secs(3600);
+// ANCHOR_END: version_ttl
+
+/// Toggles of one follow in the concurrent readers' test
+/// (`tests/contexts.rs`); here so that the book's constants table prints it.
+pub const RACE_TOGGLES: usize = 40;
+/// Readers filling the context during those toggles.
+pub const RACE_READERS: usize = 4;
 
 // ANCHOR: fill
 /// KEYS: context, version. ARGV: the version the reader saw ('' if none),
@@ -54,8 +74,11 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// KEYS: context, version. ARGV: version ttl ms. Runs after the store commits.
+/// KEYS: context, version. ARGV: version ttl ms, the clock in µs. Runs
+/// after the store commits. A missing version starts from the clock, so it
+/// never comes back to a value an outstanding ticket holds.
 const INVALIDATE: &str = "
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
@@ -104,9 +127,9 @@ impl ContextCache {
     pub fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, CacheError> {
         let client = redis::Client::open(url).map_err(redis_error)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
+            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+            .set_number_of_retries(REDIS_RETRIES);
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
         Ok(Self {
             conn,
@@ -133,7 +156,8 @@ impl ContextCache {
         format!("{}rc:{{{}}}", self.prefix, user.0)
     }
 
-    fn version_key(&self, user: UserId) -> String {
+    /// The key holding `user`'s version.
+    pub fn version_key(&self, user: UserId) -> String {
         format!("{}rc:{{{}}}:v", self.prefix, user.0)
     }
 
@@ -229,6 +253,7 @@ impl ContextCache {
                 .key(self.key(*u))
                 .key(self.version_key(*u))
                 .arg(VERSION_TTL.as_millis() as u64)
+                .arg(unix_us_now())
                 .invoke_async::<i64>(&mut conn)
                 .await
                 .map_err(redis_error)?;
@@ -246,6 +271,14 @@ impl ContextCache {
             .map(|_| ())
             .map_err(redis_error)
     }
+}
+
+/// Microseconds since the Unix epoch: where a lost version starts again.
+fn unix_us_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// `epoch|reader mark|followee:mark,...|blocked,...`, marks as 0 or 1.
@@ -325,15 +358,30 @@ impl<S: SocialStore> CachedContexts<S> {
     pub fn cache(&self) -> &ContextCache {
         &self.cache
     }
+}
 
-    /// After a commit: a failed invalidation leaves an entry stale for at
-    /// most the cache's TTL; the change itself stands.
-    async fn invalidate(&self, users: &[UserId]) {
-        if let Err(e) = self.cache.invalidate(users).await {
-            tracing::error!(error = %e, ?users, "invalidating read contexts failed");
-        }
+// ANCHOR: detached
+/// After a commit: a failed invalidation leaves an entry stale for at most
+/// the cache's TTL; the change itself stands.
+async fn invalidate(cache: &ContextCache, users: &[UserId]) {
+    if let Err(e) = cache.invalidate(users).await {
+        tracing::error!(error = %e, ?users, "invalidating read contexts failed");
     }
 }
+
+/// Runs `write` (a store write and the invalidation after it) as a task of
+/// its own and waits for it. A request dropped while it waits (the client
+/// disconnected) drops only the wait: the write and its invalidation finish.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(write).await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Unavailable(format!("write task: {e}"))),
+    }
+}
+// ANCHOR_END: detached
 
 impl<S: SocialStore> SocialStore for CachedContexts<S> {
     type Claim = S::Claim;
@@ -357,26 +405,38 @@ impl<S: SocialStore> SocialStore for CachedContexts<S> {
         followee: UserId,
         celebrity_at: u64,
     ) -> Result<FollowOutcome, StoreError> {
-        let outcome = self.store.follow(follower, followee, celebrity_at).await?;
-        self.invalidate(&[follower]).await;
-        if outcome.became_celebrity
-            && let Err(e) = self.cache.bump_epoch().await
-        {
-            tracing::error!(error = %e, %followee, "bumping the context epoch failed");
-        }
-        Ok(outcome)
+        let (store, cache) = (self.store.clone(), self.cache.clone());
+        detached(async move {
+            let outcome = store.follow(follower, followee, celebrity_at).await?;
+            invalidate(&cache, &[follower]).await;
+            if outcome.became_celebrity
+                && let Err(e) = cache.bump_epoch().await
+            {
+                tracing::error!(error = %e, %followee, "bumping the context epoch failed");
+            }
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
-        let removed = self.store.unfollow(follower, followee).await?;
-        self.invalidate(&[follower]).await;
-        Ok(removed)
+        let (store, cache) = (self.store.clone(), self.cache.clone());
+        detached(async move {
+            let removed = store.unfollow(follower, followee).await?;
+            invalidate(&cache, &[follower]).await;
+            Ok(removed)
+        })
+        .await
     }
 
     async fn block(&self, blocker: UserId, blocked: UserId) -> Result<(), StoreError> {
-        self.store.block(blocker, blocked).await?;
-        self.invalidate(&[blocker, blocked]).await;
-        Ok(())
+        let (store, cache) = (self.store.clone(), self.cache.clone());
+        detached(async move {
+            store.block(blocker, blocked).await?;
+            invalidate(&cache, &[blocker, blocked]).await;
+            Ok(())
+        })
+        .await
     }
 
     async fn read_context(&self, reader: UserId) -> Result<ReadContext, StoreError> {

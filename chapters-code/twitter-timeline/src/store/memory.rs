@@ -401,3 +401,91 @@ impl SocialStore for MemoryStore {
         Ok(self.lock().jobs.len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{PostBody, Snowflake, unix_ms_now};
+
+    /// The memory store's retry, dead letter and replay, batch by batch:
+    /// what the PostgreSQL store's poison test checks, without Redis.
+    #[tokio::test]
+    async fn a_failing_batch_is_retried_dead_lettered_and_replayed_from_where_it_stopped() {
+        let store = MemoryStore::new();
+        let mut users = Vec::new();
+        for h in ["author", "first", "second"] {
+            let handle = Handle::parse(h).expect("handle");
+            users.push(store.create_user(&handle).await.expect("user"));
+        }
+        let (author, first, second) = (users[0], users[1], users[2]);
+        for f in [first, second] {
+            store.follow(f, author, u64::MAX).await.expect("follow");
+        }
+        let id = Snowflake::new(1)
+            .expect("node")
+            .next_id(unix_ms_now())
+            .expect("id");
+        let body = PostBody::parse("poison").expect("body");
+        let post = Post { id, author, body };
+        assert!(
+            store
+                .insert_post(&post, FanOutIf::Always)
+                .await
+                .expect("post")
+        );
+
+        // Batches of one: the author, then `first`, delivered; `second` fails.
+        for expected in [author, first] {
+            let (claim, batch) = store.claim_fan_out(1).await.expect("claim").expect("job");
+            assert_eq!(batch.audience, vec![expected]);
+            store.finish_batch(claim, &batch).await.expect("finish");
+        }
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            backoff: Duration::from_secs(3600),
+        };
+        let (claim, batch) = store.claim_fan_out(1).await.expect("claim").expect("job");
+        assert_eq!((batch.audience.clone(), batch.attempts), (vec![second], 0));
+        let failed = store
+            .fail_batch(claim, &batch, "refused", policy)
+            .await
+            .expect("fail");
+        assert_eq!((failed.attempts, failed.dead), (1, false));
+        assert!(
+            store.claim_fan_out(1).await.expect("claim").is_none(),
+            "the job waits out its backoff"
+        );
+        assert_eq!(store.pending_fan_out().await.expect("pending"), 1);
+
+        // Past the backoff (forced here), the second failure dead-letters it.
+        store.lock().jobs.get_mut(&id).expect("job").not_before = None;
+        let (claim, batch) = store.claim_fan_out(1).await.expect("claim").expect("job");
+        assert_eq!(batch.attempts, 1);
+        let failed = store
+            .fail_batch(claim, &batch, "refused", policy)
+            .await
+            .expect("fail");
+        assert_eq!((failed.attempts, failed.dead), (2, true));
+        assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
+        assert_eq!(
+            store.dead_letters(),
+            vec![MemoryDeadJob {
+                post: id,
+                attempts: 2,
+                error: "refused".to_string(),
+            }]
+        );
+
+        // The replay puts it back where it stopped, attempts reset, once.
+        assert!(store.replay_dead(id));
+        assert!(!store.replay_dead(id), "once");
+        assert!(store.dead_letters().is_empty());
+        let (claim, batch) = store.claim_fan_out(1).await.expect("claim").expect("job");
+        assert_eq!((batch.audience.clone(), batch.attempts), (vec![second], 0));
+        assert!(batch.last);
+        store.finish_batch(claim, &batch).await.expect("finish");
+        assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
+    }
+}

@@ -22,7 +22,10 @@ mod cached;
 mod memory;
 mod postgres;
 
-pub use cached::{CONTEXT_TTL, CachedContexts, ContextCache, Lookup, Ticket};
+pub use cached::{
+    CONTEXT_TTL, CachedContexts, ContextCache, Lookup, RACE_READERS, RACE_TOGGLES, Ticket,
+    VERSION_TTL,
+};
 pub use memory::{MemoryDeadJob, MemoryStore};
 pub use postgres::{DeadJob, POSTS_BY_AUTHORS, PgStore, REPLAY_DEAD, SCHEMA};
 

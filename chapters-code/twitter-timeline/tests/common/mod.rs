@@ -282,6 +282,16 @@ pub async fn redis(layout: Layout, cap: usize) -> Option<(testkit::TestRedis, Re
     Some((r, t))
 }
 
+/// A fresh PostgreSQL store (`pool_size` connections) and Redis list
+/// timelines under a fresh prefix; `None` after a SKIPPED line.
+pub async fn pg_and_redis(
+    pool_size: u32,
+) -> Option<(testkit::TestDb, PgStore, testkit::TestRedis, RedisTimelines)> {
+    let (db, store) = pg(pool_size).await?;
+    let (r, cache) = redis(Layout::List, 800).await?;
+    Some((db, store, r, cache))
+}
+
 /// One instance's read-context cache: its own connection, under the
 /// timelines' prefix (so a flush of the prefix loses contexts too).
 pub fn contexts(r: &testkit::TestRedis) -> ContextCache {
