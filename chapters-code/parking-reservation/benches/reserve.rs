@@ -34,9 +34,9 @@
 //! operations cost beside a reserve.
 //!
 //! Every phase ends at its deadline: a request still in flight then is cut
-//! off (abandoned, and counted in the result's `cut_off`; the strategy and
-//! stadium runs also end its transaction in the database before their
-//! audit), so a slow path cannot stretch the run. The load
+//! off (abandoned, counted in the result's `cut_off`, and its transaction
+//! ended in the database before the phase returns, so the next phase or
+//! audit starts at rest), so a slow path cannot stretch the run. The load
 //! therefore lasts at most [`Config::longest`], which the run prints first:
 //! by default 5 strategies x 8 s + (2 + 2 + 4 workloads) x 5 rounds x
 //! (0.2 + 2) s + 3 paths x 3 rounds x 10 s = 40 + 88 + 90 = 218 s, plus a
@@ -271,8 +271,8 @@ async fn run() -> Result<()> {
                     let run = handle.block_on(async {
                         match i {
                             0 => insert_ceiling(store.pool(), lot, spec).await,
-                            1 => Ok(reserve_load(&store, lot, spec).await),
-                            2 => Ok(availability_load(&store, lot, spec).await),
+                            1 => reserve_load(&store, lot, spec).await,
+                            2 => availability_load(&store, lot, spec).await,
                             _ => read_load(&store, lot, spec).await,
                         }
                     })?;

@@ -53,7 +53,6 @@ pub mod domain;
 #[cfg(feature = "book")]
 pub mod generated;
 pub mod idempotency;
-#[cfg(feature = "book")]
 pub mod load;
 #[cfg(feature = "book")]
 pub mod report;

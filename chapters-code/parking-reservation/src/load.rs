@@ -3,8 +3,10 @@
 //! Closed loop: each of `clients` tasks sends one request, waits for the
 //! answer, and sends the next, for `warmup + measure`; only answers to
 //! requests sent in the measured window count, and a request still in flight
-//! when the window closes is cut off (abandoned, and counted in
-//! [`LoadRun::cut_off`]), so a run lasts its window whatever the path does. The numbers compare paths within one
+//! when the window closes is cut off (abandoned, counted in
+//! [`LoadRun::cut_off`], and its transaction ended by
+//! [`cutoff::quiesce`]), so a run lasts its window whatever the path does,
+//! and the next run starts on a database at rest. The numbers compare paths within one
 //! run on one machine, which is how the book uses them (see the load
 //! generator's notes on coordinated omission in `xtask/src/loadgen.rs`).
 //!
@@ -154,13 +156,17 @@ fn request(
 
 // ANCHOR: reserve_load
 /// The real reserve path under `spec.clients` concurrent clients.
-pub async fn reserve_load(store: &PgStore, lot_id: LotId, spec: LoadSpec) -> LoadRun {
+pub async fn reserve_load(
+    store: &PgStore,
+    lot_id: LotId,
+    spec: LoadSpec,
+) -> Result<LoadRun, sqlx::Error> {
     // The first slot boundary after now: every request is bookable.
     let base = ceil_to_slot(SystemClock.now()) + SLOT;
     let races_before = store.races_lost();
     let measuring = store.clone();
     let store = store.clone();
-    let mut run = closed_loop(spec, move |c, i| {
+    let mut run = closed_loop(measuring.pool(), spec, move |c, i| {
         let store = store.clone();
         async move {
             let Some(req) = request(lot_id, base, spec.seed, c, i) else {
@@ -178,19 +184,24 @@ pub async fn reserve_load(store: &PgStore, lot_id: LotId, spec: LoadSpec) -> Loa
             }
         }
     })
-    .await;
+    .await?;
     // Warm-up included: the counter is per store, not per window.
     run.races_lost = measuring.races_lost() - races_before;
-    run
+    Ok(run)
 }
 // ANCHOR_END: reserve_load
 
 // ANCHOR: other_loads
 /// The availability query of the real store, for random ranges of the reserve mix.
-pub async fn availability_load(store: &PgStore, lot_id: LotId, spec: LoadSpec) -> LoadRun {
+pub async fn availability_load(
+    store: &PgStore,
+    lot_id: LotId,
+    spec: LoadSpec,
+) -> Result<LoadRun, sqlx::Error> {
     let base = ceil_to_slot(SystemClock.now()) + SLOT;
+    let pool = store.pool().clone();
     let store = store.clone();
-    closed_loop(spec, move |c, i| {
+    closed_loop(&pool, spec, move |c, i| {
         let store = store.clone();
         async move {
             let Some(req) = request(lot_id, base, spec.seed ^ 0xA5A5, c, i) else {
@@ -217,8 +228,9 @@ pub async fn read_load(
             .fetch_all(store.pool())
             .await?;
     let ids = Arc::new(ids);
+    let pool = store.pool().clone();
     let store = store.clone();
-    Ok(closed_loop(spec, move |c, i| {
+    closed_loop(&pool, spec, move |c, i| {
         let (store, ids) = (store.clone(), Arc::clone(&ids));
         async move {
             let pick = mix(spec.seed ^ (u64::from(c) << 40) ^ i) as usize;
@@ -231,7 +243,7 @@ pub async fn read_load(
             }
         }
     })
-    .await)
+    .await
 }
 // ANCHOR_END: other_loads
 
@@ -250,9 +262,13 @@ pub async fn insert_ceiling(
     // Far in the future, one slot each, round-robin over the spots: no two rows overlap.
     let far = DateTime::from_timestamp(2_051_222_400, 0).unwrap_or_default(); // 2035-01-01
     let counter = Arc::new(AtomicU64::new(mix(spec.seed) % 1_000 * 1_000_000));
-    let pool = pool.clone();
-    Ok(closed_loop(spec, move |_, _| {
-        let (pool, spots, counter) = (pool.clone(), Arc::clone(&spots), Arc::clone(&counter));
+    let ceiling_pool = pool.clone();
+    closed_loop(pool, spec, move |_, _| {
+        let (pool, spots, counter) = (
+            ceiling_pool.clone(),
+            Arc::clone(&spots),
+            Arc::clone(&counter),
+        );
         async move {
             let n = counter.fetch_add(1, Ordering::Relaxed);
             let Some(spot) = spots.get((n % spots.len().max(1) as u64) as usize) else {
@@ -282,12 +298,13 @@ pub async fn insert_ceiling(
             }
         }
     })
-    .await)
+    .await
 }
 // ANCHOR_END: ceiling
 
-/// Runs `op(client, i)` in a closed loop per client for `warmup + measure`.
-async fn closed_loop<F, Fut>(spec: LoadSpec, op: F) -> LoadRun
+/// Runs `op(client, i)` in a closed loop per client for `warmup + measure`,
+/// on connections of `pool`.
+async fn closed_loop<F, Fut>(pool: &PgPool, spec: LoadSpec, op: F) -> Result<LoadRun, sqlx::Error>
 where
     F: Fn(u32, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
@@ -361,10 +378,14 @@ where
         }
     }
     // Every request was answered or cut off by `window_end`: this is the
-    // window, plus the moment it took to join the tasks. (The abandoned
-    // requests' statements last milliseconds; their connections go back to
-    // the pool once the server has finished them, within the next round's
-    // warm-up, so no round inherits another's work.)
+    // window, plus the moment it took to join the tasks.
     total.elapsed = Instant::now().saturating_duration_since(window_start);
-    total
+    if total.cut_off > 0 {
+        // Dropping a request frees the client, not the server: its statement
+        // may still run or wait on a lock, and its connection returns to the
+        // pool only once the server answers. End those transactions, so no
+        // round inherits another's work.
+        cutoff::quiesce(pool).await?;
+    }
+    Ok(total)
 }

@@ -8,7 +8,8 @@
 //! - Walk-ins and reserves race for the last spots: each spot is handed out
 //!   once, and no walk-in takes a reserved one.
 //! - The load phases of the bench end at their deadline even when no request
-//!   can finish, with every request in flight counted as cut off.
+//!   can finish, with every request in flight counted as cut off and its
+//!   transaction ended.
 
 mod common;
 
@@ -705,6 +706,81 @@ async fn load_phases_end_at_their_deadline_when_nothing_can_finish() {
     assert!(blocker.commit().await.is_err(), "the blocker survived");
 }
 // ANCHOR_END: deadline_test
+
+/// A load round of the bench ends at its deadline, and so do its
+/// transactions: with the table every reserve needs locked, a round of the
+/// real reserve path returns within a moment of its window, every client's
+/// request counted as cut off and nothing else counted; and when it has
+/// returned, no session of the round is still running a statement or
+/// holding a transaction open (dropping a request's future frees only the
+/// client; without `quiesce` its session waited on the lock for as long as
+/// the blocker lived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_round_ends_at_its_deadline_with_its_transactions() {
+    use parking_reservation::load::{self, LoadSpec};
+    use sqlx::Connection;
+    use std::time::{Duration, Instant};
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let measure = Duration::from_secs(1);
+    let bound = measure + Duration::from_secs(8);
+    let clients = 4;
+    let Some((_db, store)) = pg_store_with(clients + 1).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(8))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut blocker = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = LoadSpec {
+        clients,
+        warmup: Duration::ZERO,
+        measure,
+        seed: 7,
+    };
+    let began = Instant::now();
+    let run = tokio::time::timeout(bound, load::reserve_load(&store, lot, spec))
+        .await
+        .unwrap_or_else(|_| panic!("the load round did not return within {bound:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(began.elapsed() < bound, "{:?}", began.elapsed());
+    assert_eq!(
+        (run.total(), run.cut_off),
+        (0, u64::from(clients)),
+        "{run:?}"
+    );
+    assert!(run.elapsed < measure + Duration::from_secs(2), "{run:?}");
+
+    // Every session of this database but the blocker's and this one's.
+    let mut watcher = sqlx::PgConnection::connect_with(&store.pool().connect_options())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let busy: Vec<(i32, String, String)> = sqlx::query_as(
+        "SELECT pid, coalesce(state, ''), left(coalesce(query, ''), 80)
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1
+           AND backend_type = 'client backend'
+           AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')",
+    )
+    .bind(blocker_pid)
+    .fetch_all(&mut watcher)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        busy.is_empty(),
+        "sessions of the round still busy: {busy:?}"
+    );
+    // The blocker was ended with the abandoned requests, as in the other phases.
+    assert!(blocker.commit().await.is_err(), "the blocker survived");
+}
 
 /// Skipping locked spots must not turn into a false "full": a spot locked
 /// by a reserve that will fail (here, a transaction that holds the lock and
