@@ -235,6 +235,37 @@ async fn a_version_key_lost_between_ticket_and_fill_still_refuses_the_stale_fill
     );
     let ctx = store.read_context(reader).await.expect("read");
     assert!(ctx.followees.is_empty(), "the unfollow holds");
+
+    // A ticket taken while the version was missing (it expired an hour
+    // after the last change): a write starts a version, the version is lost
+    // again, and the fill finds none, as it did when it took the ticket.
+    b.app.follow(reader, author).await.expect("follow");
+    let del = |key: String| {
+        let mut conn = shared.redis.conn.clone();
+        async move {
+            let _: i64 = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("del");
+        }
+    };
+    del(a.contexts.version_key(reader)).await;
+    let Lookup::Miss(ticket) = a.contexts.lookup(reader).await.expect("lookup") else {
+        panic!("the follow invalidated");
+    };
+    let stale = store.inner().read_context(reader).await.expect("read");
+    assert_eq!(stale.followees.len(), 1);
+    b.app.unfollow(reader, author).await.expect("unfollow");
+    del(a.contexts.version_key(reader)).await;
+    assert!(
+        !a.contexts.fill(ticket, &stale).await.expect("fill"),
+        "refused: no version is not the version the ticket saw missing"
+    );
+    let ctx = store.read_context(reader).await.expect("read");
+    assert!(ctx.followees.is_empty(), "the unfollow holds");
+    let ctx = store.read_context(reader).await.expect("read");
+    assert!(ctx.followees.is_empty(), "and what the next miss stores is current");
 }
 // ANCHOR_END: version_lost
 

@@ -21,7 +21,8 @@
 //! back a follow that an unfollow removed while the reader was reading.
 //! Versions start from the clock (in microseconds), so a version key lost
 //! to expiry, eviction or a failover restarts above every ticket taken
-//! before, never at a number an old ticket holds.
+//! before, never at a number an old ticket holds; and a fill that finds no
+//! version starts one and stores nothing.
 //!
 //! The write and its invalidation run in one detached task: a request
 //! dropped mid-write (its client went away) still invalidates once the
@@ -67,9 +68,17 @@ pub const RACE_READERS: usize = 4;
 
 // ANCHOR: fill
 /// KEYS: context, version. ARGV: the version the reader saw ('' if none),
-/// the entry, ttl ms. Stores the entry only if no invalidation came since.
+/// the entry, ttl ms, the clock in µs, version ttl ms. Stores the entry only
+/// if no invalidation came since. A missing version cannot tell "never
+/// written" from "written, then lost": it is started from the clock and the
+/// fill refused, so the next miss takes a ticket that a later write moves.
 const FILL: &str = "
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[2])
+if not v then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5], 'NX')
+  return 0
+end
+if v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
@@ -239,6 +248,8 @@ impl ContextCache {
             .arg(&ticket.version)
             .arg(encode(epoch, ctx))
             .arg(self.ttl.as_millis().max(1) as u64)
+            .arg(unix_us_now())
+            .arg(VERSION_TTL.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_error)?;
