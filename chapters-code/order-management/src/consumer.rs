@@ -14,7 +14,6 @@
 //! A message that does not parse is a dead letter at once: retrying garbage
 //! cannot help.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
@@ -27,7 +26,8 @@ use crate::relay::{Broker, OutboxMessage, RelayError};
 /// Deliveries before a message goes to the dead letters.
 pub const MAX_DELIVER: i64 = 4;
 
-/// How long JetStream waits for an ack before redelivering.
+/// How long JetStream waits for an ack before redelivering (the default of
+/// [`Consumer::create`]; a test may choose another with [`Consumer::create_with_ack_wait`]).
 pub const ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Delay before a nak'ed message comes back.
@@ -36,8 +36,10 @@ pub const NAK_DELAY: Duration = Duration::from_millis(100);
 /// Failures a test injects into the consumer.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Die after committing the effect, before acking, this many more times.
-    pub crash_before_ack: AtomicU32,
+    /// Die after committing the next fresh effect, before acking it:
+    /// `std::process::abort()`, a real death with no cleanup (the crash test
+    /// runs such a consumer in a child process).
+    pub abort_before_ack: bool,
     /// The effect fails for this order (a dependency that is down for it).
     pub failing_order: Option<Uuid>,
 }
@@ -49,8 +51,6 @@ pub enum Outcome {
     Applied,
     /// The inbox had the message id: acked, nothing applied.
     Duplicate,
-    /// The effect committed but the consumer "died" before acking (test fault).
-    CrashedBeforeAck,
     /// The effect failed; nak'ed for a later retry.
     Retry,
     /// Moved to `dead_letters` and terminated.
@@ -64,8 +64,6 @@ pub struct Tally {
     pub applied: usize,
     /// [`Outcome::Duplicate`].
     pub duplicates: usize,
-    /// [`Outcome::CrashedBeforeAck`].
-    pub crashed: usize,
     /// [`Outcome::Retry`].
     pub retries: usize,
     /// [`Outcome::DeadLettered`].
@@ -77,7 +75,6 @@ impl Tally {
         match o {
             Outcome::Applied => self.applied += 1,
             Outcome::Duplicate => self.duplicates += 1,
-            Outcome::CrashedBeforeAck => self.crashed += 1,
             Outcome::Retry => self.retries += 1,
             Outcome::DeadLettered => self.dead_lettered += 1,
         }
@@ -100,6 +97,17 @@ fn broker_err(e: impl std::fmt::Display) -> RelayError {
 impl Consumer {
     /// Creates (or reuses) the durable consumer `name` on the broker's stream.
     pub async fn create(pool: PgPool, broker: &Broker, name: &str) -> Result<Self, RelayError> {
+        Self::create_with_ack_wait(pool, broker, name, ACK_WAIT).await
+    }
+
+    /// Like [`Consumer::create`], with JetStream redelivering an unacked
+    /// message after `ack_wait`.
+    pub async fn create_with_ack_wait(
+        pool: PgPool,
+        broker: &Broker,
+        name: &str,
+        ack_wait: Duration,
+    ) -> Result<Self, RelayError> {
         let stream = broker
             .js
             .get_stream(&broker.stream)
@@ -111,7 +119,7 @@ impl Consumer {
                 jetstream::consumer::pull::Config {
                     durable_name: Some(name.to_string()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait,
                     max_deliver: MAX_DELIVER,
                     ..Default::default()
                 },
@@ -180,10 +188,10 @@ impl Consumer {
         };
         match self.apply_once(&m).await {
             Ok(applied) => {
-                if applied && take_one(&self.faults.crash_before_ack) {
+                if applied && self.faults.abort_before_ack {
                     // The effect is committed; the ack never leaves. JetStream
-                    // redelivers after ACK_WAIT and the inbox drops it.
-                    return Ok(Outcome::CrashedBeforeAck);
+                    // redelivers after the ack wait and the inbox drops it.
+                    std::process::abort();
                 }
                 msg.ack().await.map_err(broker_err)?;
                 Ok(if applied {
@@ -266,10 +274,4 @@ impl Consumer {
         msg.ack_with(AckKind::Term).await.map_err(broker_err)?;
         Ok(())
     }
-}
-
-/// Decrements `n` if it is positive; true if it did.
-fn take_one(n: &AtomicU32) -> bool {
-    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-        .is_ok()
 }

@@ -1,14 +1,13 @@
 //! The outbox relay and the consumer on real PostgreSQL and real NATS
 //! JetStream: relay processes that really die between commit and publish
 //! and between publish and marking (nothing lost, nothing applied twice),
-//! the two dedupe layers, a consumer that crashes before acking, the
-//! dead-letter path, and per-order order with several relays.
+//! the two dedupe layers, a consumer process that really dies between its
+//! effect and its ack, the dead-letter path, and per-order order with several relays.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -119,7 +118,6 @@ async fn consume(consumer: &Consumer, enough: impl Fn(&Tally) -> bool) -> Tally 
         let t = ok("poll", consumer.poll(100, Duration::from_millis(300)).await);
         total.applied += t.applied;
         total.duplicates += t.duplicates;
-        total.crashed += t.crashed;
         total.retries += t.retries;
         total.dead_lettered += t.dead_lettered;
     }
@@ -133,6 +131,19 @@ const CHILD_DB: &str = "OM_CHILD_DATABASE_URL";
 const CHILD_NATS: &str = "OM_CHILD_NATS_URL";
 const CHILD_STREAM: &str = "OM_CHILD_STREAM";
 const CHILD_PREFIX: &str = "OM_CHILD_PREFIX";
+
+/// The parent's stream, from a child process.
+async fn child_broker() -> Broker {
+    ok(
+        "broker",
+        Broker::connect(
+            &child_var(CHILD_NATS),
+            &child_var(CHILD_STREAM),
+            &child_var(CHILD_PREFIX),
+        )
+        .await,
+    )
+}
 
 // ANCHOR: relay_child
 /// Not a test of its own: the body of the relay child process that the
@@ -148,15 +159,7 @@ async fn relay_child() {
         "after-publish" => Crash::AfterPublish,
         other => panic!("no relay crash is called {other:?}"),
     };
-    let broker = ok(
-        "broker",
-        Broker::connect(
-            &child_var(CHILD_NATS),
-            &child_var(CHILD_STREAM),
-            &child_var(CHILD_PREFIX),
-        )
-        .await,
-    );
+    let broker = child_broker().await;
     let mut relay = Relay::new(child_pool(&child_var(CHILD_DB)).await, broker);
     relay.crash = crash;
     relay.abort_on_crash = true;
@@ -166,10 +169,11 @@ async fn relay_child() {
 // ANCHOR_END: relay_child
 
 impl Env {
-    /// Runs a relay in a child process that dies for real at `role` during its first drain.
-    async fn relay_dies_in_child(&self, role: &str) {
+    /// Runs the child test `entry` (a relay or a consumer) in a child
+    /// process that must die for real at its failpoint `role`.
+    async fn dies_in_child(&self, entry: &str, role: &str) {
         die_in_child(
-            "relay_child",
+            entry,
             role,
             &[
                 (CHILD_DB, self.db.url.as_str()),
@@ -211,7 +215,7 @@ impl Env {
 async fn a_relay_killed_between_commit_and_publish_loses_nothing() {
     let Some(env) = env().await else { return };
     let ids = env.orders().await;
-    env.relay_dies_in_child("before-publish").await;
+    env.dies_in_child("relay_child", "before-publish").await;
     assert_eq!(ok("stream", env.broker.stream_messages().await), 0);
     assert_eq!(env.unpublished().await, MESSAGES as i64);
 
@@ -234,7 +238,7 @@ async fn a_relay_killed_between_commit_and_publish_loses_nothing() {
 async fn a_relay_killed_between_publish_and_marking_is_dropped_by_jetstream() {
     let Some(env) = env().await else { return };
     let ids = env.orders().await;
-    env.relay_dies_in_child("after-publish").await;
+    env.dies_in_child("relay_child", "after-publish").await;
     let first = ok("stream", env.broker.stream_messages().await);
     assert_eq!(first, ORDERS as u64, "one head per order was published");
     assert_eq!(env.unpublished().await, MESSAGES as i64);
@@ -320,23 +324,93 @@ async fn without_the_inbox_unique_constraint_effects_happen_twice() {
 }
 // ANCHOR_END: inbox_dedupe
 
-// ANCHOR: crash_before_ack
-/// The consumer dies after committing an effect and before acking:
-/// JetStream redelivers after the ack wait, and the inbox drops it.
+/// The ack wait of the consumers in the consumer crash test: short, so the
+/// redelivery after the death comes quickly, and long enough that a live
+/// consumer acks a whole fetch before JetStream gives up on it.
+const CRASH_ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// Messages the consumer child applies and acks before it dies on the next one.
+const ACKED_BEFORE_DEATH: usize = 10;
+
+// ANCHOR: consumer_child
+/// Not a test of its own: the body of the consumer child process that the
+/// consumer crash test starts (`die_in_child`). It applies and acks
+/// `ACKED_BEFORE_DEATH` messages, makes sure those acks reached NATS, then
+/// applies one more and calls `std::process::abort()` before acking it.
+/// Run as an ordinary test, it does nothing.
 #[tokio::test]
-async fn a_consumer_crash_before_ack_is_redelivered_and_dropped() {
+async fn consumer_child() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    assert_eq!(role, "before-ack", "no consumer crash is called {role:?}");
+    let broker = child_broker().await;
+    let pool = child_pool(&child_var(CHILD_DB)).await;
+    let mut consumer = ok(
+        "consumer",
+        Consumer::create_with_ack_wait(pool, &broker, "projection", CRASH_ACK_WAIT).await,
+    );
+    let mut applied = 0;
+    while applied < ACKED_BEFORE_DEATH {
+        let t = ok(
+            "poll",
+            consumer
+                .poll(ACKED_BEFORE_DEATH - applied, Duration::from_millis(300))
+                .await,
+        );
+        applied += t.applied;
+    }
+    // An ack is a publish NATS may still hold in its write buffer: flush, so
+    // the death loses only the ack it is meant to lose.
+    ok("flush the acks", broker.js.client().flush().await);
+    consumer.faults.abort_before_ack = true;
+    let polled = consumer.poll(100, Duration::from_millis(300)).await;
+    panic!("the consumer child outlived its failpoint: {polled:?}");
+}
+// ANCHOR_END: consumer_child
+
+// ANCHOR: crash_before_ack
+/// A consumer process dies (SIGABRT) after its effect and inbox row
+/// committed and before its ack left: JetStream redelivers the message to a
+/// fresh consumer after the ack wait, and the inbox drops it, so every
+/// event is applied once.
+#[tokio::test]
+async fn a_consumer_killed_between_its_effect_and_its_ack_applies_the_message_once() {
     let Some(env) = env().await else { return };
     let ids = env.orders().await;
     env.drain(&env.relay()).await;
-    let consumer = env.consumer("projection").await;
-    consumer.faults.crash_before_ack.store(5, Ordering::SeqCst);
-    let t = consume(&consumer, |t| {
-        t.applied + t.crashed >= MESSAGES && t.duplicates >= 5
-    })
-    .await;
     assert_eq!(
-        (t.applied + t.crashed, t.crashed, t.duplicates),
-        (MESSAGES, 5, 5)
+        ok("stream", env.broker.stream_messages().await),
+        MESSAGES as u64
+    );
+    env.dies_in_child("consumer_child", "before-ack").await;
+    // The dying message's effect committed: one inbox row more than acks.
+    let inbox: i64 = ok(
+        "inbox",
+        sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&env.db.pool)
+            .await,
+    );
+    assert_eq!(inbox, ACKED_BEFORE_DEATH as i64 + 1);
+
+    let consumer = ok(
+        "fresh consumer",
+        Consumer::create_with_ack_wait(
+            env.db.pool.clone(),
+            &env.broker,
+            "projection",
+            CRASH_ACK_WAIT,
+        )
+        .await,
+    );
+    let fresh = MESSAGES - ACKED_BEFORE_DEATH - 1;
+    // Every delivery the dead consumer left unacked: the fresh ones and the
+    // one whose effect committed.
+    let t = consume(&consumer, |t| t.applied + t.duplicates > fresh).await;
+    assert_eq!(
+        (t.applied, t.duplicates),
+        (fresh, 1),
+        "the redelivered message is a duplicate, and only it"
     );
     env.assert_each_event_applied_once(&ids).await;
     env.done().await;
