@@ -236,7 +236,7 @@ async fn a_version_key_lost_between_ticket_and_fill_still_refuses_the_stale_fill
     let ctx = store.read_context(reader).await.expect("read");
     assert!(ctx.followees.is_empty(), "the unfollow holds");
 
-    // A ticket taken while the version was missing (it expired an hour
+    // A ticket taken while the version was missing (it expired VERSION_TTL
     // after the last change): a write starts a version, the version is lost
     // again, and the fill finds none, as it did when it took the ticket.
     b.app.follow(reader, author).await.expect("follow");
@@ -265,7 +265,10 @@ async fn a_version_key_lost_between_ticket_and_fill_still_refuses_the_stale_fill
     let ctx = store.read_context(reader).await.expect("read");
     assert!(ctx.followees.is_empty(), "the unfollow holds");
     let ctx = store.read_context(reader).await.expect("read");
-    assert!(ctx.followees.is_empty(), "and what the next miss stores is current");
+    assert!(
+        ctx.followees.is_empty(),
+        "and what the next miss stores is current"
+    );
 }
 // ANCHOR_END: version_lost
 

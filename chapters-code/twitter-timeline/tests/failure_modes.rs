@@ -1,7 +1,8 @@
 //! Failure modes on the real engines: a worker killed mid-fan-out, lost
 //! timelines rebuilt, a Redis flush mid-run, Redis down, garbage in Redis,
 //! deletes, unfollows and blocks effective on the next read, and a poison
-//! fan-out job moved to the dead letters.
+//! fan-out job moved to the dead letters (its batch's other followers
+//! served at once, its later batches held until the replay).
 
 mod common;
 
