@@ -641,6 +641,103 @@ async fn a_walk_in_that_loses_a_deadlock_is_retried() {
     assert_eq!(store.race_stats().deadlocks, 1, "{:?}", store.race_stats());
 }
 
+/// A late confirm that loses a deadlock is retried, not answered with a
+/// database error. The confirm's UPDATE brings the row back into the
+/// constraint's index, so the constraint checks it like an INSERT, and an
+/// in-flight INSERT of the same spot can close a cycle with it. Here,
+/// deterministically: the confirm waits for a first in-flight row of the
+/// spot (session Y); a second (session X, a later hour) waits for the
+/// confirm and passes its own deadlock check; Y rolls back, the confirm's
+/// check moves on to X's row and finds the cycle, so the confirm is the
+/// one aborted (X's INSERT then goes through). X rolls back too: the spot
+/// is free, and the retried confirm must come back confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_confirm_that_loses_a_deadlock_is_retried() {
+    use std::time::Duration;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(5).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(lot, SpotKind::Regular, slots(8, 12), "LATE1");
+    let lapsed = store
+        .reserve(&req, None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let late = now0() + minutes(12);
+    assert_eq!(store.expire_holds(late).await.ok(), Some(1));
+    // An in-flight hold of the spot for `range`, by a session of its own.
+    let hold_of_spot = |range: TimeRange| {
+        let pool = store.pool().clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let inserted = sqlx::query(
+                "INSERT INTO reservations (id, lot_id, spot_id, plate, during, state,
+                                           hold_expires_at, quote_cents, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'OTHER1', tstzrange($4, $5), 'held', $6, 0, $7, $7)",
+            )
+            .bind(uuid::Uuid::new_v4())
+            .bind(lot)
+            .bind(lapsed.spot.id)
+            .bind(range.start())
+            .bind(range.end())
+            .bind(late + minutes(10))
+            .bind(late)
+            .execute(&mut *tx)
+            .await;
+            (tx, inserted)
+        }
+    };
+    let waiting = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        n
+    };
+    let (y, inserted) = hold_of_spot(slots(8, 4)).await;
+    inserted.unwrap_or_else(|e| panic!("{e}"));
+    let confirm = tokio::spawn({
+        let store = store.clone();
+        async move { store.apply(lapsed.id, Event::Confirm, late).await }
+    });
+    // The confirm's UPDATE waits for Y's row...
+    while waiting().await < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let x = tokio::spawn(hold_of_spot(slots(16, 4)));
+    // ...and X's INSERT for the confirm's,
+    while waiting().await < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // past X's deadlock check (deadlock_timeout is 50 ms here), which found
+    // no cycle. Then Y goes away and the confirm waits for X: a cycle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    y.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let (x, inserted) = x.await.unwrap_or_else(|e| panic!("{e}"));
+    // X was not the one aborted: the confirm was.
+    inserted.unwrap_or_else(|e| panic!("X lost the deadlock instead: {e}"));
+    x.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let confirmed = confirm.await.unwrap_or_else(|e| panic!("{e}"));
+    let confirmed = confirmed.unwrap_or_else(|e| panic!("the late confirm failed: {e}"));
+    assert_eq!(confirmed.state, State::Confirmed, "{confirmed:?}");
+    let steps: Vec<&str> = store
+        .history(lapsed.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|t| t.event.as_str())
+        .collect();
+    assert_eq!(steps, ["reserve", "expire", "confirm"]);
+}
+
 // ANCHOR: deadline_test
 /// A load phase ends at its deadline even when no request can finish: a
 /// transaction locks the table every request needs and never lets go. Both

@@ -31,7 +31,8 @@ mod postgres;
 
 pub use memory::MemoryStore;
 pub use postgres::{
-    MAX_ASSIGN_ATTEMPTS, PgStore, RaceStats, ReservePath, SCHEMA_SQL, STATEMENT_TIMEOUT, SWEEP_LOCK,
+    MAX_ASSIGN_ATTEMPTS, MAX_TRANSITION_ATTEMPTS, PgStore, RaceStats, ReservePath, SCHEMA_SQL,
+    STATEMENT_TIMEOUT, SWEEP_LOCK,
 };
 
 /// The shape of a new lot: its levels and, per level, how many spots of each kind.

@@ -56,6 +56,15 @@ pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
 /// `try_reserve`).
 pub const MAX_ASSIGN_ATTEMPTS: u32 = 8;
 
+/// How many transactions a state change (`apply`) may lose to a deadlock
+/// (40P01) before it gives up with 409 `conflict`.
+///
+/// Only a late confirm or a check-in makes the constraint check an UPDATE,
+/// and only an in-flight INSERT of the same spot can then close a cycle with
+/// it; the winner of the cycle commits or rolls back, and the next attempt
+/// sees which (`SpotTaken`, or the change made). A few attempts are plenty.
+pub const MAX_TRANSITION_ATTEMPTS: u32 = 3;
+
 // ANCHOR: reserve_path
 /// How the reserve path takes a spot, and what it does when it loses one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -413,6 +422,23 @@ impl PgStore {
     }
     // ANCHOR_END: reserve
 
+    /// One attempt at `apply`, in one transaction.
+    async fn try_apply(
+        &self,
+        id: Uuid,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders this transition against any other on the same
+        // reservation, including the sweepers' UPDATEs.
+        let current = self.fetch(&mut tx, id, true).await?;
+        let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
+        store_step(&mut tx, &current, event, &next).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
     async fn fetch(
         &self,
         conn: &mut PgConnection,
@@ -447,6 +473,11 @@ const EXCLUSION_VIOLATION: &str = "23P01";
 /// can each wait for the other's transaction; the deadlock detector then
 /// aborts one of them. That is the same lost race as 23P01, reported late.
 const DEADLOCK_DETECTED: &str = "40P01";
+
+/// Whether `e` is PostgreSQL's answer to a deadlock (its transaction is rolled back).
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some(DEADLOCK_DETECTED)
+}
 
 impl PgStore {
     /// A lost race (23P01, or the deadlock it can turn into) becomes
@@ -729,14 +760,23 @@ impl ReservationStore for PgStore {
         event: Event,
         now: DateTime<Utc>,
     ) -> Result<Reservation, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The row lock orders this transition against any other on the same
-        // reservation, including the sweepers' UPDATEs.
-        let current = self.fetch(&mut tx, id, true).await?;
-        let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
-        store_step(&mut tx, &current, event, &next).await?;
-        tx.commit().await?;
-        Ok(next)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.try_apply(id, event, now).await {
+                // Rolled back to break a cycle with an INSERT of the spot:
+                // nothing changed, and the next attempt, after the other
+                // transaction ended, answers from what it left.
+                Err(StoreError::Database(e)) if is_deadlock(&e) => {
+                    if attempts == MAX_TRANSITION_ATTEMPTS {
+                        return Err(StoreError::Conflict { attempts });
+                    }
+                    let pause = rand::rng().random_range(0..=(1u64 << attempts));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                done => return done,
+            }
+        }
     }
     // ANCHOR_END: transition
 
