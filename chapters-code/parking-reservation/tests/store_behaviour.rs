@@ -62,6 +62,7 @@ behaviour_suite!(
     availability_counts_free_spots,
     invalid_lots_are_refused,
     a_walk_in_is_parked_at_once_or_leaves_nothing,
+    a_walk_in_is_not_held_to_the_hold_limit,
 );
 
 /// A walk-in is one step: parked (held, confirmed and checked in, three
@@ -115,6 +116,43 @@ async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationS
         Some(2),
         "a refused walk-in left something behind: {:?}",
         store.reservations(lot).await
+    );
+}
+
+/// The hold limit is on unconfirmed holds, and a walk-in leaves none: a
+/// plate that keeps MAX_HOLDS_PER_PLATE holds is still parked at the gate,
+/// and the walk-in does not count against it afterwards (its next reserve
+/// is refused, as before, and no sooner).
+async fn a_walk_in_is_not_held_to_the_hold_limit(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    for i in 0..MAX_HOLDS_PER_PLATE {
+        let r = request(
+            lot,
+            SpotKind::Regular,
+            slots(8 + 4 * i64::from(i), 4),
+            "GATE9",
+        );
+        store
+            .reserve(&r, None, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let stay = request(lot, SpotKind::Regular, slots(0, 4), "GATE9");
+    let parked = store.walk_in(&stay, now).await;
+    assert_eq!(
+        parked.map(|r| r.state).ok(),
+        Some(State::CheckedIn),
+        "a plate at its hold limit was turned away at the gate"
+    );
+    let one_more = request(lot, SpotKind::Regular, slots(40, 4), "GATE9");
+    let refused = store.reserve(&one_more, None, now).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyHolds { .. })),
+        "{refused:?}"
     );
 }
 

@@ -89,14 +89,17 @@ impl Inner {
         n
     }
 
-    /// A hold of the free spot the rule assigns for `request`, not yet stored.
+    /// A hold of the free spot the rule assigns for `request`, not yet
+    /// stored; `limited` applies the plate's hold limit (a reserve, not a
+    /// walk-in, whose hold is confirmed before anyone can see it).
     fn new_hold(
         &self,
         request: &ReserveRequest,
         now: DateTime<Utc>,
+        limited: bool,
     ) -> Result<Reservation, StoreError> {
         self.check_lot(request.lot_id)?;
-        if self.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
+        if limited && self.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
             return Err(StoreError::TooManyHolds {
                 limit: MAX_HOLDS_PER_PLATE,
             });
@@ -195,7 +198,7 @@ impl ReservationStore for MemoryStore {
                 Err(StoreError::IdempotencyKeyReused(key.to_string()))
             };
         }
-        let reservation = inner.new_hold(request, now)?;
+        let reservation = inner.new_hold(request, now, true)?;
         inner
             .reservations
             .insert(reservation.id, reservation.clone());
@@ -219,7 +222,7 @@ impl ReservationStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Reservation, StoreError> {
         let mut inner = self.lock();
-        let held = inner.new_hold(request, now)?;
+        let held = inner.new_hold(request, now, false)?;
         let tariff = inner.tariffs.of(request.kind);
         // All three steps under the one lock, stored only if all succeed.
         let mut history = vec![Transition::reserved(&held)];

@@ -273,7 +273,11 @@ impl PgStore {
                 Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
             }
         }
-        if holds_of_plate(&mut tx, request, now).await? >= i64::from(MAX_HOLDS_PER_PLATE) {
+        // The limit is on holds, and only a reserve leaves one: a walk-in
+        // (`then` not empty) is confirmed and parked before it commits.
+        if then.is_empty()
+            && holds_of_plate(&mut tx, request, now).await? >= i64::from(MAX_HOLDS_PER_PLATE)
+        {
             return Err(StoreError::TooManyHolds {
                 limit: MAX_HOLDS_PER_PLATE,
             });
