@@ -24,9 +24,10 @@ use bookkit::rounds::{Plan, RoundStats, Workload, interleave};
 use bookkit::{BenchResult, ResultKind};
 use order_management::domain::Command;
 use order_management::load::{self, Run};
-use order_management::relay::{Broker, Relay, Wake};
+use order_management::relay::{Broker, Relay};
 use order_management::report::{
-    CHAPTER, RELAY_RATE, RELAY_SECS, WORKERS, ceiling_result, transition_result,
+    CHAPTER, RELAY_RATE, RELAY_SECS, RELAY_WAKES, WAKE_INTERVAL_US, WORKERS, ceiling_result,
+    transition_result, wake_interval_us,
 };
 use order_management::store::{OrderStore, PgStore, SCHEMA_SQL};
 use uuid::Uuid;
@@ -134,10 +135,7 @@ async fn run() -> Result<()> {
         &format!("om_bench_{tag}"),
     )
     .await?;
-    for (name, wake) in [
-        ("relay-lag-poll", Wake::Poll(Duration::from_millis(10))),
-        ("relay-lag-notify", Wake::Notify(Duration::from_secs(1))),
-    ] {
+    for (name, wake) in RELAY_WAKES {
         let relay = Arc::new(Relay::new(store.pool().clone(), broker.clone()));
         let lag = load::relay_lag(&store, relay, wake, RELAY_RATE, relay_run).await?;
         println!(
@@ -148,6 +146,7 @@ async fn run() -> Result<()> {
         let r = BenchResult::new(CHAPTER, name, ResultKind::Load)
             .with_throughput(lag.messages, lag.errors, relay_run)
             .with_concurrency(1)
+            .with_extra(WAKE_INTERVAL_US, wake_interval_us(wake))
             .with_extra("offered_rate", f64::from(RELAY_RATE))
             .with_extra("offered", lag.offered)
             .with_extra("committed_rate", lag.committed_rate)

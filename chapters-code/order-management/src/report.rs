@@ -2,10 +2,13 @@
 //! `cargo xtask bench-report order-management` (`benches/orders.rs`).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bookkit::BenchResult;
 use bookkit::table::{fmt_spread, fmt_us, markdown_table};
+
+use crate::relay::Wake;
 
 /// The chapter slug the results are filed under.
 pub const CHAPTER: &str = "order-management";
@@ -30,11 +33,60 @@ pub const RELAY_RATE: u32 = 200;
 /// ...for this many seconds.
 pub const RELAY_SECS: u64 = 5;
 
-/// The relay-lag results and their labels in the table.
-const RELAY_RUNS: [(&str, &str); 2] = [
-    ("relay-lag-poll", "Polling every 10 ms, `SKIP LOCKED`"),
-    ("relay-lag-notify", "LISTEN/NOTIFY, 1 s fallback"),
+/// The relays of the relay-lag runs: the result's name and how the relay
+/// wakes. The bench runs these and the table labels them from the same
+/// values ([`wake_label`]).
+pub const RELAY_WAKES: [(&str, Wake); 2] = [
+    ("relay-lag-poll", Wake::Poll(Duration::from_millis(10))),
+    ("relay-lag-notify", Wake::Notify(Duration::from_secs(1))),
 ];
+
+/// The extra of a relay-lag result that records the relay's interval (its
+/// poll period or its NOTIFY fallback), in microseconds, so a later change
+/// of [`RELAY_WAKES`] does not relabel an older measurement.
+pub const WAKE_INTERVAL_US: &str = "wake_interval_us";
+
+/// The poll period or the NOTIFY fallback of `wake`, in microseconds.
+pub fn wake_interval_us(wake: Wake) -> u64 {
+    let (Wake::Poll(d) | Wake::Notify(d)) = wake;
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// How the relay of `run` woke: as the run recorded it, else as configured
+/// (results from before the interval was recorded).
+fn recorded_wake(configured: Wake, run: Option<&BenchResult>) -> Wake {
+    let Some(us) = run
+        .and_then(|r| r.extra.get(WAKE_INTERVAL_US))
+        .and_then(serde_json::Value::as_u64)
+    else {
+        return configured;
+    };
+    let d = Duration::from_micros(us);
+    match configured {
+        Wake::Poll(_) => Wake::Poll(d),
+        Wake::Notify(_) => Wake::Notify(d),
+    }
+}
+
+/// The table's label of a relay that wakes by `wake`.
+pub fn wake_label(wake: Wake) -> String {
+    match wake {
+        Wake::Poll(every) => format!("Polling every {}, `SKIP LOCKED`", interval(every)),
+        Wake::Notify(fallback) => format!("LISTEN/NOTIFY, {} fallback", interval(fallback)),
+    }
+}
+
+/// `1 s`, `10 ms`, `250 µs`: the largest unit that keeps it whole.
+fn interval(d: Duration) -> String {
+    let us = d.as_micros();
+    if us >= 1_000_000 && us.is_multiple_of(1_000_000) {
+        format!("{} s", us / 1_000_000)
+    } else if us >= 1_000 && us.is_multiple_of(1_000) {
+        format!("{} ms", us / 1_000)
+    } else {
+        format!("{us} µs")
+    }
+}
 
 /// Result names.
 pub fn transition_result(workers: u32) -> String {
@@ -152,22 +204,23 @@ pub fn render(results: &[BenchResult]) -> Result<String> {
 
     // Only runs that recorded their offered load are comparable (older ones
     // paced a closed-loop producer that fell behind differently per relay).
-    let relay_runs: Vec<Option<&BenchResult>> = RELAY_RUNS
+    let relay_runs: Vec<Option<&BenchResult>> = RELAY_WAKES
         .iter()
         .map(|(name, _)| by_name(results, name).filter(|r| r.extra_f64("offered_rate").is_some()))
         .collect();
     let mut relay = Vec::new();
-    for ((_, label), run) in RELAY_RUNS.iter().zip(&relay_runs) {
+    for ((_, wake), run) in RELAY_WAKES.iter().zip(&relay_runs) {
+        let label = wake_label(recorded_wake(*wake, *run));
         match run {
             Some(r) => relay.push(vec![
-                label.to_string(),
+                label,
                 rate(r.extra_f64("committed_rate")),
                 r.ops.to_string(),
                 fmt_us(r.extra_f64("lag_p50_us")),
                 fmt_us(r.extra_f64("lag_p99_us")),
             ]),
             None => relay.push(vec![
-                label.to_string(),
+                label,
                 "not measured yet".into(),
                 String::new(),
                 String::new(),
@@ -271,4 +324,29 @@ pub fn capacity_markdown() -> Result<String> {
         return Ok(format!("Not measured yet: run `{COMMAND}`.\n"));
     }
     crate::capacity::capacity_markdown(&json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_labels_are_read_from_the_wake_values() {
+        assert_eq!(
+            wake_label(Wake::Poll(Duration::from_millis(25))),
+            "Polling every 25 ms, `SKIP LOCKED`"
+        );
+        assert_eq!(
+            wake_label(Wake::Notify(Duration::from_secs(2))),
+            "LISTEN/NOTIFY, 2 s fallback"
+        );
+        assert_eq!(interval(Duration::from_micros(1_500)), "1500 µs");
+        let recorded = BenchResult::new(CHAPTER, "relay-lag-poll", bookkit::ResultKind::Load)
+            .with_extra(WAKE_INTERVAL_US, 50_000u64);
+        assert_eq!(
+            wake_label(recorded_wake(RELAY_WAKES[0].1, Some(&recorded))),
+            "Polling every 50 ms, `SKIP LOCKED`",
+            "a run's recorded interval names its row, not today's constant"
+        );
+    }
 }
