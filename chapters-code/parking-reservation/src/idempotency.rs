@@ -87,6 +87,23 @@ pub fn fingerprint(request: &ReserveRequest) -> String {
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The fingerprint of a walk-in: of its lot, kind, end and plate, marked as
+/// a walk-in. Not of its start, which the service takes from the clock: a
+/// gate that retries in the next 15-minute slot sends the same walk-in. The
+/// mark keeps a key used for a reserve from replaying it as a walk-in.
+pub fn walk_in_fingerprint(request: &ReserveRequest) -> String {
+    let canonical = serde_json::to_vec(&(
+        "walk-in",
+        request.lot_id,
+        request.kind,
+        request.range.end(),
+        &request.plate,
+    ))
+    .unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
 // ANCHOR_END: fingerprint
 
 /// What claiming a key found.

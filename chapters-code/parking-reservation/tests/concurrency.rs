@@ -506,7 +506,10 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
                 barrier.wait().await;
                 if walks_in {
                     let req = request(lot, SpotKind::Regular, stay, &format!("GATE{i}"));
-                    (walks_in, store.walk_in(&req, now).await)
+                    (
+                        walks_in,
+                        store.walk_in(&req, None, now).await.map(|r| r.reservation),
+                    )
                 } else {
                     let req = request(lot, SpotKind::Regular, evening, &format!("BOOK{i}"));
                     (
@@ -600,7 +603,7 @@ async fn a_walk_in_that_loses_a_deadlock_is_retried() {
         let store = store.clone();
         async move {
             let req = request(lot, SpotKind::Regular, stay, "GATE1");
-            store.walk_in(&req, now).await
+            store.walk_in(&req, None, now).await.map(|r| r.reservation)
         }
     });
     let waiting = || async {

@@ -754,6 +754,42 @@ async fn walk_ins_never_take_reserved_capacity() {
 }
 // ANCHOR_END: walk_in_test
 
+/// A walk-in sent twice with one `Idempotency-Key` parks one car: the
+/// retry gets the first answer, marked as a replay; a bad key is a 400.
+#[tokio::test]
+async fn a_walk_in_retried_with_its_key_parks_once_over_http() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(now0() + minutes(7)));
+    let server = Server::start(Arc::clone(&store), clock).await;
+    let path = format!("/lots/{lot}/walk-ins");
+    let body = json!({"kind": "regular", "plate": "WALK1", "end": "2026-03-02T11:00:00Z"});
+    let body = body.to_string();
+    let key = [("idempotency-key", "gate-4/0807-WALK1")];
+    let first = server.send(Method::POST, &path, &key, &body).await;
+    let second = server.send(Method::POST, &path, &key, &body).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    assert_eq!(second.body, first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        second
+            .headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let bad = server
+        .send(Method::POST, &path, &[("idempotency-key", "a b")], &body)
+        .await;
+    assert_problem(&bad, 400, "invalid-idempotency-key");
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
+    server.stop().await;
+}
+
 /// `GET /lots/near`: found nearest first; a bad place or radius is a 400.
 #[tokio::test]
 async fn lots_near_over_http() {

@@ -63,6 +63,7 @@ behaviour_suite!(
     invalid_lots_are_refused,
     a_walk_in_is_parked_at_once_or_leaves_nothing,
     a_walk_in_is_not_held_to_the_hold_limit,
+    a_walk_in_retried_with_its_key_parks_once,
 );
 
 /// A walk-in is one step: parked (held, confirmed and checked in, three
@@ -82,9 +83,10 @@ async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationS
         .reservation;
     let stay = request(lot, SpotKind::Regular, slots(0, 12), "GATE1");
     let parked = store
-        .walk_in(&stay, now)
+        .walk_in(&stay, None, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
     assert_eq!(parked.state, State::CheckedIn);
     assert_ne!(parked.spot, booked.spot);
     assert_eq!(store.get(parked.id).await.ok(), Some(parked.clone()));
@@ -99,7 +101,11 @@ async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationS
     let count = || async { store.reservations(lot).await.map(|v| v.len()).ok() };
     // The lot is full for this stay: refused, nothing stored.
     let full = store
-        .walk_in(&request(lot, SpotKind::Regular, slots(0, 8), "GATE2"), now)
+        .walk_in(
+            &request(lot, SpotKind::Regular, slots(0, 8), "GATE2"),
+            None,
+            now,
+        )
         .await;
     assert!(
         matches!(full, Err(StoreError::NoSpotAvailable { .. })),
@@ -108,7 +114,11 @@ async fn a_walk_in_is_parked_at_once_or_leaves_nothing(store: &impl ReservationS
     // A stay that starts in two hours has a free spot but cannot check in
     // yet: the last step is refused, and the hold and confirm go with it.
     let early = store
-        .walk_in(&request(lot, SpotKind::Regular, slots(16, 4), "GATE3"), now)
+        .walk_in(
+            &request(lot, SpotKind::Regular, slots(16, 4), "GATE3"),
+            None,
+            now,
+        )
         .await;
     assert!(matches!(early, Err(StoreError::Transition(_))), "{early:?}");
     assert_eq!(
@@ -142,9 +152,9 @@ async fn a_walk_in_is_not_held_to_the_hold_limit(store: &impl ReservationStore) 
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let stay = request(lot, SpotKind::Regular, slots(0, 4), "GATE9");
-    let parked = store.walk_in(&stay, now).await;
+    let parked = store.walk_in(&stay, None, now).await;
     assert_eq!(
-        parked.map(|r| r.state).ok(),
+        parked.map(|r| r.reservation.state).ok(),
         Some(State::CheckedIn),
         "a plate at its hold limit was turned away at the gate"
     );
@@ -153,6 +163,59 @@ async fn a_walk_in_is_not_held_to_the_hold_limit(store: &impl ReservationStore) 
     assert!(
         matches!(refused, Err(StoreError::TooManyHolds { .. })),
         "{refused:?}"
+    );
+}
+
+/// A gate that loses the answer and retries with the same Idempotency-Key
+/// gets the first walk-in back, even from the next 15-minute slot (the
+/// service takes the start from the clock); the key with another walk-in,
+/// or a reserve's key used for a walk-in, is refused. One car, one spot.
+async fn a_walk_in_retried_with_its_key_parks_once(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let gate = key("gate-4/2026-03-02/0807-GATE7");
+    let stay = request(lot, SpotKind::Regular, slots(0, 8), "GATE7");
+    let first = store
+        .walk_in(&stay, Some(&gate), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (first.replayed, first.reservation.state),
+        (false, State::CheckedIn)
+    );
+    // The retry, sent at 08:16: its stay starts in the next slot.
+    let retry = request(lot, SpotKind::Regular, slots(1, 7), "GATE7");
+    let again = store
+        .walk_in(&retry, Some(&gate), now0() + minutes(16))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.reservation, first.reservation);
+    let other = request(lot, SpotKind::Regular, slots(0, 8), "GATE8");
+    let reused = store.walk_in(&other, Some(&gate), now).await;
+    assert!(
+        matches!(reused, Err(StoreError::IdempotencyKeyReused(_))),
+        "{reused:?}"
+    );
+    // A reserve's key names the reserve, not a walk-in of the same request.
+    let online = key("app-9/order-1");
+    store
+        .reserve(&other, Some(&online), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reused = store.walk_in(&other, Some(&online), now).await;
+    assert!(
+        matches!(reused, Err(StoreError::IdempotencyKeyReused(_))),
+        "{reused:?}"
+    );
+    assert_eq!(
+        store.reservations(lot).await.map(|v| v.len()).ok(),
+        Some(2),
+        "{:?}",
+        store.reservations(lot).await
     );
 }
 

@@ -263,7 +263,8 @@ pub struct WalkInBody {
 }
 
 /// A walk-in is a reservation that starts now: reserve from the current
-/// slot to `end`, confirm, check in, in one store call (one transaction). It
+/// slot to `end`, confirm, check in, in one store call (one transaction),
+/// with an optional `Idempotency-Key` as for a reserve. It
 /// takes only a spot that no reservation holds for any part of the stay, so
 /// reserved capacity is never given away at the gate; a lot that is fully
 /// reserved turns walk-ins away with 409 `no-spot-available` even while cars
@@ -271,9 +272,14 @@ pub struct WalkInBody {
 async fn walk_in<S: ReservationStore>(
     State(app): State<AppState<S>>,
     lot_id: Result<Path<LotId>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Json<WalkInBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Path(lot_id) = lot_id.map_err(malformed)?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| IdempotencyKey::parse(v.as_bytes()))
+        .transpose()?;
     let Json(body) = body.map_err(malformed)?;
     let now = app.clock.now();
     let start = floor_to_slot(now).to_rfc3339();
@@ -285,8 +291,14 @@ async fn walk_in<S: ReservationStore>(
     }
     .parse(lot_id)?;
     check_bookable(&request.range, now)?;
-    let parked = app.store.walk_in(&request, now).await?;
-    Ok((StatusCode::CREATED, Json(parked)).into_response())
+    let parked = app.store.walk_in(&request, key.as_ref(), now).await?;
+    let mut response = (StatusCode::CREATED, Json(&parked.reservation)).into_response();
+    if parked.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 // ANCHOR_END: walk_in
 

@@ -12,7 +12,7 @@ use crate::domain::{
     Event, Location, LotId, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Reservation, ReserveRequest, SpotRef,
     State, TariffBook, TimeRange, Transition, distance_m,
 };
-use crate::idempotency::{IdempotencyKey, fingerprint};
+use crate::idempotency::{IdempotencyKey, fingerprint, walk_in_fingerprint};
 
 // ANCHOR: memory_store
 /// A [`ReservationStore`] in process memory; the default of `cargo run --bin parking-reservation`.
@@ -87,6 +87,38 @@ impl Inner {
             }
         }
         n
+    }
+
+    /// What an earlier use of `key` answers: its first response when it was
+    /// used with the same fingerprint, an error when with another; `None`
+    /// when there is no key or it is new.
+    fn replay(
+        &self,
+        key: Option<&IdempotencyKey>,
+        fingerprint: Option<&str>,
+    ) -> Option<Result<Reserved, StoreError>> {
+        let (key, fp) = key.zip(fingerprint)?;
+        let (stored_fp, response) = self.keys.get(key.as_str())?;
+        Some(if stored_fp == fp {
+            Ok(Reserved {
+                reservation: response.clone(),
+                replayed: true,
+            })
+        } else {
+            Err(StoreError::IdempotencyKeyReused(key.to_string()))
+        })
+    }
+
+    /// Records the response of the request that used `key` first.
+    fn remember(
+        &mut self,
+        key: Option<&IdempotencyKey>,
+        fingerprint: Option<String>,
+        response: &Reservation,
+    ) {
+        if let (Some(key), Some(fp)) = (key, fingerprint) {
+            self.keys.insert(key.to_string(), (fp, response.clone()));
+        }
     }
 
     /// A hold of the free spot the rule assigns for `request`, not yet
@@ -186,17 +218,8 @@ impl ReservationStore for MemoryStore {
     ) -> Result<Reserved, StoreError> {
         let mut inner = self.lock();
         let fingerprint = key.map(|_| fingerprint(request));
-        if let (Some(key), Some(fp)) = (key, &fingerprint)
-            && let Some((stored_fp, response)) = inner.keys.get(key.as_str())
-        {
-            return if stored_fp == fp {
-                Ok(Reserved {
-                    reservation: response.clone(),
-                    replayed: true,
-                })
-            } else {
-                Err(StoreError::IdempotencyKeyReused(key.to_string()))
-            };
+        if let Some(replay) = inner.replay(key, fingerprint.as_deref()) {
+            return replay;
         }
         let reservation = inner.new_hold(request, now, true)?;
         inner
@@ -205,11 +228,7 @@ impl ReservationStore for MemoryStore {
         inner
             .history
             .insert(reservation.id, vec![Transition::reserved(&reservation)]);
-        if let (Some(key), Some(fp)) = (key, fingerprint) {
-            inner
-                .keys
-                .insert(key.to_string(), (fp, reservation.clone()));
-        }
+        inner.remember(key, fingerprint, &reservation);
         Ok(Reserved {
             reservation,
             replayed: false,
@@ -219,9 +238,14 @@ impl ReservationStore for MemoryStore {
     async fn walk_in(
         &self,
         request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
-    ) -> Result<Reservation, StoreError> {
+    ) -> Result<Reserved, StoreError> {
         let mut inner = self.lock();
+        let fingerprint = key.map(|_| walk_in_fingerprint(request));
+        if let Some(replay) = inner.replay(key, fingerprint.as_deref()) {
+            return replay;
+        }
         let held = inner.new_hold(request, now, false)?;
         let tariff = inner.tariffs.of(request.kind);
         // All three steps under the one lock, stored only if all succeed.
@@ -234,7 +258,11 @@ impl ReservationStore for MemoryStore {
         }
         inner.history.insert(current.id, history);
         inner.reservations.insert(current.id, current.clone());
-        Ok(current)
+        inner.remember(key, fingerprint, &current);
+        Ok(Reserved {
+            reservation: current,
+            replayed: false,
+        })
     }
 
     async fn get(&self, id: Uuid) -> Result<Reservation, StoreError> {

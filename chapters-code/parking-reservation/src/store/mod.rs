@@ -209,12 +209,15 @@ pub trait ReservationStore: Send + Sync + 'static {
     /// A driver at the gate: holds the free spot of the kind nearest the
     /// ground floor for `request.range`, confirms it and checks in, all at
     /// `now` and all or nothing (one transaction in PostgreSQL). The history
-    /// records the three steps.
+    /// records the three steps. `key` works as for [`Self::reserve`], with
+    /// the walk-in's own fingerprint
+    /// ([`walk_in_fingerprint`](crate::idempotency::walk_in_fingerprint)).
     fn walk_in(
         &self,
         request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
 
     /// One reservation.
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Reservation, StoreError>> + Send;

@@ -33,7 +33,9 @@ use crate::domain::{
     EARTH_RADIUS_M, Event, Location, LotId, MAX_HOLDS_PER_PLATE, Money, NEAR_LIMIT, NO_SHOW_GRACE,
     Plate, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange, Transition,
 };
-use crate::idempotency::{self, Claim, ClaimError, IdempotencyKey, fingerprint};
+use crate::idempotency::{
+    self, Claim, ClaimError, IdempotencyKey, fingerprint, walk_in_fingerprint,
+};
 
 // ANCHOR: statement_timeout
 /// The server stops any statement of the service after this long (SQLSTATE
@@ -334,12 +336,10 @@ impl PgStore {
     async fn reserve_then(
         &self,
         request: &ReserveRequest,
-        key: Option<&IdempotencyKey>,
+        key: Option<(&IdempotencyKey, &str)>,
         now: DateTime<Utc>,
         then: &[Event],
     ) -> Result<Reserved, StoreError> {
-        let fingerprint = key.map(|_| fingerprint(request));
-        let key = key.zip(fingerprint.as_deref());
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -732,23 +732,25 @@ impl ReservationStore for PgStore {
         key: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> Result<Reserved, StoreError> {
-        self.reserve_then(request, key, now, &[]).await
+        let fingerprint = key.map(|_| fingerprint(request));
+        self.reserve_then(request, key.zip(fingerprint.as_deref()), now, &[])
+            .await
     }
 
     // ANCHOR: pg_walk_in
     async fn walk_in(
         &self,
         request: &ReserveRequest,
+        key: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
-    ) -> Result<Reservation, StoreError> {
+    ) -> Result<Reserved, StoreError> {
         // Hold, confirm and check in, in the reserve's own transaction: the
         // spot is chosen and guarded exactly as for any reserve, and a
         // failure at any step leaves nothing behind.
         let then = [Event::Confirm, Event::CheckIn];
-        Ok(self
-            .reserve_then(request, None, now, &then)
-            .await?
-            .reservation)
+        let fingerprint = key.map(|_| walk_in_fingerprint(request));
+        self.reserve_then(request, key.zip(fingerprint.as_deref()), now, &then)
+            .await
     }
     // ANCHOR_END: pg_walk_in
 
