@@ -380,6 +380,19 @@ impl Order {
             .sum()
     }
 
+    /// A shipment of everything left on every line (line numbers from 1).
+    pub fn everything_left(&self) -> Vec<ShipLine> {
+        self.lines
+            .iter()
+            .zip(1..)
+            .filter(|(l, _)| l.shipped < l.quantity)
+            .map(|(l, line)| ShipLine {
+                line,
+                quantity: l.quantity - l.shipped,
+            })
+            .collect()
+    }
+
     fn shipment_units(&self, ship: &[ShipLine]) -> u64 {
         ship.iter().map(|s| u64::from(s.quantity)).sum()
     }

@@ -195,7 +195,7 @@ impl OrderIn<Paid> {
 
     /// Ship everything.
     pub fn ship_all(self) -> OrderIn<Shipped> {
-        let lines = everything_left(&self.order);
+        let lines = self.order.everything_left();
         self.step(Event::Shipped { lines })
     }
 
@@ -215,7 +215,7 @@ impl OrderIn<PartiallyShipped> {
 
     /// Ship the rest.
     pub fn ship_rest(self) -> OrderIn<Shipped> {
-        let lines = everything_left(&self.order);
+        let lines = self.order.everything_left();
         self.step(Event::Shipped { lines })
     }
 }
@@ -250,19 +250,6 @@ impl OrderIn<Returned> {
     }
 }
 // ANCHOR_END: typestate
-
-fn everything_left(order: &Order) -> Vec<ShipLine> {
-    order
-        .lines
-        .iter()
-        .zip(1..)
-        .filter(|(l, _)| l.shipped < l.quantity)
-        .map(|(l, line)| ShipLine {
-            line,
-            quantity: l.quantity - l.shipped,
-        })
-        .collect()
-}
 
 /// Data errors (a bad line number) stay run-time errors: the order comes back unchanged.
 fn ship<S: Marker>(

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{OrderStore, RecordedEvent, StoreError};
+use super::{OrderStore, RecordedEvent, StoreError, decide_at};
 use crate::domain::{Command, NewOrder, Order};
 
 /// Orders and their histories in memory; the demo's default and the model's twin.
@@ -67,15 +67,7 @@ impl OrderStore for MemoryStore {
     ) -> Result<Order, StoreError> {
         let mut orders = self.lock();
         let (order, history) = orders.get_mut(&id).ok_or(StoreError::NotFound(id))?;
-        if order.version != expected_version {
-            return Err(StoreError::VersionConflict {
-                expected: expected_version,
-                actual: order.version,
-            });
-        }
-        let event = order.decide(command)?;
-        let mut next = order.clone();
-        next.evolve(&event)?;
+        let (event, next) = decide_at(order, expected_version, command)?;
         history.push(RecordedEvent {
             version: next.version,
             event,

@@ -24,6 +24,26 @@ mod postgres;
 pub use memory::MemoryStore;
 pub use postgres::{LOAD_SQL, PgStore, SCHEMA_SQL};
 
+/// What every store does before it writes a command: refuse a stale
+/// `expected_version` (the client acted on an old read), decide, and fold
+/// the event into the next state. Returns the event and that state.
+pub(crate) fn decide_at(
+    order: &Order,
+    expected_version: i64,
+    command: &Command,
+) -> Result<(Event, Order), StoreError> {
+    if order.version != expected_version {
+        return Err(StoreError::VersionConflict {
+            expected: expected_version,
+            actual: order.version,
+        });
+    }
+    let event = order.decide(command)?;
+    let mut next = order.clone();
+    next.evolve(&event)?;
+    Ok((event, next))
+}
+
 /// One stored event, as the history route returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RecordedEvent {

@@ -5,7 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{OrderStore, RecordedEvent, StoreError};
+use super::{OrderStore, RecordedEvent, StoreError, decide_at};
 use crate::domain::{Command, Event, Line, NewOrder, Order, State};
 
 /// `sql/schema.sql`, applied by tests, generators and the demo binary.
@@ -148,15 +148,7 @@ impl PgStore {
         command: &Command,
     ) -> Result<Order, StoreError> {
         let order = Self::load(&mut **tx, id).await?;
-        if order.version != expected_version {
-            return Err(StoreError::VersionConflict {
-                expected: expected_version,
-                actual: order.version,
-            });
-        }
-        let event = order.decide(command)?;
-        let mut next = order.clone();
-        next.evolve(&event)?;
+        let (event, next) = decide_at(&order, expected_version, command)?;
         let updated = sqlx::query(UPDATE_SQL)
             .bind(id)
             .bind(expected_version)

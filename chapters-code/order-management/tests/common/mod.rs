@@ -5,7 +5,7 @@ pub mod saga;
 
 use std::path::PathBuf;
 
-use order_management::domain::{Command, LineRequest, NewOrder, Order, ShipLine};
+use order_management::domain::{Command, LineRequest, NewOrder, Order};
 use order_management::store::{OrderStore, PgStore};
 use testkit::TestDb;
 use uuid::Uuid;
@@ -79,16 +79,7 @@ pub async fn paid_order<S: OrderStore>(store: &S, id: Uuid, request: &NewOrder) 
 /// A shipment of everything left on every line.
 pub fn ship_everything(order: &Order) -> Command {
     Command::Ship {
-        lines: order
-            .lines
-            .iter()
-            .zip(1..)
-            .filter(|(l, _)| l.shipped < l.quantity)
-            .map(|(l, line)| ShipLine {
-                line,
-                quantity: l.quantity - l.shipped,
-            })
-            .collect(),
+        lines: order.everything_left(),
     }
 }
 
