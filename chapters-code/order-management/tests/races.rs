@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use order_management::domain::{Command, CommandError, Refusal, State};
+use order_management::domain::{Command, Refusal, State};
 use order_management::store::{OrderStore, PgStore, StoreError};
 use uuid::Uuid;
 
@@ -123,12 +123,7 @@ async fn a_loser_that_retries_gets_the_rule_not_a_second_win() {
         };
         let err = store.apply(id, now.version, &retry).await;
         assert!(
-            matches!(
-                err,
-                Err(StoreError::Command(CommandError::Refused(
-                    Refusal::Illegal { .. }
-                )))
-            ),
+            matches!(refusal(&err), Some(Refusal::Illegal { .. })),
             "{err:?}"
         );
     }

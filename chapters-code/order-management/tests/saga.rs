@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::saga::*;
 use common::*;
-use order_management::domain::{Command, CommandError, Refusal, State};
+use order_management::domain::{Command, Refusal, State};
 use order_management::saga::{CrashAt, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step};
 use order_management::store::{OrderStore, StoreError};
 use uuid::Uuid;
@@ -98,12 +98,7 @@ async fn a_pending_order_refuses_client_commands_until_the_saga_ends() {
     ] {
         let err = env.store.apply(id, 2, &command).await;
         assert!(
-            matches!(
-                err,
-                Err(StoreError::Command(CommandError::Refused(
-                    Refusal::Locked { .. }
-                )))
-            ),
+            matches!(refusal(&err), Some(Refusal::Locked { .. })),
             "{err:?}"
         );
     }

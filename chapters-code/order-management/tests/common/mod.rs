@@ -5,8 +5,8 @@ pub mod saga;
 
 use std::path::PathBuf;
 
-use order_management::domain::{Command, LineRequest, NewOrder, Order};
-use order_management::store::{OrderStore, PgStore};
+use order_management::domain::{Command, CommandError, LineRequest, NewOrder, Order, Refusal};
+use order_management::store::{OrderStore, PgStore, StoreError};
 use testkit::TestDb;
 use uuid::Uuid;
 
@@ -47,6 +47,14 @@ pub fn new_order(lines: &[(&str, u32, i64)]) -> NewOrder {
 /// The usual test order: two lines, 3 x A at 1.00 and 1 x B at 2.50.
 pub fn two_lines() -> NewOrder {
     new_order(&[("A", 3, 100), ("B", 1, 250)])
+}
+
+/// The rule by which a store refused a command, if that is what it answered.
+pub fn refusal<T>(answer: &Result<T, StoreError>) -> Option<&Refusal> {
+    match answer {
+        Err(StoreError::Command(CommandError::Refused(why))) => Some(why),
+        _ => None,
+    }
 }
 
 /// Unwraps a test step, naming it on failure.
