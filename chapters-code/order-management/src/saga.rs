@@ -45,7 +45,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::domain::{Command, State};
+use crate::domain::{Command, Order, State};
 use crate::store::{PgStore, StoreError};
 
 // ANCHOR: steps
@@ -681,43 +681,19 @@ impl Orchestrator {
                         "the provider refused the capture".into(),
                     ));
                 }
-                let n = sqlx::query(
-                    "UPDATE payments SET state = 'captured' WHERE saga_id = $1 AND state = 'authorized'",
-                )
-                .bind(saga)
-                .execute(&mut **tx)
-                .await
-                .map_err(transient)?;
-                Ok(n.rows_affected() == 1)
+                settle_payment(tx, saga, "captured").await
             }
-            Step::CommitStock => {
-                let lines = sqlx::query(
-                    "UPDATE stock_reservations SET state = 'committed'
-                      WHERE saga_id = $1 AND state = 'reserved' RETURNING sku, quantity",
-                )
-                .bind(saga)
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(transient)?;
-                for l in &lines {
-                    sqlx::query(
-                        "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1",
-                    )
-                    .bind(l.try_get::<String, _>("sku").map_err(transient)?)
-                    .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(transient)?;
-                }
-                Ok(!lines.is_empty())
-            }
+            Step::CommitStock => settle_reservations(
+                tx,
+                saga,
+                "committed",
+                "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1",
+            )
+            .await,
             Step::ApproveOrder => {
-                let order = PgStore::load(&mut **tx, order_id)
-                    .await
-                    .map_err(transient)?;
-                if order.state != State::Pending {
+                let Some(order) = pending_order(tx, order_id).await? else {
                     return Ok(false);
-                }
+                };
                 let amount_cents = order.total_cents;
                 PgStore::apply_in(
                     tx,
@@ -742,12 +718,9 @@ impl Orchestrator {
     ) -> Result<bool, StepError> {
         match step {
             Step::PlaceOrder => {
-                let order = PgStore::load(&mut **tx, order_id)
-                    .await
-                    .map_err(transient)?;
-                if order.state != State::Pending {
+                let Some(order) = pending_order(tx, order_id).await? else {
                     return Ok(false);
-                }
+                };
                 let (failed_step, failure): (Option<String>, Option<String>) =
                     sqlx::query_as("SELECT failed_step, failure FROM sagas WHERE id = $1")
                         .bind(saga)
@@ -770,37 +743,75 @@ impl Orchestrator {
                 Ok(true)
             }
             Step::ReserveStock => {
-                let lines = sqlx::query(
-                    "UPDATE stock_reservations SET state = 'released'
-                      WHERE saga_id = $1 AND state = 'reserved' RETURNING sku, quantity",
+                settle_reservations(
+                    tx,
+                    saga,
+                    "released",
+                    "UPDATE stock SET reserved = reserved - $2 WHERE sku = $1",
                 )
-                .bind(saga)
-                .fetch_all(&mut **tx)
                 .await
-                .map_err(transient)?;
-                for l in &lines {
-                    sqlx::query("UPDATE stock SET reserved = reserved - $2 WHERE sku = $1")
-                        .bind(l.try_get::<String, _>("sku").map_err(transient)?)
-                        .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(transient)?;
-                }
-                Ok(!lines.is_empty())
             }
-            Step::AuthorizePayment => {
-                let n = sqlx::query(
-                    "UPDATE payments SET state = 'voided' WHERE saga_id = $1 AND state = 'authorized'",
-                )
-                .bind(saga)
-                .execute(&mut **tx)
-                .await
-                .map_err(transient)?;
-                Ok(n.rows_affected() == 1)
-            }
+            Step::AuthorizePayment => settle_payment(tx, saga, "voided").await,
             // Nothing after the pivot is ever compensated.
             Step::CapturePayment | Step::CommitStock | Step::ApproveOrder => Ok(false),
         }
     }
-    // ANCHOR_END: participants
 }
+
+/// The order, if it is still `pending` (its saga's step not yet done).
+async fn pending_order(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: Uuid,
+) -> Result<Option<Order>, StepError> {
+    let order = PgStore::load(&mut **tx, order_id)
+        .await
+        .map_err(transient)?;
+    Ok((order.state == State::Pending).then_some(order))
+}
+
+/// Moves the saga's `reserved` stock to `to` (`committed` or `released`)
+/// and runs `stock_sql` (`$1` sku, `$2` quantity) for each line; false when
+/// nothing was reserved (settled before, or never reserved).
+async fn settle_reservations(
+    tx: &mut Transaction<'_, Postgres>,
+    saga: Uuid,
+    to: &str,
+    stock_sql: &'static str,
+) -> Result<bool, StepError> {
+    let lines = sqlx::query(
+        "UPDATE stock_reservations SET state = $2
+          WHERE saga_id = $1 AND state = 'reserved' RETURNING sku, quantity",
+    )
+    .bind(saga)
+    .bind(to)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(transient)?;
+    for l in &lines {
+        sqlx::query(stock_sql)
+            .bind(l.try_get::<String, _>("sku").map_err(transient)?)
+            .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(transient)?;
+    }
+    Ok(!lines.is_empty())
+}
+
+/// Moves the saga's `authorized` payment to `to` (`captured` or `voided`);
+/// false when there was none (settled before, or never authorized).
+async fn settle_payment(
+    tx: &mut Transaction<'_, Postgres>,
+    saga: Uuid,
+    to: &str,
+) -> Result<bool, StepError> {
+    let n =
+        sqlx::query("UPDATE payments SET state = $2 WHERE saga_id = $1 AND state = 'authorized'")
+            .bind(saga)
+            .bind(to)
+            .execute(&mut **tx)
+            .await
+            .map_err(transient)?;
+    Ok(n.rows_affected() == 1)
+}
+// ANCHOR_END: participants
