@@ -322,6 +322,8 @@ pub fn render_other_operations(results: &[serde_json::Value]) -> Result<String> 
         "| Operation, {c} clients | Per second | p50 | p99 | Ratio to plain INSERT | Per second ÷ reserve |\n\
          |---|---:|---:|---:|---:|---:|\n"
     );
+    let mut cheaper = Vec::new();
+    let mut dearer = Vec::new();
     for (label, name) in [
         ("reserve", reserve_result(c)),
         ("availability of a lot for a range", availability_result(c)),
@@ -330,7 +332,13 @@ pub fn render_other_operations(results: &[serde_json::Value]) -> Result<String> 
         match by_name.get(&name) {
             Some(r) => {
                 let vs_reserve = match (r.ops_per_sec, reserve) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+                    (Some(a), Some(b)) if b > 0.0 => {
+                        if name != reserve_result(c) {
+                            let side = if a >= b { &mut cheaper } else { &mut dearer };
+                            side.push(format!("{label} ({:.1}×)", a / b));
+                        }
+                        format!("{:.1}×", a / b)
+                    }
                     _ => "n/a".to_string(),
                 };
                 let _ = writeln!(
@@ -347,7 +355,33 @@ pub fn render_other_operations(results: &[serde_json::Value]) -> Result<String> 
             }
         }
     }
+    out.push_str(&sizing_note(&cheaper, &dearer));
     Ok(out)
+}
+
+/// What the measured reads mean for a capacity model that costs every operation as a reserve.
+fn sizing_note(cheaper: &[String], dearer: &[String]) -> String {
+    let mut note = String::new();
+    if !cheaper.is_empty() {
+        note.push_str(&format!(
+            "\nFaster than a reserve in this run: {}. Costing {} as a reserve errs towards too many cores.",
+            cheaper.join(", "),
+            if cheaper.len() == 1 { "it" } else { "them" },
+        ));
+    }
+    if !dearer.is_empty() {
+        note.push_str(&format!(
+            "\nSlower than a reserve in this run: {}. Costing {} as a reserve, as the capacity model does, \
+             under-counts {} cost.",
+            dearer.join(", "),
+            if dearer.len() == 1 { "it" } else { "them" },
+            if dearer.len() == 1 { "its" } else { "their" },
+        ));
+    }
+    if !note.is_empty() {
+        note.push('\n');
+    }
+    note
 }
 
 // ANCHOR: render_performance
@@ -589,6 +623,26 @@ pub fn capacity_markdown() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sizing_note_says_which_reads_a_reserve_over_or_under_costs() {
+        assert_eq!(sizing_note(&[], &[]), "");
+        let note = sizing_note(
+            &["read one reservation (20.3×)".into()],
+            &["availability (0.7×)".into()],
+        );
+        assert!(
+            note.contains(
+                "Faster than a reserve in this run: read one reservation (20.3×). Costing it"
+            ),
+            "{note}"
+        );
+        assert!(
+            note.contains("Slower than a reserve in this run: availability (0.7×)."),
+            "{note}"
+        );
+        assert!(note.contains("under-counts its cost"), "{note}");
+    }
 
     #[test]
     fn tables_render_from_results_and_name_missing_rows() -> Result<()> {
