@@ -388,6 +388,20 @@ fn catalog_error(e: sqlx::Error, key: &StockKey) -> StoreError {
     }
 }
 
+/// A position from a row with `on_hand`, `reserved`, `version` and `reclaimable`
+/// (what [`ADJUST_SQL`] and [`STOCK_SQL`] both return).
+fn decode_stock(key: &StockKey, row: &PgRow) -> Result<Stock, StoreError> {
+    Ok(Stock {
+        key: key.clone(),
+        balance: Balance {
+            on_hand: row.try_get("on_hand")?,
+            reserved: row.try_get("reserved")?,
+        },
+        version: row.try_get("version")?,
+        reclaimable: row.try_get("reclaimable")?,
+    })
+}
+
 fn decode_reservation(row: &PgRow) -> Result<Reservation, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
     let state: String = row.try_get("state")?;
@@ -544,15 +558,7 @@ impl InventoryStore for PgStore {
                     });
                 }
                 // The row the count produced, not a later read of it.
-                return Ok(Stock {
-                    key: key.clone(),
-                    balance: Balance {
-                        on_hand: row.try_get("on_hand")?,
-                        reserved: row.try_get("reserved")?,
-                    },
-                    version: row.try_get("version")?,
-                    reclaimable: row.try_get("reclaimable")?,
-                });
+                return decode_stock(key, &row);
             }
             if created {
                 return Err(StoreError::Corrupt(format!("position {key} vanished")));
@@ -579,15 +585,7 @@ impl InventoryStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
-            return Ok(Stock {
-                key: key.clone(),
-                balance: Balance {
-                    on_hand: row.try_get("on_hand")?,
-                    reserved: row.try_get("reserved")?,
-                },
-                version: row.try_get("version")?,
-                reclaimable: row.try_get("reclaimable")?,
-            });
+            return decode_stock(key, &row);
         }
         let (sku, wh): (bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM skus WHERE sku = $1),
