@@ -114,7 +114,7 @@ pub struct CriterionEstimate {
 pub struct BenchResult {
     /// Format version, [`RESULT_FORMAT_VERSION`].
     pub version: u32,
-    /// The chapter's slug, `[a-z0-9_-]+`.
+    /// The chapter's slug, `[a-z0-9_-]+`, or a block's `blocks/<slug>`.
     pub chapter: String,
     /// The configuration's stable id within the chapter, `[a-z0-9_-]+`; also the file name.
     pub name: String,
@@ -246,9 +246,16 @@ impl BenchResult {
             "result format version {} (this code reads {RESULT_FORMAT_VERSION})",
             self.version
         );
-        for (what, s) in [("chapter", &self.chapter), ("name", &self.name)] {
-            ensure!(is_slug(s), "{what} {s:?} is not [a-z0-9_-]+");
-        }
+        ensure!(
+            is_chapter(&self.chapter),
+            "chapter {:?} is not [a-z0-9_-]+ or blocks/[a-z0-9_-]+",
+            self.chapter
+        );
+        ensure!(
+            is_slug(&self.name),
+            "name {:?} is not [a-z0-9_-]+",
+            self.name
+        );
         Ok(())
     }
 }
@@ -294,7 +301,10 @@ pub fn committed_dir(chapter: &str) -> String {
 
 /// The committed results of `chapter` (`src/<chapter>/generated/results/*.json`), sorted by name.
 pub fn committed(chapter: &str) -> Result<Vec<BenchResult>> {
-    ensure!(is_slug(chapter), "chapter {chapter:?} is not [a-z0-9_-]+");
+    ensure!(
+        is_chapter(chapter),
+        "chapter {chapter:?} is not [a-z0-9_-]+ or blocks/[a-z0-9_-]+"
+    );
     read_dir(&crate::repo_root().join(committed_dir(chapter)))
 }
 
@@ -366,6 +376,14 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A chapter's slug, or a Part II block's `blocks/<slug>` (its folder under `src/`).
+pub(crate) fn is_chapter(s: &str) -> bool {
+    match s.strip_prefix("blocks/") {
+        Some(block) => is_slug(block),
+        None => is_slug(s),
+    }
 }
 
 pub(crate) fn is_slug(s: &str) -> bool {

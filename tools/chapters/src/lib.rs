@@ -17,6 +17,14 @@ use bookkit::Chapter;
 pub fn chapters() -> Vec<Chapter> {
     vec![
         capacity::book::book(),
+        block_errors::book::book(),
+        block_idempotency::book::book(),
+        block_rate_limiter::book::book(),
+        block_cache_aside::book::book(),
+        block_retry::book::book(),
+        block_outbox::book::book(),
+        block_state_machine::book::book(),
+        block_service::book::book(),
         url_shortener::book::book(),
         twitter_timeline::book::book(),
         ecommerce::book::book(),

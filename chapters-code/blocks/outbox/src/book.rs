@@ -1,0 +1,13 @@
+//! What this block publishes into its Part II page (feature `book`).
+
+use bookkit::Chapter;
+
+/// The block's generated files and bench report.
+pub fn book() -> Chapter {
+    Chapter {
+        slug: "blocks/outbox",
+        package: "block-outbox",
+        generated: vec![],
+        report: None,
+    }
+}
