@@ -397,6 +397,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chapter_is_a_slug_or_a_block_under_blocks() {
+        for ok in ["url-shortener", "appendix", "blocks/rate-limiter"] {
+            assert!(is_chapter(ok), "{ok}");
+        }
+        for bad in ["", "blocks/", "blocks/a/b", "../x", "Blocks/x", "other/x", "a b"] {
+            assert!(!is_chapter(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn results_round_trip_through_a_file() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("bookkit-rt-{}", std::process::id()));
         let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
