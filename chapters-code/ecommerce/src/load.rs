@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use governor::DefaultDirectRateLimiter;
+use block_rate_limiter::Limiter;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -277,7 +277,7 @@ pub struct OverloadRun {
 /// answer still costs the server its work, as it does in production.
 pub async fn overload(
     checkout: Checkout<PgStore, FakeProvider>,
-    admission: Option<Arc<DefaultDirectRateLimiter>>,
+    admission: Option<Arc<crate::service::Admission>>,
     rate: f64,
     duration: Duration,
     deadline: Duration,
@@ -297,7 +297,7 @@ pub async fn overload(
         tokio::time::sleep_until(due.into()).await;
         offered += 1;
         if let Some(limiter) = &admission
-            && limiter.check().is_err()
+            && limiter.check(&()).is_err()
         {
             rejected += 1;
             continue;

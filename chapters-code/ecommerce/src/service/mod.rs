@@ -20,18 +20,16 @@
 
 mod error;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use block_rate_limiter::{GovernorGcra, Quota, RateLimitLayer, everyone};
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
@@ -69,7 +67,7 @@ pub struct AppState<S, C, P> {
     /// The checkout flow.
     pub checkout: Checkout<S, P>,
     /// Flash-sale admission in front of checkout, if any.
-    pub admission: Option<Arc<DefaultDirectRateLimiter>>,
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl<S, C, P> Clone for AppState<S, C, P> {
@@ -85,38 +83,34 @@ impl<S, C, P> Clone for AppState<S, C, P> {
 }
 
 // ANCHOR: admission
-/// A token bucket admitting `per_second` checkouts, with bursts of `burst`.
-pub fn admission(per_second: u32, burst: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
-    let rate = NonZeroU32::new(per_second)?;
-    let burst = NonZeroU32::new(burst).unwrap_or(rate);
-    Some(Arc::new(RateLimiter::direct(
-        Quota::per_second(rate).allow_burst(burst),
-    )))
+/// The flash-sale limit: one GCRA state for every shopper (the block's
+/// `governor` limiter: lock-free, which matters on a limit every request hits).
+pub type Admission = GovernorGcra;
+
+/// Admission of `per_second` checkouts, with bursts of `burst` (0: one
+/// second's worth); `None` when `per_second` is 0, which turns it off.
+pub fn admission(per_second: u32, burst: u32) -> Option<Arc<Admission>> {
+    let burst = if burst == 0 { per_second } else { burst };
+    let quota = Quota::per_second(per_second, burst).ok()?;
+    Some(Arc::new(GovernorGcra::new(quota)))
 }
 
-/// Refuses a checkout at once (429) when the bucket is empty: a refused
-/// shopper retries in a second; an admitted one is served at full speed.
-async fn admit<S, C, P>(
-    State(app): State<AppState<S, C, P>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(limiter) = &app.admission
-        && limiter.check().is_err()
-    {
-        return ApiError::Busy.into_response();
-    }
-    next.run(request).await
+/// The block's layer over checkout: it refuses at once (429) when the
+/// bucket is empty, before the body is read; a refused shopper retries in a
+/// second (at 1/s or more, the wait is at most a second, which is the
+/// `Retry-After` of `checkout-busy`); an admitted one is served at full speed.
+fn admit(admission: Option<Arc<Admission>>) -> Option<RateLimitLayer<Admission, ()>> {
+    admission.map(|limiter| {
+        RateLimitLayer::new(limiter, everyone).refusing_with(|_| ApiError::Busy.into_response())
+    })
 }
 // ANCHOR_END: admission
 
 // ANCHOR: router
 /// The service's routes over `state`.
 pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, P>) -> Router {
-    let checkout = post(checkout::<S, C, P>).route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        admit::<S, C, P>,
-    ));
+    let checkout = post(checkout::<S, C, P>)
+        .route_layer(tower::util::option_layer(admit(state.admission.clone())));
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/products/{sku}", get(product::<S, C, P>))

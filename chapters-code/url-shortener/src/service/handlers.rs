@@ -6,9 +6,8 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
@@ -67,32 +66,10 @@ impl LinkView {
     }
 }
 
-// ANCHOR: limit_creates
-/// The create limit, as a layer in front of `create_link`: it runs before
-/// any extractor, so a client over its limit costs us no body read.
-pub async fn limit_creates<S: LinkStore>(
-    State(app): State<AppState<S>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(limiter) = &app.limiter {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr);
-        let client = client_ip(request.headers(), peer, app.trust_forwarded_for);
-        if let Err(wait) = limiter.check(client) {
-            return ApiError::RateLimited(wait).into_response();
-        }
-    }
-    next.run(request).await
-}
-// ANCHOR_END: limit_creates
-
 // ANCHOR: create_link
 /// `POST /api/links`: 201 with the new link and its management token (200
 /// when an identical link was already there). The create limit ran before
-/// this handler ([`limit_creates`]).
+/// this handler (the block's layer, [`super::rate_limit::create_limit`]).
 pub async fn create_link<S: LinkStore>(
     State(app): State<AppState<S>>,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -37,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::scan::MissBudget;
 use crate::shortener::{Parts, Shortener};
 use crate::store::{LinkStore, MemoryStore, PgStore};
-use rate_limit::CreateLimiter;
+use rate_limit::CreateLimit;
 
 // ANCHOR: constants
 /// Ids a node leases from the allocator at a time.
@@ -50,7 +49,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What every handler receives; cheap to clone.
 pub struct AppState<S> {
     shortener: Shortener<S>,
-    limiter: Option<Arc<CreateLimiter>>,
+    limiter: Option<CreateLimit>,
     base_url: Arc<str>,
     trust_forwarded_for: bool,
 }
@@ -109,7 +108,7 @@ impl<S: LinkStore> App<S> {
             limiter: config
                 .rate_limit
                 .as_ref()
-                .map(|r| Arc::new(CreateLimiter::new(r))),
+                .map(|r| rate_limit::create_limit(r, config.trust_forwarded_for)),
             base_url: handlers::base_url_string(&config.base_url),
             trust_forwarded_for: config.trust_forwarded_for,
         };
@@ -135,8 +134,7 @@ impl<S: LinkStore> App<S> {
     /// its limit is refused before its body is read: the handler's `Json`
     /// extractor would read the whole body first.
     pub fn router(&self) -> Router {
-        let limit =
-            middleware::from_fn_with_state(self.state.clone(), handlers::limit_creates::<S>);
+        let limit = tower::util::option_layer(self.state.limiter.clone());
         Router::new()
             .route(
                 "/api/links",
