@@ -1,28 +1,39 @@
-//! The cache's staleness bound, with two service instances sharing
-//! PostgreSQL and Redis and a load that races a write.
+//! The cache's staleness bound, with service instances sharing PostgreSQL
+//! and Redis and a load that races a write, driven by the cache-aside
+//! block's harness ([`Race`]).
 //!
 //! Node A's store stalls one lookup after it has read the row ([`Gated`]),
 //! so the test decides exactly when A's fill reaches Redis: after node B
 //! has changed the link. A fill must never undo that change in Redis; the
 //! only staleness left is node A's own in-process entry, for at most its
-//! TTL.
+//! bound (its TTL plus the load timeout).
 
 mod common;
 
 use std::time::Duration;
 
+use block_cache_aside::harness::{Race, Reader};
 use common::{Gated, Server};
 use hyper::StatusCode;
 use serde_json::json;
 use url_shortener::Config;
+use url_shortener::cache::LOAD_TIMEOUT;
 use url_shortener::config::LocalCacheConfig;
-use url_shortener::store::PgStore;
+use url_shortener::store::{LinkStore, PgStore};
 
-/// Node A's in-process TTLs, short so the test can wait them out.
+/// Node A's in-process TTL, short so the test can wait it out.
+const A_TTL: Duration = Duration::from_millis(300);
+
+/// How long past the longest bound the readers are watched.
+const WATCH: Race = Race {
+    watch: Duration::from_millis(300),
+    every: Duration::from_millis(20),
+};
+
 fn short_local_ttls() -> LocalCacheConfig {
     LocalCacheConfig {
-        ttl: Duration::from_millis(300),
-        negative_ttl: Duration::from_millis(300),
+        ttl: A_TTL,
+        negative_ttl: A_TTL,
         ..LocalCacheConfig::default()
     }
 }
@@ -37,27 +48,38 @@ async fn observer(b: &common::Backend<PgStore>) -> Server<PgStore> {
     b.serve(b.store.clone(), config).await
 }
 
+/// A reader that asks `node` for `/code` and reports the status.
+fn reader<S: LinkStore>(
+    name: &str,
+    bound: Duration,
+    node: &Server<S>,
+    code: &str,
+) -> Reader<StatusCode> {
+    let (client, path) = (node.client.clone(), format!("/{code}"));
+    Reader::new(name, bound, move || {
+        let (client, path) = (client.clone(), path.clone());
+        async move { client.get(&path).await.status }
+    })
+}
+
 // ANCHOR: resurrection_test
 /// Node A reads the live row, then stalls; node B deletes the link; then A's
-/// load finishes and fills the caches. Before the tombstone, A's fill put
-/// the live entry back into Redis for the Redis TTL, and every node
-/// redirected the deleted link again.
+/// load finishes and fills. Before the conditional fill, A's `SET` put the
+/// live entry back into Redis for the Redis TTL, and every node redirected
+/// the deleted link again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_load_cannot_bring_a_deleted_link_back() {
     let Some(b) = common::postgres_redis().await else {
         return;
     };
     let (gated, gate) = Gated::new(b.store.clone());
-    let node_a = b
-        .serve(
-            gated,
-            Config {
-                local_cache: Some(short_local_ttls()),
-                ..b.config()
-            },
-        )
-        .await;
+    let a_config = Config {
+        local_cache: Some(short_local_ttls()),
+        ..b.config()
+    };
+    let node_a = b.serve(gated, a_config).await;
     let node_b = b.serve(b.store.clone(), b.config()).await;
+    let node_c = observer(&b).await;
     let (code, token) = node_b
         .client
         .create_managed(json!({"url": "https://example.com/phish", "alias": "gone-for-good"}))
@@ -71,43 +93,39 @@ async fn a_slow_load_cannot_bring_a_deleted_link_back() {
         .await
         .expect("DEL");
 
-    gate.arm(&code);
     let slow = {
-        let client = node_a.client.clone();
-        let path = format!("/{code}");
-        tokio::spawn(async move { client.get(&path).await.status })
+        let (client, path) = (node_a.client.clone(), format!("/{code}"));
+        async move { client.get(&path).await.status }
     };
-    gate.loaded().await; // A holds the live row
-    let deleted = node_b
-        .client
-        .delete_with(&format!("/api/links/{code}"), &token)
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
-    gate.release();
+    let delete = async {
+        let path = format!("/api/links/{code}");
+        let deleted = node_b.client.delete_with(&path, &token).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    };
+    let readers = [
+        // B wrote the tombstone into its own memory and Redis; C reads Redis.
+        reader("node B, the deleter", Duration::ZERO, &node_b, &code),
+        reader(
+            "node C, no in-process cache",
+            Duration::ZERO,
+            &node_c,
+            &code,
+        ),
+        reader(
+            "node A, loaded the live row",
+            A_TTL + LOAD_TIMEOUT,
+            &node_a,
+            &code,
+        ),
+    ];
+    let verdict = WATCH
+        .run(&gate, &code, slow, delete, &readers, |s| {
+            *s == StatusCode::FOUND
+        })
+        .await
+        .unwrap_or_else(|stale| panic!("{stale}"));
     // A's request began before the delete, so its 302 is not stale.
-    assert_eq!(slow.await.expect("task"), StatusCode::FOUND);
-
-    // Redis still says "deleted": node B, and any node without the code in
-    // memory, answers 410.
-    let node_c = observer(&b).await;
-    for node in [&node_b, &node_c] {
-        let reply = node.client.get(&format!("/{code}")).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::GONE,
-            "{:?}",
-            reply.header("location")
-        );
-    }
-    // Node A's own entry lives at most its in-process TTL.
-    let client = node_a.client.clone();
-    let path = format!("/{code}");
-    let gone = common::eventually(Duration::from_secs(2), || {
-        let (client, path) = (client.clone(), path.clone());
-        async move { client.get(&path).await.status == StatusCode::GONE }
-    })
-    .await;
-    assert!(gone, "node A kept redirecting past its in-process TTL");
+    assert_eq!(verdict.slow_read, StatusCode::FOUND);
     node_a.shutdown().await;
     node_b.shutdown().await;
     node_c.shutdown().await;
@@ -122,41 +140,45 @@ async fn a_slow_load_cannot_hide_a_new_link() {
         return;
     };
     let (gated, gate) = Gated::new(b.store.clone());
-    let node_a = b
-        .serve(
-            gated,
-            Config {
-                local_cache: Some(short_local_ttls()),
-                ..b.config()
-            },
-        )
-        .await;
+    let a_config = Config {
+        local_cache: Some(short_local_ttls()),
+        ..b.config()
+    };
+    let node_a = b.serve(gated, a_config).await;
     let node_b = b.serve(b.store.clone(), b.config()).await;
-    gate.arm("brand-new");
+    let node_c = observer(&b).await;
     let slow = {
         let client = node_a.client.clone();
-        tokio::spawn(async move { client.get("/brand-new").await.status })
+        async move { client.get("/brand-new").await.status }
     };
-    gate.loaded().await; // A has read "no such link"
-    node_b
-        .client
-        .create_code(json!({"url": "https://example.com/new", "alias": "brand-new"}))
-        .await;
-    gate.release();
-    assert_eq!(slow.await.expect("task"), StatusCode::NOT_FOUND);
-
-    let node_c = observer(&b).await;
-    for node in [&node_b, &node_c] {
-        let reply = node.client.get("/brand-new").await;
-        assert_eq!(reply.status, StatusCode::FOUND, "{:?}", reply.body);
-    }
-    let client = node_a.client.clone();
-    let found = common::eventually(Duration::from_secs(2), || {
-        let client = client.clone();
-        async move { client.get("/brand-new").await.status == StatusCode::FOUND }
-    })
-    .await;
-    assert!(found, "node A kept answering 404 past its negative TTL");
+    let create = async {
+        node_b
+            .client
+            .create_code(json!({"url": "https://example.com/new", "alias": "brand-new"}))
+            .await;
+    };
+    let readers = [
+        reader("node B, the creator", Duration::ZERO, &node_b, "brand-new"),
+        reader(
+            "node C, no in-process cache",
+            Duration::ZERO,
+            &node_c,
+            "brand-new",
+        ),
+        reader(
+            "node A, found nothing",
+            A_TTL + LOAD_TIMEOUT,
+            &node_a,
+            "brand-new",
+        ),
+    ];
+    let verdict = WATCH
+        .run(&gate, "brand-new", slow, create, &readers, |s| {
+            *s == StatusCode::NOT_FOUND
+        })
+        .await
+        .unwrap_or_else(|stale| panic!("{stale}"));
+    assert_eq!(verdict.slow_read, StatusCode::NOT_FOUND);
     node_a.shutdown().await;
     node_b.shutdown().await;
     node_c.shutdown().await;

@@ -1,46 +1,49 @@
-//! The redirect cache: in-process (moka), then Redis, then the store.
+//! The redirect cache: in-process (moka), then Redis, then the store, on
+//! the cache-aside block (`block-cache-aside`).
 //!
 //! Reads outnumber writes 100 to 1 and a hot link is read thousands of times
 //! a second, so most redirects should never leave the process. The layers:
 //!
 //! 1. **moka**, per process: bounded, with a TTL per entry (short for "no
-//!    such code"). Its `try_get_with` runs one load per key at a time: 100
-//!    concurrent misses on a hot code make one trip down, and the other 99
-//!    wait for its result. That is the stampede protection.
-//! 2. **Redis**, shared by the fleet (cache-aside): a miss in one process is
-//!    often a hit for a code another process loaded. Every Redis call has a
-//!    short timeout, and a failure opens a breaker for a second, so a slow or
-//!    dead Redis costs redirects at most one timeout, then nothing.
+//!    such code"), one load per key at a time (the stampede protection).
+//! 2. **Redis**, shared by the fleet: a miss in one process is often a hit
+//!    for a code another process loaded. Timeouts and a breaker make a slow
+//!    or dead Redis cost redirects at most one timeout, then nothing.
 //! 3. **The store**, the source of truth.
 //!
-//! Unknown codes are cached too ("negative caching"), so repeated requests
-//! for the same unknown code do not each reach the database. It does not
-//! stop a scanner: each new random guess is a miss in every layer and costs
-//! one store read (and one moka slot). The defence against scanning is the
-//! per-client miss budget in `shortener`.
+//! Unknown codes are cached too ("negative caching"), briefly and at most
+//! [`NEGATIVE_LIMIT`] of them in Redis. That does not stop a scanner: each
+//! new random guess is a miss in every layer and costs one store read. The
+//! defence against scanning is the per-client miss budget in `shortener`.
 //!
-//! **Staleness.** A delete writes a tombstone to Redis and a create writes
-//! the new entry; a fill after a store read never overwrites either (see
-//! [`RedisLayer`]). So Redis never contradicts a change once the change's
-//! own write reached it, and the only stale copies are in-process ones:
-//! another process's moka entry, which lives at most its TTL after the load
-//! that filled it. `tests/cache_races.rs` proves both directions with two
-//! service instances and a load that races the change.
+//! **Staleness.** A create publishes the new entry and a delete writes a
+//! tombstone, each moving the code's version in Redis; a fill after a store
+//! read is stored only under the version it saw before the read. So Redis
+//! never contradicts a change once the change's own write reached it, and
+//! the only stale copies are in-process ones, for at most
+//! [`LinkCache::staleness_bound`]. The block's page proves the rule;
+//! `tests/cache_races.rs` proves it for this service with two instances and
+//! a load that races the change.
 
 mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use block_cache_aside::{CacheAside, Event, Key, LoadError, LocalConfig, Observer};
 use chrono::{DateTime, Utc};
-use moka::future::Cache;
 
-pub use self::redis::RedisLayer;
+pub use self::redis::{LinkCodec, NEGATIVE_LIMIT, RedisLayer};
 use crate::config::LocalCacheConfig;
 use crate::domain::{Code, Link};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+
+/// The longest a lookup may spend in Redis, the store and the fill
+/// together; longer, it fails and caches nothing. Above the store timeout,
+/// so a slow store is reported as the store's timeout.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the cache knows about a code: enough to answer a redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,30 +76,31 @@ impl Entry {
     }
 }
 
+/// The block's events, counted in the service's metrics.
+impl Observer for Metrics {
+    fn record(&self, event: Event) {
+        match event {
+            Event::Lookup => Metrics::inc(&self.lookups),
+            Event::RedisHit => Metrics::inc(&self.redis_hits),
+            Event::RedisError => Metrics::inc(&self.redis_errors),
+            Event::Garbage => Metrics::inc(&self.redis_garbage),
+            Event::Load => Metrics::inc(&self.store_loads),
+            Event::FillStored | Event::FillStale | Event::NegativeFull => {}
+        }
+    }
+}
+
 /// The two cache layers in front of the store.
 #[derive(Clone)]
 pub struct LinkCache {
-    local: Option<Cache<Code, Entry>>,
-    redis: Option<RedisLayer>,
-    metrics: Arc<Metrics>,
+    inner: CacheAside<LinkCodec>,
 }
 
-// ANCHOR: local_ttl
-/// Per-entry TTL in moka: negative entries expire sooner.
-struct EntryTtl {
-    ttl: Duration,
-    negative_ttl: Duration,
+/// The cache key of `code`. Every code is one (codes hold neither `:` nor
+/// whitespace); `None` would only mean a bug, and the caller then skips the cache.
+fn key(code: &Code) -> Option<Key> {
+    Key::parse(code.as_str()).ok()
 }
-
-impl moka::Expiry<Code, Entry> for EntryTtl {
-    fn expire_after_create(&self, _: &Code, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(match entry {
-            Entry::Missing => self.negative_ttl,
-            Entry::Live { .. } | Entry::Deleted => self.ttl,
-        })
-    }
-}
-// ANCHOR_END: local_ttl
 
 impl LinkCache {
     /// A cache with the given layers; with neither, every lookup loads from the store.
@@ -105,24 +109,31 @@ impl LinkCache {
         redis: Option<RedisLayer>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let local = local.map(|c| {
-            Cache::builder()
-                .max_capacity(c.capacity)
-                .expire_after(EntryTtl {
-                    ttl: c.ttl,
-                    negative_ttl: c.negative_ttl,
-                })
-                .build()
+        let local = local.map(|c| LocalConfig {
+            capacity: c.capacity,
+            ttl: c.ttl,
+            negative_ttl: c.negative_ttl,
         });
         Self {
-            local,
-            redis,
-            metrics,
+            inner: CacheAside::new(
+                Arc::new(LinkCodec),
+                local,
+                redis.map(|r| r.inner),
+                LOAD_TIMEOUT,
+                metrics,
+            ),
         }
     }
 
+    /// How long after a create or delete returned another process may
+    /// still answer from its old entry (the block's bound).
+    pub fn staleness_bound(&self) -> Duration {
+        self.inner.bound().after_invalidation()
+    }
+
     // ANCHOR: get_or_load
-    /// The entry for `code`: from moka, else Redis, else `load` (the store).
+    /// The entry for `code`: from moka, else Redis, else `load` (the store),
+    /// filling Redis under the version seen before the store read.
     ///
     /// Concurrent calls for one code share a single execution of the Redis
     /// and store steps when the moka layer is on. An error is not cached:
@@ -132,63 +143,38 @@ impl LinkCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Link>, StoreError>>,
     {
-        Metrics::inc(&self.metrics.lookups);
-        match &self.local {
-            Some(local) => local
-                .try_get_with_by_ref(code, self.load_shared(code, load))
-                .await
-                .map_err(|e: Arc<StoreError>| (*e).clone()),
-            None => self.load_shared(code, load).await,
-        }
-    }
-
-    /// Redis, then the store (filling Redis on the way back).
-    async fn load_shared<F, Fut>(&self, code: &Code, load: F) -> Result<Entry, StoreError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Link>, StoreError>>,
-    {
-        if let Some(redis) = &self.redis
-            && let Some(entry) = redis.get(code).await
-        {
-            Metrics::inc(&self.metrics.redis_hits);
-            return Ok(entry);
-        }
-        Metrics::inc(&self.metrics.store_loads);
-        let entry = Entry::from_link(load().await?.as_ref());
-        if let Some(redis) = &self.redis {
-            // NX: a tombstone or a create's entry written since our read wins.
-            redis.fill(code, &entry).await;
-        }
-        Ok(entry)
+        let load = || async { Ok(Entry::from_link(load().await?.as_ref())) };
+        let Some(key) = key(code) else {
+            return load().await;
+        };
+        self.inner
+            .get_or_load(&key, load)
+            .await
+            .map_err(|e| match e {
+                LoadError::Source(e) => e,
+                LoadError::Timeout(d) => StoreError::Timeout(d),
+            })
     }
     // ANCHOR_END: get_or_load
 
     // ANCHOR: invalidate
-    /// Records a create, after the store committed it: this process forgets
-    /// the code (it may be cached as missing) and Redis gets the new entry,
-    /// replacing a "missing" and outliving any fill that read the store
-    /// before the insert.
+    /// Records a create, after the store committed it: both layers hold the
+    /// new link (replacing a cached "missing"), and Redis refuses any fill
+    /// that read the store before the insert. A code is created once and
+    /// deleted only by the holder of the token that the create returns, so
+    /// the two writes of one code never race each other.
     pub async fn created(&self, link: &Link) {
-        if let Some(local) = &self.local {
-            local.invalidate(&link.code).await;
-        }
-        if let Some(redis) = &self.redis {
-            redis
-                .created(&link.code, &Entry::from_link(Some(link)))
-                .await;
+        if let Some(key) = key(&link.code) {
+            self.inner.publish(&key, Entry::from_link(Some(link))).await;
         }
     }
 
     /// Records a delete, after the store committed it. A delete is final,
-    /// so both layers say "deleted" from now on; a fill that read the live
-    /// row earlier cannot overwrite the tombstone in Redis.
+    /// so both layers say "deleted" from now on (the tombstone); a fill that
+    /// read the live row earlier is refused.
     pub async fn deleted(&self, code: &Code) {
-        if let Some(local) = &self.local {
-            local.insert(code.clone(), Entry::Deleted).await;
-        }
-        if let Some(redis) = &self.redis {
-            redis.tombstone(code).await;
+        if let Some(key) = key(code) {
+            self.inner.tombstone(&key, Entry::Deleted).await;
         }
     }
     // ANCHOR_END: invalidate
@@ -196,13 +182,6 @@ impl LinkCache {
     /// What the caches know about `code`, without reaching the store: this
     /// process's entry, else Redis's. For clients who may not cost a store read.
     pub async fn cached(&self, code: &Code) -> Option<Entry> {
-        if let Some(local) = &self.local
-            && let Some(entry) = local.get(code).await
-        {
-            return Some(entry);
-        }
-        let entry = self.redis.as_ref()?.get(code).await?;
-        Metrics::inc(&self.metrics.redis_hits);
-        Some(entry)
+        self.inner.peek(&key(code)?).await
     }
 }

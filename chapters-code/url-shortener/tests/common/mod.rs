@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use block_cache_aside::harness::FillGate;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -419,52 +420,18 @@ impl<S: LinkStore> LinkStore for Slow<S> {
 }
 
 /// A store wrapper that stalls one `get` after it has read the store:
-/// the slow load of a cache race, under the test's control.
+/// the slow load of a cache race, under the test's control (the
+/// cache-aside block's [`FillGate`]).
 #[derive(Clone)]
 pub struct Gated<S> {
     inner: S,
-    gate: Arc<Gate>,
-}
-
-/// The control side of [`Gated`].
-#[derive(Default)]
-pub struct Gate {
-    armed: std::sync::Mutex<Option<Code>>,
-    loaded: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-impl Gate {
-    /// The next `get` of `code` will read the store, then wait for [`Gate::release`].
-    pub fn arm(&self, code: &str) {
-        *self.armed.lock().expect("lock") = Some(Code::parse(code).expect("code"));
-    }
-
-    /// Waits until the armed `get` has read the store.
-    pub async fn loaded(&self) {
-        self.loaded.notified().await;
-    }
-
-    /// Lets the stalled `get` return what it read.
-    pub fn release(&self) {
-        self.release.notify_one();
-    }
-
-    fn take(&self, code: &Code) -> bool {
-        let mut armed = self.armed.lock().expect("lock");
-        if armed.as_ref() == Some(code) {
-            *armed = None;
-            true
-        } else {
-            false
-        }
-    }
+    gate: FillGate,
 }
 
 impl<S> Gated<S> {
     /// Wraps `inner`; returns the wrapper and its gate.
-    pub fn new(inner: S) -> (Self, Arc<Gate>) {
-        let gate = Arc::new(Gate::default());
+    pub fn new(inner: S) -> (Self, FillGate) {
+        let gate = FillGate::new();
         (
             Self {
                 inner,
@@ -481,10 +448,7 @@ impl<S: LinkStore> LinkStore for Gated<S> {
     }
     async fn get(&self, code: &Code) -> Result<Option<Link>, StoreError> {
         let read = self.inner.get(code).await;
-        if self.gate.take(code) {
-            self.gate.loaded.notify_one();
-            self.gate.release.notified().await;
-        }
+        self.gate.pause(code.as_str()).await;
         read
     }
     async fn delete(
