@@ -55,32 +55,45 @@ CREATE INDEX orders_account ON orders (account_id, created_at DESC);
 -- ANCHOR_END: orders
 
 -- ANCHOR: idempotency_keys
+-- The idempotency block's key table (chapters-code/blocks/idempotency/sql/keys.sql),
+-- declared here because this chapter's keys reference its orders: the
+-- block's columns and constraints, then the chapter's own.
 CREATE TABLE idempotency_keys (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id      text NOT NULL,
     endpoint        text NOT NULL,
-    key             text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
-    -- SHA-256 of the parsed request: the same key with another body is refused.
-    fingerprint     text NOT NULL CHECK (length(fingerprint) = 64),
-    created_at      timestamptz NOT NULL,
-    -- Set while a request works on the key; a second request meanwhile gets 409.
-    locked_at       timestamptz,
+    key             text NOT NULL CHECK (key ~ '^[!-~]{1,255}$'),
+    -- SHA-256 of method, route, account and the parsed request: the same
+    -- key with another request is refused.
+    fingerprint     text NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{64}$'),
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The fence: a claim that takes the key over adds one; phase 2 of the
+    -- request it took over from names the old generation and writes nothing.
+    generation      bigint NOT NULL DEFAULT 1 CHECK (generation >= 1),
+    -- The holder's lease, on the database's clock; NULL once released.
+    locked_until    timestamptz,
     -- How far the request got (the atomic phases it committed).
-    recovery_point  text NOT NULL
-                    CHECK (recovery_point IN ('order_created', 'finished')),
-    -- Deferred: phase 1 claims the key before it inserts the order, in one transaction.
-    order_id        uuid REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED,
+    recovery_point  text NOT NULL DEFAULT 'started'
+                    CHECK (recovery_point IN ('started', 'order_created', 'finished')),
     -- The final answer, replayed to every retry.
-    response_status smallint,
+    response_status smallint CHECK (response_status BETWEEN 100 AND 599),
     response_body   jsonb,
+    finished_at     timestamptz,
     -- One key per account and endpoint: this constraint is the guard.
     CONSTRAINT idempotency_keys_scope UNIQUE (account_id, endpoint, key),
-    CHECK ((recovery_point = 'finished') = (response_status IS NOT NULL)),
-    CHECK (recovery_point = 'finished' OR order_id IS NOT NULL)
+    CONSTRAINT idempotency_keys_finished CHECK (
+        (recovery_point = 'finished') = (finished_at IS NOT NULL)
+        AND (finished_at IS NULL) = (response_status IS NULL)
+        AND (finished_at IS NULL OR locked_until IS NULL)),
+    -- The chapter's own: the order phase 1 created, which a retry resumes.
+    -- Deferred: phase 1 claims the key before it inserts the order, in one transaction.
+    order_id        uuid REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED,
+    CHECK (recovery_point <> 'order_created' OR order_id IS NOT NULL)
 );
 
--- The purge job deletes by age.
-CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+-- The purge deletes finished keys by age; unfinished ones are not in it.
+CREATE INDEX idempotency_keys_finished_at ON idempotency_keys (finished_at)
+    WHERE finished_at IS NOT NULL;
 -- ANCHOR_END: idempotency_keys
 
 -- ANCHOR: staged_jobs

@@ -1,107 +1,51 @@
-//! `Idempotency-Key`: the key, its scope, and the request's fingerprint.
+//! `Idempotency-Key`: this chapter's use of the idempotency block.
 //!
-//! The semantics follow Stripe's documentation
-//! (<https://docs.stripe.com/api/idempotent_requests>):
-//!
-//! - a key is 1 to 255 characters, chosen by the client (a UUID is typical);
-//! - it is scoped by the account and the endpoint, so two shoppers (or two
-//!   endpoints) may use the same string without meeting;
-//! - the first request's parameters are kept as a fingerprint, and the same
-//!   key with different parameters is refused (422), never guessed at;
-//! - a request arriving while another with the same key is still running is
-//!   refused (409) instead of waiting or running twice;
-//! - once the first request reaches a final answer, retries get that answer
-//!   again, status and body, even a 5xx;
-//! - keys are purged after 24 hours.
+//! The key, its scope, the fingerprint, the fenced claim, the stored answer
+//! and the purge are the Part II block `block-idempotency` (its page tells
+//! the mechanism). What is the chapter's own: the endpoint keys are scoped
+//! by, the canonical form of a checkout request, the lease and retention it
+//! chooses, and the `order_id` column its key rows carry (`sql/schema.sql`),
+//! which is why the chapter declares the key table itself.
 //!
 //! Where the key lives, and in which transaction, is in `checkout`.
 
-use std::fmt;
-
 use chrono::TimeDelta;
-use sha2::{Digest, Sha256};
 
-/// Longest accepted key, in characters (Stripe's limit).
-pub const KEY_MAX_LEN: usize = 255;
+// ANCHOR: key
+pub use block_idempotency::{IdempotencyKey, KEY_MAX_LEN, KeyError};
+// ANCHOR_END: key
+// ANCHOR: scope
+pub use block_idempotency::{Fingerprint, KeyScope, Lock, Purged};
+// ANCHOR_END: scope
 
 // ANCHOR: ttl
-/// Keys older than this are purged; a retry after that is a new request.
+/// Finished keys older than this are purged; a retry after that is a new request.
 pub const KEY_TTL: TimeDelta = TimeDelta::hours(24);
-/// A key locked longer than this belongs to a request that died: the next
-/// retry takes it over and resumes from its recovery point.
+/// A key's lease, by the database's clock: a request that holds it longer
+/// is presumed dead, and the next retry takes the key over (fencing it off).
 pub const LOCK_TIMEOUT: TimeDelta = TimeDelta::seconds(30);
 // ANCHOR_END: ttl
 
-// ANCHOR: key
-/// A client-chosen key: 1 to 255 visible ASCII characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(String);
-
-/// Why an `Idempotency-Key` header was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    /// The header was empty.
-    #[error("the Idempotency-Key header is empty")]
-    Empty,
-    /// Longer than [`KEY_MAX_LEN`].
-    #[error("the Idempotency-Key header may be at most {KEY_MAX_LEN} characters")]
-    TooLong,
-    /// Not visible ASCII (a space, a control character, non-ASCII).
-    #[error("the Idempotency-Key header may contain only visible ASCII characters")]
-    Character,
+/// [`LOCK_TIMEOUT`] as the block takes it.
+pub fn lease() -> std::time::Duration {
+    LOCK_TIMEOUT
+        .to_std()
+        .unwrap_or(block_idempotency::DEFAULT_LEASE)
 }
 
-impl IdempotencyKey {
-    /// Checks a header value.
-    pub fn parse(raw: &[u8]) -> Result<Self, KeyError> {
-        if raw.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        if raw.len() > KEY_MAX_LEN {
-            return Err(KeyError::TooLong);
-        }
-        if !raw.iter().all(|b| (0x21..=0x7e).contains(b)) {
-            return Err(KeyError::Character);
-        }
-        Ok(Self(String::from_utf8_lossy(raw).into_owned()))
-    }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// [`KEY_TTL`] as the block takes it.
+pub fn retention() -> std::time::Duration {
+    KEY_TTL.to_std().unwrap_or(block_idempotency::RETENTION)
 }
-// ANCHOR_END: key
-
-impl fmt::Display for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-// ANCHOR: scope
-/// Who used a key, and where: the key is unique within this scope only.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KeyScope {
-    /// The account (from authentication, never from the body).
-    pub account: String,
-    /// The route, e.g. `POST /checkout`.
-    pub endpoint: &'static str,
-    /// The client's key.
-    pub key: IdempotencyKey,
-}
-// ANCHOR_END: scope
 
 // ANCHOR: fingerprint
-/// SHA-256 of the *parsed* request, in hex.
-///
-/// Hashing the parsed request rather than the raw bytes means key order and
-/// white space do not make two equal requests differ; the caller passes a
-/// canonical form (lines sorted by SKU).
-pub fn fingerprint<T: serde::Serialize>(request: &T) -> String {
-    let canonical = serde_json::to_vec(request).unwrap_or_default();
-    let digest = Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// The fingerprint of a checkout by `account`: the block's SHA-256 over
+/// method, route, account and the *parsed* request (lines sorted by SKU,
+/// fields in declaration order), so key order and white space in the
+/// client's JSON do not make two equal requests differ.
+pub fn fingerprint<T: serde::Serialize>(account: &str, request: &T) -> Fingerprint {
+    let body = serde_json::to_vec(request).unwrap_or_default();
+    Fingerprint::of("POST", "/checkout", account, &body)
 }
 // ANCHOR_END: fingerprint
 
@@ -110,11 +54,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_1_to_255_visible_ascii() {
-        assert!(IdempotencyKey::parse(b"0b6f3c4e-checkout").is_ok());
-        assert_eq!(IdempotencyKey::parse(b""), Err(KeyError::Empty));
-        assert_eq!(IdempotencyKey::parse(b"a b"), Err(KeyError::Character));
-        assert_eq!(IdempotencyKey::parse(&[b'k'; 256]), Err(KeyError::TooLong));
-        assert!(IdempotencyKey::parse(&[b'k'; 255]).is_ok());
+    fn the_fingerprint_covers_the_account() {
+        let body = serde_json::json!({"lines": [["MUG-RED", 1]]});
+        assert_ne!(fingerprint("alice", &body), fingerprint("bob", &body));
+        assert_eq!(fingerprint("alice", &body), fingerprint("alice", &body));
     }
 }

@@ -17,7 +17,7 @@ use ecommerce::catalog::{Catalog, CatalogConfig, FillPolicy, RedisL2};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::provider::FakeProvider;
 use ecommerce::domain::{Currency, Money, Sku, TaxClass};
-use ecommerce::idempotency::KEY_TTL;
+use ecommerce::idempotency::{Purged, retention};
 use ecommerce::service::{AppState, admission, router};
 use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store};
 use tokio::net::TcpListener;
@@ -113,14 +113,20 @@ async fn run<S: Store, C: CartStore>(
 }
 
 // ANCHOR: purge_job
-/// Deletes idempotency keys older than [`KEY_TTL`], forever.
+/// Deletes finished idempotency keys older than
+/// [`KEY_TTL`](ecommerce::idempotency::KEY_TTL), forever;
+/// unfinished ones are kept for their retry and counted in the log.
 async fn purge_keys<S: Store>(store: Arc<S>) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {
         tick.tick().await;
-        match store.purge_keys(chrono::Utc::now() - KEY_TTL).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(n, "purged expired idempotency keys"),
+        match store.purge_keys(retention(), chrono::Utc::now()).await {
+            Ok(p) if p == Purged::default() => {}
+            Ok(p) => tracing::info!(
+                deleted = p.deleted,
+                unfinished_kept = p.unfinished_kept,
+                "purged finished idempotency keys"
+            ),
             // Retried at the next tick; an old key only costs space meanwhile.
             Err(e) => tracing::warn!(error = %e, "key purge failed"),
         }

@@ -10,7 +10,7 @@ use common::*;
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
 use ecommerce::checkout::{Checkout, CheckoutError};
 use ecommerce::domain::{Currency, Money};
-use ecommerce::idempotency::KEY_TTL;
+use ecommerce::idempotency::{KEY_TTL, retention};
 use ecommerce::store::{MemoryStore, Store};
 
 /// Runs an async suite function against a fresh memory store and a fresh PostgreSQL store.
@@ -51,6 +51,7 @@ both_stores!(
     a_price_change_between_cart_and_pay_is_refused_with_the_new_quote,
     bad_input_stores_nothing_so_the_fixed_request_may_reuse_the_key,
     keys_are_purged_after_24_hours,
+    an_unfinished_key_survives_the_purge_and_its_retry_charges_once,
 );
 
 fn checkout<S: Store>(store: Arc<S>) -> (Checkout<S, FakeProvider>, Arc<FakeProvider>) {
@@ -303,17 +304,18 @@ async fn keys_are_purged_after_24_hours<S: Store>(store: Arc<S>) {
     let req = request(&*store, &[("MUG-RED", 1)]).await;
     let k = key("alice", "k-1");
     c.run("alice", Some(&k), &req, now0()).await.expect("first");
-    let a_day_later = now0() + KEY_TTL;
-    // Not yet: the key is exactly 24 h old at `a_day_later`, and the purge takes older ones.
-    assert_eq!(
-        store
-            .purge_keys(a_day_later - KEY_TTL)
-            .await
-            .expect("purge"),
-        0
-    );
-    let later = a_day_later + chrono::TimeDelta::seconds(1);
-    assert_eq!(store.purge_keys(later - KEY_TTL).await.expect("purge"), 1);
+    // Not yet: the key is younger than the retention.
+    let kept = store.purge_keys(retention(), now0()).await.expect("purge");
+    assert_eq!(kept.deleted, 0);
+    // Later (the in-memory store's clock is `now`; PostgreSQL's is its own,
+    // so its test waits a moment and purges with a retention shorter than that).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = now0() + KEY_TTL + chrono::TimeDelta::seconds(1);
+    let purged = store
+        .purge_keys(Duration::from_millis(10), later)
+        .await
+        .expect("purge");
+    assert_eq!(purged.deleted, 1);
     // After the purge the same key is a new request: a second order.
     let again = c
         .run("alice", Some(&k), &req, later)
@@ -321,6 +323,37 @@ async fn keys_are_purged_after_24_hours<S: Store>(store: Arc<S>) {
         .expect("an answer");
     assert!(!again.replayed);
     assert_eq!(provider.charges(), 2);
+}
+
+/// Issue #26, defect 1: a key left unfinished by a provider timeout is
+/// older than the retention when the purge runs. It must stay, so that the
+/// retry resumes its order instead of making a second one and a second charge.
+async fn an_unfinished_key_survives_the_purge_and_its_retry_charges_once<S: Store>(store: Arc<S>) {
+    let (mut c, provider) = checkout(Arc::clone(&store));
+    c.provider_timeout = Duration::from_millis(100);
+    provider.script([Behaviour::Slow(Duration::from_millis(300))]);
+    let req = request(&*store, &[("MUG-RED", 1)]).await;
+    let k = key("alice", "timed-out");
+    let first = c.run("alice", Some(&k), &req, now0()).await;
+    assert!(matches!(first, Err(CheckoutError::Payment(_))), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = now0() + KEY_TTL + chrono::TimeDelta::hours(1);
+    let purged = store
+        .purge_keys(Duration::from_millis(10), later)
+        .await
+        .expect("purge");
+    assert_eq!(
+        (purged.deleted, purged.unfinished_kept),
+        (0, 1),
+        "the unfinished key is counted and kept"
+    );
+    let retry = c
+        .run("alice", Some(&k), &req, later)
+        .await
+        .expect("the retry");
+    assert_eq!((retry.response.status, retry.replayed), (201, false));
+    assert_eq!(provider.charges(), 1, "one charge");
+    assert_eq!(store.orders().await.expect("orders").len(), 1, "one order");
 }
 // ANCHOR_END: purge
 
@@ -351,4 +384,18 @@ async fn money_in_the_order_is_the_quote() {
         Money::new(provider.charged_minor(), Currency::Eur).expect("non-negative"),
         quote.total()
     );
+}
+
+/// The chapter declares the key table itself (its rows reference orders):
+/// it must hold every column and the constraint the block's statements use.
+#[tokio::test]
+async fn the_chapter_table_has_the_block_columns() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let missing = block_idempotency::pg::missing_columns(&mut conn)
+        .await
+        .expect("catalog");
+    assert_eq!(missing, Vec::<String>::new());
 }

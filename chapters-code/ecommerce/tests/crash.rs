@@ -19,6 +19,17 @@ use ecommerce::idempotency::LOCK_TIMEOUT;
 use ecommerce::store::{PgStore, Store};
 use tokio::sync::{Barrier, Notify};
 
+/// Ends every running lease now, as [`LOCK_TIMEOUT`] passing would, by the
+/// database's clock (the only clock the leases are read against).
+async fn expire_leases(store: &PgStore) {
+    sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = clock_timestamp() WHERE locked_until IS NOT NULL",
+    )
+    .execute(store.pool())
+    .await
+    .expect("expire the leases");
+}
+
 /// Hooks that freeze the flow at one point, so the test can kill it there.
 struct FreezeAt {
     point: Point,
@@ -105,7 +116,9 @@ async fn killed_then_retried_charges_once(kill: Kill, early: Early) {
                 matches!(first_retry, Err(CheckoutError::KeyInUse)),
                 "{first_retry:?}"
             );
-            // After the lock timeout the retry takes the key over and resumes.
+            // After the lease (on the database's clock) the retry takes the
+            // key over and resumes. The test ends the lease rather than wait.
+            expire_leases(&restarted.store).await;
             let later = now0() + LOCK_TIMEOUT + chrono::TimeDelta::seconds(1);
             restarted
                 .run("alice", Some(&k), &req, later)
@@ -238,3 +251,57 @@ async fn without_the_unique_constraint_a_retry_charges_twice() {
     assert_eq!(provider.charges(), 2, "the shopper paid twice");
 }
 // ANCHOR_END: guard
+
+// ANCHOR: fenced_phase_two
+/// Issue #26, defect 3: the first request's lease runs out while it waits
+/// for the provider; a retry takes the key over and finishes the order.
+/// When the first request's answer finally arrives, its phase 2 is fenced
+/// off: it writes nothing (no second receipt, no second outcome).
+#[tokio::test]
+async fn a_checkout_whose_key_was_taken_over_writes_nothing() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let provider = Arc::new(FakeProvider::new());
+    // The first call charges, then answers late.
+    provider.script([Behaviour::Slow(Duration::from_millis(600))]);
+    let mut c = Checkout::new(Arc::new(store), Arc::clone(&provider));
+    c.provider_timeout = Duration::from_secs(10);
+    let req = request(&*c.store, &[("MUG-RED", 3)]).await;
+    let k = key("alice", "slow-provider");
+    let first = {
+        let (c, req, k) = (c.clone(), req.clone(), k.clone());
+        tokio::spawn(async move { c.run("alice", Some(&k), &req, now0()).await })
+    };
+    // Wait until the first request holds the key and is inside the provider call.
+    while provider.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    expire_leases(&c.store).await;
+    let second = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("the retry takes over");
+    assert_eq!((second.response.status, second.replayed), (201, false));
+    let first = first.await.expect("no panic");
+    assert!(
+        matches!(first, Err(CheckoutError::KeyInUse)),
+        "the first holder is fenced off, got {first:?}"
+    );
+    let receipts: i64 = sqlx::query_scalar("SELECT count(*) FROM staged_jobs")
+        .fetch_one(c.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(receipts, 1, "one receipt staged, by the taker");
+    assert_eq!(provider.charges(), 1);
+    let replay = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(
+        replay.response, second.response,
+        "the taker's answer is final"
+    );
+}
+// ANCHOR_END: fenced_phase_two

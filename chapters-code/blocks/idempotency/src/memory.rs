@@ -119,11 +119,25 @@ impl MemoryKeys {
         Ok(Claimed::New(Lock { id, generation: 1 }))
     }
 
-    /// Removes a key just claimed as new: what rolling back the claim's
-    /// transaction does on PostgreSQL (bad input stores nothing).
-    pub fn undo_new(&mut self, lock: Lock) {
-        self.rows
-            .retain(|_, r| !(r.id == lock.id && r.generation == 1 && r.answer.is_none()));
+    /// What [`Self::claim`] would decide at `now`, writing nothing: `None`
+    /// for a new key. An in-memory store checks first and claims after its
+    /// last fallible step, so a failure leaves nothing behind, as a rollback.
+    pub fn check(
+        &self,
+        scope: &KeyScope,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Decision>, ClaimError> {
+        let Some(row) = self.rows.get(&scope_of(scope)) else {
+            return Ok(None);
+        };
+        let held = row.locked_until.is_some_and(|t| t > now);
+        decide(&row.fingerprint, fingerprint, row.answer.is_some(), held).map(Some)
+    }
+
+    /// Whether the key of row `id` is still in the table (not purged).
+    pub fn exists(&self, id: i64) -> bool {
+        self.rows.values().any(|r| r.id == id)
     }
 
     /// Stores the final answer if `lock` still holds the key.

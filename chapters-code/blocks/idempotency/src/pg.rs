@@ -23,10 +23,12 @@ pub const TABLE_SQL: &str = include_str!("../sql/keys.sql");
 // ANCHOR: claim_sql
 /// Inserts a new key with a lease. A concurrent insert of the same scope
 /// waits here for the other transaction, then does nothing if it committed.
+/// The conflict is the UNIQUE scope constraint's (no target is named, so a
+/// schema without it shows the double work instead of an error).
 pub const INSERT_SQL: &str = "\
 INSERT INTO idempotency_keys (account_id, endpoint, key, fingerprint, locked_until)
 VALUES ($1, $2, $3, $4, clock_timestamp() + $5 * interval '1 millisecond')
-ON CONFLICT ON CONSTRAINT idempotency_keys_scope DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, generation";
 
 /// Reads an existing key, locked, with whether its lease still runs.

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Currency, Money, PricingError, Promotion, Quantity, Quote, Sku};
-use crate::idempotency::{KeyScope, fingerprint};
+use crate::idempotency::{KeyScope, Lock, fingerprint};
 use crate::problem::Problem;
 use crate::store::{Store, StoreError};
 use breaker::{Breaker, Outcome, Refused};
@@ -134,8 +134,8 @@ pub struct Answer {
 pub enum Begun {
     /// An order waits for its charge (created now, or left by a request that died).
     Charge {
-        /// The key's row, when the request had a key.
-        key_id: Option<i64>,
+        /// The hold on the key (row and generation), when the request had a key.
+        lock: Option<Lock>,
         /// The order.
         order_id: Uuid,
         /// Its total.
@@ -277,7 +277,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         {
             return Err(CheckoutError::UnknownPromotion(code.clone()));
         }
-        let print = fingerprint(request);
+        let print = fingerprint(account, request);
         // Before anything is written: while the provider is failing, refuse
         // at once and leave the key, the stock and any earlier order as they
         // are. A retry whose key already has its final answer needs no
@@ -301,7 +301,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
             .store
             .begin_checkout(account, key, request, &print, now, &*self.hooks)
             .await?;
-        let (key_id, order_id, amount) = match begun {
+        let (lock, order_id, amount) = match begun {
             Begun::Replay(response) => {
                 return Ok(Answer {
                     response,
@@ -315,11 +315,11 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
                 });
             }
             Begun::Charge {
-                key_id,
+                lock,
                 order_id,
                 amount,
                 ..
-            } => (key_id, order_id, amount),
+            } => (lock, order_id, amount),
         };
         self.hooks.reached(Point::AfterOrderCommit).await;
 
@@ -346,8 +346,8 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
             Err(e @ PaymentError::Timeout(_)) => {
                 // Unknown outcome: leave the order at its recovery point and
                 // let the next retry ask the provider again (same charge key).
-                if let Some(id) = key_id {
-                    self.store.unlock_key(id).await?;
+                if let Some(lock) = lock {
+                    self.store.release_key(lock).await?;
                 }
                 return Err(CheckoutError::Payment(e));
             }
@@ -356,7 +356,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         // Phase 2: one transaction for the order's outcome and the key's answer.
         let response = self
             .store
-            .finish_checkout(key_id, order_id, &charged, now, &*self.hooks)
+            .finish_checkout(lock, order_id, &charged, now, &*self.hooks)
             .await?;
         self.hooks.reached(Point::AfterFinishCommit).await;
         Ok(Answer {

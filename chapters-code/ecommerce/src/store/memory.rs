@@ -17,23 +17,41 @@ use crate::checkout::{
     finish_response, price_order,
 };
 use crate::domain::{Money, Product, Sku};
-use crate::idempotency::{KeyScope, LOCK_TIMEOUT};
+use crate::idempotency::{Fingerprint, KeyScope, Lock, Purged, lease};
+use block_idempotency::{ClaimError, Claimed, FinalAnswer, FinishError, MemoryKeys};
 
-struct KeyRow {
-    id: i64,
-    fingerprint: String,
-    created_at: DateTime<Utc>,
-    locked_at: Option<DateTime<Utc>>,
-    order_id: Option<Uuid>,
-    response: Option<StoredResponse>,
+/// A refused claim as the checkout's error.
+fn claim_error(e: ClaimError) -> CheckoutError {
+    match e {
+        ClaimError::KeyReused => CheckoutError::KeyReused,
+        ClaimError::KeyInUse => CheckoutError::KeyInUse,
+        ClaimError::Database(e) => CheckoutError::Store(e.into()),
+        ClaimError::Corrupt(e) => CheckoutError::Store(StoreError::Corrupt(e)),
+    }
+}
+
+fn stored(a: FinalAnswer) -> StoredResponse {
+    StoredResponse {
+        status: a.status,
+        body: a.body,
+    }
+}
+
+fn final_answer(r: &StoredResponse) -> FinalAnswer {
+    FinalAnswer {
+        status: r.status,
+        body: r.body.clone(),
+    }
 }
 
 #[derive(Default)]
 struct State {
     products: BTreeMap<Sku, Stocked>,
     orders: HashMap<Uuid, Order>,
-    keys: HashMap<(String, &'static str, String), KeyRow>,
-    next_key_id: i64,
+    /// The block's key table, under the same lock as the orders.
+    keys: MemoryKeys,
+    /// The order each key's work created (the chapter's own column).
+    key_orders: HashMap<i64, Uuid>,
 }
 
 /// Everything in one process's memory; lost on restart.
@@ -133,19 +151,11 @@ impl Store for MemoryStore {
     async fn final_answer(
         &self,
         key: &KeyScope,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
     ) -> Result<Option<StoredResponse>, CheckoutError> {
         let s = self.state.lock().await;
-        let scope = (
-            key.account.clone(),
-            key.endpoint,
-            key.key.as_str().to_string(),
-        );
-        match s.keys.get(&scope) {
-            Some(row) if row.fingerprint != fingerprint => Err(CheckoutError::KeyReused),
-            Some(row) => Ok(row.response.clone()),
-            None => Ok(None),
-        }
+        let answer = s.keys.final_answer(key, fingerprint).map_err(claim_error)?;
+        Ok(answer.map(stored))
     }
 
     async fn begin_checkout(
@@ -153,42 +163,47 @@ impl Store for MemoryStore {
         account: &str,
         key: Option<&KeyScope>,
         request: &CheckoutRequest,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
         now: DateTime<Utc>,
         hooks: &dyn Hooks,
     ) -> Result<Begun, CheckoutError> {
         let mut s = self.state.lock().await;
-        let scope = key.map(|k| (k.account.clone(), k.endpoint, k.key.as_str().to_string()));
-        if let Some(scope) = &scope
-            && let Some(row) = s.keys.get(scope)
-        {
-            if row.fingerprint != fingerprint {
-                return Err(CheckoutError::KeyReused);
+        // Check first, claim after the last step that can fail: nothing is
+        // written before the hook, as nothing commits before it on PostgreSQL.
+        if let Some(k) = key {
+            match s.keys.check(k, fingerprint, now).map_err(claim_error)? {
+                None => {}
+                Some(_) => {
+                    return match s
+                        .keys
+                        .claim(k, fingerprint, lease(), now)
+                        .map_err(claim_error)?
+                    {
+                        Claimed::Replay(answer) => Ok(Begun::Replay(stored(answer))),
+                        Claimed::TakenOver { lock, .. } => {
+                            let order_id = *s
+                                .key_orders
+                                .get(&lock.id)
+                                .ok_or_else(|| StoreError::Corrupt("key without order".into()))?;
+                            let amount = s
+                                .orders
+                                .get(&order_id)
+                                .ok_or_else(|| {
+                                    StoreError::Corrupt("key names a missing order".into())
+                                })?
+                                .quote
+                                .total();
+                            Ok(Begun::Charge {
+                                lock: Some(lock),
+                                order_id,
+                                amount,
+                                resumed: true,
+                            })
+                        }
+                        Claimed::New(_) => Err(StoreError::Corrupt("key vanished".into()).into()),
+                    };
+                }
             }
-            if let Some(response) = &row.response {
-                return Ok(Begun::Replay(response.clone()));
-            }
-            if row.locked_at.is_some_and(|t| t > now - LOCK_TIMEOUT) {
-                return Err(CheckoutError::KeyInUse);
-            }
-            let (id, order_id) = (row.id, row.order_id);
-            let order_id =
-                order_id.ok_or_else(|| StoreError::Corrupt("key without order".into()))?;
-            let amount = s
-                .orders
-                .get(&order_id)
-                .ok_or_else(|| StoreError::Corrupt("key names a missing order".into()))?
-                .quote
-                .total();
-            if let Some(row) = s.keys.get_mut(scope) {
-                row.locked_at = Some(now);
-            }
-            return Ok(Begun::Charge {
-                key_id: Some(id),
-                order_id,
-                amount,
-                resumed: true,
-            });
         }
         let products: Vec<Stocked> = request
             .lines
@@ -197,22 +212,23 @@ impl Store for MemoryStore {
             .collect();
         let decision = price_order(request, &products)?;
         hooks.reached(Point::BeforeOrderCommit).await;
-        s.next_key_id += 1;
-        let key_id = s.next_key_id;
+        let lock = match key {
+            Some(k) => match s
+                .keys
+                .claim(k, fingerprint, lease(), now)
+                .map_err(claim_error)?
+            {
+                Claimed::New(l) => Some(l),
+                _ => return Err(StoreError::Corrupt("key appeared under the lock".into()).into()),
+            },
+            None => None,
+        };
         let quote = match decision {
             Err(refusal) => {
-                if let Some(scope) = scope {
-                    s.keys.insert(
-                        scope,
-                        KeyRow {
-                            id: key_id,
-                            fingerprint: fingerprint.to_string(),
-                            created_at: now,
-                            locked_at: None,
-                            order_id: None,
-                            response: Some(refusal.clone()),
-                        },
-                    );
+                if let Some(l) = lock {
+                    s.keys
+                        .finish(l, &final_answer(&refusal), now)
+                        .map_err(|_| CheckoutError::KeyInUse)?;
                 }
                 return Ok(Begun::Refused(refusal));
             }
@@ -236,22 +252,14 @@ impl Store for MemoryStore {
                 created_at: now,
             },
         );
-        let key_id = scope.map(|scope| {
-            s.keys.insert(
-                scope,
-                KeyRow {
-                    id: key_id,
-                    fingerprint: fingerprint.to_string(),
-                    created_at: now,
-                    locked_at: Some(now),
-                    order_id: Some(order_id),
-                    response: None,
-                },
-            );
-            key_id
-        });
+        if let Some(l) = lock {
+            s.keys
+                .advance(l, "order_created")
+                .map_err(|_| CheckoutError::KeyInUse)?;
+            s.key_orders.insert(l.id, order_id);
+        }
         Ok(Begun::Charge {
-            key_id,
+            lock,
             order_id,
             amount,
             resumed: false,
@@ -260,12 +268,12 @@ impl Store for MemoryStore {
 
     async fn finish_checkout(
         &self,
-        key_id: Option<i64>,
+        lock: Option<Lock>,
         order_id: Uuid,
         charged: &Charged,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
         hooks: &dyn Hooks,
-    ) -> Result<StoredResponse, StoreError> {
+    ) -> Result<StoredResponse, CheckoutError> {
         let mut s = self.state.lock().await;
         let mut order = s
             .orders
@@ -273,6 +281,12 @@ impl Store for MemoryStore {
             .cloned()
             .ok_or_else(|| StoreError::Corrupt(format!("no order {order_id}")))?;
         hooks.reached(Point::BeforeFinishCommit).await;
+        // The fence before any write, as on PostgreSQL.
+        if let Some(l) = lock
+            && !s.keys.holds(l)
+        {
+            return Err(CheckoutError::KeyInUse);
+        }
         match charged {
             Charged::Paid(charge) => {
                 order.status = "paid".into();
@@ -289,28 +303,33 @@ impl Store for MemoryStore {
         }
         let response = finish_response(&order, charged);
         s.orders.insert(order_id, order);
-        if let Some(id) = key_id
-            && let Some(row) = s.keys.values_mut().find(|r| r.id == id)
-        {
-            row.response = Some(response.clone());
-            row.locked_at = None;
+        if let Some(l) = lock {
+            s.keys
+                .finish(l, &final_answer(&response), now)
+                .map_err(|_| CheckoutError::KeyInUse)?;
         }
         Ok(response)
     }
 
-    async fn unlock_key(&self, key_id: i64) -> Result<(), StoreError> {
-        let mut s = self.state.lock().await;
-        if let Some(row) = s.keys.values_mut().find(|r| r.id == key_id) {
-            row.locked_at = None;
-        }
+    async fn release_key(&self, lock: Lock) -> Result<(), StoreError> {
+        // Fenced when taken over meanwhile: the lease is the taker's to keep.
+        let _: Result<(), FinishError> = self.state.lock().await.keys.release(lock);
         Ok(())
     }
 
-    async fn purge_keys(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_keys(
+        &self,
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Purged, StoreError> {
         let mut s = self.state.lock().await;
-        let before = s.keys.len();
-        s.keys.retain(|_, r| r.created_at >= cutoff);
-        Ok((before - s.keys.len()) as u64)
+        let purged = s.keys.purge(retention, now);
+        // Forget the order links of keys that are gone.
+        let State {
+            keys, key_orders, ..
+        } = &mut *s;
+        key_orders.retain(|id, _| keys.exists(*id));
+        Ok(purged)
     }
 
     async fn order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -324,25 +343,16 @@ impl Store for MemoryStore {
     }
 
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut v: Vec<KeyRecord> = self
-            .state
-            .lock()
-            .await
-            .keys
-            .iter()
-            .map(|((account, _, key), row)| KeyRecord {
-                account: account.clone(),
-                key: key.clone(),
-                recovery_point: if row.response.is_some() {
-                    "finished"
-                } else {
-                    "order_created"
-                }
-                .into(),
-                locked_at: row.locked_at,
+        let s = self.state.lock().await;
+        Ok(s.keys
+            .keys(chrono::Utc::now())
+            .into_iter()
+            .map(|k| KeyRecord {
+                account: k.account,
+                key: k.key,
+                recovery_point: k.recovery_point,
+                held: k.held,
             })
-            .collect();
-        v.sort_by(|a, b| (&a.account, &a.key).cmp(&(&b.account, &b.key)));
-        Ok(v)
+            .collect())
     }
 }

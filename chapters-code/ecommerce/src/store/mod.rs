@@ -21,7 +21,7 @@ use crate::checkout::{
     Begun, Charged, CheckoutError, CheckoutRequest, Hooks, Order, StoredResponse,
 };
 use crate::domain::{Money, Product, Sku, TaxClass};
-use crate::idempotency::KeyScope;
+use crate::idempotency::{Fingerprint, KeyScope, Lock, Purged};
 
 /// The schema, applied by the demo binary to an empty database.
 pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
@@ -52,8 +52,8 @@ pub struct KeyRecord {
     pub key: String,
     /// `order_created` or `finished`.
     pub recovery_point: String,
-    /// When a request claimed it, while that request may still be running.
-    pub locked_at: Option<DateTime<Utc>>,
+    /// Whether a request's lease on it is running (by the store's clock).
+    pub held: bool,
 }
 
 /// Why a store call failed.
@@ -106,7 +106,7 @@ pub trait Store: Send + Sync + 'static {
     fn final_answer(
         &self,
         key: &KeyScope,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
     ) -> impl Future<Output = Result<Option<StoredResponse>, CheckoutError>> + Send;
 
     /// Checkout phase 1 (see [`crate::checkout`]).
@@ -115,29 +115,33 @@ pub trait Store: Send + Sync + 'static {
         account: &str,
         key: Option<&KeyScope>,
         request: &CheckoutRequest,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
         now: DateTime<Utc>,
         hooks: &dyn Hooks,
     ) -> impl Future<Output = Result<Begun, CheckoutError>> + Send;
 
-    /// Checkout phase 2.
+    /// Checkout phase 2; [`CheckoutError::KeyInUse`] (and nothing written)
+    /// when another request took the key over: its answer is the final one.
     fn finish_checkout(
         &self,
-        key_id: Option<i64>,
+        lock: Option<Lock>,
         order_id: Uuid,
         charged: &Charged,
         now: DateTime<Utc>,
         hooks: &dyn Hooks,
-    ) -> impl Future<Output = Result<StoredResponse, StoreError>> + Send;
+    ) -> impl Future<Output = Result<StoredResponse, CheckoutError>> + Send;
 
-    /// Releases a key's lock after a provider timeout, so a retry need not wait.
-    fn unlock_key(&self, key_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends a key's lease after a provider timeout, so a retry need not wait
+    /// (nothing, when another request has taken the key over meanwhile).
+    fn release_key(&self, lock: Lock) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes keys created before `cutoff`; returns how many.
+    /// Deletes finished keys older than `retention` (by the store's clock;
+    /// the in-memory store's is `now`); unfinished keys are counted, never deleted.
     fn purge_keys(
         &self,
-        cutoff: DateTime<Utc>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Purged, StoreError>> + Send;
 
     /// One order.
     fn order(&self, id: Uuid) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;

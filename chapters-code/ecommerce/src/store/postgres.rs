@@ -13,7 +13,8 @@ use crate::checkout::{
     finish_response, price_order,
 };
 use crate::domain::{Currency, Money, Product, Quote, Sku, TaxClass};
-use crate::idempotency::{KeyScope, LOCK_TIMEOUT};
+use crate::idempotency::{Fingerprint, KeyScope, Lock, Purged, lease};
+use block_idempotency::{ClaimError, Claimed, FinalAnswer, FinishError, pg as keys};
 
 // ANCHOR: search_sql
 /// Full-text search over the generated `search` column (GIN index).
@@ -120,8 +121,38 @@ async fn load_order(
     order_from_row(&row)
 }
 
-fn response_json(r: &StoredResponse) -> serde_json::Value {
-    r.body.clone()
+/// The block's answer as the checkout's.
+fn stored(a: FinalAnswer) -> StoredResponse {
+    StoredResponse {
+        status: a.status,
+        body: a.body,
+    }
+}
+
+/// The checkout's answer as the block stores it.
+fn final_answer(r: &StoredResponse) -> FinalAnswer {
+    FinalAnswer {
+        status: r.status,
+        body: r.body.clone(),
+    }
+}
+
+/// A refused claim as the checkout's error.
+fn claim_error(e: ClaimError) -> CheckoutError {
+    match e {
+        ClaimError::KeyReused => CheckoutError::KeyReused,
+        ClaimError::KeyInUse => CheckoutError::KeyInUse,
+        ClaimError::Database(e) => CheckoutError::Store(e.into()),
+        ClaimError::Corrupt(e) => CheckoutError::Store(StoreError::Corrupt(e)),
+    }
+}
+
+/// A fenced write as the checkout's error: another request holds the key.
+fn finish_error(e: FinishError) -> CheckoutError {
+    match e {
+        FinishError::Fenced => CheckoutError::KeyInUse,
+        FinishError::Database(e) => CheckoutError::Store(e.into()),
+    }
 }
 
 impl Store for PgStore {
@@ -195,34 +226,13 @@ impl Store for PgStore {
     async fn final_answer(
         &self,
         key: &KeyScope,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
     ) -> Result<Option<StoredResponse>, CheckoutError> {
-        let row = sqlx::query(
-            "SELECT fingerprint, response_status, response_body
-             FROM idempotency_keys WHERE account_id = $1 AND endpoint = $2 AND key = $3",
-        )
-        .bind(&key.account)
-        .bind(key.endpoint)
-        .bind(key.key.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let get = |e: sqlx::Error| CheckoutError::Store(e.into());
-        let stored: String = row.try_get("fingerprint").map_err(get)?;
-        if stored != fingerprint {
-            return Err(CheckoutError::KeyReused);
-        }
-        let status: Option<i16> = row.try_get("response_status").map_err(get)?;
-        let Some(status) = status else {
-            return Ok(None);
-        };
-        Ok(Some(StoredResponse {
-            status: u16::try_from(status).map_err(corrupt)?,
-            body: row.try_get("response_body").map_err(get)?,
-        }))
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        let answer = keys::final_answer(&mut conn, key, fingerprint)
+            .await
+            .map_err(claim_error)?;
+        Ok(answer.map(stored))
     }
     // ANCHOR_END: final_answer
 
@@ -232,34 +242,24 @@ impl Store for PgStore {
         account: &str,
         key: Option<&KeyScope>,
         request: &CheckoutRequest,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
         now: DateTime<Utc>,
         hooks: &dyn Hooks,
     ) -> Result<Begun, CheckoutError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let order_id = Uuid::new_v4();
-        let mut key_id = None;
+        let mut lock = None;
         if let Some(k) = key {
-            // Claim the key. A concurrent claim of the same key waits here
-            // for our COMMIT; the UNIQUE constraint is what makes it wait.
-            key_id = sqlx::query_scalar::<_, i64>(
-                "INSERT INTO idempotency_keys (account_id, endpoint, key, fingerprint,
-                     created_at, locked_at, recovery_point, order_id)
-                 VALUES ($1, $2, $3, $4, $5, $5, 'order_created', $6)
-                 ON CONFLICT DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&k.account)
-            .bind(k.endpoint)
-            .bind(k.key.as_str())
-            .bind(fingerprint)
-            .bind(now)
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            if key_id.is_none() {
-                return resume(tx, k, fingerprint, now).await;
+            // Claim the key in this transaction (the block's statements). A
+            // concurrent claim of the same key waits for our COMMIT; the
+            // UNIQUE constraint is what makes it wait.
+            match keys::claim(&mut tx, k, fingerprint, lease())
+                .await
+                .map_err(claim_error)?
+            {
+                Claimed::New(l) => lock = Some(l),
+                Claimed::Replay(answer) => return Ok(Begun::Replay(stored(answer))),
+                Claimed::TakenOver { lock: l, .. } => return resume(tx, l).await,
             }
         }
         let rows = sqlx::query(
@@ -287,8 +287,10 @@ impl Store for PgStore {
         let quote = match price_order(request, &products)? {
             Ok(quote) => quote,
             Err(refusal) => {
-                if let Some(id) = key_id {
-                    store_response(&mut tx, id, &refusal, true).await?;
+                if let Some(l) = lock {
+                    keys::finish(&mut tx, l, &final_answer(&refusal))
+                        .await
+                        .map_err(finish_error)?;
                 }
                 hooks.reached(Point::BeforeOrderCommit).await;
                 tx.commit().await.map_err(StoreError::from)?;
@@ -338,10 +340,24 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
+        if let Some(l) = lock {
+            // The recovery point, and the order a retry resumes (the
+            // chapter's own column), with the order in one COMMIT.
+            sqlx::query(
+                "UPDATE idempotency_keys SET recovery_point = 'order_created', order_id = $3
+                 WHERE id = $1 AND generation = $2",
+            )
+            .bind(l.id)
+            .bind(l.generation)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
         hooks.reached(Point::BeforeOrderCommit).await;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Begun::Charge {
-            key_id,
+            lock,
             order_id,
             amount: quote.total(),
             resumed: false,
@@ -352,14 +368,31 @@ impl Store for PgStore {
     // ANCHOR: finish_checkout
     async fn finish_checkout(
         &self,
-        key_id: Option<i64>,
+        lock: Option<Lock>,
         order_id: Uuid,
         charged: &Charged,
         now: DateTime<Utc>,
         hooks: &dyn Hooks,
-    ) -> Result<StoredResponse, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<StoredResponse, CheckoutError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let mut order = load_order(&mut tx, order_id, true).await?;
+        match charged {
+            Charged::Paid(charge_id) => {
+                order.status = "paid".into();
+                order.charge_id = Some(charge_id.clone());
+            }
+            Charged::Declined(_) | Charged::ProviderFailed(_) => {
+                order.status = "payment_failed".into();
+            }
+        }
+        let response = finish_response(&order, charged);
+        // The fence first: a request whose key was taken over (its lease ran
+        // out) stops here and writes nothing; the taker's answer is final.
+        if let Some(l) = lock {
+            keys::finish(&mut tx, l, &final_answer(&response))
+                .await
+                .map_err(finish_error)?;
+        }
         match charged {
             Charged::Paid(charge_id) => {
                 sqlx::query(
@@ -369,7 +402,8 @@ impl Store for PgStore {
                 .bind(charge_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(StoreError::from)?;
                 // The receipt e-mail, staged in the same transaction: sent once the order is paid, never before.
                 sqlx::query(
                     "INSERT INTO staged_jobs (kind, payload, created_at)
@@ -378,9 +412,8 @@ impl Store for PgStore {
                 .bind(order_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
-                order.status = "paid".into();
-                order.charge_id = Some(charge_id.clone());
+                .await
+                .map_err(StoreError::from)?;
             }
             Charged::Declined(_) | Charged::ProviderFailed(_) => {
                 sqlx::query(
@@ -389,7 +422,8 @@ impl Store for PgStore {
                 .bind(order_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(StoreError::from)?;
                 // Release the reserved stock.
                 sqlx::query(
                     "UPDATE products SET stock = stock + l.quantity
@@ -397,38 +431,40 @@ impl Store for PgStore {
                 )
                 .bind(order_id)
                 .execute(&mut *tx)
-                .await?;
-                order.status = "payment_failed".into();
+                .await
+                .map_err(StoreError::from)?;
             }
         }
-        let response = finish_response(&order, charged);
-        if let Some(id) = key_id {
-            store_response(&mut tx, id, &response, false).await?;
-        }
         hooks.reached(Point::BeforeFinishCommit).await;
-        tx.commit().await?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(response)
     }
     // ANCHOR_END: finish_checkout
 
-    async fn unlock_key(&self, key_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE idempotency_keys SET locked_at = NULL WHERE id = $1")
-            .bind(key_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn release_key(&self, lock: Lock) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match keys::release(&mut conn, lock).await {
+            // Taken over meanwhile: the lease is the taker's to keep.
+            Ok(()) | Err(FinishError::Fenced) => Ok(()),
+            Err(FinishError::Database(e)) => Err(e.into()),
+        }
     }
 
     // ANCHOR: purge
-    async fn purge_keys(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        // A key still locked belongs to a request in flight (or one that
-        // died and awaits its retry): it is not purged until it finishes.
-        let done =
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 AND locked_at IS NULL")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+    async fn purge_keys(
+        &self,
+        retention: std::time::Duration,
+        _now: DateTime<Utc>,
+    ) -> Result<Purged, StoreError> {
+        // Finished keys only, by the database clock: an unfinished key is an
+        // order awaiting its outcome, and its retry must find it.
+        let mut conn = self.pool.acquire().await?;
+        keys::purge(&mut conn, retention)
+            .await
+            .map_err(|e| match e {
+                ClaimError::Database(e) => StoreError::Database(e),
+                other => StoreError::Corrupt(other.to_string()),
+            })
     }
     // ANCHOR_END: purge
 
@@ -453,7 +489,8 @@ impl Store for PgStore {
 
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT account_id, key, recovery_point, locked_at
+            "SELECT account_id, key, recovery_point,
+                    coalesce(locked_until > clock_timestamp(), false) AS held
              FROM idempotency_keys ORDER BY account_id, key",
         )
         .fetch_all(&self.pool)
@@ -464,7 +501,7 @@ impl Store for PgStore {
                     account: r.try_get("account_id")?,
                     key: r.try_get("key")?,
                     recovery_point: r.try_get("recovery_point")?,
-                    locked_at: r.try_get("locked_at")?,
+                    held: r.try_get("held")?,
                 })
             })
             .collect()
@@ -472,83 +509,23 @@ impl Store for PgStore {
 }
 
 // ANCHOR: resume
-/// The key exists: replay its answer, refuse, or take it over and resume.
-async fn resume(
-    mut tx: Transaction<'_, Postgres>,
-    k: &KeyScope,
-    fingerprint: &str,
-    now: DateTime<Utc>,
-) -> Result<Begun, CheckoutError> {
-    let row = sqlx::query(
-        "SELECT id, fingerprint, locked_at, order_id, response_status, response_body
-         FROM idempotency_keys WHERE account_id = $1 AND endpoint = $2 AND key = $3
-         FOR UPDATE",
-    )
-    .bind(&k.account)
-    .bind(k.endpoint)
-    .bind(k.key.as_str())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(StoreError::from)?
-    // Purged between our INSERT and this SELECT: the client may simply retry.
-    .ok_or(CheckoutError::KeyInUse)?;
-    let get = |e: sqlx::Error| CheckoutError::Store(e.into());
-    let stored: String = row.try_get("fingerprint").map_err(get)?;
-    if stored != fingerprint {
-        return Err(CheckoutError::KeyReused);
-    }
-    let status: Option<i16> = row.try_get("response_status").map_err(get)?;
-    if let Some(status) = status {
-        let body: serde_json::Value = row.try_get("response_body").map_err(get)?;
-        return Ok(Begun::Replay(StoredResponse {
-            status: u16::try_from(status).map_err(corrupt)?,
-            body,
-        }));
-    }
-    let locked_at: Option<DateTime<Utc>> = row.try_get("locked_at").map_err(get)?;
-    if locked_at.is_some_and(|t| t > now - LOCK_TIMEOUT) {
-        return Err(CheckoutError::KeyInUse);
-    }
-    let id: i64 = row.try_get("id").map_err(get)?;
-    let order_id: Option<Uuid> = row.try_get("order_id").map_err(get)?;
+/// The key was taken over (its holder's lease ran out): resume its order.
+async fn resume(mut tx: Transaction<'_, Postgres>, lock: Lock) -> Result<Begun, CheckoutError> {
+    let order_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT order_id FROM idempotency_keys WHERE id = $1")
+            .bind(lock.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+    // The claim and the order commit together, so an unfinished key has one.
     let order_id = order_id.ok_or_else(|| corrupt("an unfinished key without an order"))?;
-    sqlx::query("UPDATE idempotency_keys SET locked_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
     let order = load_order(&mut tx, order_id, false).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Begun::Charge {
-        key_id: Some(id),
+        lock: Some(lock),
         order_id,
         amount: order.quote.total(),
         resumed: true,
     })
 }
 // ANCHOR_END: resume
-
-/// Writes the final answer on the key's row and unlocks it.
-async fn store_response(
-    tx: &mut Transaction<'_, Postgres>,
-    key_id: i64,
-    response: &StoredResponse,
-    drop_order: bool,
-) -> Result<(), StoreError> {
-    let sql = if drop_order {
-        // A refusal in phase 1: the order this key was to create never existed.
-        "UPDATE idempotency_keys SET recovery_point = 'finished', order_id = NULL,
-             locked_at = NULL, response_status = $2, response_body = $3 WHERE id = $1"
-    } else {
-        "UPDATE idempotency_keys SET recovery_point = 'finished',
-             locked_at = NULL, response_status = $2, response_body = $3 WHERE id = $1"
-    };
-    sqlx::query(sql)
-        .bind(key_id)
-        .bind(response.status as i16)
-        .bind(response_json(response))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
