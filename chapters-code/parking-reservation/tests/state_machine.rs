@@ -41,7 +41,7 @@ proptest! {
         let mut r = held();
         for (event, minute) in events {
             let now = now0() + minutes(minute);
-            let legal = TRANSITIONS.iter().any(|(f, e, _)| *f == r.state && *e == event);
+            let legal = TRANSITIONS.iter().any(|t| t.from == r.state && t.event == event);
             match r.apply(event, now, &today(&r)) {
                 Ok(next) => {
                     prop_assert!(legal, "{} accepted in {}", event, r.state);

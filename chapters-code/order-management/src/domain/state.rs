@@ -1,10 +1,12 @@
 //! The order state machine as data: a table of (from, command, guard, to)
-//! rows, checked at run time. The book's state diagram is generated from the
-//! same table, so the picture and the code cannot disagree.
+//! rows (a [`block_state_machine::Table`]), checked at run time. The book's
+//! state diagram and the schema's `CHECK` are generated from the same table,
+//! so the picture, the database and the code cannot disagree.
 
 use std::fmt;
 use std::str::FromStr;
 
+use block_state_machine::{Miss, Table, Transition};
 use serde::{Deserialize, Serialize};
 
 /// Where an order is in its life.
@@ -83,29 +85,35 @@ use State::*;
 /// Rows with the same (from, command) are tried in order; the first whose
 /// guard holds wins. There is deliberately no `cancel` out of
 /// `partially_shipped`, `shipped` or `delivered`: no cancel after shipping.
-pub const TRANSITIONS: &[(State, CommandKind, Guard, State)] = &[
-    (Created, Place, Always, Pending),
-    (Created, Cancel, Always, Cancelled),
-    (Pending, Approve, Always, Paid),
-    (Pending, FailPayment, Always, PaymentFailed),
-    (Pending, Reject, Always, Rejected),
-    (PaymentFailed, Place, Always, Pending),
-    (PaymentFailed, Cancel, Always, Cancelled),
-    (Paid, Ship, ShipsTheRest, Shipped),
-    (Paid, Ship, LeavesSomeUnshipped, PartiallyShipped),
-    (Paid, Cancel, Always, Cancelled),
-    (PartiallyShipped, Ship, ShipsTheRest, Shipped),
-    (
-        PartiallyShipped,
-        Ship,
-        LeavesSomeUnshipped,
-        PartiallyShipped,
-    ),
-    (Shipped, Deliver, Always, Delivered),
-    (Delivered, Return, Always, Returned),
-    (Cancelled, Refund, WasPaid, Refunded),
-    (Returned, Refund, WasPaid, Refunded),
+#[rustfmt::skip]
+pub const TRANSITIONS: &[Transition<State, CommandKind, Guard>] = &[
+    Transition::guarded(Created,          Place,       Always,              Pending),
+    Transition::guarded(Created,          Cancel,      Always,              Cancelled),
+    Transition::guarded(Pending,          Approve,     Always,              Paid),
+    Transition::guarded(Pending,          FailPayment, Always,              PaymentFailed),
+    Transition::guarded(Pending,          Reject,      Always,              Rejected),
+    Transition::guarded(PaymentFailed,    Place,       Always,              Pending),
+    Transition::guarded(PaymentFailed,    Cancel,      Always,              Cancelled),
+    Transition::guarded(Paid,             Ship,        ShipsTheRest,        Shipped),
+    Transition::guarded(Paid,             Ship,        LeavesSomeUnshipped, PartiallyShipped),
+    Transition::guarded(Paid,             Cancel,      Always,              Cancelled),
+    Transition::guarded(PartiallyShipped, Ship,        ShipsTheRest,        Shipped),
+    Transition::guarded(PartiallyShipped, Ship,        LeavesSomeUnshipped, PartiallyShipped),
+    Transition::guarded(Shipped,          Deliver,     Always,              Delivered),
+    Transition::guarded(Delivered,        Return,      Always,              Returned),
+    Transition::guarded(Cancelled,        Refund,      WasPaid,             Refunded),
+    Transition::guarded(Returned,         Refund,      WasPaid,             Refunded),
 ];
+
+/// The whole machine: an order is born `created` and ends `rejected` or
+/// `refunded`. `the_table_is_sound` runs the block's checks on it.
+pub const TABLE: Table<State, CommandKind, Guard> = Table {
+    initial: Created,
+    born_by: "create",
+    states: &State::ALL,
+    terminal: &[Rejected, Refunded],
+    transitions: TRANSITIONS,
+};
 
 /// The states that hold a semantic lock: only saga commands apply.
 pub const LOCKED_STATES: [State; 1] = [Pending];
@@ -130,9 +138,10 @@ impl State {
         Refunded,
     ];
 
-    /// True when no command leads out of this state.
+    /// True when no command leads out of this state (the table declares it
+    /// terminal, and its check proves no row leaves it).
     pub fn is_terminal(self) -> bool {
-        !TRANSITIONS.iter().any(|(from, ..)| *from == self)
+        TABLE.is_terminal(self)
     }
 
     /// True while the checkout saga holds the order.
@@ -233,6 +242,15 @@ impl fmt::Display for CommandKind {
     }
 }
 
+impl block_state_machine::Guard for Guard {
+    fn condition(&self) -> Option<&'static str> {
+        match self {
+            Always => None,
+            g => Some(g.label()),
+        }
+    }
+}
+
 impl fmt::Display for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -285,55 +303,31 @@ pub fn next_state(
     command: CommandKind,
     holds: impl Fn(Guard) -> bool,
 ) -> Result<State, Refusal> {
-    let mut rows = TRANSITIONS
-        .iter()
-        .filter(|(f, c, ..)| *f == from && *c == command)
-        .peekable();
-    if rows.peek().is_none() {
-        return Err(if from.is_locked() && !command.is_saga_only() {
-            Refusal::Locked { from, command }
-        } else {
-            Refusal::Illegal { from, command }
-        });
-    }
-    let mut last = Always;
-    for (_, _, guard, to) in rows {
-        if holds(*guard) {
-            return Ok(*to);
+    match TABLE.step(from, command, holds) {
+        Ok(to) => Ok(to),
+        Err(Miss::NoRow) if from.is_locked() && !command.is_saga_only() => {
+            Err(Refusal::Locked { from, command })
         }
-        last = *guard;
+        Err(Miss::NoRow) => Err(Refusal::Illegal { from, command }),
+        Err(Miss::GuardFailed(guard)) => Err(Refusal::GuardFailed {
+            from,
+            command,
+            guard,
+        }),
     }
-    Err(Refusal::GuardFailed {
-        from,
-        command,
-        guard: last,
-    })
 }
 // ANCHOR_END: lookup
 
 // ANCHOR: diagram
-/// The transition table as a mermaid `stateDiagram-v2`, fenced for the book.
-///
-/// An order is born `created`; guarded rows show the guard in brackets;
-/// states with no way out end at `[*]`; the locked state carries a note.
+/// The transition table as a mermaid `stateDiagram-v2`, fenced for the book
+/// (drawn by the state-machine block from [`TABLE`]); the locked state
+/// carries a note.
 pub fn state_diagram_mermaid() -> String {
-    let mut out = String::from("```mermaid\nstateDiagram-v2\n    [*] --> created: create\n");
-    for (from, command, guard, to) in TRANSITIONS {
-        match guard {
-            Always => out.push_str(&format!("    {from} --> {to}: {command}\n")),
-            g => out.push_str(&format!("    {from} --> {to}: {command} [{g}]\n")),
-        }
-    }
-    for state in State::ALL.into_iter().filter(|s| s.is_terminal()) {
-        out.push_str(&format!("    {state} --> [*]\n"));
-    }
-    for state in LOCKED_STATES {
-        out.push_str(&format!(
-            "    note right of {state}\n        semantic lock: only the saga's commands apply\n    end note\n"
-        ));
-    }
-    out.push_str("```\n");
-    out
+    let notes: Vec<_> = LOCKED_STATES
+        .iter()
+        .map(|s| (*s, "semantic lock: only the saga's commands apply"))
+        .collect();
+    TABLE.mermaid_with_notes(&notes)
 }
 // ANCHOR_END: diagram
 
@@ -342,35 +336,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_is_deterministic_and_every_state_is_reachable() {
-        // Two rows for one (state, command) must have different guards, and
-        // for ship the two guards are exact complements.
-        for (i, (f, c, g, _)) in TRANSITIONS.iter().enumerate() {
-            assert!(
-                !TRANSITIONS[i + 1..]
-                    .iter()
-                    .any(|(f2, c2, g2, _)| f2 == f && c2 == c && g2 == g),
-                "two rows for ({f}, {c}, {g:?})"
-            );
-            if *g == Always {
-                assert_eq!(
-                    TRANSITIONS
-                        .iter()
-                        .filter(|(f2, c2, ..)| f2 == f && c2 == c)
-                        .count(),
-                    1,
-                    "an unguarded row must be alone: ({f}, {c})"
-                );
-            }
-        }
-        let mut reached = vec![Created];
-        while let Some(next) = TRANSITIONS
-            .iter()
-            .find(|(f, _, _, t)| reached.contains(f) && !reached.contains(t))
-        {
-            reached.push(next.3);
-        }
-        assert_eq!(reached.len(), State::ALL.len());
+    fn the_table_is_sound() {
+        // Every state reachable from `created`, every non-terminal state able
+        // to end, nothing out of a terminal state, and rows that share a
+        // (state, command) all guarded, each by a different guard.
+        assert_eq!(TABLE.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_schema_check_names_the_tables_states() {
+        let squash = |s: &str| s.split_whitespace().collect::<String>();
+        let schema = squash(include_str!("../../sql/schema.sql"));
+        let check = squash(&TABLE.sql_check("state"));
+        assert!(schema.contains(&check), "schema.sql lacks {check}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The reservation state machine: its transition table is data, and the
-//! book's state diagram is generated from that same table.
+//! The reservation state machine: its transition table is data (a
+//! [`block_state_machine::Table`]), and the book's state diagram, the
+//! schema's `CHECK` and the structural checks all come from that same table.
 
 use std::fmt;
 use std::str::FromStr;
 
+use block_state_machine::{Table, Transition};
 use serde::{Deserialize, Serialize};
 
 /// Where a reservation is in its life.
@@ -51,27 +53,35 @@ use Event::*;
 use State::*;
 
 // ANCHOR: transitions
-/// Every legal transition: (from, event, to). Anything not listed is refused.
-pub const TRANSITIONS: &[(State, Event, State)] = &[
-    (Held, Confirm, Confirmed),
-    (Held, Cancel, Cancelled),
-    (Held, Expire, Expired),
+/// Every legal transition. Anything not listed is refused.
+pub const TRANSITIONS: &[Transition<State, Event>] = &[
+    Transition::new(Held, Confirm, Confirmed),
+    Transition::new(Held, Cancel, Cancelled),
+    Transition::new(Held, Expire, Expired),
     // A late confirm: the payment went through after the hold lapsed. Legal
     // only within LATE_CONFIRM_WINDOW, and only if the spot is still free,
     // which the exclusion constraint checks on the UPDATE.
-    (Expired, Confirm, Confirmed),
-    (Confirmed, CheckIn, CheckedIn),
-    (Confirmed, Cancel, Cancelled),
-    (Confirmed, MarkNoShow, NoShow),
-    (CheckedIn, CheckOut, CheckedOut),
+    Transition::new(Expired, Confirm, Confirmed),
+    Transition::new(Confirmed, CheckIn, CheckedIn),
+    Transition::new(Confirmed, Cancel, Cancelled),
+    Transition::new(Confirmed, MarkNoShow, NoShow),
+    Transition::new(CheckedIn, CheckOut, CheckedOut),
 ];
+
+/// The whole machine: a reservation is born `held` by `reserve` and ends in
+/// one of the terminal states. `the_table_is_sound` runs the block's checks.
+pub const TABLE: Table<State, Event> = Table {
+    initial: Held,
+    born_by: Reserve.as_str(),
+    states: &State::ALL,
+    terminal: &[CheckedOut, Cancelled, NoShow],
+    transitions: TRANSITIONS,
+};
 
 /// The state a reservation that received `event` in state `from` moves to.
 pub fn next_state(from: State, event: Event) -> Result<State, IllegalTransition> {
-    TRANSITIONS
-        .iter()
-        .find(|(f, e, _)| *f == from && *e == event)
-        .map(|(_, _, to)| *to)
+    TABLE
+        .next(from, event)
         .ok_or(IllegalTransition { from, event })
 }
 
@@ -101,13 +111,14 @@ impl State {
         LIVE_STATES.contains(&self)
     }
 
-    /// True when no event leads out of this state.
+    /// True when no event leads out of this state (the table declares it
+    /// terminal, and its check proves no row leaves it).
     pub fn is_terminal(self) -> bool {
-        !TRANSITIONS.iter().any(|(from, _, _)| *from == self)
+        TABLE.is_terminal(self)
     }
 
     /// The name used in JSON and in the `reservations.state` column.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Held => "held",
             Confirmed => "confirmed",
@@ -127,7 +138,7 @@ impl Event {
     ];
 
     /// The event's name, as in the diagram and in error messages.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Reserve => "reserve",
             Confirm => "confirm",
@@ -185,20 +196,10 @@ impl fmt::Display for Event {
 }
 
 // ANCHOR: diagram
-/// The transition table as a mermaid `stateDiagram-v2`, fenced for the book.
-///
-/// A reservation is born `held` (by `reserve`); states with no way out end
-/// at `[*]`.
+/// The transition table as a mermaid `stateDiagram-v2`, fenced for the book
+/// (drawn by the state-machine block from [`TABLE`]).
 pub fn state_diagram_mermaid() -> String {
-    let mut out = String::from("```mermaid\nstateDiagram-v2\n    [*] --> held: reserve\n");
-    for (from, event, to) in TRANSITIONS {
-        out.push_str(&format!("    {from} --> {to}: {event}\n"));
-    }
-    for state in State::ALL.into_iter().filter(|s| s.is_terminal()) {
-        out.push_str(&format!("    {state} --> [*]\n"));
-    }
-    out.push_str("```\n");
-    out
+    TABLE.mermaid()
 }
 // ANCHOR_END: diagram
 
@@ -207,25 +208,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_is_deterministic_and_complete() {
-        // At most one target per (state, event): the machine is deterministic.
-        for (i, (f, e, _)) in TRANSITIONS.iter().enumerate() {
-            assert!(
-                !TRANSITIONS[i + 1..]
-                    .iter()
-                    .any(|(f2, e2, _)| f2 == f && e2 == e),
-                "two transitions for ({f}, {e})"
-            );
-        }
-        // Every state is reachable from `held`.
-        let mut reached = vec![Held];
-        while let Some(next) = TRANSITIONS
-            .iter()
-            .find(|(f, _, t)| reached.contains(f) && !reached.contains(t))
-        {
-            reached.push(next.2);
-        }
-        assert_eq!(reached.len(), State::ALL.len());
+    fn the_table_is_sound() {
+        // Every state reachable from `held`, every non-terminal state able to
+        // end, nothing out of a terminal state, one row per (state, event).
+        assert_eq!(TABLE.check(), Ok(()));
         // A terminal state is never live, so nothing terminal holds a spot;
         // the one way from a state that holds no spot back into one that
         // does is a late confirm of an expired hold.
@@ -234,9 +220,20 @@ mod tests {
         }
         let back: Vec<_> = TRANSITIONS
             .iter()
-            .filter(|(f, _, t)| !f.is_live() && t.is_live())
+            .filter(|t| !t.from.is_live() && t.to.is_live())
             .collect();
-        assert_eq!(back, vec![&(Expired, Confirm, Confirmed)]);
+        assert_eq!(back, vec![&Transition::new(Expired, Confirm, Confirmed)]);
+    }
+
+    #[test]
+    fn the_schema_checks_name_the_tables_states() {
+        // The three state columns admit exactly the table's states, in its order.
+        let squash = |s: &str| s.split_whitespace().collect::<String>();
+        let schema = squash(include_str!("../../sql/schema.sql"));
+        for column in ["state", "from_state", "to_state"] {
+            let check = squash(&TABLE.sql_check(column));
+            assert!(schema.contains(&check), "schema.sql lacks {check}");
+        }
     }
 
     #[test]
