@@ -79,6 +79,7 @@ async fn run() -> Result<()> {
     let Some(db) = testkit::postgres(None).await else {
         return Ok(());
     };
+    db.apply_sql(block_outbox::SCHEMA_SQL).await?;
     db.apply_sql(SCHEMA_SQL).await?;
     let max = WORKERS.iter().copied().max().unwrap_or(1);
     let store = PgStore::new(db.pool_with(max).await);

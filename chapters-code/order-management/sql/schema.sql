@@ -1,5 +1,5 @@
 -- Order management: the current state of each order, its append-only
--- history, the transactional outbox, the consumer's inbox, and the tables of
+-- history, the consumer's projection and dead letters, and the tables of
 -- the saga's participants (stock and payments). Each constraint is commented
 -- with the rule it keeps.
 
@@ -70,59 +70,12 @@ CREATE TRIGGER order_events_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION order_events_append_only();
 -- ANCHOR_END: events
 
--- ANCHOR: outbox
--- The transactional outbox: written in the transaction that changes the
--- order, read by the relay, which publishes each row to NATS JetStream.
--- The columns are Debezium's outbox router's: id, aggregate type and id,
--- event type, payload.
-CREATE TABLE outbox (
-    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    -- Sent as the Nats-Msg-Id header: JetStream drops a second publish with
-    -- the same id inside its duplicate window, and the consumer's inbox
-    -- drops any that get through.
-    message_id        uuid        NOT NULL UNIQUE,
-    aggregate_type    text        NOT NULL,
-    aggregate_id      uuid        NOT NULL,
-    aggregate_version bigint      NOT NULL,
-    event_type        text        NOT NULL,
-    payload           jsonb       NOT NULL,
-    created_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-    published_at      timestamptz,
-    -- One message per event.
-    UNIQUE (aggregate_id, aggregate_version)
-);
-
--- The relay's scan: unpublished rows in id order, and per aggregate.
-CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
-CREATE INDEX outbox_unpublished_by_aggregate ON outbox (aggregate_id, id)
-    WHERE published_at IS NULL;
-
--- LISTEN/NOTIFY wake-ups: one notification per inserting statement; the
--- payload is empty because the relay reads the table anyway.
-CREATE FUNCTION outbox_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('outbox', '');
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER outbox_wake_relay
-    AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
--- ANCHOR_END: outbox
+-- The transactional outbox and the consumer's inbox are the outbox
+-- block's tables (chapters-code/blocks/outbox/sql/outbox.sql), applied
+-- beside this file; `PgStore::append` writes an order's message there in
+-- the transaction that changes the order.
 
 -- ANCHOR: inbox
--- The consumer side: a message's effect and its inbox row commit together,
--- and the inbox refuses a message id it has seen, so a redelivered or
--- republished message changes nothing.
-CREATE TABLE inbox (
-    consumer    text        NOT NULL,
-    message_id  uuid        NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    CONSTRAINT inbox_once UNIQUE (consumer, message_id)
-);
-
 -- The consumer's effect: a per-order projection of what it has seen.
 CREATE TABLE order_projection (
     order_id       uuid   PRIMARY KEY,

@@ -3,9 +3,10 @@
 //! JetStream delivers at least once: a message is redelivered when its ack
 //! is lost or late, and the relay may publish a message twice. The consumer
 //! makes the *effect* happen once: the effect (here, a per-order
-//! projection) and an inbox row keyed by the message id commit in one
-//! transaction, and the inbox's UNIQUE constraint refuses a message id seen
-//! before, so a duplicate changes nothing and is simply acked.
+//! projection) and the outbox block's inbox row keyed by the message id
+//! ([`block_outbox::first_delivery`]) commit in one transaction, and the
+//! inbox's UNIQUE constraint refuses a message id seen before, so a
+//! duplicate changes nothing and is simply acked.
 //!
 //! A message that keeps failing is nak'ed with a delay and redelivered, at
 //! most [`MAX_DELIVER`] times (the consumer's `max_deliver`, enforced by
@@ -21,7 +22,18 @@ use futures_util::StreamExt;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use crate::relay::{Broker, OutboxMessage, RelayError};
+use crate::relay::{Broker, OutboxMessage};
+
+/// Why the consumer could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// PostgreSQL failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// NATS failed.
+    #[error("broker: {0}")]
+    Broker(String),
+}
 
 /// Deliveries before a message goes to the dead letters.
 pub const MAX_DELIVER: i64 = 4;
@@ -90,13 +102,13 @@ pub struct Consumer {
     pub faults: Faults,
 }
 
-fn broker_err(e: impl std::fmt::Display) -> RelayError {
-    RelayError::Broker(e.to_string())
+fn broker_err(e: impl std::fmt::Display) -> ConsumerError {
+    ConsumerError::Broker(e.to_string())
 }
 
 impl Consumer {
     /// Creates (or reuses) the durable consumer `name` on the broker's stream.
-    pub async fn create(pool: PgPool, broker: &Broker, name: &str) -> Result<Self, RelayError> {
+    pub async fn create(pool: PgPool, broker: &Broker, name: &str) -> Result<Self, ConsumerError> {
         Self::create_with_ack_wait(pool, broker, name, ACK_WAIT).await
     }
 
@@ -107,7 +119,7 @@ impl Consumer {
         broker: &Broker,
         name: &str,
         ack_wait: Duration,
-    ) -> Result<Self, RelayError> {
+    ) -> Result<Self, ConsumerError> {
         let stream = broker
             .js
             .get_stream(&broker.stream)
@@ -135,7 +147,7 @@ impl Consumer {
     }
 
     /// Fetches up to `max` messages (waiting at most `wait`) and handles each.
-    pub async fn poll(&self, max: usize, wait: Duration) -> Result<Tally, RelayError> {
+    pub async fn poll(&self, max: usize, wait: Duration) -> Result<Tally, ConsumerError> {
         let mut batch = self
             .consumer
             .fetch()
@@ -154,7 +166,7 @@ impl Consumer {
 
     /// Fetches up to `max` messages in stream order, acks them and returns
     /// them parsed, with no effect (an audit reader; unparseable ones are skipped).
-    pub async fn raw_batch(&self, max: usize) -> Result<Vec<OutboxMessage>, RelayError> {
+    pub async fn raw_batch(&self, max: usize) -> Result<Vec<OutboxMessage>, ConsumerError> {
         let mut batch = self
             .consumer
             .fetch()
@@ -176,7 +188,7 @@ impl Consumer {
 
     // ANCHOR: handle
     /// Handles one delivery: parse, apply once, ack (or nak, or dead-letter).
-    pub async fn handle(&self, msg: &jetstream::Message) -> Result<Outcome, RelayError> {
+    pub async fn handle(&self, msg: &jetstream::Message) -> Result<Outcome, ConsumerError> {
         let info = msg.info().map_err(broker_err)?;
         let (stream_seq, delivered) = (info.stream_sequence, info.delivered);
         let parsed: Result<OutboxMessage, _> = serde_json::from_slice(&msg.payload);
@@ -222,15 +234,7 @@ impl Consumer {
         }
         let work = async {
             let mut tx = self.pool.begin().await?;
-            let fresh = sqlx::query(
-                "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(&self.name)
-            .bind(m.message_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            let fresh = block_outbox::first_delivery(&mut tx, &self.name, m.message_id).await?;
             if fresh {
                 let kind = m.event.get("type").and_then(|t| t.as_str()).unwrap_or("?");
                 sqlx::query(
@@ -259,7 +263,7 @@ impl Consumer {
         msg: &jetstream::Message,
         stream_seq: u64,
         reason: &str,
-    ) -> Result<(), RelayError> {
+    ) -> Result<(), ConsumerError> {
         sqlx::query(
             "INSERT INTO dead_letters (consumer, stream_seq, subject, reason, payload)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer, stream_seq) DO NOTHING",

@@ -53,6 +53,7 @@ pub fn explain_hot_queries(admin_url: &str) -> Result<String> {
         admin_url,
         std::path::Path::new(SCHEMA_FILE),
         async |db| -> Result<(String, String)> {
+            db.apply_sql(block_outbox::SCHEMA_SQL).await?;
             db.apply_sql(EXPLAIN_DATA_SQL).await?;
             db.apply_sql("VACUUM ANALYZE").await?;
             let explain = |sql: String| {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use order_management::consumer::{Consumer, MAX_DELIVER, Tally};
 use order_management::domain::Command;
-use order_management::relay::{Broker, Crash, Drained, OutboxMessage, Relay, Wake};
+use order_management::relay::{AGGREGATE_TYPE, Broker, Crash, Drained, OutboxMessage, Relay, Wake};
 use order_management::store::{OrderStore, PgStore};
 use testkit::TestDb;
 use uuid::Uuid;
@@ -263,7 +263,7 @@ async fn a_relay_killed_between_publish_and_marking_is_dropped_by_jetstream() {
 /// crash after publishing, for every batch at once), and a relay drains again.
 async fn published_twice(env: &Env) {
     let mut relay = env.relay();
-    relay.dedupe_header = false;
+    relay.publisher.message_ids = false;
     env.drain(&relay).await;
     ok(
         "lose the marks",
@@ -439,7 +439,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_max_deliver() {
             .await,
     );
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].0, env.broker.subject(poison));
+    assert_eq!(dead[0].0, env.broker.subject(AGGREGATE_TYPE, poison));
     let m: OutboxMessage = ok("payload", serde_json::from_slice(&dead[0].1));
     assert_eq!(m.order_id, poison);
     env.assert_each_event_applied_once(&ids).await;
@@ -454,7 +454,10 @@ async fn garbage_from_the_broker_is_a_dead_letter() {
         "publish",
         env.broker
             .js
-            .publish(env.broker.subject(Uuid::nil()), "not json".into())
+            .publish(
+                env.broker.subject(AGGREGATE_TYPE, Uuid::nil()),
+                "not json".into(),
+            )
             .await,
     );
     ok("ack", ack.await);

@@ -202,7 +202,7 @@ async fn every_committed_event_has_exactly_one_outbox_row() {
     let versions: Vec<i64> = ok(
         "versions",
         sqlx::query_scalar(
-            "SELECT aggregate_version FROM outbox WHERE aggregate_id = $1 ORDER BY id",
+            "SELECT aggregate_version FROM outbox WHERE aggregate_id = $1::text ORDER BY id",
         )
         .bind(id)
         .fetch_all(&db.pool)

@@ -62,7 +62,8 @@ impl PgStore {
         &self.pool
     }
 
-    /// Applies `sql/schema.sql` when the database has no `orders` table yet; true if it did.
+    /// Applies the outbox block's `sql/outbox.sql` and this chapter's
+    /// `sql/schema.sql` when the database has no `orders` table yet; true if it did.
     pub async fn ensure_schema(&self) -> Result<bool, sqlx::Error> {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.orders') IS NOT NULL")
             .fetch_one(&self.pool)
@@ -70,6 +71,9 @@ impl PgStore {
         if exists {
             return Ok(false);
         }
+        sqlx::raw_sql(block_outbox::SCHEMA_SQL)
+            .execute(&self.pool)
+            .await?;
         sqlx::raw_sql(SCHEMA_SQL).execute(&self.pool).await?;
         Ok(true)
     }
@@ -121,19 +125,22 @@ impl PgStore {
         let message = serde_json::json!({
             "message_id": message_id, "order_id": id, "version": version, "event": payload,
         });
-        sqlx::query(
-            "INSERT INTO outbox (message_id, aggregate_type, aggregate_id, aggregate_version,
-                                 event_type, payload)
-             VALUES ($1, 'order', $2, $3, $4, $5)",
-        )
-        .bind(message_id)
-        .bind(id)
-        .bind(version)
-        .bind(event.kind())
-        .bind(&message)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        let order_id = id.to_string();
+        let outgoing = block_outbox::NewMessage {
+            message_id,
+            aggregate_type: crate::relay::AGGREGATE_TYPE,
+            aggregate_id: &order_id,
+            aggregate_version: Some(version),
+            event_type: event.kind(),
+            payload: &message,
+        };
+        match block_outbox::enqueue(tx, &outgoing).await {
+            Ok(_) => Ok(()),
+            Err(block_outbox::EnqueueError::Database(e)) => Err(StoreError::Database(e)),
+            // A uuid is always a valid aggregate id, and a fresh message id
+            // and an appended version are new: either would be a bug.
+            Err(e) => Err(StoreError::Corrupt(e.to_string())),
+        }
     }
     // ANCHOR_END: append
 

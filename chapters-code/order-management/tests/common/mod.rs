@@ -18,6 +18,7 @@ pub fn schema_path() -> PathBuf {
 /// A throwaway database with the schema and a store over it; `None` after a SKIPPED line.
 pub async fn pg_store() -> Option<(TestDb, PgStore)> {
     let db = testkit::postgres(Some(&schema_path())).await?;
+    with_outbox(&db).await;
     let store = PgStore::new(db.pool.clone());
     Some((db, store))
 }
@@ -25,8 +26,17 @@ pub async fn pg_store() -> Option<(TestDb, PgStore)> {
 /// Like [`pg_store`], with a pool of `max` connections for concurrency tests.
 pub async fn pg_store_with(max: u32) -> Option<(TestDb, PgStore)> {
     let db = testkit::postgres(Some(&schema_path())).await?;
+    with_outbox(&db).await;
     let store = PgStore::new(db.pool_with(max).await);
     Some((db, store))
+}
+
+/// Applies the outbox block's tables (the outbox and the inbox) beside the schema.
+pub async fn with_outbox(db: &TestDb) {
+    ok(
+        "outbox schema",
+        db.apply_sql(block_outbox::SCHEMA_SQL).await,
+    );
 }
 
 /// An order of `lines` as (sku, quantity, unit price in cents).
@@ -95,7 +105,7 @@ pub fn ship_everything(order: &Order) -> Command {
 pub async fn count_rows(pool: &sqlx::PgPool, table: &str, order: Uuid) -> i64 {
     let sql = match table {
         "order_events" => "SELECT count(*) FROM order_events WHERE order_id = $1",
-        "outbox" => "SELECT count(*) FROM outbox WHERE aggregate_id = $1",
+        "outbox" => "SELECT count(*) FROM outbox WHERE aggregate_id = $1::text",
         other => panic!("no count for {other}"),
     };
     ok(
