@@ -129,17 +129,40 @@ CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON reservation_events
 -- ANCHOR_END: events
 
 -- ANCHOR: idempotency
--- One row per Idempotency-Key. The primary key is the lock: the first request
--- inserts the row inside its reservation transaction; a concurrent request
--- with the same key blocks on that insert until the first commits (and then
--- reads the stored response) or rolls back (and then proceeds itself).
+-- The idempotency block's key table (chapters-code/blocks/idempotency/sql/keys.sql),
+-- declared here because this chapter's keys reference its reservations.
+-- The UNIQUE scope is the lock: the first request inserts the row inside
+-- its reservation transaction; a concurrent request with the same key
+-- blocks on that insert until the first commits (and then reads the stored
+-- response) or rolls back (and then proceeds itself).
 CREATE TABLE idempotency_keys (
-    key            text        PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 255),
-    -- SHA-256 of the parsed request, hex: the same key with another body is refused.
-    fingerprint    text        NOT NULL CHECK (length(fingerprint) = 64),
-    reservation_id uuid        REFERENCES reservations (id),
-    -- The response body the first request returned, replayed verbatim.
-    response       jsonb,
-    created_at     timestamptz NOT NULL
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- The chapter has no accounts ('') and one key space ('reservations').
+    account_id      text NOT NULL,
+    endpoint        text NOT NULL,
+    key             text NOT NULL CHECK (key ~ '^[!-~]{1,255}$'),
+    -- SHA-256 of the route and the parsed request, hex: the same key with another body is refused.
+    fingerprint     text NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{64}$'),
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The block's lease and fence; this chapter claims and finishes a key
+    -- in one transaction, so no committed key is ever held or unfinished.
+    generation      bigint NOT NULL DEFAULT 1 CHECK (generation >= 1),
+    locked_until    timestamptz,
+    recovery_point  text NOT NULL DEFAULT 'started',
+    -- The response the first request returned, replayed verbatim.
+    response_status smallint CHECK (response_status BETWEEN 100 AND 599),
+    response_body   jsonb,
+    finished_at     timestamptz,
+    CONSTRAINT idempotency_keys_scope UNIQUE (account_id, endpoint, key),
+    CONSTRAINT idempotency_keys_finished CHECK (
+        (recovery_point = 'finished') = (finished_at IS NOT NULL)
+        AND (finished_at IS NULL) = (response_status IS NULL)
+        AND (finished_at IS NULL OR locked_until IS NULL)),
+    -- The chapter's own: the reservation the key made.
+    reservation_id  uuid REFERENCES reservations (id)
 );
+
+-- The purge deletes finished keys by age.
+CREATE INDEX idempotency_keys_finished_at ON idempotency_keys (finished_at)
+    WHERE finished_at IS NOT NULL;
 -- ANCHOR_END: idempotency

@@ -275,9 +275,12 @@ SELECT md5('r' || i)::uuid, 1, 1 + i % 800, 'AB-' || (10000 + i),
 FROM generate_series(0, $1 - 1) AS i;
 INSERT INTO reservation_events (reservation_id, event, from_state, to_state, at)
 SELECT id, 'reserve', NULL, 'held', created_at FROM reservations;
-INSERT INTO idempotency_keys (key, fingerprint, reservation_id, response, created_at)
-SELECT 'key-' || id, md5(id::text) || md5(id::text || 'x'), id,
-       jsonb_set($1::jsonb, '{id}', to_jsonb(id::text)), created_at
+INSERT INTO idempotency_keys (account_id, endpoint, key, fingerprint, reservation_id,
+                              recovery_point, response_status, response_body,
+                              created_at, finished_at)
+SELECT '', 'reservations', 'key-' || id, md5(id::text) || md5(id::text || 'x'), id,
+       'finished', 201, jsonb_set($1::jsonb, '{id}', to_jsonb(id::text)),
+       created_at, created_at
 FROM reservations;
 ";
 // ANCHOR_END: storage_sql

@@ -12,7 +12,10 @@ use crate::domain::{
     Event, Location, LotId, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Reservation, ReserveRequest, SpotRef,
     State, TariffBook, TimeRange, Transition, distance_m,
 };
-use crate::idempotency::{IdempotencyKey, fingerprint, walk_in_fingerprint};
+use crate::idempotency::{
+    Fingerprint, IdempotencyKey, fingerprint, scope, walk_in_fingerprint,
+};
+use block_idempotency::{ClaimError, Claimed, Decision, FinalAnswer, MemoryKeys};
 
 // ANCHOR: memory_store
 /// A [`ReservationStore`] in process memory; the default of `cargo run --bin parking-reservation`.
@@ -35,8 +38,8 @@ struct Inner {
     history: HashMap<Uuid, Vec<Transition>>,
     spots: Vec<Spot>,
     reservations: BTreeMap<Uuid, Reservation>,
-    /// key -> (fingerprint, first response)
-    keys: HashMap<String, (String, Reservation)>,
+    /// The idempotency block's key table, under the store's one lock.
+    keys: MemoryKeys,
     next_lot_id: LotId,
     next_spot_id: i64,
     tariffs: TariffBook,
@@ -95,29 +98,50 @@ impl Inner {
     fn replay(
         &self,
         key: Option<&IdempotencyKey>,
-        fingerprint: Option<&str>,
+        fingerprint: Option<&Fingerprint>,
+        now: DateTime<Utc>,
     ) -> Option<Result<Reserved, StoreError>> {
         let (key, fp) = key.zip(fingerprint)?;
-        let (stored_fp, response) = self.keys.get(key.as_str())?;
-        Some(if stored_fp == fp {
-            Ok(Reserved {
-                reservation: response.clone(),
-                replayed: true,
-            })
-        } else {
-            Err(StoreError::IdempotencyKeyReused(key.to_string()))
-        })
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        match self.keys.check(&scope(key), fp, now) {
+            Ok(None) => None,
+            Ok(Some(Decision::Replay)) => Some(
+                match self.keys.final_answer(&scope(key), fp) {
+                    Ok(Some(answer)) => serde_json::from_value(answer.body)
+                        .map(|reservation| Reserved {
+                            reservation,
+                            replayed: true,
+                        })
+                        .map_err(|e| corrupt(&e)),
+                    other => Err(corrupt(&format!("a finished key without its answer: {other:?}"))),
+                },
+            ),
+            Err(ClaimError::KeyReused) => {
+                Some(Err(StoreError::IdempotencyKeyReused(key.to_string())))
+            }
+            // Keys are claimed and finished under one lock: none is left unfinished.
+            Ok(Some(Decision::TakeOver)) => Some(Err(corrupt(&"an unfinished key"))),
+            Err(e) => Some(Err(corrupt(&e))),
+        }
     }
 
     /// Records the response of the request that used `key` first.
     fn remember(
         &mut self,
         key: Option<&IdempotencyKey>,
-        fingerprint: Option<String>,
+        fingerprint: Option<Fingerprint>,
         response: &Reservation,
+        now: DateTime<Utc>,
     ) {
-        if let (Some(key), Some(fp)) = (key, fingerprint) {
-            self.keys.insert(key.to_string(), (fp, response.clone()));
+        if let (Some(key), Some(fp)) = (key, fingerprint)
+            && let Ok(Claimed::New(lock)) =
+                self.keys
+                    .claim(&scope(key), &fp, block_idempotency::DEFAULT_LEASE, now)
+            && let Ok(body) = serde_json::to_value(response)
+        {
+            let answer = FinalAnswer { status: 201, body };
+            // The claim above is this lock's own: the finish cannot be fenced.
+            let _ = self.keys.finish(lock, &answer, now);
         }
     }
 
@@ -218,7 +242,7 @@ impl ReservationStore for MemoryStore {
     ) -> Result<Reserved, StoreError> {
         let mut inner = self.lock();
         let fingerprint = key.map(|_| fingerprint(request));
-        if let Some(replay) = inner.replay(key, fingerprint.as_deref()) {
+        if let Some(replay) = inner.replay(key, fingerprint.as_ref(), now) {
             return replay;
         }
         let reservation = inner.new_hold(request, now, true)?;
@@ -228,7 +252,7 @@ impl ReservationStore for MemoryStore {
         inner
             .history
             .insert(reservation.id, vec![Transition::reserved(&reservation)]);
-        inner.remember(key, fingerprint, &reservation);
+        inner.remember(key, fingerprint, &reservation, now);
         Ok(Reserved {
             reservation,
             replayed: false,
@@ -243,7 +267,7 @@ impl ReservationStore for MemoryStore {
     ) -> Result<Reserved, StoreError> {
         let mut inner = self.lock();
         let fingerprint = key.map(|_| walk_in_fingerprint(request));
-        if let Some(replay) = inner.replay(key, fingerprint.as_deref()) {
+        if let Some(replay) = inner.replay(key, fingerprint.as_ref(), now) {
             return replay;
         }
         let held = inner.new_hold(request, now, false)?;
@@ -258,7 +282,7 @@ impl ReservationStore for MemoryStore {
         }
         inner.history.insert(current.id, history);
         inner.reservations.insert(current.id, current.clone());
-        inner.remember(key, fingerprint, &current);
+        inner.remember(key, fingerprint, &current, now);
         Ok(Reserved {
             reservation: current,
             replayed: false,

@@ -34,7 +34,7 @@ use crate::domain::{
     Plate, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange, Transition,
 };
 use crate::idempotency::{
-    self, Claim, ClaimError, IdempotencyKey, fingerprint, walk_in_fingerprint,
+    self, Claim, ClaimError, Fingerprint, IdempotencyKey, fingerprint, walk_in_fingerprint,
 };
 
 // ANCHOR: statement_timeout
@@ -257,14 +257,15 @@ impl PgStore {
     async fn try_reserve(
         &self,
         request: &ReserveRequest,
-        key: Option<(&IdempotencyKey, &str)>,
+        key: Option<(&IdempotencyKey, &Fingerprint)>,
         now: DateTime<Utc>,
         then: &[Event],
     ) -> Result<Attempt, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let mut lock = None;
         if let Some((key, fingerprint)) = key {
-            match idempotency::claim(&mut tx, key, fingerprint, now).await? {
-                Claim::New => {}
+            match idempotency::claim(&mut tx, key, fingerprint).await? {
+                Claim::New(l) => lock = Some(l),
                 // Dropping `tx` rolls back: a replay writes nothing.
                 Claim::Replay(first) => {
                     return Ok(Attempt::Done(Reserved {
@@ -320,8 +321,8 @@ impl PgStore {
             }
             reservation = next;
         }
-        if let Some((key, _)) = key {
-            idempotency::record(&mut tx, key, &reservation).await?;
+        if let Some(lock) = lock {
+            idempotency::record(&mut tx, lock, &reservation).await?;
         }
         tx.commit().await?;
         Ok(Attempt::Done(Reserved {
@@ -336,7 +337,7 @@ impl PgStore {
     async fn reserve_then(
         &self,
         request: &ReserveRequest,
-        key: Option<(&IdempotencyKey, &str)>,
+        key: Option<(&IdempotencyKey, &Fingerprint)>,
         now: DateTime<Utc>,
         then: &[Event],
     ) -> Result<Reserved, StoreError> {
@@ -733,7 +734,7 @@ impl ReservationStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Reserved, StoreError> {
         let fingerprint = key.map(|_| fingerprint(request));
-        self.reserve_then(request, key.zip(fingerprint.as_deref()), now, &[])
+        self.reserve_then(request, key.zip(fingerprint.as_ref()), now, &[])
             .await
     }
 
@@ -749,7 +750,7 @@ impl ReservationStore for PgStore {
         // failure at any step leaves nothing behind.
         let then = [Event::Confirm, Event::CheckIn];
         let fingerprint = key.map(|_| walk_in_fingerprint(request));
-        self.reserve_then(request, key.zip(fingerprint.as_deref()), now, &then)
+        self.reserve_then(request, key.zip(fingerprint.as_ref()), now, &then)
             .await
     }
     // ANCHOR_END: pg_walk_in
