@@ -362,6 +362,7 @@ impl<C: Codec> RedisCache<C> {
     }
     // ANCHOR_END: changes
 
+    // ANCHOR: guard
     /// Runs a Redis call unless the breaker is open; `None` on failure or timeout.
     async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Option<T> {
         if !self.breaker.allows() {
@@ -381,12 +382,14 @@ impl<C: Codec> RedisCache<C> {
         }
         None
     }
+    // ANCHOR_END: guard
 }
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().max(1) as u64
 }
 
+// ANCHOR: breaker
 /// A minimal circuit breaker: after a failure, refuse calls until
 /// `cooldown` has passed; the first call after it is the probe.
 struct Breaker {
@@ -422,6 +425,7 @@ impl Breaker {
         previous <= now
     }
 }
+// ANCHOR_END: breaker
 
 #[cfg(test)]
 mod tests {
