@@ -1,17 +1,20 @@
 //! `cargo run -p ecommerce`: the shop on `127.0.0.1:8082`.
 //!
-//! Environment (the book's convention, CONTRIBUTING.md): `ADDR` and `PORT`
-//! (default `127.0.0.1:8082`), `DATABASE_URL` (PostgreSQL instead of the
-//! in-memory store; `sql/schema.sql` is applied to an empty database),
-//! `REDIS_URL` (carts and the catalog's L2 in Redis), `CHECKOUT_PER_SECOND`
-//! (flash-sale admission; off when unset), `RUST_LOG`. The payment provider
-//! is the fake one: it always succeeds. Demo products are created on start;
-//! a job purges idempotency keys older than 24 hours every hour.
+//! Start-up, the `ADDR`/`PORT`/`RUST_LOG` convention and the shutdown on
+//! SIGINT or SIGTERM come from the service block (`block_service`). Also
+//! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store;
+//! `sql/schema.sql` is applied to an empty database), `REDIS_URL` (carts and
+//! the catalog's L2 in Redis), `CHECKOUT_PER_SECOND` (flash-sale admission;
+//! off when unset or 0). The payment provider is the fake one: it always
+//! succeeds. Demo products are created on start; a job purges idempotency
+//! keys older than 24 hours every hour.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use block_service::{Service, var_or};
 use ecommerce::cart::{CartStore, MemoryCarts, RedisCarts};
 use ecommerce::catalog::{Catalog, CatalogConfig, FillPolicy, RedisL2};
 use ecommerce::checkout::Checkout;
@@ -20,8 +23,6 @@ use ecommerce::domain::{Currency, Money, Sku, TaxClass};
 use ecommerce::idempotency::{Purged, retention};
 use ecommerce::service::{AppState, admission, router};
 use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store};
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
 const DEFAULT_PORT: u16 = 8082;
@@ -31,36 +32,28 @@ const DEFAULT_PORT: u16 = 8082;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 // ANCHOR_END: purge_every
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let host = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1".to_string());
-    let port = std::env::var("PORT").unwrap_or_else(|_| DEFAULT_PORT.to_string());
-    let addr = format!("{host}:{port}");
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let redis = std::env::var("REDIS_URL").ok();
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => {
+fn main() -> ExitCode {
+    block_service::main(DEFAULT_PORT, start)
+}
+
+async fn start(service: Service) -> Result<()> {
+    let redis = service.engines().redis_url.clone();
+    match service.engines().database_url.clone() {
+        Some(url) => {
             let store = PgStore::connect(&url, 16)
                 .await
                 .context("connecting to DATABASE_URL")?;
             if store.ensure_schema().await? {
                 tracing::info!("applied sql/schema.sql");
             }
-            with_carts(listener, Arc::new(store), redis).await
+            with_carts(service, Arc::new(store), redis).await
         }
-        Err(_) => with_carts(listener, Arc::new(MemoryStore::new()), redis).await,
+        None => with_carts(service, Arc::new(MemoryStore::new()), redis).await,
     }
 }
 
 async fn with_carts<S: Store>(
-    listener: TcpListener,
+    service: Service,
     store: Arc<S>,
     redis: Option<String>,
 ) -> Result<()> {
@@ -70,14 +63,14 @@ async fn with_carts<S: Store>(
                 .await
                 .context("connecting to REDIS_URL")?;
             let l2 = RedisL2::connect(&url, "shop:", FillPolicy::KeepHigherVersion).await?;
-            run(listener, store, Arc::new(carts), Some(l2)).await
+            run(service, store, Arc::new(carts), Some(l2)).await
         }
-        None => run(listener, store, Arc::new(MemoryCarts::new()), None).await,
+        None => run(service, store, Arc::new(MemoryCarts::new()), None).await,
     }
 }
 
 async fn run<S: Store, C: CartStore>(
-    listener: TcpListener,
+    service: Service,
     store: Arc<S>,
     carts: Arc<C>,
     l2: Option<RedisL2>,
@@ -86,10 +79,7 @@ async fn run<S: Store, C: CartStore>(
         store.put_product(&p).await?;
     }
     let provider = Arc::new(FakeProvider::new());
-    let per_second = std::env::var("CHECKOUT_PER_SECOND")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let per_second: u32 = var_or("CHECKOUT_PER_SECOND", 0)?;
     let state = AppState {
         catalog: Arc::new(Catalog::new(
             Arc::clone(&store),
@@ -102,12 +92,8 @@ async fn run<S: Store, C: CartStore>(
         admission: admission(per_second, per_second),
     };
     let purge = tokio::spawn(purge_keys(Arc::clone(&store)));
-    tracing::info!(addr = %listener.local_addr()?, "serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    service.serve(router(state)).await?;
+    // A purge is a single DELETE; cutting it off between ticks loses nothing.
     purge.abort();
     Ok(())
 }

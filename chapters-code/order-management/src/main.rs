@@ -1,95 +1,86 @@
 //! `cargo run -p order-management`: the order service on `127.0.0.1:8083`.
 //!
-//! Environment (the book's convention, CONTRIBUTING.md): `ADDR` and `PORT`
-//! (default `127.0.0.1:8083`); `DATABASE_URL` (PostgreSQL instead of the
-//! in-memory store: `sql/schema.sql` is applied to an empty database, demo
-//! stock is added, and `place` runs the checkout saga); `NATS_URL` (with
-//! `DATABASE_URL`: run the outbox relay to JetStream, woken by
-//! LISTEN/NOTIFY); `RUST_LOG` (default `info`).
+//! Start-up, the `ADDR`/`PORT`/`RUST_LOG` convention and the shutdown on
+//! SIGINT or SIGTERM come from the service block (`block_service`). Also
+//! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store:
+//! `sql/schema.sql` is applied to an empty database, demo stock is added,
+//! and `place` runs the checkout saga); `NATS_URL` (with `DATABASE_URL`: run
+//! the outbox relay to JetStream, woken by LISTEN/NOTIFY).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use block_service::Service;
 use order_management::relay::{Broker, Relay, Wake};
 use order_management::saga::Orchestrator;
-use order_management::service::{AppState, Checkout, serve};
+use order_management::service::{AppState, Checkout, router};
 use order_management::store::{MemoryStore, OrderStore, PgStore};
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
+use tokio::task::JoinHandle;
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
 const DEFAULT_PORT: u16 = 8083;
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let host = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1".to_string());
-    let port = std::env::var("PORT").unwrap_or_else(|_| DEFAULT_PORT.to_string());
-    let addr = format!("{host}:{port}");
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down: finishing requests in flight");
-        let _ = stop_tx.send(true);
+fn main() -> ExitCode {
+    block_service::main(DEFAULT_PORT, start)
+}
+
+async fn start(service: Service) -> Result<()> {
+    let Some(url) = service.engines().database_url.clone() else {
+        return run(service, MemoryStore::new(), Checkout::Instant, None).await;
     };
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => {
-            let store = PgStore::connect(&url, 16)
-                .await
-                .context("connecting to DATABASE_URL")?;
-            if store.ensure_schema().await? {
-                tracing::info!("applied sql/schema.sql");
-            }
-            sqlx::query(
-                "INSERT INTO stock (sku, on_hand) VALUES ('BOOK-1', 1000), ('MUG-2', 1000)
-                 ON CONFLICT (sku) DO NOTHING",
-            )
-            .execute(store.pool())
-            .await?;
-            let orchestrator = Arc::new(Orchestrator::new(store.pool().clone()));
-            // Sagas a previous process left half-way are finished first.
-            for (saga, status) in orchestrator.recover().await? {
-                tracing::info!(%saga, ?status, "recovered a saga");
-            }
-            if let Ok(nats) = std::env::var("NATS_URL") {
-                let broker = Broker::connect(&nats, "ORDERS", "orders")
-                    .await
-                    .context("connecting to NATS_URL")?;
-                let relay = Relay::new(store.pool().clone(), broker);
-                tokio::spawn(async move {
-                    if let Err(e) = relay
-                        .run(Wake::Notify(Duration::from_secs(1)), stop_rx)
-                        .await
-                    {
-                        tracing::error!(error = %e, "the outbox relay stopped");
-                    }
-                });
-            }
-            run(listener, store, Checkout::Saga(orchestrator), shutdown).await
-        }
-        Err(_) => run(listener, MemoryStore::new(), Checkout::Instant, shutdown).await,
+    let store = PgStore::connect(&url, 16)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    if store.ensure_schema().await? {
+        tracing::info!("applied sql/schema.sql");
     }
+    sqlx::query(
+        "INSERT INTO stock (sku, on_hand) VALUES ('BOOK-1', 1000), ('MUG-2', 1000)
+         ON CONFLICT (sku) DO NOTHING",
+    )
+    .execute(store.pool())
+    .await?;
+    let orchestrator = Arc::new(Orchestrator::new(store.pool().clone()));
+    // Sagas a previous process left half-way are finished first.
+    for (saga, status) in orchestrator.recover().await? {
+        tracing::info!(%saga, ?status, "recovered a saga");
+    }
+    let relay = match service.engines().nats_url.clone() {
+        Some(nats) => {
+            let broker = Broker::connect(&nats, "ORDERS", "orders")
+                .await
+                .context("connecting to NATS_URL")?;
+            let relay = Relay::new(store.pool().clone(), broker);
+            // The relay stops when shutdown is requested, after the batch it holds.
+            let stop = service.shutdown().watch();
+            Some(tokio::spawn(async move {
+                if let Err(e) = relay.run(Wake::Notify(Duration::from_secs(1)), stop).await {
+                    tracing::error!(error = %e, "the outbox relay stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    run(service, store, Checkout::Saga(orchestrator), relay).await
 }
 
 async fn run<S: OrderStore>(
-    listener: TcpListener,
+    service: Service,
     store: S,
     checkout: Checkout,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    relay: Option<JoinHandle<()>>,
 ) -> Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "serving");
     let state = AppState {
         store: Arc::new(store),
         checkout,
     };
-    serve(listener, state, shutdown).await?;
+    service.serve(router(state)).await?;
+    // The drain: wait for the relay to finish its batch; what it has not
+    // published waits in the outbox for the next start.
+    if let Some(relay) = relay {
+        relay.await.context("the relay task")?;
+    }
     Ok(())
 }

@@ -1,24 +1,24 @@
 //! `cargo run -p parking-reservation`: the reservation service on `127.0.0.1:8084`.
 //!
-//! Environment (the book's convention, CONTRIBUTING.md): `ADDR` and `PORT`
-//! (where to listen, default `127.0.0.1:8084`), `DATABASE_URL` (PostgreSQL
-//! instead of the in-memory store; `sql/schema.sql` is applied to an empty
-//! database first), `RUST_LOG` (log filter, default `info`). A demo lot is
+//! Start-up, the `ADDR`/`PORT`/`RUST_LOG` convention and the shutdown on
+//! SIGINT or SIGTERM come from the service block (`block_service`). Also
+//! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store;
+//! `sql/schema.sql` is applied to an empty database first). A demo lot is
 //! created on first start; a sweeper expires lapsed holds and marks
 //! no-shows every few seconds.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use block_service::Service;
 use parking_reservation::clock::{Clock, SystemClock};
 use parking_reservation::domain::{Location, SpotKind};
-use parking_reservation::service::{AppState, serve};
+use parking_reservation::service::{AppState, router};
 use parking_reservation::store::{
     LevelLayout, LotLayout, MemoryStore, PgStore, ReservationStore, StoreError, Swept,
 };
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
 const DEFAULT_PORT: u16 = 8084;
@@ -29,48 +29,37 @@ const DEFAULT_PORT: u16 = 8084;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 // ANCHOR_END: sweep_every
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let host = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1".to_string());
-    let port = std::env::var("PORT").unwrap_or_else(|_| DEFAULT_PORT.to_string());
-    let addr = format!("{host}:{port}");
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+fn main() -> ExitCode {
+    block_service::main(DEFAULT_PORT, start)
+}
+
+async fn start(service: Service) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => {
+    match service.engines().database_url.clone() {
+        Some(url) => {
             let store = PgStore::connect(&url, 16)
                 .await
                 .context("connecting to DATABASE_URL")?;
             if store.ensure_schema().await? {
                 tracing::info!("applied sql/schema.sql");
             }
-            run(listener, AppState::new(store, clock)).await
+            run(service, AppState::new(store, clock)).await
         }
-        Err(_) => run(listener, AppState::new(MemoryStore::new(), clock)).await,
+        None => run(service, AppState::new(MemoryStore::new(), clock)).await,
     }
 }
 
 // ANCHOR: run
-async fn run<S: ReservationStore>(listener: TcpListener, state: AppState<S>) -> Result<()> {
+async fn run<S: ReservationStore>(service: Service, state: AppState<S>) -> Result<()> {
     match state.store.create_lot(&demo_lot()).await {
         Ok(id) => tracing::info!(lot_id = id, "created the demo lot"),
         Err(StoreError::LotNameTaken(_)) => tracing::info!("the demo lot exists"),
         Err(e) => return Err(e.into()),
     }
     let sweeper = tokio::spawn(sweep(state.clone()));
-    tracing::info!(addr = %listener.local_addr()?, "serving");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down: finishing requests in flight");
-    };
-    serve(listener, state, shutdown).await?;
+    // Requests in flight finish (their transactions commit or roll back).
+    service.serve(router(state)).await?;
+    // A sweep is one transaction: stopping between ticks loses nothing.
     sweeper.abort();
     Ok(())
 }

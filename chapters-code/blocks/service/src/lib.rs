@@ -12,7 +12,7 @@
 //! Bad configuration is refused before anything starts, with a message that
 //! names the variable and the exit code [`EXIT_CONFIG`], never a panic.
 //! The shutdown signal is a future the caller passes in ([`run`],
-//! [`Service::bind`]), so a test can trigger it; [`os_signal`] is the real one.
+//! [`Service::new`]), so a test can trigger it; [`os_signal`] is the real one.
 
 #[cfg(feature = "book")]
 pub mod book;
@@ -23,14 +23,14 @@ use std::future::Future;
 use std::process::ExitCode;
 
 pub use config::{Config, ConfigError, DEFAULT_ADDR, DEFAULT_LOG, Engines, var_or, var_or_in};
-pub use serve::{BindError, Service, Shutdown, os_signal};
+pub use serve::{BindError, Listening, ServeError, Service, Shutdown, os_signal};
 
 // ANCHOR: exit_codes
 /// The exit code for a configuration error: `EX_CONFIG` of BSD's
 /// `sysexits.h`, which systemd also reads as "configuration error".
 pub const EXIT_CONFIG: u8 = 78;
 
-/// The exit code for any other failure (a bind, an engine unreachable).
+/// The exit code for any other failure (an address in use, an engine unreachable).
 pub const EXIT_FAILURE: u8 = 1;
 
 /// The exit code when a second signal cuts the drain short: 128 + SIGINT,
@@ -41,8 +41,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 // ANCHOR: main
 /// The whole start-up of a chapter's binary: `fn main() -> ExitCode {
 /// block_service::main(PORT, start) }`. Reads the environment, installs the
-/// log subscriber, builds the runtime, binds, and hands the [`Service`] to
-/// `start`, which serves and then drains. Returns the process's exit code.
+/// log subscriber, builds the runtime, and hands the [`Service`] to `start`,
+/// which wires the chapter, serves, and then drains. Returns the exit code.
 pub fn main<F, Fut>(default_port: u16, start: F) -> ExitCode
 where
     F: FnOnce(Service) -> Fut,
@@ -84,7 +84,7 @@ where
 }
 
 /// [`main`] after the runtime is up, with the shutdown `signal` injected:
-/// binds `config.addr`, runs `start`, and maps the outcome to an exit code.
+/// runs `start` and maps its outcome to an exit code.
 pub async fn run<F, Fut>(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -94,15 +94,8 @@ where
     F: FnOnce(Service) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let service = match Service::bind(&config, signal).await {
-        Ok(service) => service,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    tracing::info!(addr = %service.local_addr(), engines = ?config.engines, "starting");
+    tracing::info!(addr = %config.addr, engines = ?config.engines, "starting");
+    let service = Service::new(config, signal);
     match start(service).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -100,34 +100,72 @@ pub struct BindError {
 }
 
 // ANCHOR: service
-/// A bound listener, the engines' URLs and the shutdown handle: what a
-/// chapter's start-up receives.
+/// What a chapter's start-up receives: the configuration and the shutdown
+/// handle. Nothing is bound yet, so a role that serves no HTTP (a worker)
+/// binds nothing; [`Service::serve`] binds and serves.
 #[derive(Debug)]
 pub struct Service {
-    listener: TcpListener,
-    engines: Engines,
+    config: Config,
     shutdown: Shutdown,
 }
 
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Accepting connections failed.
+    #[error("serving: {0}")]
+    Io(#[from] io::Error),
+}
+
 impl Service {
-    /// Binds `config.addr`; shutdown is requested when `signal` completes.
-    pub async fn bind(
-        config: &Config,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<Self, BindError> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| BindError {
-                addr: config.addr,
-                source,
-            })?;
-        Ok(Self {
-            listener,
-            engines: config.engines.clone(),
+    /// A service whose shutdown is requested when `signal` completes. Call
+    /// inside the runtime: a task waits for the signal.
+    pub fn new(config: Config, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self {
+            config,
             shutdown: Shutdown::on(signal),
+        }
+    }
+
+    /// The engines' URLs.
+    pub fn engines(&self) -> &Engines {
+        &self.config.engines
+    }
+
+    /// The shutdown handle, for work that must stop with the server.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Binds `ADDR`:`PORT`, for a chapter that needs the address before it serves.
+    pub async fn bind(self) -> Result<Listening, BindError> {
+        let addr = self.config.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BindError { addr, source })?;
+        Ok(Listening {
+            listener,
+            shutdown: self.shutdown,
         })
     }
 
+    /// Binds, then serves `router` as [`Listening::serve`] does.
+    pub async fn serve(self, router: Router) -> Result<(), ServeError> {
+        Ok(self.bind().await?.serve(router).await?)
+    }
+}
+
+/// A bound listener and the shutdown handle.
+#[derive(Debug)]
+pub struct Listening {
+    listener: TcpListener,
+    shutdown: Shutdown,
+}
+
+impl Listening {
     /// The address actually bound (the port is known here when `PORT=0`).
     pub fn local_addr(&self) -> SocketAddr {
         // A bound TCP listener always has a local address; fall back to the
@@ -135,16 +173,6 @@ impl Service {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
-
-    /// The engines' URLs.
-    pub fn engines(&self) -> &Engines {
-        &self.engines
-    }
-
-    /// The shutdown handle, for work that must stop with the server.
-    pub fn shutdown(&self) -> Shutdown {
-        self.shutdown.clone()
     }
 
     /// Serves `router` until shutdown is requested, then stops accepting,

@@ -21,11 +21,17 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+/// An environment and what it parses to.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    Result<SocketAddr, ConfigError>,
+);
+
 // ANCHOR: table
 #[test]
 fn each_setting_parses_or_is_refused_by_name() {
     use ConfigError::*;
-    let cases: &[(&[(&str, &str)], Result<SocketAddr, ConfigError>)] = &[
+    let cases: &[Case] = &[
         (&[], Ok(addr("127.0.0.1:8089"))),
         (&[("PORT", "9000")], Ok(addr("127.0.0.1:9000"))),
         (&[("PORT", "0")], Ok(addr("127.0.0.1:0"))),

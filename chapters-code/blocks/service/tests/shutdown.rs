@@ -71,8 +71,9 @@ async fn a_request_in_flight_finishes_before_the_server_returns() {
             let _ = signal.await;
         },
         move |service| async move {
-            let _ = bound.send(service.local_addr());
-            service.serve(router).await?;
+            let listening = service.bind().await?;
+            let _ = bound.send(listening.local_addr());
+            listening.serve(router).await?;
             // The chapter's drain: runs only after the server has returned.
             drain_log.lock().map(|mut l| l.push("drain")).ok();
             Ok(())
@@ -133,31 +134,22 @@ async fn an_address_in_use_is_an_error_not_a_panic() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let addr = taken.local_addr().expect("addr");
     let mut config = config();
-    config.addr = addr;
-    let started = Arc::new(Mutex::new(false));
-    let flag = started.clone();
-    let code = run(config, std::future::pending(), move |_service| async move {
-        *flag.lock().expect("flag") = true;
+    config.addr = taken.local_addr().expect("addr");
+    let code = run(config, std::future::pending(), |service| async move {
+        service.serve(Router::new()).await?;
         Ok(())
     })
     .await;
     assert_eq!(code, ExitCode::FAILURE);
-    assert!(
-        !*started.lock().expect("flag"),
-        "started without a listener"
-    );
 }
 
 #[tokio::test]
 async fn every_holder_of_the_shutdown_handle_is_told() {
     let (stop, signal) = oneshot::channel::<()>();
-    let service = block_service::Service::bind(&config(), async move {
+    let service = block_service::Service::new(config(), async move {
         let _ = signal.await;
-    })
-    .await
-    .expect("bind");
+    });
     let (a, b) = (service.shutdown(), service.shutdown());
     let mut watch = a.watch();
     assert!(!a.is_requested());
