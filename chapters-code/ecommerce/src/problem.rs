@@ -49,46 +49,40 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
 // ANCHOR_END: problem_types
 
 // ANCHOR: problem
-/// The JSON body of an error response.
+/// The JSON body of an error response: the errors block's problem document,
+/// with this chapter's [`PROBLEM_BASE`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem; the slug is a heading of the chapter's problems page.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A summary of the kind of problem.
-    pub title: String,
-    /// The HTTP status, repeated for clients that lose the status line.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-    /// Extra members (the new quote of a `price-changed`).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
-}
+#[serde(transparent)]
+pub struct Problem(pub block_errors::Problem);
 // ANCHOR_END: problem
 
 impl Problem {
     /// A problem of type `slug`.
     pub fn new(status: u16, slug: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self {
-            kind: format!("{PROBLEM_BASE}{slug}"),
-            title: title.to_string(),
+        Self(block_errors::Problem::new(
+            PROBLEM_BASE,
+            slug,
+            title,
             status,
-            detail: detail.into(),
-            extra: None,
-        }
+            detail,
+        ))
     }
 
     /// Adds an extension member.
-    pub fn with(mut self, name: &str, value: serde_json::Value) -> Self {
-        self.extra
-            .get_or_insert_with(serde_json::Map::new)
-            .insert(name.to_string(), value);
-        self
+    pub fn with(self, name: &str, value: serde_json::Value) -> Self {
+        Self(self.0.with(name, value))
     }
 
     /// The slug after [`PROBLEM_BASE`].
     pub fn slug(&self) -> &str {
-        self.kind.strip_prefix(PROBLEM_BASE).unwrap_or(&self.kind)
+        self.0.slug(PROBLEM_BASE)
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = block_errors::Problem;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }

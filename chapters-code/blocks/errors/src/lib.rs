@@ -21,5 +21,10 @@ pub use class::{
 };
 pub use problem::{
     ApiProblem, INTERNAL, NO_STORE, PROBLEM_JSON, Problem, ProblemResponse, UNAVAILABLE,
-    hidden_detail, respond, retry_after_secs,
+    assert_problem_types, class_problem, default_retry_after, hidden_detail, problem_types_of,
+    respond, retry_after_secs,
 };
+
+/// For [`into_response!`]: the chapters' axum, named from inside the macro.
+#[doc(hidden)]
+pub use axum as __axum;

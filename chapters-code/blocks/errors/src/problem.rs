@@ -1,6 +1,7 @@
 //! RFC 9457 problem details: the body, the response with its headers, and
 //! the trait a chapter's error type implements to get both.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -30,6 +31,16 @@ pub const UNAVAILABLE: (StatusCode, &str, &str) = (
     "unavailable",
     "Service unavailable",
 );
+
+/// The shared problem type for a class no chapter names more finely:
+/// [`UNAVAILABLE`] for a 503, [`INTERNAL`] for a 500.
+pub fn class_problem(class: Class) -> (StatusCode, &'static str, &'static str) {
+    if class.status() == StatusCode::SERVICE_UNAVAILABLE {
+        UNAVAILABLE
+    } else {
+        INTERNAL
+    }
+}
 
 // ANCHOR: problem
 /// The `application/problem+json` body.
@@ -129,8 +140,9 @@ pub trait ApiProblem {
     /// The chapter's `<site><slug>/problems.html#`.
     const BASE: &'static str;
 
-    /// Status, problem type and title: the chapter's own mapping.
-    fn problem_type(&self) -> (StatusCode, &'static str, &'static str);
+    /// Status, problem type and title: the chapter's own mapping, the only
+    /// place its errors meet status codes.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str);
 
     /// What happened this time: sent for a 4xx, logged and never sent for a
     /// 5xx (it can name hosts, queries and constraints).
@@ -144,10 +156,7 @@ pub trait ApiProblem {
     /// `Retry-After`: by default the class's, or the block's for a 503
     /// without a class (a refusal of the chapter's own, like a breaker).
     fn retry_after(&self, status: StatusCode) -> Option<Duration> {
-        match self.class() {
-            Some(class) => class.retry_after(),
-            None => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER),
-        }
+        default_retry_after(self.class(), status)
     }
 
     /// Extension members added to the body.
@@ -166,10 +175,18 @@ pub trait ApiProblem {
     }
 }
 
+/// The class's `Retry-After`, or for a 503 without a class the block's.
+pub fn default_retry_after(class: Option<Class>, status: StatusCode) -> Option<Duration> {
+    match class {
+        Some(class) => class.retry_after(),
+        None => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER),
+    }
+}
+
 /// The response for `e`: its problem, headers, and for a 5xx the cause in
 /// the log and a generic detail on the wire.
 pub fn respond<E: ApiProblem + ?Sized>(e: &E) -> ProblemResponse {
-    let (status, slug, title) = e.problem_type();
+    let (status, slug, title) = e.classify();
     let retry_after = e.retry_after(status);
     let detail = if status.is_server_error() && !e.detail_is_public() {
         let class = e.class().map(|c| c.to_string());
@@ -191,6 +208,44 @@ pub fn respond<E: ApiProblem + ?Sized>(e: &E) -> ProblemResponse {
         retry_after,
         cache_control: e.cache_control(status),
     }
+}
+
+/// The `(type, status)` pairs `errors` classify to, for the unit test that
+/// compares a chapter's `PROBLEM_TYPES` with its code.
+pub fn problem_types_of<E: ApiProblem>(errors: &[E]) -> BTreeSet<(String, u16)> {
+    errors
+        .iter()
+        .map(|e| {
+            let (status, slug, _) = e.classify();
+            (slug.to_string(), status.as_u16())
+        })
+        .collect()
+}
+
+/// Panics unless `returned` is exactly `listed`, each listed once: a
+/// chapter's `PROBLEM_TYPES` (and so its problems page) names every type
+/// its code returns, and no other.
+pub fn assert_problem_types(returned: &BTreeSet<(String, u16)>, listed: &[(&str, u16)]) {
+    let set: BTreeSet<(String, u16)> = listed.iter().map(|(t, s)| (t.to_string(), *s)).collect();
+    assert_eq!(set.len(), listed.len(), "a type listed twice: {listed:?}");
+    let missing: Vec<_> = returned.difference(&set).collect();
+    let unused: Vec<_> = set.difference(returned).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "returned but not listed: {missing:?}; listed but never returned: {unused:?}"
+    );
+}
+
+/// Implements axum's `IntoResponse` for a chapter's error type through [`respond`].
+#[macro_export]
+macro_rules! into_response {
+    ($error:ty) => {
+        impl $crate::__axum::response::IntoResponse for $error {
+            fn into_response(self) -> $crate::__axum::response::Response {
+                $crate::__axum::response::IntoResponse::into_response($crate::respond(&self))
+            }
+        }
+    };
 }
 
 /// The detail a client sees for a 5xx: what to do, never the cause.

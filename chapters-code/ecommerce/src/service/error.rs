@@ -1,14 +1,17 @@
 //! Every error the API returns, and the one place that maps them to HTTP.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use std::time::Duration;
+
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use block_errors::{ApiProblem, Class, INTERNAL, RETRY_AFTER, classify_sqlx};
 
 use crate::cart::{CartError, CartIdError};
 use crate::catalog::CatalogError;
 use crate::checkout::CheckoutError;
 use crate::domain::{PricingError, QuantityError, SkuError, UnknownCurrency};
 use crate::idempotency::KeyError;
-use crate::problem::Problem;
+use crate::problem::{PROBLEM_BASE, Problem};
 use crate::store::StoreError;
 
 // ANCHOR: api_error
@@ -75,10 +78,14 @@ pub enum ApiError {
 }
 // ANCHOR_END: api_error
 
-// ANCHOR: status_map
-impl ApiError {
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_BASE;
+
+    // ANCHOR: status_map
     /// The status, the problem type's slug and its title: the whole mapping, in one match.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
             ApiError::Sku(_) => (S::BAD_REQUEST, "invalid-sku", "Invalid SKU"),
@@ -149,6 +156,11 @@ impl ApiError {
                 ),
                 CheckoutError::Store(e) => store_status(e),
             },
+            ApiError::Cart(CartError::Database(e))
+                if classify_sqlx(e).status() == S::INTERNAL_SERVER_ERROR =>
+            {
+                INTERNAL
+            }
             ApiError::Cart(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "cart-unavailable",
@@ -162,6 +174,38 @@ impl ApiError {
             ApiError::Store(e) => store_status(e),
         }
     }
+
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    fn class(&self) -> Option<Class> {
+        match self {
+            ApiError::Store(StoreError::Database(e))
+            | ApiError::Checkout(CheckoutError::Store(StoreError::Database(e)))
+            | ApiError::Cart(CartError::Database(e)) => Some(classify_sqlx(e)),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self, status: StatusCode) -> Option<Duration> {
+        match self {
+            // The breaker knows when its cool-down ends.
+            ApiError::Checkout(CheckoutError::ProviderUnavailable(r)) => {
+                r.retry_after.to_std().ok()
+            }
+            ApiError::Busy => Some(RETRY_AFTER),
+            _ => block_errors::default_retry_after(self.class(), status),
+        }
+    }
+
+    /// A payment's outcome is for the client: it decides whether to retry.
+    fn detail_is_public(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Checkout(CheckoutError::Payment(_) | CheckoutError::ProviderUnavailable(_))
+        )
+    }
 }
 
 fn store_status(e: &StoreError) -> (StatusCode, &'static str, &'static str) {
@@ -169,70 +213,34 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str, &'static str) {
         StoreError::ProductNotFound(_) => {
             (StatusCode::NOT_FOUND, "unknown-product", "No such product")
         }
-        StoreError::Database(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Database unavailable",
-        ),
-        StoreError::Corrupt(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-        ),
+        // The errors block's class: 503 for what a retry may cure.
+        StoreError::Database(e) if classify_sqlx(e).status() == StatusCode::SERVICE_UNAVAILABLE => {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Database unavailable",
+            )
+        }
+        StoreError::Database(_) | StoreError::Corrupt(_) => INTERNAL,
     }
 }
 // ANCHOR_END: status_map
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, title) = self.classify();
-        let detail = if status.is_server_error()
-            && !matches!(
-                self,
-                ApiError::Checkout(
-                    CheckoutError::Payment(_) | CheckoutError::ProviderUnavailable(_)
-                )
-            ) {
-            tracing::error!(error = %self, "request failed");
-            "the service could not complete the request; retry shortly".to_string()
-        } else {
-            self.to_string()
-        };
-        let problem = Problem::new(status.as_u16(), slug, title, detail);
-        let mut response = problem_response(status, &problem);
-        if let ApiError::Checkout(CheckoutError::ProviderUnavailable(r)) = &self {
-            // The breaker knows when its cool-down ends.
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(r.retry_after.num_seconds().max(1)),
-            );
-        } else if matches!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-        ) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
+block_errors::into_response!(ApiError);
 
-/// A problem+json response.
+/// A problem+json response (for a stored problem replayed as it was).
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
-    let body = serde_json::to_vec(problem).unwrap_or_default();
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    block_errors::ProblemResponse {
+        status,
+        problem: problem.0.clone(),
+        retry_after: None,
+        cache_control: block_errors::NO_STORE,
+    }
+    .into_response()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::checkout::provider::PaymentError;
     use crate::checkout::{Charged, CheckoutRequest, Order, Stocked, finish_response, price_order};
@@ -341,21 +349,10 @@ mod tests {
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::ProductNotFound(sku()).into(),
         ];
-        let mut returned: BTreeSet<(String, u16)> = every_error
-            .iter()
-            .map(|e| {
-                let (status, slug, _) = e.classify();
-                (slug.to_string(), status.as_u16())
-            })
-            .collect();
+        let mut returned = block_errors::problem_types_of(&every_error);
         let stored = stored();
         assert_eq!(stored.len(), 4, "{stored:?}");
         returned.extend(stored);
-        let listed: BTreeSet<(String, u16)> = PROBLEM_TYPES
-            .iter()
-            .map(|(s, c)| (s.to_string(), *c))
-            .collect();
-        assert_eq!(returned, listed);
-        assert_eq!(listed.len(), PROBLEM_TYPES.len(), "a type listed twice");
+        block_errors::assert_problem_types(&returned, PROBLEM_TYPES);
     }
 }

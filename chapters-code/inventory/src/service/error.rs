@@ -1,8 +1,10 @@
 //! Every error the API returns, as RFC 9457 problem details, mapped in one place.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::http::StatusCode;
+use block_errors::{ApiProblem, Class, INTERNAL, class_problem, classify_sqlx};
+
+/// The body of every error response: the errors block's problem document.
+pub use block_errors::Problem;
 
 use crate::domain::{CodeError, QtyError, State, TransitionError};
 use crate::store::StoreError;
@@ -47,20 +49,6 @@ pub enum ApiError {
 }
 // ANCHOR_END: api_error
 
-/// The `application/problem+json` body.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A summary of the kind of problem.
-    pub title: &'static str,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-}
-
 // ANCHOR: status_map
 impl ApiError {
     /// Every problem type the API can return, with its status; `problems.md`
@@ -83,9 +71,15 @@ impl ApiError {
         ("unavailable", 503),
         ("internal", 500),
     ];
+}
+
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_TYPE_BASE;
 
     /// Status, problem type and title: the only place errors meet status codes.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         use StoreError as E;
         match self {
@@ -133,59 +127,27 @@ impl ApiError {
                     "count-below-reserved",
                     "Count below reserved units",
                 ),
-                E::Database(e) if is_unavailable(e) => (
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Database unavailable",
-                ),
-                E::Database(_) | E::Corrupt(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-                }
+                // The errors block's class: 503 for what a retry may cure.
+                E::Database(e) => class_problem(classify_sqlx(e)),
+                E::Corrupt(_) => INTERNAL,
             },
+        }
+    }
+
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    fn class(&self) -> Option<Class> {
+        match self {
+            Self::Store(StoreError::Database(e)) => Some(classify_sqlx(e)),
+            _ => None,
         }
     }
 }
 // ANCHOR_END: status_map
 
-/// Errors that mean "the database is not reachable right now", worth a retry later.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    ) || e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("57"))
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, title) = self.classify();
-        let detail = if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-            "the server could not complete the request; retry shortly".to_string()
-        } else {
-            self.to_string()
-        };
-        let problem = Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
+block_errors::into_response!(ApiError);
 
 #[cfg(test)]
 mod tests {
@@ -239,13 +201,9 @@ mod tests {
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::Corrupt("x".into()).into(),
         ];
-        let got: Vec<(&str, u16)> = all
-            .iter()
-            .map(|e| {
-                let (s, slug, _) = e.classify();
-                (slug, s.as_u16())
-            })
-            .collect();
-        assert_eq!(got, ApiError::PROBLEM_TYPES);
+        block_errors::assert_problem_types(
+            &block_errors::problem_types_of(&all),
+            ApiError::PROBLEM_TYPES,
+        );
     }
 }

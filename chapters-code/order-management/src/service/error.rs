@@ -1,9 +1,10 @@
 //! Every error the API returns, as RFC 9457 problem details, mapped in one place.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::http::StatusCode;
+use block_errors::{ApiProblem, Class, INTERNAL, class_problem, classify_sqlx};
+
+/// The body of every error response: the errors block's problem document.
+pub use block_errors::Problem;
 
 use crate::domain::{CommandError, Refusal};
 use crate::saga::SagaError;
@@ -39,23 +40,6 @@ impl From<SagaError> for ApiError {
     }
 }
 
-/// The JSON body of an error response.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A summary of the kind of problem.
-    pub title: &'static str,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-    /// For a stale version: the version now stored, to read and retry from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_version: Option<i64>,
-}
-
 impl ApiError {
     /// Every problem type [`ApiError::classify`] returns, with its status; the
     /// book documents each on `src/order-management/problems.md`.
@@ -75,10 +59,14 @@ impl ApiError {
     ];
 }
 
-// ANCHOR: status_map
-impl ApiError {
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_TYPE_BASE;
+
+    // ANCHOR: status_map
     /// The status, the problem type and its title: the whole mapping, in one match.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         use StoreError as E;
         match self {
@@ -115,65 +103,40 @@ impl ApiError {
                 E::NotFound(_) => (S::NOT_FOUND, "order-not-found", "No such order"),
                 E::VersionConflict { .. } => (S::CONFLICT, "stale-version", "Stale version"),
                 E::AlreadyExists(_) => (S::CONFLICT, "order-exists", "Order exists"),
-                E::Database(d) if is_unavailable(d) => (
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Database unavailable",
-                ),
-                E::Database(_) | E::Corrupt(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-                }
+                // The errors block's class: 503 for what a retry may cure.
+                E::Database(d) => class_problem(classify_sqlx(d)),
+                E::Corrupt(_) => INTERNAL,
             },
         }
     }
-}
-// ANCHOR_END: status_map
+    // ANCHOR_END: status_map
 
-/// Errors that mean "the database is not reachable right now".
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    ) || e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("57"))
-}
+    fn detail(&self) -> String {
+        self.to_string()
+    }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, kind, title) = self.classify();
-        let detail = if status.is_server_error() {
-            // The cause can name hosts and queries: log it, do not send it.
-            tracing::error!(error = %self, "request failed");
-            "the server could not complete the request; retry later".to_string()
-        } else {
-            self.to_string()
+    fn class(&self) -> Option<Class> {
+        let ApiError::Store(StoreError::Database(d)) = self else {
+            return None;
         };
-        let current_version = match &self {
-            ApiError::Store(StoreError::VersionConflict { actual, .. }) => Some(*actual),
-            _ => None,
-        };
-        let problem = Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{kind}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            current_version,
-        };
-        let mut response = (status, Json(problem)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
+        Some(classify_sqlx(d))
+    }
+
+    fn extensions(&self, problem: block_errors::Problem) -> block_errors::Problem {
+        // A stale version: the version now stored, to read and retry from.
+        match self {
+            ApiError::Store(StoreError::VersionConflict { actual, .. }) => {
+                problem.with("current_version", (*actual).into())
+            }
+            _ => problem,
+        }
     }
 }
 
+block_errors::into_response!(ApiError);
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::domain::{CommandKind, OrderError, State};
 
@@ -210,19 +173,9 @@ mod tests {
             StoreError::Database(sqlx::Error::RowNotFound).into(),
             StoreError::Corrupt(String::new()).into(),
         ];
-        let returned: BTreeSet<(&str, u16)> = every_error
-            .iter()
-            .map(|e| {
-                let (status, kind, _) = e.classify();
-                (kind, status.as_u16())
-            })
-            .collect();
-        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
-        assert_eq!(returned, listed);
-        assert_eq!(
-            listed.len(),
-            ApiError::PROBLEM_TYPES.len(),
-            "a type listed twice"
+        block_errors::assert_problem_types(
+            &block_errors::problem_types_of(&every_error),
+            ApiError::PROBLEM_TYPES,
         );
     }
 }

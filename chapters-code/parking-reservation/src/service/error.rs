@@ -5,9 +5,8 @@
 //! `title` that does not change between occurrences, the `status`, and a
 //! `detail` that explains this occurrence.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::http::StatusCode;
+use block_errors::{ApiProblem, Class, INTERNAL, Transient};
 
 use crate::domain::{
     BookingError, KindError, LocationError, PlateError, RangeError, TransitionError,
@@ -57,21 +56,8 @@ pub enum ApiError {
 }
 // ANCHOR_END: api_error
 
-// ANCHOR: problem
-/// The JSON body of an error response.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A summary of the kind of problem.
-    pub title: &'static str,
-    /// The HTTP status, repeated for clients that lose the status line.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-}
-// ANCHOR_END: problem
+/// The body of every error response: the errors block's problem document.
+pub use block_errors::Problem;
 
 impl ApiError {
     /// Every problem type [`ApiError::classify`] returns, with its status; the
@@ -106,10 +92,14 @@ impl ApiError {
     ];
 }
 
-// ANCHOR: status_map
-impl ApiError {
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_BASE;
+
+    // ANCHOR: status_map
     /// The status, the problem type's slug and its title: the whole mapping, in one match.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         use StoreError as E;
         match self {
@@ -173,116 +163,67 @@ impl ApiError {
             },
         }
     }
-}
-// ANCHOR_END: status_map
+    // ANCHOR_END: status_map
 
-// ANCHOR: unavailable
-/// The answer to a database error: a driver's request is worth retrying
-/// (503 with `Retry-After`, and the same `Idempotency-Key`) only when the
-/// failure says nothing about the request itself.
-fn database_problem(e: &sqlx::Error) -> (StatusCode, &'static str, &'static str) {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => UNAVAILABLE,
-        _ => match e.as_database_error().and_then(|d| d.code()) {
-            Some(code) => sqlstate_problem(&code),
-            None => INTERNAL,
-        },
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    fn class(&self) -> Option<Class> {
+        match self {
+            ApiError::Store(StoreError::Database(e)) => Some(block_errors::classify_sqlx(e)),
+            _ => None,
+        }
     }
 }
 
-const UNAVAILABLE: (StatusCode, &str, &str) = (
-    StatusCode::SERVICE_UNAVAILABLE,
-    "unavailable",
-    "Database unavailable",
-);
-const INTERNAL: (StatusCode, &str, &str) = (
-    StatusCode::INTERNAL_SERVER_ERROR,
-    "internal",
-    "Internal error",
-);
+// ANCHOR: unavailable
+/// The answer to a database error, by the class the errors block gives it:
+/// a driver's request is worth retrying (503 with `Retry-After`, and the
+/// same `Idempotency-Key`) only when the failure says nothing about the
+/// request itself.
+fn database_problem(e: &sqlx::Error) -> (StatusCode, &'static str, &'static str) {
+    class_problem(block_errors::classify_sqlx(e))
+}
 
-/// Every SQLSTATE the service can meet, mapped on purpose
-/// ([PostgreSQL error codes](https://www.postgresql.org/docs/current/errcodes-appendix.html)).
-pub fn sqlstate_problem(code: &str) -> (StatusCode, &'static str, &'static str) {
-    match code {
-        // statement_timeout (or a cancel) stopped a statement: the
-        // transaction rolled back; the database is slow, not gone.
-        "57014" => (
+/// This chapter's problem type for each class of failure.
+pub fn class_problem(class: Class) -> (StatusCode, &'static str, &'static str) {
+    match class {
+        // statement_timeout stopped a statement: the transaction rolled
+        // back; the database is slow, not gone.
+        Class::Retryable(Transient::Timeout) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "database-timeout",
             "Database too slow",
         ),
-        // A failover seen from the client: the server shuts down (57P01,
-        // 57P02), refuses connections while starting (57P03), or the pool
-        // still holds a connection to the old primary, now a read-only
-        // standby (25006).
-        "57P01" | "57P02" | "57P03" | "25006" => UNAVAILABLE,
-        // Out of connections, memory or disk (class 53), or the connection
-        // itself failed (class 08).
-        c if c.starts_with("53") || c.starts_with("08") => UNAVAILABLE,
-        // The database rolled the transaction back to break a deadlock or a
-        // serialization conflict: running it again is the documented remedy.
-        "40001" | "40P01" => (
+        // A deadlock or a serialization conflict rolled it back: running it
+        // again is the documented remedy.
+        Class::Retryable(Transient::Contention) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "database-conflict",
             "Transaction rolled back, retry",
         ),
-        // A constraint or a data error that the parsing before the store
-        // should have made impossible, or SQL this code got wrong: a bug.
-        _ => INTERNAL,
+        // A failover, a shutdown, no connection; or (final) a refusal an
+        // operator must fix, answered without `Retry-After`.
+        Class::Retryable(_) | Class::Final => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Database unavailable",
+        ),
+        // A constraint the store did not turn into a refusal of its own, a
+        // value the parsing should have refused, or SQL this code got wrong.
+        Class::Conflict(_) | Class::Bug => INTERNAL,
     }
 }
 // ANCHOR_END: unavailable
 
-// ANCHOR: into_response
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, title) = self.classify();
-        let detail = if status.is_server_error() {
-            // The cause is for the log, not for the client.
-            tracing::error!(error = %self, "request failed");
-            match slug {
-                "database-timeout" => {
-                    "the database took too long; nothing was changed; retry shortly".to_string()
-                }
-                "database-conflict" => {
-                    "the database rolled the request back; nothing was changed; retry".to_string()
-                }
-                "unavailable" => "the database is unavailable; retry shortly".to_string(),
-                _ => "an internal error occurred".to_string(),
-            }
-        } else {
-            self.to_string()
-        };
-        let problem = Problem {
-            kind: format!("{PROBLEM_BASE}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
-// ANCHOR_END: into_response
+block_errors::into_response!(ApiError);
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use block_errors::classify_sqlstate;
 
-    /// SQLSTATEs and the answer each must get.
+    /// SQLSTATEs and the answer each must get here.
     const SQLSTATES: &[(&str, u16, &str)] = &[
         ("57014", 503, "database-timeout"),
         ("57P01", 503, "unavailable"),
@@ -290,21 +231,22 @@ mod tests {
         ("57P03", 503, "unavailable"),
         ("25006", 503, "unavailable"),
         ("53300", 503, "unavailable"),
-        ("53100", 503, "unavailable"),
         ("08006", 503, "unavailable"),
+        ("42501", 503, "unavailable"),
         ("40001", 503, "database-conflict"),
         ("40P01", 503, "database-conflict"),
+        ("55P03", 503, "database-conflict"),
         ("23505", 500, "internal"),
         ("23514", 500, "internal"),
+        ("23P01", 500, "internal"),
         ("22P02", 500, "internal"),
         ("42P01", 500, "internal"),
-        ("57000", 500, "internal"),
     ];
 
     #[test]
     fn each_sqlstate_is_mapped_on_purpose() {
         for (code, status, slug) in SQLSTATES {
-            let (s, t, _) = sqlstate_problem(code);
+            let (s, t, _) = class_problem(classify_sqlstate(code));
             assert_eq!((s.as_u16(), t), (*status, *slug), "SQLSTATE {code}");
         }
     }
@@ -355,23 +297,11 @@ mod tests {
             store(StoreError::Database(sqlx::Error::RowNotFound)),
             store(StoreError::Corrupt(String::new())),
         ];
-        let mut returned: BTreeSet<(&str, u16)> = every_error
-            .iter()
-            .map(|e| {
-                let (status, slug, _) = e.classify();
-                (slug, status.as_u16())
-            })
-            .collect();
+        let mut returned = block_errors::problem_types_of(&every_error);
         returned.extend(SQLSTATES.iter().map(|(code, _, _)| {
-            let (status, slug, _) = sqlstate_problem(code);
-            (slug, status.as_u16())
+            let (status, slug, _) = class_problem(classify_sqlstate(code));
+            (slug.to_string(), status.as_u16())
         }));
-        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
-        assert_eq!(returned, listed);
-        assert_eq!(
-            listed.len(),
-            ApiError::PROBLEM_TYPES.len(),
-            "a type listed twice"
-        );
+        block_errors::assert_problem_types(&returned, ApiError::PROBLEM_TYPES);
     }
 }

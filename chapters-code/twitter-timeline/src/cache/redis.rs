@@ -187,22 +187,11 @@ fn unavailable(e: redis::RedisError) -> CacheError {
     redis_error(e)
 }
 
-/// Classifies a Redis error: the connection or the server's state
-/// (transient) apart from a refusal of this command (not transient).
+/// Classifies a Redis error by the errors block's classes: the connection
+/// or the server's state (BUSY, LOADING, MISCONF, READONLY: transient) apart
+/// from a refusal of this command (a bug or a configuration to fix: not).
 pub(crate) fn redis_error(e: redis::RedisError) -> CacheError {
-    use redis::{ErrorKind, ServerErrorKind as S};
-    let transient = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::Io
-                | ErrorKind::Server(
-                    S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly
-                )
-        );
-    if transient {
+    if block_errors::classify_redis(&e).is_retryable() {
         CacheError::Unavailable(e.to_string())
     } else {
         CacheError::Rejected(e.to_string())
@@ -537,4 +526,47 @@ impl TimelineCache for RedisTimelines {
             .map(|_| ())
             .map_err(unavailable)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::TimelineError;
+
+    /// The error a reply becomes in the client, parsed from the exact bytes a server sends.
+    fn reply(bytes: &[u8]) -> redis::RedisError {
+        redis::parse_redis_value(bytes)
+            .and_then(|v| v.extract_error())
+            .err()
+            .unwrap_or_else(|| panic!("{bytes:?} is not an error reply"))
+    }
+
+    // ANCHOR: transient_not_poison
+    /// A Redis that is busy, loading, failing its snapshots or demoted to a
+    /// replica leaves the fan-out job as it was (the worker's `is_transient`
+    /// branch); only a refusal of the command itself is counted on the job.
+    #[test]
+    fn busy_misconf_readonly_and_loading_are_transient_not_a_poisoned_job() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"-BUSY Redis is busy running a script.\r\n", true),
+            (
+                b"-MISCONF Redis is configured to save RDB snapshots\r\n",
+                true,
+            ),
+            (
+                b"-READONLY You can't write against a read only replica.\r\n",
+                true,
+            ),
+            (b"-LOADING Redis is loading the dataset in memory\r\n", true),
+            (
+                b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+                false,
+            ),
+        ];
+        for (bytes, transient) in cases {
+            let e = TimelineError::Cache(redis_error(reply(bytes)));
+            assert_eq!(e.is_transient(), *transient, "{e}");
+        }
+    }
+    // ANCHOR_END: transient_not_poison
 }

@@ -1,8 +1,7 @@
 //! Every error the API returns, as RFC 9457 problem details, mapped in one place.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use block_errors::ApiProblem;
 
 use crate::app::AppError;
 use crate::cache::CacheError;
@@ -49,21 +48,6 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     }
 }
 
-// ANCHOR: problem
-/// The `application/problem+json` body.
-#[derive(serde::Serialize)]
-struct Problem {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    /// Extension member: the rule a 422 broke.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
-// ANCHOR_END: problem
-
 impl ApiError {
     /// Every problem type [`ApiError::classify`] returns, with its status;
     /// `src/twitter-timeline/problems.md` documents each.
@@ -84,10 +68,16 @@ impl ApiError {
         ("unavailable", 503),
         ("internal", 500),
     ];
+}
+
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_TYPE_BASE;
 
     // ANCHOR: status_mapping
     /// Status, problem type and title: the only place errors meet status codes.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         use StoreError as E;
         let store = |e: &StoreError| match e {
@@ -122,49 +112,27 @@ impl ApiError {
         }
     }
     // ANCHOR_END: status_mapping
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, title) = self.classify();
-        let detail = match &self {
+    fn detail(&self) -> String {
+        match self {
             Self::BadRequest(why) => why.clone(),
             Self::Unauthenticated => "send the acting user's id in X-User-Id".to_string(),
-            Self::App(e) if status.is_server_error() => {
-                // The cause can name hosts and queries: log it, do not send it.
-                tracing::error!(error = %e, status = status.as_u16(), "request failed");
-                "a dependency failed; retry shortly".to_string()
-            }
             Self::App(e) => e.to_string(),
-        };
-        let reason = match &self {
-            Self::App(AppError::Body(b)) => Some(b.reason()),
-            _ => None,
-        };
-        let problem = Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            reason,
-        };
-        let mut response = (status, Json(problem)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
         }
-        response
+    }
+
+    fn extensions(&self, problem: block_errors::Problem) -> block_errors::Problem {
+        match self {
+            Self::App(AppError::Body(b)) => problem.with("reason", b.reason().into()),
+            _ => problem,
+        }
     }
 }
 
+block_errors::into_response!(ApiError);
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::domain::{BodyError, CursorError, HandleError, IdError, UserId};
 
@@ -197,14 +165,9 @@ mod tests {
                 CacheError::Rejected(String::new()),
             ))),
         ];
-        let returned: BTreeSet<(&str, u16)> = every_error
-            .iter()
-            .map(|e| {
-                let (status, slug, _) = e.classify();
-                (slug, status.as_u16())
-            })
-            .collect();
-        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
-        assert_eq!(returned, listed);
+        block_errors::assert_problem_types(
+            &block_errors::problem_types_of(&every_error),
+            ApiError::PROBLEM_TYPES,
+        );
     }
 }

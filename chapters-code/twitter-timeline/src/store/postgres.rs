@@ -115,12 +115,13 @@ pub struct PgStore {
 /// A claimed fan-out job: the open transaction holding its row lock.
 pub type PgClaim = Transaction<'static, Postgres>;
 
+/// Sorts sqlx errors by the errors block's classes: worth waiting for
+/// (a fan-out job is not charged for it), or a bug.
 fn db_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Backend(e.to_string()),
+    use block_errors::Class;
+    match block_errors::classify_sqlx(&e) {
+        Class::Retryable(_) | Class::Final => StoreError::Unavailable(e.to_string()),
+        Class::Conflict(_) | Class::Bug => StoreError::Backend(e.to_string()),
     }
 }
 

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use block_errors::{ApiProblem, NO_STORE};
 
 use crate::codegen::CodegenError;
 use crate::domain::TokenError;
@@ -19,9 +18,6 @@ use crate::store::StoreError;
 pub const PROBLEM_TYPE_BASE: &str =
     "https://designing-systems-in-rust.github.io/book/url-shortener/problems.html#";
 
-/// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_UNAVAILABLE: u64 = 1;
-
 // ANCHOR: cache_control
 /// How long any cache may keep a `410`: a delete is final and an expiry does
 /// not move, so the answer cannot change.
@@ -29,7 +25,7 @@ pub const GONE_CACHE_CONTROL: &str = "public, max-age=86400";
 
 /// Every other error: a `404` turns into a link the moment someone creates
 /// the code, and a `429` or `503` describes a moment. No cache keeps them.
-pub const ERROR_CACHE_CONTROL: &str = "no-store";
+pub const ERROR_CACHE_CONTROL: &str = NO_STORE;
 // ANCHOR_END: cache_control
 
 /// An error as the HTTP layer sees it.
@@ -61,21 +57,6 @@ impl From<LinkError> for ApiError {
     }
 }
 
-// ANCHOR: problem
-/// The `application/problem+json` body.
-#[derive(serde::Serialize)]
-struct Problem {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    /// Extension member: the machine-readable rule a 422 broke.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
-// ANCHOR_END: problem
-
 impl ApiError {
     /// Every problem type [`ApiError::classify`] returns, with its status; the
     /// book documents each on `src/url-shortener/problems.md`.
@@ -99,10 +80,14 @@ impl ApiError {
     ];
 }
 
-// ANCHOR: status_mapping
-impl ApiError {
+/// The chapter's side of the errors block, which builds the body and the
+/// headers and logs a 5xx's cause instead of sending it.
+impl ApiProblem for ApiError {
+    const BASE: &'static str = PROBLEM_TYPE_BASE;
+
+    // ANCHOR: status_mapping
     /// Status, problem type and title: the only place errors meet status codes.
-    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use LinkError as L;
         match self {
             Self::BadRequest(_) => (
@@ -174,80 +159,46 @@ impl ApiError {
             },
         }
     }
-}
-// ANCHOR_END: status_mapping
+    // ANCHOR_END: status_mapping
 
-// ANCHOR: into_response
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, title) = self.classify();
-        let detail = match &self {
+    fn detail(&self) -> String {
+        match self {
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge => "a create request is at most a few kilobytes".to_string(),
             Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => {
-                format!("retry in {} s", retry_after_secs(*wait))
-            }
-            Self::Link(e) if status.is_server_error() => {
-                // The cause can name hosts and queries: log it, do not send it.
-                tracing::error!(error = %e, status = status.as_u16(), "request failed");
-                match status {
-                    StatusCode::SERVICE_UNAVAILABLE => {
-                        "a dependency is unavailable; retry shortly".to_string()
-                    }
-                    _ => "internal error".to_string(),
-                }
+                format!("retry in {} s", block_errors::retry_after_secs(*wait))
             }
             Self::Link(e) => e.to_string(),
-        };
-        let reason = match &self {
-            Self::Link(LinkError::Invalid(i)) => Some(i.reason()),
-            _ => None,
-        };
-        let problem = Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            reason,
-        };
-        let mut response = (status, Json(problem)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        let cache_control = if status == StatusCode::GONE {
+        }
+    }
+
+    fn retry_after(&self, status: StatusCode) -> Option<Duration> {
+        match self {
+            Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => Some(*wait),
+            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(block_errors::RETRY_AFTER),
+        }
+    }
+
+    fn extensions(&self, problem: block_errors::Problem) -> block_errors::Problem {
+        match self {
+            Self::Link(LinkError::Invalid(i)) => problem.with("reason", i.reason().into()),
+            _ => problem,
+        }
+    }
+
+    fn cache_control(&self, status: StatusCode) -> &'static str {
+        if status == StatusCode::GONE {
             GONE_CACHE_CONTROL
         } else {
             ERROR_CACHE_CONTROL
-        };
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        );
-        let retry_after = match &self {
-            Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => {
-                Some(retry_after_secs(*wait))
-            }
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_UNAVAILABLE),
-            _ => None,
-        };
-        if let Some(secs) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        response
     }
 }
 
-/// Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
-fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-}
-// ANCHOR_END: into_response
+block_errors::into_response!(ApiError);
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use super::*;
@@ -276,19 +227,9 @@ mod tests {
             LinkError::Store(StoreError::CodeTaken).into(),
             LinkError::Store(StoreError::Backend(String::new())).into(),
         ];
-        let returned: BTreeSet<(&str, u16)> = every_error
-            .iter()
-            .map(|e| {
-                let (status, slug, _) = e.classify();
-                (slug, status.as_u16())
-            })
-            .collect();
-        let listed: BTreeSet<(&str, u16)> = ApiError::PROBLEM_TYPES.iter().copied().collect();
-        assert_eq!(returned, listed);
-        assert_eq!(
-            listed.len(),
-            ApiError::PROBLEM_TYPES.len(),
-            "a type listed twice"
+        block_errors::assert_problem_types(
+            &block_errors::problem_types_of(&every_error),
+            ApiError::PROBLEM_TYPES,
         );
     }
 }

@@ -308,23 +308,33 @@ impl BlockAllocator for PgBlockAllocator {
 // ANCHOR_END: pg_allocator
 
 // ANCHOR: db_error
-/// Sorts sqlx errors into "try again later" (503) and "bug" (500).
+/// Sorts sqlx errors by the classes of the errors block (`block_errors`): a
+/// retryable failure is "try again later" (503), the rest a bug or a broken
+/// schema (500).
 fn db_error(e: sqlx::Error) -> StoreError {
-    use sqlx::Error as E;
-    match &e {
-        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
-            StoreError::Unavailable(e.to_string())
-        }
-        // 08xxx: connection exceptions; 57xxx: operator intervention, which
-        // includes a statement cancelled by statement_timeout; 53xxx: out of resources.
-        E::Database(db)
-            if db.code().is_some_and(|c| {
-                c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
-            }) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Backend(e.to_string()),
+    use block_errors::{Class, Transient};
+    match block_errors::classify_sqlx(&e) {
+        // statement_timeout stopped it: the same answer as our own timeout.
+        Class::Retryable(Transient::Timeout) => StoreError::Timeout(STATEMENT_TIMEOUT_LIMIT),
+        // This store has no variant for "until an operator acts": 503 too.
+        Class::Retryable(_) | Class::Final => StoreError::Unavailable(e.to_string()),
+        Class::Conflict(_) | Class::Bug => StoreError::Backend(e.to_string()),
     }
 }
+
+/// [`STATEMENT_TIMEOUT`] as a duration, for the error that reports it.
+const STATEMENT_TIMEOUT_LIMIT: Duration = Duration::from_secs(2);
 // ANCHOR_END: db_error
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_and_its_duration_agree() {
+        assert_eq!(
+            format!("{}s", STATEMENT_TIMEOUT_LIMIT.as_secs()),
+            STATEMENT_TIMEOUT
+        );
+    }
+}
