@@ -229,10 +229,15 @@ fn overhead() -> Result<String> {
         .iter()
         .filter_map(|(id, label)| {
             let ns = median(id)?;
+            let added = if *id == "bare_call" {
+                "—".to_string()
+            } else {
+                fmt_ns((ns - bare).max(0.0))
+            };
             Some(vec![
                 (*label).to_string(),
                 fmt_ns(ns),
-                fmt_ns((ns - bare).max(0.0)),
+                added,
                 fmt_ratio(ns / bare),
             ])
         })

@@ -418,7 +418,11 @@ pub const TRANSITIONS: &[(&str, &str, &str)] = &[
     ("Closed", "failure below the threshold", "Closed"),
     ("Closed", "the threshold-th failure in a row", "Open"),
     ("Open", "call before the cool-down ends (refused)", "Open"),
-    ("Open", "first call after the cool-down (the probe)", "HalfOpen"),
+    (
+        "Open",
+        "first call after the cool-down (the probe)",
+        "HalfOpen",
+    ),
     ("HalfOpen", "other call while probing (refused)", "HalfOpen"),
     ("HalfOpen", "probe not called (handed back)", "HalfOpen"),
     ("HalfOpen", "probe succeeds", "Closed"),
