@@ -93,7 +93,10 @@ if ARGV[5] == '1' then
     return 2
   end
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), KEYS[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  -- The set outlives its newest member, never less (instances may differ in TTL).
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
