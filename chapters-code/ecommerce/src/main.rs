@@ -40,12 +40,9 @@ async fn start(service: Service) -> Result<()> {
     let redis = service.engines().redis_url.clone();
     match service.engines().database_url.clone() {
         Some(url) => {
-            let store = PgStore::connect(&url, 16)
-                .await
-                .context("connecting to DATABASE_URL")?;
-            if store.ensure_schema().await? {
-                tracing::info!("applied sql/schema.sql");
-            }
+            let store =
+                block_service::open_database(PgStore::connect(&url, 16), PgStore::ensure_schema)
+                    .await?;
             with_carts(service, Arc::new(store), redis).await
         }
         None => with_carts(service, Arc::new(MemoryStore::new()), redis).await,

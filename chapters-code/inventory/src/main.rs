@@ -37,12 +37,8 @@ async fn start(service: Service) -> Result<()> {
     let Some(url) = service.engines().database_url.clone() else {
         return run(service, AppState::new(MemoryStore::new(), clock), None).await;
     };
-    let store = PgStore::connect(&url, 16)
-        .await
-        .context("connecting to DATABASE_URL")?;
-    if store.ensure_schema().await? {
-        tracing::info!("applied sql/schema.sql");
-    }
+    let store =
+        block_service::open_database(PgStore::connect(&url, 16), PgStore::ensure_schema).await?;
     let relay = match service.engines().nats_url.clone() {
         Some(nats) => {
             let client = async_nats::connect(&nats)

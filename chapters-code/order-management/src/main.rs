@@ -30,12 +30,8 @@ async fn start(service: Service) -> Result<()> {
     let Some(url) = service.engines().database_url.clone() else {
         return run(service, MemoryStore::new(), Checkout::Instant, None).await;
     };
-    let store = PgStore::connect(&url, 16)
-        .await
-        .context("connecting to DATABASE_URL")?;
-    if store.ensure_schema().await? {
-        tracing::info!("applied sql/schema.sql");
-    }
+    let store =
+        block_service::open_database(PgStore::connect(&url, 16), PgStore::ensure_schema).await?;
     sqlx::query(
         "INSERT INTO stock (sku, on_hand) VALUES ('BOOK-1', 1000), ('MUG-2', 1000)
          ON CONFLICT (sku) DO NOTHING",

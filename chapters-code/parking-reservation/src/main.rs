@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use block_service::Service;
 use parking_reservation::clock::{Clock, SystemClock};
 use parking_reservation::domain::{Location, SpotKind};
@@ -37,12 +37,9 @@ async fn start(service: Service) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match service.engines().database_url.clone() {
         Some(url) => {
-            let store = PgStore::connect(&url, 16)
-                .await
-                .context("connecting to DATABASE_URL")?;
-            if store.ensure_schema().await? {
-                tracing::info!("applied sql/schema.sql");
-            }
+            let store =
+                block_service::open_database(PgStore::connect(&url, 16), PgStore::ensure_schema)
+                    .await?;
             run(service, AppState::new(store, clock)).await
         }
         None => run(service, AppState::new(MemoryStore::new(), clock)).await,

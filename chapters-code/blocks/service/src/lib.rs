@@ -110,6 +110,34 @@ where
 }
 // ANCHOR_END: main
 
+// ANCHOR: open_database
+/// Opens a chapter's PostgreSQL store: `connect` (to `DATABASE_URL`), then
+/// `ensure_schema`, which answers true when it applied `sql/schema.sql` to
+/// an empty database. Each failure says which of the two steps failed.
+pub async fn open_database<S, E1, E2>(
+    connect: impl Future<Output = Result<S, E1>>,
+    ensure_schema: impl AsyncFnOnce(&S) -> Result<bool, E2>,
+) -> anyhow::Result<S>
+where
+    E1: Into<anyhow::Error>,
+    E2: Into<anyhow::Error>,
+{
+    use anyhow::Context as _;
+    let store = connect
+        .await
+        .map_err(Into::into)
+        .context("connecting to DATABASE_URL")?;
+    let applied = ensure_schema(&store)
+        .await
+        .map_err(Into::into)
+        .context("applying sql/schema.sql")?;
+    if applied {
+        tracing::info!("applied sql/schema.sql to an empty database");
+    }
+    Ok(store)
+}
+// ANCHOR_END: open_database
+
 /// Installs the log subscriber with `filter` (already checked to parse).
 /// A second call (a test binary that starts several services) changes nothing.
 pub fn init_tracing(filter: &str) {
