@@ -13,6 +13,13 @@
 //! and its version, and the model keeps an event only when its version is
 //! newer than what it holds: a repeat or a late event is a no-op.
 //! ([`DeltaModel`], which adds deltas, is kept to show the double count.)
+//!
+//! This is not the outbox block's relay (`block_outbox`), which order
+//! management uses: here the outbox row is a pointer written inside the
+//! movement's single autocommitted statement (there is no transaction in
+//! Rust to enqueue into), rows are deleted rather than marked, the relay
+//! polls, and no head-row claim orders a position's events, because the
+//! read model keeps the newest version whatever the order of arrival.
 
 use std::collections::HashMap;
 use std::time::Duration;
