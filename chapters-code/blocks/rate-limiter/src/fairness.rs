@@ -2,8 +2,8 @@
 //!
 //! The page's fairness table replays one arrival trace through each
 //! limiter, with a global limit (one key for everyone) and with a limit per
-//! client, and counts each client's admissions. The trace is deterministic:
-//! every client sends evenly spaced requests, with a phase of its own.
+//! client, and counts each client's admissions. The trace is random but
+//! seeded, so the in-process limiters see exactly the same requests.
 
 use std::time::Duration;
 
@@ -25,6 +25,13 @@ pub const GLOBAL: (u32, u32) = (100, 10);
 pub const PER_CLIENT: (u32, u32) = (10, 2);
 // ANCHOR_END: scenario
 
+/// The sliding window with the same long-run rate and burst as `(rate, burst)`:
+/// `burst` requests per `burst / rate` seconds.
+pub fn window_for((rate, burst): (u32, u32)) -> (u32, Duration) {
+    let window = Duration::from_secs(u64::from(burst)) / rate.max(1);
+    (burst, window)
+}
+
 /// One request of the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
@@ -34,17 +41,26 @@ pub struct Arrival {
     pub client: u8,
 }
 
-/// The scenario's arrivals, in time order.
+/// The scenario's arrivals, in time order: each client's requests arrive
+/// at random (a Poisson process at its rate), from a fixed seed, so every
+/// limiter sees the same trace and no client is favoured by its phase.
 pub fn trace() -> Vec<Arrival> {
     let mut out = Vec::new();
-    let end = u64::try_from(TRACE.as_nanos()).unwrap_or(u64::MAX);
+    let end = TRACE.as_secs_f64();
+    let mut rng = SplitMix64(0x5eed_f00d);
     let mut add = |client: u8, per_second: u32| {
-        let gap = 1_000_000_000 / u64::from(per_second.max(1));
-        // A phase per client, so steady clients do not arrive together.
-        let mut at = gap * u64::from(client) / u64::from(STEADY_CLIENTS + 1);
-        while at < end {
-            out.push(Arrival { at_ns: at, client });
-            at += gap;
+        let mut at = 0.0f64;
+        loop {
+            // An exponential gap: -ln(U) / rate, with U in (0, 1].
+            let u = 1.0 - rng.next_f64();
+            at += -u.ln() / f64::from(per_second.max(1));
+            if at >= end {
+                break;
+            }
+            out.push(Arrival {
+                at_ns: (at * 1e9) as u64,
+                client,
+            });
         }
     };
     add(0, BURST_PER_SECOND);
@@ -53,6 +69,21 @@ pub fn trace() -> Vec<Arrival> {
     }
     out.sort_by_key(|a| (a.at_ns, a.client));
     out
+}
+
+/// A small seeded generator (SplitMix64), so the trace needs no dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // The top 53 bits, as a fraction in [0, 1).
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// How time advances during a replay.

@@ -35,6 +35,8 @@ pub mod redis_window;
 
 #[cfg(feature = "book")]
 pub mod book;
+#[cfg(feature = "book")]
+pub mod report;
 
 pub use bucket::{GlobalBucket, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};

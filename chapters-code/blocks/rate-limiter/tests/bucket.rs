@@ -167,3 +167,33 @@ fn full_buckets_are_forgotten_to_make_room_without_changing_a_decision() {
         assert!(limiter.len() <= limiter.capacity());
     }
 }
+
+#[tokio::test]
+async fn per_client_limits_protect_steady_clients_from_a_burst() {
+    use block_rate_limiter::fairness::{self, Pace};
+    let trace = fairness::trace();
+    let (rate, burst) = fairness::PER_CLIENT;
+    let clock = ManualClock::new();
+    let keyed = KeyedBuckets::with_clock(
+        Quota::per_second(rate, burst).expect("quota"),
+        100,
+        clock.clone(),
+    );
+    let per_client = fairness::replay(&trace, &keyed, |c| c, Pace::Manual(&clock)).await;
+    let (rate, burst) = fairness::GLOBAL;
+    let clock = ManualClock::new();
+    let global = GlobalBucket::with_clock(
+        Quota::per_second(rate, burst).expect("quota"),
+        clock.clone(),
+    );
+    let shared = fairness::replay(&trace, &global, |_| (), Pace::Manual(&clock)).await;
+    assert!(
+        per_client.steady_admitted() > shared.steady_admitted(),
+        "per client {:?}, global {:?}",
+        per_client,
+        shared
+    );
+    // The global bucket's bound holds over the whole trace.
+    let bound = u64::from(burst) + u64::from(rate) * fairness::TRACE.as_secs();
+    assert!(shared.total_admitted() <= bound);
+}
