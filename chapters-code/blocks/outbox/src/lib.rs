@@ -9,7 +9,7 @@
 //!
 //! - [`message`]: what a caller enqueues, parsed before it is written, and
 //!   what the relay reads back.
-//! - [`store`]: the SQL (`sql/outbox.sql`), [`enqueue`] and the consumer's
+//! - [`store`]: the SQL (`sql/outbox.sql`), [`enqueue`], [`purge_published`] and the consumer's
 //!   inbox ([`first_delivery`]).
 //! - [`relay`]: the head-row claim, publish, mark after the broker's ack;
 //!   woken by `LISTEN/NOTIFY` with a polling fallback; retries, never stops.
@@ -36,4 +36,4 @@ pub use message::{InvalidMessage, Message, NewMessage};
 pub use relay::{
     Backoff, CLAIM_SQL, Crash, Drained, PublishError, Published, Publisher, Relay, RelayError, Wake,
 };
-pub use store::{EnqueueError, SCHEMA_SQL, enqueue, first_delivery};
+pub use store::{EnqueueError, SCHEMA_SQL, enqueue, first_delivery, purge_published};

@@ -84,3 +84,26 @@ pub async fn first_delivery(
     Ok(inserted.rows_affected() == 1)
 }
 // ANCHOR_END: first_delivery
+
+// ANCHOR: purge
+/// Deletes at most `limit` rows that were published more than `older_than`
+/// ago, oldest first; returns how many. An unpublished row is never
+/// deleted, however old: it is work the relay has not done yet.
+pub async fn purge_published(
+    pool: &sqlx::PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox
+              WHERE published_at < clock_timestamp() - make_interval(secs => $1)
+              ORDER BY id LIMIT $2)",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+// ANCHOR_END: purge

@@ -91,3 +91,34 @@ async fn a_repeated_message_id_is_a_named_error() {
     ok("rollback", tx.rollback().await);
     assert_eq!(rows(&db.pool).await, 1);
 }
+
+// ANCHOR: purge_test
+/// Old published rows are purged; an unpublished row older still is kept.
+#[tokio::test]
+async fn a_purge_never_deletes_an_unpublished_message() {
+    let Some(db) = db().await else { return };
+    for v in 1..=3 {
+        enqueue_one(&db.pool, "a1", v).await;
+    }
+    ok(
+        "age the rows, publish two",
+        db.apply_sql(
+            "UPDATE outbox SET created_at = now() - interval '2 days';
+             UPDATE outbox SET published_at = now() - interval '1 day'
+              WHERE aggregate_version <= 2",
+        )
+        .await,
+    );
+    let purged = ok(
+        "purge",
+        block_outbox::purge_published(&db.pool, std::time::Duration::from_secs(60), 100).await,
+    );
+    assert_eq!(purged, 2);
+    assert_eq!(rows(&db.pool).await, 1);
+    assert_eq!(
+        unpublished(&db.pool).await,
+        1,
+        "the unpublished row was purged"
+    );
+}
+// ANCHOR_END: purge_test
