@@ -82,6 +82,10 @@ pub enum CartError {
     /// PostgreSQL failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Redis refused the command (a key of the wrong type, a missing
+    /// permission): waiting will not help.
+    #[error("cart store refused: {0}")]
+    Refused(String),
 }
 
 // ANCHOR: cart_store

@@ -109,8 +109,14 @@ impl RedisCarts {
     }
 }
 
+/// A Redis error by the errors block's classes: worth a retry (503), or a
+/// refusal that will repeat (a bug or a configuration to fix: 500).
 fn unavailable(e: redis::RedisError) -> CartError {
-    CartError::Unavailable(e.to_string())
+    if block_errors::classify_redis(&e).is_retryable() {
+        CartError::Unavailable(e.to_string())
+    } else {
+        CartError::Refused(e.to_string())
+    }
 }
 
 fn ttl_ms() -> u64 {

@@ -161,6 +161,7 @@ impl ApiProblem for ApiError {
             {
                 INTERNAL
             }
+            ApiError::Cart(CartError::Refused(_)) => INTERNAL,
             ApiError::Cart(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "cart-unavailable",
@@ -345,6 +346,7 @@ mod tests {
             .into(),
             CheckoutError::Store(StoreError::Corrupt(String::new())).into(),
             CartError::Unavailable(String::new()).into(),
+            CartError::Refused(String::new()).into(),
             CatalogError::Timeout.into(),
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::ProductNotFound(sku()).into(),
