@@ -46,12 +46,13 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A backoff from `base` doubling up to `cap`, spread by `jitter`.
-    pub fn new(base: Duration, cap: Duration, jitter: Jitter) -> Result<Self, BackoffError> {
+    /// A backoff from `base` doubling up to `cap`, spread by `jitter`
+    /// (`const`, so a policy can be a constant checked at compile time).
+    pub const fn new(base: Duration, cap: Duration, jitter: Jitter) -> Result<Self, BackoffError> {
         if base.is_zero() {
             return Err(BackoffError::ZeroBase);
         }
-        if cap < base {
+        if cap.as_nanos() < base.as_nanos() {
             return Err(BackoffError::CapBelowBase);
         }
         Ok(Self { base, cap, jitter })

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -66,6 +65,30 @@ pub const MAX_ASSIGN_ATTEMPTS: u32 = 8;
 /// it; the winner of the cycle commits or rolls back, and the next attempt
 /// sees which (`SpotTaken`, or the change made). A few attempts are plenty.
 pub const MAX_TRANSITION_ATTEMPTS: u32 = 3;
+
+/// The pause before a transaction that lost a race or a deadlock is tried
+/// again: full jitter from 2 ms, doubling up to 64 ms, so that the losers
+/// of one race do not all come back at the same instant and collide again.
+const LOST_RACE_BACKOFF: block_retry::Backoff = match block_retry::Backoff::new(
+    std::time::Duration::from_millis(2),
+    std::time::Duration::from_millis(64),
+    block_retry::Jitter::Full,
+) {
+    Ok(b) => b,
+    Err(_) => panic!("the lost-race backoff is valid"),
+};
+
+/// A state change that lost a deadlock: [`MAX_TRANSITION_ATTEMPTS`] in all.
+const TRANSITION_RETRY: block_retry::RetryPolicy = block_retry::RetryPolicy {
+    max_retries: MAX_TRANSITION_ATTEMPTS - 1,
+    backoff: LOST_RACE_BACKOFF,
+};
+
+/// A reserve that lost its race at INSERT: [`MAX_ASSIGN_ATTEMPTS`] in all.
+const ASSIGN_RETRY: block_retry::RetryPolicy = block_retry::RetryPolicy {
+    max_retries: MAX_ASSIGN_ATTEMPTS - 1,
+    backoff: LOST_RACE_BACKOFF,
+};
 
 // ANCHOR: reserve_path
 /// How the reserve path takes a spot, and what it does when it loses one.
@@ -341,27 +364,36 @@ impl PgStore {
         now: DateTime<Utc>,
         then: &[Event],
     ) -> Result<Reserved, StoreError> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.try_reserve(request, key, now, then).await? {
-                Attempt::Done(reserved) => return Ok(reserved),
-                // The transaction was rolled back after losing at INSERT. The
-                // winner's row is committed, so the next SELECT sees it.
-                Attempt::Lost => {
-                    self.races.races_lost.fetch_add(1, Ordering::Relaxed);
-                    if attempts == MAX_ASSIGN_ATTEMPTS {
-                        self.races.gave_up.fetch_add(1, Ordering::Relaxed);
-                        return Err(StoreError::Conflict { attempts });
+        // The retry block's loop (Part II), with jitter; a lost race is the
+        // error worth retrying (`None`), any other error is returned as is.
+        let retried = block_retry::retry(
+            &ASSIGN_RETRY,
+            block_retry::Deadline::after(std::time::Duration::MAX),
+            &mut block_retry::Rng::from_entropy(),
+            Option::is_none,
+            move |_| async move {
+                match self.try_reserve(request, key, now, then).await {
+                    Ok(Attempt::Done(reserved)) => Ok(reserved),
+                    // The transaction was rolled back after losing at INSERT.
+                    // The winner's row is committed, so the next SELECT sees it.
+                    Ok(Attempt::Lost) => {
+                        self.races.races_lost.fetch_add(1, Ordering::Relaxed);
+                        Err(None)
                     }
-                    // Jitter, so that the losers of one race do not all come
-                    // back at the same instant and collide again.
-                    let ceiling_ms = 1u64 << attempts.min(6);
-                    let pause = rand::rng().random_range(0..=ceiling_ms);
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    Err(e) => Err(Some(e)),
                 }
+            },
+        )
+        .await;
+        retried.map_err(|e| match e {
+            block_retry::RetryError::NotRetryable { error: Some(e), .. } => e,
+            block_retry::RetryError::NotRetryable { attempts, .. }
+            | block_retry::RetryError::Exhausted { attempts, .. }
+            | block_retry::RetryError::Deadline { attempts, .. } => {
+                self.races.gave_up.fetch_add(1, Ordering::Relaxed);
+                StoreError::Conflict { attempts }
             }
-        }
+        })
     }
     // ANCHOR_END: retry
 
@@ -767,23 +799,27 @@ impl ReservationStore for PgStore {
         event: Event,
         now: DateTime<Utc>,
     ) -> Result<Reservation, StoreError> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.try_apply(id, event, now).await {
-                // Rolled back to break a cycle with an INSERT of the spot:
-                // nothing changed, and the next attempt, after the other
-                // transaction ended, answers from what it left.
-                Err(StoreError::Database(e)) if is_deadlock(&e) => {
-                    if attempts == MAX_TRANSITION_ATTEMPTS {
-                        return Err(StoreError::Conflict { attempts });
-                    }
-                    let pause = rand::rng().random_range(0..=(1u64 << attempts));
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                }
-                done => return done,
+        // The retry block's loop (Part II): full jitter, at most
+        // MAX_TRANSITION_ATTEMPTS. No deadline of its own: each attempt is
+        // one short transaction, and the request's timeout bounds the rest.
+        let retried = block_retry::retry(
+            &TRANSITION_RETRY,
+            block_retry::Deadline::after(std::time::Duration::MAX),
+            &mut block_retry::Rng::from_entropy(),
+            // Rolled back to break a cycle with an INSERT of the spot:
+            // nothing changed, and the next attempt, after the other
+            // transaction ended, answers from what it left.
+            |e| matches!(e, StoreError::Database(e) if is_deadlock(e)),
+            |_| self.try_apply(id, event, now),
+        )
+        .await;
+        retried.map_err(|e| match e {
+            block_retry::RetryError::NotRetryable { error, .. } => error,
+            block_retry::RetryError::Exhausted { attempts, .. }
+            | block_retry::RetryError::Deadline { attempts, .. } => {
+                StoreError::Conflict { attempts }
             }
-        }
+        })
     }
     // ANCHOR_END: transition
 
