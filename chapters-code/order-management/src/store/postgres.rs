@@ -189,10 +189,11 @@ impl PgStore {
     // ANCHOR_END: apply
 }
 
+/// A unique violation (the errors block's `Conflict(Unique)`): this
+/// store's `AlreadyExists`; any other failure keeps its own class.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "23505")
+    use block_errors::{Class, Constraint};
+    block_errors::classify_sqlx(e) == Class::Conflict(Constraint::Unique)
 }
 
 impl OrderStore for PgStore {
