@@ -128,3 +128,48 @@ async fn bad_windows_are_named_errors() {
         Some(QuotaError::PeriodTooShort)
     );
 }
+
+/// Over a run several windows long, concurrent clients together never get
+/// more than the limit per window: at most `limit × (windows + 1)` in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_stay_within_the_limit_window_after_window() {
+    let Some(redis) = testkit::redis().await else {
+        return;
+    };
+    let (limit, window, run) = (10u32, Duration::from_millis(200), Duration::from_secs(1));
+    let admitted = Arc::new(AtomicU32::new(0));
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let conn = redis
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection of its own");
+        let limiter =
+            RedisWindow::new(conn, redis.prefix.clone(), limit, window).expect("valid window");
+        let admitted = Arc::clone(&admitted);
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < run {
+                if limiter.check(&"shared").await.is_ok() {
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let elapsed = started.elapsed();
+    let windows = (elapsed.as_secs_f64() / window.as_secs_f64()).ceil() as u32;
+    let total = admitted.load(Ordering::SeqCst);
+    assert!(
+        total <= limit * (windows + 1),
+        "{total} admitted in {elapsed:?}"
+    );
+    assert!(
+        total >= limit,
+        "the limit is reached, not just respected: {total}"
+    );
+}
