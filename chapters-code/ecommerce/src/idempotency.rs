@@ -9,7 +9,11 @@
 //!
 //! Where the key lives, and in which transaction, is in `checkout`.
 
+use block_idempotency::{ClaimError, FinalAnswer, FinishError};
 use chrono::TimeDelta;
+
+use crate::checkout::{CheckoutError, StoredResponse};
+use crate::store::StoreError;
 
 // ANCHOR: key
 pub use block_idempotency::{IdempotencyKey, KEY_MAX_LEN, KeyError};
@@ -48,6 +52,42 @@ pub fn fingerprint<T: serde::Serialize>(account: &str, request: &T) -> Fingerpri
     Fingerprint::of("POST", "/checkout", account, &body)
 }
 // ANCHOR_END: fingerprint
+
+// The block's types and refusals as the checkout's.
+
+/// The block's answer as the checkout's.
+pub(crate) fn stored(a: FinalAnswer) -> StoredResponse {
+    StoredResponse {
+        status: a.status,
+        body: a.body,
+    }
+}
+
+/// The checkout's answer as the block stores it.
+pub(crate) fn final_answer(r: &StoredResponse) -> FinalAnswer {
+    FinalAnswer {
+        status: r.status,
+        body: r.body.clone(),
+    }
+}
+
+/// A refused claim as the checkout's error.
+pub(crate) fn claim_error(e: ClaimError) -> CheckoutError {
+    match e {
+        ClaimError::KeyReused => CheckoutError::KeyReused,
+        ClaimError::KeyInUse => CheckoutError::KeyInUse,
+        ClaimError::Database(e) => CheckoutError::Store(e.into()),
+        ClaimError::Corrupt(e) => CheckoutError::Store(StoreError::Corrupt(e)),
+    }
+}
+
+/// A fenced write as the checkout's error: another request holds the key.
+pub(crate) fn finish_error(e: FinishError) -> CheckoutError {
+    match e {
+        FinishError::Fenced => CheckoutError::KeyInUse,
+        FinishError::Database(e) => CheckoutError::Store(e.into()),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use common::*;
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
 use ecommerce::checkout::{Checkout, CheckoutError};
 use ecommerce::domain::{Currency, Money};
-use ecommerce::idempotency::{KEY_TTL, retention};
+use ecommerce::idempotency::{KEY_TTL, LOCK_TIMEOUT, retention};
 use ecommerce::store::{MemoryStore, Store};
 
 /// Runs an async suite function against a fresh memory store and a fresh PostgreSQL store.
@@ -398,4 +398,46 @@ async fn the_chapter_table_has_the_block_columns() {
         .await
         .expect("catalog");
     assert_eq!(missing, Vec::<String>::new());
+}
+
+/// The in-memory store fences a taken-over checkout as PostgreSQL does
+/// (`crash.rs` has the PostgreSQL test): the first request's lease runs out
+/// (by the store's clock, the `now` it is given) while it waits for the
+/// provider, a retry takes over and finishes, and the first request's
+/// late phase 2 writes nothing.
+#[tokio::test]
+async fn in_memory_a_checkout_whose_key_was_taken_over_writes_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    seed(&*store).await;
+    let (mut c, provider) = checkout(Arc::clone(&store));
+    c.provider_timeout = Duration::from_secs(10);
+    provider.script([Behaviour::Slow(Duration::from_millis(400))]);
+    let req = request(&*store, &[("MUG-RED", 3)]).await;
+    let k = key("alice", "slow-provider");
+    let first = {
+        let (c, req, k) = (c.clone(), req.clone(), k.clone());
+        tokio::spawn(async move { c.run("alice", Some(&k), &req, now0()).await })
+    };
+    while provider.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after_the_lease = now0() + LOCK_TIMEOUT + chrono::TimeDelta::seconds(1);
+    let second = c
+        .run("alice", Some(&k), &req, after_the_lease)
+        .await
+        .expect("the retry takes over");
+    assert_eq!((second.response.status, second.replayed), (201, false));
+    let first = first.await.expect("no panic");
+    assert!(
+        matches!(first, Err(CheckoutError::KeyInUse)),
+        "the first holder is fenced off, got {first:?}"
+    );
+    let replay = c
+        .run("alice", Some(&k), &req, after_the_lease)
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(replay.response, second.response);
+    assert_eq!(provider.charges(), 1);
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(97));
 }

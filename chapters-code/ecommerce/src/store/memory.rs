@@ -17,32 +17,10 @@ use crate::checkout::{
     finish_response, price_order,
 };
 use crate::domain::{Money, Product, Sku};
-use crate::idempotency::{Fingerprint, KeyScope, Lock, Purged, lease};
-use block_idempotency::{ClaimError, Claimed, FinalAnswer, FinishError, MemoryKeys};
-
-/// A refused claim as the checkout's error.
-fn claim_error(e: ClaimError) -> CheckoutError {
-    match e {
-        ClaimError::KeyReused => CheckoutError::KeyReused,
-        ClaimError::KeyInUse => CheckoutError::KeyInUse,
-        ClaimError::Database(e) => CheckoutError::Store(e.into()),
-        ClaimError::Corrupt(e) => CheckoutError::Store(StoreError::Corrupt(e)),
-    }
-}
-
-fn stored(a: FinalAnswer) -> StoredResponse {
-    StoredResponse {
-        status: a.status,
-        body: a.body,
-    }
-}
-
-fn final_answer(r: &StoredResponse) -> FinalAnswer {
-    FinalAnswer {
-        status: r.status,
-        body: r.body.clone(),
-    }
-}
+use crate::idempotency::{
+    Fingerprint, KeyScope, Lock, Purged, claim_error, final_answer, lease, stored,
+};
+use block_idempotency::{Claimed, FinishError, MemoryKeys};
 
 #[derive(Default)]
 struct State {

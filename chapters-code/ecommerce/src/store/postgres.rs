@@ -13,8 +13,10 @@ use crate::checkout::{
     finish_response, price_order,
 };
 use crate::domain::{Currency, Money, Product, Quote, Sku, TaxClass};
-use crate::idempotency::{Fingerprint, KeyScope, Lock, Purged, lease};
-use block_idempotency::{ClaimError, Claimed, FinalAnswer, FinishError, pg as keys};
+use crate::idempotency::{
+    Fingerprint, KeyScope, Lock, Purged, claim_error, final_answer, finish_error, lease, stored,
+};
+use block_idempotency::{ClaimError, Claimed, FinishError, pg as keys};
 
 // ANCHOR: search_sql
 /// Full-text search over the generated `search` column (GIN index).
@@ -119,40 +121,6 @@ async fn load_order(
         .await?
         .ok_or_else(|| corrupt(format!("no order {id}")))?;
     order_from_row(&row)
-}
-
-/// The block's answer as the checkout's.
-fn stored(a: FinalAnswer) -> StoredResponse {
-    StoredResponse {
-        status: a.status,
-        body: a.body,
-    }
-}
-
-/// The checkout's answer as the block stores it.
-fn final_answer(r: &StoredResponse) -> FinalAnswer {
-    FinalAnswer {
-        status: r.status,
-        body: r.body.clone(),
-    }
-}
-
-/// A refused claim as the checkout's error.
-fn claim_error(e: ClaimError) -> CheckoutError {
-    match e {
-        ClaimError::KeyReused => CheckoutError::KeyReused,
-        ClaimError::KeyInUse => CheckoutError::KeyInUse,
-        ClaimError::Database(e) => CheckoutError::Store(e.into()),
-        ClaimError::Corrupt(e) => CheckoutError::Store(StoreError::Corrupt(e)),
-    }
-}
-
-/// A fenced write as the checkout's error: another request holds the key.
-fn finish_error(e: FinishError) -> CheckoutError {
-    match e {
-        FinishError::Fenced => CheckoutError::KeyInUse,
-        FinishError::Database(e) => CheckoutError::Store(e.into()),
-    }
 }
 
 impl Store for PgStore {
