@@ -280,6 +280,91 @@ mod tests {
         }
     }
 
+    /// A chapter's error, reduced to what the block asks of it.
+    enum Test {
+        Refused,
+        Store(crate::Class),
+    }
+
+    impl ApiProblem for Test {
+        const BASE: &'static str = "https://example.com/problems.html#";
+
+        fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+            match self {
+                Test::Refused => (StatusCode::CONFLICT, "taken", "Taken"),
+                Test::Store(c) => crate::class_problem(*c),
+            }
+        }
+
+        fn detail(&self) -> String {
+            match self {
+                Test::Refused => "the name is taken".into(),
+                Test::Store(_) => "connection to db.internal:5432 refused".into(),
+            }
+        }
+
+        fn class(&self) -> Option<crate::Class> {
+            match self {
+                Test::Refused => None,
+                Test::Store(c) => Some(*c),
+            }
+        }
+    }
+
+    async fn answer(e: &Test) -> (StatusCode, axum::http::HeaderMap, Value) {
+        use http_body_util::BodyExt;
+        let response = respond(e).into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("a body").to_bytes();
+        let json = serde_json::from_slice(&bytes).expect("JSON");
+        (parts.status, parts.headers, json)
+    }
+
+    #[tokio::test]
+    async fn a_5xx_hides_its_cause_and_only_a_retryable_one_says_when_to_retry() {
+        use crate::{Class, Transient};
+        let (status, headers, body) =
+            answer(&Test::Store(Class::Retryable(Transient::Timeout))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(headers[header::CACHE_CONTROL], NO_STORE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(
+            body["type"],
+            "https://example.com/problems.html#unavailable"
+        );
+        assert!(
+            !body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("db.internal")
+        );
+
+        let (status, headers, _) = answer(&Test::Store(Class::Final)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            headers.get(header::RETRY_AFTER).is_none(),
+            "final: no Retry-After"
+        );
+
+        let (status, headers, body) = answer(&Test::Store(Class::Bug)).await;
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("https://example.com/problems.html#internal")
+            )
+        );
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+
+        let (status, _, body) = answer(&Test::Refused).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            body["detail"], "the name is taken",
+            "a 4xx says what happened"
+        );
+    }
+
     #[test]
     fn extension_members_sit_beside_the_standard_ones_and_read_back() {
         let p = Problem::new("b#", "t", "T", 422, "d").with("reason", Value::from("r"));
