@@ -196,10 +196,20 @@ pub fn fairness_markdown() -> Result<String> {
     let rows: Vec<Vec<String>> = found
         .iter()
         .map(|(r, label, mode)| {
+            // The burster's share of the requests, to read its share of admissions against.
+            let offered: Option<Vec<f64>> = r
+                .extra
+                .get("offered")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect());
+            let requested = offered
+                .filter(|o| !o.is_empty())
+                .map(|o| o[0] / o.iter().sum::<f64>().max(1.0));
             vec![
                 (*label).to_string(),
                 (*mode).to_string(),
                 r.extra_f64("total_admitted").map_or("—".into(), fmt_count),
+                pct(requested),
                 pct(r.extra_f64("burster_share")),
                 pct(r.extra_f64("steady_admitted")),
             ]
@@ -222,7 +232,8 @@ pub fn fairness_markdown() -> Result<String> {
             "Limiter",
             "Limit",
             "Admitted",
-            "Burster's share",
+            "Burster's requests",
+            "Burster's admissions",
             "Steady requests admitted",
         ],
         &rows,
