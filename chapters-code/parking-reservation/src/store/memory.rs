@@ -12,9 +12,7 @@ use crate::domain::{
     Event, Location, LotId, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Reservation, ReserveRequest, SpotRef,
     State, TariffBook, TimeRange, Transition, distance_m,
 };
-use crate::idempotency::{
-    Fingerprint, IdempotencyKey, fingerprint, scope, walk_in_fingerprint,
-};
+use crate::idempotency::{Fingerprint, IdempotencyKey, fingerprint, scope, walk_in_fingerprint};
 use block_idempotency::{ClaimError, Claimed, Decision, FinalAnswer, MemoryKeys};
 
 // ANCHOR: memory_store
@@ -105,17 +103,17 @@ impl Inner {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
         match self.keys.check(&scope(key), fp, now) {
             Ok(None) => None,
-            Ok(Some(Decision::Replay)) => Some(
-                match self.keys.final_answer(&scope(key), fp) {
-                    Ok(Some(answer)) => serde_json::from_value(answer.body)
-                        .map(|reservation| Reserved {
-                            reservation,
-                            replayed: true,
-                        })
-                        .map_err(|e| corrupt(&e)),
-                    other => Err(corrupt(&format!("a finished key without its answer: {other:?}"))),
-                },
-            ),
+            Ok(Some(Decision::Replay)) => Some(match self.keys.final_answer(&scope(key), fp) {
+                Ok(Some(answer)) => serde_json::from_value(answer.body)
+                    .map(|reservation| Reserved {
+                        reservation,
+                        replayed: true,
+                    })
+                    .map_err(|e| corrupt(&e)),
+                other => Err(corrupt(&format!(
+                    "a finished key without its answer: {other:?}"
+                ))),
+            }),
             Err(ClaimError::KeyReused) => {
                 Some(Err(StoreError::IdempotencyKeyReused(key.to_string())))
             }
