@@ -11,6 +11,10 @@ pub fn book() -> Chapter {
         package: "block-rate-limiter",
         generated: vec![
             GeneratedFile::pure(
+                "src/blocks/rate-limiter/generated/boundary.md",
+                report::boundary_markdown,
+            ),
+            GeneratedFile::pure(
                 "src/blocks/rate-limiter/generated/fairness.md",
                 report::fairness_markdown,
             ),

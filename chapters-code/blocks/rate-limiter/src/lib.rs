@@ -19,7 +19,8 @@
 //! - [`layer`]: the tower layer that refuses with `429` and `Retry-After`
 //!   before the handler runs, and the client key (the TCP peer, or the last
 //!   `X-Forwarded-For` entry only behind a proxy we run);
-//! - [`fairness`]: the burst-beside-steady-clients experiment of the page.
+//! - [`fairness`]: the burst-beside-steady-clients experiment of the page;
+//! - [`windows`]: pure models of window counters, for the boundary burst.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -32,6 +33,7 @@ pub mod keyed;
 pub mod layer;
 pub mod quota;
 pub mod redis_window;
+pub mod windows;
 
 #[cfg(feature = "book")]
 pub mod book;
