@@ -556,26 +556,52 @@ impl Orchestrator {
 
     // ANCHOR: attempt
     /// Runs a step (or its compensation) with a timeout per attempt and
-    /// exponential backoff between attempts. A refusal is final at once.
+    /// exponential backoff with full jitter between attempts (the retry
+    /// block's loop, Part II). A refusal is final at once.
     async fn attempt(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), StepError> {
-        let mut delay = self.config.backoff;
-        let mut last = String::new();
-        for _ in 0..self.config.max_attempts {
-            self.attempts.fetch_add(1, Ordering::Relaxed);
-            let once = self.once(saga, step, undo);
-            match tokio::time::timeout(self.config.step_timeout, once).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(refused @ StepError::Refused(_))) => return Err(refused),
-                Ok(Err(StepError::Transient(why))) => last = why,
-                Err(_) => last = format!("{step} timed out"),
+        // The block refuses a zero base; 1 ms is the least pause it takes.
+        let base = self.config.backoff.max(Duration::from_millis(1));
+        let Ok(backoff) =
+            block_retry::Backoff::new(base, base.saturating_mul(64), block_retry::Jitter::Full)
+        else {
+            unreachable!("a base above zero and a cap above it are valid");
+        };
+        let policy = block_retry::RetryPolicy {
+            max_retries: self.config.max_attempts.saturating_sub(1),
+            backoff,
+        };
+        let tried = block_retry::retry(
+            &policy,
+            // No deadline of its own: the step timeout bounds each attempt.
+            block_retry::Deadline::after(Duration::MAX),
+            &mut block_retry::Rng::from_entropy(),
+            |e| matches!(e, StepError::Transient(_)),
+            |_| async {
+                self.attempts.fetch_add(1, Ordering::Relaxed);
+                let once = self.once(saga, step, undo);
+                match tokio::time::timeout(self.config.step_timeout, once).await {
+                    Ok(done) => done,
+                    Err(_) => Err(StepError::Transient(format!("{step} timed out"))),
+                }
+            },
+        )
+        .await;
+        tried.map_err(|e| match e {
+            block_retry::RetryError::NotRetryable { error, .. } => error,
+            block_retry::RetryError::Exhausted { error, attempts }
+            | block_retry::RetryError::Deadline {
+                error: Some(error),
+                attempts,
+            } => {
+                let why = match error {
+                    StepError::Transient(why) | StepError::Refused(why) => why,
+                };
+                StepError::Transient(format!("{why} ({attempts} attempts)"))
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        Err(StepError::Transient(format!(
-            "{last} ({} attempts)",
-            self.config.max_attempts
-        )))
+            block_retry::RetryError::Deadline { attempts, .. } => {
+                StepError::Transient(format!("{step} timed out ({attempts} attempts)"))
+            }
+        })
     }
     // ANCHOR_END: attempt
 
