@@ -340,7 +340,10 @@ impl<S: LinkStore> Shortener<S> {
     /// Inserts, then tells the caches: the code may be cached as "missing".
     async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
         let link = self.within(self.inner.store.insert(link)).await?;
-        self.inner.cache.created(&link).await;
+        if let Err(e) = self.inner.cache.created(&link).await {
+            // The link exists; a cached "missing" may hide it for the negative TTL.
+            tracing::warn!(error = %e, "create not applied to Redis");
+        }
         Ok(link)
     }
     // ANCHOR_END: same_link
@@ -416,11 +419,14 @@ impl<S: LinkStore> Shortener<S> {
         // Also on AlreadyDeleted: it repeats a tombstone that may have
         // failed the first time (Redis down), which would otherwise leave a
         // live entry in Redis until its TTL.
+        // If every try fails, the store's answer stands; Redis may redirect
+        // to the link until its TTL, or until this delete is repeated.
         if matches!(
             outcome,
             DeleteOutcome::Deleted | DeleteOutcome::AlreadyDeleted
-        ) {
-            self.inner.cache.deleted(&code).await;
+        ) && let Err(e) = self.inner.cache.deleted(&code).await
+        {
+            tracing::error!(error = %e, "tombstone not applied to Redis after every try");
         }
         match outcome {
             DeleteOutcome::Deleted => Ok(()),

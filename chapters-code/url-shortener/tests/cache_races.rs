@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use block_cache_aside::harness::{Race, Reader};
@@ -17,8 +19,12 @@ use common::{Gated, Server};
 use hyper::StatusCode;
 use serde_json::json;
 use url_shortener::Config;
-use url_shortener::cache::LOAD_TIMEOUT;
-use url_shortener::config::LocalCacheConfig;
+use url_shortener::cache::{
+    LOAD_TIMEOUT, LinkCache, RedisLayer, TOMBSTONE_ATTEMPTS, TOMBSTONE_BACKOFF,
+};
+use url_shortener::config::{LocalCacheConfig, RedisConfig};
+use url_shortener::domain::Code;
+use url_shortener::metrics::Metrics;
 use url_shortener::store::{LinkStore, PgStore};
 
 /// Node A's in-process TTL, short so the test can wait it out.
@@ -182,4 +188,153 @@ async fn a_slow_load_cannot_hide_a_new_link() {
     node_a.shutdown().await;
     node_b.shutdown().await;
     node_c.shutdown().await;
+}
+
+// ANCHOR: breaker_delete_test
+/// Node A's breaker is open (one Redis error on A, Redis itself healthy)
+/// when A serves a delete. Reads on A skip Redis for the cooldown; the
+/// tombstone must not, or node C keeps redirecting to the deleted link
+/// from Redis for up to the Redis TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_through_a_node_with_an_open_breaker_still_writes_its_tombstone() {
+    let Some(b) = common::postgres_redis().await else {
+        return;
+    };
+    let redis_config = b.redis.clone().expect("redis");
+    let a_config = Config {
+        redis: Some(url_shortener::config::RedisConfig {
+            cooldown: Duration::from_secs(60),
+            ..redis_config
+        }),
+        ..b.config()
+    };
+    let node_a = b.serve(b.store.clone(), a_config).await;
+    let node_c = observer(&b).await;
+    let (code, token) = node_a
+        .client
+        .create_managed(json!({"url": "https://example.com/phish", "alias": "open-breaker"}))
+        .await;
+    assert_eq!(
+        node_c.client.get(&format!("/{code}")).await.status,
+        StatusCode::FOUND
+    );
+    // A key of the wrong type makes A's lookup fail: A's breaker opens.
+    let mut redis = b.redis_conn().expect("redis");
+    let _: () = ::redis::cmd("LPUSH")
+        .arg(b.redis_key("wrong-type").expect("redis"))
+        .arg("x")
+        .query_async(&mut redis)
+        .await
+        .expect("LPUSH");
+    assert_eq!(
+        node_a.client.get("/wrong-type").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let errors = node_a.metrics.redis_errors.load(Ordering::Relaxed);
+    assert_eq!(errors, 1, "A's breaker is open");
+    let deleted = node_a
+        .client
+        .delete_with(&format!("/api/links/{code}"), &token)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(
+        node_c.client.get(&format!("/{code}")).await.status,
+        StatusCode::GONE,
+        "node C read the deleted link from Redis"
+    );
+    node_a.shutdown().await;
+    node_c.shutdown().await;
+}
+// ANCHOR_END: breaker_delete_test
+
+/// A cache with Redis only, over `config`, and its counters.
+fn redis_only(config: &RedisConfig) -> (LinkCache, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let layer = RedisLayer::new(config, metrics.clone()).expect("a Redis URL");
+    (LinkCache::new(None, Some(layer), metrics.clone()), metrics)
+}
+
+/// With Redis unreachable, a delete's tombstone is tried
+/// [`TOMBSTONE_ATTEMPTS`] times, no more, and the failure is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tombstone_is_retried_a_bounded_number_of_times() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let config = RedisConfig {
+        timeout: Duration::from_millis(200),
+        cooldown: Duration::from_secs(60),
+        ..RedisConfig::new(&format!("redis://127.0.0.1:{port}"))
+    };
+    let (cache, metrics) = redis_only(&config);
+    let code = Code::parse("never-there").expect("a code");
+    let started = std::time::Instant::now();
+    let failed = cache.deleted(&code).await.expect_err("Redis is down");
+    assert_eq!(failed.key.as_str(), "never-there");
+    assert_eq!(
+        metrics.redis_errors.load(Ordering::Relaxed),
+        u64::from(TOMBSTONE_ATTEMPTS),
+        "one error per try, the open breaker skipped none"
+    );
+    // The pauses between tries (50, 100 ms, ...) were taken.
+    let pauses: Duration = (0..TOMBSTONE_ATTEMPTS - 1)
+        .map(|n| TOMBSTONE_BACKOFF * 2u32.pow(n))
+        .sum();
+    assert!(started.elapsed() >= pauses, "{:?}", started.elapsed());
+}
+
+/// The request serving a delete may be dropped as soon as the store
+/// committed (the client hung up, a timeout), here while its tombstone
+/// waits to be retried: the retry still happens, in the task
+/// [`LinkCache::deleted`] started, and writes the tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_dropped_while_its_tombstone_waits_for_a_retry_still_writes_it() {
+    let Some(redis) = testkit::redis().await else {
+        return;
+    };
+    let config = common::redis_config(&redis);
+    let (cache, metrics) = redis_only(&config);
+    let mut conn = redis.conn.clone();
+    // The first try fails: the negative set's key holds a string (WRONGTYPE).
+    let negative = format!("{}link::negative", config.key_prefix);
+    let _: () = ::redis::cmd("SET")
+        .arg(&negative)
+        .arg("not a sorted set")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let code = Code::parse("dropped").expect("a code");
+    let dropped = tokio::time::timeout(TOMBSTONE_BACKOFF / 2, cache.deleted(&code)).await;
+    assert!(
+        dropped.is_err(),
+        "the delete finished before it was dropped"
+    );
+    assert_eq!(
+        metrics.redis_errors.load(Ordering::Relaxed),
+        1,
+        "the first try failed"
+    );
+    let _: () = ::redis::cmd("DEL")
+        .arg(&negative)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let key = format!("{}link:dropped", config.key_prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let v: Option<String> = ::redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        if v.as_deref() == Some("D") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tombstone in Redis 2 s after the request was dropped: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -10,7 +10,7 @@ use moka::future::Cache;
 
 use crate::Codec;
 use crate::metrics::{Event, Observer};
-use crate::redis::{Lookup, RedisCache};
+use crate::redis::{ChangeError, Lookup, RedisCache};
 use crate::rule::{Bound, Key};
 
 /// The in-process layer's knobs.
@@ -200,51 +200,57 @@ impl<C: Codec> CacheAside<C> {
     // ANCHOR_END: get_or_load
 
     /// What the caches hold for `key`, without reading the database: this
-    /// process's entry, else Redis's. For callers who may not cost a database read.
+    /// process's entry, else Redis's. For callers who may not cost a
+    /// database read; it writes nothing anywhere (no version is started).
     pub async fn peek(&self, key: &Key) -> Option<C::Value> {
         if let Some(local) = &self.local
             && let Some(value) = local.get(key).await
         {
             return Some(value);
         }
-        match self.redis.as_ref()?.lookup(key).await? {
-            Lookup::Hit(value) => Some(value),
-            Lookup::Miss(_) => None,
-        }
+        self.redis.as_ref()?.peek(key).await
     }
 
     // ANCHOR: writes
     /// After the database committed a change to `key`: this process forgets
-    /// it, Redis drops it and refuses every fill that read before now.
-    pub async fn invalidate(&self, key: &Key) {
+    /// it, Redis drops it and refuses every fill that read before now. An
+    /// error: Redis did not apply it (this process did); call again to retry.
+    pub async fn invalidate(&self, key: &Key) -> Result<(), ChangeError> {
         if let Some(local) = &self.local {
             local.invalidate(key).await;
         }
-        if let Some(redis) = &self.redis {
-            redis.invalidate(key).await;
+        match &self.redis {
+            Some(redis) => redis.invalidate(key).await,
+            None => Ok(()),
         }
     }
 
     /// After the database committed `value` for `key`: both layers hold it,
-    /// and Redis refuses every fill that read before now.
-    pub async fn publish(&self, key: &Key, value: C::Value) {
-        if let Some(redis) = &self.redis {
-            redis.publish(key, &value).await;
-        }
+    /// and Redis refuses every fill that read before now. An error as for
+    /// [`Self::invalidate`].
+    pub async fn publish(&self, key: &Key, value: C::Value) -> Result<(), ChangeError> {
+        let shared = match &self.redis {
+            Some(redis) => redis.publish(key, &value).await,
+            None => Ok(()),
+        };
         if let Some(local) = &self.local {
             local.insert(key.clone(), value).await;
         }
+        shared
     }
 
     /// After the database committed a delete of `key`: both layers answer
     /// `gone`, and Redis refuses every fill that read the row before now.
-    pub async fn tombstone(&self, key: &Key, gone: C::Value) {
-        if let Some(redis) = &self.redis {
-            redis.tombstone(key, &gone).await;
-        }
+    /// An error as for [`Self::invalidate`].
+    pub async fn tombstone(&self, key: &Key, gone: C::Value) -> Result<(), ChangeError> {
+        let shared = match &self.redis {
+            Some(redis) => redis.tombstone(key, &gone).await,
+            None => Ok(()),
+        };
         if let Some(local) = &self.local {
             local.insert(key.clone(), gone).await;
         }
+        shared
     }
     // ANCHOR_END: writes
 }

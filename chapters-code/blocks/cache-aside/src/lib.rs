@@ -20,13 +20,18 @@
 //!   after it need no database read and no racing fill can store the row.
 //! - **Bounded negative entries**: a "not found" lives a short TTL, and at
 //!   most a fixed number of them exist in Redis at once (a sorted set by
-//!   expiry), so a new item is not hidden long and a scanner cannot fill
-//!   memory. In the process, moka's capacity bounds them.
+//!   expiry), and each keeps its version key only as long as itself (one
+//!   the set refuses keeps none), so a new item is not hidden long and a
+//!   scanner's guesses leave at most twice the limit in keys. A
+//!   [`CacheAside::peek`] writes nothing. In the process, moka's capacity
+//!   bounds them.
 //! - **The staleness bound** ([`rule::Bound`]): after a change's
 //!   invalidation returns, Redis never serves the old value; a process's
 //!   memory may, for at most its TTL plus the load timeout.
-//! - **Fail open**: every Redis call has a timeout and a breaker; garbage
-//!   read back is a miss and an [`Event::Garbage`], never a panic.
+//! - **Fail open**: every Redis call has a timeout; reads and fills also a
+//!   breaker. Changes pass the breaker and return a [`ChangeError`] when
+//!   Redis did not apply them, for the caller to retry. Garbage read back
+//!   is a miss and an [`Event::Garbage`], never a panic.
 //! - **The harness** ([`harness`]): two instances, a load paused between
 //!   its database read and its fill, a change on the other, and readers
 //!   checked against the bound. The block's tests and the chapters' use it.
@@ -45,7 +50,7 @@ pub mod rule;
 
 pub use aside::{CacheAside, FillHook, LoadError, LocalConfig};
 pub use metrics::{CacheMetrics, Event, Ignore, Observer};
-pub use redis::{FillMode, FillOutcome, Lookup, RedisCache, RedisConfig};
+pub use redis::{ChangeError, FillMode, FillOutcome, Lookup, RedisCache, RedisConfig};
 pub use rule::{Bound, FillDecision, Key, KeyError, Token};
 
 // ANCHOR: codec

@@ -9,7 +9,11 @@
 //!
 //! Redis is an optimisation, never a dependency: every call has a timeout,
 //! a failure reads as "no cache", and it opens a breaker that skips Redis
-//! for a cooldown, so a dead Redis costs one timeout per cooldown.
+//! reads and fills for a cooldown, so a dead Redis costs a read one timeout
+//! per cooldown. Changes are never skipped: a skipped invalidation would
+//! leave the old entry for its TTL while Redis is healthy (the breaker is
+//! per instance and opens on any one failure). They keep the timeout and
+//! return a [`ChangeError`], so the caller can retry.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -48,9 +52,11 @@ pub struct RedisConfig {
     pub negative_limit: u64,
     /// How long a delete's tombstone lives.
     pub tombstone_ttl: Duration,
-    /// How long a version key lives after its last fill or change. When it
-    /// goes, fills are refused until a reader starts a new one: safe, one
-    /// extra miss.
+    /// How long a version key lives after a change or a fill of a found
+    /// value. A version a reader starts lives the negative TTL until such a
+    /// fill; a cached "not found" keeps its version as long as its entry,
+    /// and one the negative set refuses drops it. When a version goes,
+    /// fills are refused until a reader starts a new one: safe, one extra miss.
     pub version_ttl: Duration,
     /// Longest wait for one Redis call.
     pub timeout: Duration,
@@ -81,7 +87,7 @@ impl RedisConfig {
 // ANCHOR: scripts
 /// KEYS: entry, version, negative set. ARGV: ticket, value, ttl ms,
 /// version ttl ms, negative ('1' or '0'), negative limit.
-/// Returns 1 stored, 0 stale ticket, 2 negative set full.
+/// Returns 1 stored, 0 stale ticket (or no version at all), 2 negative set full.
 const FILL: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if ARGV[5] == '1' then
@@ -90,6 +96,8 @@ if ARGV[5] == '1' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if not redis.call('ZSCORE', KEYS[3], KEYS[1])
      and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then
+    -- No entry, so no version either: a guess leaves no key behind.
+    redis.call('DEL', KEYS[2])
     return 2
   end
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), KEYS[1])
@@ -97,6 +105,10 @@ if ARGV[5] == '1' then
   if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
     redis.call('PEXPIRE', KEYS[3], ARGV[3])
   end
+  -- The version lives as long as the entry, so the keys stay bounded by the limit.
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -126,6 +138,17 @@ pub enum Lookup<V> {
     Hit(V),
     /// Nothing usable: read the database, then fill with this ticket.
     Miss(Token),
+}
+
+/// A change the database committed that Redis did not apply (timeout or
+/// error): its key may serve the old entry until that entry's TTL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Redis did not apply the change to {key}: {reason}")]
+pub struct ChangeError {
+    /// The key changed.
+    pub key: Key,
+    /// What Redis answered, or the timeout.
+    pub reason: String,
 }
 
 /// What became of a fill.
@@ -222,7 +245,8 @@ impl<C: Codec> RedisCache<C> {
     /// One round trip reads the entry and the version together. A value
     /// the codec refuses is garbage, whoever wrote it: counted, and a miss
     /// (the fill that follows replaces it). Only when the version is
-    /// missing too does a second round trip start one.
+    /// missing too does a second round trip start one, living the
+    /// negative TTL (see [`RedisConfig::version_ttl`]).
     pub async fn lookup(&self, key: &Key) -> Option<Lookup<C::Value>> {
         let mut pipe = redis::pipe();
         pipe.get(self.entry_key(key)).get(self.version_key(key));
@@ -251,7 +275,10 @@ impl<C: Codec> RedisCache<C> {
         Some(Lookup::Miss(Token(version)))
     }
 
-    /// Sets a fresh version unless one appeared meanwhile, and returns the current one.
+    /// Sets a fresh version unless one appeared meanwhile, and returns the
+    /// current one. It lives the negative TTL: a fill of a found value
+    /// extends it, and a load that fails or finds nothing leaves no
+    /// long-lived key behind.
     async fn start_version(&self, key: &Key) -> Option<String> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -259,7 +286,7 @@ impl<C: Codec> RedisCache<C> {
             .arg(Token::fresh().0)
             .arg("NX")
             .arg("PX")
-            .arg(ms(self.config.version_ttl))
+            .arg(ms(self.config.negative_ttl))
             .ignore()
             .get(self.version_key(key));
         let mut conn = self.conn.clone();
@@ -267,6 +294,23 @@ impl<C: Codec> RedisCache<C> {
         version
     }
     // ANCHOR_END: lookup
+
+    /// The entry, if Redis holds a readable one; never writes (no version
+    /// is started), for callers who will not read the database.
+    pub async fn peek(&self, key: &Key) -> Option<C::Value> {
+        let mut conn = self.conn.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(self.entry_key(key));
+        let raw: Option<Vec<u8>> = self.guard(get.query_async(&mut conn)).await?;
+        let value = std::str::from_utf8(&raw?)
+            .ok()
+            .and_then(|s| self.codec.decode(s));
+        match &value {
+            Some(_) => self.observer.record(Event::RedisHit),
+            None => self.observer.record(Event::Garbage),
+        }
+        value
+    }
 
     // ANCHOR: fill
     /// Stores `value`, read from the database after `ticket` was taken,
@@ -324,15 +368,16 @@ impl<C: Codec> RedisCache<C> {
 
     // ANCHOR: changes
     /// After the database committed a change to `key`: a new version and no
-    /// entry, so the next reader loads the new row. True if Redis applied it.
-    pub async fn invalidate(&self, key: &Key) -> bool {
+    /// entry, so the next reader loads the new row. Never skipped by the
+    /// breaker; an error means the old entry may live out its TTL.
+    pub async fn invalidate(&self, key: &Key) -> Result<(), ChangeError> {
         self.change(key, None, Duration::ZERO).await
     }
 
     /// After the database committed `value` for `key`: a new version and
     /// the new entry. Two writers of one key must be ordered by the caller
     /// (one writer, or a final state); otherwise use [`Self::invalidate`].
-    pub async fn publish(&self, key: &Key, value: &C::Value) -> bool {
+    pub async fn publish(&self, key: &Key, value: &C::Value) -> Result<(), ChangeError> {
         let ttl = self.config.ttl;
         self.change(key, Some(value), ttl).await
     }
@@ -340,12 +385,17 @@ impl<C: Codec> RedisCache<C> {
     /// After the database committed a delete: a new version and the
     /// tombstone `gone` (what readers should now be told), for the
     /// tombstone TTL, so the next readers need no database read either.
-    pub async fn tombstone(&self, key: &Key, gone: &C::Value) -> bool {
+    pub async fn tombstone(&self, key: &Key, gone: &C::Value) -> Result<(), ChangeError> {
         let ttl = self.config.tombstone_ttl;
         self.change(key, Some(gone), ttl).await
     }
 
-    async fn change(&self, key: &Key, value: Option<&C::Value>, ttl: Duration) -> bool {
+    async fn change(
+        &self,
+        key: &Key,
+        value: Option<&C::Value>,
+        ttl: Duration,
+    ) -> Result<(), ChangeError> {
         let mut call = self.change.prepare_invoke();
         call.key(self.entry_key(key))
             .key(self.version_key(key))
@@ -357,22 +407,35 @@ impl<C: Codec> RedisCache<C> {
             Some(v) => call.arg("set").arg(self.codec.encode(v)).arg(ms(ttl)),
         };
         let mut conn = self.conn.clone();
-        let done: Option<i64> = self.guard(call.invoke_async(&mut conn)).await;
-        if done.is_none() {
-            tracing::warn!(%key, "change not applied to Redis; its entry may be stale for its TTL");
+        // Past the breaker: a skipped change is a stale entry for its TTL.
+        match self.bounded(call.invoke_async::<i64>(&mut conn)).await {
+            Ok(_) => Ok(()),
+            Err(reason) => {
+                tracing::warn!(%key, reason, "change not applied to Redis; its entry may be stale for its TTL");
+                Err(ChangeError {
+                    key: key.clone(),
+                    reason,
+                })
+            }
         }
-        done.is_some()
     }
     // ANCHOR_END: changes
 
     // ANCHOR: guard
-    /// Runs a Redis call unless the breaker is open; `None` on failure or timeout.
+    /// Runs a read or a fill unless the breaker is open; `None` on failure,
+    /// timeout or an open breaker (the caller reads the database instead).
     async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Option<T> {
         if !self.breaker.allows() {
             return None;
         }
+        self.bounded(call).await.ok()
+    }
+
+    /// Runs a call with the timeout, whatever the breaker says; a failure
+    /// is counted and opens the breaker (for reads and fills).
+    async fn bounded<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, String> {
         let failure = match tokio::time::timeout(self.config.timeout, call).await {
-            Ok(Ok(value)) => return Some(value),
+            Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {:?}", self.config.timeout),
         };
@@ -383,7 +446,7 @@ impl<C: Codec> RedisCache<C> {
                 "Redis failed; reading the database for a while"
             );
         }
-        None
+        Err(failure)
     }
     // ANCHOR_END: guard
 }

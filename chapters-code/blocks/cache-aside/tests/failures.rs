@@ -39,8 +39,55 @@ async fn garbage_in_redis_is_a_miss_and_a_metric() {
 }
 // ANCHOR_END: garbage
 
+// ANCHOR: breaker_writes
+/// The breaker is per instance and any failed call opens it, Redis itself
+/// being healthy. Reads then skip Redis; a change must not: instance A's
+/// delete, with A's breaker open, still writes its tombstone, so instance
+/// B is not served the deleted row from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_through_an_instance_with_an_open_breaker_still_reaches_redis() {
+    let Some(w) = world().await else { return };
+    w.seed("k", "v1").await;
+    let a = w
+        .instance(common::Setup {
+            redis: Some(RedisConfig {
+                cooldown: Duration::from_secs(60),
+                ..w.redis_config()
+            }),
+            ..w.shared_only()
+        })
+        .await;
+    let b = w.instance(w.shared_only()).await;
+    assert_eq!(b.get("k").await.as_deref(), Some("v1"), "B fills Redis");
+    // A Redis error on A (a key of the wrong type) opens A's breaker.
+    let mut conn = common::conn(&w);
+    let _: () = redis::cmd("LPUSH")
+        .arg(format!("{}item:wrong-type", w.redis.prefix))
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    assert_eq!(a.get("wrong-type").await, None);
+    assert_eq!(a.metrics.get(Event::RedisError), 1, "A's breaker is open");
+    let loads = a.metrics.get(Event::Load);
+    assert_eq!(a.get("k").await.as_deref(), Some("v1"));
+    assert_eq!(
+        a.metrics.get(Event::Load),
+        loads + 1,
+        "A's reads skip Redis"
+    );
+    a.delete("k").await;
+    assert_eq!(
+        b.get("k").await,
+        None,
+        "B must not be served the deleted row"
+    );
+}
+// ANCHOR_END: breaker_writes
+
 /// Redis on a port where nothing listens: every read is answered by
-/// PostgreSQL, one failure opens the breaker, and writes still succeed.
+/// PostgreSQL, one failure opens the breaker for reads, and writes still
+/// succeed in the database while their invalidation reports the failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_reads_go_to_the_database() {
     let Some(w) = world().await else { return };
@@ -61,7 +108,8 @@ async fn with_redis_down_reads_go_to_the_database() {
     for _ in 0..5 {
         assert_eq!(i.get("k").await.as_deref(), Some("v1"));
     }
-    i.update("k", "v2").await;
+    let failed = i.try_update("k", "v2").await.expect_err("Redis is down");
+    assert_eq!(failed.key.as_str(), "k");
     assert_eq!(i.get("k").await.as_deref(), Some("v2"));
     assert_eq!(
         i.metrics.get(Event::Load),
@@ -70,7 +118,7 @@ async fn with_redis_down_reads_go_to_the_database() {
     );
     assert_eq!(
         i.metrics.get(Event::RedisError),
-        1,
-        "one failure opened the breaker"
+        2,
+        "one read failed and opened the breaker; the change tried anyway"
     );
 }

@@ -49,6 +49,14 @@ async fn unknown_keys_do_not_grow_the_negative_set_beyond_its_limit() {
     }
     assert_eq!(in_set, LIMIT);
     assert_eq!(cached, LIMIT, "entries in Redis");
+    // Every key, not only the entries: a version key per guess would be
+    // the same unbounded growth by another name. Each cached "not found"
+    // keeps its version key (for as long as the entry), plus the set.
+    let keys = common::keys_under_prefix(&w).await;
+    assert!(
+        keys <= 2 * LIMIT + 1,
+        "{keys} keys under the prefix after {SCANNED} unknown keys (limit {LIMIT})"
+    );
     assert_eq!(i.metrics.get(Event::NegativeFull), SCANNED - LIMIT);
     // The first guesses are still cached: asked again, they cost no read.
     let loads = i.metrics.get(Event::Load);
@@ -56,6 +64,27 @@ async fn unknown_keys_do_not_grow_the_negative_set_beyond_its_limit() {
     assert_eq!(i.metrics.get(Event::Load), loads);
 }
 // ANCHOR_END: negative_bound
+
+/// A client over its miss budget is answered from the caches only
+/// ([`block_cache_aside::CacheAside::peek`]): its guesses must not write
+/// to Redis either, not even a version key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peeking_at_unknown_keys_writes_nothing_to_redis() {
+    let Some(w) = world().await else { return };
+    let i = w.instance(w.shared_only()).await;
+    for n in 0..SCANNED {
+        assert_eq!(
+            i.cache.peek(&common::key(&format!("guess-{n}"))).await,
+            None
+        );
+    }
+    assert_eq!(
+        common::keys_under_prefix(&w).await,
+        0,
+        "keys under the prefix"
+    );
+    assert_eq!(i.metrics.get(Event::Load), 0, "no database read");
+}
 
 /// A row created past the cache (a bulk import that invalidates nothing)
 /// is hidden by a cached "not found" for at most the negative TTL.

@@ -138,6 +138,48 @@ async fn a_create_racing_a_slow_negative_fill_does_not_hide_the_new_row() {
     assert_eq!(verdict.slow_read, None);
 }
 
+// ANCHOR: lost_version
+/// A reads the row and pauses; meanwhile its key's version disappears
+/// (evicted under memory pressure, expired, flushed). A missing version
+/// cannot tell "never changed" from "changed, then lost", so A's fill must
+/// store nothing: a fill is accepted only under its own ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fill_whose_version_vanished_stores_nothing() {
+    let Some(w) = world().await else { return };
+    w.seed("k", "v1").await;
+    let gate = FillGate::new();
+    let a = w
+        .instance(common::Setup {
+            gate: Some(gate.clone()),
+            ..w.shared_only()
+        })
+        .await;
+    gate.arm("k");
+    let slow = tokio::spawn({
+        let a = a.clone();
+        async move { a.get("k").await }
+    });
+    gate.loaded().await;
+    let redis = a.cache.redis().expect("redis");
+    let mut conn = common::conn(&w);
+    let removed: u64 = ::redis::cmd("DEL")
+        .arg(redis.version_key(&common::key("k")))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    assert_eq!(removed, 1, "the reader's lookup set a version");
+    gate.release();
+    assert_eq!(slow.await.expect("no panic").as_deref(), Some("v1"));
+    let entry: Option<String> = ::redis::cmd("GET")
+        .arg(redis.entry_key(&common::key("k")))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(entry, None, "a fill without its version stored the row");
+    assert_eq!(a.metrics.get(block_cache_aside::Event::FillStale), 1);
+}
+// ANCHOR_END: lost_version
+
 // ANCHOR: unconditional
 /// The same delete race with a plain `SET` for A's fill: the harness must
 /// catch C (Redis only) reading the deleted row after the delete returned.

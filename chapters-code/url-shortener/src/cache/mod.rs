@@ -21,7 +21,10 @@
 //! read is stored only under the version it saw before the read. So Redis
 //! never contradicts a change once the change's own write reached it, and
 //! the only stale copies are in-process ones, for at most
-//! [`LinkCache::staleness_bound`]. The block's page proves the rule;
+//! [`LinkCache::staleness_bound`]. Those writes pass the block's breaker
+//! (only their timeout applies); a delete's tombstone is retried
+//! [`TOMBSTONE_ATTEMPTS`] times in a task of its own, and if every attempt
+//! fails the live entry may stay in Redis until its TTL. The block's page proves the rule;
 //! `tests/cache_races.rs` proves it for this service with two instances and
 //! a load that races the change.
 
@@ -31,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use block_cache_aside::ChangeError;
 use block_cache_aside::{CacheAside, Event, Key, LoadError, LocalConfig, Observer};
 use chrono::{DateTime, Utc};
 
@@ -44,6 +48,13 @@ use crate::store::StoreError;
 /// together; longer, it fails and caches nothing. Above the store timeout,
 /// so a slow store is reported as the store's timeout.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tries at writing a delete's tombstone into Redis, each bounded by the
+/// Redis timeout: a failed one would leave the live link there for its TTL.
+pub const TOMBSTONE_ATTEMPTS: u32 = 3;
+
+/// The pause after the first failed try, doubled after each next one.
+pub const TOMBSTONE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What the cache knows about a code: enough to answer a redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,20 +173,48 @@ impl LinkCache {
     /// new link (replacing a cached "missing"), and Redis refuses any fill
     /// that read the store before the insert. A code is created once and
     /// deleted only by the holder of the token that the create returns, so
-    /// the two writes of one code never race each other.
-    pub async fn created(&self, link: &Link) {
-        if let Some(key) = key(&link.code) {
-            self.inner.publish(&key, Entry::from_link(Some(link))).await;
+    /// the two writes of one code never race each other. One try: if it
+    /// fails, a cached "missing" hides the link for at most the negative TTL.
+    pub async fn created(&self, link: &Link) -> Result<(), ChangeError> {
+        match key(&link.code) {
+            Some(key) => self.inner.publish(&key, Entry::from_link(Some(link))).await,
+            None => Ok(()),
         }
     }
 
     /// Records a delete, after the store committed it. A delete is final,
     /// so both layers say "deleted" from now on (the tombstone); a fill that
     /// read the live row earlier is refused.
-    pub async fn deleted(&self, code: &Code) {
-        if let Some(key) = key(code) {
-            self.inner.tombstone(&key, Entry::Deleted).await;
-        }
+    ///
+    /// A failed tombstone would leave the live link in Redis for its TTL,
+    /// so it is retried, [`TOMBSTONE_ATTEMPTS`] tries in all, in a task of
+    /// its own: dropping the request (the client hung up, a timeout) does
+    /// not stop it. The error says every try failed; deleting again tries again.
+    pub async fn deleted(&self, code: &Code) -> Result<(), ChangeError> {
+        let Some(key) = key(code) else {
+            return Ok(());
+        };
+        let inner = self.inner.clone();
+        let task = tokio::spawn({
+            let key = key.clone();
+            async move {
+                let mut pause = TOMBSTONE_BACKOFF;
+                for _ in 1..TOMBSTONE_ATTEMPTS {
+                    if inner.tombstone(&key, Entry::Deleted).await.is_ok() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                inner.tombstone(&key, Entry::Deleted).await
+            }
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(ChangeError {
+                key,
+                reason: e.to_string(),
+            })
+        })
     }
     // ANCHOR_END: invalidate
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use block_cache_aside::harness::FillGate;
 use block_cache_aside::{
-    CacheAside, CacheMetrics, Codec, FillMode, Key, LoadError, LocalConfig, RedisCache, RedisConfig,
+    CacheAside, CacheMetrics, ChangeError, Codec, FillMode, Key, LoadError, LocalConfig,
+    RedisCache, RedisConfig,
 };
 use sqlx::PgPool;
 
@@ -174,18 +175,28 @@ impl Instance {
             .execute(&self.pool)
             .await
             .expect("insert");
-        self.cache.publish(&key(k), Some(value.to_string())).await;
+        self.cache
+            .publish(&key(k), Some(value.to_string()))
+            .await
+            .expect("Redis applied the create");
     }
 
-    /// Changes `k`, then invalidates it.
-    pub async fn update(&self, k: &str, value: &str) {
+    /// Changes `k`, then invalidates it; an error if Redis did not apply that.
+    pub async fn try_update(&self, k: &str, value: &str) -> Result<(), ChangeError> {
         sqlx::query("UPDATE items SET value = $2 WHERE key = $1")
             .bind(k)
             .bind(value)
             .execute(&self.pool)
             .await
             .expect("update");
-        self.cache.invalidate(&key(k)).await;
+        self.cache.invalidate(&key(k)).await
+    }
+
+    /// Changes `k`, then invalidates it.
+    pub async fn update(&self, k: &str, value: &str) {
+        self.try_update(k, value)
+            .await
+            .expect("Redis applied the invalidation");
     }
 
     /// Deletes `k`, then leaves a tombstone.
@@ -195,7 +206,10 @@ impl Instance {
             .execute(&self.pool)
             .await
             .expect("delete");
-        self.cache.tombstone(&key(k), None).await;
+        self.cache
+            .tombstone(&key(k), None)
+            .await
+            .expect("Redis applied the tombstone");
     }
 }
 
@@ -210,4 +224,29 @@ pub fn unconditional(mut setup: Setup) -> Setup {
         r.fill = FillMode::Unconditional;
     }
     setup
+}
+
+/// Every key under this test's prefix, counted with `SCAN` (the server is
+/// shared, so `DBSIZE` would count other tests' keys).
+pub async fn keys_under_prefix(w: &World) -> u64 {
+    let mut conn = conn(w);
+    let pattern = format!("{}*", w.redis.prefix);
+    let mut cursor = 0u64;
+    let mut count = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut conn)
+            .await
+            .expect("SCAN");
+        count += keys.len() as u64;
+        if next == 0 {
+            return count;
+        }
+        cursor = next;
+    }
 }
