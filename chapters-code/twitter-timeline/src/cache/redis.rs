@@ -188,13 +188,14 @@ fn unavailable(e: redis::RedisError) -> CacheError {
 }
 
 /// Classifies a Redis error by the errors block's classes: the connection
-/// or the server's state (BUSY, LOADING, MISCONF, READONLY: transient) apart
-/// from a refusal of this command (a bug or a configuration to fix: not).
+/// or the server's state (BUSY, LOADING, MISCONF, READONLY, or OOM until an
+/// operator acts) is not the job's fault and is waited out; a refusal of
+/// this command (WRONGTYPE on one follower's key) repeats on every attempt.
 pub(crate) fn redis_error(e: redis::RedisError) -> CacheError {
-    if block_errors::classify_redis(&e).is_retryable() {
-        CacheError::Unavailable(e.to_string())
-    } else {
-        CacheError::Rejected(e.to_string())
+    use block_errors::Class;
+    match block_errors::classify_redis(&e) {
+        Class::Retryable(_) | Class::Final => CacheError::Unavailable(e.to_string()),
+        Class::Conflict(_) | Class::Bug => CacheError::Rejected(e.to_string()),
     }
 }
 
@@ -542,8 +543,8 @@ mod tests {
     }
 
     // ANCHOR: transient_not_poison
-    /// A Redis that is busy, loading, failing its snapshots or demoted to a
-    /// replica leaves the fan-out job as it was (the worker's `is_transient`
+    /// A Redis that is busy, loading, failing its snapshots, demoted to a
+    /// replica or out of memory leaves the fan-out job as it was (the worker's `is_transient`
     /// branch); only a refusal of the command itself is counted on the job.
     #[test]
     fn busy_misconf_readonly_and_loading_are_transient_not_a_poisoned_job() {
@@ -558,6 +559,10 @@ mod tests {
                 true,
             ),
             (b"-LOADING Redis is loading the dataset in memory\r\n", true),
+            (
+                b"-OOM command not allowed when used memory > 'maxmemory'\r\n",
+                true,
+            ),
             (
                 b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
                 false,
