@@ -172,6 +172,39 @@ async fn a_call_cancelled_in_flight_opens_it_from_when_it_was_abandoned() {
     assert_eq!(b.state(t(35)), State::Closed { failures: 0 });
 }
 
+/// Many threads ask a half-open breaker for the probe at the same instant:
+/// exactly one gets it, and every other is refused.
+#[test]
+fn concurrent_callers_get_exactly_one_probe() {
+    const CALLERS: usize = 16;
+    for _ in 0..50 {
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 1,
+            cool_down: t(30),
+        })
+        .expect("a valid config");
+        let p = b.acquire(t(0)).expect("closed");
+        b.record(p, Outcome::Failure, t(0));
+        let start = std::sync::Barrier::new(CALLERS);
+        let probes = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        b.acquire(t(30)).ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().expect("no panic"))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(probes.len(), 1, "{probes:?}");
+        assert!(probes[0].is_probe());
+    }
+}
+
 #[test]
 fn retry_after_rounds_up_to_whole_seconds() {
     let r = |ms| Refused {
