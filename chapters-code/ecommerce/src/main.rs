@@ -90,15 +90,17 @@ async fn run<S: Store, C: CartStore>(
     };
     let purge = tokio::spawn(purge_keys(Arc::clone(&store)));
     service.serve(router(state)).await?;
-    // A purge is a single DELETE; cutting it off between ticks loses nothing.
+    // A purge is a series of DELETEs, each committed; cutting it off loses nothing.
     purge.abort();
     Ok(())
 }
 
 // ANCHOR: purge_job
 /// Deletes finished idempotency keys older than
-/// [`KEY_TTL`](ecommerce::idempotency::KEY_TTL), forever;
-/// unfinished ones are kept for their retry and counted in the log.
+/// [`KEY_TTL`](ecommerce::idempotency::KEY_TTL), forever: each tick deletes
+/// batch after batch until none is left (or the block's purge budget is
+/// spent, logged as `more_left`); unfinished ones are kept for their retry
+/// and counted in the log.
 async fn purge_keys<S: Store>(store: Arc<S>) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {
@@ -108,6 +110,7 @@ async fn purge_keys<S: Store>(store: Arc<S>) {
             Ok(p) => tracing::info!(
                 deleted = p.deleted,
                 unfinished_kept = p.unfinished_kept,
+                more_left = p.more_left,
                 "purged finished idempotency keys"
             ),
             // Retried at the next tick; an old key only costs space meanwhile.

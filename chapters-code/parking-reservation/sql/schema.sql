@@ -165,4 +165,7 @@ CREATE TABLE idempotency_keys (
 -- The purge deletes finished keys by age.
 CREATE INDEX idempotency_keys_finished_at ON idempotency_keys (finished_at)
     WHERE finished_at IS NOT NULL;
+-- The block's purge counts the unfinished keys by age.
+CREATE INDEX idempotency_keys_unfinished ON idempotency_keys (created_at)
+    WHERE finished_at IS NULL;
 -- ANCHOR_END: idempotency

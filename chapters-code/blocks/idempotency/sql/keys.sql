@@ -42,4 +42,7 @@ CREATE TABLE idempotency_keys (
 -- The purge deletes finished keys by age; unfinished ones are not in it.
 CREATE INDEX idempotency_keys_finished_at ON idempotency_keys (finished_at)
     WHERE finished_at IS NOT NULL;
+-- The purge counts the unfinished keys by age, once per call.
+CREATE INDEX idempotency_keys_unfinished ON idempotency_keys (created_at)
+    WHERE finished_at IS NULL;
 -- ANCHOR_END: table

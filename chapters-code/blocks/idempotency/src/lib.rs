@@ -41,8 +41,12 @@ pub use pg::PgKeys;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How long a finished key is kept (Stripe keeps keys at least 24 hours).
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
-/// The most keys one purge deletes, so it never holds locks for long.
+/// The most keys one `DELETE` of the purge removes, so that no statement
+/// holds locks for long; a purge runs batch after batch.
 pub const PURGE_BATCH: i64 = 10_000;
+/// How long one purge may go on deleting batches before it stops and
+/// leaves the rest to the next call (well under an hourly tick).
+pub const PURGE_BUDGET: Duration = Duration::from_secs(60);
 // ANCHOR_END: policy
 
 /// The recovery point of a key whose work is done.
@@ -122,6 +126,9 @@ pub struct Purged {
     pub deleted: u64,
     /// Unfinished keys older than the retention, kept for recovery.
     pub unfinished_kept: u64,
+    /// The budget ran out before a batch came back short: expired keys may
+    /// be left for the next purge (the purge is falling behind if this lasts).
+    pub more_left: bool,
 }
 // ANCHOR_END: types
 
@@ -179,7 +186,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Ends the lease early (the work stopped, unfinished), if `lock` still holds the key.
     fn release(&self, lock: Lock) -> impl Future<Output = Result<(), FinishError>> + Send;
 
-    /// Deletes finished keys older than `retention`; counts unfinished ones.
+    /// Deletes every finished key older than `retention`, batch after batch
+    /// within [`PURGE_BUDGET`]; counts unfinished ones.
     fn purge(&self, retention: Duration)
     -> impl Future<Output = Result<Purged, ClaimError>> + Send;
 }

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     ClaimError, Claimed, Decision, FINISHED, FinalAnswer, Fingerprint, FinishError, KeyScope,
-    KeyStore, Lock, PURGE_BATCH, Purged, STARTED, decide,
+    KeyStore, Lock, Purged, STARTED, decide,
 };
 
 #[derive(Clone, Debug)]
@@ -177,12 +177,14 @@ impl MemoryKeys {
         Ok(())
     }
 
-    /// Deletes finished keys older than `retention` at `now`; counts unfinished ones.
+    /// Deletes every finished key older than `retention` at `now` (in
+    /// memory there is no lock to hold for long, so no batches); counts
+    /// unfinished ones.
     pub fn purge(&mut self, retention: Duration, now: DateTime<Utc>) -> Purged {
         let cutoff = now - delta(retention);
         let mut purged = Purged::default();
         self.rows.retain(|_, r| match r.finished_at {
-            Some(t) if t < cutoff && purged.deleted < PURGE_BATCH as u64 => {
+            Some(t) if t < cutoff => {
                 purged.deleted += 1;
                 false
             }

@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::{
     ClaimError, Claimed, Decision, FinalAnswer, Fingerprint, FinishError, KeyScope, KeyStore, Lock,
-    PURGE_BATCH, Purged, decide,
+    PURGE_BATCH, PURGE_BUDGET, Purged, decide,
 };
 
 /// The block's table, as the block declares it (`sql/keys.sql`).
@@ -69,22 +69,23 @@ WHERE id = $1 AND generation = $2 AND finished_at IS NULL";
 // ANCHOR_END: finish_sql
 
 // ANCHOR: purge_sql
-/// Deletes finished keys older than the retention, a batch at a time, and
-/// counts the unfinished keys as old: those are work to recover, never
-/// garbage (a retry must find its key, or it does the work a second time).
+/// Deletes one batch of finished keys older than the retention (through the
+/// partial index on `finished_at`).
 pub const PURGE_SQL: &str = "\
-WITH gone AS (
-    DELETE FROM idempotency_keys
-    WHERE id IN (
-        SELECT id FROM idempotency_keys
-        WHERE finished_at IS NOT NULL
-          AND finished_at < clock_timestamp() - $1 * interval '1 millisecond'
-        LIMIT $2)
-    RETURNING 1)
-SELECT (SELECT count(*) FROM gone) AS deleted,
-       (SELECT count(*) FROM idempotency_keys
-        WHERE finished_at IS NULL
-          AND created_at < clock_timestamp() - $1 * interval '1 millisecond') AS unfinished";
+DELETE FROM idempotency_keys
+WHERE id IN (
+    SELECT id FROM idempotency_keys
+    WHERE finished_at IS NOT NULL
+      AND finished_at < clock_timestamp() - $1 * interval '1 millisecond'
+    LIMIT $2)";
+
+/// Counts the unfinished keys as old as the retention, once per purge
+/// (through the partial index on `created_at`): those are work to recover,
+/// never garbage (a retry must find its key, or it does the work twice).
+pub const UNFINISHED_SQL: &str = "\
+SELECT count(*) FROM idempotency_keys
+WHERE finished_at IS NULL
+  AND created_at < clock_timestamp() - $1 * interval '1 millisecond'";
 // ANCHOR_END: purge_sql
 
 /// The stored answer of a key, read only.
@@ -235,22 +236,50 @@ async fn fenced(
     }
 }
 
-// ANCHOR: purge
-/// Deletes up to [`PURGE_BATCH`] finished keys older than `retention`.
+/// Deletes every finished key older than `retention`, [`PURGE_BATCH`] at a
+/// time, for at most [`PURGE_BUDGET`]: [`purge_with`] with the defaults.
 pub async fn purge(conn: &mut PgConnection, retention: Duration) -> Result<Purged, ClaimError> {
-    let row = sqlx::query(PURGE_SQL)
+    purge_with(conn, retention, PURGE_BATCH, PURGE_BUDGET).await
+}
+
+// ANCHOR: purge
+/// Deletes finished keys older than `retention`, `batch` per statement,
+/// until a batch comes back short or `budget` is spent (then
+/// [`Purged::more_left`]); then counts the unfinished keys, once. Run it on
+/// a connection outside a transaction, so that each batch commits, and
+/// releases its locks, on its own.
+pub async fn purge_with(
+    conn: &mut PgConnection,
+    retention: Duration,
+    batch: i64,
+    budget: Duration,
+) -> Result<Purged, ClaimError> {
+    // LIMIT 0 would delete nothing, for ever: the smallest batch is one key.
+    let batch = batch.max(1);
+    let started = std::time::Instant::now();
+    let mut purged = Purged::default();
+    loop {
+        let deleted = sqlx::query(PURGE_SQL)
+            .bind(millis(retention))
+            .bind(batch)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        purged.deleted += deleted;
+        if deleted < batch.unsigned_abs() {
+            break; // a short batch: nothing expired is left
+        }
+        if started.elapsed() >= budget {
+            purged.more_left = true;
+            break;
+        }
+    }
+    let unfinished: i64 = sqlx::query_scalar(UNFINISHED_SQL)
         .bind(millis(retention))
-        .bind(PURGE_BATCH)
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await?;
-    let count = |name: &str| -> Result<u64, ClaimError> {
-        let n: i64 = row.try_get(name)?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    };
-    Ok(Purged {
-        deleted: count("deleted")?,
-        unfinished_kept: count("unfinished")?,
-    })
+    purged.unfinished_kept = u64::try_from(unfinished).unwrap_or(0);
+    Ok(purged)
 }
 // ANCHOR_END: purge
 

@@ -151,6 +151,7 @@ impl KeyStore for OldEcommerceKeys {
         Ok(Purged {
             deleted: done.rows_affected(),
             unfinished_kept: 0,
+            more_left: false,
         })
     }
 }

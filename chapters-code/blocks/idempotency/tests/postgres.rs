@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use block_idempotency::{ClaimError, Claimed, FinishError, PgKeys, pg};
+use block_idempotency::{ClaimError, Claimed, FinishError, PgKeys, RETENTION, pg};
 use suite::{CONCURRENT_CLIENTS, SHORT_LEASE, answer, print, scope};
 use testkit::TestDb;
 use tokio::sync::Barrier;
@@ -168,6 +168,94 @@ async fn the_answer_is_read_without_claiming() {
     assert_eq!(read, Some(answer(201, "a")));
     let other = pg::final_answer(&mut conn, &k, &print("b")).await;
     assert!(matches!(other, Err(ClaimError::KeyReused)), "{other:?}");
+}
+
+/// Inserts `n` keys of `account` two days old: finished with an answer, or
+/// unfinished and unlocked (what a provider timeout leaves).
+async fn old_keys(keys: &PgKeys, account: &str, n: i32, finished: bool) {
+    sqlx::query(
+        "INSERT INTO idempotency_keys
+             (account_id, endpoint, key, fingerprint, created_at,
+              recovery_point, response_status, response_body, finished_at)
+         SELECT $1, 'e', 'k-' || i, repeat('0', 64), clock_timestamp() - interval '2 days',
+                CASE WHEN $3 THEN 'finished' ELSE 'started' END,
+                CASE WHEN $3 THEN 201 END,
+                CASE WHEN $3 THEN '{}'::jsonb END,
+                CASE WHEN $3 THEN clock_timestamp() - interval '2 days' END
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(account)
+    .bind(n)
+    .bind(finished)
+    .execute(keys.pool())
+    .await
+    .expect("old keys");
+}
+
+// ANCHOR: purge_batches
+/// Two and a half batches of expired finished keys: one purge deletes them
+/// all, batch after batch, and counts the unfinished ones it keeps. With
+/// its budget spent after the first batch, it stops there and says so.
+#[tokio::test]
+async fn one_purge_deletes_every_batch_of_expired_keys() {
+    let Some((_db, keys)) = postgres().await else {
+        return;
+    };
+    let batch = 10;
+    old_keys(&keys, "done", 25, true).await;
+    old_keys(&keys, "open", 3, false).await;
+    let mut conn = keys.pool().acquire().await.expect("conn");
+
+    let purged = pg::purge_with(&mut conn, RETENTION, batch, Duration::from_secs(60))
+        .await
+        .expect("purge");
+    assert_eq!(
+        (purged.deleted, purged.unfinished_kept, purged.more_left),
+        (25, 3, false),
+        "every batch deleted in one call, the unfinished keys kept"
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT account_id FROM idempotency_keys")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("left");
+    assert_eq!(left, ["open"; 3]);
+
+    old_keys(&keys, "again", 25, true).await;
+    let cut = pg::purge_with(&mut conn, RETENTION, batch, Duration::ZERO)
+        .await
+        .expect("purge");
+    assert_eq!(
+        (cut.deleted, cut.more_left),
+        (10, true),
+        "no budget: one batch, and more left"
+    );
+}
+// ANCHOR_END: purge_batches
+
+/// The unfinished count can use its partial index (forced here: the
+/// planner prefers a scan of a table this small).
+#[tokio::test]
+async fn the_unfinished_count_has_an_index() {
+    let Some((_db, keys)) = postgres().await else {
+        return;
+    };
+    let mut conn = keys.pool().acquire().await.expect("conn");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        pg::UNFINISHED_SQL.replace("$1", "86400000")
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("explain");
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("idempotency_keys_unfinished")),
+        "{plan:#?}"
+    );
 }
 
 /// The block's own table has the block's columns (the check chapters run on theirs).
