@@ -10,6 +10,20 @@ use crate::relay::{PublishError, Published, Publisher};
 /// The JetStream duplicate window the stream is created with (the server's default too).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// How long a publish of one batch may wait for its acknowledgements
+/// before it fails (and the relay retries it). async-nats gives each ack
+/// 5 s of its own; this bounds the batch as a whole.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+// A healthy publish must fit in the relay's hold (or every slow batch
+// would lose its transaction after publishing, and be published again and
+// again), and the hold must end inside the duplicate window (or the batch
+// of a stalled relay, re-published by another, would be stored twice).
+const _: () = assert!(
+    PUBLISH_TIMEOUT.as_millis() < crate::relay::DEFAULT_HOLD.as_millis()
+        && crate::relay::DEFAULT_HOLD.as_millis() < DUPLICATE_WINDOW.as_millis()
+);
+
 fn broker_err(e: impl std::fmt::Display) -> PublishError {
     PublishError(e.to_string())
 }
@@ -81,6 +95,14 @@ impl JetStream {
 // ANCHOR: publish
 impl Publisher for JetStream {
     async fn publish(&self, batch: &[Message]) -> Result<Published, PublishError> {
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_batch(batch))
+            .await
+            .map_err(|_| PublishError(format!("no ack within {PUBLISH_TIMEOUT:?}")))?
+    }
+}
+
+impl JetStream {
+    async fn publish_batch(&self, batch: &[Message]) -> Result<Published, PublishError> {
         // Send every message, then wait for the acks: one round trip per
         // batch instead of one per message. A batch holds at most one message
         // per aggregate, so the order across subjects does not matter.

@@ -34,6 +34,7 @@ pub use jetstream::JetStream;
 pub use memory::MemoryPublisher;
 pub use message::{InvalidMessage, Message, NewMessage};
 pub use relay::{
-    Backoff, CLAIM_SQL, Crash, Drained, PublishError, Published, Publisher, Relay, RelayError, Wake,
+    Backoff, CLAIM_SQL, Crash, DEFAULT_HOLD, Drained, PublishError, Published, Publisher, Relay,
+    RelayError, Wake, begin_sql,
 };
 pub use store::{EnqueueError, SCHEMA_SQL, enqueue, first_delivery, purge_published};

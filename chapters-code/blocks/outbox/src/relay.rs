@@ -4,9 +4,11 @@
 //! of each aggregate) with `FOR UPDATE SKIP LOCKED`, hands them to the
 //! [`Publisher`], waits for the broker's acknowledgements, marks the rows
 //! published and commits. A relay that dies anywhere in between leaves the
-//! rows unpublished and unlocked (its transaction rolls back when its
-//! connection closes), so the next drain publishes them again: at least
-//! once, and deduplicated by the message id.
+//! rows unpublished, and unlocked once its transaction ends: at its
+//! connection's close after a crash, or after [`Relay::hold`] when the relay
+//! is paused or cut off from the database (the drain's transaction carries
+//! its own timeouts). The next drain publishes them again: at least once,
+//! and deduplicated by the message id.
 //!
 //! [`Relay::run`] drains when woken: by `NOTIFY outbox` (the insert
 //! trigger's, sent at commit) with a fallback poll, or by a poll alone
@@ -46,6 +48,39 @@ SELECT o.id, o.message_id, o.aggregate_type, o.aggregate_id, o.aggregate_version
  LIMIT $1
    FOR UPDATE OF o SKIP LOCKED";
 // ANCHOR_END: claim_sql
+
+/// How long a drain may hold its claim without progress, by default: longer
+/// than a healthy publish of a batch takes (the JetStream publisher gives
+/// up after [`crate::jetstream::PUBLISH_TIMEOUT`]), shorter than the
+/// broker's duplicate window ([`crate::jetstream::DUPLICATE_WINDOW`]), so
+/// that the batch of a relay that stalled after publishing is re-published
+/// by another relay while JetStream still drops it as a duplicate.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(30);
+
+// ANCHOR: begin_sql
+/// The drain's `BEGIN`, with the timeouts that end the transaction (and free
+/// its row locks) when the relay stops making progress while holding them:
+/// paused (SIGSTOP, a debugger, a long GC-like stall), or on a host cut off
+/// from the database, where no FIN or RST ever reaches PostgreSQL and the
+/// kernel's keepalive would take hours. `SET LOCAL` lasts until the
+/// transaction ends, so the settings hold whatever pool the relay is given
+/// and do not leak to the pool's other users. Each bounds one way to stall:
+/// - `idle_in_transaction_session_timeout`: between statements (the relay
+///   waiting for the broker, or stopped); PostgreSQL ends the session.
+/// - `statement_timeout`: inside the claim, the mark or the commit.
+/// - `tcp_user_timeout`: data the server sent that the relay's host never
+///   acknowledges (a partition while a result is in flight).
+pub fn begin_sql(hold: Duration) -> String {
+    // 0 would turn every timeout off, so the shortest hold is 1 ms.
+    let ms = hold.as_millis().clamp(1, i32::MAX as u128);
+    format!(
+        "BEGIN; \
+         SET LOCAL idle_in_transaction_session_timeout = {ms}; \
+         SET LOCAL statement_timeout = {ms}; \
+         SET LOCAL tcp_user_timeout = {ms}"
+    )
+}
+// ANCHOR_END: begin_sql
 
 /// Marks claimed rows published, with the database's clock.
 pub const MARK_SQL: &str = "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)";
@@ -174,6 +209,10 @@ pub struct Relay<P> {
     pub batch: i64,
     /// The pause after failed drains.
     pub backoff: Backoff,
+    /// How long a drain may hold its claimed rows without a statement
+    /// finishing or arriving ([`begin_sql`]); [`DEFAULT_HOLD`] by default. A
+    /// publish that takes longer loses its transaction and is retried.
+    pub hold: Duration,
     /// Where to die, for the crash tests.
     pub crash: Crash,
     /// How to die there: `false` returns [`RelayError::Crashed`] (the
@@ -185,13 +224,14 @@ pub struct Relay<P> {
 }
 
 impl<P: Publisher> Relay<P> {
-    /// A relay with batches of 100, the default backoff and no injected crash.
+    /// A relay with batches of 100, the default backoff and hold, and no injected crash.
     pub fn new(pool: PgPool, publisher: P) -> Relay<P> {
         Relay {
             pool,
             publisher,
             batch: 100,
             backoff: Backoff::default(),
+            hold: DEFAULT_HOLD,
             crash: Crash::Never,
             abort_on_crash: false,
             failures: AtomicU64::new(0),
@@ -220,7 +260,8 @@ impl<P: Publisher> Relay<P> {
     /// Claims the head rows, publishes them, marks them after the broker's
     /// acknowledgement and commits.
     pub async fn drain_once(&self) -> Result<Drained, RelayError> {
-        let mut tx = self.pool.begin().await?;
+        let begin = sqlx::AssertSqlSafe(begin_sql(self.hold));
+        let mut tx = self.pool.begin_with(begin).await?;
         let rows = sqlx::query(CLAIM_SQL)
             .bind(self.batch)
             .fetch_all(&mut *tx)

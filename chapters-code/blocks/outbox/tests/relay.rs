@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use block_outbox::{Backoff, MemoryPublisher, Relay, Wake};
+use block_outbox::{
+    Backoff, MemoryPublisher, Message, PublishError, Published, Publisher, Relay, RelayError, Wake,
+};
 use common::*;
 use tokio::sync::watch;
 
@@ -93,6 +95,79 @@ async fn two_relays_started_at_once_publish_each_message_once_and_in_order() {
     assert_eq!(unpublished(&db.pool).await, 0);
 }
 // ANCHOR_END: two_relays
+
+/// A broker that takes a batch and then hangs until the test releases it:
+/// the relay has claimed its rows and makes no progress, as when its
+/// process is stopped or its host is cut off from the database.
+#[derive(Clone, Default)]
+struct Stalled {
+    claimed: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Publisher for Stalled {
+    async fn publish(&self, batch: &[Message]) -> Result<Published, PublishError> {
+        self.claimed.notify_one();
+        self.release.notified().await;
+        Ok(Published {
+            stored: batch.len(),
+            duplicates: 0,
+        })
+    }
+}
+
+// ANCHOR: stalled_relay
+/// A relay claims every head row and then stalls, its connection open and
+/// idle in its transaction. Another relay finds nothing while the stalled
+/// one holds the rows, and publishes all of them, in order, once the hold
+/// has passed: PostgreSQL ended the stalled transaction. When the stalled
+/// relay resumes, its mark fails instead of marking rows it no longer holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_relay_frees_its_rows_after_its_hold() {
+    let Some(db) = db().await else { return };
+    let (aggregates, versions) = (4, 3);
+    enqueue_many(&db.pool, aggregates, versions).await;
+    let hold = Duration::from_secs(1);
+    let stalled = Stalled::default();
+    let mut first = Relay::new(db.pool_with(1).await, stalled.clone());
+    first.hold = hold;
+    let first = tokio::spawn(async move { first.drain_once().await });
+    stalled.claimed.notified().await;
+
+    let second = Relay::new(db.pool_with(1).await, MemoryPublisher::new());
+    let d = ok("a drain beside the stalled one", second.drain_once().await);
+    assert_eq!(d.rows(), 0, "the heads are held: nothing else is eligible");
+    eventually(
+        hold + Duration::from_secs(5),
+        "the stalled relay's rows stayed locked",
+        async || {
+            ok("drain", second.drain_once().await);
+            unpublished(&db.pool).await == 0
+        },
+    )
+    .await;
+    let received = second.publisher.received();
+    assert_eq!(received.len(), aggregates * versions as usize);
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for m in &received {
+        let v = last.entry(m.aggregate_id.as_str()).or_insert(0);
+        assert_eq!(
+            m.aggregate_version,
+            Some(*v + 1),
+            "{} out of order",
+            m.aggregate_id
+        );
+        *v += 1;
+    }
+
+    stalled.release.notify_one();
+    let resumed = ok("join", first.await);
+    assert!(
+        matches!(resumed, Err(RelayError::Database(_))),
+        "the resumed relay's mark must fail: {resumed:?}"
+    );
+}
+// ANCHOR_END: stalled_relay
 
 /// A running relay and the means to stop it.
 struct Running {
