@@ -5,7 +5,8 @@
 //! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store:
 //! `sql/schema.sql` is applied to an empty database, demo stock is added,
 //! and `place` runs the checkout saga); `NATS_URL` (with `DATABASE_URL`: run
-//! the outbox relay to JetStream, woken by LISTEN/NOTIFY).
+//! the outbox relay to JetStream, woken by LISTEN/NOTIFY, and an hourly
+//! purge of the rows it published more than a day ago).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,15 +52,56 @@ async fn start(service: Service) -> Result<()> {
             let relay = Relay::new(store.pool().clone(), broker);
             // The relay stops when shutdown is requested, after the batch it holds.
             let stop = service.shutdown().watch();
+            let purge = tokio::spawn(purge_outbox(store.pool().clone()));
             Some(tokio::spawn(async move {
-                if let Err(e) = relay.run(Wake::Notify(Duration::from_secs(1)), stop).await {
-                    tracing::error!(error = %e, "the outbox relay stopped");
-                }
+                // `run` retries every failure and has no error to return.
+                let Ok(total) = relay.run(Wake::Notify(Duration::from_secs(1)), stop).await;
+                // Each batch of the purge commits on its own: cutting it off loses nothing.
+                purge.abort();
+                tracing::info!(published = total.published, "the outbox relay stopped");
             }))
         }
         None => None,
     };
     run(service, store, Checkout::Saga(orchestrator), relay).await
+}
+
+/// How long a published outbox row is kept: a day of messages to inspect
+/// or re-publish by hand; the relay itself never reads a published row,
+/// and `order_events` keeps the history.
+const OUTBOX_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often the published rows past the retention are deleted.
+const OUTBOX_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
+/// Rows per `DELETE`, so that no statement holds its locks for long.
+const OUTBOX_PURGE_BATCH: i64 = 10_000;
+
+/// Deletes published outbox rows older than [`OUTBOX_RETENTION`], every
+/// [`OUTBOX_PURGE_EVERY`], batch after batch until a batch is short.
+/// Unpublished rows are never deleted (the block's rule).
+async fn purge_outbox(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(OUTBOX_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let mut deleted = 0;
+        loop {
+            match block_outbox::purge_published(&pool, OUTBOX_RETENTION, OUTBOX_PURGE_BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < OUTBOX_PURGE_BATCH.unsigned_abs() {
+                        break;
+                    }
+                }
+                // Retried at the next tick; an old row only costs space meanwhile.
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox purge failed");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "purged published outbox rows");
+        }
+    }
 }
 
 async fn run<S: OrderStore>(
