@@ -170,6 +170,37 @@ async fn the_answer_is_read_without_claiming() {
     assert!(matches!(other, Err(ClaimError::KeyReused)), "{other:?}");
 }
 
+// ANCHOR: clock_timestamp
+/// A claim made late in a transaction (here after a second's wait, as
+/// behind a lock) gets a lease measured from the claim, not from BEGIN:
+/// right after its commit the key is still held. With `now()`, frozen at
+/// BEGIN, the lease would have run out before the claim was even made, and
+/// the next request would take the key over from a live holder.
+#[tokio::test]
+async fn a_lease_runs_from_the_claim_not_from_the_transactions_start() {
+    let Some((_db, keys)) = postgres().await else {
+        return;
+    };
+    let (lease, wait) = (Duration::from_secs(1), Duration::from_millis(1_200));
+    let k = scope("alice", "late");
+    let mut tx = keys.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_sleep($1)")
+        .bind(wait.as_secs_f64())
+        .execute(&mut *tx)
+        .await
+        .expect("wait");
+    let first = pg::claim(&mut tx, &k, &print("a"), lease).await;
+    assert!(matches!(first, Ok(Claimed::New(_))), "{first:?}");
+    tx.commit().await.expect("commit");
+    let mut conn = keys.pool().acquire().await.expect("conn");
+    let second = pg::claim(&mut conn, &k, &print("a"), lease).await;
+    assert!(
+        matches!(second, Err(ClaimError::KeyInUse)),
+        "the first claim's lease still runs, got {second:?}"
+    );
+}
+// ANCHOR_END: clock_timestamp
+
 /// Inserts `n` keys of `account` two days old: finished with an answer, or
 /// unfinished and unlocked (what a provider timeout leaves).
 async fn old_keys(keys: &PgKeys, account: &str, n: i32, finished: bool) {
