@@ -1,7 +1,8 @@
 //! Real process deaths of a relay publishing to real NATS JetStream: the
 //! relay dies between claiming and publishing, and between the broker's
 //! acknowledgement and marking the rows. Nothing is lost, and the message
-//! id keeps the re-publish out of the stream.
+//! id keeps the re-publish out of the stream. And a relay process stopped
+//! (SIGSTOP) after its claim, which holds its rows only for its hold.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
-use block_outbox::{Crash, Drained, JetStream, Relay};
+use block_outbox::{Crash, Drained, JetStream, Message, PublishError, Published, Publisher, Relay};
 use common::*;
 use futures_util::StreamExt;
 use testkit::TestDb;
@@ -136,6 +137,7 @@ async fn relay_child() {
     let crash = match role.as_str() {
         "before-publish" => Crash::BeforePublish,
         "after-publish" => Crash::AfterPublish,
+        "stall" => return stalled_child().await,
         other => panic!("no relay crash is called {other:?}"),
     };
     let mut broker = ok(
@@ -162,6 +164,110 @@ async fn relay_child() {
     panic!("the relay child outlived its failpoint: {drained:?}");
 }
 // ANCHOR_END: relay_child
+
+/// A broker that never answers: the stalled child claims its rows and
+/// waits here until the parent stops the whole process.
+struct Silent;
+
+impl Publisher for Silent {
+    async fn publish(&self, _: &[Message]) -> Result<Published, PublishError> {
+        std::future::pending().await
+    }
+}
+
+/// The body of the stalled child: a relay with a hold of [`STALL_HOLD`]
+/// claims its rows and waits for a broker that never answers; the parent
+/// SIGSTOPs it there and SIGKILLs it at the end.
+async fn stalled_child() {
+    let pool = ok(
+        "child pool",
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&child_var(CHILD_DB))
+            .await,
+    );
+    let mut relay = Relay::new(pool, Silent);
+    relay.hold = STALL_HOLD;
+    let drained = relay.drain_once().await;
+    panic!("the stalled child's publish returned: {drained:?}");
+}
+
+/// The stalled child's hold.
+const STALL_HOLD: Duration = Duration::from_secs(1);
+
+// ANCHOR: stopped_relay
+/// A relay process claims its rows and is then stopped (SIGSTOP): its
+/// connection stays open, no FIN, no RST, its transaction idle. After the
+/// relay's hold PostgreSQL ends that transaction, and a fresh relay
+/// publishes every message while the stopped one is still stopped.
+#[tokio::test]
+async fn a_stopped_relay_frees_its_rows_after_its_hold() {
+    let Some(env) = env().await else { return };
+    let exe = ok("current_exe", std::env::current_exe());
+    let mut child = ok(
+        "start the child",
+        tokio::process::Command::new(exe)
+            .args(["--exact", "relay_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ROLE, "stall")
+            .env(CHILD_DB, env.db.url.as_str())
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn(),
+    );
+    let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
+    let admin = admin().await;
+    eventually(
+        Duration::from_secs(20),
+        "the child claims its rows",
+        async || {
+            let idle: i64 = ok(
+                "pg_stat_activity",
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = $1 AND state = 'idle in transaction'",
+                )
+                .bind(env.db.name())
+                .fetch_one(&admin)
+                .await,
+            );
+            idle > 0
+        },
+    )
+    .await;
+    let signal = |sig: &'static str| {
+        let pid = pid.clone();
+        async move {
+            let status = ok(
+                "kill",
+                tokio::process::Command::new("kill")
+                    .args([sig, pid.as_str()])
+                    .status()
+                    .await,
+            );
+            assert!(status.success(), "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP").await;
+    let fresh = Relay::new(env.db.pool.clone(), env.broker.clone());
+    assert_eq!(
+        ok("a drain beside the stopped relay", fresh.drain_once().await).rows(),
+        0,
+        "the stopped relay holds every head"
+    );
+    let d = env.drain_after_the_death().await;
+    assert_eq!((d.published, d.duplicates), (MESSAGES, 0));
+    assert_eq!(
+        ok("child", child.try_wait()),
+        None,
+        "the relay was still stopped, not dead"
+    );
+    signal("-KILL").await;
+    let _ = child.wait().await;
+    env.done().await;
+}
+// ANCHOR_END: stopped_relay
 
 // ANCHOR: crash_tests
 /// The relay process dies after claiming rows and before publishing: the
