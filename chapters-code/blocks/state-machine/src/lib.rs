@@ -12,8 +12,11 @@
 //! - the database's `CHECK (state IN (...))` ([`Table::sql_check`]);
 //! - the structural checks a test runs on every table ([`Table::check`]):
 //!   every state reachable from the initial one, every non-terminal state
-//!   able to reach a terminal one, nothing out of a terminal state, and no
-//!   two rows that could fire for the same state and event.
+//!   able to reach a terminal one along the table's rows (guards are not
+//!   evaluated), nothing out of a terminal state, and no unguarded row
+//!   beside another row for the same state and event, nor two rows with the
+//!   same guard (whether two different guards overlap is the chapter's to
+//!   test).
 //!
 //! The block is generic over the chapter's own state, event and guard types,
 //! which only need `Copy`, `Eq` and a `Display` name. Case studies depend on

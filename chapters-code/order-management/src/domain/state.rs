@@ -105,8 +105,10 @@ pub const TRANSITIONS: &[Transition<State, CommandKind, Guard>] = &[
     Transition::guarded(Returned,         Refund,      WasPaid,             Refunded),
 ];
 
-/// The whole machine: an order is born `created` and ends `rejected` or
-/// `refunded`. `the_table_is_sound` runs the block's checks on it.
+/// The whole machine: an order is born `created`; nothing leaves `rejected`
+/// or `refunded`. `delivered` and an unpaid `cancelled` are ends too in
+/// practice (their only rows out are a return, or a guarded refund that
+/// never holds for them). `the_table_is_sound` runs the block's checks on it.
 pub const TABLE: Table<State, CommandKind, Guard> = Table {
     initial: Created,
     born_by: "create",
