@@ -13,6 +13,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use block_errors::Class;
+
 pub use memory::MemoryCarts;
 pub use postgres::PgCarts;
 pub use redis::{REDIS_TIMEOUT, RedisCarts};
@@ -76,16 +78,23 @@ impl fmt::Display for CartId {
 /// Why a cart operation failed: the store did.
 #[derive(Debug, thiserror::Error)]
 pub enum CartError {
-    /// Redis failed or timed out.
-    #[error("cart store unavailable: {0}")]
-    Unavailable(String),
+    /// Redis failed, timed out or refused, with the errors block's class of
+    /// the failure: a retry may help, an operator must act, or the code is wrong.
+    #[error("cart store failed ({0}): {1}")]
+    Redis(Class, String),
     /// PostgreSQL failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// Redis refused the command (a key of the wrong type, a missing
-    /// permission): waiting will not help.
-    #[error("cart store refused: {0}")]
-    Refused(String),
+}
+
+impl CartError {
+    /// The errors block's class, which decides the status and `Retry-After`.
+    pub fn class(&self) -> Class {
+        match self {
+            CartError::Redis(class, _) => *class,
+            CartError::Database(e) => block_errors::classify_sqlx(e),
+        }
+    }
 }
 
 // ANCHOR: cart_store

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use block_errors::{Class, Transient};
 use redis::aio::ConnectionManager;
 
 use super::{CART_TTL, CartError, CartId, CartStore};
@@ -94,9 +95,10 @@ impl RedisCarts {
     ) -> Result<T, CartError> {
         match tokio::time::timeout(REDIS_TIMEOUT, f).await {
             Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(CartError::Unavailable(format!(
-                "no answer within {REDIS_TIMEOUT:?}"
-            ))),
+            Err(_) => Err(CartError::Redis(
+                Class::Retryable(Transient::Timeout),
+                format!("no answer within {REDIS_TIMEOUT:?}"),
+            )),
         }
     }
 
@@ -109,13 +111,15 @@ impl RedisCarts {
     }
 }
 
-/// A Redis error by the errors block's classes: worth a retry (503), or a
-/// refusal that will repeat (a bug or a configuration to fix: 500).
+/// A Redis error with the errors block's class: a retry may help (503 with
+/// `Retry-After`), an operator must act (503 without), or a bug (500).
 fn unavailable(e: redis::RedisError) -> CartError {
-    if block_errors::classify_redis(&e).is_retryable() {
-        CartError::Unavailable(e.to_string())
-    } else {
-        CartError::Refused(e.to_string())
+    CartError::Redis(block_errors::classify_redis(&e), e.to_string())
+}
+
+impl From<redis::RedisError> for CartError {
+    fn from(e: redis::RedisError) -> Self {
+        unavailable(e)
     }
 }
 

@@ -156,12 +156,9 @@ impl ApiProblem for ApiError {
                 ),
                 CheckoutError::Store(e) => store_status(e),
             },
-            ApiError::Cart(CartError::Database(e))
-                if classify_sqlx(e).status() == S::INTERNAL_SERVER_ERROR =>
-            {
-                INTERNAL
-            }
-            ApiError::Cart(CartError::Refused(_)) => INTERNAL,
+            // The block's class: a 500 only for a bug (a key of the wrong
+            // type); a full or locked-out Redis is a 503 like a slow one.
+            ApiError::Cart(e) if e.class().status() == S::INTERNAL_SERVER_ERROR => INTERNAL,
             ApiError::Cart(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "cart-unavailable",
@@ -183,8 +180,10 @@ impl ApiProblem for ApiError {
     fn class(&self) -> Option<Class> {
         match self {
             ApiError::Store(StoreError::Database(e))
-            | ApiError::Checkout(CheckoutError::Store(StoreError::Database(e)))
-            | ApiError::Cart(CartError::Database(e)) => Some(classify_sqlx(e)),
+            | ApiError::Checkout(CheckoutError::Store(StoreError::Database(e))) => {
+                Some(classify_sqlx(e))
+            }
+            ApiError::Cart(e) => Some(e.class()),
             _ => None,
         }
     }
@@ -345,8 +344,8 @@ mod tests {
             })
             .into(),
             CheckoutError::Store(StoreError::Corrupt(String::new())).into(),
-            CartError::Unavailable(String::new()).into(),
-            CartError::Refused(String::new()).into(),
+            CartError::Redis(Class::Final, String::new()).into(),
+            CartError::Redis(Class::Bug, String::new()).into(),
             CatalogError::Timeout.into(),
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::ProductNotFound(sku()).into(),
@@ -356,5 +355,58 @@ mod tests {
         assert_eq!(stored.len(), 4, "{stored:?}");
         returned.extend(stored);
         block_errors::assert_problem_types(&returned, PROBLEM_TYPES);
+    }
+
+    /// A Redis error reply, parsed as off the wire.
+    fn redis_reply(bytes: &[u8]) -> redis::RedisError {
+        redis::parse_redis_value(bytes)
+            .and_then(|v| v.extract_error())
+            .err()
+            .unwrap_or_else(|| panic!("{bytes:?} is not an error reply"))
+    }
+
+    /// The block's rule for a cart's Redis error: an operator's problem is
+    /// a 503 without Retry-After, a passing one a 503 with it, and only a
+    /// refusal of the command itself (a bug) a 500.
+    #[test]
+    fn a_cart_redis_error_is_a_500_only_when_it_is_a_bug() {
+        let cases: &[(&[u8], u16, Option<u64>)] = &[
+            (
+                b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+                503,
+                None,
+            ),
+            (b"-NOAUTH Authentication required.\r\n", 503, None),
+            (
+                b"-NOPERM User default has no permissions to run the 'hset' command\r\n",
+                503,
+                None,
+            ),
+            (
+                b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+                503,
+                None,
+            ),
+            (b"-BUSY Redis is busy running a script.\r\n", 503, Some(1)),
+            (
+                b"-LOADING Redis is loading the dataset in memory\r\n",
+                503,
+                Some(1),
+            ),
+            (
+                b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+                500,
+                None,
+            ),
+        ];
+        for (bytes, status, retry) in cases {
+            let e = ApiError::from(CartError::from(redis_reply(bytes)));
+            let r = block_errors::respond(&e);
+            let got = (
+                r.status.as_u16(),
+                r.retry_after.map(block_errors::retry_after_secs),
+            );
+            assert_eq!(got, (*status, *retry), "{}", String::from_utf8_lossy(bytes));
+        }
     }
 }
