@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use bookkit::{Chapter, GeneratedFile};
 
-use crate::class::{Class, REDIS_CODES, Rule, SQLSTATE_CLASSES, SQLSTATES};
+use crate::class::{Class, REDIS_CODES, REDIS_MESSAGES, Rule, SQLSTATE_CLASSES, SQLSTATES};
 use crate::problem::retry_after_secs;
 
 /// The block's generated files.
@@ -48,10 +48,16 @@ pub fn classes_markdown() -> String {
             why: "this process is shutting down; another instance answers",
         },
         Rule {
-            code: "Io, Tls, WorkerCrashed",
+            code: "Io, WorkerCrashed",
             name: "the socket failed",
             class: crate::classify_sqlx(&sqlx::Error::WorkerCrashed),
             why: "the connection is gone; a new one may work",
+        },
+        Rule {
+            code: "Tls",
+            name: "the TLS handshake failed",
+            class: crate::classify_sqlx(&sqlx::Error::Tls("".into())),
+            why: "a certificate that does not verify fails on every retry: configuration",
         },
         Rule {
             code: "RowNotFound, Decode, ColumnNotFound, ...",
@@ -62,10 +68,13 @@ pub fn classes_markdown() -> String {
     ];
     table(&mut out, "sqlx error", pool);
     table(&mut out, "Redis error code", REDIS_CODES);
+    table(&mut out, "Redis error reply", REDIS_MESSAGES);
     let _ = writeln!(
         out,
-        "A Redis client timeout is `retryable (timeout)`, a broken or refused \
-         connection `retryable (unavailable)`; an unknown error code is a bug."
+        "A reply matching a row of the second Redis table (its code, then the \
+         start of its message) takes that row's class before its code's. A Redis \
+         client timeout is `retryable (timeout)`, a broken or refused connection \
+         `retryable (unavailable)`; an unknown error code is a bug."
     );
     out
 }

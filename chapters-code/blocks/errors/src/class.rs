@@ -223,8 +223,10 @@ pub fn classify_sqlx(e: &sqlx::Error) -> Class {
         E::PoolTimedOut => Retryable(Overloaded),
         // Closed by a shutdown of this process, or the socket failed: another
         // instance, or this one after reconnecting, can answer.
-        E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => Retryable(Unavailable),
-        E::Configuration(_) => Final,
+        E::PoolClosed | E::Io(_) | E::WorkerCrashed => Retryable(Unavailable),
+        // A certificate that does not verify or a refused handshake fails the
+        // same way on every retry until an operator fixes the configuration.
+        E::Tls(_) | E::Configuration(_) => Final,
         // RowNotFound, decode and encode errors, protocol errors: the code
         // asked for something the schema does not give.
         _ => Bug,
@@ -271,6 +273,14 @@ pub const REDIS_CODES: &[Rule] = &[
     rule("EXECABORT", "EXECABORT", Bug, "a command in the transaction was refused"),
     rule("ERR", "ERR", Bug, "a generic refusal: a wrong command or argument"),
 ];
+
+/// Replies whose code is too generic to classify (`ERR`) but whose message
+/// names a passing state; looked up before [`REDIS_CODES`].
+#[rustfmt::skip]
+pub const REDIS_MESSAGES: &[Rule] = &[
+    rule("ERR max number of clients reached", "maxclients", Retryable(Overloaded),
+        "every client slot is taken; a slot frees when a client disconnects"),
+];
 // ANCHOR_END: redis_codes
 
 // ANCHOR: classify_redis
@@ -280,6 +290,21 @@ pub fn classify_redis_code(code: &str) -> Class {
         .iter()
         .find(|r| r.code == code)
         .map_or(Bug, |r| r.class)
+}
+
+/// The class of a Redis error reply: its code and message in
+/// [`REDIS_MESSAGES`], else its code alone.
+pub fn classify_redis_reply(code: &str, message: &str) -> Class {
+    let names = |r: &&Rule| {
+        r.code
+            .strip_prefix(code)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .is_some_and(|prefix| message.starts_with(prefix))
+    };
+    REDIS_MESSAGES
+        .iter()
+        .find(names)
+        .map_or_else(|| classify_redis_code(code), |r| r.class)
 }
 
 /// The class of any Redis client error: the connection's failures, then the
@@ -293,7 +318,7 @@ pub fn classify_redis(e: &redis::RedisError) -> Class {
         return Retryable(Unavailable);
     }
     if let Some(code) = e.code() {
-        return classify_redis_code(code);
+        return classify_redis_reply(code, e.detail().unwrap_or_default());
     }
     match e.kind() {
         K::AuthenticationFailed | K::InvalidClientConfig => Final,
@@ -362,8 +387,16 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_failure_is_final() {
+        // A certificate that does not verify, or a handshake the server
+        // refuses, fails the same way on every retry: configuration.
+        let e = sqlx::Error::Tls("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(classify_sqlx(&e), Final);
+    }
+
+    #[test]
     fn no_code_is_listed_twice() {
-        for table in [SQLSTATES, SQLSTATE_CLASSES, REDIS_CODES] {
+        for table in [SQLSTATES, SQLSTATE_CLASSES, REDIS_CODES, REDIS_MESSAGES] {
             let mut codes: Vec<_> = table.iter().map(|r| r.code).collect();
             codes.sort_unstable();
             let n = codes.len();
@@ -374,7 +407,12 @@ mod tests {
 
     #[test]
     fn only_retryable_classes_carry_retry_after() {
-        for r in SQLSTATES.iter().chain(SQLSTATE_CLASSES).chain(REDIS_CODES) {
+        for r in SQLSTATES
+            .iter()
+            .chain(SQLSTATE_CLASSES)
+            .chain(REDIS_CODES)
+            .chain(REDIS_MESSAGES)
+        {
             assert_eq!(r.class.retry_after().is_some(), r.class.is_retryable());
             let status = r.class.status();
             assert!(status.is_server_error(), "{}", r.code);

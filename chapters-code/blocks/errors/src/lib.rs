@@ -17,7 +17,7 @@ pub mod book;
 
 pub use class::{
     Class, Constraint, RETRY_AFTER, Rule, Transient, classify_redis, classify_redis_code,
-    classify_sqlstate, classify_sqlx, constraint_name,
+    classify_redis_reply, classify_sqlstate, classify_sqlx, constraint_name,
 };
 pub use problem::{
     ApiProblem, INTERNAL, NO_STORE, PROBLEM_JSON, Problem, ProblemResponse, UNAVAILABLE,

@@ -192,6 +192,28 @@ async fn a_command_the_code_got_wrong_is_a_bug() {
 }
 
 #[tokio::test]
+async fn a_server_at_maxclients_is_retryable() {
+    let Some(server) = own_server().await else {
+        return;
+    };
+    let mut c = conn(&server).await;
+    ok(
+        &mut c,
+        redis::cmd("CONFIG").arg("SET").arg("maxclients").arg(1),
+    )
+    .await;
+    // The server accepts the socket, writes `-ERR max number of clients
+    // reached` and closes it: the client reads either that reply
+    // (overloaded, the parsed test below) or a broken pipe (unavailable).
+    let client = redis::Client::open(server.url.as_str()).unwrap_or_else(|e| panic!("{e}"));
+    let e = match client.get_multiplexed_async_connection().await {
+        Err(e) => e,
+        Ok(mut other) => refused(&mut other, &mut redis::cmd("PING")).await,
+    };
+    assert!(classify_redis(&e).is_retryable(), "{e:?}");
+}
+
+#[tokio::test]
 async fn a_closed_port_is_retryable_unavailable() {
     let client = redis::Client::open("redis://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
     let e = client
@@ -245,6 +267,10 @@ fn loading_and_cluster_replies_are_retryable() {
         (
             b"-OOM command not allowed when used memory\r\n",
             Class::Final,
+        ),
+        (
+            b"-ERR max number of clients reached\r\n",
+            Class::Retryable(Transient::Overloaded),
         ),
         (b"-ERR unknown command 'FOO'\r\n", Class::Bug),
         (
