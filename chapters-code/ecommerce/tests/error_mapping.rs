@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use ecommerce::cart::CartError;
+use ecommerce::catalog::CatalogError;
 use ecommerce::checkout::CheckoutError;
 use ecommerce::service::ApiError;
 use ecommerce::store::StoreError;
@@ -99,12 +100,15 @@ async fn each_database_failure_gets_its_class_status_and_retry_after() {
     let Some(db) = testkit::postgres(None).await else {
         return;
     };
-    let paths: [(&str, fn(sqlx::Error) -> ApiError); 3] = [
+    let paths: [(&str, fn(sqlx::Error) -> ApiError); 4] = [
         ("store", |e| StoreError::Database(e).into()),
         ("checkout", |e| {
             CheckoutError::Store(StoreError::Database(e)).into()
         }),
         ("cart", |e| CartError::Database(e).into()),
+        ("catalog", |e| {
+            CatalogError::from(StoreError::Database(e)).into()
+        }),
     ];
     for (how, status, retry_after) in EXPECTED {
         for (path, wrap) in paths {

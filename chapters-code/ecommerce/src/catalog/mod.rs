@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use block_errors::{Class, Transient};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
@@ -128,12 +129,34 @@ pub type FillHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + S
 /// Why a catalog read failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CatalogError {
-    /// The database failed.
-    #[error("catalog store failed: {0}")]
-    Store(String),
+    /// The database failed, with the errors block's class of the failure.
+    #[error("catalog store failed ({0}): {1}")]
+    Store(Class, String),
     /// Redis and the database together took longer than the load timeout.
     #[error("catalog load timed out")]
     Timeout,
+}
+
+impl CatalogError {
+    /// The errors block's class, which decides the status and `Retry-After`.
+    pub fn class(&self) -> Class {
+        match self {
+            CatalogError::Store(class, _) => *class,
+            CatalogError::Timeout => Class::Retryable(Transient::Timeout),
+        }
+    }
+}
+
+impl From<StoreError> for CatalogError {
+    fn from(e: StoreError) -> Self {
+        // A corrupt row (or a missing product reported as an error) is the
+        // code's or the data's fault: a bug, not a reason to retry.
+        let class = match &e {
+            StoreError::Database(db) => block_errors::classify_sqlx(db),
+            StoreError::Corrupt(_) | StoreError::ProductNotFound(_) => Class::Bug,
+        };
+        CatalogError::Store(class, e.to_string())
+    }
 }
 
 /// One instance's view of the catalog.
@@ -205,7 +228,7 @@ impl<S: Store> Catalog<S> {
         let entry = match self.store.product(sku).await {
             Ok(Some(product)) => Entry::Found { product },
             Ok(None) => Entry::Missing,
-            Err(e) => return Err(CatalogError::Store(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         if let Some(hook) = &self.fill_hook {
             hook().await;

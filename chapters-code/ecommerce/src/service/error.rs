@@ -164,6 +164,7 @@ impl ApiProblem for ApiError {
                 "cart-unavailable",
                 "Cart store unavailable",
             ),
+            ApiError::Catalog(e) if e.class().status() == S::INTERNAL_SERVER_ERROR => INTERNAL,
             ApiError::Catalog(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "catalog-unavailable",
@@ -184,6 +185,7 @@ impl ApiProblem for ApiError {
                 Some(classify_sqlx(e))
             }
             ApiError::Cart(e) => Some(e.class()),
+            ApiError::Catalog(e) => Some(e.class()),
             _ => None,
         }
     }
@@ -347,6 +349,7 @@ mod tests {
             CartError::Redis(Class::Final, String::new()).into(),
             CartError::Redis(Class::Bug, String::new()).into(),
             CatalogError::Timeout.into(),
+            CatalogError::from(StoreError::Corrupt(String::new())).into(),
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::ProductNotFound(sku()).into(),
         ];
@@ -407,6 +410,29 @@ mod tests {
                 r.retry_after.map(block_errors::retry_after_secs),
             );
             assert_eq!(got, (*status, *retry), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    /// A catalog load that failed for a bug (a corrupt row) is a 500; only
+    /// a slow load asks the client to come back.
+    #[test]
+    fn a_catalog_bug_is_a_500_and_only_a_timeout_says_when_to_retry() {
+        let cases = [
+            (
+                CatalogError::from(StoreError::Corrupt("price: -1".into())),
+                500,
+                None,
+            ),
+            (CatalogError::Timeout, 503, Some(1)),
+        ];
+        for (e, status, retry) in cases {
+            let e = ApiError::from(e);
+            let r = block_errors::respond(&e);
+            let got = (
+                r.status.as_u16(),
+                r.retry_after.map(block_errors::retry_after_secs),
+            );
+            assert_eq!(got, (status, retry), "{e}");
         }
     }
 }
