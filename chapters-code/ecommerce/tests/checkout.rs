@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
-use ecommerce::checkout::{Checkout, CheckoutError};
+use ecommerce::checkout::{BoxFuture, Checkout, CheckoutError, Hooks, Point};
 use ecommerce::domain::{Currency, Money};
 use ecommerce::idempotency::{KEY_TTL, LOCK_TIMEOUT, retention};
 use ecommerce::store::{MemoryStore, Store};
+use tokio::sync::Notify;
 
 /// Runs an async suite function against a fresh memory store and a fresh PostgreSQL store.
 macro_rules! both_stores {
@@ -440,4 +441,133 @@ async fn in_memory_a_checkout_whose_key_was_taken_over_writes_nothing() {
     assert_eq!(replay.response, second.response);
     assert_eq!(provider.charges(), 1);
     assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(97));
+}
+
+/// Hooks that hold the flow at one point until the test lets it go on.
+struct HoldAt {
+    point: Point,
+    reached: Notify,
+    go: Notify,
+}
+
+impl Hooks for HoldAt {
+    fn reached(&self, point: Point) -> BoxFuture<'_> {
+        Box::pin(async move {
+            if point == self.point {
+                self.reached.notify_one();
+                self.go.notified().await;
+            }
+        })
+    }
+}
+
+// ANCHOR: late_decline
+/// The ordering only the generation fences. The first request's lease runs
+/// out while the provider weighs its card; a retry takes the key over and
+/// is charged; then the first request's decline arrives, before the
+/// taker's phase 2. The key is still unfinished, so only the stale
+/// generation stops the first request from failing the order (402 stored,
+/// stock released) that the taker was paid for.
+async fn a_late_decline_from_a_taken_over_checkout_writes_nothing<S: Store>(
+    store: Arc<S>,
+    lease_runs_out: BoxFuture<'static>,
+) {
+    let provider = Arc::new(FakeProvider::new());
+    let decline = Arc::new(Notify::new());
+    provider.script([Behaviour::DeclineWhenNotified(Arc::clone(&decline))]);
+    let mut c = Checkout::new(Arc::clone(&store), Arc::clone(&provider));
+    c.provider_timeout = Duration::from_secs(10);
+    let hold = Arc::new(HoldAt {
+        point: Point::AfterCharge,
+        reached: Notify::new(),
+        go: Notify::new(),
+    });
+    let taker = Checkout {
+        hooks: hold.clone(),
+        ..c.clone()
+    };
+    let req = request(&*store, &[("MUG-RED", 3)]).await;
+    let k = key("alice", "late-decline");
+    let first = {
+        let (c, req, k) = (c.clone(), req.clone(), k.clone());
+        tokio::spawn(async move { c.run("alice", Some(&k), &req, now0()).await })
+    };
+    while provider.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lease_runs_out.await;
+    let after_the_lease = now0() + LOCK_TIMEOUT + chrono::TimeDelta::seconds(1);
+    let second = {
+        let (req, k) = (req.clone(), k.clone());
+        tokio::spawn(async move { taker.run("alice", Some(&k), &req, after_the_lease).await })
+    };
+    hold.reached.notified().await; // the taker is charged; its phase 2 waits
+    assert_eq!(provider.charges(), 1);
+    decline.notify_one(); // the first request's decline arrives now
+    let first = first.await.expect("no panic");
+    assert!(
+        matches!(first, Err(CheckoutError::KeyInUse)),
+        "the first holder is fenced off, got {first:?}"
+    );
+    let orders = store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(
+        orders[0].status, "pending_payment",
+        "the late decline wrote no outcome"
+    );
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(97),
+        "the late decline released no stock"
+    );
+    let keys = store.keys().await.expect("keys");
+    assert_eq!(
+        keys[0].recovery_point, "order_created",
+        "the late decline stored no answer"
+    );
+    hold.go.notify_one();
+    let second = second.await.expect("no panic").expect("the taker's answer");
+    assert_eq!((second.response.status, second.replayed), (201, false));
+    let orders = store.orders().await.expect("orders");
+    assert_eq!(orders[0].status, "paid");
+    assert_eq!(provider.charges(), 1, "one charge");
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(97));
+    let replay = c
+        .run("alice", Some(&k), &req, after_the_lease)
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(
+        replay.response, second.response,
+        "the taker's answer is final"
+    );
+}
+// ANCHOR_END: late_decline
+
+#[tokio::test]
+async fn a_late_decline_from_a_taken_over_checkout_writes_nothing_in_memory() {
+    let store = MemoryStore::new();
+    seed(&store).await;
+    // The in-memory lease is read against the `now` each request passes.
+    a_late_decline_from_a_taken_over_checkout_writes_nothing(
+        Arc::new(store),
+        Box::pin(std::future::ready(())),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_late_decline_from_a_taken_over_checkout_writes_nothing_on_postgres() {
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    // The lease is read against the database's clock: end it there.
+    let lease_runs_out = Box::pin(async move {
+        sqlx::query("UPDATE idempotency_keys SET locked_until = clock_timestamp()")
+            .execute(&pool)
+            .await
+            .expect("expire the lease");
+    });
+    a_late_decline_from_a_taken_over_checkout_writes_nothing(Arc::new(store), lease_runs_out).await;
 }

@@ -16,7 +16,7 @@ use common::*;
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
 use ecommerce::checkout::{BoxFuture, Checkout, CheckoutError, Hooks, Point};
 use ecommerce::idempotency::LOCK_TIMEOUT;
-use ecommerce::store::{PgStore, Store};
+use ecommerce::store::{PgStore, Store, StoreError};
 use tokio::sync::{Barrier, Notify};
 
 /// Ends every running lease now, as [`LOCK_TIMEOUT`] passing would, by the
@@ -305,3 +305,59 @@ async fn a_checkout_whose_key_was_taken_over_writes_nothing() {
     );
 }
 // ANCHOR_END: fenced_phase_two
+
+// ANCHOR: phase_two_fails
+/// Phase 2 fails in the database (a trigger raises a deadlock, 40P01, when
+/// the order is marked paid) and rolls back: the order waits at
+/// `order_created`, the charge made. The checkout ends its lease on the way
+/// out, so the client's retry (after `Retry-After: 1`) resumes the order
+/// with the same charge instead of getting 409 until the lease runs out.
+#[tokio::test]
+async fn a_phase_two_database_failure_releases_the_key_so_the_retry_resumes() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    db.apply_sql(
+        "CREATE TABLE fail_phase_two (armed boolean);
+         INSERT INTO fail_phase_two VALUES (true);
+         CREATE FUNCTION fail_phase_two() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF EXISTS (SELECT 1 FROM fail_phase_two) THEN
+                 RAISE EXCEPTION 'injected deadlock' USING ERRCODE = '40P01';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_phase_two BEFORE UPDATE ON orders
+             FOR EACH ROW EXECUTE FUNCTION fail_phase_two();",
+    )
+    .await
+    .expect("the failing trigger");
+    let provider = Arc::new(FakeProvider::new());
+    let c = Checkout::new(Arc::new(store), Arc::clone(&provider));
+    let req = request(&*c.store, &[("MUG-RED", 2)]).await;
+    let k = key("alice", "phase-two-fails");
+    let first = c.run("alice", Some(&k), &req, now0()).await;
+    assert!(
+        matches!(&first, Err(CheckoutError::Store(StoreError::Database(e)))
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01")),
+        "{first:?}"
+    );
+    assert_eq!(provider.charges(), 1, "charged; the outcome rolled back");
+    db.apply_sql("DELETE FROM fail_phase_two")
+        .await
+        .expect("the deadlock does not repeat");
+    let retry = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("the retry resumes at once, not 409");
+    assert_eq!((retry.response.status, retry.replayed), (201, false));
+    assert_eq!(provider.charges(), 1, "the same charge");
+    let orders = c.store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].status, "paid");
+    assert_eq!(
+        c.store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(98)
+    );
+}
+// ANCHOR_END: phase_two_fails

@@ -354,10 +354,26 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         };
 
         // Phase 2: one transaction for the order's outcome and the key's answer.
-        let response = self
+        let response = match self
             .store
             .finish_checkout(lock, order_id, &charged, now, &*self.hooks)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                // Phase 2 rolled back (a deadlock, a timeout): the order
+                // waits at its recovery point, as after a provider timeout.
+                // End the lease, so the retry after `Retry-After` resumes
+                // instead of getting 409 until the lease runs out (fenced:
+                // nothing, when the key was taken over).
+                if let Some(lock) = lock
+                    && let Err(release) = self.store.release_key(lock).await
+                {
+                    tracing::warn!(error = %release, "the key keeps its lease until it runs out");
+                }
+                return Err(e);
+            }
+        };
         self.hooks.reached(Point::AfterFinishCommit).await;
         Ok(Answer {
             response,

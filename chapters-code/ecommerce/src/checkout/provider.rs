@@ -63,6 +63,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// Refuse the card.
     Decline,
+    /// Refuse the card, answering only when the test notifies: a late decline.
+    DeclineWhenNotified(Arc<Notify>),
     /// Answer "failed", charge nothing.
     Fail,
     /// Charge, then never answer until released: the test aborts the caller here.
@@ -159,6 +161,10 @@ impl PaymentProvider for FakeProvider {
                 Ok(c)
             }
             Behaviour::Decline => Err(PaymentError::Declined("insufficient funds".into())),
+            Behaviour::DeclineWhenNotified(answer) => {
+                answer.notified().await;
+                Err(PaymentError::Declined("insufficient funds".into()))
+            }
             Behaviour::Fail => Err(PaymentError::Failed("processing error".into())),
             Behaviour::HangAfterCharge => {
                 self.record(key, amount);

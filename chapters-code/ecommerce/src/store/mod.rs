@@ -131,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
         hooks: &dyn Hooks,
     ) -> impl Future<Output = Result<StoredResponse, CheckoutError>> + Send;
 
-    /// Ends a key's lease after a provider timeout, so a retry need not wait
+    /// Ends a key's lease after a provider timeout or a failed phase 2, so a retry need not wait
     /// (nothing, when another request has taken the key over meanwhile).
     fn release_key(&self, lock: Lock) -> impl Future<Output = Result<(), StoreError>> + Send;
 
