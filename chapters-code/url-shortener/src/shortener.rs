@@ -313,9 +313,10 @@ impl<S: LinkStore> Shortener<S> {
         tokio::time::timeout(limit, self.inner.ids.next_code(target, attempt))
             .await
             .unwrap_or_else(|_| {
-                Err(CodegenError::AllocatorUnavailable(format!(
-                    "no answer within {limit:?}"
-                )))
+                Err(CodegenError::AllocatorUnavailable(
+                    block_errors::Class::Retryable(block_errors::Transient::Timeout),
+                    format!("no answer within {limit:?}"),
+                ))
             })
     }
 

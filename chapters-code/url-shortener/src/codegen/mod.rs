@@ -73,9 +73,10 @@ pub enum CodegenError {
     /// Every 7-character code has been handed out.
     #[error("the {CODE_LEN}-character code space is exhausted")]
     SpaceExhausted,
-    /// The central id allocator could not lease a block.
-    #[error("the id allocator is unavailable: {0}")]
-    AllocatorUnavailable(String),
+    /// The central id allocator could not lease a block; the errors block's
+    /// class says whether a retry may help, an operator must act, or it is a bug.
+    #[error("the id allocator failed ({0}): {1}")]
+    AllocatorUnavailable(block_errors::Class, String),
 }
 // ANCHOR_END: generator
 

@@ -140,7 +140,13 @@ impl ApiProblem for ApiError {
                     "code-space-exhausted",
                     "Code space exhausted",
                 ),
-                L::Codegen(CodegenError::AllocatorUnavailable(_))
+                // The errors block's class: a bug in the allocator's SQL is a 500.
+                L::Codegen(CodegenError::AllocatorUnavailable(class, _))
+                    if class.status() == StatusCode::INTERNAL_SERVER_ERROR =>
+                {
+                    block_errors::INTERNAL
+                }
+                L::Codegen(CodegenError::AllocatorUnavailable(..))
                 | L::Store(StoreError::Unavailable(_)) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
@@ -172,10 +178,21 @@ impl ApiProblem for ApiError {
         }
     }
 
+    fn class(&self) -> Option<block_errors::Class> {
+        match self {
+            Self::Link(LinkError::Codegen(CodegenError::AllocatorUnavailable(class, _))) => {
+                Some(*class)
+            }
+            _ => None,
+        }
+    }
+
     fn retry_after(&self, status: StatusCode) -> Option<Duration> {
         match self {
             Self::RateLimited(wait) | Self::Link(LinkError::TooManyMisses(wait)) => Some(*wait),
-            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(block_errors::RETRY_AFTER),
+            // Every code is handed out: no wait brings one back.
+            Self::Link(LinkError::Codegen(CodegenError::SpaceExhausted)) => None,
+            _ => block_errors::default_retry_after(self.class(), status),
         }
     }
 
@@ -221,7 +238,16 @@ mod tests {
             LinkError::TooManyMisses(Duration::from_secs(1)).into(),
             LinkError::NoFreeCode(1).into(),
             LinkError::Codegen(CodegenError::SpaceExhausted).into(),
-            LinkError::Codegen(CodegenError::AllocatorUnavailable(String::new())).into(),
+            LinkError::Codegen(CodegenError::AllocatorUnavailable(
+                block_errors::Class::Final,
+                String::new(),
+            ))
+            .into(),
+            LinkError::Codegen(CodegenError::AllocatorUnavailable(
+                block_errors::Class::Bug,
+                String::new(),
+            ))
+            .into(),
             LinkError::Store(StoreError::Unavailable(String::new())).into(),
             LinkError::Store(StoreError::Timeout(Duration::from_secs(1))).into(),
             LinkError::Store(StoreError::CodeTaken).into(),

@@ -299,7 +299,13 @@ impl BlockAllocator for PgBlockAllocator {
                 .bind(size_i64)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(|e| CodegenError::AllocatorUnavailable(e.to_string()))?;
+                .map_err(|e| {
+                    // The errors block's class: a bug is a 500, not a retry.
+                    CodegenError::AllocatorUnavailable(
+                        block_errors::classify_sqlx(&e),
+                        e.to_string(),
+                    )
+                })?;
             let start = u64::try_from(start).map_err(|_| CodegenError::SpaceExhausted)?;
             Ok(start..start + size)
         })
