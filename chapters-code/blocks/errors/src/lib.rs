@@ -11,6 +11,7 @@
 
 pub mod class;
 pub mod problem;
+pub mod timeout;
 
 #[cfg(feature = "book")]
 pub mod book;
@@ -24,6 +25,7 @@ pub use problem::{
     assert_problem_types, class_problem, default_retry_after, hidden_detail, problem_types_of,
     respond, retry_after_secs,
 };
+pub use timeout::{timed_out, timeout};
 
 /// For [`into_response!`]: the chapters' axum, named from inside the macro.
 #[doc(hidden)]

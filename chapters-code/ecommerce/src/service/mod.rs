@@ -31,7 +31,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use block_rate_limiter::{GovernorGcra, Quota, RateLimitLayer, everyone};
 use serde::{Deserialize, Serialize};
-use tower_http::timeout::TimeoutLayer;
 
 pub use error::{ApiError, problem_response};
 
@@ -121,10 +120,11 @@ pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, 
         .route("/carts/{cart}/merge", post(merge::<S, C, P>))
         .route("/checkout", checkout)
         .route("/orders/{id}", get(order::<S, C, P>))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        // The errors block's answer: a problem document with Retry-After.
+        .layer(axum::middleware::from_fn(block_errors::timeout(
+            crate::problem::PROBLEM_BASE,
             REQUEST_TIMEOUT,
-        ))
+        )))
         .with_state(state)
 }
 // ANCHOR_END: router

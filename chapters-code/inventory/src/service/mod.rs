@@ -27,7 +27,6 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use tower_http::timeout::TimeoutLayer;
 use uuid::Uuid;
 
 pub use error::{ApiError, PROBLEM_TYPE_BASE, Problem};
@@ -52,7 +51,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A request taking longer than this is answered 408.
+/// A request taking longer than this is answered 503 with `Retry-After`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler shares.
@@ -328,10 +327,11 @@ pub fn router<S: InventoryStore>(state: AppState<S>) -> Router {
         .route("/reservations/{id}/release", post(release::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        // The errors block's answer: a 503 problem document with Retry-After.
+        .layer(axum::middleware::from_fn(block_errors::timeout(
+            PROBLEM_TYPE_BASE,
             REQUEST_TIMEOUT,
-        ))
+        )))
         .with_state(state)
 }
 // ANCHOR_END: router

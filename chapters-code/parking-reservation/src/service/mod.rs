@@ -30,7 +30,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -143,10 +142,11 @@ pub fn router<S: ReservationStore>(state: AppState<S>) -> Router {
         .route("/reservations/{id}", get(get_reservation::<S>))
         .route("/reservations/{id}/history", get(history::<S>))
         .route("/reservations/{id}/{action}", post(transition::<S>))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        // The errors block's answer: a problem document with Retry-After.
+        .layer(axum::middleware::from_fn(block_errors::timeout(
+            PROBLEM_BASE,
             REQUEST_TIMEOUT,
-        ))
+        )))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
