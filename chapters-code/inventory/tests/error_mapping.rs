@@ -64,6 +64,9 @@ async fn provoke(url: &str, how: Provoke) -> sqlx::Error {
         .unwrap_or_else(|| panic!("{how:?}: the statement succeeded"))
 }
 
+/// Turns a database error into the chapter's `ApiError` along one path.
+type Wrap = fn(sqlx::Error) -> ApiError;
+
 // ANCHOR: mapping_table
 /// Each failure, the status it must reach and its `Retry-After` in seconds.
 const EXPECTED: &[(Provoke, StatusCode, Option<u64>)] = &[
@@ -97,8 +100,7 @@ async fn each_database_failure_gets_its_class_status_and_retry_after() {
     let Some(db) = testkit::postgres(None).await else {
         return;
     };
-    let paths: [(&str, fn(sqlx::Error) -> ApiError); 1] =
-        [("store", |e| StoreError::Database(e).into())];
+    let paths: [(&str, Wrap); 1] = [("store", |e| StoreError::Database(e).into())];
     for (how, status, retry_after) in EXPECTED {
         for (path, wrap) in paths {
             let e = wrap(provoke(&db.url, *how).await);

@@ -65,6 +65,9 @@ async fn provoke(url: &str, how: Provoke) -> sqlx::Error {
         .unwrap_or_else(|| panic!("{how:?}: the statement succeeded"))
 }
 
+/// Turns a database error into the chapter's `ApiError` along one path.
+type Wrap = fn(sqlx::Error) -> ApiError;
+
 // ANCHOR: mapping_table
 /// Each failure, the status it must reach and its `Retry-After` in seconds.
 const EXPECTED: &[(Provoke, StatusCode, Option<u64>)] = &[
@@ -98,7 +101,7 @@ async fn each_database_failure_gets_its_class_status_and_retry_after() {
     let Some(db) = testkit::postgres(None).await else {
         return;
     };
-    let paths: [(&str, fn(sqlx::Error) -> ApiError); 2] = [
+    let paths: [(&str, Wrap); 2] = [
         ("store", |e| StoreError::Database(e).into()),
         ("saga", |e| SagaError::Database(e).into()),
     ];
