@@ -51,23 +51,7 @@ const LAG_EVERY: Duration = Duration::from_millis(2);
 const LAG_POLL: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: building the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bookkit::bench_main(run)
 }
 
 fn crate_file(rel: &str) -> PathBuf {

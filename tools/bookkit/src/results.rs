@@ -401,7 +401,15 @@ mod tests {
         for ok in ["url-shortener", "appendix", "blocks/rate-limiter"] {
             assert!(is_chapter(ok), "{ok}");
         }
-        for bad in ["", "blocks/", "blocks/a/b", "../x", "Blocks/x", "other/x", "a b"] {
+        for bad in [
+            "",
+            "blocks/",
+            "blocks/a/b",
+            "../x",
+            "Blocks/x",
+            "other/x",
+            "a b",
+        ] {
             assert!(!is_chapter(bad), "{bad}");
         }
     }

@@ -13,6 +13,9 @@ pub mod class;
 pub mod problem;
 pub mod timeout;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(feature = "book")]
 pub mod book;
 

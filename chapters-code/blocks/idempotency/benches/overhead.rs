@@ -35,23 +35,7 @@ const PLAN: Plan = Plan {
 const REPLAY_KEYS: u64 = 1_000;
 
 fn main() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: building the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bookkit::bench_main(run)
 }
 
 fn scope(key: &str) -> Result<KeyScope> {
