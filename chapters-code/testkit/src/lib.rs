@@ -23,12 +23,14 @@
 //! skipped test must be visible in a passing run.
 #![warn(missing_docs)]
 
+pub mod child;
 mod postgres;
 mod probe;
 mod redis_prefix;
 
 use std::io::Write;
 
+pub use child::die_in_child;
 pub use postgres::{
     FreshDbError, TestDb, blocking_fresh_db, database_url, postgres, postgres_at,
     postgres_available_blocking,

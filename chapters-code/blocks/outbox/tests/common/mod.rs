@@ -104,34 +104,10 @@ pub async fn terminate(admin: &PgPool, name: &str, like: &str) -> i64 {
 /// The variable that turns a test binary into a crash test's child process.
 pub const CHILD_ROLE: &str = "OUTBOX_CHILD_ROLE";
 
-/// Re-runs this test binary as a child process that runs only the test
-/// `entry` with `CHILD_ROLE=role` and `vars`, and checks that it died of
-/// SIGABRT: the `std::process::abort()` at its failpoint, a real process
-/// death (no destructor, no ROLLBACK, no goodbye to NATS).
+/// Re-runs this test binary as a child playing `role`, which must die at
+/// its failpoint ([`testkit::die_in_child`]).
 pub async fn die_in_child(entry: &str, role: &str, vars: &[(&str, &str)]) {
-    use std::os::unix::process::ExitStatusExt;
-    /// SIGABRT on Linux.
-    const SIGABRT: i32 = 6;
-    let exe = ok("current_exe", std::env::current_exe());
-    let out = ok(
-        "run the child",
-        tokio::process::Command::new(exe)
-            .args(["--exact", entry, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ROLE, role)
-            .envs(vars.iter().copied())
-            // A core file, if this machine writes them, lands outside the repository.
-            .current_dir(std::env::temp_dir())
-            .output()
-            .await,
-    );
-    assert_eq!(
-        out.status.signal(),
-        Some(SIGABRT),
-        "the {role} child should have died at its failpoint, but {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    testkit::die_in_child(CHILD_ROLE, entry, role, vars).await;
 }
 
 /// A variable the parent must have set for the child.
