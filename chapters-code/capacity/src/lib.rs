@@ -48,6 +48,6 @@ pub mod units;
 pub use example::{worked_example, worked_example_inputs_markdown, worked_example_markdown};
 pub use measured::{Measured, MeasuredError, chapter_tables};
 pub use model::{
-    DAYS_PER_YEAR, Estimate, InputError, Inputs, Kind, Rate, SECONDS_PER_DAY, Workload,
+    DAYS_PER_YEAR, Estimate, InputError, Inputs, Kind, OwnRate, Rate, SECONDS_PER_DAY, Workload,
     WorkloadEstimate,
 };

@@ -88,6 +88,13 @@ impl Inputs {
                     "per distinct item read per day, one copy",
                 );
             }
+            if let Some(own) = &w.measured {
+                t.row(
+                    format!("{}, throughput per core", w.name),
+                    units::qps(own.ops_per_core),
+                    &own.source,
+                );
+            }
         }
         t.row(
             "Peak factor",
@@ -114,11 +121,19 @@ impl Inputs {
             units::bytes_exact(self.cache_entry_bytes),
             "key, value and overhead",
         );
-        t.row(
-            "Throughput per core",
-            units::qps(self.ops_per_core),
-            &self.ops_per_core_source,
-        );
+        // Shown only when some workload is priced at the mix's rate.
+        if self.workloads.iter().any(|w| w.measured.is_none()) {
+            let label = if self.workloads.iter().any(|w| w.measured.is_some()) {
+                "Throughput per core, other workloads"
+            } else {
+                "Throughput per core"
+            };
+            t.row(
+                label,
+                units::qps(self.ops_per_core),
+                &self.ops_per_core_source,
+            );
+        }
         t.row(
             "Cores per machine",
             units::decimal(f64::from(self.cores_per_machine)),
@@ -247,10 +262,24 @@ impl Estimate {
             units::bytes(self.cache_bytes),
             "distinct items read per day × hot fraction × cache entry size",
         );
+        let own_rates = inputs.workloads.iter().any(|w| w.measured.is_some());
+        if own_rates {
+            for w in &self.workloads {
+                t.row(
+                    format!("Cores at peak, {}", w.name),
+                    units::decimal(units::three_significant(w.cores)),
+                    "its peak QPS ÷ (its throughput per core × target utilisation)",
+                );
+            }
+        }
         t.row(
             "Cores at peak",
             units::count(self.cores as f64),
-            "peak QPS ÷ (throughput per core × target utilisation), rounded up",
+            if own_rates {
+                "sum of the workloads' cores, rounded up"
+            } else {
+                "peak QPS ÷ (throughput per core × target utilisation), rounded up"
+            },
         );
         t.row(
             "Machines",

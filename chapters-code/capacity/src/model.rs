@@ -68,6 +68,21 @@ pub struct Workload {
     /// replication, such as a daily counter row.
     #[serde(default)]
     pub counter_bytes: u64,
+    /// This operation's own measured throughput per core, when it differs
+    /// from the mix's [`Inputs::ops_per_core`]: a read served from a cache
+    /// costs far less than a write that commits, and pricing both at one
+    /// rate gives a wrong machine count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<OwnRate>,
+}
+
+/// A workload's own measured throughput per core, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnRate {
+    /// Operations of this workload per second per core (> 0).
+    pub ops_per_core: f64,
+    /// The benchmark that measured it.
+    pub source: String,
 }
 // ANCHOR_END: inputs
 
@@ -108,6 +123,21 @@ impl Workload {
         self
     }
 
+    /// Prices this operation at its own measured throughput per core
+    /// instead of the mix's, naming the benchmark that measured it.
+    pub fn measured(mut self, ops_per_core: f64, source: &str) -> Self {
+        self.measured = Some(OwnRate {
+            ops_per_core,
+            source: source.to_owned(),
+        });
+        self
+    }
+
+    /// The throughput per core this workload is priced at: its own, or the mix's.
+    pub fn ops_per_core(&self, mix: f64) -> f64 {
+        self.measured.as_ref().map_or(mix, |m| m.ops_per_core)
+    }
+
     fn new(name: &str, kind: Kind, per_user_per_day: f64) -> Self {
         Self {
             name: name.to_owned(),
@@ -118,6 +148,7 @@ impl Workload {
             stored_bytes: 0,
             reads_per_item: None,
             counter_bytes: 0,
+            measured: None,
         }
     }
 }
@@ -187,6 +218,19 @@ pub enum InputError {
     /// The throughput per core does not say where it came from.
     #[error("name the benchmark that measured the throughput per core")]
     ThroughputUnsourced,
+    /// A workload's own throughput per core is zero, negative or not finite.
+    #[error(
+        "workload {workload:?}: its own throughput per core must be finite and > 0 ops/s, got {value}"
+    )]
+    WorkloadThroughputNotPositive {
+        /// The workload's name.
+        workload: String,
+        /// The rejected value.
+        value: f64,
+    },
+    /// A workload's own throughput per core does not say where it came from.
+    #[error("workload {0:?}: name the benchmark that measured its own throughput per core")]
+    WorkloadThroughputUnsourced(String),
     /// Cores per machine is zero.
     #[error("cores per machine must be at least 1")]
     NoCores,
@@ -238,6 +282,17 @@ impl Inputs {
                     workload: w.name.clone(),
                     value: r,
                 });
+            }
+            if let Some(own) = &w.measured {
+                if !(own.ops_per_core.is_finite() && own.ops_per_core > 0.0) {
+                    return Err(InputError::WorkloadThroughputNotPositive {
+                        workload: w.name.clone(),
+                        value: own.ops_per_core,
+                    });
+                }
+                if own.source.trim().is_empty() {
+                    return Err(InputError::WorkloadThroughputUnsourced(w.name.clone()));
+                }
             }
         }
         // Each check reads "not (valid)", so NaN, which fails every comparison, is rejected.
@@ -395,6 +450,9 @@ pub struct WorkloadEstimate {
     pub kind: Kind,
     /// Operations per second.
     pub qps: Rate,
+    /// Cores this workload keeps busy at peak at the target utilisation,
+    /// before rounding: its peak ÷ (its throughput per core × utilisation).
+    pub cores: f64,
 }
 
 /// Everything that follows from a set of valid inputs.
@@ -444,10 +502,18 @@ impl Estimate {
         let workloads: Vec<WorkloadEstimate> = inputs
             .workloads
             .iter()
-            .map(|w| WorkloadEstimate {
-                name: w.name.clone(),
-                kind: w.kind,
-                qps: Rate::new(average_qps(dau, w.per_user_per_day), peak),
+            .map(|w| {
+                let qps = Rate::new(average_qps(dau, w.per_user_per_day), peak);
+                WorkloadEstimate {
+                    name: w.name.clone(),
+                    kind: w.kind,
+                    qps,
+                    cores: cores_at_peak(
+                        qps.peak,
+                        w.ops_per_core(inputs.ops_per_core),
+                        inputs.target_utilisation,
+                    ),
+                }
             })
             .collect();
         let of_kind = |kind: Kind| -> f64 {
@@ -484,8 +550,17 @@ impl Estimate {
         };
         let ingress = Rate::new(on_wire(|w| w.request_bytes), peak);
         let egress = Rate::new(on_wire(|w| w.response_bytes), peak);
-        let ops_per_core = inputs.ops_per_core;
-        let cores_exact = cores_at_peak(total_qps.peak, ops_per_core, inputs.target_utilisation);
+        // With one rate for the mix, one division (the formula the book
+        // shows); with rates of their own, each workload's cores are summed.
+        let cores_exact = if inputs.workloads.iter().any(|w| w.measured.is_some()) {
+            workloads.iter().map(|w| w.cores).sum()
+        } else {
+            cores_at_peak(
+                total_qps.peak,
+                inputs.ops_per_core,
+                inputs.target_utilisation,
+            )
+        };
         if cores_exact.is_nan() || cores_exact > MAX_EXACT {
             return Err(InputError::TooLarge("cores at peak"));
         }

@@ -398,3 +398,74 @@ fn utilisation_of_one_is_allowed() {
     // 34,722.2 / 5,000 = 6.9 cores.
     assert_eq!(e.cores, 7);
 }
+
+/// Reads at 100 a day and writes at 1 a day, with round numbers.
+fn reads_and_writes() -> Inputs {
+    Inputs {
+        daily_active_users: 8_640_000,
+        workloads: vec![
+            Workload::read("read", 100.0).reads_per_item(100.0),
+            Workload::write("write", 1.0).stores(100),
+        ],
+        peak_factor: 1.0,
+        ops_per_core: 1_000.0,
+        ..reads_only()
+    }
+}
+
+#[test]
+fn each_workload_is_priced_at_its_own_measured_rate() {
+    // 10,000 reads/s and 100 writes/s. At one rate of 1,000/s per core and
+    // 50% utilisation: 10,100 / 500 = 20.2, so 21 cores.
+    assert_eq!(estimate(&reads_and_writes()).cores, 21);
+    // Reads served at 10,000/s per core take 10,000 / 5,000 = 2 cores;
+    // writes at 100/s per core take 100 / 50 = 2 cores: 4 in all.
+    let mut inputs = reads_and_writes();
+    inputs.workloads[0] = inputs.workloads[0]
+        .clone()
+        .measured(10_000.0, "a read bench");
+    inputs.workloads[1] = inputs.workloads[1].clone().measured(100.0, "a write bench");
+    let e = estimate(&inputs);
+    assert!(close(e.workloads[0].cores, 2.0), "{}", e.workloads[0].cores);
+    assert!(close(e.workloads[1].cores, 2.0), "{}", e.workloads[1].cores);
+    assert_eq!(e.cores, 4);
+    // A workload without a rate of its own keeps the mix's: 2 + 100 / 500.
+    let mut inputs = reads_and_writes();
+    inputs.workloads[0] = inputs.workloads[0]
+        .clone()
+        .measured(10_000.0, "a read bench");
+    let e = estimate(&inputs);
+    assert!(close(e.workloads[1].cores, 0.2), "{}", e.workloads[1].cores);
+    assert_eq!(e.cores, 3);
+    let table = e.to_markdown();
+    assert!(table.contains("| Cores at peak, read | 2 |"), "{table}");
+    assert!(table.contains("sum of the workloads' cores"), "{table}");
+    let inputs_table = inputs.to_markdown();
+    assert!(
+        inputs_table.contains("| read, throughput per core |"),
+        "{inputs_table}"
+    );
+    assert!(
+        inputs_table.contains("Throughput per core, other workloads"),
+        "{inputs_table}"
+    );
+}
+
+#[test]
+fn a_workload_rate_must_be_positive_and_sourced() {
+    for ops in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut inputs = reads_and_writes();
+        inputs.workloads[1] = inputs.workloads[1].clone().measured(ops, "a bench");
+        let e = rejected(inputs);
+        assert!(
+            matches!(e, InputError::WorkloadThroughputNotPositive { ref workload, .. } if workload == "write"),
+            "{ops}: {e}"
+        );
+    }
+    let mut inputs = reads_and_writes();
+    inputs.workloads[1] = inputs.workloads[1].clone().measured(100.0, " ");
+    assert_eq!(
+        rejected(inputs),
+        InputError::WorkloadThroughputUnsourced("write".to_owned())
+    );
+}
