@@ -10,6 +10,7 @@
 
 pub mod latency;
 pub mod runner;
+pub mod trust;
 
 use bookkit::Chapter;
 
