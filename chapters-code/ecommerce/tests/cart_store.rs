@@ -41,6 +41,8 @@ all_stores!(
     a_login_merge_folds_the_guest_cart_in_and_deletes_it,
     a_stale_copy_merged_back_does_not_resurrect_a_removal,
     a_retried_merge_changes_nothing,
+    an_add_acknowledged_during_a_merge_is_never_lost,
+    a_cart_merged_into_itself_keeps_its_lines,
 );
 
 fn q(n: i64) -> Quantity {
@@ -135,6 +137,65 @@ async fn a_retried_merge_changes_nothing<C: CartStore>(carts: &C) {
     let once = carts.get(&account).await.expect("get");
     carts.merge(&guest, &account).await.expect("merge again");
     assert_eq!(carts.get(&account).await.expect("get"), once);
+}
+
+// ANCHOR: merge_race
+/// Adds race a login merge, round after round: each add that answered is
+/// afterwards in the guest cart (it came after the merge) or in the
+/// account's (it was merged), never in neither.
+async fn an_add_acknowledged_during_a_merge_is_never_lost<C: CartStore>(carts: &C) {
+    let account = CartId::account("racer").expect("valid");
+    let mut acknowledged = Vec::new();
+    let mut guests = Vec::new();
+    for round in 0..40u128 {
+        let guest = CartId::new_guest();
+        carts
+            .add(&guest, Tag(round << 32), &sku("MUG-RED"), q(1))
+            .await
+            .expect("add");
+        acknowledged.push(Tag(round << 32));
+        let adds = async {
+            let mut done = Vec::new();
+            for i in 1..=8u128 {
+                let tag = Tag((round << 32) | i);
+                carts
+                    .add(&guest, tag, &sku("BOOK-RUST"), q(1))
+                    .await
+                    .expect("add");
+                done.push(tag);
+                tokio::task::yield_now().await;
+            }
+            done
+        };
+        let (merged, done) = tokio::join!(carts.merge(&guest, &account), adds);
+        merged.expect("merge");
+        acknowledged.extend(done);
+        guests.push(guest);
+    }
+    let mut present: std::collections::BTreeSet<Tag> = carts
+        .get(&account)
+        .await
+        .expect("get")
+        .adds()
+        .map(|(t, _)| *t)
+        .collect();
+    for g in &guests {
+        present.extend(carts.get(g).await.expect("get").adds().map(|(t, _)| *t));
+    }
+    let lost: Vec<&Tag> = acknowledged.iter().filter(|t| !present.contains(t)).collect();
+    assert!(lost.is_empty(), "{} acknowledged adds lost: {lost:?}", lost.len());
+}
+// ANCHOR_END: merge_race
+
+async fn a_cart_merged_into_itself_keeps_its_lines<C: CartStore>(carts: &C) {
+    let guest = CartId::new_guest();
+    carts
+        .add(&guest, Tag::random(), &sku("MUG-RED"), q(2))
+        .await
+        .expect("add");
+    carts.merge(&guest, &guest).await.expect("merge");
+    let lines = carts.get(&guest).await.expect("get").lines();
+    assert_eq!(lines.get(&sku("MUG-RED")), Some(&2));
 }
 
 #[tokio::test]

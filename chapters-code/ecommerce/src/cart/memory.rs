@@ -51,6 +51,9 @@ impl CartStore for MemoryCarts {
     }
 
     async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
+        if from == into {
+            return Ok(());
+        }
         let source = {
             let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
             carts.remove(from)

@@ -117,7 +117,9 @@ pub trait CartStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), CartError>> + Send;
 
     /// Folds `from` into `into` (the guest cart into the account's at login)
-    /// and deletes `from`. Idempotent: a retried merge changes nothing.
+    /// and deletes from `from` exactly the entries folded in: an add that
+    /// lands during the merge stays in `from`, never lost. Idempotent: a
+    /// retried merge changes nothing; a cart merged into itself is unchanged.
     fn merge(
         &self,
         from: &CartId,

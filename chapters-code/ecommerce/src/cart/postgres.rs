@@ -63,27 +63,32 @@ impl CartStore for PgCarts {
         Ok(())
     }
 
+    // ANCHOR: pg_merge
     async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
-        let mut tx = self.pool.begin().await?;
+        if from == into {
+            // A set joined with itself is itself; deleting the source would empty it.
+            return Ok(());
+        }
+        // One statement: the rows deleted are exactly the rows inserted. An
+        // add committed after its snapshot is neither, and stays in the guest cart.
         sqlx::query(
-            "INSERT INTO cart_entries (cart_id, tag, sku, quantity, removed, expires_at)
-             SELECT $2, tag, sku, quantity, removed, $3 FROM cart_entries
-             WHERE cart_id = $1 AND expires_at > now()
+            "WITH moved AS (
+                 DELETE FROM cart_entries WHERE cart_id = $1
+                 RETURNING tag, sku, quantity, removed, expires_at)
+             INSERT INTO cart_entries (cart_id, tag, sku, quantity, removed, expires_at)
+             SELECT $2, tag, sku, quantity, removed, $3 FROM moved
+             WHERE expires_at > now()
              ON CONFLICT (cart_id, tag) DO UPDATE
              SET removed = cart_entries.removed OR excluded.removed",
         )
         .bind(from.as_str())
         .bind(into.as_str())
         .bind(expires())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM cart_entries WHERE cart_id = $1")
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
+    // ANCHOR_END: pg_merge
 
     async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
         let rows = sqlx::query(

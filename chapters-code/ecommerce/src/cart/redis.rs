@@ -1,10 +1,15 @@
 //! Carts in Redis: one hash per cart, one field per add or tombstone.
 //!
 //! Key `{prefix}cart:{id}`; fields `a:<tag>` = `<sku> <quantity>` for a live
-//! add and `r:<tag>` = `1` for a tombstone. Each operation is one Lua script
-//! on one key, so it is atomic and works unchanged on Redis Cluster (a merge
-//! reads the source cart first and sends its fields to a script on the
-//! target: no script touches two keys).
+//! add and `r:<tag>` = `1` for a tombstone. Add and remove are one Lua
+//! script on one key each, so they are atomic and work unchanged on Redis
+//! Cluster. A merge touches two keys, which Redis Cluster may keep on two
+//! nodes, so it is three steps, none of which can lose a write: read the
+//! source cart, send its fields to a script on the target, then delete from
+//! the source only the fields read, and only where they are unchanged (an
+//! add that lands meanwhile stays in the guest cart; a removal that lands
+//! meanwhile turned an add read into a tombstone, which is carried over
+//! before it is deleted).
 
 use std::time::Duration;
 
@@ -50,6 +55,22 @@ for i = 2, #ARGV, 2 do
 end
 if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1";
+
+// After the target has the fields read: delete each from the source if it is
+// unchanged. An add read but removed since is now a tombstone: its field is
+// returned, for the target to receive before it is deleted in turn.
+const DELETE_MERGED: &str = r"
+local changed = {}
+for i = 1, #ARGV, 2 do
+  local f, v = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', KEYS[1], f) == v then
+    redis.call('HDEL', KEYS[1], f)
+  elseif string.sub(f, 1, 2) == 'a:' then
+    local r = 'r:' .. string.sub(f, 3)
+    if redis.call('HEXISTS', KEYS[1], r) == 1 then table.insert(changed, r) end
+  end
+end
+return changed";
 // ANCHOR_END: lua
 
 /// How long a cart call may take before it is an error.
@@ -63,6 +84,7 @@ pub struct RedisCarts {
     add: redis::Script,
     remove: redis::Script,
     merge: redis::Script,
+    delete_merged: redis::Script,
 }
 
 impl RedisCarts {
@@ -74,6 +96,7 @@ impl RedisCarts {
             add: redis::Script::new(ADD),
             remove: redis::Script::new(REMOVE),
             merge: redis::Script::new(MERGE_INTO),
+            delete_merged: redis::Script::new(DELETE_MERGED),
         }
     }
 
@@ -181,8 +204,17 @@ impl CartStore for RedisCarts {
     }
 
     async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
-        let fields = self.fields(from).await?;
-        if !fields.is_empty() {
+        if from == into {
+            // A set joined with itself is itself; deleting the source would empty it.
+            return Ok(());
+        }
+        let mut fields = self.fields(from).await?;
+        // Twice at most: the second round carries the tombstones of adds
+        // removed between the read and the delete.
+        for _ in 0..2 {
+            if fields.is_empty() {
+                break;
+            }
             let mut conn = self.conn.clone();
             let mut inv = self.merge.key(self.key(into));
             inv.arg(ttl_ms());
@@ -190,12 +222,15 @@ impl CartStore for RedisCarts {
                 inv.arg(f).arg(v);
             }
             self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
+            // If this is lost, the fields stay in the guest cart, and a later
+            // merge of it carries them again: harmless, as merges are joins.
+            let mut del = self.delete_merged.key(self.key(from));
+            for (f, v) in &fields {
+                del.arg(f).arg(v);
+            }
+            let changed: Vec<String> = self.timed(del.invoke_async(&mut conn)).await?;
+            fields = changed.into_iter().map(|f| (f, "1".to_string())).collect();
         }
-        // If this DEL is lost, a later merge of the same guest cart is harmless.
-        let mut conn = self.conn.clone();
-        let mut del = redis::cmd("DEL");
-        del.arg(self.key(from));
-        self.timed(del.query_async::<i64>(&mut conn)).await?;
         Ok(())
     }
 
