@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use parking_reservation::domain::{
-    Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_HOLDS_PER_PLATE, SpotKind, State, TransitionError,
+    Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE, SpotKind, State,
+    TransitionError,
 };
 use parking_reservation::idempotency::IdempotencyKey;
 use parking_reservation::store::{ReservationStore, StoreError};
@@ -64,7 +65,57 @@ behaviour_suite!(
     a_walk_in_is_parked_at_once_or_leaves_nothing,
     a_walk_in_is_not_held_to_the_hold_limit,
     a_walk_in_retried_with_its_key_parks_once,
+    a_confirm_after_check_in_closed_is_refused,
 );
+
+// ANCHOR: confirm_after_close_test
+/// A hold taken just before its booking starts can still be within its late
+/// window when check-in closes. A confirm then would make a reservation the
+/// driver can neither check in to nor cancel, charged in full as a no-show
+/// at the next sweep: refused from the instant check-in closes, and nothing
+/// changes; one instant before, it confirms.
+async fn a_confirm_after_check_in_closed_is_refused(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Booked 09:00 to 10:00, held at 09:12: the hold lapses at 09:22, the
+    // late window runs to 09:37, check-in closes at 09:30.
+    let booking = slots(4, 4);
+    let held_at = booking.start() + minutes(12);
+    let closes = booking.start() + NO_SHOW_GRACE;
+    assert!(closes < held_at + HOLD_TTL + LATE_CONFIRM_WINDOW);
+    let hold = |who: &'static str| {
+        let req = request(lot, SpotKind::Regular, booking, who);
+        async move {
+            store
+                .reserve(&req, None, held_at)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .reservation
+        }
+    };
+    let (late, just_in_time) = (hold("CLOSE1").await, hold("CLOSE2").await);
+    let before = store.get(late.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let refused = store.apply(late.id, Event::Confirm, closes).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Transition(TransitionError::CheckInClosed { closed_at })) if closed_at == closes
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(store.get(late.id).await.ok(), Some(before));
+    let confirmed = store
+        .apply(
+            just_in_time.id,
+            Event::Confirm,
+            closes - chrono::TimeDelta::seconds(1),
+        )
+        .await;
+    assert_eq!(confirmed.map(|r| r.state).ok(), Some(State::Confirmed));
+}
+// ANCHOR_END: confirm_after_close_test
 
 /// A walk-in is one step: parked (held, confirmed and checked in, three
 /// entries of history) on a spot no reservation needs, or refused with

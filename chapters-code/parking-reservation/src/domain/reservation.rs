@@ -136,8 +136,8 @@ pub enum TransitionError {
         /// When check-in opens.
         opens_at: DateTime<Utc>,
     },
-    /// Checking in after the window closed: the reservation is a no-show.
-    #[error("check-in closed at {closed_at}; the reservation is a no-show")]
+    /// Checking in, cancelling or confirming after the check-in window closed.
+    #[error("check-in closed at {closed_at}")]
     CheckInClosed {
         /// When check-in closed.
         closed_at: DateTime<Utc>,
@@ -198,6 +198,12 @@ impl Reservation {
         let start = self.range.start();
         let closes = check_in_closes(&self.range);
         let charged = match event {
+            // A confirm once check-in has closed would make a reservation
+            // that can be neither used nor cancelled, only charged as a
+            // no-show: refused, whatever the hold's late window says.
+            Event::Confirm if now >= closes => {
+                return Err(TransitionError::CheckInClosed { closed_at: closes });
+            }
             // A confirm after the hold lapsed is accepted for a while (a
             // late payment); whether the spot is still free is the store's
             // question, answered by the exclusion constraint.
