@@ -34,6 +34,7 @@
 pub mod chapter;
 pub mod criterion;
 pub mod generated;
+pub mod guards;
 pub mod loadgen;
 pub mod machine;
 pub mod plot;
