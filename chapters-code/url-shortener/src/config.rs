@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
+use block_service::ConfigError;
 use url::Url;
+
+use crate::proxy::TrustedProxies;
 
 /// Everything the service needs besides its store and code generator.
 #[derive(Clone, Debug)]
@@ -31,9 +34,10 @@ pub struct Config {
     /// deployment sets its own (`SCRAMBLE_KEY`); the default is public and
     /// only for tests and the in-memory demo.
     pub scramble_key: u64,
-    /// Key the rate limit on the last `X-Forwarded-For` address instead of
-    /// the TCP peer. Only true behind a proxy we run, which sets that header.
-    pub trust_forwarded_for: bool,
+    /// The proxies we run (`TRUST_FORWARDED_FOR`): from them, the client is
+    /// the address they report in `X-Forwarded-For`, not the TCP peer. Empty
+    /// by default: no header is trusted.
+    pub trusted_proxies: TrustedProxies,
     /// Attempts at a free generated code before giving up with 503.
     pub max_code_attempts: u32,
 }
@@ -112,7 +116,7 @@ impl Default for Config {
                 burst: 20,
             }),
             scramble_key: DEMO_SCRAMBLE_KEY,
-            trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
             max_code_attempts: 5,
         }
     }
@@ -169,37 +173,54 @@ impl Config {
     }
 
     // ANCHOR: from_lookup
-    /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS` and `SCRAMBLE_KEY`
-    /// through `var`. With `DATABASE_URL` set (a real deployment),
-    /// `SCRAMBLE_KEY` is required: the demo key is public. (`ADDR`, `PORT`
-    /// and `DATABASE_URL` itself are read by the binary.)
+    /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS`, `SCRAMBLE_KEY`
+    /// and `TRUST_FORWARDED_FOR` through `var`. With `DATABASE_URL` set (a
+    /// real deployment), `SCRAMBLE_KEY` is required: the demo key is
+    /// public. (`ADDR`, `PORT` and `DATABASE_URL` itself are read by the
+    /// binary.) Every refusal is the service block's `ConfigError`, so the
+    /// binary exits with its configuration code before serving.
     pub fn from_lookup(
         var: impl Fn(&str) -> Option<String>,
         default_base: &str,
     ) -> anyhow::Result<Self> {
+        let bad = |name: &str, value: &str, expected: &'static str| ConfigError::Var {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected,
+        };
         let mut config = Self::default();
         let base = var("BASE_URL").unwrap_or_else(|| default_base.to_string());
-        config.base_url =
-            Url::parse(&base).map_err(|e| anyhow::anyhow!("BASE_URL {base:?}: {e}"))?;
+        config.base_url = Url::parse(&base).map_err(|_| bad("BASE_URL", &base, "URL"))?;
         if let Some(url) = var("REDIS_URL") {
             config.redis = Some(RedisConfig::new(&url));
         }
         if let Some(ms) = var("STORE_TIMEOUT_MS") {
             config.store_timeout = Duration::from_millis(
                 ms.parse()
-                    .map_err(|e| anyhow::anyhow!("STORE_TIMEOUT_MS {ms:?}: {e}"))?,
+                    .map_err(|_| bad("STORE_TIMEOUT_MS", &ms, "number of milliseconds"))?,
             );
         }
         match var("SCRAMBLE_KEY") {
             Some(key) => {
                 config.scramble_key = u64::from_str_radix(key.trim_start_matches("0x"), 16)
-                    .map_err(|e| anyhow::anyhow!("SCRAMBLE_KEY is not hex: {e}"))?;
+                    .map_err(|_| bad("SCRAMBLE_KEY", &key, "64-bit hex key"))?;
             }
-            None if var("DATABASE_URL").is_some() => anyhow::bail!(
-                "SCRAMBLE_KEY (64-bit hex) must be set with DATABASE_URL: \
-                 the demo key is in the source, so its codes hide nothing"
-            ),
+            None if var("DATABASE_URL").is_some() => Err(bad(
+                "SCRAMBLE_KEY",
+                "",
+                "64-bit hex key, required with DATABASE_URL: \
+                 the demo key is in the source, so its codes hide nothing",
+            ))?,
             None => {}
+        }
+        if let Some(list) = var("TRUST_FORWARDED_FOR") {
+            config.trusted_proxies = list.parse().map_err(|_| {
+                bad(
+                    "TRUST_FORWARDED_FOR",
+                    &list,
+                    "list of proxy addresses or CIDR ranges, such as 10.0.0.0/8, 192.0.2.7",
+                )
+            })?;
         }
         Ok(config)
     }
@@ -232,5 +253,25 @@ mod tests {
         // The in-memory demo may use the public key.
         let demo = Config::from_lookup(env(&[]), base).expect("demo");
         assert_eq!(demo.scramble_key, DEMO_SCRAMBLE_KEY);
+    }
+
+    #[test]
+    fn a_setting_that_does_not_parse_is_the_service_blocks_config_error() {
+        let base = "http://127.0.0.1:8080";
+        for (name, value) in [
+            ("TRUST_FORWARDED_FOR", "10.0.0.0/40"),
+            ("SCRAMBLE_KEY", "xyz"),
+            ("STORE_TIMEOUT_MS", "soon"),
+            ("BASE_URL", "not a url"),
+        ] {
+            let err = Config::from_lookup(env(&[(name, value)]), base).expect_err(name);
+            assert!(err.downcast_ref::<ConfigError>().is_some(), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let proxies = Config::from_lookup(env(&[("TRUST_FORWARDED_FOR", "10.0.0.0/8")]), base)
+            .expect("a list");
+        assert!(proxies.trusted_proxies.contains([10, 1, 1, 1].into()));
+        let none = Config::from_lookup(env(&[]), base).expect("default");
+        assert_eq!(none.trusted_proxies, TrustedProxies::default());
     }
 }

@@ -33,13 +33,15 @@
 //! - [`clicks`]: the bounded channel and batching task that count clicks
 //!   off the redirect path, and flush on shutdown.
 //! - [`shortener`]: the use cases, which tie the above together.
+//! - [`proxy`]: who the client is, behind the proxies we trust.
 //! - [`service`]: the axum routes, the error-to-status mapping (RFC 9457
 //!   problem details), per-client rate limiting before the body is read,
 //!   the management token on delete and stats, and graceful shutdown.
 //!
 //! The binary (`src/main.rs`) serves on `127.0.0.1:8080` with the in-memory
 //! store; `DATABASE_URL` switches to PostgreSQL (and requires
-//! `SCRAMBLE_KEY`) and `REDIS_URL` adds Redis.
+//! `SCRAMBLE_KEY`), `REDIS_URL` adds Redis, and `TRUST_FORWARDED_FOR`
+//! names the proxies whose `X-Forwarded-For` says who the client is.
 #![warn(missing_docs)]
 
 #[cfg(feature = "book")]
@@ -54,6 +56,7 @@ pub mod domain;
 #[cfg(feature = "book")]
 pub mod generated;
 pub mod metrics;
+pub mod proxy;
 pub mod race;
 #[cfg(feature = "book")]
 pub mod report;

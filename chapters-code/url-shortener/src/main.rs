@@ -6,7 +6,10 @@
 //! `DATABASE_URL` (PostgreSQL instead of the in-memory store; the schema is
 //! applied at start), `REDIS_URL` (adds the Redis cache layer),
 //! `SCRAMBLE_KEY` (64-bit hex key of the code scrambler; required with
-//! `DATABASE_URL`, since the demo key is public).
+//! `DATABASE_URL`, since the demo key is public), `TRUST_FORWARDED_FOR`
+//! (the proxies we run, addresses or CIDR ranges separated by commas: the
+//! per-client limits then count the client they report, not the proxy).
+//! A value that does not parse stops the binary with exit code 78.
 
 use std::process::ExitCode;
 

@@ -625,7 +625,8 @@ async fn creates_are_rate_limited_per_client<S: LinkStore>(b: Backend<S>) {
             per_second: 1,
             burst: 3,
         }),
-        trust_forwarded_for: true,
+        // The test's requests come from 127.0.0.1, our "proxy".
+        trusted_proxies: "127.0.0.1".parse().expect("a proxy"),
         ..b.config()
     };
     let server = b.serve(store.clone(), config).await;
@@ -892,7 +893,8 @@ async fn a_scanner_is_refused_after_its_miss_budget<S: LinkStore>(b: Backend<S>)
     };
     let config = url_shortener::Config {
         miss_limit: Some(budget.clone()),
-        trust_forwarded_for: true,
+        // The test's requests come from 127.0.0.1, our "proxy".
+        trusted_proxies: "127.0.0.1".parse().expect("a proxy"),
         ..b.config()
     };
     let server = b.serve(store.clone(), config).await;

@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 use super::error::ApiError;
-use super::rate_limit::client_ip;
 use crate::domain::{Link, ManagementToken, TokenError};
 use crate::shortener::{LinkError, Stats};
 use crate::store::{LinkStore, StoreError};
@@ -123,7 +122,7 @@ pub async fn redirect<S: LinkStore>(
         return Err(LinkError::NotFound.into());
     };
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
-    let client = client_ip(&headers, peer, app.trust_forwarded_for);
+    let client = app.proxies.client(&headers, peer);
     let target = app
         .shortener
         .resolve_for(Some(client), &code, Utc::now())

@@ -33,6 +33,7 @@ use crate::codegen::{CodeGenerator, MemoryAllocator, RangeGenerator};
 use crate::config::Config;
 use crate::domain::UrlPolicy;
 use crate::metrics::Metrics;
+use crate::proxy::TrustedProxies;
 use crate::scan::MissBudget;
 use crate::shortener::{Parts, Shortener};
 use crate::store::{LinkStore, MemoryStore, PgStore};
@@ -51,7 +52,7 @@ pub struct AppState<S> {
     shortener: Shortener<S>,
     limiter: Option<CreateLimit>,
     base_url: Arc<str>,
-    trust_forwarded_for: bool,
+    proxies: TrustedProxies,
 }
 
 impl<S> Clone for AppState<S> {
@@ -60,7 +61,7 @@ impl<S> Clone for AppState<S> {
             shortener: self.shortener.clone(),
             limiter: self.limiter.clone(),
             base_url: Arc::clone(&self.base_url),
-            trust_forwarded_for: self.trust_forwarded_for,
+            proxies: self.proxies.clone(),
         }
     }
 }
@@ -108,9 +109,9 @@ impl<S: LinkStore> App<S> {
             limiter: config
                 .rate_limit
                 .as_ref()
-                .map(|r| rate_limit::create_limit(r, config.trust_forwarded_for)),
+                .map(|r| rate_limit::create_limit(r, config.trusted_proxies.clone())),
             base_url: handlers::base_url_string(&config.base_url),
-            trust_forwarded_for: config.trust_forwarded_for,
+            proxies: config.trusted_proxies.clone(),
         };
         Ok(Self { state, batcher })
     }

@@ -8,17 +8,20 @@
 //! [`MAX_CLIENTS`] buckets. The block's layer runs before the handler, so a
 //! client over its limit is refused before its body is read. The mechanism
 //! (the bucket, the bounded map, the layer, the client key) is the block's;
-//! this file is the chapter's configuration of it.
+//! this file is the chapter's configuration of it, with the chapter's own
+//! client key (`crate::proxy`: the block's trusts one proxy hop or none).
 
 use std::net::IpAddr;
 
 use axum::response::IntoResponse;
-use block_rate_limiter::{KeyedBuckets, Quota, RateLimitLayer, by_client_ip};
+use std::net::SocketAddr;
 
-pub use block_rate_limiter::client_ip;
+use axum::extract::ConnectInfo;
+use block_rate_limiter::{KeyedBuckets, Quota, RateLimitLayer};
 
 use super::error::ApiError;
 use crate::config::RateLimitConfig;
+use crate::proxy::TrustedProxies;
 
 // ANCHOR: rate_limit
 /// Clients tracked at once; past it, clients whose bucket is full again are
@@ -28,14 +31,20 @@ pub const MAX_CLIENTS: usize = 100_000;
 /// The create limit: a bucket per client address, as a layer.
 pub type CreateLimit = RateLimitLayer<KeyedBuckets<IpAddr>, IpAddr>;
 
-/// The create limit of `config`, keyed on the TCP peer, or on the last
-/// `X-Forwarded-For` entry when `trust_forwarded_for` (behind our own proxy).
-pub fn create_limit(config: &RateLimitConfig, trust_forwarded_for: bool) -> CreateLimit {
+/// The create limit of `config`, keyed on the client as `proxies` report
+/// it (the TCP peer unless the peer is one of them).
+pub fn create_limit(config: &RateLimitConfig, proxies: TrustedProxies) -> CreateLimit {
     // Zero in the configuration means "as little as possible", never "no limit".
     let quota = Quota::per_second(config.per_second.max(1), config.burst.max(1))
         .unwrap_or_else(|_| unreachable!("a rate and a burst of at least 1 are valid"));
     let buckets = KeyedBuckets::new(quota, MAX_CLIENTS);
-    RateLimitLayer::new(buckets.into(), by_client_ip(trust_forwarded_for))
-        .refusing_with(|refused| ApiError::RateLimited(refused.retry_after).into_response())
+    RateLimitLayer::new(buckets.into(), move |head| {
+        let peer = head
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
+        proxies.client(&head.headers, peer)
+    })
+    .refusing_with(|refused| ApiError::RateLimited(refused.retry_after).into_response())
 }
 // ANCHOR_END: rate_limit

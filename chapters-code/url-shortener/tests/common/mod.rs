@@ -225,6 +225,20 @@ impl Client {
         }
     }
 
+    /// A client for a server at `addr` that this test did not start (a child process).
+    pub fn at(addr: SocketAddr) -> Self {
+        Self::new(addr)
+    }
+
+    /// `GET path`'s status, or `None` when nothing answers (not listening yet).
+    pub async fn try_get(&self, path: &str) -> Option<StatusCode> {
+        let req = Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        self.inner.request(req).await.ok().map(|r| r.status())
+    }
+
     /// Sends a request with optional extra headers.
     pub async fn send(
         &self,
