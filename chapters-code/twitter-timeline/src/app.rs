@@ -85,6 +85,9 @@ impl<T: HomeTimeline> Timelines<T> {
 
     // ANCHOR: post
     /// Publishes a post: stored with its fan-out job in one transaction.
+    /// The author's own cached timeline gets it right after the commit, so
+    /// the author sees it on the next read whatever the queue holds; the
+    /// job's batch that reaches the author later adds nothing.
     pub async fn post(&self, author: UserId, body: &str) -> Result<Post, AppError> {
         let body = PostBody::parse(body)?;
         let id = self
@@ -93,10 +96,15 @@ impl<T: HomeTimeline> Timelines<T> {
             .unwrap_or_else(|e| e.into_inner())
             .next_id(unix_ms_now())?;
         let post = Post { id, author, body };
-        self.timeline
+        let queued = self
+            .timeline
             .store()
             .insert_post(&post, self.timeline.fan_out())
             .await?;
+        if queued && let Err(e) = self.timeline.deliver(id, &[author]).await {
+            // The post stands; the author's batch delivers it when Redis is back.
+            tracing::warn!(error = %e, %author, post = %id, "own-timeline insert failed");
+        }
         Ok(post)
     }
     // ANCHOR_END: post
@@ -106,19 +114,28 @@ impl<T: HomeTimeline> Timelines<T> {
         Ok(self.timeline.store().delete_post(by, id).await?)
     }
 
+    // ANCHOR: follow
     /// `follower` follows `followee`; the followee's recent posts join the
-    /// follower's cached timeline before this returns.
+    /// follower's cached timeline before this returns. The follow and its
+    /// backfill run as one task of their own: a request dropped after the
+    /// commit (its client went away) drops only the wait, not the backfill.
     pub async fn follow(&self, follower: UserId, followee: UserId) -> Result<bool, AppError> {
-        let outcome = self
-            .timeline
-            .store()
-            .follow(follower, followee, self.timeline.celebrity_at())
-            .await?;
-        self.timeline
-            .after_follow(follower, followee, outcome)
-            .await?;
-        Ok(outcome.created)
+        let timeline = self.timeline.clone();
+        let task = tokio::spawn(async move {
+            let outcome = timeline
+                .store()
+                .follow(follower, followee, timeline.celebrity_at())
+                .await?;
+            timeline.after_follow(follower, followee, outcome).await?;
+            Ok::<_, AppError>(outcome.created)
+        });
+        match task.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!("follow task: {e}")).into()),
+        }
     }
+    // ANCHOR_END: follow
 
     /// Stops following. Filtered at read; nothing is removed from caches.
     pub async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, AppError> {

@@ -24,6 +24,10 @@ pub fn book() -> Chapter {
                 generated::explain_pull_without_index,
             ),
             GeneratedFile::postgres(
+                "src/twitter-timeline/generated/explain-audience.md",
+                generated::explain_audience,
+            ),
+            GeneratedFile::postgres(
                 "src/twitter-timeline/generated/explain-pull.md",
                 generated::explain_pull_with_index,
             ),

@@ -36,6 +36,7 @@ pub mod app;
 pub mod book;
 pub mod cache;
 pub mod capacity;
+pub mod config;
 pub mod domain;
 pub mod fanout;
 #[cfg(feature = "book")]

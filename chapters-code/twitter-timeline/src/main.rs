@@ -7,7 +7,9 @@
 //! `STRATEGY` is `push`, `pull` or `hybrid` (the default) with `THRESHOLD`
 //! followers. `ROLE=worker` runs only the fan-out worker (and binds no
 //! port), `ROLE=api` only the HTTP service; the default runs both in one
-//! process.
+//! process. With `DATABASE_URL`, the API refuses to start without `NODE_ID`
+//! and `CURSOR_SECRET` (`config`); `TRUST_USER_HEADER=false` refuses
+//! `X-User-Id` when no gateway strips a client's copy.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use twitter_timeline::app::Timelines;
 use twitter_timeline::cache::{
     Layout, MemoryTimelines, RedisTimelines, TIMELINE_CAP, TimelineCache,
 };
+use twitter_timeline::config::Settings;
 use twitter_timeline::fanout::{DEFAULT_BATCH, FanOutWorker};
 use twitter_timeline::sim::CHOSEN_THRESHOLD;
 use twitter_timeline::store::{
@@ -105,14 +108,22 @@ async fn run<T: HomeTimeline>(service: Service, timeline: T) -> anyhow::Result<(
         worker.run(WORKER_IDLE, stop.requested()).await;
         return Ok(());
     }
+    // NODE_ID and CURSOR_SECRET are required with PostgreSQL (`config`),
+    // checked before anything starts.
+    let settings = Settings::from_env(service.engines().database_url.is_some())?;
+    let app = Timelines::new(
+        timeline.clone(),
+        settings.node,
+        settings.cursor_secret.as_bytes(),
+    )?;
     // The worker stops with the server, after the batch it is on.
     let worker = (role == "all").then(|| tokio::spawn(worker.run(WORKER_IDLE, stop.requested())));
-    let node: u16 = var_or("NODE_ID", 0)?;
-    let secret: String = var_or("CURSOR_SECRET", "demo".to_string())?;
-    let app = Timelines::new(timeline.clone(), node, secret.as_bytes())?;
-    tracing::info!(strategy = %timeline.name(), "starting");
+    tracing::info!(strategy = %timeline.name(), trust_user_header = settings.trust_user_header, "starting");
     service
-        .serve(twitter_timeline::service::router(app))
+        .serve(twitter_timeline::service::router_with(
+            app,
+            settings.trust_user_header,
+        ))
         .await?;
     if let Some(worker) = worker {
         worker.await.context("the fan-out worker")?;

@@ -113,6 +113,9 @@ async fn concurrent_workers_deliver_every_post_to_every_follower_once() {
             .query_async(&mut conn)
             .await
             .expect("lrange");
+        // A timeline rebuilt empty keeps its empty marker, `0`, at the tail
+        // until the cap trims it; it is not an entry.
+        let ids: Vec<String> = ids.into_iter().filter(|id| id != "0").collect();
         assert_eq!(ids.len(), posts.len(), "follower {f}: {ids:?}");
         assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), posts);
         let mut sorted = ids.clone();

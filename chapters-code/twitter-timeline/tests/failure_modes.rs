@@ -531,15 +531,23 @@ async fn a_poison_fan_out_job_is_dead_lettered_after_its_attempts_and_the_rest_a
     assert!(dead[0].error.contains("WRONGTYPE"), "{}", dead[0].error);
 
     // The operator's replay: fix the key, then put the job back in the
-    // queue. The fix here deletes only the value of the wrong type: the
-    // timeline stays cached, empty, so only the replayed delivery can put
-    // the post in it. (Evicting the timeline would also fix it, but its
-    // rebuild from PostgreSQL would show the post with no replay at all.)
-    let _: i64 = redis::cmd("DEL")
+    // queue. The fix here replaces only the value of the wrong type with an
+    // empty list (its marker, `0`): the timeline stays cached, empty, so
+    // only the replayed delivery can put the post in it. (Deleting the key
+    // or evicting the timeline would also fix it, but the rebuild from
+    // PostgreSQL would show the post with no replay at all.)
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
         .arg(cache.list_key(broken))
+        .ignore()
+        .cmd("RPUSH")
+        .arg(cache.list_key(broken))
+        .arg("0")
+        .ignore()
         .query_async(&mut conn)
         .await
-        .expect("del");
+        .expect("fix the key");
     let page = app.home(broken, None, None).await.expect("home");
     assert!(
         page.posts.is_empty(),

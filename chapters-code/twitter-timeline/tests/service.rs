@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use twitter_timeline::app::Timelines;
-use twitter_timeline::service::{USER_HEADER, router};
+use twitter_timeline::service::{USER_HEADER, router, router_with};
 
 fn app() -> Router {
     let (push, _, _) = common::memory_strategies(800, 1_000);
@@ -187,6 +187,14 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
             "POST",
             "/api/posts".into(),
             Some(a),
+            Some(json!({ "body": "gpj.\u{202E}exe" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-post",
+        ),
+        (
+            "POST",
+            "/api/posts".into(),
+            Some(a),
             Some(json!({ "body": "x", "extra": 1 })),
             StatusCode::BAD_REQUEST,
             "malformed-request",
@@ -345,3 +353,25 @@ async fn only_the_author_deletes_and_a_block_stops_follows() {
     assert!(timeline(&app, a).await.is_empty());
 }
 // ANCHOR_END: authorization
+
+// ANCHOR: untrusted_header
+/// Deployed without a gateway that strips a client's copy of `X-User-Id`,
+/// the header would let anyone act as anyone; configured not to trust it,
+/// the service refuses every request that carries it and changes nothing.
+/// Seen failing before `router_with` refused it: the post was created (201).
+#[tokio::test]
+async fn a_service_configured_not_to_trust_x_user_id_refuses_it() {
+    let (push, _, _) = common::memory_strategies(800, 1_000);
+    let app = Timelines::new(push, 1, b"k").expect("app");
+    let trusted = router_with(app.clone(), true);
+    let untrusted = router_with(app, false);
+    let a = user(&trusted, "ada").await;
+    let post = Some(json!({ "body": "as ada?" }));
+    let (status, problem) = call(&untrusted, "POST", "/api/posts", Some(a), post).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(kind(&problem), "unauthenticated");
+    let (status, _) = call(&untrusted, "GET", "/api/timeline", Some(a), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(timeline(&trusted, a).await.is_empty(), "nothing was posted");
+}
+// ANCHOR_END: untrusted_header

@@ -45,8 +45,9 @@ end
 
 /// KEYS: list, state. ARGV: cap, ids... Inserts each id once, in order,
 /// into an existing timeline; returns how many were new, or -1 if absent.
+/// A ready timeline whose list is gone was half lost ([`LOST`]).
 const LIST_INSERT: &str = "
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if lost() then return -1 end
 local added = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
@@ -75,11 +76,13 @@ return added
 
 /// KEYS: list, state. ARGV: before ('' for the top), n, ttl ms.
 /// Returns false unless ready, else {length, entries left after these, ids...}.
+/// The empty-list marker at the tail is not an entry.
 const LIST_WINDOW: &str = "
-if redis.call('GET', KEYS[2]) ~= 'ready' then return false end
+if lost() or redis.call('GET', KEYS[2]) ~= 'ready' then return false end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local len = redis.call('LLEN', KEYS[1])
+if redis.call('LINDEX', KEYS[1], -1) == '0' then len = len - 1 end
 local start = 0
 if ARGV[1] ~= '' then
   -- Binary search for the first entry older than the cursor.
@@ -92,7 +95,7 @@ if ARGV[1] ~= '' then
 end
 local n = tonumber(ARGV[2])
 local ids = {}
-if n > 0 then ids = redis.call('LRANGE', KEYS[1], start, start + n - 1) end
+if n > 0 and start < len then ids = redis.call('LRANGE', KEYS[1], start, math.min(start + n, len) - 1) end
 local out = {len, len - start - #ids}
 for i = 1, #ids do out[#out + 1] = ids[i] end
 return out
@@ -100,7 +103,7 @@ return out
 // ANCHOR_END: lua_list
 
 const ZSET_INSERT: &str = "
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if lost() then return -1 end
 local added = 0
 for i = 2, #ARGV do added = added + redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
@@ -110,17 +113,17 @@ return added
 ";
 
 const ZSET_WINDOW: &str = "
-if redis.call('GET', KEYS[2]) ~= 'ready' then return false end
+if lost() or redis.call('GET', KEYS[2]) ~= 'ready' then return false end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local len = redis.call('ZCARD', KEYS[1])
+local len = redis.call('ZLEXCOUNT', KEYS[1], '[0', '+')
 local top = '+'
 if ARGV[1] ~= '' then top = '(' .. ARGV[1] end
 local n = tonumber(ARGV[2])
 local ids = {}
-if n > 0 then ids = redis.call('ZRANGE', KEYS[1], top, '-', 'BYLEX', 'REV', 'LIMIT', 0, n) end
+if n > 0 then ids = redis.call('ZRANGE', KEYS[1], top, '[0', 'BYLEX', 'REV', 'LIMIT', 0, n) end
 local left = 0
-if #ids > 0 then left = redis.call('ZLEXCOUNT', KEYS[1], '-', '(' .. ids[#ids])
+if #ids > 0 then left = redis.call('ZLEXCOUNT', KEYS[1], '[0', '(' .. ids[#ids])
 elseif ARGV[1] ~= '' then left = 0 end
 local out = {len, left}
 for i = 1, #ids do out[#out + 1] = ids[i] end
@@ -137,13 +140,51 @@ return 1
 /// Appended to an insert script: after inserting, mark ready. If the state
 /// vanished while the database was read (a flush, an expiry), fan-out may
 /// have skipped this user meanwhile, so the rebuild must not claim to be
-/// complete: return -1 and leave the timeline absent.
+/// complete: return -1 and leave the timeline absent. A timeline rebuilt
+/// empty gets the layout's marker (`EMPTY_LIST` / `EMPTY_ZSET`), so that a
+/// ready timeline always has its list and a missing one means a loss.
 const FINISH_SUFFIX: &str = "
+mark_empty()
 redis.call('SET', KEYS[2], 'ready', 'PX', ARGV[#ARGV])
 redis.call('PEXPIRE', KEYS[1], ARGV[#ARGV])
 return 1
 ";
 // ANCHOR_END: lua_rebuild
+
+// ANCHOR: lost
+/// Shared Lua: a timeline is two keys (state and list) and one may be lost
+/// without the other (an eviction, a list expiring first, a failover that
+/// carried one write). A ready state without its list is such a loss, not
+/// an empty timeline (an empty one holds a marker): the state is dropped
+/// and the timeline is absent, to be rebuilt on the next read.
+const LOST: &str = "
+local function lost()
+  local state = redis.call('GET', KEYS[2])
+  if not state then return true end
+  if state == 'ready' and redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[2])
+    return true
+  end
+  return false
+end
+";
+
+/// The marker of an empty LIST: `0`, older than every id, at the tail.
+/// Inserts go above it and the cap trims it once real entries fill the list.
+const EMPTY_LIST: &str = "
+local function mark_empty()
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('RPUSH', KEYS[1], '0') end
+end
+";
+
+/// The marker of an empty ZSET: the empty member, below every id (reads
+/// start at `[0`), trimmed first once the cap is passed.
+const EMPTY_ZSET: &str = "
+local function mark_empty()
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZADD', KEYS[1], 0, '') end
+end
+";
+// ANCHOR_END: lost
 
 struct Scripts {
     insert: Script,
@@ -154,9 +195,9 @@ struct Scripts {
 
 impl Scripts {
     fn new(layout: Layout) -> Self {
-        let (insert, window) = match layout {
-            Layout::List => (LIST_INSERT, LIST_WINDOW),
-            Layout::Zset => (ZSET_INSERT, ZSET_WINDOW),
+        let (insert, window, empty) = match layout {
+            Layout::List => (LIST_INSERT, LIST_WINDOW, EMPTY_LIST),
+            Layout::Zset => (ZSET_INSERT, ZSET_WINDOW, EMPTY_ZSET),
         };
         // The finish script is the insert script without its final return,
         // reading ARGV[2..#ARGV-1] as ids and ARGV[#ARGV] as the TTL.
@@ -164,9 +205,9 @@ impl Scripts {
             .replace("for i = 2, #ARGV do", "for i = 2, #ARGV - 1 do")
             .replace("return added\n", "");
         Self {
-            insert: Script::new(&format!("{NEWER}{insert}")),
-            window: Script::new(&format!("{NEWER}{window}")),
-            finish: Script::new(&format!("{NEWER}{body}{FINISH_SUFFIX}")),
+            insert: Script::new(&format!("{NEWER}{LOST}{insert}")),
+            window: Script::new(&format!("{NEWER}{LOST}{window}")),
+            finish: Script::new(&format!("{NEWER}{LOST}{empty}{body}{FINISH_SUFFIX}")),
             begin: Script::new(BEGIN_REBUILD),
         }
     }
@@ -334,6 +375,16 @@ impl RedisTimelines {
         for chunk in users.chunks(5_000) {
             let mut pipe = redis::pipe();
             for u in chunk {
+                // The empty marker, as a rebuild that found nothing leaves it.
+                match self.layout {
+                    Layout::List => pipe.cmd("RPUSH").arg(self.list_key(*u)).arg("0").ignore(),
+                    Layout::Zset => pipe
+                        .cmd("ZADD")
+                        .arg(self.list_key(*u))
+                        .arg(0)
+                        .arg("")
+                        .ignore(),
+                };
                 pipe.cmd("SET")
                     .arg(self.state_key(*u))
                     .arg("ready")

@@ -31,6 +31,11 @@ pub enum BodyError {
     /// A control character other than a line break.
     #[error("a post may not contain control characters")]
     ControlCharacter,
+    /// A character that reorders the text after it or shows nothing
+    /// ([`is_invisible`]): refused rather than stripped, so a post shows
+    /// what its author sent or is refused by name.
+    #[error("a post may not contain the invisible or reordering character {0:?}")]
+    Invisible(char),
 }
 
 impl BodyError {
@@ -40,11 +45,23 @@ impl BodyError {
             Self::Empty => "empty",
             Self::TooLong(_) => "too-long",
             Self::ControlCharacter => "control-character",
+            Self::Invisible(_) => "invisible-character",
         }
     }
 }
 
-/// A post's text: 1 to 280 characters, something visible, no control characters.
+/// Bidirectional embeddings, overrides and isolates (they reorder what
+/// follows them: "Trojan Source"), and characters that show nothing and
+/// join or split words invisibly (zero-width space, word joiner, invisible
+/// operators, byte-order mark). The zero-width joiner and non-joiner and
+/// the direction marks stay: emoji sequences and Persian or Indic text need
+/// them, and a mark changes only the neutral characters around it.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+/// A post's text: 1 to 280 characters, something visible, no control,
+/// reordering or invisible characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct PostBody(String);
@@ -58,6 +75,9 @@ impl PostBody {
         }
         if text.chars().any(|c| c.is_control() && c != '\n') {
             return Err(BodyError::ControlCharacter);
+        }
+        if let Some(c) = text.chars().find(|c| is_invisible(*c)) {
+            return Err(BodyError::Invisible(c));
         }
         if text.trim().is_empty() {
             return Err(BodyError::Empty);
@@ -141,6 +161,32 @@ mod tests {
             Err(BodyError::TooLong(MAX_POST_CHARS + 1))
         );
     }
+
+    // ANCHOR: invisible
+    /// Text-reordering controls and invisible characters are refused, not
+    /// stripped: a post shows what its author typed or is refused by name.
+    /// Seen failing before `BodyError::Invisible`: every case was accepted.
+    #[test]
+    fn bidi_overrides_and_zero_width_characters_are_refused() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200B}', '\u{2060}', '\u{2061}', '\u{2064}', '\u{FEFF}',
+        ] {
+            let body = format!("safe{c}txt.exe");
+            let refused = PostBody::parse(&body).map_err(|e| e.reason());
+            assert_eq!(refused, Err("invisible-character"), "{c:?}");
+        }
+        // Joiners and marks that scripts and emoji need stay.
+        for ok in [
+            "👩\u{200D}💻",
+            "می\u{200C}خواهم",
+            "abc\u{200F}",
+            "x\u{200E}y",
+        ] {
+            assert!(PostBody::parse(ok).is_ok(), "{ok:?}");
+        }
+    }
+    // ANCHOR_END: invisible
 
     #[test]
     fn handles_are_parsed() {

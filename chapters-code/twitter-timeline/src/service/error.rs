@@ -22,6 +22,14 @@ pub enum ApiError {
     BadRequest(String),
     /// No valid `X-User-Id` header: who is acting is unknown.
     Unauthenticated,
+    /// `X-User-Id` was sent to a service configured not to trust it.
+    UntrustedHeader,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail())
+    }
 }
 
 impl From<AppError> for ApiError {
@@ -87,12 +95,16 @@ impl ApiProblem for ApiError {
             E::SelfAction => (S::UNPROCESSABLE_ENTITY, "self-action", "Not on yourself"),
             E::Blocked => (S::FORBIDDEN, "blocked", "Blocked"),
             E::HandleTaken => (S::CONFLICT, "handle-taken", "Handle taken"),
-            E::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
+            E::Unavailable(_) | E::Refused(_) => {
+                (S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable")
+            }
             E::Backend(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         match self {
             Self::BadRequest(_) => (S::BAD_REQUEST, "malformed-request", "Malformed request"),
-            Self::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Unauthenticated"),
+            Self::Unauthenticated | Self::UntrustedHeader => {
+                (S::UNAUTHORIZED, "unauthenticated", "Unauthenticated")
+            }
             Self::App(e) => match e {
                 AppError::Body(_) => (S::UNPROCESSABLE_ENTITY, "invalid-post", "Invalid post"),
                 AppError::Handle(_) => {
@@ -113,10 +125,23 @@ impl ApiProblem for ApiError {
     }
     // ANCHOR_END: status_mapping
 
+    /// A refusal that waiting will not cure gets no `Retry-After`.
+    fn class(&self) -> Option<block_errors::Class> {
+        match self {
+            Self::App(AppError::Timeline(TimelineError::Store(StoreError::Refused(_)))) => {
+                Some(block_errors::Class::Final)
+            }
+            _ => None,
+        }
+    }
+
     fn detail(&self) -> String {
         match self {
             Self::BadRequest(why) => why.clone(),
             Self::Unauthenticated => "send the acting user's id in X-User-Id".to_string(),
+            Self::UntrustedHeader => {
+                "this service does not take X-User-Id from the request".to_string()
+            }
             Self::App(e) => e.to_string(),
         }
     }
@@ -142,6 +167,7 @@ mod tests {
         let every_error = [
             ApiError::BadRequest(String::new()),
             ApiError::Unauthenticated,
+            ApiError::UntrustedHeader,
             ApiError::App(BodyError::Empty.into()),
             ApiError::App(HandleError::Invalid.into()),
             ApiError::App(CursorError::NotOurs.into()),
@@ -154,6 +180,7 @@ mod tests {
             store(StoreError::Blocked),
             store(StoreError::HandleTaken),
             store(StoreError::Unavailable(String::new())),
+            store(StoreError::Refused(String::new())),
             store(StoreError::Backend(String::new())),
             ApiError::App(AppError::Timeline(TimelineError::Cache(
                 CacheError::Unavailable(String::new()),

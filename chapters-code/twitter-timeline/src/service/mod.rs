@@ -12,7 +12,9 @@
 //! | `GET /health` | 200 | |
 //!
 //! The acting user comes from `X-User-Id`, standing in for the
-//! authentication gateway in front of the service (out of scope here).
+//! authentication gateway in front of the service (out of scope here). The
+//! gateway must remove a copy sent by the client; a deployment without one
+//! sets `TRUST_USER_HEADER=false` ([`router_with`]) and the header is refused.
 
 pub mod error;
 
@@ -113,6 +115,33 @@ pub fn router<T: HomeTimeline>(app: Timelines<T>) -> Router {
         .with_state(app)
 }
 // ANCHOR_END: router
+
+// ANCHOR: trust
+/// [`router`], taking `X-User-Id` as the acting user only if
+/// `trust_user_header`. Trusted, the header must come from a gateway that
+/// authenticates the caller and removes any copy the client sent: passed
+/// through as the client wrote it, it lets anyone act as anyone. Not
+/// trusted (`TRUST_USER_HEADER=false`), every request that carries it is
+/// refused with a 401 before any handler runs.
+pub fn router_with<T: HomeTimeline>(app: Timelines<T>, trust_user_header: bool) -> Router {
+    let routes = router(app);
+    if trust_user_header {
+        routes
+    } else {
+        routes.layer(axum::middleware::from_fn(refuse_user_header))
+    }
+}
+
+async fn refuse_user_header(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.headers().contains_key(USER_HEADER) {
+        return ApiError::UntrustedHeader.into_response();
+    }
+    next.run(req).await
+}
+// ANCHOR_END: trust
 
 async fn create_user<T: HomeTimeline>(
     State(app): State<Timelines<T>>,

@@ -27,7 +27,7 @@ pub use cached::{
     VERSION_TTL,
 };
 pub use memory::{MemoryDeadJob, MemoryStore};
-pub use postgres::{DeadJob, POSTS_BY_AUTHORS, PgStore, REPLAY_DEAD, SCHEMA};
+pub use postgres::{AUDIENCE, DeadJob, POSTS_BY_AUTHORS, PgStore, REPLAY_DEAD, SCHEMA, db_error};
 
 /// Why a store call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,9 +50,12 @@ pub enum StoreError {
     /// The handle belongs to someone else.
     #[error("the handle is taken")]
     HandleTaken,
-    /// The database could not be reached in time.
+    /// The database could not be reached in time, or asked for a retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refused until an operator acts (a missing grant, a full disk).
+    #[error("store refused: {0}")]
+    Refused(String),
     /// Anything else the database said.
     #[error("store error: {0}")]
     Backend(String),

@@ -49,10 +49,16 @@ const CLAIM_JOB: &str = "
     LIMIT 1
     FOR UPDATE SKIP LOCKED";
 
-/// The next users of a post's audience (its followers and its author), in id order.
-const AUDIENCE: &str = "
+/// The next users of a post's audience (its followers and its author), in
+/// id order. The order and limit sit inside the follower branch too, so a
+/// batch reads at most `$3` rows of `follows_by_followee` wherever the job
+/// is: a post costs O(followers) reads, not O(followers² / batch).
+pub const AUDIENCE: &str = "
     SELECT u FROM (
-        SELECT follower AS u FROM follows WHERE followee = $1 AND follower > $2
+        (SELECT follower AS u FROM follows
+         WHERE followee = $1 AND follower > $2
+         ORDER BY follower
+         LIMIT $3)
         UNION ALL
         SELECT $1 WHERE $1 > $2
     ) AS audience
@@ -115,12 +121,15 @@ pub struct PgStore {
 /// A claimed fan-out job: the open transaction holding its row lock.
 pub type PgClaim = Transaction<'static, Postgres>;
 
-/// Sorts sqlx errors by the errors block's classes: worth waiting for
-/// (a fan-out job is not charged for it), or a bug.
-fn db_error(e: sqlx::Error) -> StoreError {
+/// Sorts sqlx errors by the errors block's classes: worth waiting for (a
+/// timeout, a restart, a deadlock: 503 with `Retry-After`), refused until
+/// an operator acts (a grant, a full disk: 503 without), or a bug (500).
+/// A fan-out job is charged for neither of the first two.
+pub fn db_error(e: sqlx::Error) -> StoreError {
     use block_errors::Class;
     match block_errors::classify_sqlx(&e) {
-        Class::Retryable(_) | Class::Final => StoreError::Unavailable(e.to_string()),
+        Class::Retryable(_) => StoreError::Unavailable(e.to_string()),
+        Class::Final => StoreError::Refused(e.to_string()),
         Class::Conflict(_) | Class::Bug => StoreError::Backend(e.to_string()),
     }
 }

@@ -36,7 +36,7 @@ impl TimelineError {
     /// Whether waiting may cure it: a store or cache that is down or busy.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store(e) => matches!(e, StoreError::Unavailable(_)),
+            Self::Store(e) => matches!(e, StoreError::Unavailable(_) | StoreError::Refused(_)),
             Self::Cache(e) => e.is_transient(),
         }
     }
@@ -125,9 +125,15 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
     /// Rebuilds an absent timeline from the store. The timeline is marked
     /// *building* before the store is read, so a post committed after the
     /// read is fanned out into it; a post committed before is in the read.
-    async fn rebuild(&self, reader: UserId, pushed: &[UserId]) -> Result<bool, TimelineError> {
+    /// The same holds for follows: the reader's context is read again after
+    /// the mark, so a follow whose backfill found no timeline (it committed
+    /// before the mark) is in this read, and one after it backfills into
+    /// the building timeline. `keep` picks the pushed authors by their mark.
+    async fn rebuild(&self, reader: UserId, keep: fn(bool) -> bool) -> Result<bool, TimelineError> {
         self.cache.begin_rebuild(reader).await?;
-        let posts = pull(&self.store, pushed, None, self.cache.cap()).await?;
+        let ctx = self.store.read_context(reader).await?;
+        let pushed = authors(reader, &ctx, keep);
+        let posts = pull(&self.store, &pushed, None, self.cache.cap()).await?;
         let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
         Ok(self.cache.finish_rebuild(reader, &ids).await?)
     }
@@ -135,7 +141,7 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
 
     // ANCHOR: cached
     /// The newest `limit` visible posts among those pushed to `reader`
-    /// (by `pushed` authors), read from the cached timeline.
+    /// (by the followees whose mark passes `keep`), read from the cached timeline.
     ///
     /// The list is read in windows, hydrated, filtered. If the list runs
     /// out while full, older entries may have been trimmed, so the rest
@@ -145,10 +151,11 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
         &self,
         reader: UserId,
         ctx: &ReadContext,
-        pushed: &[UserId],
+        keep: fn(bool) -> bool,
         before: Option<PostId>,
         limit: usize,
     ) -> Result<Vec<Post>, TimelineError> {
+        let pushed = &authors(reader, ctx, keep);
         let mut out: Vec<Post> = Vec::with_capacity(limit);
         let mut cursor = before;
         let mut rebuilt = false;
@@ -157,7 +164,7 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
                 Ok(Some(w)) => w,
                 Ok(None) if !rebuilt => {
                     rebuilt = true;
-                    if self.rebuild(reader, pushed).await.unwrap_or(false) {
+                    if self.rebuild(reader, keep).await.unwrap_or(false) {
                         continue;
                     }
                     return Ok(pull(&self.store, pushed, before, limit).await?);
@@ -260,8 +267,7 @@ impl<S: SocialStore, C: TimelineCache> HomeTimeline for FanOutOnWrite<S, C> {
         limit: usize,
     ) -> Result<Vec<Post>, TimelineError> {
         let ctx = self.0.store.read_context(reader).await?;
-        let pushed = authors(reader, &ctx, |_| true);
-        self.0.cached(reader, &ctx, &pushed, before, limit).await
+        self.0.cached(reader, &ctx, |_| true, before, limit).await
     }
 }
 // ANCHOR_END: push
@@ -356,11 +362,10 @@ impl<S: SocialStore, C: TimelineCache> HomeTimeline for Hybrid<S, C> {
         limit: usize,
     ) -> Result<Vec<Post>, TimelineError> {
         let ctx = self.parts.store.read_context(reader).await?;
-        let pushed = authors(reader, &ctx, |celebrity| !celebrity);
         let celebrities = authors(reader, &ctx, |celebrity| celebrity);
         let cached = self
             .parts
-            .cached(reader, &ctx, &pushed, before, limit)
+            .cached(reader, &ctx, |celebrity| !celebrity, before, limit)
             .await?;
         let pulled = pull(&self.parts.store, &celebrities, before, limit).await?;
         Ok(merge_newest(vec![cached, pulled], limit, |p| p.id))

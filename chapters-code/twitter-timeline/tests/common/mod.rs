@@ -379,3 +379,137 @@ pub fn store_of<T: HomeTimeline>(t: &T) -> &T::Store {
 
 /// A no-op use of `SocialStore` so the import is used in every test binary.
 pub fn _uses(_: &impl SocialStore) {}
+
+/// A store that, once armed for one method, lets that call finish in the
+/// store, reports it, and then holds the caller until released: the window
+/// between a commit and what the caller does next (a client that
+/// disconnects, a rebuild that a follow overtakes).
+#[derive(Clone)]
+pub struct Hold<S> {
+    /// The real store.
+    pub inner: S,
+    /// The method to hold after, once ("follow", "read_context", ...).
+    pub armed: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+    /// Notified when the armed call has finished in the store.
+    pub reached: std::sync::Arc<tokio::sync::Notify>,
+    /// Notify to let the held call return.
+    pub release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<S> Hold<S> {
+    /// `inner`, unarmed.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            armed: Default::default(),
+            reached: Default::default(),
+            release: Default::default(),
+        }
+    }
+
+    /// Holds the next call of `method` after it has finished in the store.
+    pub fn arm(&self, method: &'static str) {
+        *self.armed.lock().expect("lock") = Some(method);
+    }
+
+    async fn after(&self, method: &'static str) {
+        let hit = {
+            let mut armed = self.armed.lock().expect("lock");
+            (*armed == Some(method)).then(|| armed.take()).is_some()
+        };
+        if hit {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+type Claim<S> = <S as SocialStore>::Claim;
+
+impl<S: SocialStore> SocialStore for Hold<S> {
+    type Claim = Claim<S>;
+
+    async fn create_user(
+        &self,
+        handle: &twitter_timeline::domain::Handle,
+    ) -> Result<UserId, StoreError> {
+        self.inner.create_user(handle).await
+    }
+    async fn insert_post(
+        &self,
+        post: &Post,
+        fan_out: twitter_timeline::store::FanOutIf,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_post(post, fan_out).await
+    }
+    async fn delete_post(
+        &self,
+        by: UserId,
+        id: twitter_timeline::domain::PostId,
+    ) -> Result<(), StoreError> {
+        self.inner.delete_post(by, id).await
+    }
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        celebrity_at: u64,
+    ) -> Result<twitter_timeline::store::FollowOutcome, StoreError> {
+        let out = self.inner.follow(follower, followee, celebrity_at).await?;
+        self.after("follow").await;
+        Ok(out)
+    }
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        self.inner.unfollow(follower, followee).await
+    }
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<(), StoreError> {
+        self.inner.block(blocker, blocked).await
+    }
+    async fn read_context(
+        &self,
+        reader: UserId,
+    ) -> Result<twitter_timeline::store::ReadContext, StoreError> {
+        let ctx = self.inner.read_context(reader).await?;
+        self.after("read_context").await;
+        Ok(ctx)
+    }
+    async fn posts_by(
+        &self,
+        authors: &[UserId],
+        before: Option<twitter_timeline::domain::PostId>,
+        per_author: usize,
+    ) -> Result<Vec<Vec<Post>>, StoreError> {
+        self.inner.posts_by(authors, before, per_author).await
+    }
+    async fn hydrate(
+        &self,
+        ids: &[twitter_timeline::domain::PostId],
+    ) -> Result<Vec<Post>, StoreError> {
+        self.inner.hydrate(ids).await
+    }
+    async fn claim_fan_out(
+        &self,
+        batch: usize,
+    ) -> Result<Option<(Self::Claim, twitter_timeline::store::FanOutBatch)>, StoreError> {
+        self.inner.claim_fan_out(batch).await
+    }
+    async fn finish_batch(
+        &self,
+        claim: Self::Claim,
+        batch: &twitter_timeline::store::FanOutBatch,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_batch(claim, batch).await
+    }
+    async fn fail_batch(
+        &self,
+        claim: Self::Claim,
+        batch: &twitter_timeline::store::FanOutBatch,
+        error: &str,
+        policy: twitter_timeline::store::RetryPolicy,
+    ) -> Result<twitter_timeline::store::Failure, StoreError> {
+        self.inner.fail_batch(claim, batch, error, policy).await
+    }
+    async fn pending_fan_out(&self) -> Result<u64, StoreError> {
+        self.inner.pending_fan_out().await
+    }
+}

@@ -1,0 +1,172 @@
+//! The cached timeline's promises under interleavings the equivalence test
+//! does not reach: a follow whose request is dropped, a follow that
+//! overtakes a rebuild, a timeline half lost in Redis, and the author's
+//! own post before fan-out reaches it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Hold;
+use twitter_timeline::app::Page;
+use twitter_timeline::cache::{Layout, MemoryTimelines, TimelineCache};
+use twitter_timeline::domain::PostId;
+use twitter_timeline::store::{MemoryStore, SocialStore};
+use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Parts};
+
+fn ids(p: &Page) -> Vec<PostId> {
+    p.posts.iter().map(|p| p.id).collect()
+}
+
+fn push<S: SocialStore, C: TimelineCache>(store: S, cache: C) -> FanOutOnWrite<S, C> {
+    FanOutOnWrite(Parts { store, cache })
+}
+
+// ANCHOR: dropped_follow
+/// The backfill belongs to the follow, not to its request: a client that
+/// disconnects once the follow has committed still gets the followee's
+/// posts. Seen failing with the backfill in the request future: the
+/// timeline stayed empty.
+#[tokio::test]
+async fn a_follow_whose_request_is_dropped_after_the_commit_still_backfills() {
+    let hold = Hold::new(MemoryStore::new());
+    let (app, worker) = common::wire(push(hold.clone(), MemoryTimelines::default()));
+    let users = common::make_users(&app, 2).await;
+    let (reader, author) = (users[0], users[1]);
+    let old = app.post(author, "before the follow").await.expect("post");
+    worker.drain().await.expect("drain");
+    app.home(reader, None, None).await.expect("cached, empty");
+
+    hold.arm("follow");
+    tokio::select! {
+        _ = app.follow(reader, author) => panic!("held after the commit"),
+        () = hold.reached.notified() => {}
+    }
+    hold.release.notify_one();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if ids(&app.home(reader, None, None).await.expect("home")) == vec![old.id] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the followee's post never reached the cached timeline"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+// ANCHOR_END: dropped_follow
+
+// ANCHOR: follow_overtakes_rebuild
+/// A read finds no timeline and rebuilds it; a follow commits after the
+/// read took its context but before the rebuild began, so the follow's
+/// backfill finds no timeline and skips it. The rebuild must then include
+/// the followee. Seen failing with the rebuild working from the read's
+/// context: the timeline was marked ready without the followee's post.
+#[tokio::test]
+async fn a_follow_that_overtakes_a_rebuild_is_in_the_rebuilt_timeline() {
+    let hold = Hold::new(MemoryStore::new());
+    let (app, worker) = common::wire(push(hold.clone(), MemoryTimelines::default()));
+    let users = common::make_users(&app, 2).await;
+    let (reader, author) = (users[0], users[1]);
+    let old = app.post(author, "before the follow").await.expect("post");
+    worker.drain().await.expect("drain");
+
+    hold.arm("read_context");
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { app.home(reader, None, None).await }
+    });
+    hold.reached.notified().await;
+    app.follow(reader, author).await.expect("follow");
+    hold.release.notify_one();
+    first.await.expect("task").expect("first read");
+
+    let page = app.home(reader, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![old.id], "the rebuild missed the follow");
+}
+// ANCHOR_END: follow_overtakes_rebuild
+
+// ANCHOR: own_post
+/// The author sees a new post on the next read, before any worker has
+/// delivered it (push, and the hybrid below the threshold). Seen failing
+/// without the insert at commit: the author's page was empty until the
+/// batch holding the author's id was delivered.
+#[tokio::test]
+async fn the_author_sees_a_new_post_at_once_before_fan_out() {
+    let (push, _, hybrid) = common::memory_strategies(800, 1_000);
+    own_post_at_once(push).await;
+    own_post_at_once(hybrid).await;
+}
+
+async fn own_post_at_once<T: HomeTimeline>(t: T) {
+    let (app, _worker) = common::wire(t);
+    let users = common::make_users(&app, 2).await;
+    let (author, follower) = (users[0], users[1]);
+    app.follow(follower, author).await.expect("follow");
+    app.home(author, None, None).await.expect("cached");
+    let p = app.post(author, "mine").await.expect("post");
+    let page = app.home(author, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![p.id], "no worker has run yet");
+}
+// ANCHOR_END: own_post
+
+// ANCHOR: partial_loss
+/// A timeline is a state key and a list key. Losing the list alone (an
+/// eviction of one key, the list expiring first, a failover that carried
+/// one write and not the other) must not read as a ready, empty timeline,
+/// and a fan-out into it must not make a one-post "ready" timeline. Seen
+/// failing: the read returned no posts.
+#[tokio::test]
+async fn a_timeline_whose_list_is_lost_is_rebuilt_not_read_as_empty() {
+    for layout in [Layout::List, Layout::Zset] {
+        let Some((r, cache)) = common::redis(layout, 800).await else {
+            return;
+        };
+        let (app, worker) = common::wire(push(MemoryStore::new(), cache.clone()));
+        let users = common::make_users(&app, 2).await;
+        let (reader, author) = (users[0], users[1]);
+        app.follow(reader, author).await.expect("follow");
+        app.home(reader, None, None).await.expect("cached");
+        let mut posted = Vec::new();
+        for i in 0..3 {
+            posted.push(app.post(author, &format!("p{i}")).await.expect("post").id);
+        }
+        worker.drain().await.expect("drain");
+        posted.reverse();
+        assert_eq!(
+            ids(&app.home(reader, None, None).await.expect("home")),
+            posted
+        );
+
+        let mut conn = r.conn.clone();
+        let del = |key: String| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .expect("DEL")
+            }
+        };
+        del(cache.list_key(reader)).await;
+        assert_eq!(
+            ids(&app.home(reader, None, None).await.expect("home")),
+            posted,
+            "{layout:?}: list lost, state kept"
+        );
+
+        del(cache.list_key(reader)).await;
+        let newer = app.post(author, "after the loss").await.expect("post").id;
+        worker.drain().await.expect("drain");
+        posted.insert(0, newer);
+        assert_eq!(
+            ids(&app.home(reader, None, None).await.expect("home")),
+            posted,
+            "{layout:?}: a delivery into the lost list"
+        );
+        let _ = redis::cmd("PING").query_async::<String>(&mut conn).await;
+    }
+}
+// ANCHOR_END: partial_loss
