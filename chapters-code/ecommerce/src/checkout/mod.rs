@@ -180,6 +180,11 @@ pub enum CheckoutError {
     /// A promotion code that does not exist (422).
     #[error("no promotion {0:?}")]
     UnknownPromotion(String),
+    /// The stock's `CHECK (stock >= 0)` refused the reservation (409
+    /// `out-of-stock`, not stored: the transaction, key included, rolled
+    /// back). Phase 1 locks the rows first, so only a bug reaches this.
+    #[error("not enough stock left for this order")]
+    OutOfStock,
     /// The provider did not answer in time; the order waits at its recovery point (503).
     #[error(transparent)]
     Payment(PaymentError),
@@ -454,7 +459,8 @@ pub fn price_order(
                 409,
                 "out-of-stock",
                 "Out of stock",
-                format!("only {left} of {sku} left, {} asked", quantity.get()),
+                // Not how many are left: exact stock is not public.
+                format!("not enough {sku} left for {} units", quantity.get()),
             );
             return Ok(Err(StoredResponse::problem(&p)));
         }

@@ -144,6 +144,7 @@ impl ApiProblem for ApiError {
                     "unknown-promotion",
                     "No such promotion",
                 ),
+                CheckoutError::OutOfStock => (S::CONFLICT, "out-of-stock", "Out of stock"),
                 CheckoutError::Payment(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "payment-pending",

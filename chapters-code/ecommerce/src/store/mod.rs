@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, SEARCH_SQL};
+pub use postgres::{PgStore, SEARCH_SQL, stock_backstop};
 
 /// The search statement, for the EXPLAIN generator.
 pub fn postgres_search_sql() -> &'static str {

@@ -72,6 +72,22 @@ impl PgStore {
     }
 }
 
+// ANCHOR: stock_backstop
+/// A database error from the stock reservation: the `CHECK (stock >= 0)`
+/// backstop is an out-of-stock answer; anything else keeps its class.
+pub fn stock_backstop(e: sqlx::Error) -> CheckoutError {
+    let is_backstop = e.as_database_error().is_some_and(|d| {
+        d.kind() == sqlx::error::ErrorKind::CheckViolation
+            && d.constraint() == Some("products_stock_check")
+    });
+    if is_backstop {
+        CheckoutError::OutOfStock
+    } else {
+        CheckoutError::Store(StoreError::Database(e))
+    }
+}
+// ANCHOR_END: stock_backstop
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -277,7 +293,7 @@ impl Store for PgStore {
         .bind(&quantities)
         .execute(&mut *tx)
         .await
-        .map_err(StoreError::from)?;
+        .map_err(stock_backstop)?;
         sqlx::query(
             "INSERT INTO orders (id, account_id, status, currency, total_minor, quote,
                                  created_at, updated_at)
