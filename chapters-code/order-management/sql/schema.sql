@@ -112,8 +112,25 @@ CREATE TABLE sagas (
     -- Set when a step failed for good: which one, and why.
     failed_step text,
     failure    text,
+    -- Which way the saga goes: forward, or backward (compensating). Kept
+    -- when it is parked in dead_letter, so an operator's retry resumes a
+    -- compensation as a compensation and never captures the money.
+    direction  text        NOT NULL DEFAULT 'forward'
+                   CHECK (direction IN ('forward', 'backward')),
+    -- The durable timer: a live saga not advanced by this time is resumed
+    -- by whichever process's timer finds it (Orchestrator::resume_due).
+    -- Every advance pushes it past the stall bound; a run that stops
+    -- without an end sets it after a backoff that doubles with `resumes`.
+    wake_at    timestamptz NOT NULL DEFAULT now(),
+    -- Runs in a row that stopped without advancing (the backoff's exponent).
+    resumes    integer     NOT NULL DEFAULT 0 CHECK (resumes >= 0),
+    -- The latest failure of a run that stopped (failure keeps the first).
+    last_error text,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The timer's scan: live sagas by due time.
+CREATE INDEX sagas_due ON sagas (wake_at) WHERE status IN ('running', 'compensating');
 
 -- At most one live saga per order.
 CREATE UNIQUE INDEX one_live_saga_per_order ON sagas (order_id)

@@ -44,6 +44,13 @@ async fn start(service: Service) -> Result<()> {
     for (saga, status) in orchestrator.recover().await? {
         tracing::info!(%saga, ?status, "recovered a saga");
     }
+    // The durable timer: every second, resume the sagas whose `wake_at`
+    // has passed (stuck runs after their backoff, vanished coordinators).
+    tokio::spawn({
+        let orchestrator = Arc::clone(&orchestrator);
+        let stop = service.shutdown().watch();
+        async move { orchestrator.run_timer(SAGA_TICK, stop).await }
+    });
     let relay = match service.engines().nats_url.clone() {
         Some(nats) => {
             let broker = Broker::connect(&nats, "ORDERS", "orders")
@@ -65,6 +72,9 @@ async fn start(service: Service) -> Result<()> {
     };
     run(service, store, Checkout::Saga(orchestrator), relay).await
 }
+
+/// How often the saga timer looks for due sagas.
+const SAGA_TICK: Duration = Duration::from_secs(1);
 
 /// How long a published outbox row is kept: a day of messages to inspect
 /// or re-publish by hand; the relay itself never reads a published row,

@@ -21,19 +21,33 @@
 //! nothing, so every effect happens once.
 //!
 //! One coordinator at a time: [`Orchestrator::run`] first claims the saga
-//! with a session-level advisory lock keyed by the saga id, held on its own
-//! connection for the whole run. A second coordinator's claim fails and it
-//! skips the saga; a coordinator that dies closes its connection and
-//! PostgreSQL releases the lock. Every write of the saga row is also fenced
-//! by the status and step it expects, so a coordinator that lost its claim
-//! (its connection dropped while it kept going) cannot move the saga back.
+//! with a session-level advisory lock keyed by the saga id, and then does
+//! the whole run on that one connection: every read and write of the saga
+//! row and every participant's transaction. A run therefore needs exactly
+//! one connection, and the orchestrator runs at most
+//! [`Orchestrator::max_runs`] sagas at a time (half the pool by default),
+//! so a burst of checkouts queues for a turn instead of deadlocking the
+//! pool. A second coordinator's claim fails and it skips the saga; a
+//! coordinator that dies closes its connection and PostgreSQL releases the
+//! lock. Every write of the saga row is also fenced by the status and step
+//! it expects, and each participant's transaction locks the saga row at
+//! that status and step first, so a coordinator that lost its claim cannot
+//! move the saga back nor act on a participant.
 //!
 //! Steps run under a timeout and are retried with backoff. A step that
 //! fails for good before the pivot starts the compensation (a refused
-//! pivot too; a pivot whose answer was lost stays `running` for
-//! [`Orchestrator::recover`], since it may have taken the money); after the pivot
-//! there is nothing to compensate, so a step that keeps failing parks the
-//! saga in `dead_letter` for an operator (or a later [`Orchestrator::run`]).
+//! pivot too; a pivot whose answer was lost stays `running`, since it may
+//! have taken the money). A run that cannot go on (a pivot in doubt, a
+//! step past the pivot or a compensation that keeps failing) stops where
+//! it is, with its direction, and sets the saga's durable timer
+//! (`sagas.wake_at`) after a backoff that doubles each time:
+//! [`Orchestrator::resume_due`], which the service calls on a tick, resumes
+//! it then, and also any saga whose coordinator vanished without a word.
+//! Compensations are retried this way until they succeed (Garcia-Molina
+//! and Salem's assumption); after [`SagaConfig::park_after`] stopped runs
+//! the saga is parked in `dead_letter`, still with its direction, for an
+//! operator, whose [`Orchestrator::retry_dead_letter`] resumes it in that
+//! direction.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,8 +55,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::{Mutex as ClaimLock, Semaphore, watch};
 use uuid::Uuid;
 
 use crate::domain::{Command, Order, State};
@@ -125,7 +141,8 @@ pub enum SagaStatus {
     Completed,
     /// Every done step undone; the order is rejected or payment_failed.
     Compensated,
-    /// Past the pivot and stuck: needs an operator or a later retry.
+    /// Stuck after [`SagaConfig::park_after`] stopped runs, in either
+    /// direction (kept in `sagas.direction`): needs an operator.
     DeadLetter,
 }
 
@@ -159,6 +176,9 @@ pub enum StepError {
     Refused(String),
     /// A timeout or an unavailable dependency: worth retrying.
     Transient(String),
+    /// The saga row is no longer where this run read it: another
+    /// coordinator moved it. Not retried; the run stops.
+    Fenced,
 }
 
 /// Why the orchestrator stopped.
@@ -182,6 +202,10 @@ pub enum SagaError {
     /// The saga row moved under this coordinator (it lost its claim).
     #[error("saga {0} was moved by another coordinator")]
     Superseded(Uuid),
+    /// The order already has a live saga (a second checkout while the
+    /// first is still compensating): a conflict, not a server error.
+    #[error("order {0} is already being checked out")]
+    Busy(Uuid),
 }
 
 /// Timeouts, retries and the card's limit.
@@ -195,6 +219,18 @@ pub struct SagaConfig {
     pub backoff: Duration,
     /// Authorizations above this are declined (the test's payment provider).
     pub card_limit_cents: i64,
+    /// The durable timer's bound: a live saga whose row has not advanced for
+    /// this long is resumed by [`Orchestrator::resume_due`] (its coordinator
+    /// died, or its process stopped). Longer than a step's attempts take.
+    pub stall_after: Duration,
+    /// The timer's pause after the first run that stopped without an end;
+    /// doubled for each further one, never more than [`Self::resume_max`].
+    pub resume_first: Duration,
+    /// The longest pause between two resumptions of a stuck saga.
+    pub resume_max: Duration,
+    /// Stopped runs in a row after which the saga is parked in
+    /// `dead_letter` for an operator (its direction kept).
+    pub park_after: u32,
 }
 
 impl Default for SagaConfig {
@@ -204,6 +240,10 @@ impl Default for SagaConfig {
             max_attempts: 3,
             backoff: Duration::from_millis(20),
             card_limit_cents: 1_000_000,
+            stall_after: Duration::from_secs(30),
+            resume_first: Duration::from_secs(1),
+            resume_max: Duration::from_secs(300),
+            park_after: 12,
         }
     }
 }
@@ -226,6 +266,8 @@ pub struct Faults {
     pub hang_after: Mutex<HashMap<Step, u32>>,
     /// Attempts of a step that fail as "unavailable".
     pub unavailable: Mutex<HashMap<Step, u32>>,
+    /// Attempts of a step's compensation that fail as "unavailable".
+    pub unavailable_undo: Mutex<HashMap<Step, u32>>,
     /// The payment provider refuses to capture.
     pub refuse_capture: bool,
     /// Die once here.
@@ -264,6 +306,9 @@ impl Faults {
     }
 }
 
+/// The connection a run holds its claim on, and does all its work on.
+type Claim = ClaimLock<PoolConnection<Postgres>>;
+
 /// The coordinator.
 pub struct Orchestrator {
     pool: PgPool,
@@ -273,6 +318,9 @@ pub struct Orchestrator {
     pub faults: Faults,
     /// Attempts of steps and compensations this coordinator made (a metric).
     pub attempts: AtomicU64,
+    /// One permit per saga run at a time.
+    runs: Semaphore,
+    max_runs: usize,
 }
 
 async fn log(
@@ -293,14 +341,31 @@ fn transient(e: impl fmt::Display) -> StepError {
 }
 
 impl Orchestrator {
-    /// A coordinator over the database with the default configuration.
+    /// A coordinator over the database with the default configuration,
+    /// running at most half the pool's connections of sagas at a time (the
+    /// other half serves the requests, the relay and the timer).
     pub fn new(pool: PgPool) -> Self {
+        let half = usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(1);
+        Self::with_max_runs(pool, half)
+    }
+
+    /// Like [`Orchestrator::new`], running at most `max_runs` sagas at a
+    /// time (at least one); keep it below the pool's size.
+    pub fn with_max_runs(pool: PgPool, max_runs: usize) -> Self {
+        let max_runs = max_runs.max(1);
         Orchestrator {
             pool,
             config: SagaConfig::default(),
             faults: Faults::default(),
             attempts: AtomicU64::new(0),
+            runs: Semaphore::new(max_runs),
+            max_runs,
         }
+    }
+
+    /// How many sagas this orchestrator runs at once, at most.
+    pub fn max_runs(&self) -> usize {
+        self.max_runs
     }
 
     // ANCHOR: start
@@ -310,11 +375,25 @@ impl Orchestrator {
         let saga = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
         PgStore::apply_in(&mut tx, order_id, expected_version, &Command::Place).await?;
-        sqlx::query("INSERT INTO sagas (id, order_id, status, step) VALUES ($1, $2, 'running', 1)")
-            .bind(saga)
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        // The timer is set at once: if this process dies before the run
+        // starts, another one's timer resumes the saga.
+        let inserted = sqlx::query(
+            "INSERT INTO sagas (id, order_id, status, step, wake_at)
+             VALUES ($1, $2, 'running', 1, now() + $3)",
+        )
+        .bind(saga)
+        .bind(order_id)
+        .bind(self.config.stall_after)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            // The order left `pending` for a re-placeable state, but its
+            // last saga has not recorded its end yet: a short conflict.
+            Err(e) if crate::store::is_unique_violation(&e) => {
+                return Err(SagaError::Busy(order_id));
+            }
+            other => other?,
+        };
         log(&mut tx, saga, Step::PlaceOrder.name()).await?;
         tx.commit().await?;
         Ok(saga)
@@ -362,57 +441,110 @@ impl Orchestrator {
         }
     }
 
-    /// Claims a saga (a session advisory lock on a connection of its own,
-    /// released when the run ends or the connection closes), then drives
-    /// it. With `live_only`, a saga that is no longer running or
-    /// compensating once claimed is left alone (`None`).
+    /// Waits for a turn (at most [`Orchestrator::max_runs`] at once), claims
+    /// the saga (a session advisory lock on one pooled connection, released
+    /// when the run ends or the connection closes), then drives it on that
+    /// same connection. With `live_only`, a saga that is no longer running
+    /// or compensating once claimed is left alone (`None`).
     async fn claim_and_drive(
         &self,
         saga: Uuid,
         live_only: bool,
     ) -> Result<Option<SagaStatus>, SagaError> {
-        let mut claim = self.pool.acquire().await?;
+        // The semaphore is never closed; a closed one would only mean no limit.
+        let _turn = self.runs.acquire().await.ok();
+        let mut conn = self.pool.acquire().await?;
         let held: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
                 .bind(saga)
-                .fetch_one(&mut *claim)
+                .fetch_one(&mut *conn)
                 .await?;
         if !held {
             return Err(SagaError::Claimed(saga));
         }
+        let claim = ClaimLock::new(conn);
         let result = async {
             // Read after claiming: another coordinator may have finished it.
-            let (status, _, _) = self.status(saga).await?;
+            let (status, _) = self.status_on(&claim, saga).await?;
             let live = matches!(status, SagaStatus::Running | SagaStatus::Compensating);
             if live_only && !live {
                 return Ok(None);
             }
-            self.drive(saga).await.map(Some)
+            self.drive(&claim, saga).await.map(Some)
         }
         .await;
+        let mut conn = claim.into_inner();
         let released = sqlx::query_scalar::<_, bool>(
             "SELECT pg_advisory_unlock(hashtextextended($1::text, 0))",
         )
         .bind(saga)
-        .fetch_one(&mut *claim)
+        .fetch_one(&mut *conn)
         .await;
         if !matches!(released, Ok(true)) {
             // Never hand a connection that may still hold the lock back to the pool.
-            drop(claim.detach());
+            drop(conn.detach());
         }
         result
     }
     // ANCHOR_END: recover
 
-    /// An operator's retry of a saga parked in `dead_letter` past the pivot:
-    /// it goes forward again from the step that was stuck.
+    // ANCHOR: timer
+    /// The durable timer's tick: resumes every live saga whose `wake_at`
+    /// has passed (a run that stopped without an end, or a coordinator that
+    /// vanished), oldest first, that no other coordinator holds; returns
+    /// the ones this coordinator ran. Safe to call from every process.
+    pub async fn resume_due(&self) -> Result<Vec<(Uuid, SagaStatus)>, SagaError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sagas WHERE status IN ('running', 'compensating')
+                AND wake_at <= now() ORDER BY wake_at LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.claim_and_drive(id, true).await {
+                Ok(Some(status)) => out.push((id, status)),
+                Ok(None) | Err(SagaError::Claimed(_) | SagaError::Superseded(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls [`Orchestrator::resume_due`] every `every` until `stop` turns
+    /// true (or its sender is gone). A failed tick is logged and retried at
+    /// the next: the due sagas stay in the table.
+    pub async fn run_timer(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.resume_due().await {
+                Ok(ran) => {
+                    for (saga, status) in ran {
+                        tracing::info!(%saga, ?status, "the saga timer resumed a saga");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the saga timer failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                changed = stop.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+    // ANCHOR_END: timer
+
+    /// An operator's retry of a saga parked in `dead_letter`: it resumes in
+    /// the direction it was going, from the step or compensation that was
+    /// stuck. A compensation is resumed as a compensation: it never turns
+    /// forward (which would capture the money of an order being undone).
     pub async fn retry_dead_letter(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
         let n = sqlx::query(
-            "UPDATE sagas SET status = 'running', updated_at = now()
-              WHERE id = $1 AND status = 'dead_letter' AND step > $2",
+            "UPDATE sagas SET status = CASE direction WHEN 'backward' THEN 'compensating'
+                                                      ELSE 'running' END,
+                    resumes = 0, wake_at = now() + $2, updated_at = now()
+              WHERE id = $1 AND status = 'dead_letter'",
         )
         .bind(saga)
-        .bind(i32::try_from(PIVOT).unwrap_or(0))
+        .bind(self.config.stall_after)
         .execute(&self.pool)
         .await?;
         if n.rows_affected() == 0 {
@@ -421,12 +553,37 @@ impl Orchestrator {
         self.run(saga).await
     }
 
+    /// The direction a saga goes (`forward` or `backward`), kept when parked.
+    pub async fn direction(&self, saga: Uuid) -> Result<String, SagaError> {
+        sqlx::query_scalar("SELECT direction FROM sagas WHERE id = $1")
+            .bind(saga)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SagaError::NotFound(saga))
+    }
+
     /// The actions the participants executed for a saga, in order.
     pub async fn log_of(&self, saga: Uuid) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT action FROM saga_log WHERE saga_id = $1 ORDER BY seq")
             .bind(saga)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The status and step, read on the run's own connection.
+    async fn status_on(&self, claim: &Claim, saga: Uuid) -> Result<(SagaStatus, usize), SagaError> {
+        let mut conn = claim.lock().await;
+        let row = sqlx::query("SELECT status, step FROM sagas WHERE id = $1")
+            .bind(saga)
+            .fetch_optional(&mut **conn)
+            .await?
+            .ok_or(SagaError::NotFound(saga))?;
+        let status: String = row.try_get("status")?;
+        let step: i32 = row.try_get("step")?;
+        Ok((
+            SagaStatus::parse(&status).unwrap_or(SagaStatus::DeadLetter),
+            usize::try_from(step).unwrap_or(0),
+        ))
     }
 
     /// A saga's status, the index it is at, and its failure if any.
@@ -450,36 +607,35 @@ impl Orchestrator {
 
     // ANCHOR: run
     /// The saga's loop: one step or compensation per turn, recorded in its row.
-    async fn drive(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
+    async fn drive(&self, claim: &Claim, saga: Uuid) -> Result<SagaStatus, SagaError> {
         loop {
-            let (status, at, _) = self.status(saga).await?;
+            let (status, at) = self.status_on(claim, saga).await?;
             // Every write below expects the row still to be where it was read.
             let from = (status, at);
             match status {
                 SagaStatus::Running if at == STEPS.len() => {
-                    self.set(saga, from, "completed", at, None).await?;
+                    self.set(claim, saga, from, "completed", at, None).await?;
                 }
                 SagaStatus::Running => {
                     let step = STEPS[at];
-                    match self.attempt(saga, step, false).await {
+                    match self.attempt(claim, saga, from, step, false).await {
                         Ok(()) => {
                             if self.faults.crash_here(CrashAt::AfterStep(step)) {
                                 return Err(SagaError::Crashed(step.to_string()));
                             }
-                            self.set(saga, from, "running", at + 1, None).await?;
+                            self.set(claim, saga, from, "running", at + 1, None).await?;
                         }
+                        Err(StepError::Fenced) => return Err(SagaError::Superseded(saga)),
                         // Up to and including the pivot, a failure is undone.
                         // A step that timed out may still have acted, so the
                         // failed step is compensated too (a no-op if it did
                         // nothing), then the `at` steps before it.
                         // The pivot's answer was lost (timeouts, unavailable):
                         // it may have taken the money, so it is never
-                        // compensated on doubt. The saga stays at the pivot,
-                        // the failure recorded, for `recover` to ask again.
+                        // compensated on doubt. The saga stops at the pivot,
+                        // the failure recorded, and its timer asks again.
                         Err(StepError::Transient(why)) if at == PIVOT => {
-                            self.set(saga, from, "running", at, Some((step, &why)))
-                                .await?;
-                            return Ok(SagaStatus::Running);
+                            return self.stop(claim, saga, from, step, &why).await;
                         }
                         Err(StepError::Refused(why) | StepError::Transient(why)) if at <= PIVOT => {
                             let undo = if step.compensation().is_some() {
@@ -487,32 +643,36 @@ impl Orchestrator {
                             } else {
                                 at
                             };
-                            self.set(saga, from, "compensating", undo, Some((step, &why)))
+                            self.set(claim, saga, from, "compensating", undo, Some((step, &why)))
                                 .await?;
                         }
-                        // Past the pivot there is no way back: park it.
+                        // Past the pivot there is no way back: stop, and
+                        // let the timer go forward again later.
                         Err(StepError::Refused(why) | StepError::Transient(why)) => {
-                            self.set(saga, from, "dead_letter", at, Some((step, &why)))
-                                .await?;
+                            return self.stop(claim, saga, from, step, &why).await;
                         }
                     }
                 }
                 SagaStatus::Compensating if at == 0 => {
-                    self.set(saga, from, "compensated", 0, None).await?;
+                    self.set(claim, saga, from, "compensated", 0, None).await?;
                 }
                 SagaStatus::Compensating => {
                     // Reverse order: the last step done is undone first.
                     let step = STEPS[at - 1];
-                    match self.attempt(saga, step, true).await {
+                    match self.attempt(claim, saga, from, step, true).await {
                         Ok(()) => {
                             if self.faults.crash_here(CrashAt::AfterCompensation(step)) {
                                 return Err(SagaError::Crashed(format!("undoing {step}")));
                             }
-                            self.set(saga, from, "compensating", at - 1, None).await?;
-                        }
-                        Err(StepError::Refused(why) | StepError::Transient(why)) => {
-                            self.set(saga, from, "dead_letter", at, Some((step, &why)))
+                            self.set(claim, saga, from, "compensating", at - 1, None)
                                 .await?;
+                        }
+                        Err(StepError::Fenced) => return Err(SagaError::Superseded(saga)),
+                        // A compensation is retried until it succeeds: the
+                        // saga stops, still compensating, and its timer
+                        // resumes the compensation after a backoff.
+                        Err(StepError::Refused(why) | StepError::Transient(why)) => {
+                            return self.stop(claim, saga, from, step, &why).await;
                         }
                     }
                 }
@@ -522,21 +682,82 @@ impl Orchestrator {
     }
     // ANCHOR_END: run
 
+    // ANCHOR: stop
+    /// A run that cannot go on: the saga keeps its status, step and
+    /// direction, records the failure, and its timer is set after a backoff
+    /// that doubles with each stopped run in a row. After
+    /// [`SagaConfig::park_after`] of them it is parked in `dead_letter`
+    /// (direction kept) for an operator. Returns where the saga is now.
+    async fn stop(
+        &self,
+        claim: &Claim,
+        saga: Uuid,
+        from: (SagaStatus, usize),
+        step: Step,
+        why: &str,
+    ) -> Result<SagaStatus, SagaError> {
+        let first = self.config.resume_first.max(Duration::from_millis(1));
+        let max = self.config.resume_max.max(first);
+        let Ok(backoff) = block_retry::Backoff::new(first, max, block_retry::Jitter::None) else {
+            unreachable!("a base above zero and a cap at or above it are valid");
+        };
+        let mut conn = claim.lock().await;
+        let resumes: Option<i32> = sqlx::query_scalar(
+            "UPDATE sagas SET resumes = resumes + 1, last_error = $4,
+                    failed_step = COALESCE(failed_step, $5), failure = COALESCE(failure, $4),
+                    updated_at = now()
+              WHERE id = $1 AND status = $2 AND step = $3
+          RETURNING resumes",
+        )
+        .bind(saga)
+        .bind(from.0.name())
+        .bind(i32::try_from(from.1).unwrap_or(i32::MAX))
+        .bind(why)
+        .bind(step.name())
+        .fetch_optional(&mut **conn)
+        .await?;
+        let Some(resumes) = resumes else {
+            return Err(SagaError::Superseded(saga));
+        };
+        let resumes = u32::try_from(resumes).unwrap_or(u32::MAX);
+        if resumes > self.config.park_after {
+            sqlx::query("UPDATE sagas SET status = 'dead_letter' WHERE id = $1")
+                .bind(saga)
+                .execute(&mut **conn)
+                .await?;
+            return Ok(SagaStatus::DeadLetter);
+        }
+        let pause = backoff.ceiling(resumes - 1);
+        sqlx::query("UPDATE sagas SET wake_at = now() + $2 WHERE id = $1")
+            .bind(saga)
+            .bind(pause)
+            .execute(&mut **conn)
+            .await?;
+        Ok(from.0)
+    }
+    // ANCHOR_END: stop
+
     /// Moves the saga row from `from` (the status and step this coordinator
-    /// read) to `status` at `step`; `failure` is recorded once and kept.
+    /// read) to `status` at `step`; `failure` is recorded once and kept. The
+    /// direction follows the status (a parked saga keeps its own); the
+    /// timer moves to the stall bound and the stopped runs start again from 0.
     /// Fails with [`SagaError::Superseded`] if the row is no longer at `from`.
     async fn set(
         &self,
+        claim: &Claim,
         saga: Uuid,
         from: (SagaStatus, usize),
         status: &str,
         step: usize,
         failure: Option<(Step, &str)>,
     ) -> Result<(), SagaError> {
+        let mut conn = claim.lock().await;
         let n = sqlx::query(
             "UPDATE sagas SET status = $2, step = $3,
                     failed_step = COALESCE($4, failed_step), failure = COALESCE($5, failure),
-                    updated_at = now()
+                    direction = CASE WHEN $2 IN ('running', 'completed') THEN 'forward'
+                                     ELSE 'backward' END,
+                    wake_at = now() + $8, resumes = 0, updated_at = now()
               WHERE id = $1 AND status = $6 AND step = $7",
         )
         .bind(saga)
@@ -546,7 +767,8 @@ impl Orchestrator {
         .bind(failure.map(|(_, w)| w))
         .bind(from.0.name())
         .bind(i32::try_from(from.1).unwrap_or(i32::MAX))
-        .execute(&self.pool)
+        .bind(self.config.stall_after)
+        .execute(&mut **conn)
         .await?;
         if n.rows_affected() == 0 {
             return Err(SagaError::Superseded(saga));
@@ -558,7 +780,14 @@ impl Orchestrator {
     /// Runs a step (or its compensation) with a timeout per attempt and
     /// exponential backoff with full jitter between attempts (the retry
     /// block's loop, Part II). A refusal is final at once.
-    async fn attempt(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), StepError> {
+    async fn attempt(
+        &self,
+        claim: &Claim,
+        saga: Uuid,
+        from: (SagaStatus, usize),
+        step: Step,
+        undo: bool,
+    ) -> Result<(), StepError> {
         // The block refuses a zero base; 1 ms is the least pause it takes.
         let base = self.config.backoff.max(Duration::from_millis(1));
         let Ok(backoff) =
@@ -578,7 +807,7 @@ impl Orchestrator {
             |e| matches!(e, StepError::Transient(_)),
             |_| async {
                 self.attempts.fetch_add(1, Ordering::Relaxed);
-                let once = self.once(saga, step, undo);
+                let once = self.once(claim, saga, from, step, undo);
                 match tokio::time::timeout(self.config.step_timeout, once).await {
                     Ok(done) => done,
                     Err(_) => Err(StepError::Transient(format!("{step} timed out"))),
@@ -588,6 +817,10 @@ impl Orchestrator {
         .await;
         tried.map_err(|e| match e {
             block_retry::RetryError::NotRetryable { error, .. } => error,
+            block_retry::RetryError::Exhausted {
+                error: StepError::Fenced,
+                ..
+            } => StepError::Fenced,
             block_retry::RetryError::Exhausted { error, attempts }
             | block_retry::RetryError::Deadline {
                 error: Some(error),
@@ -595,6 +828,7 @@ impl Orchestrator {
             } => {
                 let why = match error {
                     StepError::Transient(why) | StepError::Refused(why) => why,
+                    StepError::Fenced => return StepError::Fenced,
                 };
                 StepError::Transient(format!("{why} ({attempts} attempts)"))
             }
@@ -605,21 +839,46 @@ impl Orchestrator {
     }
     // ANCHOR_END: attempt
 
-    async fn once(&self, saga: Uuid, step: Step, undo: bool) -> Result<(), StepError> {
+    /// One attempt, in one transaction on the run's connection. The
+    /// transaction first locks the saga row at the status and step this run
+    /// read: a coordinator whose saga moved on acts on no participant.
+    async fn once(
+        &self,
+        claim: &Claim,
+        saga: Uuid,
+        from: (SagaStatus, usize),
+        step: Step,
+        undo: bool,
+    ) -> Result<(), StepError> {
         if take(&self.faults.hang_before, step) {
             tokio::time::sleep(self.config.step_timeout * 4).await;
         }
-        if take(&self.faults.unavailable, step) {
+        let faults = if undo {
+            &self.faults.unavailable_undo
+        } else {
+            &self.faults.unavailable
+        };
+        if take(faults, step) {
             return Err(StepError::Transient(format!(
                 "{step}: participant unavailable"
             )));
         }
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        let order_id: Uuid = sqlx::query_scalar("SELECT order_id FROM sagas WHERE id = $1")
-            .bind(saga)
-            .fetch_one(&mut *tx)
+        let mut conn = claim.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut **conn)
             .await
             .map_err(transient)?;
+        let order_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT order_id FROM sagas WHERE id = $1 AND status = $2 AND step = $3 FOR UPDATE",
+        )
+        .bind(saga)
+        .bind(from.0.name())
+        .bind(i32::try_from(from.1).unwrap_or(i32::MAX))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(transient)?;
+        let Some(order_id) = order_id else {
+            return Err(StepError::Fenced);
+        };
         let changed = if undo {
             self.compensate(&mut tx, saga, order_id, step).await?
         } else {
@@ -634,6 +893,7 @@ impl Orchestrator {
             log(&mut tx, saga, name).await.map_err(transient)?;
         }
         tx.commit().await.map_err(transient)?;
+        drop(conn);
         if take(&self.faults.hang_after, step) {
             tokio::time::sleep(self.config.step_timeout * 4).await;
         }

@@ -286,18 +286,23 @@ async fn a_step_that_never_answers_before_the_pivot_is_compensated() {
 }
 
 /// After the pivot the money is taken: a step that keeps failing is not
-/// compensated but parked in `dead_letter`, with the order still locked;
+/// compensated; once its stopped runs pass `park_after` (here at once) it
+/// is parked in `dead_letter`, going forward, with the order still locked;
 /// an operator's retry finishes it.
 #[tokio::test]
 async fn a_stuck_step_after_the_pivot_is_parked_then_finished_not_compensated() {
     let Some(env) = saga_env().await else { return };
     let (o, id, saga, status) = env
-        .checkout(|o| inject_always(o, Fault::Unavailable, Step::CommitStock))
+        .checkout(|o| {
+            o.config.park_after = 0;
+            inject_always(o, Fault::Unavailable, Step::CommitStock);
+        })
         .await;
     assert_eq!(status, SagaStatus::DeadLetter);
     let (_, at, failure) = ok("status", o.status(saga).await);
     assert!(at > PIVOT);
     assert!(failure.is_some_and(|f| f.contains("unavailable")));
+    assert_eq!(ok("direction", o.direction(saga).await), "forward");
     assert_eq!(env.state(id).await, State::Pending);
     assert_eq!(env.payment(saga).await.as_deref(), Some("captured"));
     assert_eq!(env.stock("A").await, (10, 3));
@@ -376,8 +381,9 @@ async fn concurrent_coordinators_run_each_saga_exactly_once() {
 
 /// A coordinator that lost its claim (its lock connection was killed while
 /// it waited on a step) and woke after another coordinator finished the
-/// saga cannot move the saga row: its write is fenced by the status and step
-/// it read, and it stops with `Superseded`.
+/// saga cannot move the saga row nor act on a participant: its whole run
+/// was on that connection, and every write is also fenced by the status
+/// and step it read, so it stops with an error and the saga stays completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
     let Some(env) = saga_env().await else { return };
@@ -441,8 +447,13 @@ async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
         [(saga, SagaStatus::Completed)]
     );
     let stale_result = ok("join", running.await);
+    // Its claim's connection is the one its whole run used: dead, so it
+    // wrote nothing at all (a claim lost another way meets the row fences).
     assert!(
-        matches!(stale_result, Err(SagaError::Superseded(_))),
+        matches!(
+            stale_result,
+            Err(SagaError::Superseded(_) | SagaError::Database(_))
+        ),
         "{stale_result:?}"
     );
     assert_eq!(
@@ -496,3 +507,155 @@ async fn a_capture_whose_answer_was_lost_is_never_compensated() {
     assert_eq!(env.state(id).await, State::Paid);
     assert_eq!(env.stock("A").await, (7, 0));
 }
+
+// ANCHOR: pool_bound
+/// More checkouts at once than the pool has connections (the service
+/// spawns one run per order): every run holds one connection, its claim,
+/// and does all its work on it, and the orchestrator runs at most half the
+/// pool's connections of sagas at a time, so the others wait for a turn
+/// instead of for a second connection that never comes. Every saga
+/// completes; none is compensated for a timeout that was only a queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_checkouts_than_pool_connections_all_complete() {
+    const POOL: u32 = 4;
+    const CHECKOUTS: usize = 3 * POOL as usize;
+    let Some(env) = saga_env().await else { return };
+    ok(
+        "plenty",
+        env.db.apply_sql("UPDATE stock SET on_hand = 1000").await,
+    );
+    let mut ids = Vec::new();
+    for _ in 0..CHECKOUTS {
+        ids.push(env.order(&two_lines()).await);
+    }
+    let mut o = Orchestrator::new(env.db.pool_with(POOL).await);
+    o.config.step_timeout = Duration::from_millis(500);
+    let o = Arc::new(o);
+    let runs = ids.iter().map(|id| {
+        let o = Arc::clone(&o);
+        let id = *id;
+        tokio::spawn(async move { o.checkout(id, 1).await })
+    });
+    let all = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(runs),
+    )
+    .await;
+    let Ok(all) = all else {
+        panic!("{CHECKOUTS} checkouts on a pool of {POOL} did not finish in 20 s");
+    };
+    for (r, id) in all.into_iter().zip(&ids) {
+        let (_, status) = ok("checkout", ok("join", r));
+        assert_eq!(status, SagaStatus::Completed, "order {id}");
+        assert_eq!(env.state(*id).await, State::Paid);
+    }
+}
+// ANCHOR_END: pool_bound
+
+// ANCHOR: timer
+/// Nothing but the durable timer: a capture whose answer was lost stops
+/// the run at the pivot, and a saga whose process died right after `start`
+/// was never run at all. Neither is touched by hand, and no `recover` runs:
+/// the timer's tick finds both once their `wake_at` has passed and
+/// completes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_durable_timer_resumes_stuck_sagas_without_a_restart() {
+    let Some(env) = saga_env().await else { return };
+    let mut o = env.orchestrator();
+    o.config.resume_first = Duration::from_millis(50);
+    o.config.stall_after = Duration::from_millis(300);
+    inject_always(&o, Fault::HangAfter, Step::CapturePayment);
+    let in_doubt = env.order(&two_lines()).await;
+    let (_, status) = ok("checkout", o.checkout(in_doubt, 1).await);
+    assert_eq!(status, SagaStatus::Running);
+    // A process that died between `start` and its run.
+    let orphan = env.order(&two_lines()).await;
+    ok("start", o.start(orphan, 1).await);
+    assert_eq!(env.state(in_doubt).await, State::Pending);
+    assert_eq!(env.state(orphan).await, State::Pending);
+
+    let o = Arc::new(o);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let timer = tokio::spawn({
+        let o = Arc::clone(&o);
+        async move { o.run_timer(Duration::from_millis(50), stopped).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env.state(in_doubt).await != State::Paid || env.state(orphan).await != State::Paid {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timer did not resume the sagas in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok("stop", stop.send(true));
+    ok("timer", timer.await);
+    assert_eq!(env.stock("A").await, (4, 0));
+}
+// ANCHOR_END: timer
+
+// ANCHOR: compensation_retried
+/// A compensation that fails on every attempt of a run (the inventory is
+/// down while the stock is released): the saga stays compensating, going
+/// backward, and the timer retries the compensation after a backoff until
+/// it succeeds. The money is never captured; nothing is parked.
+#[tokio::test]
+async fn a_compensation_that_keeps_failing_is_retried_backward_until_it_succeeds() {
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| {
+            o.faults.refuse_capture = true;
+            o.config.resume_first = Duration::from_millis(20);
+            // Two runs' worth of failed releases.
+            inject(o, Fault::UnavailableUndo, Step::ReserveStock, 2 * o.config.max_attempts);
+        })
+        .await;
+    assert_eq!(status, SagaStatus::Compensating);
+    assert_eq!(ok("direction", o.direction(saga).await), "backward");
+    assert_eq!(env.state(id).await, State::Pending);
+    assert_eq!(env.stock("A").await, (10, 3), "not released yet");
+    // The first tick after the backoff fails again; a later one succeeds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let ran = ok("resume_due", o.resume_due().await);
+        if ran == [(saga, SagaStatus::Compensated)] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never compensated");
+    }
+    assert_eq!(log(&o, saga).await, UNDONE_AFTER_AUTHORIZE);
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(env.stock("A").await, (10, 0));
+    assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
+}
+
+/// The operator's path: a compensation still failing after `park_after`
+/// stopped runs (here at once) is parked in `dead_letter` with its
+/// direction, backward; the operator's retry resumes the compensation
+/// (it does not go forward and capture the money).
+#[tokio::test]
+async fn a_parked_compensation_is_resumed_backward_by_the_operator() {
+    let Some(env) = saga_env().await else { return };
+    let (o, id, saga, status) = env
+        .checkout(|o| {
+            o.faults.refuse_capture = true;
+            o.config.park_after = 0;
+            inject_always(o, Fault::UnavailableUndo, Step::AuthorizePayment);
+        })
+        .await;
+    assert_eq!(status, SagaStatus::DeadLetter);
+    assert_eq!(ok("direction", o.direction(saga).await), "backward");
+    assert_eq!(env.payment(saga).await.as_deref(), Some("authorized"));
+    // The timer leaves a parked saga alone.
+    assert_eq!(ok("resume_due", o.resume_due().await), []);
+    assert_eq!(
+        ok("retry", o.retry_dead_letter(saga).await),
+        SagaStatus::Compensated
+    );
+    assert_eq!(env.payment(saga).await.as_deref(), Some("voided"));
+    assert_eq!(log(&o, saga).await, UNDONE_AFTER_AUTHORIZE);
+    assert_eq!(env.state(id).await, State::PaymentFailed);
+    assert_eq!(env.stock("A").await, (10, 0));
+}
+// ANCHOR_END: compensation_retried

@@ -35,6 +35,14 @@ impl From<SagaError> for ApiError {
         match e {
             SagaError::Store(s) => ApiError::Store(s),
             SagaError::Database(d) => ApiError::Store(StoreError::Database(d)),
+            // The order's last saga is still recording its end: checkout is
+            // still in progress as far as the order is concerned.
+            SagaError::Busy(_) => ApiError::Store(StoreError::Command(CommandError::Refused(
+                Refusal::Locked {
+                    from: crate::domain::State::Pending,
+                    command: crate::domain::CommandKind::Place,
+                },
+            ))),
             other => ApiError::Store(StoreError::Corrupt(other.to_string())),
         }
     }

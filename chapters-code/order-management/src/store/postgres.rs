@@ -191,7 +191,7 @@ impl PgStore {
 
 /// A unique violation (the errors block's `Conflict(Unique)`): this
 /// store's `AlreadyExists`; any other failure keeps its own class.
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     use block_errors::{Class, Constraint};
     block_errors::classify_sqlx(e) == Class::Conflict(Constraint::Unique)
 }

@@ -131,6 +131,8 @@ pub enum Fault {
     HangAfter,
     /// Answers "unavailable".
     Unavailable,
+    /// Answers "unavailable" to the step's compensation.
+    UnavailableUndo,
 }
 
 /// Makes the next `attempts` attempts of `step` by `o` take `fault`.
@@ -139,6 +141,7 @@ pub fn inject(o: &Orchestrator, fault: Fault, step: Step, attempts: u32) {
         Fault::HangBefore => &o.faults.hang_before,
         Fault::HangAfter => &o.faults.hang_after,
         Fault::Unavailable => &o.faults.unavailable,
+        Fault::UnavailableUndo => &o.faults.unavailable_undo,
     };
     map.lock()
         .unwrap_or_else(|p| p.into_inner())
