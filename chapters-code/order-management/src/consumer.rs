@@ -8,12 +8,21 @@
 //! inbox's UNIQUE constraint refuses a message id seen before, so a
 //! duplicate changes nothing and is simply acked.
 //!
-//! A message that keeps failing is nak'ed with a delay and redelivered, at
-//! most [`MAX_DELIVER`] times (the consumer's `max_deliver`, enforced by
-//! JetStream too); on the last attempt it goes to the `dead_letters` table
-//! and is terminated, so it neither blocks the others nor disappears.
+//! A message that keeps failing is nak'ed with a delay that doubles and
+//! redelivered; on its [`MAX_DELIVER`]th delivery it goes to the
+//! `dead_letters` table and is terminated, so it neither blocks the others
+//! nor disappears. JetStream itself never gives up on a message (the
+//! consumer's `max_deliver` is unlimited): the dead letter is the only way
+//! out, so a dead-letter insert that fails (PostgreSQL down just then)
+//! leaves the message to be delivered again, not lost. A message delivered
+//! more than [`MAX_DELIVER`] times without an answer (a consumer that
+//! crashes on it) is dead-lettered before it is tried again.
 //! A message that does not parse is a dead letter at once: retrying garbage
 //! cannot help.
+//!
+//! Messages of one order can be applied out of order (a nak'ed one comes
+//! back after later ones): the projection keeps the fields of the newest
+//! version it has seen, so a late event is counted but overwrites nothing.
 
 use std::time::Duration;
 
@@ -42,8 +51,18 @@ pub const MAX_DELIVER: i64 = 4;
 /// [`Consumer::create`]; a test may choose another with [`Consumer::create_with_ack_wait`]).
 pub const ACK_WAIT: Duration = Duration::from_secs(2);
 
-/// Delay before a nak'ed message comes back.
+/// Delay before a nak'ed message comes back the first time; doubled for
+/// each further delivery, never more than [`NAK_DELAY_MAX`].
 pub const NAK_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest delay before a nak'ed message comes back.
+pub const NAK_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// The delay before delivery `delivered + 1`.
+fn nak_delay(delivered: i64) -> Duration {
+    let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    NAK_DELAY.saturating_mul(1 << doublings).min(NAK_DELAY_MAX)
+}
 
 /// Failures a test injects into the consumer.
 #[derive(Debug, Default)]
@@ -54,6 +73,11 @@ pub struct Faults {
     pub abort_before_ack: bool,
     /// The effect fails for this order (a dependency that is down for it).
     pub failing_order: Option<Uuid>,
+    /// The effect fails once for this (order, version), then works: a
+    /// message nak'ed and redelivered after later ones.
+    pub fail_once: std::sync::Mutex<Option<(Uuid, i64)>>,
+    /// The next this many dead-letter inserts fail (PostgreSQL down then).
+    pub dead_letter_failures: std::sync::atomic::AtomicU32,
 }
 
 /// What happened to one delivery.
@@ -132,7 +156,9 @@ impl Consumer {
                     durable_name: Some(name.to_string()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait,
-                    max_deliver: MAX_DELIVER,
+                    // Unlimited: JetStream never drops a message on its
+                    // own; the consumer's dead letter is the only way out.
+                    max_deliver: -1,
                     ..Default::default()
                 },
             )
@@ -194,10 +220,17 @@ impl Consumer {
         let parsed: Result<OutboxMessage, _> = serde_json::from_slice(&msg.payload);
         let Ok(m) = parsed else {
             // Garbage from the broker gets the same rules as any input.
-            self.dead_letter(msg, stream_seq, "unparseable payload")
-                .await?;
-            return Ok(Outcome::DeadLettered);
+            return self
+                .dead_letter_or_retry(msg, stream_seq, delivered, "unparseable payload")
+                .await;
         };
+        if delivered > MAX_DELIVER {
+            // Delivered that often with no answer: whatever handles it dies.
+            let why = format!("delivered {delivered} times without an answer");
+            return self
+                .dead_letter_or_retry(msg, stream_seq, delivered, &why)
+                .await;
+        }
         match self.apply_once(&m).await {
             Ok(applied) => {
                 if applied && self.faults.abort_before_ack {
@@ -213,11 +246,32 @@ impl Consumer {
                 })
             }
             Err(why) if delivered >= MAX_DELIVER => {
-                self.dead_letter(msg, stream_seq, &why).await?;
-                Ok(Outcome::DeadLettered)
+                self.dead_letter_or_retry(msg, stream_seq, delivered, &why)
+                    .await
             }
             Err(_) => {
-                msg.ack_with(AckKind::Nak(Some(NAK_DELAY)))
+                msg.ack_with(AckKind::Nak(Some(nak_delay(delivered))))
+                    .await
+                    .map_err(broker_err)?;
+                Ok(Outcome::Retry)
+            }
+        }
+    }
+
+    /// Dead-letters the message; if the insert fails, nak's it so that it
+    /// comes back (JetStream has deliveries left: its limit is unlimited).
+    async fn dead_letter_or_retry(
+        &self,
+        msg: &jetstream::Message,
+        stream_seq: u64,
+        delivered: i64,
+        why: &str,
+    ) -> Result<Outcome, ConsumerError> {
+        match self.dead_letter(msg, stream_seq, why).await {
+            Ok(()) => Ok(Outcome::DeadLettered),
+            Err(e) => {
+                tracing::warn!(error = %e, stream_seq, "dead letter failed; the message comes back");
+                msg.ack_with(AckKind::Nak(Some(nak_delay(delivered))))
                     .await
                     .map_err(broker_err)?;
                 Ok(Outcome::Retry)
@@ -232,6 +286,17 @@ impl Consumer {
         if self.faults.failing_order == Some(m.order_id) {
             return Err(format!("the projection store refused order {}", m.order_id));
         }
+        {
+            let mut once = self
+                .faults
+                .fail_once
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *once == Some((m.order_id, m.version)) {
+                *once = None;
+                return Err(format!("the projection store refused version {}", m.version));
+            }
+        }
         let work = async {
             let mut tx = self.pool.begin().await?;
             let fresh = block_outbox::first_delivery(&mut tx, &self.name, m.message_id).await?;
@@ -243,7 +308,11 @@ impl Consumer {
                      ON CONFLICT (order_id) DO UPDATE
                         SET events_applied = order_projection.events_applied + 1,
                             last_version = GREATEST(order_projection.last_version, EXCLUDED.last_version),
-                            last_kind = EXCLUDED.last_kind",
+                            -- Only a newer version moves the fields: a late
+                            -- redelivery of an older event is counted, no more.
+                            last_kind = CASE
+                                WHEN EXCLUDED.last_version > order_projection.last_version
+                                THEN EXCLUDED.last_kind ELSE order_projection.last_kind END",
                 )
                 .bind(m.order_id)
                 .bind(m.version)
@@ -264,6 +333,17 @@ impl Consumer {
         stream_seq: u64,
         reason: &str,
     ) -> Result<(), ConsumerError> {
+        let failures = &self.faults.dead_letter_failures;
+        if failures
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(ConsumerError::Database(sqlx::Error::PoolTimedOut));
+        }
         sqlx::query(
             "INSERT INTO dead_letters (consumer, stream_seq, subject, reason, payload)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer, stream_seq) DO NOTHING",

@@ -568,3 +568,86 @@ async fn polling_and_notify_relays_both_publish_everything() {
         env.done().await;
     }
 }
+
+// ANCHOR: redelivered_late
+/// An order's second event fails once and is nak'ed; its third is applied
+/// meanwhile; the second comes back after it. The projection keeps the
+/// newest event: version 3 with version 3's kind, not the late version 2's.
+#[tokio::test]
+async fn a_failed_then_redelivered_event_does_not_overwrite_a_newer_one() {
+    let Some(env) = env().await else { return };
+    let id = Uuid::from_u128(7);
+    paid_order(&env.store, id, &two_lines()).await;
+    env.drain(&env.relay()).await;
+    let consumer = env.consumer("projection").await;
+    *consumer
+        .faults
+        .fail_once
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((id, 2));
+    let t = consume(&consumer, |t| t.applied >= 3).await;
+    assert_eq!((t.applied, t.retries), (3, 1));
+    let last: (i64, i64, String) = ok(
+        "projection",
+        sqlx::query_as(
+            "SELECT events_applied, last_version, last_kind FROM order_projection WHERE order_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&env.db.pool)
+        .await,
+    );
+    let kind: String = ok(
+        "kind",
+        sqlx::query_scalar("SELECT kind FROM order_events WHERE order_id = $1 AND version = 3")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+            .await,
+    );
+    assert_eq!(last, (3, 3, kind));
+    env.done().await;
+}
+// ANCHOR_END: redelivered_late
+
+// ANCHOR: dead_letter_retried
+/// The dead-letter insert itself fails on the delivery that gives up
+/// (PostgreSQL down just then). The message is not lost: JetStream still
+/// has deliveries to give, the consumer dead-letters it on the next one.
+#[tokio::test]
+async fn a_failed_dead_letter_insert_is_retried_not_lost() {
+    let Some(env) = env().await else { return };
+    let poison = Uuid::from_u128(999);
+    ok("create", env.store.create(poison, &two_lines()).await);
+    env.drain(&env.relay()).await;
+    let mut consumer = ok(
+        "consumer",
+        Consumer::create_with_ack_wait(
+            env.db.pool.clone(),
+            &env.broker,
+            "projection",
+            Duration::from_millis(500),
+        )
+        .await,
+    );
+    consumer.faults.failing_order = Some(poison);
+    consumer
+        .faults
+        .dead_letter_failures
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // A poll that meets the failed insert reports it; keep polling.
+        let _ = consumer.poll(10, Duration::from_millis(300)).await;
+        let dead: i64 = ok(
+            "dead letters",
+            sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+                .fetch_one(&env.db.pool)
+                .await,
+        );
+        if dead == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the poison message was lost");
+    }
+    env.done().await;
+}
+// ANCHOR_END: dead_letter_retried
