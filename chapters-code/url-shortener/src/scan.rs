@@ -15,8 +15,9 @@
 //! and the book's table runs it at full size.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::RwLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -24,16 +25,33 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::{Config, RateLimitConfig};
 use crate::shortener::LinkError;
 
-/// Clients tracked at once; beyond it, clients whose budget is full again are forgotten.
-const MAX_TRACKED: usize = 100_000;
+/// Clients tracked at once, over all shards.
+pub const MAX_TRACKED: usize = 100_000;
+
+/// Shards of the map, each with its own lock: two cores rarely wait on one.
+const SHARDS: usize = 16;
 
 // ANCHOR: miss_budget
 /// Per-client budget of lookups that found nothing (a token bucket, on the
 /// request's clock so that a simulation can drive it).
+///
+/// A lookup takes one miss *before* it reads the store, under the lock of
+/// the client's shard, and gives it back if it found a link: a check
+/// followed later by a charge would let every concurrent request of one
+/// client pass the check. A client whose bucket is full is not in the map.
+///
+/// The map is bounded like the rate-limiter block's: a new client in a
+/// full shard first sweeps the buckets that are full again, at most once
+/// per moment one can be, so a flood of invented addresses costs one sweep
+/// of one shard per refill, not one per address; if none was full, the new
+/// client is counted against the shard's overflow bucket, shared with the
+/// flood.
 pub struct MissBudget {
     per_second: f64,
     burst: f64,
-    buckets: RwLock<HashMap<IpAddr, Bucket>>,
+    per_shard: usize,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 #[derive(Clone, Copy)]
@@ -42,43 +60,138 @@ struct Bucket {
     at: DateTime<Utc>,
 }
 
+struct Shard {
+    buckets: HashMap<IpAddr, Bucket>,
+    /// Shared by the clients that found the shard full.
+    overflow: Bucket,
+    /// No bucket of this shard can be full before this time.
+    next_sweep: DateTime<Utc>,
+    /// Sweeps so far (a test counts them).
+    sweeps: u64,
+}
+
+/// One miss taken from a budget, to give back when the lookup found a link.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "give it back unless the lookup found nothing"]
+pub struct Taken {
+    client: IpAddr,
+    overflow: bool,
+}
+
 impl MissBudget {
     /// `burst` misses at once, then `per_second` (each at least 1).
     pub fn new(config: &RateLimitConfig) -> Self {
-        Self {
-            per_second: f64::from(config.per_second.max(1)),
-            burst: f64::from(config.burst.max(1)),
-            buckets: RwLock::new(HashMap::new()),
-        }
+        Self::tracking(config, MAX_TRACKED)
     }
 
-    /// `Ok` when `client` may cost the store a read now; otherwise how long
-    /// until it may. A client that never missed is not even in the map.
-    pub fn check(&self, client: IpAddr, now: DateTime<Utc>) -> Result<(), Duration> {
-        let buckets = self.buckets.read().unwrap_or_else(|p| p.into_inner());
-        let Some(bucket) = buckets.get(&client) else {
-            return Ok(());
+    /// The same, tracking at most `max_clients` (at least one per shard).
+    pub fn tracking(config: &RateLimitConfig, max_clients: usize) -> Self {
+        let per_second = f64::from(config.per_second.max(1));
+        let burst = f64::from(config.burst.max(1));
+        let full = Bucket {
+            tokens: burst,
+            at: DateTime::<Utc>::MIN_UTC,
         };
-        let tokens = self.refilled(bucket, now);
-        if tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+        Self {
+            per_second,
+            burst,
+            per_shard: (max_clients / SHARDS).max(1),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        overflow: full,
+                        next_sweep: DateTime::<Utc>::MIN_UTC,
+                        sweeps: 0,
+                    })
+                })
+                .collect(),
         }
     }
 
-    /// Spends one miss of `client`'s budget.
-    pub fn charge(&self, client: IpAddr, now: DateTime<Utc>) {
-        let mut buckets = self.buckets.write().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&client) {
-            buckets.retain(|_, b| self.refilled(b, now) < self.burst);
+    /// Takes one miss of `client`'s budget: `Ok` when it may cost the store
+    /// a read now; otherwise how long until it may.
+    pub fn take(&self, client: IpAddr, now: DateTime<Utc>) -> Result<Taken, Duration> {
+        let mut shard = self.shard(client);
+        if let Some(bucket) = shard.buckets.get_mut(&client) {
+            return self.spend(bucket, now).map(|()| Taken {
+                client,
+                overflow: false,
+            });
         }
-        let bucket = buckets.entry(client).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        bucket.tokens = (self.refilled(bucket, now) - 1.0).max(0.0);
+        if shard.buckets.len() >= self.per_shard && now >= shard.next_sweep {
+            shard.sweeps += 1;
+            shard
+                .buckets
+                .retain(|_, b| self.refilled(b, now) < self.burst);
+            shard.next_sweep = shard
+                .buckets
+                .values()
+                .map(|b| self.full_at(b))
+                .min()
+                .unwrap_or(now);
+        }
+        if shard.buckets.len() < self.per_shard {
+            let mut bucket = Bucket {
+                tokens: self.burst,
+                at: now,
+            };
+            self.spend(&mut bucket, now)?;
+            shard.next_sweep = shard.next_sweep.min(self.full_at(&bucket));
+            shard.buckets.insert(client, bucket);
+            return Ok(Taken {
+                client,
+                overflow: false,
+            });
+        }
+        self.spend(&mut shard.overflow, now).map(|()| Taken {
+            client,
+            overflow: true,
+        })
+    }
+
+    /// Gives back a miss the lookup did not cause: it found a link, or the
+    /// store failed. A bucket full again leaves the map.
+    pub fn give_back(&self, taken: Taken, now: DateTime<Utc>) {
+        let mut shard = self.shard(taken.client);
+        let refund = |bucket: &mut Bucket| {
+            bucket.tokens = (self.refilled(bucket, now) + 1.0).min(self.burst);
+            bucket.at = now;
+            bucket.tokens >= self.burst
+        };
+        if taken.overflow {
+            refund(&mut shard.overflow);
+        } else if let Some(bucket) = shard.buckets.get_mut(&taken.client)
+            && refund(bucket)
+        {
+            shard.buckets.remove(&taken.client);
+        }
+    }
+
+    /// Clients tracked now (at most [`MAX_TRACKED`]).
+    pub fn tracked(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).buckets.len()).sum()
+    }
+
+    /// Sweeps of a full shard so far, over all shards.
+    pub fn sweeps(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).sweeps).sum()
+    }
+
+    fn shard(&self, client: IpAddr) -> std::sync::MutexGuard<'_, Shard> {
+        lock(&self.shards[self.hasher.hash_one(client) as usize % self.shards.len()])
+    }
+
+    /// Spends one token of `bucket`, or says how long until one is there.
+    fn spend(&self, bucket: &mut Bucket, now: DateTime<Utc>) -> Result<(), Duration> {
+        let tokens = self.refilled(bucket, now);
+        if tokens < 1.0 {
+            return Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second));
+        }
+        bucket.tokens = tokens - 1.0;
         bucket.at = now;
+        Ok(())
     }
 
     fn refilled(&self, bucket: &Bucket, now: DateTime<Utc>) -> f64 {
@@ -86,8 +199,18 @@ impl MissBudget {
         let elapsed = (now - bucket.at).to_std().unwrap_or_default();
         (bucket.tokens + elapsed.as_secs_f64() * self.per_second).min(self.burst)
     }
+
+    /// When `bucket` is full again, if nothing more is spent.
+    fn full_at(&self, bucket: &Bucket) -> DateTime<Utc> {
+        let wait = ((self.burst - bucket.tokens) / self.per_second).max(0.0);
+        bucket.at + TimeDelta::microseconds((wait * 1e6).ceil() as i64)
+    }
 }
 // ANCHOR_END: miss_budget
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One scenario of [`measure_scan`].
 #[derive(Clone, Debug)]
@@ -251,18 +374,60 @@ mod tests {
         let ip = IpAddr::from([10, 0, 0, 1]);
         let t0 = DateTime::from_timestamp(0, 0).expect("time");
         for _ in 0..3 {
-            assert_eq!(b.check(ip, t0), Ok(()));
-            b.charge(ip, t0);
+            let _spent = b.take(ip, t0).expect("within the burst");
         }
-        let wait = b.check(ip, t0).expect_err("spent");
+        let wait = b.take(ip, t0).expect_err("spent");
         assert_eq!(wait, Duration::from_secs(1));
-        assert_eq!(
-            b.check(IpAddr::from([10, 0, 0, 2]), t0),
-            Ok(()),
-            "others unaffected"
-        );
-        assert_eq!(b.check(ip, t0 + TimeDelta::seconds(1)), Ok(()), "refilled");
+        let other = b.take(IpAddr::from([10, 0, 0, 2]), t0);
+        assert!(other.is_ok(), "others unaffected");
+        let refilled = b.take(ip, t0 + TimeDelta::seconds(1));
+        assert!(refilled.is_ok(), "refilled");
     }
+
+    #[test]
+    fn a_lookup_that_found_a_link_gives_its_miss_back_and_leaves_the_map() {
+        let b = budget();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let t0 = DateTime::from_timestamp(0, 0).expect("time");
+        for _ in 0..10 {
+            let taken = b.take(ip, t0).expect("a visitor is never refused");
+            b.give_back(taken, t0);
+        }
+        assert_eq!(b.tracked(), 0, "a visitor holds no slot");
+    }
+
+    // ANCHOR: bounded_sweep_test
+    /// Past the limit, a flood of invented addresses neither grows the map
+    /// nor makes each new address sweep its shard: one sweep per shard until
+    /// a bucket can be full again, and the flood shares the overflow budgets.
+    #[test]
+    fn a_flood_of_new_clients_past_the_limit_costs_one_sweep_per_shard() {
+        let config = RateLimitConfig {
+            per_second: 1,
+            burst: 3,
+        };
+        let max = SHARDS * 4;
+        let b = MissBudget::tracking(&config, max);
+        let t0 = DateTime::from_timestamp(0, 0).expect("time");
+        let mut admitted = 0;
+        for i in 0..10_000u32 {
+            if b.take(IpAddr::from(Ipv4Addr::from(0x0A00_0000 + i)), t0)
+                .is_ok()
+            {
+                admitted += 1;
+            }
+        }
+        assert_eq!(b.tracked(), max);
+        assert!(b.sweeps() <= SHARDS as u64, "{} sweeps", b.sweeps());
+        // Each shard: its tracked clients' misses, and one overflow burst.
+        assert_eq!(admitted, max + SHARDS * 3);
+        // Once the buckets are full again, one sweep makes room.
+        let later = t0 + TimeDelta::seconds(10);
+        let fresh = b.take(IpAddr::from([192, 0, 2, 1]), later);
+        assert!(fresh.is_ok());
+        assert!(b.tracked() <= max);
+    }
+    // ANCHOR_END: bounded_sweep_test
 
     // ANCHOR: scan_test
     /// The measurement of the book's table, small: one client scanning

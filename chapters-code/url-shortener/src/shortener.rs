@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -366,26 +367,47 @@ impl<S: LinkStore> Shortener<S> {
         // A string that cannot be a code names no link; no I/O needed.
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
         let budget = client.zip(self.inner.misses.as_ref());
-        let entry = match budget.map(|(ip, misses)| misses.check(ip, now)) {
-            // A client that keeps asking for codes that do not exist may
-            // not cost the store a read: the caches answer, or 429.
-            Some(Err(wait)) => self.inner.cache.cached(&code).await.ok_or_else(|| {
-                Metrics::inc(&self.inner.metrics.misses_refused);
-                LinkError::TooManyMisses(wait)
-            })?,
-            _ => {
-                let store = &self.inner.store;
-                self.inner
-                    .cache
-                    .get_or_load(&code, || self.within(store.get(&code)))
-                    .await?
+        // A lookup that shared another client's load, refused by that
+        // client's budget, tries once more with its own.
+        let mut retried = false;
+        loop {
+            let ran = AtomicBool::new(false);
+            let store = &self.inner.store;
+            let load = || async {
+                ran.store(true, Ordering::Relaxed);
+                // Only a lookup that both caches miss reaches here. The miss
+                // is taken before the read, atomically, so concurrent
+                // lookups cannot all pass a check; and given back if the
+                // read found a link or failed. Past its budget a client is
+                // answered by the caches only, or 429.
+                let taken = match budget.map(|(ip, misses)| misses.take(ip, now)) {
+                    Some(Err(wait)) => {
+                        Metrics::inc(&self.inner.metrics.misses_refused);
+                        return Err(LinkError::TooManyMisses(wait));
+                    }
+                    Some(Ok(taken)) => Some(taken),
+                    None => None,
+                };
+                Metrics::inc(&self.inner.metrics.store_loads);
+                let read = self.within(store.get(&code)).await;
+                if let Some((taken, (_, misses))) = taken.zip(budget)
+                    && !matches!(read, Ok(None))
+                {
+                    misses.give_back(taken, now);
+                }
+                Ok(read?)
+            };
+            match self.inner.cache.get_or_load(&code, load).await {
+                Err(LinkError::TooManyMisses(_)) if !retried && !ran.load(Ordering::Relaxed) => {
+                    retried = true;
+                }
+                entry => return self.answer(code, entry?, now),
             }
-        };
-        if entry == Entry::Missing
-            && let Some((ip, misses)) = budget
-        {
-            misses.charge(ip, now);
         }
+    }
+
+    /// The answer to a redirect of `code` given what the caches or the store know.
+    fn answer(&self, code: Code, entry: Entry, now: DateTime<Utc>) -> Result<Arc<str>, LinkError> {
         match entry {
             Entry::Missing => Err(LinkError::NotFound),
             Entry::Deleted => Err(LinkError::Gone(Gone::Deleted)),

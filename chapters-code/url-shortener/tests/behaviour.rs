@@ -63,6 +63,7 @@ behaviours!(
     only_the_management_token_deletes_or_reads_stats,
     error_answers_say_how_long_caches_may_keep_them,
     a_scanner_is_refused_after_its_miss_budget,
+    concurrent_misses_cannot_overspend_the_budget,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -959,3 +960,44 @@ async fn a_scanner_is_refused_after_its_miss_budget<S: LinkStore>(b: Backend<S>)
     server.shutdown().await;
 }
 // ANCHOR_END: scanner_http_test
+
+// ANCHOR: concurrent_misses_test
+/// The budget is spent before the store is read, atomically: a scanner that
+/// sends many unknown codes at once (each store read slowed down so they
+/// all overlap) gets at most its burst of store reads, not one per request.
+async fn concurrent_misses_cannot_overspend_the_budget<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone()).with_get_delay(Duration::from_millis(300));
+    let budget = RateLimitConfig {
+        per_second: 1,
+        burst: 5,
+    };
+    let config = url_shortener::Config {
+        miss_limit: Some(budget.clone()),
+        ..b.config()
+    };
+    let server = b.serve(store.clone(), config).await;
+    let mut scan = JoinSet::new();
+    for i in 0..40 {
+        let client = server.client.clone();
+        scan.spawn(async move { client.get(&format!("/burst{i:03}")).await.status });
+    }
+    let statuses = scan.join_all().await;
+    let not_found = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NOT_FOUND)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(not_found + refused, statuses.len(), "{statuses:?}");
+    // The burst, plus at most what refilled while the requests arrived.
+    assert!(
+        not_found <= budget.burst as usize + 1,
+        "{not_found} store reads for a budget of {}: {statuses:?}",
+        budget.burst
+    );
+    assert_eq!(store.get_count(), not_found as u64);
+    server.shutdown().await;
+}
+// ANCHOR_END: concurrent_misses_test

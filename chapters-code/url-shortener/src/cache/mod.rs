@@ -95,8 +95,9 @@ impl Observer for Metrics {
             Event::RedisHit => Metrics::inc(&self.redis_hits),
             Event::RedisError => Metrics::inc(&self.redis_errors),
             Event::Garbage => Metrics::inc(&self.redis_garbage),
-            Event::Load => Metrics::inc(&self.store_loads),
-            Event::FillStored | Event::FillStale | Event::NegativeFull => {}
+            // Counted by the shortener where it reads the store: a load the
+            // miss budget refuses reads nothing.
+            Event::Load | Event::FillStored | Event::FillStale | Event::NegativeFull => {}
         }
     }
 }
@@ -147,12 +148,14 @@ impl LinkCache {
     /// filling Redis under the version seen before the store read.
     ///
     /// Concurrent calls for one code share a single execution of the Redis
-    /// and store steps when the moka layer is on. An error is not cached:
-    /// every waiter receives it and the next lookup tries again.
-    pub async fn get_or_load<F, Fut>(&self, code: &Code, load: F) -> Result<Entry, StoreError>
+    /// and store steps when the moka layer is on. An error (the store's, or
+    /// the caller's own from `load`) is not cached: every waiter receives it
+    /// and the next lookup tries again.
+    pub async fn get_or_load<F, Fut, E>(&self, code: &Code, load: F) -> Result<Entry, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Link>, StoreError>>,
+        Fut: Future<Output = Result<Option<Link>, E>>,
+        E: From<StoreError> + Clone + Send + Sync + 'static,
     {
         let load = || async { Ok(Entry::from_link(load().await?.as_ref())) };
         let Some(key) = key(code) else {
@@ -163,7 +166,7 @@ impl LinkCache {
             .await
             .map_err(|e| match e {
                 LoadError::Source(e) => e,
-                LoadError::Timeout(d) => StoreError::Timeout(d),
+                LoadError::Timeout(d) => StoreError::Timeout(d).into(),
             })
     }
     // ANCHOR_END: get_or_load
