@@ -592,7 +592,9 @@ fn options() -> Options {
 /// `page`: its `{#id}` if written, else its text lowercased, spaces as `-`,
 /// other punctuation dropped, `-1`, `-2`, ... after an id already used
 /// (mdBook's `id_from_content` and `unique_id`, which also number
-/// definition-list terms).
+/// definition-list terms). Headings of files the page includes are not
+/// seen (no included markdown file has one today); if one ever shifts an id,
+/// the built site's link check refuses the link, naming the checking page.
 pub fn heading_id_before(page: &str, at: usize) -> Option<String> {
     let mut used = HashSet::new();
     let mut last = None;
