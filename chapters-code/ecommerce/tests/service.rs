@@ -122,7 +122,30 @@ async fn bad_checkout_input_is_a_named_problem_and_changes_nothing() {
     let mut doubled = checkout_body();
     doubled["lines"] =
         json!([{"sku": "MUG-RED", "quantity": 1}, {"sku": "MUG-RED", "quantity": 1}]);
+    // More lines than an order may have: refused while parsing, before phase 1
+    // locks a product row (on PostgreSQL, FOR UPDATE on every SKU named).
+    let mut wide = checkout_body();
+    wide["lines"] = (0..=ecommerce::service::MAX_LINES)
+        .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1}))
+        .collect();
+    // A body past the limit is refused before it is parsed.
+    let mut huge = checkout_body();
+    huge["payment_method"] = json!("t".repeat(ecommerce::service::BODY_LIMIT));
     let cases: Vec<Case> = vec![
+        (
+            "too many lines",
+            vec![alice, ("idempotency-key", "k6")],
+            wide,
+            StatusCode::BAD_REQUEST,
+            "too-many-lines",
+        ),
+        (
+            "body too large",
+            vec![alice, ("idempotency-key", "k7")],
+            huge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+        ),
         (
             "unknown product",
             vec![alice, ("idempotency-key", "k1")],

@@ -45,6 +45,12 @@ pub enum ApiError {
     /// A SKU twice in one order.
     #[error("product {0} appears in two lines; send one line per product")]
     DuplicateLine(String),
+    /// An order with more than [`super::MAX_LINES`] lines.
+    #[error("an order has at most {max} lines, not {0}", max = super::MAX_LINES)]
+    TooManyLines(usize),
+    /// A body larger than [`super::BODY_LIMIT`].
+    #[error("a request body has at most {max} bytes", max = super::BODY_LIMIT)]
+    BodyTooLarge,
     /// An order with no lines.
     #[error("an order needs at least one line")]
     EmptyOrder,
@@ -106,6 +112,8 @@ impl ApiProblem for ApiError {
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Not yours"),
             ApiError::DuplicateLine(_) => (S::BAD_REQUEST, "duplicate-line", "Duplicate line"),
             ApiError::EmptyOrder => (S::BAD_REQUEST, "empty-order", "Empty order"),
+            ApiError::TooManyLines(_) => (S::BAD_REQUEST, "too-many-lines", "Too many lines"),
+            ApiError::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
             ApiError::Query(_) => (S::BAD_REQUEST, "invalid-query", "Invalid search query"),
             ApiError::ProductNotFound(_) => (S::NOT_FOUND, "unknown-product", "No such product"),
             ApiError::OrderNotFound(_) => (S::NOT_FOUND, "unknown-order", "No such order"),
@@ -325,6 +333,8 @@ mod tests {
             ApiError::Forbidden,
             ApiError::DuplicateLine(String::new()),
             ApiError::EmptyOrder,
+            ApiError::TooManyLines(0),
+            ApiError::BodyTooLarge,
             ApiError::Query(""),
             ApiError::ProductNotFound(String::new()),
             ApiError::OrderNotFound(String::new()),
@@ -341,6 +351,7 @@ mod tests {
             .into(),
             CheckoutError::Pricing(PricingError::Overflow).into(),
             CheckoutError::UnknownPromotion(String::new()).into(),
+            CheckoutError::OutOfStock.into(),
             CheckoutError::Payment(PaymentError::Timeout(std::time::Duration::ZERO)).into(),
             CheckoutError::ProviderUnavailable(crate::checkout::breaker::Refused {
                 retry_after: chrono::TimeDelta::seconds(1),

@@ -53,6 +53,11 @@ pub const ACCOUNT: &str = "x-account";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest search query, in bytes.
 pub const QUERY_MAX_LEN: usize = 200;
+/// Most lines in one checkout (each line's quantity is at most 99): phase 1
+/// locks one product row per line, so a request may not name thousands.
+pub const MAX_LINES: usize = 100;
+/// Largest request body, in bytes (axum's default is 2 MiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
 // ANCHOR_END: headers
 
 /// What every handler shares.
@@ -120,6 +125,7 @@ pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, 
         .route("/carts/{cart}/merge", post(merge::<S, C, P>))
         .route("/checkout", checkout)
         .route("/orders/{id}", get(order::<S, C, P>))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // The errors block's answer: a problem document with Retry-After.
         .layer(axum::middleware::from_fn(block_errors::timeout(
             crate::problem::PROBLEM_BASE,
@@ -131,6 +137,15 @@ pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, 
 
 fn malformed(e: impl std::fmt::Display) -> ApiError {
     ApiError::Malformed(e.to_string())
+}
+
+/// A JSON body refused: too large (past [`BODY_LIMIT`]), or malformed.
+fn bad_body(e: JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::BodyTooLarge
+    } else {
+        malformed(e)
+    }
 }
 
 fn account(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -254,7 +269,7 @@ async fn add_item<S: Store, C: CartStore, P: PaymentProvider>(
 ) -> Result<Json<CartView>, ApiError> {
     let Path(raw) = path.map_err(malformed)?;
     let id = cart_for(&raw, &headers)?;
-    let Json(line) = body.map_err(malformed)?;
+    let Json(line) = body.map_err(bad_body)?;
     let sku = Sku::parse(&line.sku)?;
     let quantity = Quantity::new(line.quantity)?;
     // An unknown product is bad input; stock is not checked: adding always succeeds.
@@ -286,7 +301,7 @@ async fn merge<S: Store, C: CartStore, P: PaymentProvider>(
 ) -> Result<Json<CartView>, ApiError> {
     let Path(raw) = path.map_err(malformed)?;
     let into = cart_for(&raw, &headers)?;
-    let Json(body) = body.map_err(malformed)?;
+    let Json(body) = body.map_err(bad_body)?;
     let from = CartId::parse(&body.from)?;
     if !body.from.starts_with("g-") {
         // Only a guest cart may be folded into another: never another account's.
@@ -316,12 +331,15 @@ pub struct CheckoutBody {
 impl CheckoutBody {
     /// The request, parsed; the first bad field is the error.
     pub fn parse(&self) -> Result<CheckoutRequest, ApiError> {
-        let mut lines = Vec::with_capacity(self.lines.len());
+        let mut lines = Vec::with_capacity(self.lines.len().min(MAX_LINES + 1));
         for l in &self.lines {
             lines.push((Sku::parse(&l.sku)?, Quantity::new(l.quantity)?));
         }
         if lines.is_empty() {
             return Err(ApiError::EmptyOrder);
+        }
+        if lines.len() > MAX_LINES {
+            return Err(ApiError::TooManyLines(lines.len()));
         }
         lines.sort();
         if let Some(w) = lines.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -359,7 +377,7 @@ async fn checkout<S: Store, C: CartStore, P: PaymentProvider>(
         .get(IDEMPOTENCY_KEY)
         .ok_or(ApiError::MissingKey)
         .and_then(|v| Ok(IdempotencyKey::parse(v.as_bytes())?))?;
-    let Json(body) = body.map_err(malformed)?;
+    let Json(body) = body.map_err(bad_body)?;
     let request = body.parse()?;
     let scope = KeyScope {
         account: account.clone(),
