@@ -2,8 +2,8 @@
 -- is written against it.
 --
 -- The invariant, "stock never goes below zero and never more is promised
--- than is on hand", is three CHECK constraints on `stock`. The store's
--- statements also guard their UPDATEs (`WHERE on_hand - reserved >= $n`) so
+-- than is on hand", is four CHECK constraints on `stock`. The store's
+-- statements also guard their UPDATEs (`WHERE on_hand - reserved - committed >= $n`) so
 -- that a refusal is a normal answer and not an error, but the CHECKs are
 -- what holds when some other code path, a script or a bug writes to the
 -- table: `tests/invariant.rs` shows a check-then-act writer held to the
@@ -20,20 +20,24 @@ CREATE TABLE warehouses (
 -- ANCHOR_END: catalog
 
 -- ANCHOR: stock
--- One row per (SKU, warehouse). `available` is not a column: it is
--- on_hand - reserved, computed where it is read, so it cannot drift.
+-- One row per (SKU, warehouse). `on_hand` is what is on the shelf, so a
+-- sale (commit) moves units from `reserved` to `committed` and leaves it
+-- alone; shipping takes them off. `available` is not a column: it is
+-- on_hand - reserved - committed, computed where it is read, so it cannot drift.
 CREATE TABLE stock (
     sku       text   NOT NULL REFERENCES skus (sku),
     warehouse text   NOT NULL REFERENCES warehouses (code),
     on_hand   bigint NOT NULL DEFAULT 0,
     reserved  bigint NOT NULL DEFAULT 0,
+    committed bigint NOT NULL DEFAULT 0,
     -- Bumped by every movement; readers use it to drop stale or repeated events.
     version   bigint NOT NULL DEFAULT 0 CHECK (version >= 0),
     PRIMARY KEY (sku, warehouse),
     -- ANCHOR: checks
-    CONSTRAINT on_hand_not_negative  CHECK (on_hand >= 0),
-    CONSTRAINT reserved_not_negative CHECK (reserved >= 0),
-    CONSTRAINT never_oversold        CHECK (reserved <= on_hand)
+    CONSTRAINT on_hand_not_negative   CHECK (on_hand >= 0),
+    CONSTRAINT reserved_not_negative  CHECK (reserved >= 0),
+    CONSTRAINT committed_not_negative CHECK (committed >= 0),
+    CONSTRAINT never_oversold         CHECK (reserved + committed <= on_hand)
     -- ANCHOR_END: checks
 );
 -- ANCHOR_END: stock
@@ -45,10 +49,12 @@ CREATE TABLE reservations (
     warehouse  text        NOT NULL,
     qty        bigint      NOT NULL CHECK (qty > 0),
     state      text        NOT NULL
-        CHECK (state IN ('held', 'committed', 'released', 'expired')),
+        CHECK (state IN ('held', 'committed', 'shipped', 'released', 'expired')),
     expires_at timestamptz NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL CHECK (updated_at >= created_at),
+    -- Audit times from the database's clock, never an instance's: two
+    -- instances' clocks differ, and no rule compares these two.
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     FOREIGN KEY (sku, warehouse) REFERENCES stock (sku, warehouse)
 );
 
@@ -69,10 +75,12 @@ CREATE TABLE movements (
     kind           text        NOT NULL,
     d_on_hand      bigint      NOT NULL,
     d_reserved     bigint      NOT NULL,
+    d_committed    bigint      NOT NULL,
     -- The balance and version right after this movement: an event carries
     -- them, so a reader can apply events idempotently and in any order.
     on_hand_after  bigint      NOT NULL,
     reserved_after bigint      NOT NULL,
+    committed_after bigint     NOT NULL,
     version        bigint      NOT NULL,
     reservation_id uuid        REFERENCES reservations (id),
     at             timestamptz NOT NULL,
@@ -80,15 +88,17 @@ CREATE TABLE movements (
     UNIQUE (sku, warehouse, version),
     -- Each kind moves exactly its columns, in its direction.
     CHECK (CASE kind
-        WHEN 'receive' THEN d_on_hand > 0 AND d_reserved = 0
-        WHEN 'reserve' THEN d_on_hand = 0 AND d_reserved > 0
-        WHEN 'commit'  THEN d_on_hand < 0 AND d_reserved = d_on_hand
-        WHEN 'release' THEN d_on_hand = 0 AND d_reserved < 0
-        WHEN 'expire'  THEN d_on_hand = 0 AND d_reserved < 0
-        WHEN 'adjust'  THEN d_on_hand <> 0 AND d_reserved = 0
+        WHEN 'receive' THEN d_on_hand > 0 AND d_reserved = 0 AND d_committed = 0
+        WHEN 'reserve' THEN d_on_hand = 0 AND d_reserved > 0 AND d_committed = 0
+        WHEN 'commit'  THEN d_on_hand = 0 AND d_reserved < 0 AND d_committed = -d_reserved
+        WHEN 'ship'    THEN d_on_hand < 0 AND d_reserved = 0 AND d_committed = d_on_hand
+        WHEN 'release' THEN d_on_hand = 0 AND d_reserved < 0 AND d_committed = 0
+        WHEN 'expire'  THEN d_on_hand = 0 AND d_reserved < 0 AND d_committed = 0
+        WHEN 'adjust'  THEN d_on_hand <> 0 AND d_reserved = 0 AND d_committed = 0
         ELSE false END),
     -- Reservation movements name their reservation; the others do not.
-    CHECK ((reservation_id IS NOT NULL) = (kind IN ('reserve', 'commit', 'release', 'expire')))
+    CHECK ((reservation_id IS NOT NULL)
+           = (kind IN ('reserve', 'commit', 'ship', 'release', 'expire')))
 );
 
 CREATE FUNCTION movements_are_append_only() RETURNS trigger

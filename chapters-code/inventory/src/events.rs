@@ -45,6 +45,9 @@ pub struct StockEvent {
     pub d_on_hand: i64,
     /// Change of reserved.
     pub d_reserved: i64,
+    /// Change of committed (sold, not shipped).
+    #[serde(default)]
+    pub d_committed: i64,
     /// The balance right after the movement.
     pub after: Balance,
     /// The position's version right after the movement.
@@ -98,8 +101,8 @@ impl Relay {
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: several relays share the work without waiting on each other.
         let rows = sqlx::query(
-            "SELECT m.id, m.sku, m.warehouse, m.kind, m.d_on_hand, m.d_reserved,
-                    m.on_hand_after, m.reserved_after, m.version,
+            "SELECT m.id, m.sku, m.warehouse, m.kind, m.d_on_hand, m.d_reserved, m.d_committed,
+                    m.on_hand_after, m.reserved_after, m.committed_after, m.version,
                     (extract(epoch FROM m.at) * 1000)::bigint AS at_ms
                FROM outbox AS o JOIN movements AS m ON m.id = o.movement_id
               ORDER BY o.movement_id LIMIT $1
@@ -152,9 +155,11 @@ fn decode_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<StockEvent> {
             .ok_or_else(|| anyhow::anyhow!("movement kind {kind:?}"))?,
         d_on_hand: row.try_get("d_on_hand")?,
         d_reserved: row.try_get("d_reserved")?,
+        d_committed: row.try_get("d_committed")?,
         after: Balance {
             on_hand: row.try_get("on_hand_after")?,
             reserved: row.try_get("reserved_after")?,
+            committed: row.try_get("committed_after")?,
         },
         version: row.try_get("version")?,
         at_ms: row.try_get("at_ms")?,
@@ -207,6 +212,7 @@ impl DeltaModel {
         let b = self.positions.entry(e.key.clone()).or_default();
         b.on_hand += e.d_on_hand;
         b.reserved += e.d_reserved;
+        b.committed += e.d_committed;
     }
 
     /// The summed balance of `key`.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::domain::state_diagram_mermaid;
-use crate::store::{RESERVE_SQL, STOCK_SQL};
+use crate::store::{LAZY_RECLAIM_LIMIT, RESERVE_SQL, STOCK_SQL};
 
 /// The chapter's schema, applied to every fresh database a generator uses.
 const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/schema.sql");
@@ -56,7 +56,8 @@ fn plans(admin_url: &str) -> Result<Vec<(&'static str, String)>> {
             let stock = STOCK_SQL
                 .replace("$1", "'S-42'")
                 .replace("$2", "'AMS-1'")
-                .replace("$3", "timestamptz '2030-01-01 00:05+00'");
+                .replace("$3", "timestamptz '2030-01-01 00:05+00'")
+                .replace("$4", &LAZY_RECLAIM_LIMIT.to_string());
             let due = "SELECT id FROM reservations
               WHERE state = 'held' AND expires_at <= timestamptz '2030-01-01 00:05+00'
               ORDER BY expires_at LIMIT 100";

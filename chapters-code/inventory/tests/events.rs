@@ -151,10 +151,13 @@ async fn a_consumer_restart_loses_and_double_counts_nothing() {
         let extra = duplicates
             .iter()
             .filter(|e| &e.key == k)
-            .fold((0, 0), |(a, b), e| (a + e.d_on_hand, b + e.d_reserved));
+            .fold((0, 0, 0), |(a, b, c), e| {
+                (a + e.d_on_hand, b + e.d_reserved, c + e.d_committed)
+            });
         let want_naive = Balance {
             on_hand: db.balance.on_hand + extra.0,
             reserved: db.balance.reserved + extra.1,
+            committed: db.balance.committed + extra.2,
         };
         assert_eq!(naive.get(k), Some(want_naive), "{k}");
     }

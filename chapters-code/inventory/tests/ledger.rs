@@ -19,9 +19,12 @@ enum Op {
     Receive(usize, i64),
     Reserve(usize, i64, i64),
     Commit(usize),
+    Ship(usize),
     Release(usize),
     Expire(usize),
-    Adjust(usize, i64),
+    /// A count, posted with the on-hand figure read just before, or (when
+    /// the flag is set) one unit off it, as if the shelf changed meanwhile.
+    Adjust(usize, i64, bool),
     Sweep,
     Wait(i64),
 }
@@ -31,9 +34,10 @@ fn op() -> impl Strategy<Value = Op> {
         (0..2usize, 1..20i64).prop_map(|(k, q)| Op::Receive(k, q)),
         (0..2usize, 1..8i64, 1..120i64).prop_map(|(k, q, ttl)| Op::Reserve(k, q, ttl)),
         (0..40usize).prop_map(Op::Commit),
+        (0..40usize).prop_map(Op::Ship),
         (0..40usize).prop_map(Op::Release),
         (0..40usize).prop_map(Op::Expire),
-        (0..2usize, 0..30i64).prop_map(|(k, c)| Op::Adjust(k, c)),
+        (0..2usize, 0..30i64, prop::bool::weighted(0.2)).prop_map(|(k, c, s)| Op::Adjust(k, c, s)),
         Just(Op::Sweep),
         (1..90i64).prop_map(Op::Wait),
     ]
@@ -50,8 +54,13 @@ async fn check_history<S: InventoryStore>(store: &S, keys: &[StockKey; 2], ops: 
     for op in ops {
         // What a reader sees: lapsed holds count as available (a refused
         // reserve may reclaim them lazily, which changes `reserved` but not this).
-        let effective =
-            |s: inventory::store::Stock| (s.balance.on_hand, s.balance.reserved - s.reclaimable);
+        let effective = |s: inventory::store::Stock| {
+            (
+                s.balance.on_hand,
+                s.balance.reserved - s.reclaimable,
+                s.balance.committed,
+            )
+        };
         let before = [
             effective(store.stock(&keys[0], now).await.expect("stock")),
             effective(store.stock(&keys[1], now).await.expect("stock")),
@@ -74,6 +83,10 @@ async fn check_history<S: InventoryStore>(store: &S, keys: &[StockKey; 2], ops: 
                 Some(id) => store.commit(id, now).await.is_err(),
                 None => true,
             },
+            Op::Ship(i) => match pick(&ids, *i) {
+                Some(id) => store.ship(id, now).await.is_err(),
+                None => true,
+            },
             Op::Release(i) => match pick(&ids, *i) {
                 Some(id) => store.release(id, now).await.is_err(),
                 None => true,
@@ -82,7 +95,19 @@ async fn check_history<S: InventoryStore>(store: &S, keys: &[StockKey; 2], ops: 
                 Some(id) => store.expire(id, now).await.is_err(),
                 None => true,
             },
-            Op::Adjust(k, c) => store.adjust(&keys[*k], count(*c), now).await.is_err(),
+            Op::Adjust(k, c, stale) => {
+                let on_hand = store
+                    .stock(&keys[*k], now)
+                    .await
+                    .expect("stock")
+                    .balance
+                    .on_hand;
+                let seen = if *stale { on_hand + 1 } else { on_hand };
+                store
+                    .adjust(&keys[*k], count(*c), count(seen), now)
+                    .await
+                    .is_err()
+            }
             Op::Sweep => store.expire_due(now, 1_000).await.is_err(),
             Op::Wait(s) => {
                 now += TimeDelta::seconds(*s);

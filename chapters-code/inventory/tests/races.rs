@@ -91,9 +91,9 @@ async fn confirm_and_expire_race_has_exactly_one_outcome() {
     let s = store.stock(&k, t0()).await.expect("stock");
     assert_eq!(s.balance.reserved, 0, "every hold ended one way");
     assert_eq!(
-        s.balance.on_hand,
-        100 - committed,
-        "committed units left, expired came back"
+        (s.balance.committed, s.balance.available()),
+        (committed, 100 - committed),
+        "committed units are sold, expired came back"
     );
     let folded = fold(&store.movements(&k).await.expect("ledger"));
     assert_eq!(folded.get(&k).copied(), Some(s.balance));
@@ -130,14 +130,17 @@ async fn concurrent_retries_of_one_commit_move_stock_once() {
     }
     assert_eq!(fresh, 1, "one commit moved stock; the rest were replays");
     let s = store.stock(&k, t0()).await.expect("stock");
-    assert_eq!((s.balance.on_hand, s.balance.reserved), (6, 0));
+    assert_eq!(
+        (s.balance.on_hand, s.balance.reserved, s.balance.committed),
+        (10, 0, 4)
+    );
 }
 
 /// Clients that reserve one unit at a time and keep it: `reserved` climbs
 /// under the counts.
 const HOLDERS: usize = 4;
-/// Clients that reserve one unit and commit it at once: sales that take
-/// units off `on_hand`, racing the counts.
+/// Clients that reserve one unit and commit it at once: sales that move
+/// units to `committed` (not off `on_hand`), racing the counts.
 const SELLERS: usize = 4;
 /// Clients posting stock counts on the same position.
 const COUNTERS: usize = 4;
@@ -162,7 +165,7 @@ struct Counted {
     at: DateTime<Utc>,
     /// The units counted.
     counted: i64,
-    /// `reserved` as the counter read it just before counting.
+    /// `reserved + committed` as the counter read it just before counting.
     seen: i64,
     /// What the store answered.
     answer: Result<Stock, StoreError>,
@@ -175,8 +178,10 @@ struct Moved {
     kind: String,
     d_on_hand: i64,
     d_reserved: i64,
+    d_committed: i64,
     on_hand_after: i64,
     reserved_after: i64,
+    committed_after: i64,
     at: DateTime<Utc>,
 }
 
@@ -199,16 +204,18 @@ async fn count_race_client(store: &PgStore, k: &StockKey, c: usize) -> Tally {
                 t.sold += 1;
             }
         } else {
-            // A count just around what is reserved (one below to three
-            // above), every fifth a restock so the sales go on.
-            let seen = store.stock(k, t0()).await.expect("stock").balance.reserved;
+            // A count just around what is promised (one below to three
+            // above), every fifth a restock so the sales go on; posted with
+            // the on-hand figure the counter read first.
+            let b = store.stock(k, t0()).await.expect("stock").balance;
+            let seen = b.promised();
             let counted = if r % 5 == 4 {
                 seen + 40
             } else {
                 (seen + ((c + r) % 5) as i64 - 1).max(0)
             };
             let at = t0() + TimeDelta::milliseconds(1 + (c * ROUNDS + r) as i64);
-            let answer = store.adjust(k, count(counted), at).await;
+            let answer = store.adjust(k, count(counted), count(b.on_hand), at).await;
             t.counts.push(Counted {
                 at,
                 counted,
@@ -247,7 +254,8 @@ async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved()
     }
 
     let ledger: Vec<Moved> = sqlx::query_as(
-        "SELECT version, kind, d_on_hand, d_reserved, on_hand_after, reserved_after, at
+        "SELECT version, kind, d_on_hand, d_reserved, d_committed,
+                on_hand_after, reserved_after, committed_after, at
            FROM movements ORDER BY version",
     )
     .fetch_all(&db.pool)
@@ -255,31 +263,39 @@ async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved()
     .expect("ledger");
     // Replaying it in version order gives every row's recorded balance, so
     // no count took its delta from an `on_hand` another writer had already
-    // replaced; and no row has more reserved than on hand.
-    let (mut on_hand, mut reserved) = (0, 0);
+    // replaced; and no row promises more than is on hand.
+    let (mut on_hand, mut reserved, mut committed) = (0, 0, 0);
     for (i, m) in ledger.iter().enumerate() {
-        (on_hand, reserved) = (on_hand + m.d_on_hand, reserved + m.d_reserved);
+        (on_hand, reserved, committed) = (
+            on_hand + m.d_on_hand,
+            reserved + m.d_reserved,
+            committed + m.d_committed,
+        );
         assert_eq!(m.version, i as i64 + 1, "one version per movement");
         assert_eq!(
-            (on_hand, reserved),
-            (m.on_hand_after, m.reserved_after),
+            (on_hand, reserved, committed),
+            (m.on_hand_after, m.reserved_after, m.committed_after),
             "{} at version {} does not replay",
             m.kind,
             m.version
         );
-        assert!(m.reserved_after <= m.on_hand_after, "oversold: {m:?}");
+        assert!(
+            m.reserved_after + m.committed_after <= m.on_hand_after,
+            "oversold: {m:?}"
+        );
     }
 
     // Each count either set `on_hand` (its answer is the row it left, and
-    // that row's movement records the count) or was refused by the guard,
-    // by name, without a movement.
-    let (mut refused, mut raced_refusals) = (0, 0);
+    // that row's movement records the count) or was refused by a guard, by
+    // name, without a movement: below what is promised, or stale because
+    // another count changed `on_hand` after this counter read it.
+    let (mut refused, mut raced_refusals, mut stale) = (0, 0, 0);
     for c in &counts {
         let mine: Vec<&Moved> = ledger.iter().filter(|m| m.at == c.at).collect();
         match &c.answer {
             Ok(s) => {
                 assert_eq!(s.balance.on_hand, c.counted, "the count is what is on hand");
-                assert!(s.balance.reserved <= c.counted);
+                assert!(s.balance.promised() <= c.counted);
                 let row = ledger.iter().find(|m| m.version == s.version);
                 assert_eq!(row.map(|m| m.on_hand_after), Some(c.counted), "{s:?}");
                 // A count equal to `on_hand` moves nothing; else one movement.
@@ -295,12 +311,20 @@ async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved()
                     raced_refusals += 1; // legal when chosen; a hold came in first
                 }
             }
+            Err(StoreError::CountStale { .. }) => {
+                assert!(mine.is_empty(), "a stale count moved stock: {mine:?}");
+                stale += 1;
+            }
             Err(e) => panic!("unexpected answer to a count: {e:?}"),
         }
     }
 
     let s = store.stock(&k, t0()).await.expect("stock");
     assert_eq!(s.balance.reserved, held, "every kept hold is reserved");
+    assert_eq!(
+        s.balance.committed, sold,
+        "every sale is committed, not shipped"
+    );
     assert!(s.balance.is_valid(), "{:?}", s.balance);
     let folded = fold(&store.movements(&k).await.expect("ledger"));
     assert_eq!(
@@ -319,8 +343,8 @@ async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved()
         .count();
     assert!(sold > 0 && held > 0, "sold {sold}, held {held}");
     assert!(
-        refused > 0 && raced_refusals > 0,
-        "{refused} counts refused, {raced_refusals} of them raced"
+        refused > 0 && raced_refusals > 0 && stale > 0,
+        "{refused} counts refused, {raced_refusals} of them raced, {stale} stale"
     );
     assert!(
         switches > 4,

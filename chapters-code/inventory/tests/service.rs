@@ -96,7 +96,11 @@ async fn reserve_commit_release_over_http() {
         "commit is idempotent"
     );
     let a = availability(&app).await;
-    assert_eq!((a.on_hand, a.reserved, a.available), (3, 0, 3));
+    // Sold, not shipped: still on hand, no longer available.
+    assert_eq!(
+        (a.on_hand, a.reserved, a.committed, a.available),
+        (5, 0, 2, 3)
+    );
 
     let (_, v) = call(
         &app,
@@ -118,10 +122,13 @@ async fn reserve_commit_release_over_http() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/adjust",
-        json!({"counted": 2}),
+        json!({"counted": 2, "seen_on_hand": 5}),
     )
     .await;
-    assert_eq!((s, v["on_hand"].as_i64()), (StatusCode::OK, Some(2)));
+    assert_eq!(
+        (s, v["on_hand"].as_i64(), v["available"].as_i64()),
+        (StatusCode::OK, Some(2), Some(0))
+    );
     let (s, v) = call(&app, "GET", &format!("/reservations/{id}"), Value::Null).await;
     assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("released")));
 }
@@ -187,7 +194,7 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/adjust".into(),
-            json!({"counted": -1}),
+            json!({"counted": -1, "seen_on_hand": 5}),
             400,
             "invalid-quantity",
         ),
@@ -257,9 +264,23 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/adjust".into(),
-            json!({"counted": 0}),
+            json!({"counted": 0, "seen_on_hand": 5}),
             409,
             "count-below-reserved",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/adjust".into(),
+            json!({"counted": 9, "seen_on_hand": 4}),
+            409,
+            "count-stale",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/adjust".into(),
+            json!({"counted": 9}),
+            400,
+            "malformed-request",
         ),
         (
             "POST",
@@ -375,7 +396,20 @@ async fn the_same_routes_work_on_postgres() {
         )
     );
     let a = availability(&app).await;
-    assert_eq!((a.on_hand, a.reserved, a.available), (0, 0, 0));
+    assert_eq!((a.on_hand, a.committed, a.available), (5, 5, 0));
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/reservations/{id}/ship"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("shipped")));
+    let a = availability(&app).await;
+    assert_eq!(
+        (a.on_hand, a.reserved, a.committed, a.available),
+        (0, 0, 0, 0)
+    );
 }
 
 // ANCHOR: stalled_writer

@@ -37,6 +37,10 @@ both!(
 both!(the_sweeper_expires_only_lapsed_holds, sweeper);
 both!(bad_input_changes_nothing, bad_input);
 both!(a_count_adjusts_on_hand_but_never_below_reserved, adjust);
+both!(
+    a_count_taken_before_a_sale_does_not_put_the_sold_unit_back,
+    count_after_sale
+);
 
 const TTL: TimeDelta = TimeDelta::minutes(10);
 
@@ -58,9 +62,9 @@ async fn idempotent<S: InventoryStore>(store: &S) {
     assert_eq!(again.reservation.state, State::Committed);
     let s = store.stock(&k, t0()).await.expect("stock");
     assert_eq!(
-        (s.balance.on_hand, s.balance.reserved),
-        (7, 0),
-        "units left once"
+        (s.balance.on_hand, s.balance.reserved, s.balance.committed),
+        (10, 0, 3),
+        "units sold once"
     );
     // Release after commit is refused, and changes nothing.
     assert!(matches!(
@@ -81,8 +85,15 @@ async fn idempotent<S: InventoryStore>(store: &S) {
         store.commit(b.id, t0()).await,
         Err(StoreError::Transition(TransitionError::Illegal { .. }))
     ));
+    // Shipping is idempotent too, and a commit retried after it is a replay.
+    assert!(!store.ship(a.id, t0()).await.expect("ship").replayed);
+    assert!(store.ship(a.id, t0()).await.expect("ship again").replayed);
+    assert!(store.commit(a.id, t0()).await.expect("late retry").replayed);
     let s = store.stock(&k, t0()).await.expect("stock");
-    assert_eq!((s.balance.on_hand, s.balance.reserved), (7, 0));
+    assert_eq!(
+        (s.balance.on_hand, s.balance.reserved, s.balance.committed),
+        (7, 0, 0)
+    );
     ledger_agrees(store, &k).await;
 }
 // ANCHOR_END: idempotent
@@ -220,24 +231,126 @@ async fn adjust<S: InventoryStore>(store: &S) {
     stocked(store, &k, 10).await;
     store.reserve(&k, qty(4), TTL, t0()).await.expect("reserve");
     assert!(matches!(
-        store.adjust(&k, count(3), t0()).await,
+        store.adjust(&k, count(3), count(10), t0()).await,
         Err(StoreError::CountBelowReserved {
             counted: 3,
             reserved: 4,
             ..
         })
     ));
-    let s = store.adjust(&k, count(8), t0()).await.expect("adjust");
+    let s = store
+        .adjust(&k, count(8), count(10), t0())
+        .await
+        .expect("adjust");
     assert_eq!((s.balance.on_hand, s.balance.reserved), (8, 4));
     // Counting the same again records nothing.
     let n = store.movements(&k).await.expect("ledger").len();
-    store.adjust(&k, count(8), t0()).await.expect("adjust");
+    store
+        .adjust(&k, count(8), count(8), t0())
+        .await
+        .expect("adjust");
     assert_eq!(store.movements(&k).await.expect("ledger").len(), n);
     // A known SKU never stocked in this warehouse can be counted from zero.
     let fresh = key("SHOE-42", "BER-1");
     stocked(store, &fresh, 0).await;
-    let s = store.adjust(&fresh, count(2), t0()).await.expect("adjust");
+    let s = store
+        .adjust(&fresh, count(2), count(0), t0())
+        .await
+        .expect("adjust");
     assert_eq!(s.balance.on_hand, 2);
     ledger_agrees(store, &k).await;
     ledger_agrees(store, &fresh).await;
+}
+
+// ANCHOR: count_vs_commit
+/// Finding 1 of issue 28: a count taken before a sale and posted after it.
+/// The sold unit is still on the shelf, so the count is right and the sale
+/// stays sold; a count taken before a shipment is stale and refused.
+async fn count_after_sale<S: InventoryStore>(store: &S) {
+    let k = key("SHOE-42", "AMS-1");
+    stocked(store, &k, 10).await;
+    // The counter reads the position, then walks to the shelf.
+    let seen = store.stock(&k, t0()).await.expect("stock").balance.on_hand;
+    // Meanwhile a checkout pays for one unit; it has not shipped.
+    let r = store.reserve(&k, qty(1), TTL, t0()).await.expect("reserve");
+    store.commit(r.id, t0()).await.expect("commit");
+    // The count finds all ten on the shelf (the sold one included).
+    let s = store
+        .adjust(&k, count(10), count(seen), t0())
+        .await
+        .expect("a count across a sale is current");
+    assert_eq!(
+        (s.balance.on_hand, s.balance.committed, s.available_now()),
+        (10, 1, 9),
+        "the sold unit is not for sale again"
+    );
+    // A second count starts, then the sold unit ships before it is posted.
+    let seen = s.balance.on_hand;
+    store.ship(r.id, t0()).await.expect("ship");
+    let ledger = store.movements(&k).await.expect("ledger").len();
+    assert!(matches!(
+        store.adjust(&k, count(10), count(seen), t0()).await,
+        Err(StoreError::CountStale {
+            seen: 10,
+            on_hand: 9,
+            ..
+        })
+    ));
+    assert_eq!(store.movements(&k).await.expect("ledger").len(), ledger);
+    let s = store.stock(&k, t0()).await.expect("stock");
+    assert_eq!(
+        (s.balance.on_hand, s.balance.committed, s.available_now()),
+        (9, 0, 9)
+    );
+    ledger_agrees(store, &k).await;
+}
+// ANCHOR_END: count_vs_commit
+
+both!(
+    availability_promises_only_what_one_reserve_reclaims,
+    reclaim_bound
+);
+
+/// `available_now` counts lapsed holds only up to what one reserve reclaims
+/// (finding 6 of issue 28: it counted all of them, so a reader was promised
+/// units a reserve refused).
+async fn reclaim_bound<S: InventoryStore>(store: &S) {
+    let k = key("SHOE-42", "AMS-1");
+    let limit = i64::from(inventory::store::LAZY_RECLAIM_LIMIT);
+    let holds = limit + limit / 2;
+    stocked(store, &k, holds).await;
+    for _ in 0..holds {
+        store
+            .reserve(&k, qty(1), TimeDelta::seconds(1), t0())
+            .await
+            .expect("reserve");
+    }
+    let later = t0() + TimeDelta::seconds(2);
+    let s = store.stock(&k, later).await.expect("stock");
+    assert_eq!(s.available_now(), limit, "{s:?}");
+    assert!(matches!(
+        store.reserve(&k, qty(limit + 1), TTL, later).await,
+        Err(StoreError::OutOfStock { .. })
+    ));
+    store
+        .reserve(&k, qty(limit), TTL, later)
+        .await
+        .expect("what availability promised");
+    ledger_agrees(store, &k).await;
+}
+
+/// Two instances' clocks differ: a commit judged by a clock a second behind
+/// the reserving instance's is a commit, not a CHECK violation and a 500
+/// (finding 6 of issue 28: `updated_at >= created_at` compared the two).
+#[tokio::test]
+async fn a_commit_on_a_clock_behind_the_reserving_instance_succeeds() {
+    let Some((_db, store)) = pg_store(4).await else {
+        return;
+    };
+    let k = key("SHOE-42", "AMS-1");
+    stocked(&store, &k, 10).await;
+    let r = store.reserve(&k, qty(1), TTL, t0()).await.expect("reserve");
+    let behind = t0() - TimeDelta::seconds(1);
+    let o = store.commit(r.id, behind).await.expect("commit");
+    assert_eq!(o.reservation.state, State::Committed);
 }

@@ -22,8 +22,10 @@ pub const MAX_TTL_SECS: i64 = 3_600;
 pub enum State {
     /// Units are held for a checkout until `expires_at`.
     Held,
-    /// Paid: the units left stock.
+    /// Paid: the units are sold, still on the shelf until they ship.
     Committed,
+    /// The sold units left the building.
+    Shipped,
     /// The customer cancelled: the units are available again.
     Released,
     /// The hold ran out: the units are available again.
@@ -36,6 +38,8 @@ pub enum State {
 pub enum Event {
     /// Payment succeeded.
     Commit,
+    /// The warehouse sent the sold units out.
+    Ship,
     /// The checkout was abandoned or cancelled.
     Release,
     /// The clock passed `expires_at` (the sweeper, or a reserve that reclaims lazily).
@@ -52,18 +56,20 @@ pub const TRANSITIONS: &[(State, Event, State)] = &[
     (Held, Commit, Committed),
     (Held, Release, Released),
     (Held, Expire, Expired),
+    (Committed, Ship, Shipped),
 ];
 // ANCHOR_END: transitions
 
 impl State {
     /// Every state, in diagram order.
-    pub const ALL: [State; 4] = [Held, Committed, Released, Expired];
+    pub const ALL: [State; 5] = [Held, Committed, Shipped, Released, Expired];
 
     /// The name used in JSON and in the `reservations.state` column.
     pub fn as_str(self) -> &'static str {
         match self {
             Held => "held",
             Committed => "committed",
+            Shipped => "shipped",
             Released => "released",
             Expired => "expired",
         }
@@ -85,6 +91,7 @@ impl Event {
     pub fn as_str(self) -> &'static str {
         match self {
             Commit => "commit",
+            Ship => "ship",
             Release => "release",
             Expire => "expire",
         }
@@ -169,9 +176,13 @@ pub fn decide(
             expires_at: r.expires_at,
         }),
         // A release after an expiry wanted the units back; they are back.
-        (Committed, Commit) | (Released, Release) | (Expired, Release) | (Expired, Expire) => {
-            Ok(Decision::AlreadyDone)
-        }
+        // A commit retried after the units shipped was done long ago.
+        (Committed, Commit)
+        | (Shipped, Commit)
+        | (Shipped, Ship)
+        | (Released, Release)
+        | (Expired, Release)
+        | (Expired, Expire) => Ok(Decision::AlreadyDone),
         (Expired, Commit) => Err(TransitionError::HoldExpired {
             expires_at: r.expires_at,
         }),
@@ -242,6 +253,16 @@ mod tests {
         let now = t - TimeDelta::seconds(1);
         for (state, event, want) in [
             (Committed, Commit, Ok(Decision::AlreadyDone)),
+            (Shipped, Commit, Ok(Decision::AlreadyDone)),
+            (Shipped, Ship, Ok(Decision::AlreadyDone)),
+            (
+                Held,
+                Ship,
+                Err(TransitionError::Illegal {
+                    from: Held,
+                    event: Ship,
+                }),
+            ),
             (Released, Release, Ok(Decision::AlreadyDone)),
             (Expired, Release, Ok(Decision::AlreadyDone)),
             (Expired, Expire, Ok(Decision::AlreadyDone)),
@@ -281,7 +302,8 @@ mod tests {
                 held --> committed: commit
                 held --> released: release
                 held --> expired: expire
-                committed --> [*]
+                committed --> shipped: ship
+                shipped --> [*]
                 released --> [*]
                 expired --> [*]
             ```

@@ -408,16 +408,30 @@ impl Rung for StoreRung {
                 .await?;
             // Reset in place (movements are append-only, so the counters are
             // set directly; these positions' ledgers are not checked here).
+            // The previous run's holds are closed in the same transaction:
+            // left open, they would lapse during the next run and a lazy
+            // reclaim would give back units the reset already counted.
+            let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO stock (sku, warehouse, on_hand, reserved)
-                 SELECT unnest($1::text[]), $2, $3, 0
-                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = $3, reserved = 0",
+                "UPDATE reservations SET state = 'released', updated_at = clock_timestamp()
+                  WHERE sku = ANY($1) AND warehouse = $2 AND state = 'held'",
+            )
+            .bind(&skus)
+            .bind(&warehouse)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO stock (sku, warehouse, on_hand, reserved, committed)
+                 SELECT unnest($1::text[]), $2, $3, 0, 0
+                 ON CONFLICT (sku, warehouse)
+                 DO UPDATE SET on_hand = $3, reserved = 0, committed = 0",
             )
             .bind(&skus)
             .bind(&warehouse)
             .bind(units)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(())
         })
     }

@@ -6,7 +6,7 @@ use block_errors::{ApiProblem, Class, INTERNAL, class_problem, classify_sqlx};
 /// The body of every error response: the errors block's problem document.
 pub use block_errors::Problem;
 
-use crate::domain::{CodeError, QtyError, State, TransitionError};
+use crate::domain::{CodeError, Event, QtyError, State, TransitionError};
 use crate::store::StoreError;
 
 /// The start of every problem `type` URI: the chapter's page of problem
@@ -68,6 +68,8 @@ impl ApiError {
         ("already-committed", 409),
         ("already-released", 409),
         ("count-below-reserved", 409),
+        ("count-stale", 409),
+        ("not-committed", 409),
         ("unavailable", 503),
         ("internal", 500),
     ];
@@ -109,7 +111,11 @@ impl ApiProblem for ApiError {
                         (S::CONFLICT, "hold-expired", "The hold expired")
                     }
                     TransitionError::Illegal {
-                        from: State::Committed,
+                        from: State::Held,
+                        event: Event::Ship,
+                    } => (S::CONFLICT, "not-committed", "Reservation not committed"),
+                    TransitionError::Illegal {
+                        from: State::Committed | State::Shipped,
                         ..
                     } => (
                         S::CONFLICT,
@@ -127,6 +133,7 @@ impl ApiProblem for ApiError {
                     "count-below-reserved",
                     "Count below reserved units",
                 ),
+                E::CountStale { .. } => (S::CONFLICT, "count-stale", "The count is stale"),
                 // The errors block's class: 503 for what a retry may cure.
                 E::Database(e) => class_problem(classify_sqlx(e)),
                 E::Corrupt(_) => INTERNAL,
@@ -152,7 +159,7 @@ block_errors::into_response!(ApiError);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Event, Sku, StockKey, Warehouse};
+    use crate::domain::{Sku, StockKey, Warehouse};
 
     #[test]
     fn every_listed_problem_type_is_returned_and_no_other() {
@@ -193,10 +200,21 @@ mod tests {
             })
             .into(),
             StoreError::CountBelowReserved {
-                key,
+                key: key.clone(),
                 counted: 1,
                 reserved: 2,
             }
+            .into(),
+            StoreError::CountStale {
+                key,
+                seen: 1,
+                on_hand: 2,
+            }
+            .into(),
+            StoreError::Transition(TransitionError::Illegal {
+                from: State::Held,
+                event: Event::Ship,
+            })
             .into(),
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::Corrupt("x".into()).into(),

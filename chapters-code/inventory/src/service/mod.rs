@@ -7,7 +7,8 @@
 //! | `POST /stock/{sku}/{warehouse}/reservations` | hold units: `{"qty": n, "ttl_seconds": s}` |
 //! | `POST /reservations/{id}/commit` | payment succeeded (idempotent) |
 //! | `POST /reservations/{id}/release` | checkout abandoned (idempotent) |
-//! | `POST /stock/{sku}/{warehouse}/adjust` | a stock count: `{"counted": n}` |
+//! | `POST /reservations/{id}/ship` | the sold units left the building (idempotent) |
+//! | `POST /stock/{sku}/{warehouse}/adjust` | a stock count: `{"counted": n, "seen_on_hand": m}` |
 //! | `GET /stock/{sku}/{warehouse}` | availability, read from the ledger |
 //! | `GET /reservations/{id}` | one reservation |
 //!
@@ -100,12 +101,15 @@ pub struct ReserveBody {
     pub ttl_seconds: Option<i64>,
 }
 
-/// Body of `adjust`.
+/// Body of `adjust`: a compare-and-set, like Shopify's `compareQuantity`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustBody {
     /// Units found by the count.
     pub counted: i64,
+    /// `on_hand` as the counter read it before counting; the count is
+    /// refused (`count-stale`) if it has changed since.
+    pub seen_on_hand: i64,
 }
 
 /// What `GET /stock/...` returns.
@@ -119,6 +123,8 @@ pub struct Availability {
     pub on_hand: i64,
     /// Units in open holds.
     pub reserved: i64,
+    /// Units sold and not yet shipped (still on hand).
+    pub committed: i64,
     /// Units a reserve can get now (lapsed holds included: a reserve reclaims them).
     pub available: i64,
     /// Bumped by every movement.
@@ -136,7 +142,7 @@ pub struct ReservationBody {
     pub warehouse: String,
     /// Units.
     pub qty: i64,
-    /// `held`, `committed`, `released` or `expired`.
+    /// `held`, `committed`, `shipped`, `released` or `expired`.
     pub state: String,
     /// When a hold lapses.
     pub expires_at: DateTime<Utc>,
@@ -153,6 +159,7 @@ impl From<Stock> for Availability {
             warehouse: s.key.warehouse.to_string(),
             on_hand: s.balance.on_hand,
             reserved: s.balance.reserved,
+            committed: s.balance.committed,
             available: s.available_now(),
             version: s.version,
         }
@@ -272,6 +279,14 @@ async fn release<S: InventoryStore>(
     Ok(outcome(st.store.release(id, st.clock.now()).await?))
 }
 
+async fn ship<S: InventoryStore>(
+    State(st): State<AppState<S>>,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<ReservationBody>, ApiError> {
+    let id = reservation_id(p)?;
+    Ok(outcome(st.store.ship(id, st.clock.now()).await?))
+}
+
 async fn adjust<S: InventoryStore>(
     State(st): State<AppState<S>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -280,8 +295,12 @@ async fn adjust<S: InventoryStore>(
     let key = position(p)?;
     let Json(body) = body.map_err(malformed_json)?;
     let counted = Count::new(body.counted)?;
+    let seen = Count::new(body.seen_on_hand)?;
     Ok(Json(
-        st.store.adjust(&key, counted, st.clock.now()).await?.into(),
+        st.store
+            .adjust(&key, counted, seen, st.clock.now())
+            .await?
+            .into(),
     ))
 }
 
@@ -325,6 +344,7 @@ pub fn router<S: InventoryStore>(state: AppState<S>) -> Router {
         .route("/reservations/{id}", get(get_reservation::<S>))
         .route("/reservations/{id}/commit", post(commit::<S>))
         .route("/reservations/{id}/release", post(release::<S>))
+        .route("/reservations/{id}/ship", post(ship::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The errors block's answer: a 503 problem document with Retry-After.

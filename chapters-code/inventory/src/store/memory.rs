@@ -64,23 +64,25 @@ impl Inner {
         let after = balance
             .apply(kind, q)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (d_on_hand, d_reserved) = kind.deltas(q);
+        let (d_on_hand, d_reserved, d_committed) = kind.deltas(q);
         self.stock.insert(key.clone(), (after, version + 1));
         self.movements.push(Movement {
             key: key.clone(),
             kind,
             d_on_hand,
             d_reserved,
+            d_committed,
         });
         Ok(after)
     }
 
     fn stock_of(&self, key: &StockKey, now: DateTime<Utc>) -> Stock {
         let (balance, version) = self.stock.get(key).copied().unwrap_or_default();
+        // What one reserve would reclaim: the oldest lapsed holds, at most the limit.
         let reclaimable = self
-            .reservations
-            .values()
-            .filter(|r| &r.key == key && r.state == State::Held && r.expires_at <= now)
+            .lapsed(Some(key), now, LAZY_RECLAIM_LIMIT)
+            .iter()
+            .filter_map(|id| self.reservations.get(id))
             .map(|r| r.qty.get())
             .sum();
         Stock {
@@ -110,6 +112,7 @@ impl Inner {
             Decision::Apply(to) => {
                 let kind = match event {
                     Event::Commit => MovementKind::Commit,
+                    Event::Ship => MovementKind::Ship,
                     Event::Release => MovementKind::Release,
                     Event::Expire => MovementKind::Expire,
                 };
@@ -208,6 +211,10 @@ impl InventoryStore for MemoryStore {
         self.lock().transition(id, Event::Expire, now)
     }
 
+    async fn ship(&self, id: Uuid, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        self.lock().transition(id, Event::Ship, now)
+    }
+
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let mut g = self.lock();
         let mut n = 0;
@@ -223,16 +230,24 @@ impl InventoryStore for MemoryStore {
         &self,
         key: &StockKey,
         counted: Count,
+        seen: Count,
         now: DateTime<Utc>,
     ) -> Result<Stock, StoreError> {
         let mut g = self.lock();
         g.known(key)?;
         let (balance, _) = g.stock.get(key).copied().unwrap_or_default();
-        if counted.get() < balance.reserved {
+        if balance.on_hand != seen.get() {
+            return Err(StoreError::CountStale {
+                key: key.clone(),
+                seen: seen.get(),
+                on_hand: balance.on_hand,
+            });
+        }
+        if counted.get() < balance.promised() {
             return Err(StoreError::CountBelowReserved {
                 key: key.clone(),
                 counted: counted.get(),
-                reserved: balance.reserved,
+                reserved: balance.promised(),
             });
         }
         let delta = counted.get() - balance.on_hand;

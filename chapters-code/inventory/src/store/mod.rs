@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 pub use memory::MemoryStore;
 pub use postgres::{
-    COMMIT_SQL, PgStore, RECEIVE_SQL, RESERVE_SQL, SCHEMA_SQL, STOCK_SQL, check_then_act_reserve,
-    is_check_violation,
+    COMMIT_SQL, PgStore, RECEIVE_SQL, RESERVE_SQL, SCHEMA_SQL, SHIP_SQL, STOCK_SQL,
+    check_then_act_reserve, is_check_violation,
 };
 
 use crate::domain::{
@@ -46,15 +46,26 @@ pub enum StoreError {
     /// The reservation's state or clock refuses the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
-    /// A count below what is promised to open reservations.
-    #[error("{key}: counted {counted}, but {reserved} are reserved")]
+    /// A count below what is promised (held or sold and not shipped).
+    #[error("{key}: counted {counted}, but {reserved} are reserved or sold and not shipped")]
     CountBelowReserved {
         /// The position.
         key: StockKey,
         /// The count given.
         counted: i64,
-        /// Units held by open reservations.
+        /// Units held by open reservations or sold and not yet shipped.
         reserved: i64,
+    },
+    /// A count taken when `on_hand` was `seen`, but a receipt, a shipment or
+    /// another count has changed it since: the count no longer describes the shelf.
+    #[error("{key}: the count was taken at {seen} on hand, which is now {on_hand}")]
+    CountStale {
+        /// The position.
+        key: StockKey,
+        /// What the counter saw when they started.
+        seen: i64,
+        /// What the position holds now.
+        on_hand: i64,
     },
     /// The database failed.
     #[error("database: {0}")]
@@ -64,7 +75,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A position's stored balance, its version, and the units in lapsed holds.
+/// A position's stored balance, its version, and the units in the lapsed
+/// holds a reserve would reclaim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stock {
     /// The position.
@@ -74,7 +86,8 @@ pub struct Stock {
     /// Bumped by every movement of this position.
     pub version: i64,
     /// Units in holds whose time has run out but that no one has expired yet
-    /// (the sweeper has not come by, no reserve has reclaimed them).
+    /// (the sweeper has not come by, no reserve has reclaimed them), counting
+    /// only the oldest [`LAZY_RECLAIM_LIMIT`], the most one reserve reclaims.
     pub reclaimable: i64,
 }
 
@@ -122,7 +135,8 @@ pub trait InventoryStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
 
-    /// Payment succeeded: the held units leave stock. Idempotent.
+    /// Payment succeeded: the held units are sold (`reserved` to
+    /// `committed`), still on the shelf. Idempotent.
     fn commit(
         &self,
         id: Uuid,
@@ -143,6 +157,13 @@ pub trait InventoryStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
 
+    /// The sold units left the building: `on_hand` and `committed` drop. Idempotent.
+    fn ship(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
     /// The sweeper: expires up to `limit` lapsed holds, returns how many.
     fn expire_due(
         &self,
@@ -150,12 +171,14 @@ pub trait InventoryStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// A stock count: sets `on_hand` to `counted` (never below `reserved`);
-    /// answers with the position as the count left it.
+    /// A stock count: sets `on_hand` to `counted` if it is still `seen`, the
+    /// on-hand figure the counter started from (`CountStale` otherwise), and
+    /// never below what is promised; answers with the position as the count left it.
     fn adjust(
         &self,
         key: &StockKey,
         counted: Count,
+        seen: Count,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
 

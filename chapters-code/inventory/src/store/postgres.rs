@@ -43,15 +43,17 @@ WITH s AS (
     UPDATE stock
        SET reserved = reserved + $3, version = version + 1
      WHERE sku = $1 AND warehouse = $2
-       AND on_hand - reserved >= $3          -- the guard
-    RETURNING sku, warehouse, on_hand, reserved, version
+       AND on_hand - reserved - committed >= $3   -- the guard
+    RETURNING sku, warehouse, on_hand, reserved, committed, version
 ), r AS (
-    INSERT INTO reservations (id, sku, warehouse, qty, state, expires_at, created_at, updated_at)
-    SELECT $4, sku, warehouse, $3, 'held', $5, $6, $6 FROM s
+    INSERT INTO reservations (id, sku, warehouse, qty, state, expires_at)
+    SELECT $4, sku, warehouse, $3, 'held', $5 FROM s
 ), m AS (
-    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                           on_hand_after, reserved_after, version, reservation_id, at)
-    SELECT sku, warehouse, 'reserve', 0, $3, on_hand, reserved, version, $4, $6 FROM s
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version,
+                           reservation_id, at)
+    SELECT sku, warehouse, 'reserve', 0, $3, 0, on_hand, reserved, committed, version,
+           $4, $6 FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
@@ -60,23 +62,28 @@ SELECT on_hand, reserved, version FROM s";
 // ANCHOR_END: reserve_sql
 
 // ANCHOR: commit_sql
-/// Commit reservation `$1` at `$2`: only a hold that has not run out.
+/// Commit reservation `$1` at `$2`: only a hold that has not run out. The
+/// units move from `reserved` to `committed`; `on_hand` stays, because the
+/// sold units are still on the shelf until they ship.
 pub const COMMIT_SQL: &str = "
 WITH r AS (
-    UPDATE reservations SET state = 'committed', updated_at = $2
+    UPDATE reservations SET state = 'committed', updated_at = clock_timestamp()
      WHERE id = $1 AND state = 'held' AND expires_at > $2
     RETURNING id, sku, warehouse, qty
 ), s AS (
     UPDATE stock
-       SET on_hand = stock.on_hand - r.qty, reserved = stock.reserved - r.qty,
+       SET reserved = stock.reserved - r.qty, committed = stock.committed + r.qty,
            version = stock.version + 1
       FROM r
      WHERE stock.sku = r.sku AND stock.warehouse = r.warehouse
-    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.version, r.qty, r.id
+    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.committed,
+              stock.version, r.qty, r.id
 ), m AS (
-    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                           on_hand_after, reserved_after, version, reservation_id, at)
-    SELECT sku, warehouse, 'commit', -qty, -qty, on_hand, reserved, version, id, $2 FROM s
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version,
+                           reservation_id, at)
+    SELECT sku, warehouse, 'commit', 0, -qty, qty, on_hand, reserved, committed, version,
+           id, $2 FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
@@ -84,13 +91,39 @@ WITH r AS (
 SELECT qty FROM s";
 // ANCHOR_END: commit_sql
 
+/// Ship committed reservation `$1` at `$2`: the units leave the building.
+pub const SHIP_SQL: &str = "
+WITH r AS (
+    UPDATE reservations SET state = 'shipped', updated_at = clock_timestamp()
+     WHERE id = $1 AND state = 'committed'
+    RETURNING id, sku, warehouse, qty
+), s AS (
+    UPDATE stock
+       SET on_hand = stock.on_hand - r.qty, committed = stock.committed - r.qty,
+           version = stock.version + 1
+      FROM r
+     WHERE stock.sku = r.sku AND stock.warehouse = r.warehouse
+    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.committed,
+              stock.version, r.qty, r.id
+), m AS (
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version,
+                           reservation_id, at)
+    SELECT sku, warehouse, 'ship', -qty, 0, -qty, on_hand, reserved, committed, version,
+           id, $2 FROM s
+    RETURNING id
+), o AS (
+    INSERT INTO outbox (movement_id) SELECT id FROM m
+)
+SELECT qty FROM s";
+
 /// The statement of release (`'released'`, any time) or expire (`'expired'`,
 /// only once due): the units go back from `reserved`.
 fn give_back_sql(to: &str, kind: &str, time_rule: &str) -> String {
     format!(
         "
 WITH r AS (
-    UPDATE reservations SET state = '{to}', updated_at = $2
+    UPDATE reservations SET state = '{to}', updated_at = clock_timestamp()
      WHERE id = $1 AND state = 'held' {time_rule}
     RETURNING id, sku, warehouse, qty
 ), s AS (
@@ -98,11 +131,14 @@ WITH r AS (
        SET reserved = stock.reserved - r.qty, version = stock.version + 1
       FROM r
      WHERE stock.sku = r.sku AND stock.warehouse = r.warehouse
-    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.version, r.qty, r.id
+    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.committed,
+              stock.version, r.qty, r.id
 ), m AS (
-    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                           on_hand_after, reserved_after, version, reservation_id, at)
-    SELECT sku, warehouse, '{kind}', 0, -qty, on_hand, reserved, version, id, $2 FROM s
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version,
+                           reservation_id, at)
+    SELECT sku, warehouse, '{kind}', 0, -qty, 0, on_hand, reserved, committed, version,
+           id, $2 FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
@@ -119,11 +155,11 @@ WITH s AS (
     VALUES ($1, $2, $3, 0, 1)
     ON CONFLICT (sku, warehouse)
     DO UPDATE SET on_hand = st.on_hand + EXCLUDED.on_hand, version = st.version + 1
-    RETURNING sku, warehouse, on_hand, reserved, version
+    RETURNING sku, warehouse, on_hand, reserved, committed, version
 ), m AS (
-    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                           on_hand_after, reserved_after, version, at)
-    SELECT sku, warehouse, 'receive', $3, 0, on_hand, reserved, version, $4 FROM s
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version, at)
+    SELECT sku, warehouse, 'receive', $3, 0, 0, on_hand, reserved, committed, version, $4 FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
@@ -132,54 +168,67 @@ SELECT on_hand, reserved, version FROM s";
 // ANCHOR_END: receive_sql
 
 // ANCHOR: adjust_sql
-/// A count of `$3` units of (`$1`, `$2`) at `$4`: one statement.
+/// A count of `$3` units of (`$1`, `$2`) at `$4`, taken when the position
+/// showed `$5` on hand: one statement, a compare-and-set.
 ///
-/// `cur` locks the row and reads it as it is once the lock is ours
-/// (READ COMMITTED re-reads a row a concurrent writer changed). The guard,
-/// the delta and `reserved` come from `cur`, never from the UPDATE's own
-/// scan of `stock`, which sees the statement's older snapshot; so every
-/// other writer (a count, a receive, a commit, a reserve) lands before or
-/// after the count, never in between. A count below `reserved` gives zero
-/// rows from `s`, and `cur` tells the caller why. The answer is the row as
-/// the statement left it (or found it, when nothing changed).
+/// A count is what is on the shelf, and so is `on_hand` (a sale moves units
+/// to `committed` and leaves them there until they ship). The count is
+/// applied only if `on_hand` is still what the counter saw when they started
+/// (`$5`): a receipt or a shipment in between makes the count stale, and it
+/// is refused rather than written over them. `cur` locks the row and reads
+/// it as it is once the lock is ours (READ COMMITTED re-reads a row a
+/// concurrent writer changed); the guards, the delta and the other columns
+/// come from `cur`, never from the UPDATE's own scan of `stock`, which sees
+/// the statement's older snapshot. Zero rows from `s` and `cur` tells the
+/// caller why. The answer is the row as the statement left it (or found it).
 pub const ADJUST_SQL: &str = "
 WITH cur AS (
-    SELECT on_hand, reserved, version FROM stock
+    SELECT on_hand, reserved, committed, version FROM stock
      WHERE sku = $1 AND warehouse = $2
        FOR UPDATE
 ), s AS (
     UPDATE stock
-       SET on_hand = $3, reserved = cur.reserved, version = stock.version + 1
+       SET on_hand = $3, reserved = cur.reserved, committed = cur.committed,
+           version = stock.version + 1
       FROM cur
      WHERE stock.sku = $1 AND stock.warehouse = $2
-       AND cur.reserved <= $3                -- the guard
-       AND cur.on_hand <> $3                 -- no movement for no change
-    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.version,
-              $3 - cur.on_hand AS delta
+       AND cur.on_hand = $5                     -- what the counter saw
+       AND cur.reserved + cur.committed <= $3   -- never below what is promised
+       AND cur.on_hand <> $3                    -- no movement for no change
+    RETURNING stock.sku, stock.warehouse, stock.on_hand, stock.reserved, stock.committed,
+              stock.version, $3 - cur.on_hand AS delta
 ), m AS (
-    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved,
-                           on_hand_after, reserved_after, version, at)
-    SELECT sku, warehouse, 'adjust', delta, 0, on_hand, reserved, version, $4 FROM s
+    INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
+                           on_hand_after, reserved_after, committed_after, version, at)
+    SELECT sku, warehouse, 'adjust', delta, 0, 0, on_hand, reserved, committed, version, $4
+      FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
 )
-SELECT cur.reserved AS reserved_before,
+SELECT cur.on_hand AS on_hand_before,
+       cur.reserved + cur.committed AS promised_before,
        COALESCE(s.on_hand, cur.on_hand) AS on_hand,
        COALESCE(s.reserved, cur.reserved) AS reserved,
+       COALESCE(s.committed, cur.committed) AS committed,
        COALESCE(s.version, cur.version) AS version,
-       COALESCE((SELECT sum(r.qty) FROM reservations AS r
-                  WHERE r.sku = $1 AND r.warehouse = $2
-                    AND r.state = 'held' AND r.expires_at <= $4), 0)::bigint AS reclaimable
+       COALESCE((SELECT sum(due.qty) FROM (
+                   SELECT r.qty FROM reservations AS r
+                    WHERE r.sku = $1 AND r.warehouse = $2
+                      AND r.state = 'held' AND r.expires_at <= $4
+                    ORDER BY r.expires_at LIMIT $6) AS due), 0)::bigint AS reclaimable
   FROM cur LEFT JOIN s ON true";
 // ANCHOR_END: adjust_sql
 
-/// Read one position with the units in its lapsed holds.
+/// Read one position with the units in the lapsed holds a reserve would
+/// reclaim (the first `$4`, oldest first: no more than one reserve takes back).
 pub const STOCK_SQL: &str = "
-SELECT s.on_hand, s.reserved, s.version,
-       COALESCE((SELECT sum(r.qty) FROM reservations AS r
-                  WHERE r.sku = s.sku AND r.warehouse = s.warehouse
-                    AND r.state = 'held' AND r.expires_at <= $3), 0)::bigint AS reclaimable
+SELECT s.on_hand, s.reserved, s.committed, s.version,
+       COALESCE((SELECT sum(due.qty) FROM (
+                   SELECT r.qty FROM reservations AS r
+                    WHERE r.sku = s.sku AND r.warehouse = s.warehouse
+                      AND r.state = 'held' AND r.expires_at <= $3
+                    ORDER BY r.expires_at LIMIT $4) AS due), 0)::bigint AS reclaimable
   FROM stock AS s
  WHERE s.sku = $1 AND s.warehouse = $2";
 
@@ -299,6 +348,7 @@ impl PgStore {
     ) -> Result<Outcome, StoreError> {
         let sql: &str = match event {
             Event::Commit => COMMIT_SQL,
+            Event::Ship => SHIP_SQL,
             Event::Release => &self.release_sql,
             Event::Expire => &self.expire_sql,
         };
@@ -396,6 +446,7 @@ fn decode_stock(key: &StockKey, row: &PgRow) -> Result<Stock, StoreError> {
         balance: Balance {
             on_hand: row.try_get("on_hand")?,
             reserved: row.try_get("reserved")?,
+            committed: row.try_get("committed")?,
         },
         version: row.try_get("version")?,
         reclaimable: row.try_get("reclaimable")?,
@@ -503,6 +554,10 @@ impl InventoryStore for PgStore {
         self.transition(id, Event::Expire, now).await
     }
 
+    async fn ship(&self, id: Uuid, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        self.transition(id, Event::Ship, now).await
+    }
+
     // ANCHOR: sweeper
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         // SKIP LOCKED: a hold whose row a commit is updating right now is
@@ -537,6 +592,7 @@ impl InventoryStore for PgStore {
         &self,
         key: &StockKey,
         counted: Count,
+        seen: Count,
         now: DateTime<Utc>,
     ) -> Result<Stock, StoreError> {
         let mut created = false;
@@ -546,15 +602,25 @@ impl InventoryStore for PgStore {
                 .bind(key.warehouse.as_str())
                 .bind(counted.get())
                 .bind(now)
+                .bind(seen.get())
+                .bind(i64::from(LAZY_RECLAIM_LIMIT))
                 .fetch_optional(&self.pool)
                 .await?;
             if let Some(row) = row {
-                let reserved: i64 = row.try_get("reserved_before")?;
-                if counted.get() < reserved {
+                let on_hand: i64 = row.try_get("on_hand_before")?;
+                if on_hand != seen.get() {
+                    return Err(StoreError::CountStale {
+                        key: key.clone(),
+                        seen: seen.get(),
+                        on_hand,
+                    });
+                }
+                let promised: i64 = row.try_get("promised_before")?;
+                if counted.get() < promised {
                     return Err(StoreError::CountBelowReserved {
                         key: key.clone(),
                         counted: counted.get(),
-                        reserved,
+                        reserved: promised,
                     });
                 }
                 // The row the count produced, not a later read of it.
@@ -582,6 +648,7 @@ impl InventoryStore for PgStore {
             .bind(key.sku.as_str())
             .bind(key.warehouse.as_str())
             .bind(now)
+            .bind(i64::from(LAZY_RECLAIM_LIMIT))
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
@@ -622,7 +689,7 @@ impl InventoryStore for PgStore {
 
     async fn movements(&self, key: &StockKey) -> Result<Vec<Movement>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, d_on_hand, d_reserved FROM movements
+            "SELECT kind, d_on_hand, d_reserved, d_committed FROM movements
               WHERE sku = $1 AND warehouse = $2 ORDER BY id",
         )
         .bind(key.sku.as_str())
@@ -638,6 +705,7 @@ impl InventoryStore for PgStore {
                         .ok_or_else(|| StoreError::Corrupt(format!("movement kind {kind:?}")))?,
                     d_on_hand: row.try_get("d_on_hand")?,
                     d_reserved: row.try_get("d_reserved")?,
+                    d_committed: row.try_get("d_committed")?,
                 })
             })
             .collect()
