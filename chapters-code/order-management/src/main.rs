@@ -4,9 +4,11 @@
 //! SIGINT or SIGTERM come from the service block (`block_service`). Also
 //! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store:
 //! `sql/schema.sql` is applied to an empty database, demo stock is added,
-//! and `place` runs the checkout saga); `NATS_URL` (with `DATABASE_URL`: run
-//! the outbox relay to JetStream, woken by LISTEN/NOTIFY, and an hourly
-//! purge of the rows it published more than a day ago).
+//! and `place` runs the checkout saga, with the saga timer ticking every
+//! second); `NATS_URL` (with `DATABASE_URL`: run the outbox relay to
+//! JetStream, woken by LISTEN/NOTIFY, and an hourly purge of the rows it
+//! published more than a day ago; the service starts without the broker and
+//! the relay keeps trying to reach it).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use block_service::Service;
-use order_management::relay::{Broker, Relay, Wake};
+use order_management::relay::{Wake, connect_and_run};
 use order_management::saga::Orchestrator;
 use order_management::service::{AppState, Checkout, router};
 use order_management::store::{MemoryStore, OrderStore, PgStore};
@@ -51,25 +53,21 @@ async fn start(service: Service) -> Result<()> {
         let stop = service.shutdown().watch();
         async move { orchestrator.run_timer(SAGA_TICK, stop).await }
     });
-    let relay = match service.engines().nats_url.clone() {
-        Some(nats) => {
-            let broker = Broker::connect(&nats, "ORDERS", "orders")
-                .await
-                .context("connecting to NATS_URL")?;
-            let relay = Relay::new(store.pool().clone(), broker);
-            // The relay stops when shutdown is requested, after the batch it holds.
-            let stop = service.shutdown().watch();
-            let purge = tokio::spawn(purge_outbox(store.pool().clone()));
-            Some(tokio::spawn(async move {
-                // `run` retries every failure and has no error to return.
-                let Ok(total) = relay.run(Wake::Notify(Duration::from_secs(1)), stop).await;
-                // Each batch of the purge commits on its own: cutting it off loses nothing.
-                purge.abort();
-                tracing::info!(published = total.published, "the outbox relay stopped");
-            }))
-        }
-        None => None,
-    };
+    let relay = service.engines().nats_url.clone().map(|nats| {
+        // The relay stops when shutdown is requested, after the batch it
+        // holds. It does not need the broker to start: it keeps trying, and
+        // the events wait in the outbox meanwhile.
+        let stop = service.shutdown().watch();
+        let pool = store.pool().clone();
+        let purge = tokio::spawn(purge_outbox(store.pool().clone()));
+        tokio::spawn(async move {
+            let wake = Wake::Notify(Duration::from_secs(1));
+            let total = connect_and_run(pool, &nats, "ORDERS", "orders", wake, stop).await;
+            // Each batch of the purge commits on its own: cutting it off loses nothing.
+            purge.abort();
+            tracing::info!(published = total.published, "the outbox relay stopped");
+        })
+    });
     run(service, store, Checkout::Saga(orchestrator), relay).await
 }
 

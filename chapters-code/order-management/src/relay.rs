@@ -39,3 +39,44 @@ pub struct OutboxMessage {
     pub event: serde_json::Value,
 }
 // ANCHOR_END: message
+
+// ANCHOR: connect_and_run
+/// The service's relay: connects to the broker at `url` (stream `stream`
+/// over `<prefix>.>`), retrying with the relay's backoff for as long as
+/// the broker does not answer, then runs the relay until `stop` turns true;
+/// returns what it published. The service starts without the broker: the
+/// events wait in the outbox. Once connected, the NATS client reconnects by
+/// itself and the relay retries every failed drain after its backoff, so a
+/// broker restart only delays the events.
+pub async fn connect_and_run(
+    pool: sqlx::PgPool,
+    url: &str,
+    stream: &str,
+    prefix: &str,
+    wake: Wake,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Drained {
+    let backoff = block_outbox::relay::Backoff::default();
+    let mut failures = 0u32;
+    let broker = loop {
+        if *stop.borrow() {
+            return Drained::default();
+        }
+        match Broker::connect(url, stream, prefix).await {
+            Ok(broker) => break broker,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = backoff.after(failures);
+                tracing::warn!(error = %e.0, failures, ?pause, "broker unreachable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    changed = stop.changed() => if changed.is_err() { return Drained::default() },
+                }
+            }
+        }
+    };
+    let relay = Relay::new(pool, broker);
+    let Ok(total) = relay.run(wake, stop).await;
+    total
+}
+// ANCHOR_END: connect_and_run

@@ -651,3 +651,125 @@ async fn a_failed_dead_letter_insert_is_retried_not_lost() {
     env.done().await;
 }
 // ANCHOR_END: dead_letter_retried
+
+/// A TCP proxy to the real NATS server that a test can cut and restore
+/// (the shared server itself must not be stopped): when down, it closes
+/// every piped connection and every new one at once.
+struct Proxy {
+    url: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    pipes: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(nats_url: &str) -> Proxy {
+        let target = nats_url
+            .trim_start_matches("nats://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = ok("bind", tokio::net::TcpListener::bind("127.0.0.1:0").await);
+        let url = format!("nats://{}", ok("addr", listener.local_addr()));
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pipes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (up, pipes) = (Arc::clone(&up), Arc::clone(&pipes));
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue; // dropped: closed at once
+                    }
+                    let target = target.clone();
+                    let pipe = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    pipes.lock().unwrap_or_else(|p| p.into_inner()).push(pipe);
+                }
+            }
+        });
+        Proxy {
+            url,
+            up,
+            pipes,
+            accept,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for pipe in self.pipes.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                pipe.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.set_up(false);
+        self.accept.abort();
+    }
+}
+
+// ANCHOR: broker_restart
+/// The service's relay starts while the broker is unreachable, keeps
+/// trying, and publishes once it answers; the broker then goes away and
+/// comes back, and the events written meanwhile go out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_starts_without_the_broker_and_survives_its_restart() {
+    let Some(env) = env().await else { return };
+    let proxy = Proxy::to(&env.nats).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn({
+        let (pool, url) = (env.db.pool.clone(), proxy.url.clone());
+        let (stream, prefix) = (env.broker.stream.clone(), env.broker.prefix.clone());
+        async move {
+            order_management::relay::connect_and_run(
+                pool,
+                &url,
+                &stream,
+                &prefix,
+                Wake::Poll(Duration::from_millis(50)),
+                stopped,
+            )
+            .await
+        }
+    });
+    paid_order(&env.store, Uuid::from_u128(1), &two_lines()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!relay.is_finished(), "the relay gave up on a broker that is down");
+    assert_eq!(env.unpublished().await, 3);
+
+    proxy.set_up(true);
+    let published = |n: u64| {
+        let env = &env;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while env.unpublished().await > 0
+                || ok("stream", env.broker.stream_messages().await) < n
+            {
+                assert!(Instant::now() < deadline, "not published in 30 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    published(3).await;
+
+    // The broker goes away, events are written, the broker comes back.
+    proxy.set_up(false);
+    paid_order(&env.store, Uuid::from_u128(2), &two_lines()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.set_up(true);
+    published(6).await;
+    assert_eq!(ok("stream", env.broker.stream_messages().await), 6);
+
+    ok("stop", stop.send(true));
+    let total = ok("relay", relay.await);
+    assert_eq!(total.published, 6);
+    drop(proxy);
+    env.done().await;
+}
+// ANCHOR_END: broker_restart
