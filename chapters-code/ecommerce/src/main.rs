@@ -5,7 +5,10 @@
 //! read: `DATABASE_URL` (PostgreSQL instead of the in-memory store;
 //! `sql/schema.sql` is applied to an empty database), `REDIS_URL` (carts and
 //! the catalog's L2 in Redis), `CHECKOUT_PER_SECOND` (flash-sale admission;
-//! off when unset or 0). The payment provider is the fake one: it always
+//! off when unset or 0), `ACCOUNT_HEADER` (`refuse`, the default: a request
+//! carrying `X-Account` is refused; `gateway`: `X-Account` is believed, which
+//! is safe only behind a gateway that authenticates the shopper and removes
+//! any copy of the header the client sent). The payment provider is the fake one: it always
 //! succeeds. Demo products are created on start; a job purges idempotency
 //! keys older than 24 hours every hour.
 
@@ -21,7 +24,7 @@ use ecommerce::checkout::Checkout;
 use ecommerce::checkout::provider::FakeProvider;
 use ecommerce::domain::{Currency, Money, Sku, TaxClass};
 use ecommerce::idempotency::{Purged, retention};
-use ecommerce::service::{AppState, admission, router};
+use ecommerce::service::{AccountHeader, AppState, admission, router_with};
 use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store};
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
@@ -77,6 +80,7 @@ async fn run<S: Store, C: CartStore>(
     }
     let provider = Arc::new(FakeProvider::new());
     let per_second: u32 = var_or("CHECKOUT_PER_SECOND", 0)?;
+    let accounts = var_or("ACCOUNT_HEADER", AccountHeader::Refused)?;
     let state = AppState {
         catalog: Arc::new(Catalog::new(
             Arc::clone(&store),
@@ -89,7 +93,7 @@ async fn run<S: Store, C: CartStore>(
         admission: admission(per_second, per_second),
     };
     let purge = tokio::spawn(purge_keys(Arc::clone(&store)));
-    service.serve(router(state)).await?;
+    service.serve(router_with(state, accounts)).await?;
     // A purge is a series of DELETEs, each committed; cutting it off loses nothing.
     purge.abort();
     Ok(())

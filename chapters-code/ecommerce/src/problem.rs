@@ -26,6 +26,7 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
     ("too-many-lines", 400),
     ("invalid-idempotency-key", 400),
     ("missing-idempotency-key", 400),
+    ("account-header-refused", 400),
     ("unauthenticated", 401),
     ("payment-declined", 402),
     ("forbidden", 403),

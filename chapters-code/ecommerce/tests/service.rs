@@ -13,7 +13,7 @@ use ecommerce::catalog::{Catalog, CatalogConfig};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
-use ecommerce::service::{AppState, admission, router};
+use ecommerce::service::{AccountHeader, AppState, admission, router, router_with};
 use ecommerce::store::{MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -27,6 +27,10 @@ struct Shop {
 }
 
 async fn shop(per_second: u32) -> Shop {
+    shop_with(per_second, AccountHeader::FromGateway).await
+}
+
+async fn shop_with(per_second: u32, accounts: AccountHeader) -> Shop {
     let store = Arc::new(MemoryStore::new());
     seed(&*store).await;
     let carts = Arc::new(MemoryCarts::new());
@@ -43,7 +47,7 @@ async fn shop(per_second: u32) -> Shop {
         admission: admission(per_second, per_second),
     };
     Shop {
-        router: router(state),
+        router: router_with(state, accounts),
         store,
         carts,
         provider,
@@ -485,3 +489,40 @@ async fn adding_more_than_the_stock_to_a_cart_succeeds() {
         "adding reserves nothing"
     );
 }
+
+// ANCHOR: header_refused
+/// Configured without a gateway that strips a client's `X-Account`, the
+/// service refuses the header: nobody can name an account, so nobody can
+/// act as another. Guest carts still work.
+#[tokio::test]
+async fn without_a_gateway_the_account_header_is_refused() {
+    let s = shop_with(0, AccountHeader::Refused).await;
+    let alice = ("x-account", "alice");
+    for (method, uri, body) in [
+        ("GET", "/carts/a-alice", None),
+        (
+            "POST",
+            "/carts/a-alice/items",
+            Some(json!({"sku": "MUG-RED", "quantity": 1})),
+        ),
+        ("POST", "/checkout", Some(checkout_body())),
+        ("GET", "/orders/00000000-0000-0000-0000-000000000000", None),
+    ] {
+        let (got, _, problem) =
+            call(&s, method, uri, &[alice, ("idempotency-key", "k1")], body).await;
+        assert_eq!(got, StatusCode::BAD_REQUEST, "{method} {uri}: {problem}");
+        assert_eq!(problem_type(&problem), "account-header-refused", "{method} {uri}");
+        nothing_changed(&s).await;
+    }
+    assert!(s.carts.get(&CartId::account("alice").expect("valid")).await.expect("get").is_empty());
+    let (got, _, _) = call(
+        &s,
+        "POST",
+        "/carts/g-guest1/items",
+        &[],
+        Some(json!({"sku": "MUG-RED", "quantity": 1})),
+    )
+    .await;
+    assert_eq!(got, StatusCode::OK, "a guest cart needs no account");
+}
+// ANCHOR_END: header_refused

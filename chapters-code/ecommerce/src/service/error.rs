@@ -39,6 +39,9 @@ pub enum ApiError {
     /// No `X-Account` header where one is needed.
     #[error("this route needs a signed-in account (X-Account)")]
     Unauthenticated,
+    /// `X-Account` sent to a service configured not to trust it.
+    #[error("this service is not behind a gateway that sets X-Account; the header is refused")]
+    AccountHeaderRefused,
     /// An account's cart or order, asked for by another account.
     #[error("this belongs to another account")]
     Forbidden,
@@ -110,6 +113,11 @@ impl ApiProblem for ApiError {
             ),
             ApiError::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Sign in first"),
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Not yours"),
+            ApiError::AccountHeaderRefused => (
+                S::BAD_REQUEST,
+                "account-header-refused",
+                "X-Account refused",
+            ),
             ApiError::DuplicateLine(_) => (S::BAD_REQUEST, "duplicate-line", "Duplicate line"),
             ApiError::EmptyOrder => (S::BAD_REQUEST, "empty-order", "Empty order"),
             ApiError::TooManyLines(_) => (S::BAD_REQUEST, "too-many-lines", "Too many lines"),
@@ -331,6 +339,7 @@ mod tests {
             ApiError::MissingKey,
             ApiError::Unauthenticated,
             ApiError::Forbidden,
+            ApiError::AccountHeaderRefused,
             ApiError::DuplicateLine(String::new()),
             ApiError::EmptyOrder,
             ApiError::TooManyLines(0),

@@ -110,9 +110,45 @@ fn admit(admission: Option<Arc<Admission>>) -> Option<RateLimitLayer<Admission, 
 }
 // ANCHOR_END: admission
 
-// ANCHOR: router
-/// The service's routes over `state`.
+// ANCHOR: account_header
+/// Whether `X-Account` is believed. The header is only as good as the
+/// gateway in front: it must authenticate the shopper, remove any
+/// `X-Account` the client sent, and set its own. Without such a gateway,
+/// anyone could act as anyone, so the service refuses the header instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountHeader {
+    /// Behind a gateway that strips a client's copy and sets its own.
+    FromGateway,
+    /// No such gateway: a request carrying `X-Account` is refused (400
+    /// `account-header-refused`), so account carts and orders are out of reach.
+    Refused,
+}
+
+impl std::str::FromStr for AccountHeader {
+    type Err = ();
+
+    /// `gateway` or `refuse`, as in the `ACCOUNT_HEADER` variable.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "gateway" => Ok(Self::FromGateway),
+            "refuse" => Ok(Self::Refused),
+            _ => Err(()),
+        }
+    }
+}
+// ANCHOR_END: account_header
+
+/// The service's routes over `state`, behind a gateway that sets `X-Account`.
 pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, P>) -> Router {
+    router_with(state, AccountHeader::FromGateway)
+}
+
+// ANCHOR: router
+/// The service's routes over `state`, with `X-Account` trusted or refused.
+pub fn router_with<S: Store, C: CartStore, P: PaymentProvider>(
+    state: AppState<S, C, P>,
+    accounts: AccountHeader,
+) -> Router {
     let checkout = post(checkout::<S, C, P>)
         .route_layer(tower::util::option_layer(admit(state.admission.clone())));
     Router::new()
@@ -131,7 +167,22 @@ pub fn router<S: Store, C: CartStore, P: PaymentProvider>(state: AppState<S, C, 
             crate::problem::PROBLEM_BASE,
             REQUEST_TIMEOUT,
         )))
+        .layer(tower::util::option_layer(
+            (accounts == AccountHeader::Refused)
+                .then(|| axum::middleware::from_fn(refuse_account_header)),
+        ))
         .with_state(state)
+}
+
+/// Refuses a request that carries `X-Account` when no gateway vouches for it.
+async fn refuse_account_header(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.headers().contains_key(ACCOUNT) {
+        return ApiError::AccountHeaderRefused.into_response();
+    }
+    next.run(request).await
 }
 // ANCHOR_END: router
 
