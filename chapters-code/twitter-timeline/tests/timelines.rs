@@ -170,3 +170,30 @@ async fn a_timeline_whose_list_is_lost_is_rebuilt_not_read_as_empty() {
     }
 }
 // ANCHOR_END: partial_loss
+
+// ANCHOR: rebuild_bounded
+/// A rebuild that never finishes (its PostgreSQL read timed out, its
+/// process died) leaves the timeline *building*, and every read pulls from
+/// the store meanwhile. That state lives for `REBUILD_TTL`, not for the
+/// timeline's TTL, so the next rebuild is tried soon. Seen failing with the
+/// state given the timeline's TTL: 600 s left.
+#[tokio::test]
+async fn an_unfinished_rebuild_expires_within_the_rebuild_bound() {
+    let Some((r, cache)) = common::redis(Layout::List, 800).await else {
+        return;
+    };
+    let user = twitter_timeline::domain::UserId(42);
+    cache.begin_rebuild(user).await.expect("begin");
+    let mut conn = r.conn.clone();
+    let left_ms: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:s", cache.list_key(user)))
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    let bound = twitter_timeline::cache::REBUILD_TTL.as_millis() as i64;
+    assert!(
+        0 < left_ms && left_ms <= bound,
+        "building for {left_ms} ms, bound {bound} ms"
+    );
+}
+// ANCHOR_END: rebuild_bounded

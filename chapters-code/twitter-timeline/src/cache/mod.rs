@@ -42,6 +42,14 @@ pub const REDIS_RETRIES: usize = 1;
 pub const TIMELINE_CAP: usize = 800;
 // ANCHOR_END: cap
 
+// ANCHOR: rebuild_ttl
+/// How long a timeline may stay *building*. A rebuild that never finishes
+/// (its store read timed out, its process died) leaves that state behind,
+/// and reads pull from the store while it lasts; after this the next read
+/// tries a rebuild again. Far longer than a rebuild takes.
+pub const REBUILD_TTL: Duration = Duration::from_secs(60);
+// ANCHOR_END: rebuild_ttl
+
 /// Why a cache call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {

@@ -550,7 +550,7 @@ impl TimelineCache for RedisTimelines {
         pipe.add_command(self.evalsha(
             &self.scripts.begin,
             &[self.state_key(user)],
-            vec![self.ttl_ms().to_string()],
+            vec![(super::REBUILD_TTL.as_millis().max(1) as u64).to_string()],
         ));
         self.run(&pipe).await.map(|_| ())
     }

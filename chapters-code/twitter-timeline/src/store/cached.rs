@@ -477,6 +477,14 @@ impl<S: SocialStore> SocialStore for CachedContexts<S> {
         self.store.posts_by(authors, before, per_author).await
     }
 
+    async fn recent_ids(
+        &self,
+        authors: &[UserId],
+        limit: usize,
+    ) -> Result<Vec<PostId>, StoreError> {
+        self.store.recent_ids(authors, limit).await
+    }
+
     async fn hydrate(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
         self.store.hydrate(ids).await
     }

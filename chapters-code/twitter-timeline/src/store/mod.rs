@@ -27,7 +27,9 @@ pub use cached::{
     VERSION_TTL,
 };
 pub use memory::{MemoryDeadJob, MemoryStore};
-pub use postgres::{AUDIENCE, DeadJob, POSTS_BY_AUTHORS, PgStore, REPLAY_DEAD, SCHEMA, db_error};
+pub use postgres::{
+    AUDIENCE, DeadJob, POSTS_BY_AUTHORS, PgStore, RECENT_IDS, REPLAY_DEAD, SCHEMA, db_error,
+};
 
 /// Why a store call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -225,6 +227,20 @@ pub trait SocialStore: Clone + Send + Sync + 'static {
         before: Option<PostId>,
         per_author: usize,
     ) -> impl Future<Output = Result<Vec<Vec<Post>>, StoreError>> + Send;
+
+    /// The ids of the newest `limit` live posts of `authors` together,
+    /// newest first: what a rebuild stores (no bodies; one limit for all).
+    fn recent_ids(
+        &self,
+        authors: &[UserId],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PostId>, StoreError>> + Send {
+        async move {
+            let per_author = self.posts_by(authors, None, limit).await?;
+            let newest = crate::domain::merge_newest(per_author, limit, |p| p.id);
+            Ok(newest.into_iter().map(|p| p.id).collect())
+        }
+    }
 
     /// The live posts among `ids`, in the order given (deleted ones are left out).
     fn hydrate(&self, ids: &[PostId])

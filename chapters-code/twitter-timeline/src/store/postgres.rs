@@ -41,6 +41,22 @@ pub const POSTS_BY_AUTHORS: &str = "
     ) AS p";
 // ANCHOR_END: posts_by_authors
 
+// ANCHOR: recent_ids
+/// A rebuild's read: ids only, from the index `posts_by_author` alone
+/// (an index-only scan reads no post bodies), one limit for all authors.
+pub const RECENT_IDS: &str = "
+    SELECT p.id
+    FROM unnest($1::bigint[]) AS a(author)
+    CROSS JOIN LATERAL (
+        SELECT id FROM posts
+        WHERE posts.author = a.author
+        ORDER BY posts.id DESC
+        LIMIT $2
+    ) AS p
+    ORDER BY p.id DESC
+    LIMIT $2";
+// ANCHOR_END: recent_ids
+
 // ANCHOR: claim
 const CLAIM_JOB: &str = "
     SELECT post_id, author, after_user, attempts FROM fanout_jobs
@@ -475,6 +491,29 @@ impl SocialStore for PgStore {
             .iter()
             .map(|a| by_author.remove(a).unwrap_or_default())
             .collect())
+    }
+
+    async fn recent_ids(
+        &self,
+        authors: &[UserId],
+        limit: usize,
+    ) -> Result<Vec<PostId>, StoreError> {
+        if authors.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<i64> = authors.iter().map(|a| a.0).collect();
+        let ids: Vec<i64> = sqlx::query_scalar(RECENT_IDS)
+            .bind(&raw)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        ids.into_iter()
+            .map(|id| {
+                PostId::from_raw(id as u64)
+                    .ok_or_else(|| StoreError::Backend(format!("bad post id {id}")))
+            })
+            .collect()
     }
 
     async fn hydrate(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {

@@ -133,8 +133,7 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
         self.cache.begin_rebuild(reader).await?;
         let ctx = self.store.read_context(reader).await?;
         let pushed = authors(reader, &ctx, keep);
-        let posts = pull(&self.store, &pushed, None, self.cache.cap()).await?;
-        let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
+        let ids = self.store.recent_ids(&pushed, self.cache.cap()).await?;
         Ok(self.cache.finish_rebuild(reader, &ids).await?)
     }
     // ANCHOR_END: rebuild
@@ -164,8 +163,11 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
                 Ok(Some(w)) => w,
                 Ok(None) if !rebuilt => {
                     rebuilt = true;
-                    if self.rebuild(reader, keep).await.unwrap_or(false) {
-                        continue;
+                    match self.rebuild(reader, keep).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        // Left *building* for at most REBUILD_TTL; reads pull meanwhile.
+                        Err(e) => tracing::warn!(error = %e, %reader, "timeline rebuild failed"),
                     }
                     return Ok(pull(&self.store, pushed, before, limit).await?);
                 }
