@@ -20,7 +20,7 @@ use crate::domain::{
     TargetUrl, TokenError, UrlError, UrlPolicy, is_reserved,
 };
 use crate::metrics::Metrics;
-use crate::scan::MissBudget;
+use crate::scan::{MissBudget, Taken};
 use crate::store::{DayCount, DeleteOutcome, LinkStore, StoreError};
 
 // ANCHOR: errors
@@ -429,16 +429,30 @@ impl<S: LinkStore> Shortener<S> {
     // ANCHOR: delete
     /// Deletes the link (soft) if `token` is its management token, then
     /// marks it deleted in both cache layers.
+    ///
+    /// A wrong token and an unknown code get the same answer (no existence
+    /// oracle), and each spends one miss of `client`'s budget, the one
+    /// redirects spend: guessing through this route costs what guessing
+    /// through the redirect does.
     pub async fn delete(
         &self,
+        client: Option<IpAddr>,
         code: &str,
         token: &ManagementToken,
         now: DateTime<Utc>,
     ) -> Result<(), LinkError> {
-        let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
+        let code = Code::parse(code).map_err(|_| TokenError::Wrong)?;
+        let taken = self.take_miss(client, now)?;
         let outcome = self
             .within(self.inner.store.delete(&code, &token.hash(), now))
-            .await?;
+            .await;
+        if !matches!(
+            outcome,
+            Ok(DeleteOutcome::WrongToken | DeleteOutcome::NotFound)
+        ) {
+            self.give_back(taken, now);
+        }
+        let outcome = outcome?;
         // Also on AlreadyDeleted: it repeats a tombstone that may have
         // failed the first time (Redis down), which would otherwise leave a
         // live entry in Redis until its TTL.
@@ -454,25 +468,34 @@ impl<S: LinkStore> Shortener<S> {
         match outcome {
             DeleteOutcome::Deleted => Ok(()),
             DeleteOutcome::AlreadyDeleted => Err(LinkError::Gone(Gone::Deleted)),
-            DeleteOutcome::WrongToken => Err(TokenError::Wrong.into()),
-            DeleteOutcome::NotFound => Err(LinkError::NotFound),
+            DeleteOutcome::WrongToken | DeleteOutcome::NotFound => Err(TokenError::Wrong.into()),
         }
     }
     // ANCHOR_END: delete
 
     // ANCHOR: stats
     /// Click statistics, for the holder of the management token; available
-    /// for expired links, not for deleted ones.
-    pub async fn stats(&self, code: &str, token: &ManagementToken) -> Result<Stats, LinkError> {
-        let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
-        let link = self
-            .within(self.inner.store.get(&code))
-            .await?
-            .ok_or(LinkError::NotFound)?;
-        if !link.token_hash.admits(token) {
-            return Err(TokenError::Wrong.into());
-        }
-        if link.deleted_at.is_some() {
+    /// for expired links, not for deleted ones. Refused like [`Self::delete`].
+    pub async fn stats(
+        &self,
+        client: Option<IpAddr>,
+        code: &str,
+        token: &ManagementToken,
+        now: DateTime<Utc>,
+    ) -> Result<Stats, LinkError> {
+        let code = Code::parse(code).map_err(|_| TokenError::Wrong)?;
+        let taken = self.take_miss(client, now)?;
+        let link = self.within(self.inner.store.get(&code)).await;
+        let owned = match link {
+            Ok(Some(link)) if link.token_hash.admits(token) => link,
+            Ok(_) => return Err(TokenError::Wrong.into()),
+            Err(e) => {
+                self.give_back(taken, now);
+                return Err(e.into());
+            }
+        };
+        self.give_back(taken, now);
+        if owned.deleted_at.is_some() {
             return Err(LinkError::Gone(Gone::Deleted));
         }
         let by_day = self.within(self.inner.store.daily_clicks(&code)).await?;
@@ -482,6 +505,29 @@ impl<S: LinkStore> Shortener<S> {
             total,
             by_day,
         })
+    }
+
+    /// One miss of `client`'s budget, taken before a store read whose
+    /// failure to find anything counts as a miss; 429 when it is spent.
+    fn take_miss(
+        &self,
+        client: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Taken>, LinkError> {
+        match client.zip(self.inner.misses.as_ref()) {
+            Some((ip, misses)) => misses.take(ip, now).map(Some).map_err(|wait| {
+                Metrics::inc(&self.inner.metrics.misses_refused);
+                LinkError::TooManyMisses(wait)
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns a miss that [`Self::take_miss`] took for a read that found what it looked for.
+    fn give_back(&self, taken: Option<Taken>, now: DateTime<Utc>) {
+        if let (Some(taken), Some(misses)) = (taken, self.inner.misses.as_ref()) {
+            misses.give_back(taken, now);
+        }
     }
     // ANCHOR_END: stats
 

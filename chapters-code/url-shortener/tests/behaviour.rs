@@ -64,6 +64,7 @@ behaviours!(
     error_answers_say_how_long_caches_may_keep_them,
     a_scanner_is_refused_after_its_miss_budget,
     concurrent_misses_cannot_overspend_the_budget,
+    managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_budget,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -242,7 +243,8 @@ async fn deleted_link_is_gone_and_its_code_never_returns<S: LinkStore>(b: Backen
             .delete_with("/api/links/nothing-here", &token)
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::FORBIDDEN,
+        "an unknown code looks like someone else's link"
     );
     server.shutdown().await;
 }
@@ -608,13 +610,14 @@ async fn stats_count_clicks_per_day<S: LinkStore>(b: Backend<S>) {
         server.client.get_with(&path, &token).await.json(),
         json!({"code": code, "total": 7, "by_day": [{"day": today, "count": 7}]})
     );
+    // An unknown code looks like someone else's link.
     assert_eq!(
         server
             .client
             .get_with("/api/links/unknown/stats", &token)
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::FORBIDDEN
     );
     server.shutdown().await;
 }
@@ -840,7 +843,7 @@ async fn only_the_management_token_deletes_or_reads_stats<S: LinkStore>(b: Backe
         c.delete_with("/api/links/nothing-here", &token)
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::FORBIDDEN
     );
     server.shutdown().await;
 }
@@ -1001,3 +1004,99 @@ async fn concurrent_misses_cannot_overspend_the_budget<S: LinkStore>(b: Backend<
     server.shutdown().await;
 }
 // ANCHOR_END: concurrent_misses_test
+
+// ANCHOR: management_oracle_test
+/// Delete and stats give a wrong token the same answer whether the code
+/// exists or not, so they tell a guesser nothing the redirect route would
+/// not; and each such answer spends the client's miss budget, shared with
+/// redirects, so the management routes are no way around it. Another
+/// client (here behind our proxy) is not affected.
+async fn managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_budget<
+    S: LinkStore,
+>(
+    b: Backend<S>,
+) {
+    let config = url_shortener::Config {
+        miss_limit: Some(RateLimitConfig {
+            per_second: 1,
+            burst: 5,
+        }),
+        trusted_proxies: "127.0.0.1".parse().expect("a proxy"),
+        ..b.config()
+    };
+    let server = b.serve(b.store.clone(), config).await;
+    let c = &server.client;
+    let (code, token) = c
+        .create_managed(json!({"url": "https://example.com/owned"}))
+        .await;
+    let wrong = "0".repeat(token.len());
+    let as_client = |method: hyper::Method, path: String, token: String, ip: &'static str| {
+        let c = c.clone();
+        async move {
+            let auth = format!("Bearer {token}");
+            c.send(
+                method,
+                &path,
+                &[("authorization", &auth), ("x-forwarded-for", ip)],
+                None,
+            )
+            .await
+        }
+    };
+    let guesser = "198.51.100.7";
+    let mut answers = Vec::new();
+    for path in [format!("/api/links/{code}"), "/api/links/nothere".into()] {
+        for (method, suffix) in [(hyper::Method::DELETE, ""), (hyper::Method::GET, "/stats")] {
+            let reply = as_client(method, format!("{path}{suffix}"), wrong.clone(), guesser).await;
+            answers.push((
+                reply.status,
+                reply.json()["type"].clone(),
+                reply.json()["title"].clone(),
+            ));
+        }
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "existing and unknown codes must look alike: {answers:?}"
+    );
+    assert_eq!(answers[0].0, StatusCode::FORBIDDEN);
+    // Four guesses spent; the fifth is the last of the burst, then 429.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let path = format!("/api/links/guess{i}");
+        statuses.push(
+            as_client(hyper::Method::DELETE, path, wrong.clone(), guesser)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // The same budget as redirects: an unknown code is refused there too.
+    let redirect = c
+        .send(
+            hyper::Method::GET,
+            "/unknown1",
+            &[("x-forwarded-for", guesser)],
+            None,
+        )
+        .await;
+    assert_eq!(redirect.status, StatusCode::TOO_MANY_REQUESTS);
+    // The owner, from another address, is not affected.
+    let path = format!("/api/links/{code}");
+    let owner = as_client(
+        hyper::Method::GET,
+        format!("{path}/stats"),
+        token.clone(),
+        "198.51.100.8",
+    )
+    .await;
+    assert_eq!(owner.status, StatusCode::OK);
+    let deleted = as_client(hyper::Method::DELETE, path, token, "198.51.100.8").await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    server.shutdown().await;
+}
+// ANCHOR_END: management_oracle_test

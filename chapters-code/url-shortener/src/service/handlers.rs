@@ -1,6 +1,6 @@
 //! The HTTP handlers: translate requests into use cases and results into responses.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Extension;
@@ -121,8 +121,7 @@ pub async fn redirect<S: LinkStore>(
     let Ok(Path(code)) = code else {
         return Err(LinkError::NotFound.into());
     };
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
-    let client = app.proxies.client(&headers, peer);
+    let client = app.client(&headers, peer);
     let target = app
         .shortener
         .resolve_for(Some(client), &code, Utc::now())
@@ -144,26 +143,38 @@ pub async fn redirect<S: LinkStore>(
 // ANCHOR_END: redirect
 
 // ANCHOR: manage
-/// `DELETE /api/links/{code}`: 204; 403 without the link's token; 404
-/// unknown; 410 already deleted.
+/// `DELETE /api/links/{code}`: 204; 403 without the link's token, and for
+/// an unknown code (the same answer); 410 already deleted; 429 when the
+/// client's miss budget is spent.
 pub async fn delete_link<S: LinkStore>(
     State(app): State<AppState<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let token = bearer_token(&headers).map_err(LinkError::from)?;
-    app.shortener.delete(&code, &token, Utc::now()).await?;
+    let client = app.client(&headers, peer);
+    app.shortener
+        .delete(Some(client), &code, &token, Utc::now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/links/{code}/stats`: total and per-day clicks, for the token's holder.
+/// `GET /api/links/{code}/stats`: total and per-day clicks, for the
+/// token's holder; refused like a delete.
 pub async fn stats<S: LinkStore>(
     State(app): State<AppState<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Result<Json<Stats>, ApiError> {
     let token = bearer_token(&headers).map_err(LinkError::from)?;
-    Ok(Json(app.shortener.stats(&code, &token).await?))
+    let client = app.client(&headers, peer);
+    let stats = app
+        .shortener
+        .stats(Some(client), &code, &token, Utc::now())
+        .await?;
+    Ok(Json(stats))
 }
 
 /// The token of `Authorization: Bearer <token>`.
@@ -186,6 +197,18 @@ fn bearer_token(headers: &HeaderMap) -> Result<ManagementToken, TokenError> {
 /// database outage does not take every node out of the load balancer).
 pub async fn health() -> &'static str {
     "ok"
+}
+
+impl<S> AppState<S> {
+    /// The client the request is counted against (see `crate::proxy`).
+    fn client(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ) -> IpAddr {
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+        self.proxies.client(headers, peer)
+    }
 }
 
 /// Shared by the handlers: the base URL without a trailing slash.

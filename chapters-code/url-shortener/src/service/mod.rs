@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | `POST /api/links` | 201 (200 for an identical existing link) | 400, 409, 413, 422, 429, 503 |
 //! | `GET /{code}` | 302 | 404, 410, 429, 503 |
-//! | `DELETE /api/links/{code}` (management token) | 204 | 403, 404, 410, 503 |
-//! | `GET /api/links/{code}/stats` (management token) | 200 | 403, 404, 410, 503 |
+//! | `DELETE /api/links/{code}` (management token) | 204 | 403, 410, 429, 503 |
+//! | `GET /api/links/{code}/stats` (management token) | 200 | 403, 410, 429, 503 |
 //! | `GET /health` | 200 | |
 //!
 //! Errors are `application/problem+json` (RFC 9457), built in [`error`].
