@@ -526,3 +526,56 @@ async fn without_a_gateway_the_account_header_is_refused() {
     assert_eq!(got, StatusCode::OK, "a guest cart needs no account");
 }
 // ANCHOR_END: header_refused
+
+// ANCHOR: hang_up_http
+/// Shoppers who hang up while a declined card is being charged cannot open
+/// the breaker: the service runs each checkout to its end whatever the
+/// client does, so the breaker hears the provider's answer (a decline: the
+/// provider is up), never a hung-up client.
+#[tokio::test]
+async fn shoppers_who_hang_up_cannot_open_the_breaker() {
+    let s = shop(0).await;
+    for i in 0..FAILURE_THRESHOLD + 1 {
+        let decline = Arc::new(tokio::sync::Notify::new());
+        s.provider
+            .script([Behaviour::DeclineWhenNotified(Arc::clone(&decline))]);
+        let k = format!("hang-{i}");
+        let headers = [("x-account", "mallory"), ("idempotency-key", k.as_str())];
+        tokio::select! {
+            got = call(&s, "POST", "/checkout", &headers, Some(checkout_body())) => {
+                panic!("the charge waits, yet the checkout answered {got:?}");
+            }
+            () = async {
+                while s.provider.calls() <= u64::from(i) {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            } => {}
+        }
+        // The client is gone; the provider now declines.
+        decline.notify_one();
+        // The checkout goes on without its client: its order ends as failed.
+        for _ in 0..200 {
+            let orders = s.store.orders().await.expect("orders");
+            if orders.iter().all(|o| o.status != "pending_payment") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let (got, _, body) = call(
+        &s,
+        "POST",
+        "/checkout",
+        &[("x-account", "alice"), ("idempotency-key", "after")],
+        Some(checkout_body()),
+    )
+    .await;
+    assert_eq!(got, StatusCode::CREATED, "the breaker stayed closed: {body}");
+    let orders = s.store.orders().await.expect("orders");
+    assert_eq!(
+        orders.iter().filter(|o| o.status == "payment_failed").count(),
+        usize::try_from(FAILURE_THRESHOLD + 1).expect("small"),
+        "every abandoned checkout reached its outcome, its stock released"
+    );
+}
+// ANCHOR_END: hang_up_http

@@ -12,7 +12,9 @@
 //! a declined card is a [`Outcome::Success`] (the provider is up), a
 //! timeout or a "failed" answer a [`Outcome::Failure`], and a request that
 //! ends before the charge (a replay, bad input, a database error)
-//! [`Outcome::NotCalled`].
+//! [`Outcome::NotCalled`]. A call dropped mid-charge counts as a failure,
+//! so the HTTP service never drops one: it runs each checkout in a task of
+//! its own, and a client that hangs up cannot open the breaker for everyone.
 
 use chrono::{DateTime, TimeDelta, Utc};
 

@@ -72,6 +72,9 @@ pub enum ApiError {
     /// The flash-sale admission refused the request.
     #[error("checkout is at capacity; retry in a moment")]
     Busy,
+    /// The checkout's task panicked (a bug).
+    #[error("the checkout task failed: {0}")]
+    Internal(String),
     /// The checkout refused (not stored with the key).
     #[error(transparent)]
     Checkout(#[from] CheckoutError),
@@ -126,6 +129,7 @@ impl ApiProblem for ApiError {
             ApiError::ProductNotFound(_) => (S::NOT_FOUND, "unknown-product", "No such product"),
             ApiError::OrderNotFound(_) => (S::NOT_FOUND, "unknown-order", "No such order"),
             ApiError::Malformed(_) => (S::BAD_REQUEST, "malformed-request", "Malformed request"),
+            ApiError::Internal(_) => INTERNAL,
             ApiError::Busy => (
                 S::TOO_MANY_REQUESTS,
                 "checkout-busy",
@@ -349,6 +353,7 @@ mod tests {
             ApiError::OrderNotFound(String::new()),
             ApiError::Malformed(String::new()),
             ApiError::Busy,
+            ApiError::Internal(String::new()),
             CheckoutError::KeyReused.into(),
             CheckoutError::KeyInUse.into(),
             CheckoutError::UnknownProduct(sku()).into(),

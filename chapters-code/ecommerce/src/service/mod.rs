@@ -435,10 +435,18 @@ async fn checkout<S: Store, C: CartStore, P: PaymentProvider>(
         endpoint: CHECKOUT_ENDPOINT,
         key,
     };
-    let answer = app
-        .checkout
-        .run(&account, Some(&scope), &request, chrono::Utc::now())
-        .await?;
+    // The checkout runs in a task of its own, to its end: a client that hangs
+    // up (or the request timeout) drops this handler, not the charge. So the
+    // breaker hears only what the provider answered, and phase 2 records
+    // the outcome the provider gave, not a cancellation.
+    let checkout = app.checkout.clone();
+    let answer = tokio::spawn(async move {
+        checkout
+            .run(&account, Some(&scope), &request, chrono::Utc::now())
+            .await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     let status =
         StatusCode::from_u16(answer.response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = if status.is_success() {
