@@ -31,6 +31,10 @@ pub fn book() -> Chapter {
                 "src/twitter-timeline/generated/explain-pull.md",
                 generated::explain_pull_with_index,
             ),
+            GeneratedFile::pure(
+                "src/twitter-timeline/generated/key-numbers.md",
+                report::key_numbers_markdown,
+            ),
             GeneratedFile::pure(capacity::MEASURED_PATH, report::measured_json),
             GeneratedFile::pure(
                 "src/twitter-timeline/generated/memory.md",
