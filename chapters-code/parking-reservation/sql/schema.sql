@@ -87,9 +87,9 @@ CREATE INDEX reservations_hold_expiry ON reservations (hold_expires_at)
 -- The no-show sweeper's index: confirmed reservations, by start.
 CREATE INDEX reservations_confirmed_start ON reservations (lower(during))
     WHERE state = 'confirmed';
--- The hold limit's index: unconfirmed holds, by plate.
-CREATE INDEX reservations_holds_by_plate ON reservations (plate)
-    WHERE state = 'held';
+-- The plate limits' index: reservations that take a spot, by plate.
+CREATE INDEX reservations_live_by_plate ON reservations (plate)
+    WHERE state IN ('held', 'confirmed', 'checked_in');
 -- ANCHOR_END: reservations
 
 -- ANCHOR: events

@@ -987,6 +987,93 @@ async fn concurrent_holds_of_one_plate_stop_at_the_limit() {
 }
 // ANCHOR_END: hold_limit_race
 
+// ANCHOR: active_limit_race
+/// The reservation limit under concurrency: a plate one short of
+/// MAX_ACTIVE_PER_PLATE sends reserves, walk-ins and a late confirm all at
+/// once, on separate connections. Exactly one gets through; a
+/// check-then-insert without the plate's lock lets several pass the count
+/// together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reserves_walk_ins_and_confirms_of_one_plate_stop_at_the_limit() {
+    use parking_reservation::domain::MAX_ACTIVE_PER_PLATE;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(10).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = |m: i64| now0() + minutes(m);
+    let req = |i: i64| request(lot, SpotKind::Regular, slots(8 + 4 * i, 4), "HOG9");
+    for i in 0..i64::from(MAX_ACTIVE_PER_PLATE) - 1 {
+        let held = store
+            .reserve(&req(i), None, t(0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .reservation;
+        store
+            .apply(held.id, Event::Confirm, t(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // A lapsed hold whose late confirm races the rest.
+    let lapsed = store
+        .reserve(&req(20), None, t(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(store.expire_holds(t(12)).await.ok(), Some(1));
+    let clients: i64 = 9;
+    let barrier = Arc::new(tokio::sync::Barrier::new(9));
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            let hold = req(30 + i);
+            let gate = request(lot, SpotKind::Regular, slots(0, 4 + i), "HOG9");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                match i % 3 {
+                    0 => store.reserve(&hold, None, t(13)).await.map(|_| ()),
+                    1 => store.walk_in(&gate, None, t(13)).await.map(|_| ()),
+                    _ => store
+                        .apply(lapsed.id, Event::Confirm, t(13))
+                        .await
+                        .map(|_| ()),
+                }
+            })
+        })
+        .collect();
+    let mut through = 0;
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(()) => through += 1,
+            // Refused by the limit, or the losers of the confirm (already
+            // confirmed) and of the walk-ins (the plate is parked).
+            Err(
+                StoreError::TooManyReservations { .. }
+                | StoreError::TooManyHolds { .. }
+                | StoreError::AlreadyParked(_)
+                | StoreError::Transition(_),
+            ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reservations
+         WHERE plate = 'HOG9' AND state IN ('held', 'confirmed', 'checked_in')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (through, live),
+        (1, i64::from(MAX_ACTIVE_PER_PLATE)),
+        "one plate went past its limit"
+    );
+}
+// ANCHOR_END: active_limit_race
+
 /// The audit trail is append-only for every writer, `psql` included.
 #[tokio::test]
 async fn the_audit_trail_refuses_updates_and_deletes() {

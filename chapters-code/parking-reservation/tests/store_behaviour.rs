@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use parking_reservation::domain::{
-    Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE, SpotKind, State,
-    TransitionError,
+    Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_ACTIVE_PER_PLATE, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE,
+    SpotKind, State, TransitionError,
 };
 use parking_reservation::idempotency::IdempotencyKey;
 use parking_reservation::store::{ReservationStore, StoreError};
@@ -66,7 +66,129 @@ behaviour_suite!(
     a_walk_in_is_not_held_to_the_hold_limit,
     a_walk_in_retried_with_its_key_parks_once,
     a_confirm_after_check_in_closed_is_refused,
+    a_plate_may_have_only_a_few_reservations,
+    a_walk_in_retried_without_a_key_parks_once,
 );
+
+// ANCHOR: active_limit_test
+/// Confirming is free too, so the hold limit alone would let one plate book
+/// a lot ahead, a few holds at a time. A plate may have at most
+/// MAX_ACTIVE_PER_PLATE reservations that take a spot at once: a reserve, a
+/// late confirm (which brings a lapsed hold back) and a walk-in beyond that
+/// are refused and change nothing; another plate is not affected; a cancel
+/// frees a place.
+async fn a_plate_may_have_only_a_few_reservations(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = |m: i64| now0() + minutes(m);
+    let req = |i: i64, who: &str| request(lot, SpotKind::Regular, slots(8 + 4 * i, 4), who);
+    let mut confirmed = Vec::new();
+    for i in 0..i64::from(MAX_ACTIVE_PER_PLATE) - 1 {
+        let held = store
+            .reserve(&req(i, "HOG1"), None, t(0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .reservation;
+        store
+            .apply(held.id, Event::Confirm, t(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        confirmed.push(held);
+    }
+    // A hold that lapses and is swept: it no longer counts...
+    let lapsed = store
+        .reserve(&req(10, "HOG1"), None, t(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    assert_eq!(store.expire_holds(t(12)).await.ok(), Some(1));
+    // ...so one more reserve reaches the limit, and the next is refused.
+    store
+        .reserve(&req(11, "HOG1"), None, t(13))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let over = |e: Option<&StoreError>| matches!(e, Some(StoreError::TooManyReservations { limit }) if *limit == MAX_ACTIVE_PER_PLATE);
+    let refused = store.reserve(&req(12, "HOG1"), None, t(13)).await;
+    assert!(over(refused.as_ref().err()), "{refused:?}");
+    // The late confirm of the lapsed hold would make one too many.
+    let before = store.get(lapsed.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let late = store.apply(lapsed.id, Event::Confirm, t(14)).await;
+    assert!(over(late.as_ref().err()), "{late:?}");
+    assert_eq!(store.get(lapsed.id).await.ok(), Some(before));
+    // A walk-in counts as well.
+    let gate = request(lot, SpotKind::Regular, slots(0, 4), "HOG1");
+    let walk_in = store.walk_in(&gate, None, t(14)).await;
+    assert!(over(walk_in.as_ref().err()), "{walk_in:?}");
+    // Another plate is not affected; a cancel frees a place.
+    assert!(store.reserve(&req(12, "OTHER2"), None, t(14)).await.is_ok());
+    store
+        .apply(confirmed[0].id, Event::Cancel, t(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(store.reserve(&req(13, "HOG1"), None, t(15)).await.is_ok());
+    let rows = store.reservations(lot).await.unwrap_or_default();
+    let live = rows
+        .iter()
+        .filter(|r| r.plate.as_str() == "HOG1" && r.state.is_live())
+        .count();
+    assert_eq!(u32::try_from(live).ok(), Some(MAX_ACTIVE_PER_PLATE));
+}
+// ANCHOR_END: active_limit_test
+
+// ANCHOR: walk_in_natural_key_test
+/// A gate that retries a walk-in without an Idempotency-Key, after a lost
+/// answer: the plate is checked in already, for the same lot, kind and end,
+/// so the retry is the same car and gets the first reservation back, marked
+/// as a replay, even from the next slot. Another stay of a parked plate is
+/// refused (`AlreadyParked`) and changes nothing; after check-out the plate
+/// walks in again.
+async fn a_walk_in_retried_without_a_key_parks_once(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_lot = store
+        .create_lot(&lot_of(1).renamed("Other lot"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stay = request(lot, SpotKind::Regular, slots(0, 8), "GATE6");
+    let first = store
+        .walk_in(&stay, None, now0() + minutes(7))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!first.replayed);
+    let retry = request(lot, SpotKind::Regular, slots(1, 7), "GATE6");
+    let again = store
+        .walk_in(&retry, None, now0() + minutes(16))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.reservation, first.reservation);
+    let longer = request(lot, SpotKind::Regular, slots(1, 9), "GATE6");
+    let elsewhere = request(other_lot, SpotKind::Regular, slots(1, 7), "GATE6");
+    for other in [longer, elsewhere] {
+        let refused = store.walk_in(&other, None, now0() + minutes(16)).await;
+        assert!(
+            matches!(refused, Err(StoreError::AlreadyParked(id)) if id == first.reservation.id),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
+    assert_eq!(
+        store.reservations(other_lot).await.map(|v| v.len()).ok(),
+        Some(0)
+    );
+    store
+        .apply(first.reservation.id, Event::CheckOut, now0() + minutes(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let next = request(lot, SpotKind::Regular, slots(2, 4), "GATE6");
+    let parked = store.walk_in(&next, None, now0() + minutes(31)).await;
+    assert!(parked.is_ok_and(|p| !p.replayed));
+}
+// ANCHOR_END: walk_in_natural_key_test
 
 // ANCHOR: confirm_after_close_test
 /// A hold taken just before its booking starts can still be within its late

@@ -21,7 +21,7 @@ pub use money::{Money, NegativeMoney};
 pub use plate::{PLATE_MAX_LEN, PLATE_MIN_LEN, Plate, PlateError};
 pub use policy::{
     BOOKING_HORIZON_DAYS, BookingError, EARLY_CHECK_IN, FREE_CANCELLATION_NOTICE, HOLD_TTL,
-    LATE_CONFIRM_WINDOW, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE, check_bookable,
+    LATE_CONFIRM_WINDOW, MAX_ACTIVE_PER_PLATE, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE, check_bookable,
 };
 pub use pricing::{
     TARIFFS, Tariff, TariffBook, cancellation_charge, check_in_closes, checkout_charge,

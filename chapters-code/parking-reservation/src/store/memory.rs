@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{LotLayout, LotNear, ReservationStore, Reserved, StoreError};
 use crate::assign::{KindAvailability, Spot, assign_reference, availability_reference, is_free};
 use crate::domain::{
-    Event, Location, LotId, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Reservation, ReserveRequest, SpotRef,
-    State, TariffBook, TimeRange, Transition, distance_m,
+    Event, Location, LotId, MAX_ACTIVE_PER_PLATE, MAX_HOLDS_PER_PLATE, NEAR_LIMIT, Plate,
+    Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange, Transition, distance_m,
 };
 use crate::idempotency::{Fingerprint, IdempotencyKey, fingerprint, scope, walk_in_fingerprint};
 use block_idempotency::{ClaimError, Claimed, Decision, FinalAnswer, MemoryKeys};
@@ -144,8 +144,9 @@ impl Inner {
     }
 
     /// A hold of the free spot the rule assigns for `request`, not yet
-    /// stored; `limited` applies the plate's hold limit (a reserve, not a
-    /// walk-in, whose hold is confirmed before anyone can see it).
+    /// stored. The plate's reservation limit applies to both; `limited`
+    /// applies its hold limit too (a reserve, not a walk-in, whose hold is
+    /// confirmed before anyone can see it).
     fn new_hold(
         &self,
         request: &ReserveRequest,
@@ -153,9 +154,15 @@ impl Inner {
         limited: bool,
     ) -> Result<Reservation, StoreError> {
         self.check_lot(request.lot_id)?;
-        if limited && self.live_holds(request, now) >= MAX_HOLDS_PER_PLATE {
+        let (holds, active) = self.plate_counts(&request.plate, now, None);
+        if limited && holds >= MAX_HOLDS_PER_PLATE {
             return Err(StoreError::TooManyHolds {
                 limit: MAX_HOLDS_PER_PLATE,
+            });
+        }
+        if active >= MAX_ACTIVE_PER_PLATE {
+            return Err(StoreError::TooManyReservations {
+                limit: MAX_ACTIVE_PER_PLATE,
             });
         }
         let reservations = self.lot_reservations(request.lot_id);
@@ -180,14 +187,50 @@ impl Inner {
         ))
     }
 
-    /// Unconfirmed holds of `plate` that have not lapsed at `now`.
-    fn live_holds(&self, r: &ReserveRequest, now: DateTime<Utc>) -> u32 {
-        let n = self
+    /// Of `plate`'s reservations other than `except`: the unconfirmed holds
+    /// that have not lapsed at `now`, and those that take a spot (the same
+    /// holds, confirmed and checked in); the same rule as `plate_counts` in
+    /// the PostgreSQL store.
+    fn plate_counts(&self, plate: &Plate, now: DateTime<Utc>, except: Option<Uuid>) -> (u32, u32) {
+        let (mut holds, mut active) = (0u32, 0u32);
+        for r in self
             .reservations
             .values()
-            .filter(|h| h.plate == r.plate && h.state == State::Held && h.hold_expires_at > now)
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+            .filter(|r| r.plate == *plate && Some(r.id) != except)
+        {
+            let held = r.state == State::Held && r.hold_expires_at > now;
+            holds += u32::from(held);
+            active += u32::from(held || matches!(r.state, State::Confirmed | State::CheckedIn));
+        }
+        (holds, active)
+    }
+
+    /// The reservation `plate` is checked in on, if any.
+    fn parked(&self, plate: &Plate) -> Option<&Reservation> {
+        self.reservations
+            .values()
+            .find(|r| r.plate == *plate && r.state == State::CheckedIn)
+    }
+}
+
+/// A walk-in of a plate that is checked in already: the same car, whose
+/// gate retried, when the lot, kind and end are the same (the first answer,
+/// as a replay); otherwise [`StoreError::AlreadyParked`]. The same rule as
+/// the PostgreSQL store's.
+pub(crate) fn same_car(
+    parked: &Reservation,
+    request: &ReserveRequest,
+) -> Result<Reserved, StoreError> {
+    if parked.lot_id == request.lot_id
+        && parked.kind == request.kind
+        && parked.range.end() == request.range.end()
+    {
+        Ok(Reserved {
+            reservation: parked.clone(),
+            replayed: true,
+        })
+    } else {
+        Err(StoreError::AlreadyParked(parked.id))
     }
 }
 
@@ -268,6 +311,9 @@ impl ReservationStore for MemoryStore {
         if let Some(replay) = inner.replay(key, fingerprint.as_ref(), now) {
             return replay;
         }
+        if let Some(parked) = inner.parked(&request.plate) {
+            return same_car(parked, request);
+        }
         let held = inner.new_hold(request, now, false)?;
         let tariff = inner.tariffs.of(request.kind);
         // All three steps under the one lock, stored only if all succeed.
@@ -308,6 +354,13 @@ impl ReservationStore for MemoryStore {
             .cloned()
             .ok_or(StoreError::ReservationNotFound(id))?;
         let next = current.apply(event, now, &inner.tariffs.of(current.kind))?;
+        if event == Event::Confirm
+            && inner.plate_counts(&current.plate, now, Some(id)).1 >= MAX_ACTIVE_PER_PLATE
+        {
+            return Err(StoreError::TooManyReservations {
+                limit: MAX_ACTIVE_PER_PLATE,
+            });
+        }
         // Back into a live state (a late confirm): the spot must still be
         // free, as the exclusion constraint checks the UPDATE in PostgreSQL.
         if !current.state.is_live() && next.state.is_live() {

@@ -157,6 +157,16 @@ pub enum StoreError {
         /// The limit.
         limit: u32,
     },
+    /// The plate already has [`MAX_ACTIVE_PER_PLATE`](crate::domain::MAX_ACTIVE_PER_PLATE)
+    /// reservations that take a spot (unlapsed holds, confirmed, checked in).
+    #[error("this plate already has {limit} reservations; use or cancel one first")]
+    TooManyReservations {
+        /// The limit.
+        limit: u32,
+    },
+    /// A walk-in of a plate that is checked in already, for another stay.
+    #[error("this plate is parked already (reservation {0}); check out first")]
+    AlreadyParked(Uuid),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

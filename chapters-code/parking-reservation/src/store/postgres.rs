@@ -26,11 +26,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::memory::same_car;
 use super::{LotLayout, LotNear, ReservationStore, Reserved, StoreError, Swept};
 use crate::assign::{self, AvailabilityError, KindAvailability};
 use crate::domain::{
-    EARTH_RADIUS_M, Event, Location, LotId, MAX_HOLDS_PER_PLATE, Money, NEAR_LIMIT, NO_SHOW_GRACE,
-    Plate, Reservation, ReserveRequest, SpotRef, State, TariffBook, TimeRange, Transition,
+    EARTH_RADIUS_M, Event, Location, LotId, MAX_ACTIVE_PER_PLATE, MAX_HOLDS_PER_PLATE, Money,
+    NEAR_LIMIT, NO_SHOW_GRACE, Plate, Reservation, ReserveRequest, SpotRef, State, TariffBook,
+    TimeRange, Transition,
 };
 use crate::idempotency::{
     self, Claim, ClaimError, Fingerprint, IdempotencyKey, fingerprint, walk_in_fingerprint,
@@ -299,13 +301,24 @@ impl PgStore {
                 Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
             }
         }
-        // The limit is on holds, and only a reserve leaves one: a walk-in
-        // (`then` not empty) is confirmed and parked before it commits.
-        if then.is_empty()
-            && holds_of_plate(&mut tx, request, now).await? >= i64::from(MAX_HOLDS_PER_PLATE)
-        {
+        // The plate's limits, under its lock (`lock_plate`). A walk-in
+        // (`then` not empty) of a plate that is parked already is the same
+        // car or refused; it leaves no hold, so only a reserve is held to
+        // the hold limit; both are held to the reservation limit.
+        lock_plate(&mut tx, &request.plate).await?;
+        let walk_in = !then.is_empty();
+        if walk_in && let Some(parked) = parked_on(&mut tx, &request.plate).await? {
+            return same_car(&parked, request).map(Attempt::Done);
+        }
+        let (holds, active) = plate_counts(&mut tx, &request.plate, now, None).await?;
+        if !walk_in && holds >= i64::from(MAX_HOLDS_PER_PLATE) {
             return Err(StoreError::TooManyHolds {
                 limit: MAX_HOLDS_PER_PLATE,
+            });
+        }
+        if active >= i64::from(MAX_ACTIVE_PER_PLATE) {
+            return Err(StoreError::TooManyReservations {
+                limit: MAX_ACTIVE_PER_PLATE,
             });
         }
         let tariff = self.tariffs().of(request.kind);
@@ -471,6 +484,16 @@ impl PgStore {
         // reservation, including the sweepers' UPDATEs.
         let current = self.fetch(&mut tx, id, true).await?;
         let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
+        // A confirm may bring a lapsed hold back: the plate's limit again.
+        if event == Event::Confirm {
+            lock_plate(&mut tx, &current.plate).await?;
+            let (_, active) = plate_counts(&mut tx, &current.plate, now, Some(id)).await?;
+            if active >= i64::from(MAX_ACTIVE_PER_PLATE) {
+                return Err(StoreError::TooManyReservations {
+                    limit: MAX_ACTIVE_PER_PLATE,
+                });
+            }
+        }
         store_step(&mut tx, &current, event, &next).await?;
         tx.commit().await?;
         Ok(next)
@@ -533,28 +556,58 @@ impl PgStore {
 // ANCHOR_END: conflict
 
 // ANCHOR: hold_limit
-/// Unlapsed, unconfirmed holds of the request's plate, counted under a
-/// transaction-level advisory lock on the plate: two concurrent reserves of
-/// one plate take turns here, so neither can miss the other's hold.
-async fn holds_of_plate(
-    tx: &mut PgConnection,
-    request: &ReserveRequest,
-    now: DateTime<Utc>,
-) -> Result<i64, sqlx::Error> {
+/// Takes a transaction-level advisory lock on `plate`, held to COMMIT:
+/// every reserve, walk-in and confirm of one plate takes turns from here,
+/// so none can miss another's row when it counts (a check-then-insert
+/// without the lock lets concurrent requests all see "one fewer").
+async fn lock_plate(tx: &mut PgConnection, plate: &Plate) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(request.plate.as_str())
-        .execute(&mut *tx)
+        .bind(plate.as_str())
+        .execute(tx)
         .await?;
-    sqlx::query_scalar(
-        "SELECT count(*) FROM reservations
-         WHERE plate = $1 AND state = 'held' AND hold_expires_at > $2",
+    Ok(())
+}
+
+/// Of `plate`'s reservations other than `except`: the unconfirmed holds
+/// that have not lapsed at `now`, and those that take a spot (the same
+/// holds, confirmed and checked in). The caller holds [`lock_plate`].
+async fn plate_counts(
+    tx: &mut PgConnection,
+    plate: &Plate,
+    now: DateTime<Utc>,
+    except: Option<Uuid>,
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'held' AND hold_expires_at > $2),
+                count(*) FILTER (WHERE state IN ('confirmed', 'checked_in')
+                                    OR (state = 'held' AND hold_expires_at > $2))
+         FROM reservations
+         WHERE plate = $1 AND state IN ('held', 'confirmed', 'checked_in')
+           AND id IS DISTINCT FROM $3",
     )
-    .bind(request.plate.as_str())
+    .bind(plate.as_str())
     .bind(now)
+    .bind(except)
     .fetch_one(tx)
     .await
 }
 // ANCHOR_END: hold_limit
+
+/// The reservation `plate` is checked in on, if any; the caller holds
+/// [`lock_plate`], so a concurrent walk-in cannot add one.
+async fn parked_on(
+    tx: &mut PgConnection,
+    plate: &Plate,
+) -> Result<Option<Reservation>, StoreError> {
+    let row = sqlx::query(concat!(
+        reservation_select!(),
+        "WHERE r.plate = $1 AND r.state = 'checked_in' LIMIT 1"
+    ))
+    .bind(plate.as_str())
+    .fetch_optional(tx)
+    .await?;
+    row.map(|r| decode(&r)).transpose()
+}
 
 /// Writes `next`, what `event` made of `current`, and its history entry, in
 /// the caller's transaction.
