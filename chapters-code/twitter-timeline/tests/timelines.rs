@@ -197,3 +197,38 @@ async fn an_unfinished_rebuild_expires_within_the_rebuild_bound() {
     );
 }
 // ANCHOR_END: rebuild_bounded
+
+// ANCHOR: backfill_merge
+/// A backfill into a full list is one merge pass (not a scan of the list
+/// per id): the list ends as the newest `cap` ids of both, newest first,
+/// each once, the empty-list marker gone.
+#[tokio::test]
+async fn a_backfill_into_a_full_list_keeps_the_newest_ids_sorted_once() {
+    const CAP: usize = 50;
+    let Some((_r, cache)) = common::redis(Layout::List, CAP).await else {
+        return;
+    };
+    let id = |k: u64| PostId::from_raw((1_000_000 + k) << 22).expect("id");
+    let user = twitter_timeline::domain::UserId(7);
+    cache.begin_rebuild(user).await.expect("begin");
+    assert!(cache.finish_rebuild(user, &[]).await.expect("empty"));
+    let evens: Vec<PostId> = (1..=CAP as u64).map(|k| id(2 * k)).collect();
+    cache.insert(user, &evens).await.expect("fill");
+    let mut backfill: Vec<PostId> = (1..=CAP as u64).map(|k| id(2 * k + 1)).collect();
+    backfill.extend_from_slice(&evens[..10]);
+    backfill.push(id(1));
+    cache.insert(user, &backfill).await.expect("backfill");
+
+    let mut want: Vec<PostId> = evens.iter().chain(&backfill).copied().collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    want.dedup();
+    want.truncate(CAP);
+    let got = cache
+        .window(user, None, 3 * CAP)
+        .await
+        .expect("window")
+        .expect("ready");
+    assert_eq!(got.ids, want);
+    assert!(got.full && got.exhausted);
+}
+// ANCHOR_END: backfill_merge

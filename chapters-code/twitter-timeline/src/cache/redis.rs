@@ -48,8 +48,36 @@ end
 /// A ready timeline whose list is gone was half lost ([`LOST`]).
 const LIST_INSERT: &str = "
 if lost() then return -1 end
+local cap = tonumber(ARGV[1])
+local last = #ARGV
 local added = 0
-for i = 2, #ARGV do
+if last > 2 then
+  -- Several ids (a backfill, a rebuild), oldest first: one merge pass over
+  -- the list and the ids, newest first, stopping at the cap, instead of a
+  -- scan of the list per id (quadratic in the cap for a full list).
+  local items = redis.call('LRANGE', KEYS[1], 0, -1)
+  local merged = {}
+  local i, j = 1, last
+  while #merged < cap and (i <= #items or j >= 2) do
+    local a = items[i]
+    local b = nil
+    if j >= 2 then b = ARGV[j] end
+    if b ~= nil and merged[#merged] == b then
+      j = j - 1
+    elseif b == nil or (a ~= nil and a ~= b and newer(a, b)) then
+      merged[#merged + 1] = a; i = i + 1
+    elseif a == b then
+      merged[#merged + 1] = a; i = i + 1; j = j - 1
+    else
+      merged[#merged + 1] = b; j = j - 1; added = added + 1
+    end
+  end
+  redis.call('DEL', KEYS[1])
+  for k = 1, #merged, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(merged, k, math.min(k + 999, #merged)))
+  end
+else
+for i = 2, last do
   local id = ARGV[i]
   local head = redis.call('LINDEX', KEYS[1], 0)
   if (not head) or newer(id, head) then
@@ -68,7 +96,8 @@ for i = 2, #ARGV do
     added = added + 1
   end
 end
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+end
+redis.call('LTRIM', KEYS[1], 0, cap - 1)
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return added
@@ -202,6 +231,7 @@ impl Scripts {
         // The finish script is the insert script without its final return,
         // reading ARGV[2..#ARGV-1] as ids and ARGV[#ARGV] as the TTL.
         let body = insert
+            .replace("local last = #ARGV\n", "local last = #ARGV - 1\n")
             .replace("for i = 2, #ARGV do", "for i = 2, #ARGV - 1 do")
             .replace("return added\n", "");
         Self {
