@@ -352,3 +352,170 @@ async fn counts_racing_sales_keep_the_ledger_exact_and_never_undercut_reserved()
     );
 }
 // ANCHOR_END: count_vs_sales
+
+/// Positions raced by a lazy reclaim and a release of the same lapsed hold.
+const RECLAIM_RACES: usize = 64;
+
+// ANCHOR: reclaim_vs_release
+/// Finding 3 of issue 28: a reserve that needs a lapsed hold's units
+/// reclaims it while the checkout that owned it releases it (or pays just in
+/// time). The units come back either way, so every reserve must succeed;
+/// before the fix, the reserve that lost the race answered
+/// `already-released` or `out-of-stock`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lazy_reclaim_racing_a_release_or_commit_still_reserves() {
+    let Some((_db, store)) = pg_store(32).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let mut holds = Vec::new();
+    for i in 0..RECLAIM_RACES {
+        let k = key(&format!("S-{i}"), "AMS-1");
+        stocked(&*store, &k, 2).await;
+        let r = store
+            .reserve(&k, qty(1), TimeDelta::seconds(1), t0())
+            .await
+            .expect("reserve");
+        // The other unit is sold, so the reserve needs the lapsed hold's.
+        let sold = store
+            .reserve(&k, qty(1), TimeDelta::minutes(10), t0())
+            .await
+            .expect("reserve");
+        store.commit(sold.id, t0()).await.expect("commit");
+        holds.push((k, r));
+    }
+    let later = r_expiry(&holds) + TimeDelta::seconds(1);
+    let start = Arc::new(Barrier::new(2 * RECLAIM_RACES));
+    let mut tasks = Vec::new();
+    for (i, (k, r)) in holds.into_iter().enumerate() {
+        let (s, b, id) = (Arc::clone(&store), Arc::clone(&start), r.id);
+        // Half the owners release; half pay by a clock still inside the hold.
+        let pay_at = r.expires_at - TimeDelta::milliseconds(1);
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            let res = if i % 2 == 0 {
+                s.release(id, later).await
+            } else {
+                s.commit(id, pay_at).await
+            };
+            // The loser of the owner's race is refused by state; never an error else.
+            match res {
+                Ok(_) | Err(StoreError::Transition(_)) => Ok(()),
+                Err(e) => Err(format!("owner: {e}")),
+            }
+        }));
+        let (s, b) = (Arc::clone(&store), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            match s.reserve(&k, qty(1), TimeDelta::minutes(10), later).await {
+                Ok(_) => Ok(()),
+                // A commit that won leaves no unit: that refusal is right.
+                Err(StoreError::OutOfStock { .. }) if i % 2 == 1 => {
+                    let st = s.stock(&k, later).await.map_err(|e| e.to_string())?;
+                    if st.balance.committed == 2 {
+                        Ok(())
+                    } else {
+                        Err(format!("reserve: out of stock with {st:?}"))
+                    }
+                }
+                Err(e) => Err(format!("reserve {k}: {e}")),
+            }
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.expect("task") {
+            errors.push(e);
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {} reserves failed although the units were back: {:?}",
+        errors.len(),
+        RECLAIM_RACES,
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+}
+// ANCHOR_END: reclaim_vs_release
+
+fn r_expiry(holds: &[(StockKey, inventory::domain::Reservation)]) -> DateTime<Utc> {
+    holds
+        .iter()
+        .map(|(_, r)| r.expires_at)
+        .max()
+        .unwrap_or_else(t0)
+}
+
+/// Sweepers running at once, while owners commit and release the same
+/// lapsed holds: every hold ends exactly once, no sweeper fails, and the
+/// ledger folds to the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sweepers_and_owners_end_each_hold_once() {
+    let Some((_db, store)) = pg_store(16).await else {
+        return;
+    };
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, 200).await;
+    let mut holds = Vec::new();
+    for _ in 0..150 {
+        holds.push(
+            store
+                .reserve(&k, qty(1), TimeDelta::seconds(1), t0())
+                .await
+                .expect("reserve"),
+        );
+    }
+    let later = t0() + TimeDelta::seconds(2);
+    let just_in_time = t0() + TimeDelta::milliseconds(999);
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(4 + holds.len() / 3));
+    let mut sweepers = Vec::new();
+    for _ in 0..4 {
+        let (s, b) = (Arc::clone(&store), Arc::clone(&start));
+        sweepers.push(tokio::spawn(async move {
+            b.wait().await;
+            let mut n = 0;
+            loop {
+                let swept = s
+                    .expire_due(later, 20)
+                    .await
+                    .expect("a sweeper never fails");
+                if swept == 0 {
+                    return n;
+                }
+                n += swept;
+            }
+        }));
+    }
+    let mut owners = Vec::new();
+    for (i, r) in holds.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        let (s, b, id) = (Arc::clone(&store), Arc::clone(&start), r.id);
+        owners.push(tokio::spawn(async move {
+            b.wait().await;
+            let res = if i % 2 == 0 {
+                s.commit(id, just_in_time).await
+            } else {
+                s.release(id, later).await
+            };
+            match res {
+                Ok(o) if !o.replayed => 1,
+                Ok(_) | Err(StoreError::Transition(_)) => 0,
+                Err(e) => panic!("owner: {e}"),
+            }
+        }));
+    }
+    let mut swept = 0;
+    for t in sweepers {
+        swept += t.await.expect("sweeper");
+    }
+    let mut owned = 0;
+    for t in owners {
+        owned += t.await.expect("owner");
+    }
+    assert_eq!(swept + owned, holds.len() as u64, "each hold ended once");
+    assert!(swept > 0 && owned > 0, "swept {swept}, owned {owned}");
+    let s = store.stock(&k, later).await.expect("stock");
+    assert_eq!(s.balance.reserved, 0);
+    let folded = fold(&store.movements(&k).await.expect("ledger"));
+    assert_eq!(folded.get(&k).copied(), Some(s.balance));
+}

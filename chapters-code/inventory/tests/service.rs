@@ -63,6 +63,11 @@ async fn call(app: &Router, method: &str, uri: &str, body: Value) -> (StatusCode
     (status, v)
 }
 
+/// A fresh reservation id, as a client makes one.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 async fn availability(app: &Router) -> Availability {
     let (s, v) = call(app, "GET", "/stock/SHOE-42/AMS-1", Value::Null).await;
     assert_eq!(s, StatusCode::OK);
@@ -76,7 +81,7 @@ async fn reserve_commit_release_over_http() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 2}),
+        json!({"id": new_id(), "qty": 2}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
@@ -106,7 +111,7 @@ async fn reserve_commit_release_over_http() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 1, "ttl_seconds": 60}),
+        json!({"id": new_id(), "qty": 1, "ttl_seconds": 60}),
     )
     .await;
     let id = v["id"].as_str().expect("id").to_string();
@@ -141,7 +146,7 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 1}),
+        json!({"id": new_id(), "qty": 1}),
     )
     .await;
     let held = v["id"].as_str().expect("id").to_string();
@@ -149,7 +154,7 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 1}),
+        json!({"id": new_id(), "qty": 1}),
     )
     .await;
     let committed = v["id"].as_str().expect("id").to_string();
@@ -166,14 +171,14 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": 0}),
+            json!({"id": new_id(), "qty": 0}),
             400,
             "invalid-quantity",
         ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": -3}),
+            json!({"id": new_id(), "qty": -3}),
             400,
             "invalid-quantity",
         ),
@@ -201,49 +206,70 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": "two"}),
+            json!({"id": new_id(), "qty": "two"}),
             400,
             "malformed-request",
         ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": 1, "extra": true}),
+            json!({"qty": 1}),
             400,
             "malformed-request",
         ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": 1, "ttl_seconds": 0}),
+            json!({"id": "not-a-uuid", "qty": 1}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": held, "qty": 2}),
+            409,
+            "reservation-id-reused",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": new_id(), "qty": 1, "extra": true}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": new_id(), "qty": 1, "ttl_seconds": 0}),
             400,
             "invalid-ttl",
         ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": 1, "ttl_seconds": 86_400}),
+            json!({"id": new_id(), "qty": 1, "ttl_seconds": 86_400}),
             400,
             "invalid-ttl",
         ),
         (
             "POST",
             "/stock/shoe/AMS-1/reservations".into(),
-            json!({"qty": 1}),
+            json!({"id": new_id(), "qty": 1}),
             400,
             "invalid-code",
         ),
         (
             "POST",
             "/stock/NOPE/AMS-1/reservations".into(),
-            json!({"qty": 1}),
+            json!({"id": new_id(), "qty": 1}),
             404,
             "unknown-sku",
         ),
         (
             "POST",
             "/stock/SHOE-42/NOWHERE/reservations".into(),
-            json!({"qty": 1}),
+            json!({"id": new_id(), "qty": 1}),
             404,
             "unknown-warehouse",
         ),
@@ -257,7 +283,7 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
-            json!({"qty": 4}),
+            json!({"id": new_id(), "qty": 4}),
             409,
             "out-of-stock",
         ),
@@ -354,7 +380,7 @@ async fn the_same_routes_work_on_postgres() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 5}),
+        json!({"id": new_id(), "qty": 5}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
@@ -363,7 +389,7 @@ async fn the_same_routes_work_on_postgres() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 1}),
+        json!({"id": new_id(), "qty": 1}),
     )
     .await;
     assert_eq!(
@@ -424,6 +450,7 @@ async fn a_stalled_writer_holding_the_row_gets_503_not_a_hang() {
         .expect("connect");
     let app = app_with(store).await;
     let before = availability(&app).await;
+    let retried = new_id();
     // Another writer locks the stock row and stalls (a hung batch job, a
     // session left open in psql): every reserve of this SKU would queue behind it.
     let mut stalled = db.pool.begin().await.expect("begin");
@@ -438,7 +465,7 @@ async fn a_stalled_writer_holding_the_row_gets_503_not_a_hang() {
             &app,
             "POST",
             "/stock/SHOE-42/AMS-1/reservations",
-            json!({"qty": 1}),
+            json!({"id": retried, "qty": 1}),
         ),
     )
     .await;
@@ -461,9 +488,91 @@ async fn a_stalled_writer_holding_the_row_gets_503_not_a_hang() {
         &app,
         "POST",
         "/stock/SHOE-42/AMS-1/reservations",
-        json!({"qty": 1}),
+        json!({"id": retried, "qty": 1}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
 }
 // ANCHOR_END: stalled_writer
+
+// ANCHOR: reserve_retry
+/// Finding 2 of issue 28: the answer to a reserve is lost (a timeout, a 503
+/// after the commit) and the client retries. The retry carries the same
+/// reservation id and gets the same hold: one hold, not two.
+async fn a_retried_reserve_holds_once<S: InventoryStore>(store: S) {
+    let app = app_with(store).await;
+    let body = json!({"id": new_id(), "qty": 2});
+    let uri = "/stock/SHOE-42/AMS-1/reservations";
+    let (s, first) = call(&app, "POST", uri, body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, again) = call(&app, "POST", uri, body.clone()).await;
+    assert_eq!(
+        (s, again["id"].clone(), again["replayed"].as_bool()),
+        (StatusCode::OK, first["id"].clone(), Some(true)),
+        "the retry answers with the first hold"
+    );
+    let a = availability(&app).await;
+    assert_eq!((a.reserved, a.available), (2, 3), "one hold, not two");
+    // Even once the stock is gone, the retry finds its hold.
+    let (s, _) = call(&app, "POST", uri, json!({"id": new_id(), "qty": 3})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = call(&app, "POST", uri, body).await;
+    assert_eq!((s, v["replayed"].as_bool()), (StatusCode::OK, Some(true)));
+}
+// ANCHOR_END: reserve_retry
+
+#[tokio::test]
+async fn a_retried_reserve_holds_once_in_memory() {
+    a_retried_reserve_holds_once(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_retried_reserve_holds_once_on_postgres() {
+    let Some((_db, store)) = common::pg_store(4).await else {
+        return;
+    };
+    a_retried_reserve_holds_once(store).await;
+}
+
+/// Retries of one reserve that arrive at the same time (the client gave up
+/// on the first and sent again while it was still running) hold once: the
+/// reservation's primary key lets one statement through and the others
+/// answer with its hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_reserve_hold_once() {
+    use inventory::store::StoreError;
+    let Some((_db, store)) = common::pg_store(16).await else {
+        return;
+    };
+    let k = common::key("SHOE-42", "AMS-1");
+    common::stocked(&store, &k, 10).await;
+    let store = Arc::new(store);
+    let id = uuid::Uuid::new_v4();
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, start, k) = (Arc::clone(&store), Arc::clone(&start), k.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store
+                .reserve_with_id(
+                    id,
+                    &k,
+                    common::qty(3),
+                    chrono::TimeDelta::minutes(10),
+                    common::t0(),
+                )
+                .await
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        let o: Result<_, StoreError> = t.await.expect("task");
+        let o = o.expect("every retry gets the hold");
+        assert_eq!(o.reservation.id, id);
+        fresh += usize::from(!o.replayed);
+    }
+    assert_eq!(fresh, 1, "one statement held the units");
+    let s = store.stock(&k, common::t0()).await.expect("stock");
+    assert_eq!(s.balance.reserved, 3);
+}

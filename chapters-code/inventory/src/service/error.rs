@@ -64,6 +64,7 @@ impl ApiError {
         ("unknown-warehouse", 404),
         ("reservation-not-found", 404),
         ("out-of-stock", 409),
+        ("reservation-id-reused", 409),
         ("hold-expired", 409),
         ("already-committed", 409),
         ("already-released", 409),
@@ -106,6 +107,11 @@ impl ApiProblem for ApiError {
                     (S::NOT_FOUND, "reservation-not-found", "No such reservation")
                 }
                 E::OutOfStock { .. } => (S::CONFLICT, "out-of-stock", "Not enough stock"),
+                E::IdReused(_) => (
+                    S::CONFLICT,
+                    "reservation-id-reused",
+                    "Reservation id already used for another request",
+                ),
                 E::Transition(t) => match t {
                     TransitionError::HoldExpired { .. } => {
                         (S::CONFLICT, "hold-expired", "The hold expired")
@@ -182,6 +188,7 @@ mod tests {
             StoreError::UnknownSku(key.sku.clone()).into(),
             StoreError::UnknownWarehouse(key.warehouse.clone()).into(),
             StoreError::ReservationNotFound(uuid::Uuid::nil()).into(),
+            StoreError::IdReused(uuid::Uuid::nil()).into(),
             StoreError::OutOfStock {
                 key: key.clone(),
                 requested: 2,

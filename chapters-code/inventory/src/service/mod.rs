@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `PUT /skus/{sku}`, `PUT /warehouses/{code}` | add to the catalog (idempotent) |
 //! | `POST /stock/{sku}/{warehouse}/receive` | goods arrived: `{"qty": n}` |
-//! | `POST /stock/{sku}/{warehouse}/reservations` | hold units: `{"qty": n, "ttl_seconds": s}` |
+//! | `POST /stock/{sku}/{warehouse}/reservations` | hold units: `{"id": uuid, "qty": n, "ttl_seconds": s}` (idempotent by id) |
 //! | `POST /reservations/{id}/commit` | payment succeeded (idempotent) |
 //! | `POST /reservations/{id}/release` | checkout abandoned (idempotent) |
 //! | `POST /reservations/{id}/ship` | the sold units left the building (idempotent) |
@@ -95,6 +95,9 @@ pub struct ReceiveBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
+    /// The reservation's id, chosen by the client (a UUID v4): a retry
+    /// after a lost answer sends the same id and gets the same hold.
+    pub id: Uuid,
     /// Units to hold.
     pub qty: i64,
     /// How long to hold them; ten minutes when absent.
@@ -254,8 +257,17 @@ async fn reserve<S: InventoryStore>(
     let Json(body) = body.map_err(malformed_json)?;
     let qty = Qty::new(body.qty)?;
     let ttl = ttl(body.ttl_seconds)?;
-    let r = st.store.reserve(&key, qty, ttl, st.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(reservation_body(r, false))).into_response())
+    let o = st
+        .store
+        .reserve_with_id(body.id, &key, qty, ttl, st.clock.now())
+        .await?;
+    // A retry that finds its hold answers 200 with `replayed`, not 201.
+    let status = if o.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, outcome(o)).into_response())
 }
 // ANCHOR_END: reserve_handler
 

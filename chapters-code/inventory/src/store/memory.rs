@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::{InventoryStore, LAZY_RECLAIM_LIMIT, Outcome, Stock, StoreError};
+use super::{InventoryStore, LAZY_RECLAIM_LIMIT, Outcome, Stock, StoreError, replay};
 use crate::domain::{
     Balance, Count, Decision, Event, Movement, MovementKind, Qty, Reservation, Sku, State,
     StockKey, Warehouse, decide,
@@ -163,15 +163,19 @@ impl InventoryStore for MemoryStore {
         Ok(g.stock_of(key, now))
     }
 
-    async fn reserve(
+    async fn reserve_with_id(
         &self,
+        id: Uuid,
         key: &StockKey,
         qty: Qty,
         ttl: TimeDelta,
         now: DateTime<Utc>,
-    ) -> Result<Reservation, StoreError> {
+    ) -> Result<Outcome, StoreError> {
         let mut g = self.lock();
         g.known(key)?;
+        if let Some(r) = g.reservations.get(&id) {
+            return replay(r.clone(), key, qty);
+        }
         let available = |g: &Inner| g.stock.get(key).map_or(0, |(b, _)| b.available());
         if available(&g) < qty.get() {
             // Lazy reclaim: lapsed holds of this position go back first.
@@ -188,7 +192,7 @@ impl InventoryStore for MemoryStore {
             });
         }
         let r = Reservation {
-            id: Uuid::new_v4(),
+            id,
             key: key.clone(),
             qty,
             state: State::Held,
@@ -196,7 +200,10 @@ impl InventoryStore for MemoryStore {
         };
         g.movement(key, MovementKind::Reserve, qty.get())?;
         g.reservations.insert(r.id, r.clone());
-        Ok(r)
+        Ok(Outcome {
+            reservation: r,
+            replayed: false,
+        })
     }
 
     async fn commit(&self, id: Uuid, now: DateTime<Utc>) -> Result<Outcome, StoreError> {

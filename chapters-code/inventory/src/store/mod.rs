@@ -43,6 +43,10 @@ pub enum StoreError {
     /// No reservation has this id.
     #[error("no reservation {0}")]
     ReservationNotFound(Uuid),
+    /// A reserve named a reservation id that already holds another request
+    /// (another position or quantity).
+    #[error("reservation {0} already exists for a different position or quantity")]
+    IdReused(Uuid),
     /// The reservation's state or clock refuses the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -99,7 +103,7 @@ impl Stock {
     }
 }
 
-/// The answer to commit, release or expire.
+/// The answer to reserve, commit, ship, release or expire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     /// The reservation after the call.
@@ -125,15 +129,36 @@ pub trait InventoryStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
 
-    /// Holds `qty` units for `ttl`, or refuses with `OutOfStock`. Lapsed
-    /// holds of the position are reclaimed first when that makes the difference.
+    /// Holds `qty` units for `ttl` as reservation `id`, chosen by the client,
+    /// or refuses with `OutOfStock`. Lapsed holds of the position are
+    /// reclaimed first when that makes the difference. Idempotent: a retry
+    /// with the same id, position and quantity answers with the reservation
+    /// as it is now (`replayed`), whatever the stock; the same id for a
+    /// different request is `IdReused`.
+    fn reserve_with_id(
+        &self,
+        id: Uuid,
+        key: &StockKey,
+        qty: Qty,
+        ttl: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// A reserve under a fresh id: for callers that never retry (the
+    /// tests, the load generator). The HTTP route takes the client's id.
     fn reserve(
         &self,
         key: &StockKey,
         qty: Qty,
         ttl: TimeDelta,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+        async move {
+            self.reserve_with_id(Uuid::new_v4(), key, qty, ttl, now)
+                .await
+                .map(|o| o.reservation)
+        }
+    }
 
     /// Payment succeeded: the held units are sold (`reserved` to
     /// `committed`), still on the shelf. Idempotent.
@@ -204,3 +229,16 @@ pub trait InventoryStore: Send + Sync + 'static {
 
 /// The lapsed holds one reserve reclaims at most before it retries.
 pub const LAZY_RECLAIM_LIMIT: u32 = 100;
+
+/// The answer to a reserve whose id already names reservation `r`: a replay
+/// if it is the same request, `IdReused` if not.
+pub(crate) fn replay(r: Reservation, key: &StockKey, qty: Qty) -> Result<Outcome, StoreError> {
+    if &r.key == key && r.qty == qty {
+        Ok(Outcome {
+            reservation: r,
+            replayed: true,
+        })
+    } else {
+        Err(StoreError::IdReused(r.id))
+    }
+}

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{InventoryStore, LAZY_RECLAIM_LIMIT, Outcome, Stock, StoreError};
+use super::{InventoryStore, LAZY_RECLAIM_LIMIT, Outcome, Stock, StoreError, replay};
 use crate::domain::{
     Balance, Count, Decision, Event, Movement, MovementKind, Qty, Reservation, Sku, State,
     StockKey, TransitionError, Warehouse, decide,
@@ -296,8 +296,11 @@ impl PgStore {
         }
     }
 
-    /// Expires the lapsed holds of one position; how many.
-    async fn reclaim(&self, key: &StockKey, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    /// Expires the lapsed holds of one position (at most
+    /// [`LAZY_RECLAIM_LIMIT`]). A hold that a release, a commit or another
+    /// reclaim ended between the SELECT and its expire is skipped: its units
+    /// are back (or sold) either way, and the caller's retry sees the truth.
+    async fn reclaim(&self, key: &StockKey, now: DateTime<Utc>) -> Result<(), StoreError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM reservations
               WHERE sku = $1 AND warehouse = $2 AND state = 'held' AND expires_at <= $3
@@ -309,13 +312,19 @@ impl PgStore {
         .bind(i64::from(LAZY_RECLAIM_LIMIT))
         .fetch_all(&self.pool)
         .await?;
-        let mut n = 0;
-        for id in ids {
-            if !self.expire(id, now).await?.replayed {
-                n += 1;
+        for &id in &ids {
+            match self.expire(id, now).await {
+                Ok(_) => {}
+                // Released, committed (by an earlier clock) or expired by
+                // someone else in between: not ours to expire, and no error
+                // for the reserve that came to reclaim it.
+                Err(StoreError::Transition(
+                    TransitionError::HoldExpired { .. } | TransitionError::Illegal { .. },
+                )) => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     async fn try_reserve(
@@ -325,7 +334,7 @@ impl PgStore {
         id: Uuid,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Outcome>, StoreError> {
         let row = sqlx::query(RESERVE_SQL)
             .bind(key.sku.as_str())
             .bind(key.warehouse.as_str())
@@ -334,8 +343,45 @@ impl PgStore {
             .bind(expires_at)
             .bind(now)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+            .await;
+        match row {
+            Ok(Some(_)) => Ok(Some(Outcome {
+                reservation: Reservation {
+                    id,
+                    key: key.clone(),
+                    qty,
+                    state: State::Held,
+                    expires_at,
+                },
+                replayed: false,
+            })),
+            // Zero rows: too little stock, or a retry that finds its own
+            // hold holding the units. Only this path pays for the lookup.
+            Ok(None) => self.existing(id, key, qty).await,
+            // The id is taken (a concurrent retry of the same request won
+            // the row): the whole statement rolled back; answer as the other did.
+            Err(e) if is_unique_violation(&e, "reservations_pkey") => {
+                match self.existing(id, key, qty).await? {
+                    Some(o) => Ok(Some(o)),
+                    None => Err(StoreError::Database(e)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The replay of reserve `id` if that reservation exists.
+    async fn existing(
+        &self,
+        id: Uuid,
+        key: &StockKey,
+        qty: Qty,
+    ) -> Result<Option<Outcome>, StoreError> {
+        match self.reservation(id).await {
+            Ok(r) => replay(r, key, qty).map(Some),
+            Err(StoreError::ReservationNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs the statement of `event`; when it changed nothing, reads the
@@ -418,6 +464,11 @@ pub async fn check_then_act_reserve(
     Ok(true)
 }
 // ANCHOR_END: check_then_act
+
+/// True when `e` is a unique violation (SQLSTATE 23505) of `constraint`.
+fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    code_of(e).is_some_and(|(code, c)| code == "23505" && c == constraint)
+}
 
 /// True when `e` is a CHECK constraint refusing a row (SQLSTATE 23514).
 pub fn is_check_violation(e: &sqlx::Error) -> bool {
@@ -508,35 +559,24 @@ impl InventoryStore for PgStore {
     }
 
     // ANCHOR: reserve
-    async fn reserve(
+    async fn reserve_with_id(
         &self,
+        id: Uuid,
         key: &StockKey,
         qty: Qty,
         ttl: TimeDelta,
         now: DateTime<Utc>,
-    ) -> Result<Reservation, StoreError> {
-        let id = Uuid::new_v4();
+    ) -> Result<Outcome, StoreError> {
         let expires_at = now + ttl;
-        if self.try_reserve(key, qty, id, expires_at, now).await? {
-            return Ok(Reservation {
-                id,
-                key: key.clone(),
-                qty,
-                state: State::Held,
-                expires_at,
-            });
+        if let Some(o) = self.try_reserve(key, qty, id, expires_at, now).await? {
+            return Ok(o);
         }
         // Zero rows: too little stock, unless lapsed holds can be reclaimed.
-        if self.reclaim(key, now).await? > 0
-            && self.try_reserve(key, qty, id, expires_at, now).await?
-        {
-            return Ok(Reservation {
-                id,
-                key: key.clone(),
-                qty,
-                state: State::Held,
-                expires_at,
-            });
+        // Then one more try, whatever the reclaim found: a hold released or
+        // expired by someone else since the first try also gave units back.
+        self.reclaim(key, now).await?;
+        if let Some(o) = self.try_reserve(key, qty, id, expires_at, now).await? {
+            return Ok(o);
         }
         Err(self.why_not(key, qty, now).await)
     }
@@ -560,14 +600,16 @@ impl InventoryStore for PgStore {
 
     // ANCHOR: sweeper
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        // SKIP LOCKED: a hold whose row a commit is updating right now is
-        // skipped rather than waited for. Each expire is its own guarded
-        // statement, so two sweepers picking the same id are harmless.
+        // A plain read: each expire is its own guarded statement, so two
+        // sweepers that pick the same id expire it once (the other gets a
+        // replay), and a hold that a commit or release ends in between is
+        // skipped. The sweepers do not split the work between them; a
+        // `FOR UPDATE SKIP LOCKED` here would not either, because the read
+        // runs in autocommit and its locks end with it.
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM reservations
               WHERE state = 'held' AND expires_at <= $1
-              ORDER BY expires_at LIMIT $2
-              FOR UPDATE SKIP LOCKED",
+              ORDER BY expires_at LIMIT $2",
         )
         .bind(now)
         .bind(i64::from(limit))
