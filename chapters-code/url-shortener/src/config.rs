@@ -40,6 +40,12 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Attempts at a free generated code before giving up with 503.
     pub max_code_attempts: u32,
+    /// Other hosts that reach this service besides `base_url`'s: the
+    /// binary adds the address it listens on. Targets on them are refused.
+    pub own_hosts: Vec<String>,
+    /// Accept targets on loopback and private addresses
+    /// (`ALLOW_PRIVATE_TARGETS`); off by default.
+    pub allow_private_targets: bool,
 }
 
 /// The in-process (moka) cache.
@@ -118,6 +124,8 @@ impl Default for Config {
             scramble_key: DEMO_SCRAMBLE_KEY,
             trusted_proxies: TrustedProxies::default(),
             max_code_attempts: 5,
+            own_hosts: Vec::new(),
+            allow_private_targets: false,
         }
     }
 }
@@ -173,8 +181,8 @@ impl Config {
     }
 
     // ANCHOR: from_lookup
-    /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS`, `SCRAMBLE_KEY`
-    /// and `TRUST_FORWARDED_FOR` through `var`. With `DATABASE_URL` set (a
+    /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS`, `SCRAMBLE_KEY`,
+    /// `ALLOW_PRIVATE_TARGETS` and `TRUST_FORWARDED_FOR` through `var`. With `DATABASE_URL` set (a
     /// real deployment), `SCRAMBLE_KEY` is required: the demo key is
     /// public. (`ADDR`, `PORT` and `DATABASE_URL` itself are read by the
     /// binary.) Every refusal is the service block's `ConfigError`, so the
@@ -213,6 +221,8 @@ impl Config {
             ))?,
             None => {}
         }
+        config.allow_private_targets =
+            block_service::var_or_in(&var, "ALLOW_PRIVATE_TARGETS", false)?;
         if let Some(list) = var("TRUST_FORWARDED_FOR") {
             config.trusted_proxies = list.parse().map_err(|_| {
                 bad(

@@ -9,7 +9,9 @@
 //! `DATABASE_URL`, since the demo key is public), `TRUST_FORWARDED_FOR`
 //! (the proxies we run, addresses or CIDR ranges separated by commas: the
 //! per-client limits then count the client they report, not the proxy).
-//! A value that does not parse stops the binary with exit code 78.
+//! `ALLOW_PRIVATE_TARGETS` (`true` accepts targets on loopback and private
+//! addresses, refused by default). A value that does not parse stops the
+//! binary with exit code 78.
 
 use std::process::ExitCode;
 
@@ -36,7 +38,11 @@ async fn start(service: Service) -> anyhow::Result<()> {
     let database_url = service.engines().database_url.clone();
     // Bound first: the default BASE_URL is the address actually bound.
     let listening = service.bind().await?;
-    let config = Config::from_env(&format!("http://{}", listening.local_addr()))?;
+    let mut config = Config::from_env(&format!("http://{}", listening.local_addr()))?;
+    // Whatever BASE_URL says, a target on the address we listen on is us.
+    config
+        .own_hosts
+        .push(listening.local_addr().ip().to_string());
     let (listener, shutdown) = listening.into_parts();
     let served = match database_url {
         Some(url) => {

@@ -65,6 +65,7 @@ behaviours!(
     a_scanner_is_refused_after_its_miss_budget,
     concurrent_misses_cannot_overspend_the_budget,
     managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_budget,
+    targets_on_loopback_private_networks_or_our_own_address_are_refused,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -369,6 +370,11 @@ async fn bad_input_is_rejected_and_changes_nothing<S: LinkStore>(b: Backend<S>) 
             json!({"url": "http://SHO.RT/loop", "alias": "victim"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("url_points_at_us"),
+        ),
+        (
+            json!({"url": "http://localhost:8080/loop", "alias": "victim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("url_private_address"),
         ),
         (
             json!({"url": long_url, "alias": "victim"}),
@@ -1100,3 +1106,66 @@ async fn managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_b
     server.shutdown().await;
 }
 // ANCHOR_END: management_oracle_test
+
+// ANCHOR: private_targets_test
+/// A link may not lead back to this service under another name, nor into
+/// the network of whoever follows it: loopback, private and link-local
+/// addresses (in any spelling the URL parser accepts) and `localhost` names
+/// are refused by default, as is the address the service listens on. No
+/// name is resolved: only `localhost` is known to be loopback without DNS.
+async fn targets_on_loopback_private_networks_or_our_own_address_are_refused<S: LinkStore>(
+    b: Backend<S>,
+) {
+    let store = Counting::new(b.store.clone());
+    let config = url_shortener::Config {
+        own_hosts: vec!["203.0.113.80".into()],
+        ..b.config()
+    };
+    let server = b.serve(store.clone(), config).await;
+    let refused = [
+        ("http://localhost:8080/loop", "url_private_address"),
+        ("http://LOCALHOST./loop", "url_private_address"),
+        ("http://api.localhost/", "url_private_address"),
+        ("http://127.0.0.1:8080/loop", "url_private_address"),
+        ("http://127.1/", "url_private_address"),
+        ("http://2130706433/", "url_private_address"),
+        ("http://0x7f.0.0.1/", "url_private_address"),
+        ("http://[::1]:8080/", "url_private_address"),
+        ("http://[::ffff:127.0.0.1]/", "url_private_address"),
+        ("http://0.0.0.0:8080/", "url_private_address"),
+        ("http://10.1.2.3/", "url_private_address"),
+        ("http://172.16.0.1/", "url_private_address"),
+        ("http://192.168.1.1/admin", "url_private_address"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "url_private_address",
+        ),
+        ("http://100.64.0.1/", "url_private_address"),
+        ("http://[fd00::1]/", "url_private_address"),
+        ("http://[fe80::1]/", "url_private_address"),
+        ("http://203.0.113.80/loop", "url_points_at_us"),
+        ("http://sho.rt/loop", "url_points_at_us"),
+    ];
+    for (url, reason) in refused {
+        let reply = server.client.create(json!({ "url": url })).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.json()["reason"], reason, "{url}");
+    }
+    assert_eq!(store.insert_count(), 0);
+    // Public addresses and ordinary names are fine.
+    for url in [
+        "http://93.184.215.14/",
+        "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/",
+        "https://localhost.example/",
+    ] {
+        let reply = server.client.create(json!({ "url": url })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{url}: {:?}", reply.body);
+    }
+    server.shutdown().await;
+}
+// ANCHOR_END: private_targets_test

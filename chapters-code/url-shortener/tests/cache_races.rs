@@ -23,7 +23,7 @@ use url_shortener::cache::{
     LOAD_TIMEOUT, LinkCache, RedisLayer, TOMBSTONE_ATTEMPTS, TOMBSTONE_BACKOFF,
 };
 use url_shortener::config::{LocalCacheConfig, RedisConfig};
-use url_shortener::domain::Code;
+use url_shortener::domain::{Code, UrlPolicy};
 use url_shortener::metrics::Metrics;
 use url_shortener::store::{LinkStore, PgStore};
 
@@ -250,8 +250,12 @@ async fn a_delete_through_a_node_with_an_open_breaker_still_writes_its_tombstone
 /// A cache with Redis only, over `config`, and its counters.
 fn redis_only(config: &RedisConfig) -> (LinkCache, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let layer = RedisLayer::new(config, metrics.clone()).expect("a Redis URL");
-    (LinkCache::new(None, Some(layer), metrics.clone()), metrics)
+    let policy = UrlPolicy::default();
+    let layer = RedisLayer::new(config, &policy, metrics.clone()).expect("a Redis URL");
+    (
+        LinkCache::new(None, Some(layer), &policy, metrics.clone()),
+        metrics,
+    )
 }
 
 /// With Redis unreachable, a delete's tombstone is tried

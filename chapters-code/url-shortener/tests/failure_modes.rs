@@ -371,8 +371,9 @@ impl<S: LinkStore> LinkStore for SlowWrites<S> {
 }
 
 // ANCHOR: redis_garbage_test
-/// Values in Redis are parsed with the rules of input: anything else (a
-/// foreign writer, a bug, a half-finished migration) is a miss, counted, and
+/// Values in Redis are parsed with the rules of input, our own host and
+/// private addresses included: anything else (a foreign writer, a bug, a
+/// half-finished migration) is a miss, counted, and
 /// the redirect goes where PostgreSQL says, never to the garbage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_in_redis_is_a_miss_not_a_redirect() {
@@ -396,6 +397,9 @@ async fn garbage_in_redis_is_a_miss_not_a_redirect() {
         "L - HTTPS://EXAMPLE.COM/not-normalised",
         "L 12x https://example.com/",
         "Q",
+        // Well-formed, but no create could have stored it: a loop back to us.
+        "L - http://sho.rt/loop",
+        "L - http://localhost:8080/loop",
     ];
     for (code, target) in [("real", Some("https://example.com/real")), ("unreal", None)] {
         let key = b.redis_key(code).expect("redis");

@@ -40,7 +40,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::redis::{LinkCodec, NEGATIVE_LIMIT, RedisLayer};
 use crate::config::LocalCacheConfig;
-use crate::domain::{Code, Link};
+use crate::domain::{Code, Link, UrlPolicy};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -119,6 +119,7 @@ impl LinkCache {
     pub fn new(
         local: Option<&LocalCacheConfig>,
         redis: Option<RedisLayer>,
+        policy: &UrlPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
         let local = local.map(|c| LocalConfig {
@@ -128,7 +129,7 @@ impl LinkCache {
         });
         Self {
             inner: CacheAside::new(
-                Arc::new(LinkCodec),
+                Arc::new(LinkCodec::new(policy)),
                 local,
                 redis.map(|r| r.inner),
                 LOAD_TIMEOUT,

@@ -14,7 +14,7 @@ use chrono::DateTime;
 
 use super::Entry;
 use crate::config::RedisConfig;
-use crate::domain::TargetUrl;
+use crate::domain::{TargetUrl, UrlPolicy};
 use crate::metrics::Metrics;
 
 // ANCHOR: redis_ops
@@ -32,7 +32,12 @@ impl RedisLayer {
     /// A layer on the server in `config`. Connects lazily, so the service
     /// starts (and redirects, from the store) while Redis is down. Must be
     /// called inside a tokio runtime.
-    pub fn new(config: &RedisConfig, metrics: Arc<Metrics>) -> Result<Self, ::redis::RedisError> {
+    /// Values that point where `policy` refuses are garbage (see [`LinkCodec`]).
+    pub fn new(
+        config: &RedisConfig,
+        policy: &UrlPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ::redis::RedisError> {
         let block = BlockConfig {
             url: config.url.clone(),
             prefix: format!("{}link:", config.key_prefix),
@@ -48,7 +53,7 @@ impl RedisLayer {
             fill: FillMode::Conditional,
         };
         Ok(Self {
-            inner: RedisCache::new(block, Arc::new(LinkCodec), metrics)?,
+            inner: RedisCache::new(block, Arc::new(LinkCodec::new(policy)), metrics)?,
         })
     }
 }
@@ -57,7 +62,21 @@ impl RedisLayer {
 // ANCHOR: redis_encoding
 /// `L <expires-ms or -> <target>` for a live link, `D` deleted, `M` missing.
 /// A normalised URL contains no space, so the target is everything after the second one.
-pub struct LinkCodec;
+#[derive(Clone, Debug)]
+pub struct LinkCodec {
+    /// What a create accepts: a value pointing at us or at a private
+    /// address cannot have come from a create, so it is garbage.
+    policy: UrlPolicy,
+}
+
+impl LinkCodec {
+    /// A codec that decodes only targets `policy` accepts.
+    pub fn new(policy: &UrlPolicy) -> Self {
+        Self {
+            policy: policy.clone(),
+        }
+    }
+}
 
 impl Codec for LinkCodec {
     type Value = Entry;
@@ -75,8 +94,10 @@ impl Codec for LinkCodec {
     }
 
     /// The inverse of `encode`; `None` for anything else. The target must
-    /// be what [`TargetUrl`] accepts and already in its normalised form:
-    /// exactly what the store could have held.
+    /// be what [`TargetUrl`] accepts under the create's policy and already
+    /// in its normalised form: exactly what a create could have stored. (A
+    /// link stored under an older, looser policy is then never served from
+    /// Redis, only from the store and moka.)
     fn decode(&self, value: &str) -> Option<Entry> {
         match value {
             "D" => Some(Entry::Deleted),
@@ -87,7 +108,7 @@ impl Codec for LinkCodec {
                 if kind != "L" {
                     return None;
                 }
-                let parsed = TargetUrl::from_stored(target).ok()?;
+                let parsed = TargetUrl::parse(target, &self.policy).ok()?;
                 if parsed.as_str() != target {
                     return None;
                 }
@@ -118,7 +139,7 @@ mod tests {
     #[test]
     fn entries_survive_the_round_trip() {
         let at = DateTime::from_timestamp_millis(1_767_225_600_123);
-        let c = LinkCodec;
+        let c = LinkCodec::new(&UrlPolicy::refusing(["sho.rt"]));
         for entry in [
             Entry::Live {
                 target: Arc::from("https://example.com/a?b=c#d"),
@@ -146,6 +167,8 @@ mod tests {
             "L - HTTPS://E.COM/",
             "L - https://e.com",
             "L - //e.com/",
+            "L - https://sho.rt/loop",
+            "L - http://127.0.0.1/",
         ] {
             assert_eq!(c.decode(garbage), None, "{garbage:?}");
         }

@@ -1,6 +1,7 @@
 //! The target of a link: an absolute http(s) URL we are willing to redirect to.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
@@ -49,13 +50,20 @@ pub enum UrlError {
     /// The URL points at this shortener, which would make a redirect loop.
     #[error("the URL points at this shortener ({0})")]
     PointsAtUs(String),
+    /// The host is loopback (`localhost`, `127.0.0.1`, `::1`), a private,
+    /// shared or link-local network, or unspecified (`0.0.0.0`): it would
+    /// lead back to us or into the network of whoever follows the link.
+    #[error("the URL points at a loopback or private address ({0})")]
+    PrivateAddress(String),
 }
 // ANCHOR_END: url_error
 
-/// The hosts a target may not point at: ours.
+/// The hosts a target may not point at: ours, and (unless allowed)
+/// loopback and private addresses. The default refuses the latter.
 #[derive(Clone, Debug, Default)]
 pub struct UrlPolicy {
     own_hosts: Vec<String>,
+    allow_private: bool,
 }
 
 // ANCHOR: target_parse
@@ -85,9 +93,13 @@ impl TargetUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::CredentialsNotAllowed);
         }
-        // Compared after normalisation, so `HTTPS://Sho.RT.` is caught too.
+        // Compared after normalisation, so `HTTPS://Sho.RT.` is caught too,
+        // and `http://2130706433/` is `127.0.0.1` by now.
         if policy.is_ours(host) {
             return Err(UrlError::PointsAtUs(host.to_string()));
+        }
+        if !policy.allow_private && url.host().is_some_and(|h| is_private(&h)) {
+            return Err(UrlError::PrivateAddress(host.to_string()));
         }
         if url.as_str().len() > TARGET_MAX_LEN {
             return Err(UrlError::TooLong(url.as_str().len()));
@@ -111,6 +123,7 @@ impl UrlError {
             Self::MissingHost => "url_missing_host",
             Self::CredentialsNotAllowed => "url_credentials_not_allowed",
             Self::PointsAtUs(_) => "url_points_at_us",
+            Self::PrivateAddress(_) => "url_private_address",
         }
     }
 }
@@ -121,7 +134,7 @@ impl TargetUrl {
     /// values `parse` accepted. The policy is not applied again: a link
     /// created under an older policy still redirects.
     pub fn from_stored(s: &str) -> Result<Self, UrlError> {
-        Self::parse(s, &UrlPolicy::default())
+        Self::parse(s, &UrlPolicy::allowing_any())
     }
 
     /// The normalised URL.
@@ -143,10 +156,34 @@ impl UrlPolicy {
     pub fn refusing<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Self {
         let own_hosts = hosts
             .into_iter()
-            .filter_map(|h| Host::parse(h).ok())
+            .filter_map(|h| {
+                // A bare IPv6 address (as a listener reports it) needs brackets.
+                let bracketed = format!("[{h}]");
+                let h = if h.parse::<Ipv6Addr>().is_ok() {
+                    &bracketed
+                } else {
+                    h
+                };
+                Host::parse(h).ok()
+            })
             .map(|h| h.to_string().trim_end_matches('.').to_string())
             .collect();
-        Self { own_hosts }
+        Self {
+            own_hosts,
+            allow_private: false,
+        }
+    }
+
+    /// The same policy, accepting loopback and private addresses: for a
+    /// shortener that serves one private network.
+    pub fn allowing_private(mut self) -> Self {
+        self.allow_private = true;
+        self
+    }
+
+    /// Accepts every host: for values read back from our own store.
+    fn allowing_any() -> Self {
+        Self::default().allowing_private()
     }
 
     /// True when `host` (already normalised) is one of ours or a subdomain of one.
@@ -160,6 +197,44 @@ impl UrlPolicy {
         })
     }
 }
+
+// ANCHOR: private_hosts
+/// True for a host that is loopback, private, shared (carrier-grade NAT),
+/// link-local or unspecified, in IPv4 or IPv6 (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address), and for `localhost` and its subdomains
+/// (RFC 6761). Other names are not resolved: their addresses can change
+/// after the check, and the redirect is followed by the visitor, not by us.
+fn is_private(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Host::Ipv4(ip) => is_private_v4(*ip),
+        Host::Ipv6(ip) => match IpAddr::V6(*ip).to_canonical() {
+            IpAddr::V4(v4) => is_private_v4(v4),
+            IpAddr::V6(v6) => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || first & 0xfe00 == 0xfc00 // unique local, fc00::/7
+                    || first & 0xffc0 == 0xfe80 // link-local, fe80::/10
+            }
+        },
+    }
+}
+
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || a == 0 // "this network", 0.0.0.0/8
+        || (a == 100 && b & 0xc0 == 64) // shared address space, 100.64.0.0/10
+}
+// ANCHOR_END: private_hosts
 
 impl fmt::Display for TargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -358,6 +433,7 @@ mod tests {
                 Err(UrlError::MissingHost) => {}
                 Err(UrlError::CredentialsNotAllowed) => prop_assert!(s.contains('@')),
                 Err(UrlError::PointsAtUs(h)) => prop_assert!(h.trim_end_matches('.').ends_with("sho.rt")),
+                Err(UrlError::PrivateAddress(h)) => prop_assert!(!h.is_empty()),
                 Err(UrlError::Malformed(reason)) => prop_assert!(!reason.is_empty()),
             }
         }

@@ -79,26 +79,38 @@ impl<S: LinkStore> App<S> {
     /// Spawns the click batcher, so it must run inside a tokio runtime.
     pub fn new(store: S, ids: Arc<dyn CodeGenerator>, config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
+        // Targets on our own hosts, and (unless allowed) on loopback and
+        // private addresses, are refused at create and in Redis.
+        let own_hosts = config
+            .base_url
+            .host_str()
+            .into_iter()
+            .chain(config.own_hosts.iter().map(String::as_str));
+        let policy = UrlPolicy::refusing(own_hosts);
+        let policy = if config.allow_private_targets {
+            policy.allowing_private()
+        } else {
+            policy
+        };
         let redis = config
             .redis
             .as_ref()
-            .map(|r| RedisLayer::new(r, metrics.clone()))
+            .map(|r| RedisLayer::new(r, &policy, metrics.clone()))
             .transpose()
             .context("configuring Redis")?;
-        let cache = LinkCache::new(config.local_cache.as_ref(), redis, metrics.clone());
+        let cache = LinkCache::new(config.local_cache.as_ref(), redis, &policy, metrics.clone());
         let (clicks, batcher) = clicks::spawn(
             store.clone(),
             &config.clicks,
             config.store_timeout,
             metrics.clone(),
         );
-        let own_host = config.base_url.host_str().unwrap_or_default().to_string();
         let shortener = Shortener::new(Parts {
             store,
             ids,
             cache,
             clicks,
-            policy: UrlPolicy::refusing([own_host.as_str()]),
+            policy,
             store_timeout: config.store_timeout,
             max_code_attempts: config.max_code_attempts.max(1),
             misses: config.miss_limit.as_ref().map(MissBudget::new),
