@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use ecommerce::cart::{CART_TTL, CartId, CartStore, MemoryCarts, PgCarts, RedisCarts};
+use ecommerce::cart::{
+    CART_TTL, CartError, CartId, CartStore, MAX_CART_ENTRIES, MemoryCarts, PgCarts, RedisCarts,
+};
 use ecommerce::domain::{Quantity, Tag};
 
 macro_rules! all_stores {
@@ -43,6 +45,7 @@ all_stores!(
     a_retried_merge_changes_nothing,
     an_add_acknowledged_during_a_merge_is_never_lost,
     a_cart_merged_into_itself_keeps_its_lines,
+    a_full_cart_refuses_an_add_and_keeps_what_it_has,
 );
 
 fn q(n: i64) -> Quantity {
@@ -197,6 +200,27 @@ async fn a_cart_merged_into_itself_keeps_its_lines<C: CartStore>(carts: &C) {
     let lines = carts.get(&guest).await.expect("get").lines();
     assert_eq!(lines.get(&sku("MUG-RED")), Some(&2));
 }
+
+// ANCHOR: cart_cap
+/// A cart holds at most [`MAX_CART_ENTRIES`] adds and tombstones: the next
+/// add is refused with a named error, so no request works over a cart
+/// larger than that (a removal reads the whole cart).
+async fn a_full_cart_refuses_an_add_and_keeps_what_it_has<C: CartStore>(carts: &C) {
+    let c = CartId::new_guest();
+    for i in 0..MAX_CART_ENTRIES as u128 {
+        let s = if i % 2 == 0 { "MUG-RED" } else { "BOOK-RUST" };
+        carts.add(&c, Tag(i + 1), &sku(s), q(1)).await.expect("add");
+        if i % 50 == 49 {
+            // Tombstones count: they are entries too.
+            carts.remove(&c, &sku("BOOK-RUST")).await.expect("remove");
+        }
+    }
+    let before = carts.get(&c).await.expect("get");
+    let refused = carts.add(&c, Tag(u128::MAX), &sku("MUG-RED"), q(1)).await;
+    assert!(matches!(refused, Err(CartError::Full)), "{refused:?}");
+    assert_eq!(carts.get(&c).await.expect("get"), before, "nothing changed");
+}
+// ANCHOR_END: cart_cap
 
 #[tokio::test]
 async fn a_redis_cart_expires_with_its_ttl_and_garbage_is_skipped() {

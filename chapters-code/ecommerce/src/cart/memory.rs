@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::{CART_TTL, CartError, CartId, CartStore};
+use super::{CART_TTL, CartError, CartId, CartStore, MAX_CART_ENTRIES};
 use crate::domain::{Cart, Quantity, Sku, Tag};
 
 /// Carts in a map, each with its expiry.
@@ -41,8 +41,13 @@ impl CartStore for MemoryCarts {
         sku: &Sku,
         quantity: Quantity,
     ) -> Result<(), CartError> {
-        self.with(cart, |c| c.add(tag, sku.clone(), quantity));
-        Ok(())
+        self.with(cart, |c| {
+            if c.entries() >= MAX_CART_ENTRIES {
+                return Err(CartError::Full);
+            }
+            c.add(tag, sku.clone(), quantity);
+            Ok(())
+        })
     }
 
     async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
@@ -54,15 +59,24 @@ impl CartStore for MemoryCarts {
         if from == into {
             return Ok(());
         }
-        let source = {
-            let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
-            carts.remove(from)
+        let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let Some((source, expires)) = carts.get(from).cloned() else {
+            return Ok(());
         };
-        if let Some((source, expires)) = source
-            && expires >= Instant::now()
-        {
+        if expires >= now {
+            let target = carts
+                .get(into)
+                .filter(|(_, e)| *e >= now)
+                .map_or(0, |(c, _)| c.entries());
+            if target + source.entries() > MAX_CART_ENTRIES {
+                return Err(CartError::Full);
+            }
+            drop(carts);
             self.with(into, |c| c.merge(&source));
+            carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
         }
+        carts.remove(from);
         Ok(())
     }
 

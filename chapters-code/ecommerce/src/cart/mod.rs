@@ -26,6 +26,12 @@ use crate::domain::{Cart, Quantity, Sku, Tag};
 pub const CART_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 // ANCHOR_END: cart_ttl
 
+// ANCHOR: cart_cap
+/// Most adds and tombstones one cart may hold; the next add is refused
+/// ([`CartError::Full`]). A removal reads the whole cart, so this bounds it.
+pub const MAX_CART_ENTRIES: usize = 500;
+// ANCHOR_END: cart_cap
+
 /// Which cart: a guest's (`g-...`, from a cookie) or an account's (`a-...`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CartId(String);
@@ -85,6 +91,9 @@ pub enum CartError {
     /// PostgreSQL failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The cart holds [`MAX_CART_ENTRIES`] adds and tombstones already.
+    #[error("a cart holds at most {MAX_CART_ENTRIES} adds and removals; this one is full")]
+    Full,
 }
 
 impl CartError {
@@ -93,6 +102,8 @@ impl CartError {
         match self {
             CartError::Redis(class, _) => *class,
             CartError::Database(e) => block_errors::classify_sqlx(e),
+            // Not a failure of the store: the service answers 409 `cart-full`.
+            CartError::Full => Class::Final,
         }
     }
 }

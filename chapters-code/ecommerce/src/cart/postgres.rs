@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sqlx::{PgPool, Row};
 
-use super::{CART_TTL, CartError, CartId, CartStore};
+use super::{CART_TTL, CartError, CartId, CartStore, MAX_CART_ENTRIES};
 use crate::domain::{Cart, Quantity, Sku, Tag};
 
 /// Carts in the `cart_entries` table.
@@ -32,21 +32,41 @@ impl CartStore for PgCarts {
         sku: &Sku,
         quantity: Quantity,
     ) -> Result<(), CartError> {
-        sqlx::query(
+        // The count and the insert are one statement; two adds racing at the
+        // cap may both pass, so the bound is the cap plus the concurrent adds.
+        let added = sqlx::query(
             // The whole cart's expiry moves with each write, as the Redis key's TTL does.
             "WITH touched AS (
                  UPDATE cart_entries SET expires_at = $5
                  WHERE cart_id = $1 AND expires_at > now())
              INSERT INTO cart_entries (cart_id, tag, sku, quantity, expires_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cart_id, tag) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5
+             WHERE (SELECT count(*) FROM cart_entries
+                    WHERE cart_id = $1 AND expires_at > now()) < $6
+             ON CONFLICT (cart_id, tag) DO NOTHING",
         )
         .bind(cart.as_str())
         .bind(uuid::Uuid::from_u128(tag.0))
         .bind(sku.as_str())
         .bind(quantity.get() as i32)
         .bind(expires())
+        .bind(MAX_CART_ENTRIES as i64)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if added == 0 {
+            // Either a retried add (its tag is there) or a full cart.
+            let retried: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM cart_entries WHERE cart_id = $1 AND tag = $2)",
+            )
+            .bind(cart.as_str())
+            .bind(uuid::Uuid::from_u128(tag.0))
+            .fetch_one(&self.pool)
+            .await?;
+            if !retried {
+                return Err(CartError::Full);
+            }
+        }
         Ok(())
     }
 
@@ -68,6 +88,18 @@ impl CartStore for PgCarts {
         if from == into {
             // A set joined with itself is itself; deleting the source would empty it.
             return Ok(());
+        }
+        // The cap, checked before (an add racing the merge may pass it by one).
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cart_entries
+             WHERE cart_id IN ($1, $2) AND expires_at > now()",
+        )
+        .bind(from.as_str())
+        .bind(into.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        if total > MAX_CART_ENTRIES as i64 {
+            return Err(CartError::Full);
         }
         // One statement: the rows deleted are exactly the rows inserted. An
         // add committed after its snapshot is neither, and stays in the guest cart.

@@ -16,11 +16,15 @@ use std::time::Duration;
 use block_errors::{Class, Transient};
 use redis::aio::ConnectionManager;
 
-use super::{CART_TTL, CartError, CartId, CartStore};
+use super::{CART_TTL, CartError, CartId, CartStore, MAX_CART_ENTRIES};
 use crate::domain::{Cart, Quantity, Sku, Tag};
 
 // ANCHOR: lua
 const ADD: &str = r"
+if redis.call('HEXISTS', KEYS[1], 'a:' .. ARGV[1]) == 0
+   and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
 if redis.call('HEXISTS', KEYS[1], 'r:' .. ARGV[1]) == 0 then
   redis.call('HSET', KEYS[1], 'a:' .. ARGV[1], ARGV[2])
 end
@@ -43,7 +47,10 @@ if n > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n";
 
 const MERGE_INTO: &str = r"
-for i = 2, #ARGV, 2 do
+if redis.call('HLEN', KEYS[1]) + (#ARGV - 2) / 2 > tonumber(ARGV[2]) then
+  return 0
+end
+for i = 3, #ARGV, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   local tag = string.sub(f, 3)
   if string.sub(f, 1, 2) == 'r:' then
@@ -53,7 +60,7 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', KEYS[1], f, v)
   end
 end
-if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1";
 
 // After the target has the fields read: delete each from the source if it is
@@ -190,9 +197,12 @@ impl CartStore for RedisCarts {
         let mut inv = self.add.key(self.key(cart));
         inv.arg(tag.to_string())
             .arg(format!("{sku} {}", quantity.get()))
-            .arg(ttl_ms());
-        self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
-        Ok(())
+            .arg(ttl_ms())
+            .arg(MAX_CART_ENTRIES);
+        match self.timed(inv.invoke_async::<i64>(&mut conn)).await? {
+            0 => Err(CartError::Full),
+            _ => Ok(()),
+        }
     }
 
     async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
@@ -217,11 +227,14 @@ impl CartStore for RedisCarts {
             }
             let mut conn = self.conn.clone();
             let mut inv = self.merge.key(self.key(into));
-            inv.arg(ttl_ms());
+            inv.arg(ttl_ms()).arg(MAX_CART_ENTRIES);
             for (f, v) in &fields {
                 inv.arg(f).arg(v);
             }
-            self.timed(inv.invoke_async::<i64>(&mut conn)).await?;
+            if self.timed(inv.invoke_async::<i64>(&mut conn)).await? == 0 {
+                // Nothing was merged, nothing deleted: the guest cart is intact.
+                return Err(CartError::Full);
+            }
             // If this is lost, the fields stay in the guest cart, and a later
             // merge of it carries them again: harmless, as merges are joins.
             let mut del = self.delete_merged.key(self.key(from));

@@ -144,6 +144,11 @@ impl Cart {
         self.removed.iter()
     }
 
+    /// Adds and tombstones held: what a store's cap counts.
+    pub fn entries(&self) -> usize {
+        self.adds.len() + self.removed.len()
+    }
+
     /// True when nothing is live.
     pub fn is_empty(&self) -> bool {
         self.adds.is_empty()

@@ -179,6 +179,7 @@ impl ApiProblem for ApiError {
             },
             // The block's class: a 500 only for a bug (a key of the wrong
             // type); a full or locked-out Redis is a 503 like a slow one.
+            ApiError::Cart(CartError::Full) => (S::CONFLICT, "cart-full", "Cart full"),
             ApiError::Cart(e) if e.class().status() == S::INTERNAL_SERVER_ERROR => INTERNAL,
             ApiError::Cart(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -205,6 +206,7 @@ impl ApiProblem for ApiError {
             | ApiError::Checkout(CheckoutError::Store(StoreError::Database(e))) => {
                 Some(classify_sqlx(e))
             }
+            ApiError::Cart(CartError::Full) => None,
             ApiError::Cart(e) => Some(e.class()),
             ApiError::Catalog(e) => Some(e.class()),
             _ => None,
@@ -373,6 +375,7 @@ mod tests {
             .into(),
             CheckoutError::Store(StoreError::Corrupt(String::new())).into(),
             CartError::Redis(Class::Final, String::new()).into(),
+            CartError::Full.into(),
             CartError::Redis(Class::Bug, String::new()).into(),
             CatalogError::Timeout.into(),
             CatalogError::from(StoreError::Corrupt(String::new())).into(),
