@@ -10,7 +10,10 @@
 //!
 //! A failed flush keeps the counters and waits before the next attempt,
 //! doubling the wait up to [`MAX_BACKOFF`]: a database that refuses writes
-//! gets a handful of attempts, not one per incoming click.
+//! gets a handful of attempts, not one per incoming click. Meanwhile at
+//! most `max_pending` counters are kept; a click that needs one more is
+//! counted in `clicks_lost`. The backlog is written in statements of at
+//! most `max_batch` counters, like any flush.
 //!
 //! When the channel is full (the store is slow and the batcher is behind)
 //! the click is **dropped and counted** in `Metrics::clicks_dropped`, rather
@@ -39,10 +42,6 @@ use crate::config::ClickConfig;
 use crate::domain::Code;
 use crate::metrics::Metrics;
 use crate::store::{DailyClicks, LinkStore};
-
-/// Counters kept in memory while the store refuses them; beyond this many,
-/// every pending click is given up (and counted as lost).
-const MAX_PENDING_COUNTERS: usize = 100_000;
 
 /// Attempts at the final flush during shutdown.
 pub const FINAL_FLUSH_ATTEMPTS: u32 = 3;
@@ -109,6 +108,7 @@ pub fn spawn<S: LinkStore>(
         pending: HashMap::new(),
         pending_clicks: 0,
         max_batch: config.max_batch.max(1),
+        max_pending: config.max_pending.max(config.max_batch).max(1),
         store_timeout,
         first_backoff: config.flush_every.max(Duration::from_millis(1)),
         backoff: None,
@@ -131,6 +131,7 @@ struct Batcher<S> {
     /// Sum of `pending`'s values.
     pending_clicks: u64,
     max_batch: usize,
+    max_pending: usize,
     store_timeout: Duration,
     /// The pause after a first failure.
     first_backoff: Duration,
@@ -194,16 +195,31 @@ impl<S: LinkStore> Batcher<S> {
     }
     // ANCHOR_END: batcher_loop
 
+    /// Adds one click to its counter. A click that would need a new counter
+    /// past `max_pending` (the store has refused writes for a while) is
+    /// given up and counted as lost: bounded memory beats complete
+    /// statistics during a long outage, and the counters already pending
+    /// keep counting.
     fn add(&mut self, click: Click) {
-        *self.pending.entry((click.code, click.day)).or_default() += 1;
+        let key = (click.code, click.day);
+        if let Some(count) = self.pending.get_mut(&key) {
+            *count += 1;
+        } else if self.pending.len() < self.max_pending {
+            self.pending.insert(key, 1);
+        } else {
+            Metrics::inc(&self.metrics.clicks_lost);
+            return;
+        }
         self.pending_clicks += 1;
     }
 
     // ANCHOR: flush
-    /// Writes the pending counters in one call; true on success (or nothing to do).
-    /// On failure they stay pending, and no attempt runs until the backoff
+    /// Writes the pending counters, at most `max_batch` per statement; true
+    /// when all are written (or there was nothing to do). On a failure the
+    /// unwritten ones stay pending, and no attempt runs until the backoff
     /// has passed: the first pause is `flush_every`, then it doubles, up to
-    /// [`MAX_BACKOFF`].
+    /// [`MAX_BACKOFF`]. So a backlog after an outage is written in
+    /// statements no larger than usual.
     ///
     /// Delivery is at least once: if the store committed but the answer
     /// came after our timeout, the retry adds the same clicks again. Exact
@@ -218,52 +234,48 @@ impl<S: LinkStore> Batcher<S> {
         {
             return false;
         }
-        let batch: Vec<DailyClicks> = self
-            .pending
-            .iter()
-            .map(|((code, day), &count)| DailyClicks {
-                code: code.clone(),
-                day: *day,
-                count,
-            })
-            .collect();
-        let result =
-            match tokio::time::timeout(self.store_timeout, self.store.add_clicks(&batch)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {:?}", self.store_timeout)),
-            };
-        match result {
-            Ok(()) => {
-                self.backoff = None;
-                let n = std::mem::take(&mut self.pending_clicks);
-                self.metrics
-                    .clicks_flushed
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                self.pending.clear();
-                true
-            }
-            Err(error) => {
+        while !self.pending.is_empty() {
+            let batch: Vec<DailyClicks> = self
+                .pending
+                .iter()
+                .take(self.max_batch)
+                .map(|((code, day), &count)| DailyClicks {
+                    code: code.clone(),
+                    day: *day,
+                    count,
+                })
+                .collect();
+            let result =
+                match tokio::time::timeout(self.store_timeout, self.store.add_clicks(&batch)).await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", self.store_timeout)),
+                };
+            if let Err(error) = result {
                 let pause = self
                     .backoff
                     .map_or(self.first_backoff, |(_, last)| (last * 2).min(MAX_BACKOFF));
                 self.backoff = Some((Instant::now() + pause, pause));
                 tracing::warn!(
                     error,
-                    counters = batch.len(),
+                    pending = self.pending.len(),
                     retry_in = ?pause,
                     "click flush failed; will retry"
                 );
-                if self.pending.len() > MAX_PENDING_COUNTERS {
-                    // Bounded memory beats complete statistics during a long outage.
-                    let n = std::mem::take(&mut self.pending_clicks);
-                    self.metrics
-                        .clicks_lost
-                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                    self.pending.clear();
-                }
-                false
+                return false;
             }
+            let mut written = 0;
+            for c in &batch {
+                self.pending.remove(&(c.code.clone(), c.day));
+                written += c.count;
+            }
+            self.pending_clicks -= written;
+            self.metrics
+                .clicks_flushed
+                .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
         }
+        self.backoff = None;
+        true
     }
     // ANCHOR_END: flush
 }

@@ -85,8 +85,12 @@ pub struct ClickConfig {
     /// Longest time a click waits in the batcher before it is written.
     pub flush_every: Duration,
     /// Distinct (link, day) counters pending that trigger a flush before
-    /// `flush_every`: it bounds the size of one upsert, not the click rate.
+    /// `flush_every`, and the most one upsert writes (a backlog after an
+    /// outage is written in several): it bounds a statement, not the click rate.
     pub max_batch: usize,
+    /// Most counters kept while the store refuses writes; a click that
+    /// needs another is dropped and counted as lost.
+    pub max_pending: usize,
 }
 
 /// A token bucket per client.
@@ -169,6 +173,7 @@ impl Default for ClickConfig {
             capacity: 65_536,
             flush_every: Duration::from_millis(500),
             max_batch: 1_000,
+            max_pending: 100_000,
         }
     }
 }

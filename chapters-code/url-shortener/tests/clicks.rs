@@ -59,6 +59,7 @@ async fn a_failing_flush_backs_off_instead_of_retrying_per_click() {
         capacity: 100_000,
         flush_every: Duration::from_millis(50),
         max_batch: 10,
+        ..ClickConfig::default()
     };
     let metrics = Arc::new(Metrics::default());
     let (recorder, batcher) = clicks::spawn(
@@ -135,3 +136,142 @@ async fn graceful_shutdown_with_the_database_down_loses_the_clicks_and_counts_th
     assert!(store.attempts.load(Ordering::SeqCst) >= 2);
 }
 // ANCHOR_END: shutdown_db_down_test
+
+/// A store whose first `failures` click writes fail; it records the size
+/// of every write and the clicks written.
+#[derive(Clone, Default)]
+struct RecoversAfter {
+    inner: MemoryStore,
+    failures: u64,
+    attempts: Arc<AtomicU64>,
+    largest: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+impl LinkStore for RecoversAfter {
+    async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
+        self.inner.insert(link).await
+    }
+    async fn get(&self, code: &Code) -> Result<Option<Link>, StoreError> {
+        self.inner.get(code).await
+    }
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete(code, token, at).await
+    }
+    async fn add_clicks(&self, batch: &[DailyClicks]) -> Result<(), StoreError> {
+        if self.attempts.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(StoreError::Unavailable("the database is down".into()));
+        }
+        self.largest.fetch_max(batch.len() as u64, Ordering::SeqCst);
+        let clicks: u64 = batch.iter().map(|c| c.count).sum();
+        self.written.fetch_add(clicks, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn daily_clicks(&self, code: &Code) -> Result<Vec<DayCount>, StoreError> {
+        self.inner.daily_clicks(code).await
+    }
+}
+
+// ANCHOR: backlog_test
+/// After an outage the backlog is written in statements of at most
+/// `max_batch` counters, as after any other pause, and every click arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_backlog_is_written_in_batches_of_at_most_max_batch() {
+    let store = RecoversAfter {
+        failures: 2,
+        ..RecoversAfter::default()
+    };
+    let config = ClickConfig {
+        flush_every: Duration::from_millis(50),
+        max_batch: 10,
+        ..ClickConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (recorder, batcher) = clicks::spawn(
+        store.clone(),
+        &config,
+        Duration::from_millis(200),
+        metrics.clone(),
+    );
+    let codes: Vec<Code> = (0..500)
+        .map(|i| Code::parse(&format!("link{i}")).expect("code"))
+        .collect();
+    let mut sent = 0u64;
+    for _ in 0..3 {
+        for code in &codes {
+            recorder.record(code.clone(), Utc::now());
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_written = common::eventually(Duration::from_secs(10), || {
+        let written = store.written.clone();
+        async move { written.load(Ordering::SeqCst) == sent }
+    })
+    .await;
+    assert!(
+        all_written,
+        "{} of {sent} written",
+        store.written.load(Ordering::SeqCst)
+    );
+    let largest = store.largest.load(Ordering::SeqCst);
+    assert!(
+        largest <= config.max_batch as u64,
+        "a write of {largest} counters"
+    );
+    drop(recorder);
+    batcher.shutdown().await;
+}
+// ANCHOR_END: backlog_test
+
+/// While the store refuses writes, at most `max_pending` counters are kept,
+/// checked on every click (not only after a failed attempt): clicks that
+/// need another counter are counted as lost, the others keep counting, and
+/// all of those are written once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_pending_counters_are_capped_on_every_click() {
+    let store = RecoversAfter {
+        failures: 1,
+        ..RecoversAfter::default()
+    };
+    let config = ClickConfig {
+        // One failed attempt, then a backoff long enough for every click to arrive.
+        flush_every: Duration::from_millis(300),
+        max_batch: 10,
+        max_pending: 50,
+        ..ClickConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (recorder, batcher) = clicks::spawn(
+        store.clone(),
+        &config,
+        Duration::from_millis(200),
+        metrics.clone(),
+    );
+    let codes: Vec<Code> = (0..200)
+        .map(|i| Code::parse(&format!("link{i}")).expect("code"))
+        .collect();
+    let now = Utc::now();
+    for code in &codes {
+        recorder.record(code.clone(), now);
+    }
+    let settled = common::eventually(Duration::from_secs(10), || {
+        let (written, m) = (store.written.clone(), metrics.clone());
+        async move {
+            let s = m.snapshot();
+            written.load(Ordering::SeqCst) + s.clicks_lost == 200
+        }
+    })
+    .await;
+    let m = metrics.snapshot();
+    assert!(settled, "{m:?}");
+    assert!(m.clicks_lost >= 150 - 10, "{m:?}");
+    assert!(store.written.load(Ordering::SeqCst) <= 50 + 10);
+    drop(recorder);
+    batcher.shutdown().await;
+}
