@@ -28,8 +28,8 @@ CREATE TABLE IF NOT EXISTS links (
 -- One counter row per link per day with clicks, upserted by the click batcher.
 -- We chose this over a raw click log (one row per redirect, partitioned by
 -- day): a log grows by one row per redirect, while counters grow by one row
--- per link clicked that day (the capacity estimate sizes both), and answer
--- "clicks per day" with an index range scan. The price is detail: no time of
+-- per link clicked that day (the capacity estimate sizes these counters, not
+-- a log), and answer "clicks per day" with an index range scan. The price is detail: no time of
 -- day, referrer or country. Keeping those is an exercise (a partitioned log
 -- with a rollup job).
 CREATE TABLE IF NOT EXISTS link_clicks_daily (
