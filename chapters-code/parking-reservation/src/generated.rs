@@ -357,11 +357,14 @@ fn sample_reservation() -> Result<crate::domain::Reservation> {
 /// requirements' rate, beside the capacity input that sizes storage.
 pub fn render_storage(per_row: &[(String, f64)]) -> String {
     use crate::capacity::{MEAN_LEAD_DAYS, RESERVE_STORED_BYTES};
-    let inputs = crate::capacity::inputs(&capacity::Measured {
-        ops_per_core: 1.0,
-        path: String::new(),
-        measured_on: String::new(),
-    });
+    let inputs = crate::capacity::inputs(
+        &capacity::Measured {
+            ops_per_core: 1.0,
+            path: String::new(),
+            measured_on: String::new(),
+        },
+        &crate::capacity::OwnRates::default(),
+    );
     let dau = inputs.daily_active_users as f64;
     let per_user = |name: &str| {
         inputs

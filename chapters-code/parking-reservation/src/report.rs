@@ -364,22 +364,21 @@ fn sizing_note(cheaper: &[String], dearer: &[String]) -> String {
     let mut note = String::new();
     if !cheaper.is_empty() {
         note.push_str(&format!(
-            "\nFaster than a reserve in this run: {}. Costing {} as a reserve errs towards too many cores.",
+            "\nFaster than a reserve in this run: {}.",
             cheaper.join(", "),
-            if cheaper.len() == 1 { "it" } else { "them" },
         ));
     }
     if !dearer.is_empty() {
         note.push_str(&format!(
-            "\nSlower than a reserve in this run: {}. Costing {} as a reserve, as the capacity model does, \
-             under-counts {} cost.",
+            "\nSlower than a reserve in this run: {}.",
             dearer.join(", "),
-            if dearer.len() == 1 { "it" } else { "them" },
-            if dearer.len() == 1 { "its" } else { "their" },
         ));
     }
     if !note.is_empty() {
-        note.push('\n');
+        note.push_str(
+            " The capacity model prices each of these reads at its own rate from this table, \
+             not at the reserve's.\n",
+        );
     }
     note
 }
@@ -573,14 +572,34 @@ pub fn measured_markdown() -> Result<String> {
     measured_json(&c.values, &on)
 }
 
-/// `key-numbers.md`, computed from [`measured_markdown`].
-pub fn key_numbers_markdown() -> Result<String> {
-    crate::capacity::key_numbers_markdown(&measured_markdown()?)
+/// The reads' own throughput per core, from the committed runs with
+/// [`SIZING_CLIENTS`] clients that measured them beside the reserve; an
+/// operation with no committed run is left to the reserve's rate.
+pub fn own_rates() -> Result<crate::capacity::OwnRates> {
+    let c = committed()?;
+    let by_name = parse(&c.values)?;
+    let rate = |name: String| {
+        let run = by_name.get(&name)?;
+        let per_second = run.ops_per_sec?;
+        Some(crate::capacity::OwnRate {
+            ops_per_core: per_second / run.cores.max(1) as f64,
+            source: format!("the {name} run"),
+        })
+    };
+    Ok(crate::capacity::OwnRates {
+        availability: rate(availability_result(SIZING_CLIENTS)),
+        read: rate(read_result(SIZING_CLIENTS)),
+    })
 }
 
-/// `scaling.md`, computed from [`measured_markdown`].
+/// `key-numbers.md`, computed from [`measured_markdown`] and [`own_rates`].
+pub fn key_numbers_markdown() -> Result<String> {
+    crate::capacity::key_numbers_markdown(&measured_markdown()?, &own_rates()?)
+}
+
+/// `scaling.md`, computed from [`measured_markdown`] and [`own_rates`].
 pub fn scaling_markdown() -> Result<String> {
-    crate::capacity::scaling_markdown(&measured_markdown()?)
+    crate::capacity::scaling_markdown(&measured_markdown()?, &own_rates()?)
 }
 
 /// Where the per-core figures for the framework page go.
@@ -615,9 +634,9 @@ pub fn per_core_markdown() -> Result<String> {
     Ok(out)
 }
 
-/// `capacity.md`, computed from [`measured_markdown`].
+/// `capacity.md`, computed from [`measured_markdown`] and [`own_rates`].
 pub fn capacity_markdown() -> Result<String> {
-    crate::capacity::capacity_markdown(&measured_markdown()?)
+    crate::capacity::capacity_markdown(&measured_markdown()?, &own_rates()?)
 }
 
 #[cfg(test)]
@@ -632,16 +651,14 @@ mod tests {
             &["availability (0.7×)".into()],
         );
         assert!(
-            note.contains(
-                "Faster than a reserve in this run: read one reservation (20.3×). Costing it"
-            ),
+            note.contains("Faster than a reserve in this run: read one reservation (20.3×)."),
             "{note}"
         );
         assert!(
             note.contains("Slower than a reserve in this run: availability (0.7×)."),
             "{note}"
         );
-        assert!(note.contains("under-counts its cost"), "{note}");
+        assert!(note.contains("at its own rate"), "{note}");
     }
 
     #[test]
