@@ -15,6 +15,18 @@
 //! second script gives the unit back to Redis, once: only the caller that
 //! removes the pending note increments. If the row is the writer's, the
 //! claim was real and only the note is removed.
+//!
+//! That repairs Redis *behind* the truth by the claims it saw start. Redis
+//! can also run *ahead*: a failover to a replica that had not received the
+//! last decrements, a restart from a snapshot or from an AOF fsynced every
+//! second loses acknowledged decrements, and the counter then hands out
+//! units the ledger already gave away. [`RedisFront::reconcile`] therefore
+//! ends with [`RedisFront::repair_counter`], which compares the counter
+//! with the ledger in both directions and corrects it by an amount that
+//! claims in flight can only make smaller, never larger (see its comment).
+//!
+//! Keys are hash-tagged, `inv:{sku}:available` and `inv:{sku}:pending`, so
+//! that under Redis Cluster both live in one slot and one script may touch both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -51,6 +63,12 @@ return -1
 ";
 // ANCHOR_END: compensate_lua
 
+/// Units received minus the claims PostgreSQL holds (`$1`: the SKU).
+const DURABLE_SQL: &str = "
+SELECT h.available - COALESCE((SELECT sum(qty) FROM redis_claims
+                                WHERE sku = h.sku AND NOT voided), 0)::bigint
+  FROM hot_stock AS h WHERE h.sku = $1";
+
 /// Where a test makes the next reserve stop, as if the process died there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -77,6 +95,9 @@ pub struct Reconciled {
     pub voided: u64,
     /// Units given back.
     pub units_restored: i64,
+    /// The correction of a counter that had drifted from the ledger:
+    /// negative when Redis was ahead (lost decrements), positive when behind.
+    pub counter_corrected: i64,
 }
 
 /// The two systems' view of one SKU.
@@ -113,8 +134,9 @@ impl RedisFront {
         Self {
             redis,
             pool,
-            counter_key: format!("{prefix}inv:{sku}:available"),
-            pending_key: format!("{prefix}inv:{sku}:pending"),
+            // Hash tag `{sku}`: both keys in one Redis Cluster slot.
+            counter_key: format!("{prefix}inv:{{{sku}}}:available"),
+            pending_key: format!("{prefix}inv:{{{sku}}}:pending"),
             sku,
             fail: Arc::new(AtomicU8::new(FailPoint::None as u8)),
         }
@@ -276,23 +298,115 @@ impl RedisFront {
                 out.completed += 1;
             }
         }
+        out.counter_corrected = self.repair_counter().await?;
         Ok(out)
     }
     // ANCHOR_END: reconcile
 
-    /// Units received minus the claims PostgreSQL holds: the durable truth.
-    pub async fn durable_remaining(&self) -> anyhow::Result<i64> {
+    /// The keys, for the tests.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.counter_key, &self.pending_key)
+    }
+
+    // ANCHOR: repair_counter
+    /// Compares the counter with the ledger and corrects it; the correction.
+    ///
+    /// Healthy, `counter = durable - unrecorded`, where `unrecorded` is the
+    /// units of pending claims PostgreSQL does not hold (yet). The two
+    /// systems cannot be read at one instant, so each direction is judged
+    /// with the reads ordered so that claims in flight can only hide drift,
+    /// never invent it:
+    ///
+    /// - *ahead*: ledger snapshot first, then Redis. A claim recorded
+    ///   between the two lowers the counter but not the snapshot, which
+    ///   looks like "behind", never like "ahead".
+    /// - *behind*: Redis first, then a new ledger snapshot. A claim
+    ///   decremented after the Redis read lowers the ledger but not the
+    ///   counter read, which looks like "ahead", never like "behind".
+    ///
+    /// So each measured gap is at most the real one, and a correction by it
+    /// never overshoots; what it misses, the next pass finds.
+    pub async fn repair_counter(&self) -> anyhow::Result<i64> {
+        let mut r = self.redis.clone();
+        // Snapshot 1: REPEATABLE READ, so both queries see the ledger as it
+        // was at the first one, before the Redis read.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+        let durable_before = self.durable_in(&mut *tx).await?;
+        let (counter, notes): (Option<i64>, Vec<(String, String)>) = redis::pipe()
+            .atomic()
+            .get(&self.counter_key)
+            .hgetall(&self.pending_key)
+            .query_async(&mut r)
+            .await?;
+        let counter = counter.unwrap_or(0);
+        // Pending notes, parsed like input (garbage is skipped).
+        let pending: Vec<(Uuid, i64)> = notes
+            .iter()
+            .filter_map(|(id, note)| {
+                let qty = note.split_once(':')?.0.parse::<i64>().ok()?;
+                Some((Uuid::parse_str(id).ok()?, qty))
+            })
+            .collect();
+        let ids: Vec<Uuid> = pending.iter().map(|(id, _)| *id).collect();
+        let pending_units: i64 = pending.iter().map(|(_, q)| q).sum();
+        let recorded_before = self.recorded_in(&mut *tx, &ids).await?;
+        tx.commit().await?;
+        let ahead = counter - (durable_before - (pending_units - recorded_before));
+        if ahead > 0 {
+            let _: i64 = redis::cmd("DECRBY")
+                .arg(&self.counter_key)
+                .arg(ahead)
+                .query_async(&mut r)
+                .await?;
+            return Ok(-ahead);
+        }
+        // Snapshot 2, after the Redis read.
+        let mut conn = self.pool.acquire().await?;
+        let durable_after = self.durable_in(&mut *conn).await?;
+        let recorded_after = self.recorded_in(&mut *conn, &ids).await?;
+        let behind = (durable_after - (pending_units - recorded_after)) - counter;
+        if behind > 0 {
+            let _: i64 = redis::cmd("INCRBY")
+                .arg(&self.counter_key)
+                .arg(behind)
+                .query_async(&mut r)
+                .await?;
+            return Ok(behind);
+        }
+        Ok(0)
+    }
+    // ANCHOR_END: repair_counter
+
+    async fn durable_in(&self, c: &mut sqlx::PgConnection) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(DURABLE_SQL)
+            .bind(self.sku)
+            .fetch_one(c)
+            .await?)
+    }
+
+    /// Units of the claims `ids` that PostgreSQL holds as real (not voided).
+    async fn recorded_in(&self, c: &mut sqlx::PgConnection, ids: &[Uuid]) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT h.available - COALESCE((SELECT sum(qty) FROM redis_claims
-                                             WHERE sku = h.sku AND NOT voided), 0)::bigint
-               FROM hot_stock AS h WHERE h.sku = $1",
+            "SELECT COALESCE(sum(qty), 0)::bigint FROM redis_claims
+              WHERE id = ANY($1) AND NOT voided",
         )
-        .bind(self.sku)
-        .fetch_one(&self.pool)
+        .bind(ids)
+        .fetch_one(c)
         .await?)
     }
 
-    /// Both systems' numbers, for the reconciliation test and a drift metric.
+    /// Units received minus the claims PostgreSQL holds: the durable truth.
+    pub async fn durable_remaining(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(DURABLE_SQL)
+            .bind(self.sku)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Both systems' numbers, for the reconciliation tests.
     pub async fn views(&self) -> anyhow::Result<Views> {
         let mut r = self.redis.clone();
         let redis_available: Option<i64> = redis::cmd("GET")

@@ -48,7 +48,8 @@ async fn reconciliation_repairs_a_crash_between_redis_and_postgres() {
         Reconciled {
             completed: 0,
             voided: 2,
-            units_restored: 2
+            units_restored: 2,
+            counter_corrected: 0
         }
     );
     let after = f.views().await.expect("views");
@@ -75,7 +76,8 @@ async fn a_crash_after_postgres_keeps_the_claim() {
         Reconciled {
             completed: 1,
             voided: 0,
-            units_restored: 0
+            units_restored: 0,
+            counter_corrected: 0
         },
         "the claim was durable: nothing is given back"
     );
@@ -159,7 +161,8 @@ async fn concurrent_reconcilers_restore_each_unit_once() {
         Reconciled {
             completed: 0,
             voided: 3,
-            units_restored: 6
+            units_restored: 6,
+            counter_corrected: 0
         }
     );
     let v = f.views().await.expect("views");
@@ -199,3 +202,150 @@ async fn a_reconciler_that_died_midway_is_finished_by_the_next_pass() {
 
 /// Reconcilers run at once in `concurrent_reconcilers_restore_each_unit_once`.
 const REPAIRERS: usize = 6;
+
+/// What a Redis restart from a snapshot does: the counter goes back to an
+/// earlier value, and decrements PostgreSQL recorded are lost.
+async fn restore_counter(f: &RedisFront, redis: &TestRedis, to: i64) {
+    let mut c = redis.conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(f.keys().0)
+        .arg(to)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+}
+
+async fn counter(f: &RedisFront, redis: &TestRedis) -> i64 {
+    let mut c = redis.conn.clone();
+    redis::cmd("GET")
+        .arg(f.keys().0)
+        .query_async(&mut c)
+        .await
+        .expect("get")
+}
+
+// ANCHOR: redis_ahead
+/// Finding 4 of issue 28: Redis restarts from a snapshot taken before three
+/// acknowledged decrements, so its counter is three units ahead of the
+/// ledger and would sell them twice. Reconciliation finds it and takes them
+/// off; then the SKU sells exactly its stock. (Before, nothing looked, and
+/// the sell-out handed out 13 units of 10.)
+#[tokio::test]
+async fn a_redis_counter_ahead_of_the_ledger_is_caught_before_it_oversells() {
+    let Some((_db, redis, f)) = front().await else {
+        return;
+    };
+    for _ in 0..2 {
+        assert!(f.reserve(1).await.expect("reserve").is_some());
+    }
+    let snapshot = counter(&f, &redis).await;
+    for _ in 0..3 {
+        assert!(f.reserve(1).await.expect("reserve").is_some());
+    }
+    restore_counter(&f, &redis, snapshot).await;
+    let v = f.views().await.expect("views");
+    assert_eq!((v.redis_available, v.durable_available), (8, 5), "{v:?}");
+    let done = f.reconcile(Duration::ZERO).await.expect("reconcile");
+    assert_eq!(done.counter_corrected, -3, "{done:?}");
+    let v = f.views().await.expect("views");
+    assert_eq!(v.redis_available, v.durable_available, "{v:?}");
+    let mut sold = 5;
+    while f.reserve(1).await.expect("reserve").is_some() {
+        sold += 1;
+    }
+    assert_eq!(sold, 10, "sold exactly the stock");
+}
+// ANCHOR_END: redis_ahead
+
+/// The other direction: a counter behind the ledger (a give-back lost, a
+/// key evicted) hides units from sale; reconciliation puts them back.
+#[tokio::test]
+async fn a_redis_counter_behind_the_ledger_is_raised_back() {
+    let Some((_db, redis, f)) = front().await else {
+        return;
+    };
+    for _ in 0..3 {
+        assert!(f.reserve(1).await.expect("reserve").is_some());
+    }
+    restore_counter(&f, &redis, 4).await;
+    let done = f.reconcile(Duration::ZERO).await.expect("reconcile");
+    assert_eq!(done.counter_corrected, 3, "{done:?}");
+    assert_eq!(counter(&f, &redis).await, 7);
+    // A counter in agreement is left alone.
+    assert_eq!(
+        f.reconcile(Duration::ZERO).await.expect("again"),
+        Reconciled::default()
+    );
+}
+
+/// Reconciliation passes running while clients buy: claims in flight must
+/// never look like drift, or a pass would take units off a healthy counter
+/// (an undersell) or add some (an oversell). Every unit sells exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciling_during_a_sell_out_corrects_nothing() {
+    let Some((_db, _redis, f)) = front().await else {
+        return;
+    };
+    f.setup(200).await.expect("setup");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconciler = {
+        let (f, stop) = (f.clone(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut corrected = 0;
+            let mut passes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A long grace: claims in flight are not voided, only the counter is judged.
+                corrected += f
+                    .reconcile(Duration::from_secs(60))
+                    .await
+                    .expect("reconcile")
+                    .counter_corrected
+                    .abs();
+                passes += 1;
+            }
+            (corrected, passes)
+        })
+    };
+    let mut buyers = Vec::new();
+    for _ in 0..8 {
+        let f = f.clone();
+        buyers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while f.reserve(1).await.expect("reserve").is_some() {
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut sold = 0;
+    for b in buyers {
+        sold += b.await.expect("buyer");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (corrected, passes) = reconciler.await.expect("reconciler");
+    assert!(passes > 1, "the passes ran during the sell-out: {passes}");
+    assert_eq!(corrected, 0, "a healthy counter was corrected");
+    assert_eq!(sold, 200);
+}
+
+#[test]
+fn both_keys_of_a_sku_share_one_cluster_slot() {
+    // Redis Cluster hashes the text between the first `{` and the next `}`.
+    fn tag(key: &str) -> Option<&str> {
+        let open = key.find('{')?;
+        let close = key[open + 1..].find('}')? + open + 1;
+        Some(&key[open + 1..close])
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let Some((_db, _redis, f)) = front().await else {
+            return;
+        };
+        let (counter, pending) = f.keys();
+        assert!(tag(counter).is_some_and(|t| !t.is_empty()), "{counter}");
+        assert_eq!(tag(counter), tag(pending), "{counter} {pending}");
+    });
+}
