@@ -42,6 +42,7 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
     ("unknown-promotion", 422),
     ("invalid-order", 422),
     ("checkout-busy", 429),
+    ("promotion-attempts", 429),
     ("internal", 500),
     ("payment-provider-failed", 502),
     ("payment-pending", 503),

@@ -90,6 +90,7 @@ async fn killed_then_retried_charges_once(kill: Kill, early: Early) {
         hooks: freeze.clone(),
         provider_timeout: Duration::from_secs(60),
         breaker: Default::default(),
+        promotions: Arc::new(ecommerce::checkout::promotion_attempts()),
     };
     let task = {
         let (req, k) = (req.clone(), k.clone());

@@ -579,3 +579,59 @@ async fn shoppers_who_hang_up_cannot_open_the_breaker() {
     );
 }
 // ANCHOR_END: hang_up_http
+
+// ANCHOR: promotion_guessing
+/// Promotion codes cannot be guessed without limit: each account gets
+/// [`PROMOTION_BURST`] attempts with a code, then one per
+/// [`PROMOTION_PERIOD`]; past that a checkout naming a code is refused with
+/// 429 before the code is looked up, so the refusal tells nothing about it.
+#[tokio::test]
+async fn promotion_guesses_are_limited_per_account() {
+    use ecommerce::checkout::{PROMOTION_BURST, PROMOTION_PERIOD};
+    let s = shop(0).await;
+    for i in 0..PROMOTION_BURST {
+        let mut body = checkout_body();
+        body["promotion"] = json!(format!("GUESS{i}"));
+        let k = format!("g-{i}");
+        let (got, _, p) = call(
+            &s,
+            "POST",
+            "/checkout",
+            &[("x-account", "mallory"), ("idempotency-key", k.as_str())],
+            Some(body),
+        )
+        .await;
+        assert_eq!(problem_type(&p), "unknown-promotion", "guess {i}: {got}");
+    }
+    // The next guess, even of a real code, is refused before the lookup.
+    let mut body = checkout_body();
+    body["promotion"] = json!("SPRING10");
+    let (got, headers, p) = call(
+        &s,
+        "POST",
+        "/checkout",
+        &[("x-account", "mallory"), ("idempotency-key", "real")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(got, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    assert_eq!(problem_type(&p), "promotion-attempts");
+    let wait: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(wait >= 1 && wait <= PROMOTION_PERIOD.as_secs(), "{wait}");
+    nothing_changed(&s).await;
+    // Another account is not affected; a checkout without a code neither.
+    let (got, _, _) = call(
+        &s,
+        "POST",
+        "/checkout",
+        &[("x-account", "mallory"), ("idempotency-key", "plain")],
+        Some(checkout_body()),
+    )
+    .await;
+    assert_eq!(got, StatusCode::CREATED);
+}
+// ANCHOR_END: promotion_guessing

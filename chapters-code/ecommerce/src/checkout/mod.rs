@@ -68,6 +68,26 @@ pub const PROMOTIONS: &[(&str, Promotion)] = &[
     ("HALF", Promotion::PercentOff { bp: 5_000 }),
 ];
 
+// ANCHOR: promotion_limit
+/// Checkouts naming a promotion code that one account may send at once.
+pub const PROMOTION_BURST: u32 = 10;
+/// Then one more per this long: guessing a code from a list is hopeless.
+pub const PROMOTION_PERIOD: Duration = Duration::from_secs(60);
+/// Accounts whose attempts are remembered (the block's bound on memory).
+pub const PROMOTION_ACCOUNTS: usize = 100_000;
+
+/// Attempts with a promotion code, per account: the rate-limiter block's
+/// bounded keyed buckets.
+pub type PromotionAttempts = block_rate_limiter::KeyedBuckets<String>;
+
+/// The default promotion limit.
+pub fn promotion_attempts() -> PromotionAttempts {
+    let quota = block_rate_limiter::Quota::with_period(PROMOTION_PERIOD, PROMOTION_BURST)
+        .unwrap_or_else(|_| unreachable!("a valid constant quota"));
+    block_rate_limiter::KeyedBuckets::new(quota, PROMOTION_ACCOUNTS)
+}
+// ANCHOR_END: promotion_limit
+
 /// The promotion for `code`, if it exists.
 pub fn promotion(code: &str) -> Option<Promotion> {
     PROMOTIONS.iter().find(|(c, _)| *c == code).map(|(_, p)| *p)
@@ -180,6 +200,10 @@ pub enum CheckoutError {
     /// A promotion code that does not exist (422).
     #[error("no promotion {0:?}")]
     UnknownPromotion(String),
+    /// Too many checkouts with a promotion code from this account (429,
+    /// `Retry-After`): codes are not to be guessed.
+    #[error("too many attempts with a promotion code; retry in {} s", .0.as_secs().max(1))]
+    PromotionAttempts(Duration),
     /// The stock's `CHECK (stock >= 0)` refused the reservation (409
     /// `out-of-stock`, not stored: the transaction, key included, rolled
     /// back). Phase 1 locks the rows first, so only a bug reaches this.
@@ -242,6 +266,8 @@ pub struct Checkout<S, P> {
     pub provider_timeout: Duration,
     /// Refuses checkouts while the provider is failing (shared by clones).
     pub breaker: Arc<Breaker>,
+    /// Attempts with a promotion code, per account (shared by clones).
+    pub promotions: Arc<PromotionAttempts>,
 }
 
 impl<S, P> Clone for Checkout<S, P> {
@@ -252,6 +278,7 @@ impl<S, P> Clone for Checkout<S, P> {
             hooks: Arc::clone(&self.hooks),
             provider_timeout: self.provider_timeout,
             breaker: Arc::clone(&self.breaker),
+            promotions: Arc::clone(&self.promotions),
         }
     }
 }
@@ -265,6 +292,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
             hooks: Arc::new(NoHooks),
             provider_timeout: PROVIDER_TIMEOUT,
             breaker: Arc::new(Breaker::default()),
+            promotions: Arc::new(promotion_attempts()),
         }
     }
 
@@ -277,10 +305,16 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         request: &CheckoutRequest,
         now: DateTime<Utc>,
     ) -> Result<Answer, CheckoutError> {
-        if let Some(code) = &request.promotion
-            && promotion(code).is_none()
-        {
-            return Err(CheckoutError::UnknownPromotion(code.clone()));
+        if let Some(code) = &request.promotion {
+            // Counted before the code is looked up, valid or not: a refusal
+            // tells a guesser nothing about the code.
+            use block_rate_limiter::Limiter;
+            if let Err(refused) = self.promotions.check(&account.to_string()) {
+                return Err(CheckoutError::PromotionAttempts(refused.retry_after));
+            }
+            if promotion(code).is_none() {
+                return Err(CheckoutError::UnknownPromotion(code.clone()));
+            }
         }
         let print = fingerprint(account, request);
         // Before anything is written: while the provider is failing, refuse

@@ -165,6 +165,11 @@ impl ApiProblem for ApiError {
                     "No such promotion",
                 ),
                 CheckoutError::OutOfStock => (S::CONFLICT, "out-of-stock", "Out of stock"),
+                CheckoutError::PromotionAttempts(_) => (
+                    S::TOO_MANY_REQUESTS,
+                    "promotion-attempts",
+                    "Too many promotion attempts",
+                ),
                 CheckoutError::Payment(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "payment-pending",
@@ -220,6 +225,14 @@ impl ApiProblem for ApiError {
                 r.retry_after.to_std().ok()
             }
             ApiError::Busy => Some(RETRY_AFTER),
+            // Whole seconds, rounded up, as the rate-limiter block does.
+            ApiError::Checkout(CheckoutError::PromotionAttempts(wait)) => Some(
+                block_rate_limiter::Refused {
+                    retry_after: *wait,
+                }
+                .retry_after_secs(),
+            )
+            .map(Duration::from_secs),
             _ => block_errors::default_retry_after(self.class(), status),
         }
     }
@@ -368,6 +381,7 @@ mod tests {
             CheckoutError::Pricing(PricingError::Overflow).into(),
             CheckoutError::UnknownPromotion(String::new()).into(),
             CheckoutError::OutOfStock.into(),
+            CheckoutError::PromotionAttempts(std::time::Duration::from_secs(1)).into(),
             CheckoutError::Payment(PaymentError::Timeout(std::time::Duration::ZERO)).into(),
             CheckoutError::ProviderUnavailable(crate::checkout::breaker::Refused {
                 retry_after: chrono::TimeDelta::seconds(1),
