@@ -240,6 +240,25 @@ pub async fn consumer(
         .await?)
 }
 
+/// A consumer for a reader that starts with an empty model: ephemeral (no
+/// durable name, so no position to resume from), delivering the stream from
+/// its first event. The model lives in the reader's memory, so a restarted
+/// reader has lost it; resuming a durable consumer where the dead one
+/// stopped would skip every position whose last movement came before that
+/// point. Replaying everything is correct because applying an event is
+/// idempotent (the newest version wins); its cost grows with the stream,
+/// which a reader with much history would bound with a snapshot of the model
+/// and the stream sequence it was taken at.
+pub async fn replay_consumer(stream: &Stream) -> anyhow::Result<PullConsumer> {
+    Ok(stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await?)
+}
+
 /// What [`consume_batch`] did with one batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Consumed {

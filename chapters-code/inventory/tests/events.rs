@@ -1,5 +1,7 @@
 //! The availability read model over NATS JetStream: a consumer that dies
-//! between applying and acking loses nothing and counts nothing twice.
+//! between applying and acking loses nothing and counts nothing twice (the
+//! reader process lives on and keeps its model; only its consumer restarts),
+//! and a reader process that restarts rebuilds its model from the stream.
 
 mod common;
 
@@ -229,3 +231,72 @@ async fn the_lag_run_delivers_every_event() {
     assert_eq!(run.lag_us.len(), 50);
     nats.cleanup().await;
 }
+
+/// Reads every event the stream has into `model`, until it is quiet.
+async fn drain_into(c: &async_nats::jetstream::consumer::PullConsumer, model: &mut ReadModel) {
+    let mut idle = 0;
+    while idle < 2 {
+        let got = consume_batch(c, 100, Duration::from_millis(700), usize::MAX, |e| {
+            model.apply(e)
+        })
+        .await
+        .expect("batch");
+        idle = if got.received == 0 { idle + 1 } else { 0 };
+    }
+}
+
+// ANCHOR: reader_restart
+/// Finding 5 of issue 28: a reader process that really restarts has lost
+/// its in-memory model. Resuming the dead reader's durable consumer gives
+/// it only what came after the crash, so a position that has not moved
+/// since is missing; replaying the stream from the start rebuilds it exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_reader_rebuilds_its_model_from_the_stream() {
+    let Some((_db, store)) = pg_store(4).await else {
+        return;
+    };
+    let Some(nats) = Nats::connect().await else {
+        return;
+    };
+    let stream = ensure_stream(&nats.js, &nats.stream, &nats.prefix)
+        .await
+        .expect("stream");
+    let relay = Relay::new(store.pool().clone(), nats.js.clone(), &nats.prefix);
+    // Before the crash: a position that will not move again.
+    let quiet = key("QUIET", "W1");
+    stocked(&store, &quiet, 7).await;
+    relay_all(&relay).await;
+    {
+        let c = consumer(&stream, "availability", Duration::from_secs(5))
+            .await
+            .expect("consumer");
+        let mut before_crash = ReadModel::default();
+        drain_into(&c, &mut before_crash).await;
+        assert!(before_crash.get(&quiet).is_some());
+        // The process dies here: its model goes with it.
+    }
+    let keys = some_history(&store).await;
+    relay_all(&relay).await;
+
+    // Wrong: a fresh model fed by the dead reader's durable consumer.
+    let resumed = consumer(&stream, "availability", Duration::from_secs(5))
+        .await
+        .expect("consumer");
+    let mut wrong = ReadModel::default();
+    drain_into(&resumed, &mut wrong).await;
+    assert_eq!(wrong.get(&quiet), None, "the quiet position is lost");
+
+    // Right: replay the stream from its first event.
+    let replay = inventory::events::replay_consumer(&stream)
+        .await
+        .expect("replay consumer");
+    let mut rebuilt = ReadModel::default();
+    drain_into(&replay, &mut rebuilt).await;
+    for k in keys.iter().chain([&quiet]) {
+        let db = store.stock(k, t0()).await.expect("stock");
+        assert_eq!(rebuilt.get(k), Some((db.balance, db.version)), "{k}");
+    }
+    drop((resumed, replay));
+    nats.cleanup().await;
+}
+// ANCHOR_END: reader_restart
