@@ -51,13 +51,26 @@ impl Server {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<&str>) -> Answer {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         let req = ok(
             "request",
-            Request::builder()
-                .method(method)
-                .uri(format!("http://{}{path}", self.addr))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body.unwrap_or("").to_string()))),
+            req.body(Full::new(Bytes::from(body.unwrap_or("").to_string()))),
         );
         let resp = ok("send", self.client.request(req).await);
         let status = resp.status();
@@ -293,3 +306,52 @@ async fn on_postgres_place_runs_the_saga_and_locks_the_order_meanwhile() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ANCHOR: idempotency_key
+/// A client that lost the answer to `POST /orders` retries with the same
+/// `Idempotency-Key`: it gets the first answer (the same order) and no
+/// second order exists. The key with another body is refused; a malformed
+/// key is refused before anything is written. On both stores.
+async fn a_retried_create_with_its_key_creates_one_order<S: OrderStore>(store: S) -> Server {
+    let s = Server::start(store, Checkout::Instant).await;
+    let body = json!({
+        "customer_id": "00000000-0000-0000-0000-00000000002a",
+        "lines": [{"sku": "A", "quantity": 3, "unit_price_cents": 100}]
+    })
+    .to_string();
+    let key = [("idempotency-key", "order-7f3a")];
+    let first = s.send_with(Method::POST, "/orders", Some(&body), &key).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = s.send_with(Method::POST, "/orders", Some(&body), &key).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(again.body["id"], first.body["id"], "a second order was created");
+    let other = body.replace("\"quantity\":3", "\"quantity\":4");
+    let reused = s.send_with(Method::POST, "/orders", Some(&other), &key).await;
+    assert_refused(&reused, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+    let bad = s
+        .send_with(Method::POST, "/orders", Some(&body), &[("idempotency-key", "")])
+        .await;
+    assert_refused(&bad, StatusCode::UNPROCESSABLE_ENTITY, "malformed-request");
+    s
+}
+
+#[tokio::test]
+async fn a_retried_create_with_its_key_creates_one_order_in_memory() {
+    a_retried_create_with_its_key_creates_one_order(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_with_its_key_creates_one_order_on_postgres() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    a_retried_create_with_its_key_creates_one_order(store).await;
+    let orders: i64 = ok(
+        "orders",
+        sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&db.pool)
+            .await,
+    );
+    assert_eq!(orders, 1);
+}
+// ANCHOR_END: idempotency_key

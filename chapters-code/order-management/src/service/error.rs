@@ -6,6 +6,8 @@ use block_errors::{ApiProblem, Class, INTERNAL, class_problem, classify_sqlx};
 /// The body of every error response: the errors block's problem document.
 pub use block_errors::Problem;
 
+use block_idempotency::ClaimError;
+
 use crate::domain::{CommandError, Refusal};
 use crate::saga::SagaError;
 use crate::store::StoreError;
@@ -62,6 +64,8 @@ impl ApiError {
         ("order-locked", 409),
         ("guard-failed", 409),
         ("order-exists", 409),
+        ("idempotency-key-reused", 422),
+        ("idempotency-key-in-use", 409),
         ("unavailable", 503),
         ("internal", 500),
     ];
@@ -111,6 +115,20 @@ impl ApiProblem for ApiError {
                 E::NotFound(_) => (S::NOT_FOUND, "order-not-found", "No such order"),
                 E::VersionConflict { .. } => (S::CONFLICT, "stale-version", "Stale version"),
                 E::AlreadyExists(_) => (S::CONFLICT, "order-exists", "Order exists"),
+                E::Key(k) => match k {
+                    ClaimError::KeyReused => (
+                        S::UNPROCESSABLE_ENTITY,
+                        "idempotency-key-reused",
+                        "Idempotency-Key used with another request",
+                    ),
+                    ClaimError::KeyInUse => (
+                        S::CONFLICT,
+                        "idempotency-key-in-use",
+                        "A request with this Idempotency-Key is in progress",
+                    ),
+                    ClaimError::Database(d) => class_problem(classify_sqlx(d)),
+                    ClaimError::Corrupt(_) => INTERNAL,
+                },
                 // The errors block's class: 503 for what a retry may cure.
                 E::Database(d) => class_problem(classify_sqlx(d)),
                 E::Corrupt(_) => INTERNAL,
@@ -124,10 +142,12 @@ impl ApiProblem for ApiError {
     }
 
     fn class(&self) -> Option<Class> {
-        let ApiError::Store(StoreError::Database(d)) = self else {
-            return None;
-        };
-        Some(classify_sqlx(d))
+        match self {
+            ApiError::Store(
+                StoreError::Database(d) | StoreError::Key(ClaimError::Database(d)),
+            ) => Some(classify_sqlx(d)),
+            _ => None,
+        }
     }
 
     fn extensions(&self, problem: block_errors::Problem) -> block_errors::Problem {
@@ -177,6 +197,8 @@ mod tests {
             }
             .into(),
             StoreError::AlreadyExists(uuid::Uuid::nil()).into(),
+            StoreError::Key(ClaimError::KeyReused).into(),
+            StoreError::Key(ClaimError::KeyInUse).into(),
             StoreError::Database(sqlx::Error::PoolTimedOut).into(),
             StoreError::Database(sqlx::Error::RowNotFound).into(),
             StoreError::Corrupt(String::new()).into(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +21,7 @@ pub use error::{ApiError, Problem};
 
 use crate::domain::{Command, NewOrder, Order};
 use crate::saga::Orchestrator;
-use crate::store::{OrderStore, RecordedEvent};
+use crate::store::{Keyed, OrderStore, RecordedEvent, StoreError};
 
 /// How a `place` command is carried out.
 #[derive(Clone)]
@@ -105,19 +105,51 @@ fn malformed(e: JsonRejection) -> ApiError {
     ApiError::Malformed(e.body_text())
 }
 
+// ANCHOR: create
+/// `POST /orders`. With an `Idempotency-Key` header (the idempotency block's
+/// rules: 1 to 255 visible ASCII), a retry gets the first answer and
+/// creates nothing; the key is scoped to the order's customer (the service
+/// has no accounts: see the failure-modes page).
 async fn create<S: OrderStore>(
     State(app): State<AppState<S>>,
+    headers: HeaderMap,
     body: Result<Json<NewOrder>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| block_idempotency::IdempotencyKey::parse(v.as_bytes()))
+        .transpose()
+        .map_err(|e| ApiError::Malformed(format!("Idempotency-Key: {e}")))?;
     let Json(request) = body.map_err(malformed)?;
     let id = Uuid::new_v4();
-    let order = app.store.create(id, &request).await?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/orders/{id}"))],
-        Json(order),
-    )
-        .into_response())
+    let (status, body) = match key {
+        None => (StatusCode::CREATED, json_of(&app.store.create(id, &request).await?)?),
+        Some(key) => {
+            let scope = block_idempotency::KeyScope {
+                account: request.customer_id.to_string(),
+                endpoint: crate::store::CREATE_ENDPOINT,
+                key,
+            };
+            let answer = match app.store.create_keyed(id, &request, &scope).await? {
+                Keyed::Created(order) => crate::store::created_answer(&order)?,
+                Keyed::Replay(answer) => answer,
+            };
+            let status = StatusCode::from_u16(answer.status)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            (status, answer.body)
+        }
+    };
+    let location = body
+        .get("id")
+        .and_then(|v| v.as_str())
+        .map(|id| format!("/orders/{id}"))
+        .unwrap_or_default();
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+// ANCHOR_END: create
+
+fn json_of(order: &Order) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(order).map_err(|e| StoreError::Corrupt(e.to_string()).into())
 }
 
 async fn read<S: OrderStore>(

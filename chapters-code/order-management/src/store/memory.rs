@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{OrderStore, RecordedEvent, StoreError, decide_at};
+use super::{Keyed, OrderStore, RecordedEvent, StoreError, created_answer, decide_at};
 use crate::domain::{Command, NewOrder, Order};
 
 /// Orders and their histories in memory; the demo's default and the model's twin.
 #[derive(Default)]
 pub struct MemoryStore {
     orders: Mutex<HashMap<Uuid, (Order, Vec<RecordedEvent>)>>,
+    keys: Mutex<block_idempotency::MemoryKeys>,
 }
 
 impl MemoryStore {
@@ -28,8 +29,8 @@ impl MemoryStore {
     }
 }
 
-impl OrderStore for MemoryStore {
-    async fn create(&self, id: Uuid, request: &NewOrder) -> Result<Order, StoreError> {
+impl MemoryStore {
+    fn create_now(&self, id: Uuid, request: &NewOrder) -> Result<Order, StoreError> {
         let created = request.validate()?;
         let order = Order::from_created(id, &created)?;
         let mut orders = self.lock();
@@ -43,6 +44,43 @@ impl OrderStore for MemoryStore {
         };
         orders.insert(id, (order.clone(), vec![event]));
         Ok(order)
+    }
+}
+
+impl OrderStore for MemoryStore {
+    async fn create(&self, id: Uuid, request: &NewOrder) -> Result<Order, StoreError> {
+        self.create_now(id, request)
+    }
+
+    async fn create_keyed(
+        &self,
+        id: Uuid,
+        request: &NewOrder,
+        key: &block_idempotency::KeyScope,
+    ) -> Result<Keyed, StoreError> {
+        request.validate()?;
+        let fingerprint = super::create_fingerprint(key, request)?;
+        let now = Utc::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        // Check first, claim after the work: a failed create leaves no key,
+        // as a rollback would.
+        if let Some(block_idempotency::Decision::Replay) = keys.check(key, &fingerprint, now)? {
+            if let block_idempotency::Claimed::Replay(answer) =
+                keys.claim(key, &fingerprint, block_idempotency::DEFAULT_LEASE, now)?
+            {
+                return Ok(Keyed::Replay(answer));
+            }
+        }
+        let order = self.create_now(id, request)?;
+        let lock = match keys.claim(key, &fingerprint, block_idempotency::DEFAULT_LEASE, now)? {
+            block_idempotency::Claimed::New(lock)
+            | block_idempotency::Claimed::TakenOver { lock, .. } => lock,
+            block_idempotency::Claimed::Replay(answer) => return Ok(Keyed::Replay(answer)),
+        };
+        if keys.finish(lock, &created_answer(&order)?, now).is_err() {
+            return Err(block_idempotency::ClaimError::KeyInUse.into());
+        }
+        Ok(Keyed::Created(order))
     }
 
     async fn get(&self, id: Uuid) -> Result<Order, StoreError> {

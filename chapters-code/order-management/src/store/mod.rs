@@ -86,6 +86,39 @@ pub enum StoreError {
     /// A stored row or event does not parse, or the log does not fold.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The `Idempotency-Key` was used with another request, or a request
+    /// with it is still in progress (the idempotency block's refusals).
+    #[error(transparent)]
+    Key(#[from] block_idempotency::ClaimError),
+}
+
+/// The endpoint an order-creating key is scoped to.
+pub const CREATE_ENDPOINT: &str = "POST /orders";
+
+/// The answer stored with a key: what the first request got (201 and the order).
+pub fn created_answer(order: &Order) -> Result<block_idempotency::FinalAnswer, StoreError> {
+    Ok(block_idempotency::FinalAnswer {
+        status: 201,
+        body: serde_json::to_value(order).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+/// The fingerprint of a create: the endpoint, the account and the order asked for.
+pub fn create_fingerprint(
+    key: &block_idempotency::KeyScope,
+    request: &NewOrder,
+) -> Result<block_idempotency::Fingerprint, StoreError> {
+    block_idempotency::Fingerprint::of_json(CREATE_ENDPOINT, &key.account, request)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// What a create with an `Idempotency-Key` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Keyed {
+    /// The key was new: the order was created, and this answer stored with the key.
+    Created(Order),
+    /// The key was finished: the first request's answer, replayed; nothing written.
+    Replay(block_idempotency::FinalAnswer),
 }
 // ANCHOR_END: store_error
 
@@ -104,6 +137,17 @@ pub trait OrderStore: Send + Sync + 'static {
         id: Uuid,
         request: &NewOrder,
     ) -> impl Future<Output = Result<Order, StoreError>> + Send;
+
+    /// Like [`OrderStore::create`], under an `Idempotency-Key`: the key's
+    /// claim, the order and the key's final answer (201 and the order)
+    /// commit together, so a retry with the key replays the answer and
+    /// creates nothing, whichever answer the first request's client lost.
+    fn create_keyed(
+        &self,
+        id: Uuid,
+        request: &NewOrder,
+        key: &block_idempotency::KeyScope,
+    ) -> impl Future<Output = Result<Keyed, StoreError>> + Send;
 
     /// The order as stored.
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Order, StoreError>> + Send;

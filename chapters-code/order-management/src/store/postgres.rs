@@ -5,7 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{OrderStore, RecordedEvent, StoreError, decide_at};
+use super::{Keyed, OrderStore, RecordedEvent, StoreError, created_answer, decide_at};
 use crate::domain::{Command, Event, Line, NewOrder, Order, State};
 
 /// `sql/schema.sql`, applied by tests, generators and the demo binary.
@@ -72,6 +72,9 @@ impl PgStore {
             return Ok(false);
         }
         sqlx::raw_sql(block_outbox::SCHEMA_SQL)
+            .execute(&self.pool)
+            .await?;
+        sqlx::raw_sql(block_idempotency::pg::TABLE_SQL)
             .execute(&self.pool)
             .await?;
         sqlx::raw_sql(SCHEMA_SQL).execute(&self.pool).await?;
@@ -196,11 +199,28 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     block_errors::classify_sqlx(e) == Class::Conflict(Constraint::Unique)
 }
 
-impl OrderStore for PgStore {
-    async fn create(&self, id: Uuid, request: &NewOrder) -> Result<Order, StoreError> {
+impl PgStore {
+    /// The order's rows and first event, inside `tx`.
+    async fn insert_new(
+        tx: &mut Transaction<'_, Postgres>,
+        id: Uuid,
+        request: &NewOrder,
+    ) -> Result<Order, StoreError> {
         let created = request.validate()?;
         let order = Order::from_created(id, &created)?;
-        let mut tx = self.pool.begin().await?;
+        Self::insert_order(tx, id, &order, &created).await?;
+        Ok(order)
+    }
+}
+
+
+impl PgStore {
+    async fn insert_order(
+        tx: &mut Transaction<'_, Postgres>,
+        id: Uuid,
+        order: &Order,
+        created: &Event,
+    ) -> Result<(), StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO orders (id, customer_id, state, version, total_cents)
              VALUES ($1, $2, 'created', 1, $3)",
@@ -208,7 +228,7 @@ impl OrderStore for PgStore {
         .bind(id)
         .bind(order.customer_id)
         .bind(order.total_cents)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists(id)),
@@ -224,13 +244,56 @@ impl OrderStore for PgStore {
             .bind(&l.sku)
             .bind(i32::try_from(l.quantity).unwrap_or(i32::MAX))
             .bind(l.unit_price_cents)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        Self::append(&mut tx, id, 1, &created).await?;
+        Self::append(tx, id, 1, created).await?;
+        Ok(())
+    }
+}
+
+impl OrderStore for PgStore {
+    async fn create(&self, id: Uuid, request: &NewOrder) -> Result<Order, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let order = Self::insert_new(&mut tx, id, request).await?;
         tx.commit().await?;
         Ok(order)
     }
+
+    // ANCHOR: create_keyed
+    async fn create_keyed(
+        &self,
+        id: Uuid,
+        request: &NewOrder,
+        key: &block_idempotency::KeyScope,
+    ) -> Result<Keyed, StoreError> {
+        // Validate before claiming: an invalid order is refused the same
+        // way every time and leaves no key behind.
+        request.validate()?;
+        let fingerprint = super::create_fingerprint(key, request)?;
+        let mut tx = self.pool.begin().await?;
+        let claim =
+            block_idempotency::pg::claim(&mut tx, key, &fingerprint, block_idempotency::DEFAULT_LEASE)
+                .await?;
+        // The claim, the work and the answer share one transaction, so an
+        // unfinished key never outlives it: a taken-over key is a new one.
+        let lock = match claim {
+            block_idempotency::Claimed::Replay(answer) => return Ok(Keyed::Replay(answer)),
+            block_idempotency::Claimed::New(lock)
+            | block_idempotency::Claimed::TakenOver { lock, .. } => lock,
+        };
+        let order = Self::insert_new(&mut tx, id, request).await?;
+        match block_idempotency::pg::finish(&mut tx, lock, &created_answer(&order)?).await {
+            Ok(()) => {}
+            Err(block_idempotency::FinishError::Database(e)) => return Err(e.into()),
+            Err(block_idempotency::FinishError::Fenced) => {
+                return Err(block_idempotency::ClaimError::KeyInUse.into());
+            }
+        }
+        tx.commit().await?;
+        Ok(Keyed::Created(order))
+    }
+    // ANCHOR_END: create_keyed
 
     async fn get(&self, id: Uuid) -> Result<Order, StoreError> {
         Self::load(&self.pool, id).await

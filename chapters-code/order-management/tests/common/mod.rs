@@ -31,11 +31,16 @@ pub async fn pg_store_with(max: u32) -> Option<(TestDb, PgStore)> {
     Some((db, store))
 }
 
-/// Applies the outbox block's tables (the outbox and the inbox) beside the schema.
+/// Applies the blocks' tables beside the schema: the outbox block's (the
+/// outbox and the inbox) and the idempotency block's key table.
 pub async fn with_outbox(db: &TestDb) {
     ok(
         "outbox schema",
         db.apply_sql(block_outbox::SCHEMA_SQL).await,
+    );
+    ok(
+        "idempotency keys",
+        db.apply_sql(block_idempotency::pg::TABLE_SQL).await,
     );
 }
 
