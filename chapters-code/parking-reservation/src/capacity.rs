@@ -135,7 +135,10 @@ pub fn key_numbers_markdown(measured_json: &str, rates: &OwnRates) -> Result<Str
             "Reservations a minute, peak",
             capacity::units::count(reserve * 60.0),
         ),
-        ("Reserves a second, peak", capacity::units::qps(reserve)),
+        (
+            "Reserves a second per core, measured",
+            capacity::units::qps(measured.ops_per_core),
+        ),
         (
             "All operations a second, peak",
             capacity::units::qps(e.total_qps.peak),
