@@ -403,6 +403,27 @@ mod tests {
         block_errors::assert_problem_types(&returned, PROBLEM_TYPES);
     }
 
+    /// A 5xx body names its type and nothing of its cause: no SQL, no
+    /// message from the database, no Rust type (the cause is logged).
+    #[tokio::test]
+    async fn an_internal_error_carries_no_internals() {
+        use http_body_util::BodyExt;
+        let leak = "SELECT card_token FROM secrets WHERE id = 42";
+        let response = ApiError::Store(StoreError::Corrupt(leak.into())).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("#internal"), "{body}");
+        for secret in ["SELECT", "card_token", "Corrupt", "42"] {
+            assert!(!body.contains(secret), "{secret} leaked: {body}");
+        }
+    }
+
     /// A Redis error reply, parsed as off the wire.
     fn redis_reply(bytes: &[u8]) -> redis::RedisError {
         redis::parse_redis_value(bytes)
