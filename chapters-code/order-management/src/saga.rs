@@ -923,9 +923,7 @@ impl Orchestrator {
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(transient)?;
-                for l in &lines {
-                    let sku: String = l.try_get("sku").map_err(transient)?;
-                    let quantity: i32 = l.try_get("quantity").map_err(transient)?;
+                for (sku, quantity) in by_sku(&lines)? {
                     let reserved = sqlx::query(
                         "UPDATE stock SET reserved = reserved + $2
                           WHERE sku = $1 AND on_hand - reserved >= $2",
@@ -1044,6 +1042,20 @@ impl Orchestrator {
     }
 }
 
+/// (sku, quantity) of reservation rows, sorted by sku: every saga locks
+/// stock rows in the same order, so two checkouts of the same SKUs wait
+/// for each other instead of deadlocking (which the step timeout, shorter
+/// than PostgreSQL's `deadlock_timeout`, would report as a timeout).
+fn by_sku(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, i32)>, StepError> {
+    let mut lines = rows
+        .iter()
+        .map(|l| Ok((l.try_get("sku")?, l.try_get("quantity")?)))
+        .collect::<Result<Vec<(String, i32)>, sqlx::Error>>()
+        .map_err(transient)?;
+    lines.sort();
+    Ok(lines)
+}
+
 /// The order, if it is still `pending` (its saga's step not yet done).
 async fn pending_order(
     tx: &mut Transaction<'_, Postgres>,
@@ -1073,10 +1085,10 @@ async fn settle_reservations(
     .fetch_all(&mut **tx)
     .await
     .map_err(transient)?;
-    for l in &lines {
+    for (sku, quantity) in by_sku(&lines)? {
         sqlx::query(stock_sql)
-            .bind(l.try_get::<String, _>("sku").map_err(transient)?)
-            .bind(l.try_get::<i32, _>("quantity").map_err(transient)?)
+            .bind(sku)
+            .bind(quantity)
             .execute(&mut **tx)
             .await
             .map_err(transient)?;
