@@ -104,14 +104,22 @@ async fn the_last_unit_in_another_bucket_needs_the_fallback() {
 // ANCHOR_END: last_unit
 
 #[tokio::test]
-async fn rebalancing_gathers_scattered_units_for_a_multi_unit_request() {
+async fn a_multi_unit_request_gathers_units_across_fragmented_buckets() {
     let Some(db) = testkit::postgres(Some(&ladder_path())).await else {
         return;
     };
     let b = Buckets::new(db.pool.clone(), 4, true);
     b.set_layout(&[1, 1, 1, 0]).await.expect("layout");
-    // Three units in total, but no bucket has two.
-    assert_eq!(b.take(0, 2).await.expect("take"), Attempt::Busy);
+    // Three units in total, but no bucket has two: the request gathers them
+    // across buckets (before, it was "busy" until a rebalance ran).
+    assert_eq!(b.take(0, 2).await.expect("take"), Attempt::Reserved);
+    assert_eq!(b.layout().await.expect("layout"), vec![0, 0, 1, 0]);
+    assert_eq!(b.take(0, 2).await.expect("take"), Attempt::SoldOut);
+    // Spread evenly with plenty, a request larger than any bucket is served too.
+    b.set_layout(&[5, 5, 5, 5]).await.expect("layout");
+    assert_eq!(b.take(1, 6).await.expect("take"), Attempt::Reserved);
+    assert_eq!(b.total().await.expect("total"), 14);
+    b.set_layout(&[1, 1, 1, 0]).await.expect("layout");
     assert_eq!(b.rebalance().await.expect("rebalance"), vec![3, 0, 0, 0]);
     assert_eq!(b.take(0, 2).await.expect("take"), Attempt::Reserved);
     assert_eq!(b.layout().await.expect("layout"), vec![1, 0, 0, 0]);

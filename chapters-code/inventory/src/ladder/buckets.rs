@@ -79,14 +79,57 @@ impl Buckets {
             return Ok(Attempt::Reserved);
         }
         let total: i64 = self.total().await?;
-        Ok(if total >= qty {
-            // Enough in total: in a locked bucket, or split over several.
-            Attempt::Busy
-        } else {
-            Attempt::SoldOut
-        })
+        if total < qty {
+            return Ok(Attempt::SoldOut);
+        }
+        if qty > 1 {
+            // Perhaps split over several buckets: no retry would ever find
+            // them in one, so gather them.
+            return self.gather(qty).await;
+        }
+        // One unit, in a bucket locked right now: a retry finds it.
+        Ok(Attempt::Busy)
     }
     // ANCHOR_END: take
+
+    /// The way out for a request no single bucket can serve: lock the SKU's
+    /// buckets that have stock, in bucket order (every gatherer locks in the
+    /// same order, so two cannot deadlock), and take `qty` across them, or
+    /// answer sold out. It waits for locks rather than skipping them, so its
+    /// answer is final: a multi-unit request against fragmented buckets is
+    /// served (or refused) instead of told "busy" for as long as the
+    /// fragments stay apart.
+    async fn gather(&self, qty: i64) -> anyhow::Result<Attempt> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT bucket, available FROM hot_buckets
+              WHERE sku = $1 AND available > 0 ORDER BY bucket FOR UPDATE",
+        )
+        .bind(self.sku())
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.iter().map(|(_, n)| n).sum::<i64>() < qty {
+            return Ok(Attempt::SoldOut);
+        }
+        let mut left = qty;
+        for (bucket, n) in rows {
+            let take = n.min(left);
+            sqlx::query(
+                "UPDATE hot_buckets SET available = available - $3 WHERE sku = $1 AND bucket = $2",
+            )
+            .bind(self.sku())
+            .bind(bucket)
+            .bind(take)
+            .execute(&mut *tx)
+            .await?;
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(Attempt::Reserved)
+    }
 
     /// Units in all buckets together.
     pub async fn total(&self) -> anyhow::Result<i64> {
