@@ -315,6 +315,7 @@ async fn a_full_click_channel_drops_clicks_not_redirects() {
             capacity: 8,
             flush_every: Duration::from_millis(10),
             max_batch: 1,
+            ..ClickConfig::default()
         },
         store_timeout: Duration::from_secs(10),
         ..b.config()

@@ -51,6 +51,13 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
+/// The detail, for logs and test messages (the wire hides a 5xx's).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail())
+    }
+}
+
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> Self {
         Self::Link(e)
@@ -147,7 +154,7 @@ impl ApiProblem for ApiError {
                     block_errors::INTERNAL
                 }
                 L::Codegen(CodegenError::AllocatorUnavailable(..))
-                | L::Store(StoreError::Unavailable(_)) => (
+                | L::Store(StoreError::Unavailable(_) | StoreError::Refused(_)) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
                     "Store unavailable",
@@ -182,6 +189,9 @@ impl ApiProblem for ApiError {
         match self {
             Self::Link(LinkError::Codegen(CodegenError::AllocatorUnavailable(class, _))) => {
                 Some(*class)
+            }
+            Self::Link(LinkError::Store(StoreError::Refused(_))) => {
+                Some(block_errors::Class::Final)
             }
             _ => None,
         }
@@ -249,6 +259,7 @@ mod tests {
             ))
             .into(),
             LinkError::Store(StoreError::Unavailable(String::new())).into(),
+            LinkError::Store(StoreError::Refused(String::new())).into(),
             LinkError::Store(StoreError::Timeout(Duration::from_secs(1))).into(),
             LinkError::Store(StoreError::CodeTaken).into(),
             LinkError::Store(StoreError::Backend(String::new())).into(),

@@ -27,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use memory::MemoryStore;
-pub use postgres::{DAILY_CLICKS, GET_LINK, PgBlockAllocator, PgStore, SCHEMA};
+pub use postgres::{DAILY_CLICKS, GET_LINK, PgBlockAllocator, PgStore, SCHEMA, db_error};
 
 use crate::domain::{Code, Link, NewLink, TokenHash};
 
@@ -108,6 +108,10 @@ pub enum StoreError {
     /// The store cannot be reached (connection refused, pool closed, ...).
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses until an operator acts (a missing grant): no
+    /// retry helps, so the answer has no `Retry-After`.
+    #[error("the store refuses: {0}")]
+    Refused(String),
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(Duration),

@@ -315,15 +315,18 @@ impl BlockAllocator for PgBlockAllocator {
 
 // ANCHOR: db_error
 /// Sorts sqlx errors by the classes of the errors block (`block_errors`): a
-/// retryable failure is "try again later" (503), the rest a bug or a broken
-/// schema (500).
-fn db_error(e: sqlx::Error) -> StoreError {
+/// retryable failure (a timeout, a standby's read-only 25006, a deadlock,
+/// a full pool) is "try again later" (503 with `Retry-After`); a final one
+/// (a missing grant) a 503 without it; the rest a bug or a broken schema
+/// (500). `tests/error_mapping.rs` provokes each on a real PostgreSQL.
+pub fn db_error(e: sqlx::Error) -> StoreError {
     use block_errors::{Class, Transient};
     match block_errors::classify_sqlx(&e) {
         // statement_timeout stopped it: the same answer as our own timeout.
         Class::Retryable(Transient::Timeout) => StoreError::Timeout(STATEMENT_TIMEOUT_LIMIT),
-        // This store has no variant for "until an operator acts": 503 too.
-        Class::Retryable(_) | Class::Final => StoreError::Unavailable(e.to_string()),
+        Class::Retryable(_) => StoreError::Unavailable(e.to_string()),
+        // Until an operator acts (a missing grant): no wait helps.
+        Class::Final => StoreError::Refused(e.to_string()),
         Class::Conflict(_) | Class::Bug => StoreError::Backend(e.to_string()),
     }
 }
