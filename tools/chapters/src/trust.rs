@@ -483,11 +483,13 @@ pub fn test_line(text: &str, name: &str) -> Result<usize, String> {
         .map(|(i, _)| i)
         .collect();
     match declared.as_slice() {
-        [i] if has_test_attribute(&lines, *i) => return Ok(i + 1),
+        [i] if has_test_attribute(&lines, *i) || listed_in_a_macro_call(text, name) => {
+            return Ok(i + 1);
+        }
         [i] => {
             return Err(format!(
-                "fn {name} (line {}) has no test attribute (#[test], #[tokio::test], ...): \
-                 link to the test that shows the claim",
+                "fn {name} (line {}) has no test attribute (#[test], #[tokio::test], ...) and \
+                 no macro call lists it as a test: link to the test that shows the claim",
                 i + 1
             ));
         }
@@ -519,6 +521,41 @@ pub fn test_line(text: &str, name: &str) -> Result<usize, String> {
             ))
         }
     }
+}
+
+/// True when `name` is a whole argument of a macro call in `text` (not
+/// `macro_rules!`): the body of a test that a macro generates once per
+/// store, as in `behaviour_suite!(reserve_assigns_a_spot, ...)`.
+fn listed_in_a_macro_call(text: &str, name: &str) -> bool {
+    static CALL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b([A-Za-z_][A-Za-z0-9_]*)!\s*([(\[{])").expect("valid regex")
+    });
+    let Ok(argument) = Regex::new(&format!(r"[(\[{{,]\s*{name}\s*[,)\]}}]")) else {
+        return false;
+    };
+    CALL.captures_iter(text).any(|c| {
+        if &c[1] == "macro_rules" {
+            return false;
+        }
+        let Some(open) = c.get(2) else { return false };
+        // The call's arguments: up to the bracket that closes the open one.
+        let mut depth = 0usize;
+        let mut end = text.len();
+        for (i, ch) in text[open.start()..].char_indices() {
+            match ch {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = open.start() + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        argument.is_match(&text[open.start()..end])
+    })
 }
 
 /// True when the lines just above `line` (its attributes and doc comments)
@@ -800,7 +837,9 @@ mod tests {
                          /// Deletes need the token.\n\
                          async fn delete_needs_the_owner_token() {\n}\n\n\
                          fn helper() {}\n\n\
-                         both_stores!(create_then_read, |s| async move {});\n";
+                         both_stores!(create_then_read, |s| async move {});\n\n\
+                         suite!(\n    listed_body,\n    other_body,\n);\n\n\
+                         async fn listed_body(s: &Store) {\n    assert!(helper());\n}\n";
 
     fn repo(trust: &str) -> Memory {
         Memory(vec![
@@ -858,6 +897,14 @@ mod tests {
         let auth = "says = \"x\"\ntest = \"tests/service.rs::create_then_read\"";
         let t = table(DEMO, &repo(&trust_file(auth)))?;
         assert!(t.contains("(../chapters-code/demo/tests/service.rs#create_then_read)"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_test_body_that_a_macro_call_lists_is_accepted() -> Result<()> {
+        let auth = "says = \"x\"\ntest = \"tests/service.rs::listed_body\"";
+        let t = table(DEMO, &repo(&trust_file(auth)))?;
+        assert!(t.contains("(../chapters-code/demo/tests/service.rs#listed_body)"));
         Ok(())
     }
 
