@@ -10,7 +10,9 @@
 use anyhow::{Context, bail};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::cache::{REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT, REDIS_RETRIES};
+use crate::cache::{
+    REBUILD_TTL, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT, REDIS_RETRIES, TIMELINE_TTL,
+};
 use crate::fanout::DEFAULT_BATCH;
 use crate::store::{
     AUDIENCE, CONTEXT_TTL, POSTS_BY_AUTHORS, RACE_READERS, RACE_TOGGLES, RetryPolicy, SCHEMA,
@@ -19,7 +21,9 @@ use crate::store::{
 
 fn secs(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();
-    if s >= 3600.0 && s % 3600.0 == 0.0 {
+    if s >= 86_400.0 && s % 86_400.0 == 0.0 {
+        format!("{} days", s / 86_400.0)
+    } else if s >= 3600.0 && s % 3600.0 == 0.0 {
         format!("{} h", s / 3600.0)
     } else {
         format!("{s} s")
@@ -30,6 +34,16 @@ fn secs(d: std::time::Duration) -> String {
 pub fn constants() -> anyhow::Result<String> {
     let retry = RetryPolicy::default();
     let rows = [
+        (
+            "A timeline nobody reads expires after",
+            secs(TIMELINE_TTL),
+            "`cache::TIMELINE_TTL`",
+        ),
+        (
+            "A timeline may stay *building* (an unfinished rebuild) for",
+            secs(REBUILD_TTL),
+            "`cache::REBUILD_TTL`",
+        ),
         (
             "A cached read context lives at most",
             secs(CONTEXT_TTL),

@@ -18,7 +18,7 @@ use anyhow::Context;
 use block_service::{ConfigError, Service, var_or};
 use twitter_timeline::app::Timelines;
 use twitter_timeline::cache::{
-    Layout, MemoryTimelines, RedisTimelines, TIMELINE_CAP, TimelineCache,
+    Layout, MemoryTimelines, RedisTimelines, TIMELINE_CAP, TIMELINE_TTL, TimelineCache,
 };
 use twitter_timeline::config::Settings;
 use twitter_timeline::fanout::{DEFAULT_BATCH, FanOutWorker};
@@ -30,8 +30,6 @@ use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybr
 
 /// This chapter's default port.
 const DEFAULT_PORT: u16 = 8081;
-/// Timelines of users who have not read for this long expire.
-const TIMELINE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long an idle fan-out worker waits before it looks for work again.
 const WORKER_IDLE: Duration = Duration::from_millis(50);
 

@@ -26,6 +26,17 @@ pub const HYBRID_PULLED: usize = 5;
 pub const DELIVERY_FOLLOWERS: [u32; 3] = [1_000, 10_000, 50_000];
 /// Timeline sizes whose memory is measured.
 pub const MEMORY_FILLS: [u32; 3] = [100, 200, 800];
+/// The audience of the workers' delivery runs: the default celebrity
+/// threshold, the largest audience the hybrid fans out.
+pub const DELIVERY_AT_THRESHOLD: u32 = CHOSEN_THRESHOLD as u32;
+/// Fan-out workers in the workers' delivery runs.
+pub const DELIVERY_WORKERS: [usize; 3] = [1, 2, 4];
+
+/// The result name of the delivery run at the threshold with `workers` workers.
+pub fn delivery_workers_name(workers: usize) -> String {
+    format!("deliver-{DELIVERY_AT_THRESHOLD}-w{workers}")
+}
+
 /// Twitter's delivery goal for a post, in seconds ("Timelines at Scale").
 pub const DELIVERY_GOAL_S: f64 = 5.0;
 /// The audience of the slow post in "Timelines at Scale" (31M followers, up to 5 minutes).
@@ -451,6 +462,39 @@ pub fn delivery_markdown() -> Result<String> {
         TWITTER_LARGEST_AUDIENCE / 1e6,
         TWITTER_LARGEST_AUDIENCE / rate / 60.0,
     );
+    let mut by_workers = Vec::new();
+    for w in DELIVERY_WORKERS {
+        let name = delivery_workers_name(w);
+        match all.iter().find(|r| r.name == name) {
+            Some(r) => {
+                used.push(r);
+                by_workers.push(vec![
+                    w.to_string(),
+                    format!("{:.0}", r.extra_f64("p99_ms").unwrap_or(0.0)),
+                    format!("{:.0}", r.extra_f64("total_ms").unwrap_or(0.0)),
+                    r.ops_per_sec.map_or("n/a".into(), |v| format!("{v:.0}")),
+                ]);
+            }
+            None => by_workers.push(vec![
+                w.to_string(),
+                "not measured yet".into(),
+                String::new(),
+                String::new(),
+            ]),
+        }
+    }
+    let workers_table = format!(
+        "\nOne post to {DELIVERY_AT_THRESHOLD} followers (the default threshold), by the number of workers:\n\n{}",
+        markdown_table(
+            &[
+                "Workers",
+                "Delivered by (p99, ms)",
+                "Last follower (ms)",
+                "Timelines written per second",
+            ],
+            &by_workers,
+        )
+    );
     Ok(header(&used)
         + &markdown_table(
             &[
@@ -463,7 +507,8 @@ pub fn delivery_markdown() -> Result<String> {
             ],
             &rows,
         )
-        + &footer)
+        + &footer
+        + &workers_table)
 }
 
 /// `measured.json`: the home-timeline (push) read per core.

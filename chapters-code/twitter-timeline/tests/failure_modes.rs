@@ -90,25 +90,40 @@ async fn a_worker_killed_mid_fan_out_leaves_every_follower_with_the_post_exactly
     let post = app.post(author, "hello, followers").await.expect("post").id;
 
     // Let a worker process deliver some batches, then kill -9 it between
-    // delivering a batch and committing it.
-    let mut worker = start_worker(&db, &r);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the worker never got going");
-        let (have, _) = copies(&r, &cache, followers, post).await;
-        let committed = match committed_progress(&store).await {
-            // Followers are created in id order, so progress is an index.
+    // delivering a batch and committing it. Progress is read again after
+    // the kill: if the batch committed just before the signal landed, the
+    // kill was not mid-batch, and another worker is started and killed.
+    // Followers are created in id order, so progress is an index.
+    let committed = || async {
+        match committed_progress(&store).await {
             Some(after) => followers.iter().filter(|f| f.0 <= after).count(),
             None => 0,
-        };
-        if have > committed && committed > 0 && have < followers.len() {
-            worker.kill().expect("kill -9");
-            break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'kill: loop {
+        let mut worker = start_worker(&db, &r);
+        loop {
+            assert!(Instant::now() < deadline, "never killed mid-batch");
+            let (have, _) = copies(&r, &cache, followers, post).await;
+            let done = committed().await;
+            if have > done && done > 0 && have < followers.len() {
+                worker.kill().expect("kill -9");
+                worker.wait().expect("reap");
+                let (have, _) = copies(&r, &cache, followers, post).await;
+                if have > committed().await {
+                    break 'kill;
+                }
+                continue 'kill;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
-    worker.wait().expect("reap");
     let (have, total) = copies(&r, &cache, followers, post).await;
+    assert!(
+        have > committed().await,
+        "after the kill: delivered beyond the committed progress"
+    );
     assert!(have < followers.len(), "killed mid-job");
     assert_eq!(have, total, "no duplicates yet");
     assert_eq!(

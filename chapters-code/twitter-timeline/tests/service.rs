@@ -10,7 +10,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use twitter_timeline::app::Timelines;
+use twitter_timeline::cache::MemoryTimelines;
+use twitter_timeline::domain::UserId;
 use twitter_timeline::service::{USER_HEADER, router, router_with};
+use twitter_timeline::store::MemoryStore;
+use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, Parts};
 
 fn app() -> Router {
     let (push, _, _) = common::memory_strategies(800, 1_000);
@@ -136,7 +140,15 @@ type Case = (
 // ANCHOR: bad_input
 #[tokio::test]
 async fn bad_input_gets_a_named_error_and_changes_nothing() {
-    let app = app();
+    // The store itself is compared, read through fan-out on read: a cached
+    // list that no worker updates would not show a post that slipped in.
+    let store = MemoryStore::new();
+    let push = FanOutOnWrite(Parts {
+        store: store.clone(),
+        cache: MemoryTimelines::default(),
+    });
+    let app = router(Timelines::new(push, 1, b"k").expect("app"));
+    let truth = Timelines::new(FanOutOnRead(store), 1, b"k").expect("truth");
     let (a, b) = (user(&app, "ada").await, user(&app, "bob").await);
     call(&app, "PUT", &format!("/api/follows/{a}"), Some(b), None).await;
     call(
@@ -148,6 +160,17 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
     )
     .await;
     let before = timeline(&app, b).await;
+    let stored = |u: i64| {
+        let truth = truth.clone();
+        async move {
+            let mut all = Vec::new();
+            for reader in [UserId(u), UserId(a)] {
+                all.push(truth.home(reader, None, Some(100)).await.expect("store"));
+            }
+            all
+        }
+    };
+    let stored_before = stored(b).await;
 
     let long = "x".repeat(281);
     let cases: Vec<Case> = vec![
@@ -313,6 +336,11 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
         );
     }
     assert_eq!(timeline(&app, b).await, before, "nothing changed");
+    assert_eq!(
+        stored(b).await,
+        stored_before,
+        "nothing changed in the store"
+    );
 }
 // ANCHOR_END: bad_input
 

@@ -42,6 +42,10 @@ pub const REDIS_RETRIES: usize = 1;
 pub const TIMELINE_CAP: usize = 800;
 // ANCHOR_END: cap
 
+/// Timelines of users who have not read for this long expire: inactive
+/// users cost no memory and no fan-out.
+pub const TIMELINE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 // ANCHOR: rebuild_ttl
 /// How long a timeline may stay *building*. A rebuild that never finishes
 /// (its store read timed out, its process died) leaves that state behind,
