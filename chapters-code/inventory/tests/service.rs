@@ -576,3 +576,34 @@ async fn concurrent_retries_of_one_reserve_hold_once() {
     let s = store.stock(&k, common::t0()).await.expect("stock");
     assert_eq!(s.balance.reserved, 3);
 }
+
+/// A body longer than `MAX_BODY_BYTES` is refused before it is parsed, even
+/// when it is valid JSON (here, a reserve padded with spaces).
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_and_holds_nothing() {
+    let app = app_with(MemoryStore::new()).await;
+    let body = format!(
+        "{{\"id\": \"{}\", \"qty\": 1{}}}",
+        new_id(),
+        " ".repeat(inventory::service::MAX_BODY_BYTES)
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/stock/SHOE-42/AMS-1/reservations")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("response");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_eq!(
+        (status.as_u16(), v["type"].as_str()),
+        (
+            400,
+            Some(format!("{PROBLEM_TYPE_BASE}malformed-request").as_str())
+        ),
+        "{v}"
+    );
+    assert_eq!(availability(&app).await.reserved, 0);
+}

@@ -52,6 +52,10 @@ impl Clock for SystemClock {
     }
 }
 
+/// The largest request body read: every body is a few small fields, so
+/// anything longer is refused (`malformed-request`) before it is parsed.
+pub const MAX_BODY_BYTES: usize = 1024;
+
 /// A request taking longer than this is answered 503 with `Retry-After`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -359,6 +363,7 @@ pub fn router<S: InventoryStore>(state: AppState<S>) -> Router {
         .route("/reservations/{id}/ship", post(ship::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // The errors block's answer: a 503 problem document with Retry-After.
         .layer(axum::middleware::from_fn(block_errors::timeout(
             PROBLEM_TYPE_BASE,
