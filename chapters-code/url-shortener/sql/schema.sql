@@ -29,9 +29,9 @@ CREATE TABLE IF NOT EXISTS links (
 -- We chose this over a raw click log (one row per redirect, partitioned by
 -- day): a log grows by one row per redirect, while counters grow by one row
 -- per link clicked that day (the capacity estimate sizes these counters, not
--- a log), and answer "clicks per day" with an index range scan. The price is detail: no time of
--- day, referrer or country. Keeping those is an exercise (a partitioned log
--- with a rollup job).
+-- a log), and answer "clicks per day" with an index range scan. The price
+-- is detail: no time of day, referrer or country. Keeping those is an
+-- exercise (a partitioned log with a rollup job).
 CREATE TABLE IF NOT EXISTS link_clicks_daily (
     link_id bigint NOT NULL REFERENCES links (id) ON DELETE CASCADE,
     day     date   NOT NULL,
