@@ -635,3 +635,42 @@ async fn promotion_guesses_are_limited_per_account() {
     assert_eq!(got, StatusCode::CREATED);
 }
 // ANCHOR_END: promotion_guessing
+
+// ANCHOR: admission_after_auth
+/// Flash-sale admission is spent after authentication: requests without an
+/// account (or without a key) are refused for that and take no token from
+/// the shoppers who have one.
+#[tokio::test]
+async fn unauthenticated_checkouts_spend_no_admission() {
+    let s = shop(1).await;
+    for _ in 0..3 {
+        let (got, _, p) = call(
+            &s,
+            "POST",
+            "/checkout",
+            &[("idempotency-key", "x")],
+            Some(checkout_body()),
+        )
+        .await;
+        assert_eq!(problem_type(&p), "unauthenticated", "{got}");
+        let (got, _, p) = call(
+            &s,
+            "POST",
+            "/checkout",
+            &[("x-account", "mallory")],
+            Some(checkout_body()),
+        )
+        .await;
+        assert_eq!(problem_type(&p), "missing-idempotency-key", "{got}");
+    }
+    let (got, _, p) = call(
+        &s,
+        "POST",
+        "/checkout",
+        &[("x-account", "alice"), ("idempotency-key", "a")],
+        Some(checkout_body()),
+    )
+    .await;
+    assert_eq!(got, StatusCode::CREATED, "{p}");
+}
+// ANCHOR_END: admission_after_auth

@@ -149,8 +149,12 @@ pub fn router_with<S: Store, C: CartStore, P: PaymentProvider>(
     state: AppState<S, C, P>,
     accounts: AccountHeader,
 ) -> Router {
+    // Admission is spent after authentication: `identified` runs first
+    // (the outer route layer), so a request without an account or a key is
+    // refused for that and takes no token from the shoppers who have one.
     let checkout = post(checkout::<S, C, P>)
-        .route_layer(tower::util::option_layer(admit(state.admission.clone())));
+        .route_layer(tower::util::option_layer(admit(state.admission.clone())))
+        .route_layer(axum::middleware::from_fn(identified));
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/products/{sku}", get(product::<S, C, P>))
@@ -172,6 +176,19 @@ pub fn router_with<S: Store, C: CartStore, P: PaymentProvider>(
                 .then(|| axum::middleware::from_fn(refuse_account_header)),
         ))
         .with_state(state)
+}
+
+/// Refuses a checkout without an account or an `Idempotency-Key`, before admission.
+async fn identified(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Err(e) = account(request.headers()).and_then(|_| idempotency_key(request.headers())) {
+        return e.into_response();
+    }
+    next.run(request).await
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    let raw = headers.get(IDEMPOTENCY_KEY).ok_or(ApiError::MissingKey)?;
+    Ok(IdempotencyKey::parse(raw.as_bytes())?)
 }
 
 /// Refuses a request that carries `X-Account` when no gateway vouches for it.
@@ -424,10 +441,7 @@ async fn checkout<S: Store, C: CartStore, P: PaymentProvider>(
     body: Result<Json<CheckoutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let account = account(&headers)?;
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .ok_or(ApiError::MissingKey)
-        .and_then(|v| Ok(IdempotencyKey::parse(v.as_bytes())?))?;
+    let key = idempotency_key(&headers)?;
     let Json(body) = body.map_err(bad_body)?;
     let request = body.parse()?;
     let scope = KeyScope {
