@@ -13,6 +13,8 @@
 //!    relay publishes to JetStream, polling (`relay-lag-poll`) and woken by
 //!    LISTEN/NOTIFY (`relay-lag-notify`); and a backlog drain (`relay-drain`).
 //! 3. Replay: every event of a few thousand orders read and folded (`replay`).
+//! 4. The saga path end to end (`checkout-saga`): create an order and run
+//!    its checkout saga to completion, 16 at a time on a 16-connection pool.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use bookkit::{BenchResult, ResultKind};
 use order_management::domain::Command;
 use order_management::load::{self, Run};
 use order_management::relay::{Broker, Relay};
+use order_management::saga::Orchestrator;
 use order_management::report::{
     CHAPTER, RELAY_RATE, RELAY_SECS, RELAY_WAKES, WAKE_INTERVAL_US, WORKERS, ceiling_result,
     transition_result, wake_interval_us,
@@ -38,6 +41,14 @@ const PLAN: Plan = Plan {
 };
 const BACKLOG: u32 = 3_000;
 const REPLAY_ORDERS: u32 = 2_000;
+/// Concurrent checkouts in the saga-path run.
+const CHECKOUT_WORKERS: u32 = 16;
+/// The service's pool (`main.rs` connects with 16).
+const SERVICE_POOL: u32 = 16;
+/// How long the saga-path run lasts.
+const CHECKOUT_SECS: u64 = 10;
+/// The saga path's result: order creation plus a completed checkout.
+const CHECKOUT_RESULT: &str = "checkout-saga";
 
 fn main() -> ExitCode {
     bookkit::bench_main(run)
@@ -108,6 +119,43 @@ async fn run() -> Result<()> {
         }
     }
     // ANCHOR_END: bench_transitions
+
+    // ANCHOR: bench_checkout
+    // The saga path end to end, at CHECKOUT_WORKERS concurrent checkouts
+    // on a pool the size of the service's: the rate the capacity table
+    // prices an order at.
+    let quick_checkout = std::env::var(QUICK).is_ok_and(|v| v == "checkout-quick");
+    if !quick || quick_checkout {
+        sqlx::query(
+            "INSERT INTO stock (sku, on_hand) VALUES ('BOOK-1', 1000000000), ('MUG-2', 1000000000)
+             ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = 0",
+        )
+        .execute(store.pool())
+        .await?;
+        let service_pool = PgStore::new(db.pool_with(SERVICE_POOL).await);
+        let orchestrator = Arc::new(Orchestrator::new(service_pool.pool().clone()));
+        let secs = if quick_checkout { 1 } else { CHECKOUT_SECS };
+        let run = load::checkouts(
+            &service_pool,
+            orchestrator,
+            CHECKOUT_WORKERS,
+            Duration::from_secs(secs),
+        )
+        .await?;
+        let r = BenchResult::new(CHAPTER, CHECKOUT_RESULT, ResultKind::Load)
+            .with_throughput(run.ok, run.errors, run.elapsed)
+            .with_concurrency(CHECKOUT_WORKERS)
+            .with_latency_us(&run.latency_us);
+        println!(
+            "{CHECKOUT_RESULT} {} checkouts ({} errors) in {:?}",
+            run.ok, run.errors, run.elapsed
+        );
+        if quick_checkout {
+            return Ok(()); // a check that the run works, not a measurement
+        }
+        write_result(&r)?;
+    }
+    // ANCHOR_END: bench_checkout
 
     // ANCHOR: bench_relay
     let Some(nats) = testkit::nats().await else {

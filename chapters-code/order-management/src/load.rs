@@ -156,6 +156,36 @@ pub async fn transitions(store: &PgStore, orders: &[Uuid], duration: Duration) -
 }
 // ANCHOR_END: transitions
 
+// ANCHOR: checkouts
+/// The saga path end to end: each operation creates an order and checks
+/// it out (`start`, then every step and the saga row's writes, on the
+/// run's own connection) until the saga completes. `stock` must hold
+/// enough of [`load_order`]'s SKUs for the whole run. An operation that
+/// does not end `completed` counts as an error.
+pub async fn checkouts(
+    store: &PgStore,
+    orchestrator: Arc<crate::saga::Orchestrator>,
+    workers: u32,
+    duration: Duration,
+) -> Result<Run> {
+    let store = store.clone();
+    closed_loop(workers, duration, move |_, _| {
+        let (store, o) = (store.clone(), Arc::clone(&orchestrator));
+        async move {
+            let id = Uuid::new_v4();
+            if store.create(id, &load_order()).await.is_err() {
+                return false;
+            }
+            matches!(
+                o.checkout(id, 1).await,
+                Ok((_, crate::saga::SagaStatus::Completed))
+            )
+        }
+    })
+    .await
+}
+// ANCHOR_END: checkouts
+
 // ANCHOR: ceiling
 /// The ceiling: one plain single-row UPDATE per operation, same pool, same workers.
 pub async fn ceiling(pool: &PgPool, orders: &[Uuid], duration: Duration) -> Result<Run> {
