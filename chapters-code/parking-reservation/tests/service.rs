@@ -790,6 +790,38 @@ async fn a_walk_in_retried_with_its_key_parks_once_over_http() {
     server.stop().await;
 }
 
+/// A walk-in sent twice without a key parks one car: the plate is checked
+/// in already, so the retry gets the first answer, marked as a replay; the
+/// same plate for another stay is `409 already-parked`.
+#[tokio::test]
+async fn a_walk_in_retried_without_a_key_parks_once_over_http() {
+    let store = Arc::new(MemoryStore::new());
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(now0() + minutes(7)));
+    let server = Server::start(Arc::clone(&store), clock).await;
+    let path = format!("/lots/{lot}/walk-ins");
+    let body = |end: &str| json!({"kind": "regular", "plate": "WALK5", "end": end});
+    let first = server.post(&path, &body("2026-03-02T11:00:00Z")).await;
+    let second = server.post(&path, &body("2026-03-02T11:00:00Z")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    assert_eq!(second.body, first.body);
+    assert_eq!(
+        second
+            .headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let other = server.post(&path, &body("2026-03-02T12:00:00Z")).await;
+    assert_problem(&other, 409, "already-parked");
+    assert_eq!(store.reservations(lot).await.map(|v| v.len()).ok(), Some(1));
+    server.stop().await;
+}
+
 /// `GET /lots/near`: found nearest first; a bad place or radius is a 400.
 #[tokio::test]
 async fn lots_near_over_http() {
