@@ -5,6 +5,7 @@
 //! cargo xtask build                                      static site in book/
 //! cargo xtask gen [--check] [slug]                       regenerate (or verify) generated files
 //! cargo xtask bench-report [--render-only] [filter]      measure, commit results, rewrite tables
+//! cargo xtask guards [--render-only] [slug]              remove each guard, run the tests that must fail
 //! cargo xtask e2e                                        test the built book in headless Chromium
 //! cargo xtask pdf                                        print the book to book/designing-systems-in-rust.pdf
 //! ```
@@ -44,7 +45,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             println!("wrote {}", dest.join("index.html").display());
             Ok(ExitCode::SUCCESS)
         }
-        "gen" | "bench-report" => run_package(&root, "chapters", cmd, rest),
+        "gen" | "bench-report" | "guards" => run_package(&root, "chapters", cmd, rest),
         "e2e" | "pdf" => run_package(&root, "browser", cmd, rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
@@ -59,6 +60,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   build                                     write the static site to book/
   gen [--check] [slug]                      regenerate generated files; --check fails on stale ones
   bench-report [--render-only] [filter]     measure, save results in src/<slug>/generated/results/, rewrite tables
+  guards [--render-only] [slug]             remove each guard of guards.toml in a scratch copy, run the tests that must fail
   e2e [--book DIR] [--pages-only]           build the book, test every page in headless Chromium
       [--page PAGE]                         ... or only the per-page checks of PAGE (url-shortener/index.html)
   pdf [--book DIR]                          build book/ and print it to book/designing-systems-in-rust.pdf";

@@ -167,6 +167,10 @@ pub struct GuardResult {
     pub guard: String,
     /// The mutated file, relative to the chapter crate.
     pub file: String,
+    /// The text removed.
+    pub find: String,
+    /// The text put in its place.
+    pub replace: String,
     /// The tests that were run.
     pub tests: Vec<String>,
     /// What happened.
@@ -228,6 +232,51 @@ fn cell(text: &str, max_chars: usize) -> String {
     short.replace('|', "\\|").replace('`', "'")
 }
 
+/// What a mutation changes: `find` and `replace` without their common start
+/// and end, cut at whitespace so that no word is split.
+pub fn difference<'a>(find: &'a str, replace: &'a str) -> (&'a str, &'a str) {
+    let mut prefix: usize = find
+        .chars()
+        .zip(replace.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    // Back to just after a whitespace, unless both sides end there anyway.
+    let at_word = |s: &str, i: usize| {
+        i == 0
+            || i == s.len()
+            || s[..i].ends_with(char::is_whitespace)
+            || s[i..].starts_with(char::is_whitespace)
+    };
+    while !(at_word(find, prefix) && at_word(replace, prefix)) {
+        prefix -= find[..prefix].chars().next_back().map_or(1, char::len_utf8);
+    }
+    let (f, r) = (&find[prefix..], &replace[prefix..]);
+    let mut suffix: usize = f
+        .chars()
+        .rev()
+        .zip(r.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    let word_end = |s: &str, n: usize| at_word(s, s.len() - n);
+    while !(word_end(f, suffix) && word_end(r, suffix)) {
+        suffix -= f[f.len() - suffix..]
+            .chars()
+            .next()
+            .map_or(1, char::len_utf8);
+    }
+    (&f[..f.len() - suffix], &r[..r.len() - suffix])
+}
+
+/// The result of `g` in `run`, if it ran with today's mutation and tests.
+pub fn fresh<'a>(g: &Guard, run: Option<&'a GuardsRun>) -> Option<&'a GuardResult> {
+    run?.results.iter().find(|x| {
+        (&x.guard, &x.file, &x.find, &x.replace, &x.tests)
+            == (&g.guard, &g.file, &g.find, &g.replace, &g.tests)
+    })
+}
+
 /// The chapter's table: guard, mutation, tests, outcome, time.
 ///
 /// `crate_path` is the chapter crate relative to the page's folder (for the
@@ -241,21 +290,18 @@ pub fn table_markdown(guards: &[Guard], run: Option<&GuardsRun>, crate_path: &st
     let rows: Vec<Vec<String>> = guards
         .iter()
         .map(|g| {
-            let result = run.and_then(|r| r.results.iter().find(|x| x.guard == g.guard));
-            let fresh = result.filter(|x| x.file == g.file && x.tests == g.tests);
-            let replacement = if g.replace.is_empty() {
-                "removed".to_owned()
+            let fresh = fresh(g, run);
+            let (removed, added) = difference(&g.find, &g.replace);
+            let change = if added.trim().is_empty() {
+                format!("removed `{}`", cell(removed, 60))
+            } else if removed.trim().is_empty() {
+                format!("added `{}`", cell(added, 60))
             } else {
-                format!("→ `{}`", cell(&g.replace, 40))
+                format!("`{}` → `{}`", cell(removed, 50), cell(added, 50))
             };
             vec![
                 cell(&g.guard, 120),
-                format!(
-                    "[{}]({crate_path}/{}): `{}` {replacement}",
-                    g.file,
-                    g.file,
-                    cell(&g.find, 50)
-                ),
+                format!("[{}]({crate_path}/{}): {change}", g.file, g.file),
                 g.tests
                     .iter()
                     .map(|t| format!("`{}`", cell(t, 80)))
@@ -296,32 +342,29 @@ pub fn counts(run: &GuardsRun) -> [usize; 4] {
     ]
 }
 
-/// The checking page's summary: one row per chapter.
-pub fn summary_markdown(chapters: &[(&str, usize, Option<&GuardsRun>)]) -> String {
+/// The checking page's summary: one row per chapter, counting only results
+/// of today's mutations (a guard changed since the run counts as not run).
+pub fn summary_markdown(chapters: &[(&str, &[Guard], Option<&GuardsRun>)]) -> String {
     let rows: Vec<Vec<String>> = chapters
         .iter()
-        .map(|(slug, listed, run)| match run {
-            Some(r) => {
-                let [caught, missed, unviable, timed_out] = counts(r);
-                vec![
-                    format!("`{slug}`"),
-                    listed.to_string(),
-                    caught.to_string(),
-                    missed.to_string(),
-                    unviable.to_string(),
-                    timed_out.to_string(),
-                    format!("`{}`, {}", r.machine.commit, r.machine.date_utc),
-                ]
-            }
-            None => vec![
+        .map(|(slug, guards, run)| {
+            let outcomes: Vec<Option<Outcome>> = guards
+                .iter()
+                .map(|g| fresh(g, *run).map(|r| r.outcome))
+                .collect();
+            let n = |o: Option<Outcome>| outcomes.iter().filter(|x| **x == o).count().to_string();
+            vec![
                 format!("`{slug}`"),
-                listed.to_string(),
-                "not run".to_owned(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
+                guards.len().to_string(),
+                n(Some(Outcome::Caught)),
+                n(Some(Outcome::Missed)),
+                n(Some(Outcome::Unviable)),
+                n(Some(Outcome::TimedOut)),
+                n(None),
+                run.map_or(String::new(), |r| {
+                    format!("`{}`, {}", r.machine.commit, r.machine.date_utc)
+                }),
+            ]
         })
         .collect();
     markdown_table(
@@ -332,6 +375,7 @@ pub fn summary_markdown(chapters: &[(&str, usize, Option<&GuardsRun>)]) -> Strin
             "Missed",
             "Unviable",
             "Timed out",
+            "Not run",
             "Run",
         ],
         &rows,
@@ -402,6 +446,27 @@ tests = ["races::one_wins", "lib::store::tests::locks"]
     }
 
     #[test]
+    fn a_mutation_is_shown_as_what_it_changes() {
+        assert_eq!(
+            difference("WHERE id = $1 AND gen = $2 AND x", "WHERE id = $1 AND x"),
+            ("gen = $2 AND ", "")
+        );
+        assert_eq!(
+            difference("a clock_timestamp() + 1", "a now() + 1"),
+            ("clock_timestamp()", "now()")
+        );
+        assert_eq!(
+            difference(
+                "WHERE finished_at IS NOT NULL AND finished_at < t",
+                "WHERE created_at < t"
+            ),
+            ("finished_at IS NOT NULL AND finished_at", "created_at")
+        );
+        assert_eq!(difference("é 1é é", "é 2é é"), ("1é", "2é"));
+        assert_eq!(difference("x < y", "x <= y"), ("<", "<="));
+    }
+
+    #[test]
     fn the_table_shows_what_ran_and_what_did_not() {
         let guards = parse(GOOD).unwrap();
         let pending = table_markdown(&guards, None, "../../chapters-code/x");
@@ -420,6 +485,8 @@ tests = ["races::one_wins", "lib::store::tests::locks"]
             results: vec![GuardResult {
                 guard: "the row lock".into(),
                 file: "src/store.rs".into(),
+                find: "FOR UPDATE".into(),
+                replace: String::new(),
                 tests: guards[0].tests.clone(),
                 outcome: Outcome::Caught,
                 failed: vec!["races::one_wins".into()],
@@ -437,8 +504,14 @@ tests = ["races::one_wins", "lib::store::tests::locks"]
         let mut changed = guards.clone();
         changed[0].tests.pop();
         assert!(table_markdown(&changed, Some(&run), "p").contains("| not run |"));
-        let summary = summary_markdown(&[("x", 1, Some(&run)), ("y", 3, None)]);
-        assert!(summary.contains("| `x` | 1 | 1 | 0 | 0 | 0 |"), "{summary}");
-        assert!(summary.contains("| `y` | 3 | not run |"), "{summary}");
+        let summary = summary_markdown(&[("x", &guards, Some(&run)), ("y", &changed, Some(&run))]);
+        assert!(
+            summary.contains("| `x` | 1 | 1 | 0 | 0 | 0 | 0 |"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("| `y` | 1 | 0 | 0 | 0 | 0 | 1 |"),
+            "{summary}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! `features = ["book"]`) in this crate's `Cargo.toml`. CONTRIBUTING.md has
 //! the whole list of steps.
 
+pub mod guards;
 pub mod latency;
 pub mod runner;
 pub mod trust;
@@ -33,6 +34,8 @@ pub fn chapters() -> Vec<Chapter> {
         parking_reservation::book::book(),
         inventory::book::book(),
         latency::book(),
+        trust::book(),
+        guards::book(),
     ]
 }
 

@@ -21,8 +21,7 @@ use serde::Deserialize;
 
 use crate::chapters;
 
-const USAGE: &str =
-    "usage: chapters gen [--check] [slug] | chapters bench-report [--render-only] [filter]";
+const USAGE: &str = "usage: chapters gen [--check] [slug] | chapters bench-report [--render-only] [filter] | chapters guards [--render-only] [slug]";
 
 /// Parses `args` and runs the command.
 pub fn cli(args: &[String]) -> Result<ExitCode> {
@@ -53,6 +52,13 @@ pub fn cli(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "bench-report" => bench_report(filter, !flag("--render-only")).map(|()| ExitCode::SUCCESS),
+        "guards" => {
+            if !flag("--render-only") {
+                crate::guards::run(&bookkit::repo_root(), &selected(filter))?;
+            }
+            // The tables belong to the pseudo-chapter "guards".
+            generate(Some("guards"), false)
+        }
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
 }
