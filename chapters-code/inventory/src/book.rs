@@ -19,6 +19,7 @@ pub fn book() -> Chapter {
             GeneratedFile::pure(report::LADDER_PATH, report::ladder_markdown),
             GeneratedFile::pure(report::LADDER_SVG_PATH, report::ladder_svg),
             GeneratedFile::pure(report::PERFORMANCE_PATH, report::performance_markdown),
+            GeneratedFile::pure(report::KEY_NUMBERS_PATH, report::key_numbers_markdown),
             GeneratedFile::pure(
                 "src/inventory/generated/state-diagram.md",
                 generated::state_diagram,

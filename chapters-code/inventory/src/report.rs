@@ -459,6 +459,67 @@ pub fn render_lag(results: &[BenchResult]) -> Result<String> {
     Ok(out)
 }
 
+/// Where the 45-minute page's key numbers go.
+pub const KEY_NUMBERS_PATH: &str = "src/inventory/generated/key-numbers.md";
+
+/// The 45-minute page's key numbers, from the committed results.
+pub fn key_numbers_markdown() -> Result<String> {
+    render_key_numbers(&bookkit::results::committed(CHAPTER)?)
+}
+
+/// [`key_numbers_markdown`] over given results: the reserve's rate per
+/// core, the cores the claim needs, and the hot SKU at the fewest and the
+/// most clients measured (its rate and p99 against the latency target).
+pub fn render_key_numbers(results: &[BenchResult]) -> Result<String> {
+    let used: Vec<&BenchResult> = results
+        .iter()
+        .filter(|r| r.name.starts_with("ladder-"))
+        .collect();
+    let Some(c) = claim(results) else {
+        return Ok(measured_header(COMMAND, &used) + &not_measured());
+    };
+    let at = |rung: &str, n: u32| results.iter().find(|r| r.name == ladder_result(rung, n));
+    let hot = |n: u32| {
+        let r = at("store", n);
+        vec![
+            format!("Reserve on one hot SKU, {}", clients_text(n)),
+            r.and_then(|r| r.ops_per_sec)
+                .map_or("not measured".into(), |v| format!("{}/s", fmt_count(v))),
+            format!(
+                "p99 {} (target p95 < {TARGET_P95_MS:.0} ms)",
+                fmt_ms(r.and_then(|r| r.p99_us))
+            ),
+        ]
+    };
+    let few = CLIENTS.iter().copied().min().unwrap_or(1);
+    let many = CLIENTS.iter().copied().max().unwrap_or(1);
+    let rows = vec![
+        vec![
+            "Reserve per core, spread over many SKUs".to_string(),
+            format!("{}/s", fmt_count(c.spread_per_sec / c.cores as f64)),
+            "the capacity table's rate".to_string(),
+        ],
+        vec![
+            format!(
+                "Cores for the claimed {} updates/s",
+                fmt_count(TARGET_UPDATES_PER_SEC)
+            ),
+            format!("{}", c.cores_for_target),
+            "at full use, no headroom".to_string(),
+        ],
+        hot(few),
+        hot(many),
+        vec![
+            label("ceiling").to_string(),
+            format!("{}/s", fmt_count(c.ceiling_per_sec)),
+            "the most one row takes".to_string(),
+        ],
+    ];
+    let mut out = measured_header(COMMAND, &used);
+    out.push_str(&markdown_table(&["Number", "Value", "Note"], &rows));
+    Ok(out)
+}
+
 /// The per-core figure for the capacity model, from the spread run.
 pub fn measured_json() -> Result<String> {
     let results = bookkit::results::committed(CHAPTER)?;
