@@ -103,20 +103,23 @@ async fn a_worker_killed_mid_fan_out_leaves_every_follower_with_the_post_exactly
     let deadline = Instant::now() + Duration::from_secs(60);
     'kill: loop {
         let mut worker = start_worker(&db, &r);
-        loop {
-            assert!(Instant::now() < deadline, "never killed mid-batch");
+        let mid_batch = loop {
+            if Instant::now() >= deadline {
+                break false;
+            }
             let (have, _) = copies(&r, &cache, followers, post).await;
             let done = committed().await;
             if have > done && done > 0 && have < followers.len() {
-                worker.kill().expect("kill -9");
-                worker.wait().expect("reap");
-                let (have, _) = copies(&r, &cache, followers, post).await;
-                if have > committed().await {
-                    break 'kill;
-                }
-                continue 'kill;
+                break true;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        worker.kill().expect("kill -9");
+        worker.wait().expect("reap");
+        assert!(mid_batch, "never killed mid-batch");
+        let (have, _) = copies(&r, &cache, followers, post).await;
+        if have > committed().await {
+            break 'kill;
         }
     }
     let (have, total) = copies(&r, &cache, followers, post).await;
