@@ -185,8 +185,15 @@ async fn an_add_acknowledged_during_a_merge_is_never_lost<C: CartStore>(carts: &
     for g in &guests {
         present.extend(carts.get(g).await.expect("get").adds().map(|(t, _)| *t));
     }
-    let lost: Vec<&Tag> = acknowledged.iter().filter(|t| !present.contains(t)).collect();
-    assert!(lost.is_empty(), "{} acknowledged adds lost: {lost:?}", lost.len());
+    let lost: Vec<&Tag> = acknowledged
+        .iter()
+        .filter(|t| !present.contains(t))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged adds lost: {lost:?}",
+        lost.len()
+    );
 }
 // ANCHOR_END: merge_race
 

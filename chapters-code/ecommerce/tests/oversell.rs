@@ -49,7 +49,9 @@ async fn on_postgres_shoppers_racing_for_the_last_units_never_oversell() {
             201 => paid += 1,
             409 => {
                 assert_eq!(
-                    first.response.body["type"].as_str().map(|t| t.ends_with("#out-of-stock")),
+                    first.response.body["type"]
+                        .as_str()
+                        .map(|t| t.ends_with("#out-of-stock")),
                     Some(true),
                     "{:?}",
                     first.response.body
@@ -104,6 +106,9 @@ async fn an_out_of_stock_answer_does_not_tell_the_stock_level() {
     assert_eq!(answer.response.status, 409);
     let detail = answer.response.body["detail"].as_str().expect("a detail");
     assert!(!detail.contains("10"), "the stock level leaked: {detail}");
-    assert!(detail.contains("CAP-USD") && detail.contains("17"), "{detail}");
+    assert!(
+        detail.contains("CAP-USD") && detail.contains("17"),
+        "{detail}"
+    );
 }
 // ANCHOR_END: stock_not_public

@@ -13,7 +13,7 @@ use ecommerce::catalog::{Catalog, CatalogConfig};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
-use ecommerce::service::{AccountHeader, AppState, admission, router, router_with};
+use ecommerce::service::{AccountHeader, AppState, admission, router_with};
 use ecommerce::store::{MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -511,10 +511,20 @@ async fn without_a_gateway_the_account_header_is_refused() {
         let (got, _, problem) =
             call(&s, method, uri, &[alice, ("idempotency-key", "k1")], body).await;
         assert_eq!(got, StatusCode::BAD_REQUEST, "{method} {uri}: {problem}");
-        assert_eq!(problem_type(&problem), "account-header-refused", "{method} {uri}");
+        assert_eq!(
+            problem_type(&problem),
+            "account-header-refused",
+            "{method} {uri}"
+        );
         nothing_changed(&s).await;
     }
-    assert!(s.carts.get(&CartId::account("alice").expect("valid")).await.expect("get").is_empty());
+    assert!(
+        s.carts
+            .get(&CartId::account("alice").expect("valid"))
+            .await
+            .expect("get")
+            .is_empty()
+    );
     let (got, _, _) = call(
         &s,
         "POST",
@@ -570,10 +580,17 @@ async fn shoppers_who_hang_up_cannot_open_the_breaker() {
         Some(checkout_body()),
     )
     .await;
-    assert_eq!(got, StatusCode::CREATED, "the breaker stayed closed: {body}");
+    assert_eq!(
+        got,
+        StatusCode::CREATED,
+        "the breaker stayed closed: {body}"
+    );
     let orders = s.store.orders().await.expect("orders");
     assert_eq!(
-        orders.iter().filter(|o| o.status == "payment_failed").count(),
+        orders
+            .iter()
+            .filter(|o| o.status == "payment_failed")
+            .count(),
         usize::try_from(FAILURE_THRESHOLD + 1).expect("small"),
         "every abandoned checkout reached its outcome, its stock released"
     );

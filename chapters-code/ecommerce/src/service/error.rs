@@ -226,13 +226,10 @@ impl ApiProblem for ApiError {
             }
             ApiError::Busy => Some(RETRY_AFTER),
             // Whole seconds, rounded up, as the rate-limiter block does.
-            ApiError::Checkout(CheckoutError::PromotionAttempts(wait)) => Some(
-                block_rate_limiter::Refused {
-                    retry_after: *wait,
-                }
-                .retry_after_secs(),
-            )
-            .map(Duration::from_secs),
+            ApiError::Checkout(CheckoutError::PromotionAttempts(wait)) => {
+                let refused = block_rate_limiter::Refused { retry_after: *wait };
+                Some(Duration::from_secs(refused.retry_after_secs()))
+            }
             _ => block_errors::default_retry_after(self.class(), status),
         }
     }
