@@ -94,16 +94,31 @@ async fn concurrent_workers_deliver_every_post_to_every_follower_once() {
                 .to_string(),
         );
     }
+    // Each worker counts the recipients of the batches it delivered: the
+    // idempotent insert would hide a batch delivered twice, the count does not.
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let w = FanOutWorker::new(t.clone(), 7);
-            tokio::spawn(async move { w.drain().await })
+            tokio::spawn(async move {
+                let mut recipients = 0;
+                while let Some(step) = w.step().await? {
+                    recipients += step.audience;
+                }
+                Ok::<_, twitter_timeline::timeline::TimelineError>(recipients)
+            })
         })
         .collect();
+    let mut recipients = 0;
     for w in workers {
-        w.await.expect("task").expect("drain");
+        recipients += w.await.expect("task").expect("drain");
     }
     assert_eq!(store.pending_fan_out().await.expect("pending"), 0);
+    // Every post's audience is its followers and its author, each claimed once.
+    assert_eq!(
+        recipients,
+        posts.len() * (followers.len() + 1),
+        "a batch was claimed by two workers"
+    );
     let mut conn = r.conn.clone();
     for f in followers {
         let ids: Vec<String> = redis::cmd("LRANGE")
