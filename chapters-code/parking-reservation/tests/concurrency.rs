@@ -1053,7 +1053,7 @@ async fn concurrent_reserves_walk_ins_and_confirms_of_one_plate_stop_at_the_limi
             Err(
                 StoreError::TooManyReservations { .. }
                 | StoreError::TooManyHolds { .. }
-                | StoreError::AlreadyParked(_)
+                | StoreError::AlreadyParked
                 | StoreError::Transition(_),
             ) => {}
             Err(e) => panic!("{e}"),

@@ -158,7 +158,7 @@ impl ApiProblem for ApiError {
                     "too-many-reservations",
                     "Too many reservations for one plate",
                 ),
-                E::AlreadyParked(_) => (S::CONFLICT, "already-parked", "Plate already parked"),
+                E::AlreadyParked => (S::CONFLICT, "already-parked", "Plate already parked"),
                 E::IdempotencyKeyReused(_) => (
                     S::UNPROCESSABLE_ENTITY,
                     "idempotency-key-reused",
@@ -299,7 +299,7 @@ mod tests {
             store(StoreError::SpotTaken),
             store(StoreError::TooManyHolds { limit: 2 }),
             store(StoreError::TooManyReservations { limit: 4 }),
-            store(StoreError::AlreadyParked(uuid::Uuid::nil())),
+            store(StoreError::AlreadyParked),
             store(StoreError::IdempotencyKeyReused(String::new())),
             store(StoreError::InvalidLayout(String::new())),
             store(StoreError::LotNameTaken(String::new())),

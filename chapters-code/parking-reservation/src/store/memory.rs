@@ -205,32 +205,11 @@ impl Inner {
         (holds, active)
     }
 
-    /// The reservation `plate` is checked in on, if any.
-    fn parked(&self, plate: &Plate) -> Option<&Reservation> {
+    /// Whether `plate` is checked in anywhere.
+    fn is_parked(&self, plate: &Plate) -> bool {
         self.reservations
             .values()
-            .find(|r| r.plate == *plate && r.state == State::CheckedIn)
-    }
-}
-
-/// A walk-in of a plate that is checked in already: the same car, whose
-/// gate retried, when the lot, kind and end are the same (the first answer,
-/// as a replay); otherwise [`StoreError::AlreadyParked`]. The same rule as
-/// the PostgreSQL store's.
-pub(crate) fn same_car(
-    parked: &Reservation,
-    request: &ReserveRequest,
-) -> Result<Reserved, StoreError> {
-    if parked.lot_id == request.lot_id
-        && parked.kind == request.kind
-        && parked.range.end() == request.range.end()
-    {
-        Ok(Reserved {
-            reservation: parked.clone(),
-            replayed: true,
-        })
-    } else {
-        Err(StoreError::AlreadyParked(parked.id))
+            .any(|r| r.plate == *plate && r.state == State::CheckedIn)
     }
 }
 
@@ -311,8 +290,10 @@ impl ReservationStore for MemoryStore {
         if let Some(replay) = inner.replay(key, fingerprint.as_ref(), now) {
             return replay;
         }
-        if let Some(parked) = inner.parked(&request.plate) {
-            return same_car(parked, request);
+        // A plate parks once: a second walk-in is the gate retrying without
+        // a key, or another car with the same plate typed; either way, no spot.
+        if inner.is_parked(&request.plate) {
+            return Err(StoreError::AlreadyParked);
         }
         let held = inner.new_hold(request, now, false)?;
         let tariff = inner.tariffs.of(request.kind);

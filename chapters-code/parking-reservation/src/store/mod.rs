@@ -164,9 +164,11 @@ pub enum StoreError {
         /// The limit.
         limit: u32,
     },
-    /// A walk-in of a plate that is checked in already, for another stay.
-    #[error("this plate is parked already (reservation {0}); check out first")]
-    AlreadyParked(Uuid),
+    /// A walk-in of a plate that is checked in already. The error names no
+    /// reservation: a plate is public, written on the car, and a
+    /// reservation's id is what authorises acting on it.
+    #[error("this plate is parked already; check out first")]
+    AlreadyParked,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -26,7 +26,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::memory::same_car;
 use super::{LotLayout, LotNear, ReservationStore, Reserved, StoreError, Swept};
 use crate::assign::{self, AvailabilityError, KindAvailability};
 use crate::domain::{
@@ -301,14 +300,14 @@ impl PgStore {
                 Claim::Mismatch => return Err(StoreError::IdempotencyKeyReused(key.to_string())),
             }
         }
-        // The plate's limits, under its lock (`lock_plate`). A walk-in
-        // (`then` not empty) of a plate that is parked already is the same
-        // car or refused; it leaves no hold, so only a reserve is held to
-        // the hold limit; both are held to the reservation limit.
+        // The plate's limits, under its lock (`lock_plate`). A plate parks
+        // once, so a walk-in (`then` not empty) of a plate checked in
+        // already is refused; a walk-in leaves no hold, so only a reserve is
+        // held to the hold limit; both are held to the reservation limit.
         lock_plate(&mut tx, &request.plate).await?;
         let walk_in = !then.is_empty();
-        if walk_in && let Some(parked) = parked_on(&mut tx, &request.plate).await? {
-            return same_car(&parked, request).map(Attempt::Done);
+        if walk_in && is_parked(&mut tx, &request.plate).await? {
+            return Err(StoreError::AlreadyParked);
         }
         let (holds, active) = plate_counts(&mut tx, &request.plate, now, None).await?;
         if !walk_in && holds >= i64::from(MAX_HOLDS_PER_PLATE) {
@@ -593,20 +592,15 @@ async fn plate_counts(
 }
 // ANCHOR_END: hold_limit
 
-/// The reservation `plate` is checked in on, if any; the caller holds
-/// [`lock_plate`], so a concurrent walk-in cannot add one.
-async fn parked_on(
-    tx: &mut PgConnection,
-    plate: &Plate,
-) -> Result<Option<Reservation>, StoreError> {
-    let row = sqlx::query(concat!(
-        reservation_select!(),
-        "WHERE r.plate = $1 AND r.state = 'checked_in' LIMIT 1"
-    ))
+/// Whether `plate` is checked in anywhere; the caller holds [`lock_plate`],
+/// so a concurrent walk-in cannot park it meanwhile.
+async fn is_parked(tx: &mut PgConnection, plate: &Plate) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reservations WHERE plate = $1 AND state = 'checked_in')",
+    )
     .bind(plate.as_str())
-    .fetch_optional(tx)
-    .await?;
-    row.map(|r| decode(&r)).transpose()
+    .fetch_one(tx)
+    .await
 }
 
 /// Writes `next`, what `event` made of `current`, and its history entry, in
