@@ -27,11 +27,11 @@ use bookkit::{BenchResult, ResultKind};
 use order_management::domain::Command;
 use order_management::load::{self, Run};
 use order_management::relay::{Broker, Relay};
-use order_management::saga::Orchestrator;
 use order_management::report::{
     CHAPTER, RELAY_RATE, RELAY_SECS, RELAY_WAKES, WAKE_INTERVAL_US, WORKERS, ceiling_result,
     transition_result, wake_interval_us,
 };
+use order_management::saga::Orchestrator;
 use order_management::store::{OrderStore, PgStore, SCHEMA_SQL};
 use uuid::Uuid;
 
@@ -69,6 +69,9 @@ const QUICK: &str = "ORDER_MANAGEMENT_BENCH";
 
 async fn run() -> Result<()> {
     let quick = std::env::var(QUICK).is_ok_and(|v| v == "relay-quick");
+    // `ORDER_MANAGEMENT_BENCH=checkout-quick`: only the saga path, for one
+    // second, printed and not written.
+    let quick_checkout = std::env::var(QUICK).is_ok_and(|v| v == "checkout-quick");
     let relay_run = Duration::from_secs(if quick { 1 } else { RELAY_SECS });
     // ANCHOR: bench_transitions
     let Some(db) = testkit::postgres(None).await else {
@@ -78,7 +81,7 @@ async fn run() -> Result<()> {
     db.apply_sql(SCHEMA_SQL).await?;
     let max = WORKERS.iter().copied().max().unwrap_or(1);
     let store = PgStore::new(db.pool_with(max).await);
-    for workers in WORKERS.into_iter().filter(|_| !quick) {
+    for workers in WORKERS.into_iter().filter(|_| !quick && !quick_checkout) {
         let orders = load::orders_for(&store, workers).await?;
         let handle = tokio::runtime::Handle::current();
         let results = tokio::task::block_in_place(|| {
@@ -124,8 +127,7 @@ async fn run() -> Result<()> {
     // The saga path end to end, at CHECKOUT_WORKERS concurrent checkouts
     // on a pool the size of the service's: the rate the capacity table
     // prices an order at.
-    let quick_checkout = std::env::var(QUICK).is_ok_and(|v| v == "checkout-quick");
-    if !quick || quick_checkout {
+    if !quick {
         sqlx::query(
             "INSERT INTO stock (sku, on_hand) VALUES ('BOOK-1', 1000000000), ('MUG-2', 1000000000)
              ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = 0",

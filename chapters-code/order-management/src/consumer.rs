@@ -294,7 +294,10 @@ impl Consumer {
                 .unwrap_or_else(|p| p.into_inner());
             if *once == Some((m.order_id, m.version)) {
                 *once = None;
-                return Err(format!("the projection store refused version {}", m.version));
+                return Err(format!(
+                    "the projection store refused version {}",
+                    m.version
+                ));
             }
         }
         let work = async {

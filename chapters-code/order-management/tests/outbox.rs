@@ -700,7 +700,12 @@ impl Proxy {
     fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::SeqCst);
         if !up {
-            for pipe in self.pipes.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            for pipe in self
+                .pipes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+            {
                 pipe.abort();
             }
         }
@@ -740,7 +745,10 @@ async fn the_relay_starts_without_the_broker_and_survives_its_restart() {
     });
     paid_order(&env.store, Uuid::from_u128(1), &two_lines()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!relay.is_finished(), "the relay gave up on a broker that is down");
+    assert!(
+        !relay.is_finished(),
+        "the relay gave up on a broker that is down"
+    );
     assert_eq!(env.unpublished().await, 3);
 
     proxy.set_up(true);

@@ -607,7 +607,12 @@ async fn a_compensation_that_keeps_failing_is_retried_backward_until_it_succeeds
             o.faults.refuse_capture = true;
             o.config.resume_first = Duration::from_millis(20);
             // Two runs' worth of failed releases.
-            inject(o, Fault::UnavailableUndo, Step::ReserveStock, 2 * o.config.max_attempts);
+            inject(
+                o,
+                Fault::UnavailableUndo,
+                Step::ReserveStock,
+                2 * o.config.max_attempts,
+            );
         })
         .await;
     assert_eq!(status, SagaStatus::Compensating);

@@ -320,16 +320,34 @@ async fn a_retried_create_with_its_key_creates_one_order<S: OrderStore>(store: S
     })
     .to_string();
     let key = [("idempotency-key", "order-7f3a")];
-    let first = s.send_with(Method::POST, "/orders", Some(&body), &key).await;
+    let first = s
+        .send_with(Method::POST, "/orders", Some(&body), &key)
+        .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
-    let again = s.send_with(Method::POST, "/orders", Some(&body), &key).await;
+    let again = s
+        .send_with(Method::POST, "/orders", Some(&body), &key)
+        .await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
-    assert_eq!(again.body["id"], first.body["id"], "a second order was created");
+    assert_eq!(
+        again.body["id"], first.body["id"],
+        "a second order was created"
+    );
     let other = body.replace("\"quantity\":3", "\"quantity\":4");
-    let reused = s.send_with(Method::POST, "/orders", Some(&other), &key).await;
-    assert_refused(&reused, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+    let reused = s
+        .send_with(Method::POST, "/orders", Some(&other), &key)
+        .await;
+    assert_refused(
+        &reused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+    );
     let bad = s
-        .send_with(Method::POST, "/orders", Some(&body), &[("idempotency-key", "")])
+        .send_with(
+            Method::POST,
+            "/orders",
+            Some(&body),
+            &[("idempotency-key", "")],
+        )
         .await;
     assert_refused(&bad, StatusCode::UNPROCESSABLE_ENTITY, "malformed-request");
     s

@@ -143,9 +143,9 @@ impl ApiProblem for ApiError {
 
     fn class(&self) -> Option<Class> {
         match self {
-            ApiError::Store(
-                StoreError::Database(d) | StoreError::Key(ClaimError::Database(d)),
-            ) => Some(classify_sqlx(d)),
+            ApiError::Store(StoreError::Database(d) | StoreError::Key(ClaimError::Database(d))) => {
+                Some(classify_sqlx(d))
+            }
             _ => None,
         }
     }

@@ -123,7 +123,10 @@ async fn create<S: OrderStore>(
     let Json(request) = body.map_err(malformed)?;
     let id = Uuid::new_v4();
     let (status, body) = match key {
-        None => (StatusCode::CREATED, json_of(&app.store.create(id, &request).await?)?),
+        None => (
+            StatusCode::CREATED,
+            json_of(&app.store.create(id, &request).await?)?,
+        ),
         Some(key) => {
             let scope = block_idempotency::KeyScope {
                 account: request.customer_id.to_string(),

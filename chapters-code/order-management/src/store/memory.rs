@@ -64,12 +64,11 @@ impl OrderStore for MemoryStore {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         // Check first, claim after the work: a failed create leaves no key,
         // as a rollback would.
-        if let Some(block_idempotency::Decision::Replay) = keys.check(key, &fingerprint, now)? {
-            if let block_idempotency::Claimed::Replay(answer) =
+        if let Some(block_idempotency::Decision::Replay) = keys.check(key, &fingerprint, now)?
+            && let block_idempotency::Claimed::Replay(answer) =
                 keys.claim(key, &fingerprint, block_idempotency::DEFAULT_LEASE, now)?
-            {
-                return Ok(Keyed::Replay(answer));
-            }
+        {
+            return Ok(Keyed::Replay(answer));
         }
         let order = self.create_now(id, request)?;
         let lock = match keys.claim(key, &fingerprint, block_idempotency::DEFAULT_LEASE, now)? {

@@ -22,8 +22,8 @@ mod memory;
 mod postgres;
 
 pub use memory::MemoryStore;
-pub use postgres::{LOAD_SQL, PgStore, SCHEMA_SQL};
 pub(crate) use postgres::is_unique_violation;
+pub use postgres::{LOAD_SQL, PgStore, SCHEMA_SQL};
 
 /// What every store does before it writes a command: refuse a stale
 /// `expected_version` (the client acted on an old read), decide, and fold

@@ -213,7 +213,6 @@ impl PgStore {
     }
 }
 
-
 impl PgStore {
     async fn insert_order(
         tx: &mut Transaction<'_, Postgres>,
@@ -272,9 +271,13 @@ impl OrderStore for PgStore {
         request.validate()?;
         let fingerprint = super::create_fingerprint(key, request)?;
         let mut tx = self.pool.begin().await?;
-        let claim =
-            block_idempotency::pg::claim(&mut tx, key, &fingerprint, block_idempotency::DEFAULT_LEASE)
-                .await?;
+        let claim = block_idempotency::pg::claim(
+            &mut tx,
+            key,
+            &fingerprint,
+            block_idempotency::DEFAULT_LEASE,
+        )
+        .await?;
         // The claim, the work and the answer share one transaction, so an
         // unfinished key never outlives it: a taken-over key is a new one.
         let lock = match claim {
