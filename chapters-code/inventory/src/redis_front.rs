@@ -334,7 +334,7 @@ impl RedisFront {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await?;
-        let durable_before = self.durable_in(&mut *tx).await?;
+        let durable_before = self.durable_in(&mut tx).await?;
         let (counter, notes): (Option<i64>, Vec<(String, String)>) = redis::pipe()
             .atomic()
             .get(&self.counter_key)
@@ -352,7 +352,7 @@ impl RedisFront {
             .collect();
         let ids: Vec<Uuid> = pending.iter().map(|(id, _)| *id).collect();
         let pending_units: i64 = pending.iter().map(|(_, q)| q).sum();
-        let recorded_before = self.recorded_in(&mut *tx, &ids).await?;
+        let recorded_before = self.recorded_in(&mut tx, &ids).await?;
         tx.commit().await?;
         let ahead = counter - (durable_before - (pending_units - recorded_before));
         if ahead > 0 {
@@ -363,10 +363,17 @@ impl RedisFront {
                 .await?;
             return Ok(-ahead);
         }
-        // Snapshot 2, after the Redis read.
-        let mut conn = self.pool.acquire().await?;
-        let durable_after = self.durable_in(&mut *conn).await?;
-        let recorded_after = self.recorded_in(&mut *conn, &ids).await?;
+        // Snapshot 2, after the Redis read, again one snapshot for both
+        // queries: read apart, a claim recorded between them would count as
+        // recorded without lowering `durable_after`, and look like "behind"
+        // (the reconciliation test during a sell-out caught exactly that).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+        let durable_after = self.durable_in(&mut tx).await?;
+        let recorded_after = self.recorded_in(&mut tx, &ids).await?;
+        tx.commit().await?;
         let behind = (durable_after - (pending_units - recorded_after)) - counter;
         if behind > 0 {
             let _: i64 = redis::cmd("INCRBY")
