@@ -664,3 +664,42 @@ async fn a_parked_compensation_is_resumed_backward_by_the_operator() {
     assert_eq!(env.stock("A").await, (10, 0));
 }
 // ANCHOR_END: compensation_retried
+
+/// A `place` in the compensation window (the order is already
+/// `payment_failed`, its saga not yet `compensated`) meets the one-live-saga
+/// index: a conflict the API answers `409 order-locked`, not a server error.
+#[tokio::test]
+async fn placing_again_during_the_compensation_window_is_a_conflict() {
+    let Some(env) = saga_env().await else { return };
+    let o = env.orchestrator();
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", o.start(id, 1).await);
+    ok(
+        "window",
+        sqlx::query("UPDATE sagas SET status = 'compensating', step = 0 WHERE id = $1;")
+            .bind(saga)
+            .execute(&env.db.pool)
+            .await,
+    );
+    ok(
+        "failed",
+        sqlx::query("UPDATE orders SET state = 'payment_failed' WHERE id = $1")
+            .bind(id)
+            .execute(&env.db.pool)
+            .await,
+    );
+    let version = ok("get", env.store.get(id).await).version;
+    let again = o.start(id, version).await;
+    assert!(matches!(again, Err(SagaError::Busy(_))), "{again:?}");
+    let api: order_management::service::ApiError = match again {
+        Err(e) => e.into(),
+        Ok(_) => unreachable!("matched above"),
+    };
+    assert!(
+        matches!(
+            api,
+            order_management::service::ApiError::Store(StoreError::Command(_))
+        ),
+        "{api:?}"
+    );
+}
