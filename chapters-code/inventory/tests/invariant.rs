@@ -174,3 +174,38 @@ async fn without_the_checks_the_same_writer_oversells() {
     assert_eq!(sale.refused_by_check, 0);
 }
 // ANCHOR_END: checks_alone
+
+/// `reserved_not_negative` alone stops a give-back applied twice by a
+/// writer without the state guard (a retried script, a bug): `reserved`
+/// would go below zero while `reserved + committed <= on_hand` still holds,
+/// so no other constraint notices. Dropping it lets the write through.
+#[tokio::test]
+async fn a_double_give_back_is_refused_by_reserved_not_negative() {
+    for drop_it in [false, true] {
+        let Some((db, store)) = pg_store(4).await else {
+            return;
+        };
+        let k = key("SHOE-42", "AMS-1");
+        stocked(&store, &k, 10).await;
+        if drop_it {
+            sqlx::query("ALTER TABLE stock DROP CONSTRAINT reserved_not_negative")
+                .execute(&db.pool)
+                .await
+                .expect("drop");
+        }
+        let res = sqlx::query(
+            "UPDATE stock SET reserved = reserved - 1 WHERE sku = 'SHOE-42' AND warehouse = 'AMS-1'",
+        )
+        .execute(&db.pool)
+        .await;
+        if drop_it {
+            assert!(res.is_ok(), "without the constraint the write goes through");
+        } else {
+            let e = res.expect_err("refused");
+            let constraint = e
+                .as_database_error()
+                .and_then(|d| d.constraint().map(str::to_owned));
+            assert_eq!(constraint.as_deref(), Some("reserved_not_negative"));
+        }
+    }
+}
