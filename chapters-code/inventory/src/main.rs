@@ -99,8 +99,8 @@ async fn run<S: InventoryStore>(
     });
     service.serve(router(state)).await?;
     // The drain: the relay finishes the batch it is publishing (events not
-    // yet relayed wait in the outbox table for the next start); a sweep is
-    // one transaction, so stopping it between ticks loses nothing.
+    // yet relayed wait in the outbox table for the next start); each expire
+    // of a sweep is one statement, so stopping it anywhere loses nothing.
     sweeper.abort();
     if let Some(relay) = relay {
         relay.await.context("the relay task")?;
