@@ -40,8 +40,10 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Attempts at a free generated code before giving up with 503.
     pub max_code_attempts: u32,
-    /// Other hosts that reach this service besides `base_url`'s: the
-    /// binary adds the address it listens on. Targets on them are refused.
+    /// Other hosts that reach this service besides `base_url`'s
+    /// (`OWN_HOSTS`: a balancer's address, a second name); the binary adds
+    /// the address it listens on. Targets on them are refused; a name not
+    /// listed is not known to be us.
     pub own_hosts: Vec<String>,
     /// Accept targets on loopback and private addresses
     /// (`ALLOW_PRIVATE_TARGETS`); off by default.
@@ -187,7 +189,7 @@ impl Config {
 
     // ANCHOR: from_lookup
     /// Reads `BASE_URL`, `REDIS_URL`, `STORE_TIMEOUT_MS`, `SCRAMBLE_KEY`,
-    /// `ALLOW_PRIVATE_TARGETS` and `TRUST_FORWARDED_FOR` through `var`. With `DATABASE_URL` set (a
+    /// `ALLOW_PRIVATE_TARGETS`, `TRUST_FORWARDED_FOR` and `OWN_HOSTS` through `var`. With `DATABASE_URL` set (a
     /// real deployment), `SCRAMBLE_KEY` is required: the demo key is
     /// public. (`ADDR`, `PORT` and `DATABASE_URL` itself are read by the
     /// binary.) Every refusal is the service block's `ConfigError`, so the
@@ -233,9 +235,29 @@ impl Config {
                 bad(
                     "TRUST_FORWARDED_FOR",
                     &list,
-                    "list of proxy addresses or CIDR ranges, such as 10.0.0.0/8, 192.0.2.7",
+                    "list of proxy addresses or CIDR ranges holding only proxies, such as 192.0.2.7, 192.0.2.8",
                 )
             })?;
+        }
+        if let Some(list) = var("OWN_HOSTS") {
+            config.own_hosts = list
+                .split(',')
+                .map(|h| {
+                    let h = h.trim();
+                    let bracketed = format!("[{h}]");
+                    let parsed = match h.parse::<std::net::Ipv6Addr>() {
+                        Ok(_) => url::Host::parse(&bracketed),
+                        Err(_) => url::Host::parse(h),
+                    };
+                    parsed.map(|_| h.to_string()).map_err(|_| {
+                        bad(
+                            "OWN_HOSTS",
+                            &list,
+                            "comma list of the service's other names and addresses",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         Ok(config)
     }
@@ -288,5 +310,20 @@ mod tests {
         assert!(proxies.trusted_proxies.contains([10, 1, 1, 1].into()));
         let none = Config::from_lookup(env(&[]), base).expect("default");
         assert_eq!(none.trusted_proxies, TrustedProxies::default());
+    }
+
+    /// The names and addresses that are us besides `BASE_URL`'s host (a
+    /// balancer's public address, a second name) come from `OWN_HOSTS`.
+    #[test]
+    fn own_hosts_lists_every_other_name_of_the_service() {
+        let base = "http://127.0.0.1:8080";
+        let listed = Config::from_lookup(
+            env(&[("OWN_HOSTS", "203.0.113.80, lb-1.elb.example.com")]),
+            base,
+        )
+        .expect("a list");
+        assert_eq!(listed.own_hosts, ["203.0.113.80", "lb-1.elb.example.com"]);
+        let err = Config::from_lookup(env(&[("OWN_HOSTS", "a b,")]), base).expect_err("bad");
+        assert!(err.downcast_ref::<ConfigError>().is_some(), "{err}");
     }
 }

@@ -8,7 +8,10 @@
 //! `SCRAMBLE_KEY` (64-bit hex key of the code scrambler; required with
 //! `DATABASE_URL`, since the demo key is public), `TRUST_FORWARDED_FOR`
 //! (the proxies we run, addresses or CIDR ranges separated by commas: the
-//! per-client limits then count the client they report, not the proxy).
+//! per-client limits then count the client they report, not the proxy; list
+//! only proxies, never a range clients live in, or a client there chooses
+//! its own identity), `OWN_HOSTS` (the service's other names and addresses,
+//! such as the balancer's, refused as targets like `BASE_URL`'s host),
 //! `ALLOW_PRIVATE_TARGETS` (`true` accepts targets on loopback and private
 //! addresses, refused by default). A value that does not parse stops the
 //! binary with exit code 78.

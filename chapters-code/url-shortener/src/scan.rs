@@ -42,10 +42,10 @@ const SHARDS: usize = 16;
 ///
 /// The map is bounded like the rate-limiter block's: a new client in a
 /// full shard first sweeps the buckets that are full again, at most once
-/// per moment one can be, so a flood of invented addresses costs one sweep
-/// of one shard per refill, not one per address; if none was full, the new
-/// client is counted against the shard's overflow bucket, shared with the
-/// flood.
+/// per refill interval (one miss's worth of time), so a flood of invented
+/// addresses costs one sweep of one shard per interval, not one per
+/// address; between sweeps, or if none was full, the new client is counted
+/// against the shard's overflow bucket, shared with the flood.
 pub struct MissBudget {
     per_second: f64,
     burst: f64,
@@ -125,12 +125,17 @@ impl MissBudget {
             shard
                 .buckets
                 .retain(|_, b| self.refilled(b, now) < self.burst);
+            // Not before one refill interval, even if the oldest bucket is
+            // full sooner: staggered buckets would otherwise cost a sweep
+            // per new client.
+            let interval = TimeDelta::microseconds((1e6 / self.per_second).ceil() as i64);
             shard.next_sweep = shard
                 .buckets
                 .values()
                 .map(|b| self.full_at(b))
                 .min()
-                .unwrap_or(now);
+                .unwrap_or(now)
+                .max(now + interval);
         }
         if shard.buckets.len() < self.per_shard {
             let mut bucket = Bucket {
@@ -428,6 +433,28 @@ mod tests {
         assert!(b.tracked() <= max);
     }
     // ANCHOR_END: bounded_sweep_test
+
+    /// New clients arriving one at a time, each after the oldest bucket is
+    /// full again, still sweep each shard at most once per refill interval,
+    /// not once per client.
+    #[test]
+    fn staggered_new_clients_sweep_once_per_refill_interval() {
+        let config = RateLimitConfig {
+            per_second: 1,
+            burst: 1,
+        };
+        let b = MissBudget::tracking(&config, SHARDS * 64);
+        let t0 = DateTime::from_timestamp(0, 0).expect("time");
+        let clients = 10_000i64;
+        let step = TimeDelta::milliseconds(1);
+        for i in 0..clients {
+            let ip = IpAddr::from(Ipv4Addr::from(0x0A00_0000 + i as u32));
+            let _ = b.take(ip, t0 + step * i as i32);
+        }
+        let elapsed = (step * clients as i32).num_seconds() as u64 + 1;
+        let bound = SHARDS as u64 * (elapsed + 1);
+        assert!(b.sweeps() <= bound, "{} sweeps, bound {bound}", b.sweeps());
+    }
 
     // ANCHOR: scan_test
     /// The measurement of the book's table, small: one client scanning
