@@ -37,7 +37,7 @@ use ecommerce::report::{
     CHAPTER, CLIENTS, OVERLOAD_DEADLINE, OVERLOAD_FACTOR, ceiling_result, checkout_result,
     nokey_result,
 };
-use ecommerce::service::{AppState, admission, router};
+use ecommerce::service::{AppState, InFlight, admission, router};
 use ecommerce::store::PgStore;
 
 const WARMUP: Duration = Duration::from_millis(300);
@@ -198,6 +198,7 @@ async fn run() -> Result<()> {
         store: Arc::clone(&store),
         carts: Arc::new(MemoryCarts::new()),
         admission: None,
+        in_flight: InFlight::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let shop = listener.local_addr()?;

@@ -24,7 +24,7 @@ use ecommerce::checkout::Checkout;
 use ecommerce::checkout::provider::FakeProvider;
 use ecommerce::domain::{Currency, Money, Sku, TaxClass};
 use ecommerce::idempotency::{Purged, retention};
-use ecommerce::service::{AccountHeader, AppState, admission, router_with};
+use ecommerce::service::{AccountHeader, AppState, DRAIN_WITHIN, InFlight, admission, router_with};
 use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store};
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
@@ -91,9 +91,22 @@ async fn run<S: Store, C: CartStore>(
         store: Arc::clone(&store),
         carts,
         admission: admission(per_second, per_second),
+        in_flight: InFlight::default(),
     };
+    let in_flight = state.in_flight.clone();
     let purge = tokio::spawn(purge_keys(Arc::clone(&store)));
     service.serve(router_with(state, accounts)).await?;
+    // Connections are closed, but checkouts whose client hung up may still
+    // be running: wait for them to record their outcome before exiting.
+    let running = in_flight.running();
+    if in_flight.drain(DRAIN_WITHIN).await {
+        tracing::info!(running, "every checkout in flight has finished");
+    } else {
+        tracing::warn!(
+            left = in_flight.running(),
+            "checkouts still running at the drain deadline: their orders stay pending_payment"
+        );
+    }
     // A purge is a series of DELETEs, each committed; cutting it off loses nothing.
     purge.abort();
     Ok(())

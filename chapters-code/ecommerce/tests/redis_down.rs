@@ -21,7 +21,7 @@ use ecommerce::catalog::{Catalog, CatalogConfig, CatalogMetrics};
 use ecommerce::catalog::{FillPolicy, RedisL2};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::provider::FakeProvider;
-use ecommerce::service::{AppState, router};
+use ecommerce::service::{AppState, InFlight, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -134,6 +134,7 @@ async fn with_redis_silent_carts_fail_fast_the_catalog_reads_postgres_and_checko
         store: Arc::clone(&store),
         carts: Arc::new(carts),
         admission: None,
+        in_flight: InFlight::default(),
     });
     let cart = format!("/carts/{}/items", CartId::new_guest());
     let line = json!({"sku": "MUG-RED", "quantity": 1});

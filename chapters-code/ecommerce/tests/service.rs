@@ -13,7 +13,9 @@ use ecommerce::catalog::{Catalog, CatalogConfig};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
-use ecommerce::service::{AccountHeader, AppState, admission, router_with};
+use ecommerce::service::{
+    AccountHeader, AppState, DRAIN_WITHIN, InFlight, admission, router_with,
+};
 use ecommerce::store::{MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -24,6 +26,7 @@ struct Shop {
     store: Arc<MemoryStore>,
     carts: Arc<MemoryCarts>,
     provider: Arc<FakeProvider>,
+    in_flight: InFlight,
 }
 
 async fn shop(per_second: u32) -> Shop {
@@ -31,6 +34,10 @@ async fn shop(per_second: u32) -> Shop {
 }
 
 async fn shop_with(per_second: u32, accounts: AccountHeader) -> Shop {
+    shop_full(per_second, accounts, InFlight::default()).await
+}
+
+async fn shop_full(per_second: u32, accounts: AccountHeader, in_flight: InFlight) -> Shop {
     let store = Arc::new(MemoryStore::new());
     seed(&*store).await;
     let carts = Arc::new(MemoryCarts::new());
@@ -45,12 +52,14 @@ async fn shop_with(per_second: u32, accounts: AccountHeader) -> Shop {
         store: Arc::clone(&store),
         carts: Arc::clone(&carts),
         admission: admission(per_second, per_second),
+        in_flight: in_flight.clone(),
     };
     Shop {
         router: router_with(state, accounts),
         store,
         carts,
         provider,
+        in_flight,
     }
 }
 
@@ -691,3 +700,84 @@ async fn unauthenticated_checkouts_spend_no_admission() {
     assert_eq!(got, StatusCode::CREATED, "{p}");
 }
 // ANCHOR_END: admission_after_auth
+
+/// Starts a checkout whose charge waits for `decline`, and hangs up once
+/// the provider has been called (its `calls()` passes `before`).
+async fn hang_up_during_the_charge(s: &Shop, key: &str, before: u64) {
+    let headers = [("x-account", "mallory"), ("idempotency-key", key)];
+    tokio::select! {
+        got = call(s, "POST", "/checkout", &headers, Some(checkout_body())) => {
+            panic!("the charge waits, yet the checkout answered {got:?}");
+        }
+        () = async {
+            while s.provider.calls() <= before {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+}
+
+// ANCHOR: drain_at_shutdown
+/// A shutdown (after the server has closed its connections) waits for the
+/// checkouts whose client hung up: when it returns, their outcome is
+/// recorded and their stock released, not left `pending_payment`.
+#[tokio::test]
+async fn a_shutdown_waits_for_checkouts_whose_client_hung_up() {
+    let s = shop(0).await;
+    let decline = Arc::new(tokio::sync::Notify::new());
+    s.provider
+        .script([Behaviour::DeclineWhenNotified(Arc::clone(&decline))]);
+    hang_up_during_the_charge(&s, "deploy", 0).await;
+    let in_flight = s.in_flight.clone();
+    let drain = tokio::spawn(async move { in_flight.drain(DRAIN_WITHIN).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !drain.is_finished(),
+        "the shutdown did not wait for the checkout"
+    );
+    decline.notify_one();
+    assert!(drain.await.expect("the drain"), "drained before the deadline");
+    let orders = s.store.orders().await.expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].status, "payment_failed", "its outcome is recorded");
+    assert_eq!(
+        s.store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100),
+        "its stock is released"
+    );
+}
+// ANCHOR_END: drain_at_shutdown
+
+// ANCHOR: bounded_tasks
+/// Checkouts whose client hung up keep running, but no more than the
+/// service's permits: past them a checkout is refused at once (429
+/// `checkout-busy`) and never reaches the provider.
+#[tokio::test]
+async fn checkouts_left_running_by_hung_up_clients_are_bounded() {
+    let s = shop_full(0, AccountHeader::FromGateway, InFlight::new(2)).await;
+    let decline = Arc::new(tokio::sync::Notify::new());
+    s.provider.script([
+        Behaviour::DeclineWhenNotified(Arc::clone(&decline)),
+        Behaviour::DeclineWhenNotified(Arc::clone(&decline)),
+    ]);
+    hang_up_during_the_charge(&s, "orphan-0", 0).await;
+    hang_up_during_the_charge(&s, "orphan-1", 1).await;
+    assert_eq!(s.in_flight.running(), 2);
+    let (got, headers, p) = call(
+        &s,
+        "POST",
+        "/checkout",
+        &[("x-account", "mallory"), ("idempotency-key", "orphan-2")],
+        Some(checkout_body()),
+    )
+    .await;
+    assert_eq!(got, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    assert_eq!(problem_type(&p), "checkout-busy");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(s.provider.calls(), 2, "the refused checkout charged nothing");
+    decline.notify_one();
+    decline.notify_one();
+    assert!(s.in_flight.drain(DRAIN_WITHIN).await);
+    assert_eq!(s.store.orders().await.expect("orders").len(), 2);
+}
+// ANCHOR_END: bounded_tasks

@@ -72,6 +72,8 @@ pub struct AppState<S, C, P> {
     pub checkout: Checkout<S, P>,
     /// Flash-sale admission in front of checkout, if any.
     pub admission: Option<Arc<Admission>>,
+    /// The checkouts running in their own tasks: bounded, drained at shutdown.
+    pub in_flight: InFlight,
 }
 
 impl<S, C, P> Clone for AppState<S, C, P> {
@@ -82,9 +84,73 @@ impl<S, C, P> Clone for AppState<S, C, P> {
             carts: Arc::clone(&self.carts),
             checkout: self.checkout.clone(),
             admission: self.admission.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
+
+// ANCHOR: checkout_tasks
+/// Most checkouts running at once on one instance: twice the PostgreSQL
+/// pool (16), so a client that sends checkouts and hangs up at once leaves
+/// at most this many running behind it, not one per request.
+pub const MAX_CHECKOUTS_IN_FLIGHT: u32 = 32;
+
+/// How long a shutdown waits for the checkouts still running: longer than
+/// the longest one (a 5 s pool wait, phase 1, the provider's
+/// [`PROVIDER_TIMEOUT`](crate::checkout::PROVIDER_TIMEOUT), another 5 s pool
+/// wait, phase 2), and within the 30 s an orchestrator gives by default
+/// between SIGTERM and SIGKILL.
+pub const DRAIN_WITHIN: Duration = Duration::from_secs(20);
+
+/// The checkouts running in tasks of their own. Each holds a permit from
+/// start to end: a checkout that finds none left is refused at once
+/// (`checkout-busy`, 429), and a shutdown takes every permit back, which
+/// completes only when the last checkout has recorded its outcome.
+#[derive(Clone)]
+pub struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    capacity: u32,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new(MAX_CHECKOUTS_IN_FLIGHT)
+    }
+}
+
+impl InFlight {
+    /// At most `capacity` checkouts at once.
+    pub fn new(capacity: u32) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(capacity as usize)),
+            capacity,
+        }
+    }
+
+    /// How many checkouts are running now.
+    pub fn running(&self) -> usize {
+        (self.capacity as usize).saturating_sub(self.permits.available_permits())
+    }
+
+    /// A permit for one checkout, or `checkout-busy` when all are taken
+    /// (or the service is draining).
+    fn start(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy)
+    }
+
+    /// Waits, up to `within`, for every running checkout to end, and
+    /// refuses new ones from then on. False when some were still running
+    /// at the deadline: their orders are left `pending_payment`, as after
+    /// a SIGKILL, for the client's retry (there is no completer yet).
+    pub async fn drain(&self, within: Duration) -> bool {
+        let all = tokio::time::timeout(within, self.permits.acquire_many(self.capacity)).await;
+        self.permits.close();
+        matches!(all, Ok(Ok(_)))
+    }
+}
+// ANCHOR_END: checkout_tasks
 
 // ANCHOR: admission
 /// The flash-sale limit: one GCRA state for every shopper (the block's
@@ -452,12 +518,17 @@ async fn checkout<S: Store, C: CartStore, P: PaymentProvider>(
     // The checkout runs in a task of its own, to its end: a client that hangs
     // up (or the request timeout) drops this handler, not the charge. So the
     // breaker hears only what the provider answered, and phase 2 records
-    // the outcome the provider gave, not a cancellation.
+    // the outcome the provider gave, not a cancellation. The permit is taken
+    // before the spawn and held by the task to its end: tasks are bounded,
+    // and a shutdown waits for them (`InFlight::drain`).
+    let permit = app.in_flight.start()?;
     let checkout = app.checkout.clone();
     let answer = tokio::spawn(async move {
-        checkout
+        let answer = checkout
             .run(&account, Some(&scope), &request, chrono::Utc::now())
-            .await
+            .await;
+        drop(permit);
+        answer
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
