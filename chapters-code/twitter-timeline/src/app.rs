@@ -14,6 +14,9 @@ use crate::timeline::{HomeTimeline, TimelineError};
 pub const DEFAULT_PAGE: usize = 20;
 /// The most posts one page may ask for.
 pub const MAX_PAGE: usize = 100;
+/// The most follow tasks (a follow and its backfill) in flight at once per
+/// instance; one more is refused as unavailable, to be retried.
+pub const FOLLOW_TASKS: usize = 32;
 // ANCHOR_END: limits
 
 /// Why a use case failed.
@@ -60,6 +63,8 @@ pub struct Timelines<T> {
     timeline: T,
     ids: Arc<Mutex<Snowflake>>,
     cursors: CursorKey,
+    follows: Arc<tokio::sync::Semaphore>,
+    follow_tasks: usize,
 }
 
 impl<T: HomeTimeline> Timelines<T> {
@@ -69,7 +74,26 @@ impl<T: HomeTimeline> Timelines<T> {
             timeline,
             ids: Arc::new(Mutex::new(Snowflake::new(node)?)),
             cursors: CursorKey::new(cursor_secret),
+            follows: Arc::new(tokio::sync::Semaphore::new(FOLLOW_TASKS)),
+            follow_tasks: FOLLOW_TASKS,
         })
+    }
+
+    /// The same use cases with at most `tasks` follow tasks in flight.
+    pub fn with_follow_tasks(mut self, tasks: usize) -> Self {
+        self.follows = Arc::new(tokio::sync::Semaphore::new(tasks));
+        self.follow_tasks = tasks;
+        self
+    }
+
+    /// Waits, up to `grace`, for the follow tasks still running (their
+    /// clients may have gone) to finish their backfills; at shutdown, after
+    /// the server has stopped taking requests. False if some did not finish.
+    pub async fn drain_follows(&self, grace: std::time::Duration) -> bool {
+        let all = u32::try_from(self.follow_tasks).unwrap_or(u32::MAX);
+        tokio::time::timeout(grace, self.follows.acquire_many(all))
+            .await
+            .is_ok_and(|permits| permits.is_ok())
     }
 
     /// The strategy.
@@ -119,9 +143,16 @@ impl<T: HomeTimeline> Timelines<T> {
     /// follower's cached timeline before this returns. The follow and its
     /// backfill run as one task of their own: a request dropped after the
     /// commit (its client went away) drops only the wait, not the backfill.
+    /// At most [`FOLLOW_TASKS`] run at once (a client that sends follows and
+    /// hangs up cannot pile them up); beyond that the follow is refused as
+    /// unavailable, before anything is written.
     pub async fn follow(&self, follower: UserId, followee: UserId) -> Result<bool, AppError> {
+        let Ok(permit) = self.follows.clone().try_acquire_owned() else {
+            return Err(StoreError::Unavailable("too many follows in flight".into()).into());
+        };
         let timeline = self.timeline.clone();
         let task = tokio::spawn(async move {
+            let _permit = permit;
             let outcome = timeline
                 .store()
                 .follow(follower, followee, timeline.celebrity_at())

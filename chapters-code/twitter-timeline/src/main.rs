@@ -32,6 +32,8 @@ use twitter_timeline::timeline::{FanOutOnRead, FanOutOnWrite, HomeTimeline, Hybr
 const DEFAULT_PORT: u16 = 8081;
 /// How long an idle fan-out worker waits before it looks for work again.
 const WORKER_IDLE: Duration = Duration::from_millis(50);
+/// How long shutdown waits for follow tasks whose requests have ended.
+const FOLLOW_DRAIN: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     block_service::main(DEFAULT_PORT, start)
@@ -119,10 +121,17 @@ async fn run<T: HomeTimeline>(service: Service, timeline: T) -> anyhow::Result<(
     tracing::info!(strategy = %timeline.name(), trust_user_header = settings.trust_user_header, "starting");
     service
         .serve(twitter_timeline::service::router_with(
-            app,
+            app.clone(),
             settings.trust_user_header,
         ))
         .await?;
+    // Follow tasks outlive their requests: let their backfills finish.
+    if !app.drain_follows(FOLLOW_DRAIN).await {
+        tracing::error!(
+            "follow tasks still running at shutdown: a backfill cut off here leaves its \
+             followee's older posts out of a ready timeline until it is rebuilt"
+        );
+    }
     if let Some(worker) = worker {
         worker.await.context("the fan-out worker")?;
     }

@@ -57,6 +57,81 @@ async fn a_follow_whose_request_is_dropped_after_the_commit_still_backfills() {
 }
 // ANCHOR_END: dropped_follow
 
+// ANCHOR: failed_backfill
+/// The follow commits, then its backfill's read of the followee's posts
+/// fails (a pool timeout under load). The ready timeline must not be left
+/// without the followee's posts: it is evicted and rebuilt on the next
+/// read. Seen failing when only a failed insert evicted: the page stayed
+/// empty.
+#[tokio::test]
+async fn a_follow_whose_backfill_read_fails_leaves_no_hole() {
+    let hold = Hold::new(MemoryStore::new());
+    let (app, worker) = common::wire(push(hold.clone(), MemoryTimelines::default()));
+    let users = common::make_users(&app, 2).await;
+    let (reader, author) = (users[0], users[1]);
+    let old = app.post(author, "before the follow").await.expect("post");
+    worker.drain().await.expect("drain");
+    app.home(reader, None, None).await.expect("cached, empty");
+
+    hold.fail_once("posts_by");
+    // The follow stands whatever its backfill did.
+    let _ = app.follow(reader, author).await;
+    let page = app.home(reader, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![old.id], "the failed backfill left a hole");
+}
+// ANCHOR_END: failed_backfill
+
+// ANCHOR: follow_bound
+/// A client that sends follows and hangs up cannot pile up follow tasks:
+/// with one in flight (held after its commit) and a bound of one, the next
+/// follow is refused as unavailable before it writes, and once the first
+/// finishes follows go through again.
+#[tokio::test]
+async fn follow_tasks_in_flight_are_bounded() {
+    let hold = Hold::new(MemoryStore::new());
+    let (app, _worker) = common::wire(push(hold.clone(), MemoryTimelines::default()));
+    let app = app.with_follow_tasks(1);
+    let users = common::make_users(&app, 3).await;
+
+    hold.arm("follow");
+    tokio::select! {
+        _ = app.follow(users[0], users[1]) => panic!("held after the commit"),
+        () = hold.reached.notified() => {}
+    }
+    let refused = app
+        .follow(users[0], users[2])
+        .await
+        .expect_err("over the bound");
+    assert!(
+        matches!(
+            refused,
+            twitter_timeline::app::AppError::Timeline(
+                twitter_timeline::timeline::TimelineError::Store(
+                    twitter_timeline::store::StoreError::Unavailable(_)
+                )
+            )
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        !hold
+            .inner
+            .read_context(users[0])
+            .await
+            .expect("ctx")
+            .followees
+            .iter()
+            .any(|(f, _)| *f == users[2]),
+        "a refused follow wrote nothing"
+    );
+    hold.release.notify_one();
+    assert!(
+        app.drain_follows(Duration::from_secs(5)).await,
+        "the held task finished"
+    );
+}
+// ANCHOR_END: follow_bound
+
 // ANCHOR: follow_overtakes_rebuild
 /// A read finds no timeline and rebuilds it; a follow commits after the
 /// read took its context but before the rebuild began, so the follow's

@@ -450,6 +450,10 @@ impl<S: SocialStore> SocialStore for CachedContexts<S> {
         .await
     }
 
+    async fn fresh_context(&self, reader: UserId) -> Result<ReadContext, StoreError> {
+        self.store.read_context(reader).await
+    }
+
     async fn read_context(&self, reader: UserId) -> Result<ReadContext, StoreError> {
         match self.cache.lookup(reader).await {
             Ok(Lookup::Hit(ctx)) => Ok(ctx),

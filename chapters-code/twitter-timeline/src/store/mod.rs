@@ -220,6 +220,16 @@ pub trait SocialStore: Clone + Send + Sync + 'static {
         reader: UserId,
     ) -> impl Future<Output = Result<ReadContext, StoreError>> + Send;
 
+    /// The reader's context from the source of truth, past any cache of
+    /// contexts: what a rebuild reads, since a timeline marked ready from a
+    /// stale context (an invalidation that failed) would keep its hole.
+    fn fresh_context(
+        &self,
+        reader: UserId,
+    ) -> impl Future<Output = Result<ReadContext, StoreError>> + Send {
+        self.read_context(reader)
+    }
+
     /// For each author, up to `per_author` live posts older than `before`, newest first.
     fn posts_by(
         &self,

@@ -126,12 +126,14 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
     /// *building* before the store is read, so a post committed after the
     /// read is fanned out into it; a post committed before is in the read.
     /// The same holds for follows: the reader's context is read again after
-    /// the mark, so a follow whose backfill found no timeline (it committed
-    /// before the mark) is in this read, and one after it backfills into
-    /// the building timeline. `keep` picks the pushed authors by their mark.
+    /// the mark, from the store itself (past the context cache, which a
+    /// failed invalidation can leave stale), so a follow whose backfill found
+    /// no timeline (it committed before the mark) is in this read, and one
+    /// after it backfills into the building timeline. `keep` picks the
+    /// pushed authors by their mark.
     async fn rebuild(&self, reader: UserId, keep: fn(bool) -> bool) -> Result<bool, TimelineError> {
         self.cache.begin_rebuild(reader).await?;
-        let ctx = self.store.read_context(reader).await?;
+        let ctx = self.store.fresh_context(reader).await?;
         let pushed = authors(reader, &ctx, keep);
         let ids = self.store.recent_ids(&pushed, self.cache.cap()).await?;
         Ok(self.cache.finish_rebuild(reader, &ids).await?)
@@ -194,13 +196,19 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
     // ANCHOR: backfill
     /// After a follow: the followee's recent posts join the follower's
     /// cached timeline (idempotent, so a repeated follow repeats it
-    /// harmlessly). If that fails the timeline is evicted, to be rebuilt
-    /// complete on the next read; the follow itself stands either way.
+    /// harmlessly). If any step fails (the store read or the insert) the
+    /// timeline is evicted, to be rebuilt complete on the next read, and
+    /// the failure is logged here, since a request that went away no longer
+    /// waits for it; the follow itself stands either way.
     async fn backfill(&self, follower: UserId, followee: UserId) -> Result<(), TimelineError> {
-        let posts = pull(&self.store, &[followee], None, self.cache.cap()).await?;
-        let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
-        if let Err(e) = self.cache.insert(follower, &ids).await {
-            tracing::warn!(error = %e, %follower, "backfill failed; evicting the timeline");
+        let filled = async {
+            let posts = pull(&self.store, &[followee], None, self.cache.cap()).await?;
+            let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
+            self.cache.insert(follower, &ids).await?;
+            Ok::<_, TimelineError>(())
+        };
+        if let Err(e) = filled.await {
+            tracing::warn!(error = %e, %follower, %followee, "backfill failed; evicting the timeline");
             if let Err(e) = self.cache.evict(follower).await {
                 // Redis is unreachable: reads fall back to the store until it is back.
                 tracing::error!(error = %e, %follower, "evicting after a failed backfill failed");

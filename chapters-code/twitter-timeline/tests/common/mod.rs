@@ -394,6 +394,8 @@ pub struct Hold<S> {
     pub reached: std::sync::Arc<tokio::sync::Notify>,
     /// Notify to let the held call return.
     pub release: std::sync::Arc<tokio::sync::Notify>,
+    /// The method whose next call fails as unavailable, once.
+    pub failing: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl<S> Hold<S> {
@@ -404,6 +406,20 @@ impl<S> Hold<S> {
             armed: Default::default(),
             reached: Default::default(),
             release: Default::default(),
+            failing: Default::default(),
+        }
+    }
+
+    /// Makes the next call of `method` fail as unavailable, before the store.
+    pub fn fail_once(&self, method: &'static str) {
+        *self.failing.lock().expect("lock") = Some(method);
+    }
+
+    fn fails(&self, method: &'static str) -> Result<(), StoreError> {
+        let mut failing = self.failing.lock().expect("lock");
+        match (*failing == Some(method)).then(|| failing.take()) {
+            Some(_) => Err(StoreError::Unavailable(format!("{method}: armed to fail"))),
+            None => Ok(()),
         }
     }
 
@@ -473,13 +489,24 @@ impl<S: SocialStore> SocialStore for Hold<S> {
         self.after("read_context").await;
         Ok(ctx)
     }
+    async fn fresh_context(
+        &self,
+        reader: UserId,
+    ) -> Result<twitter_timeline::store::ReadContext, StoreError> {
+        let ctx = self.inner.fresh_context(reader).await?;
+        self.after("fresh_context").await;
+        Ok(ctx)
+    }
     async fn posts_by(
         &self,
         authors: &[UserId],
         before: Option<twitter_timeline::domain::PostId>,
         per_author: usize,
     ) -> Result<Vec<Vec<Post>>, StoreError> {
-        self.inner.posts_by(authors, before, per_author).await
+        self.fails("posts_by")?;
+        let posts = self.inner.posts_by(authors, before, per_author).await?;
+        self.after("posts_by").await;
+        Ok(posts)
     }
     async fn hydrate(
         &self,
