@@ -259,3 +259,60 @@ async fn a_redis_cart_expires_with_its_ttl_and_garbage_is_skipped() {
     assert_eq!(lines.get(&sku("MUG-RED")), Some(&1));
     assert_eq!(lines.len(), 1);
 }
+
+// ANCHOR: memory_merge_threads
+/// The memory store on the binary's multi-threaded runtime: adds on another
+/// thread race the merge, and an add acknowledged to the guest cart is in
+/// one of the two carts after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_memory_merge_loses_no_add_from_another_thread() {
+    use std::sync::Arc;
+    let carts = Arc::new(MemoryCarts::new());
+    let mut lost = 0;
+    for round in 0..2000u128 {
+        let guest = CartId::new_guest();
+        let account = CartId::account(&format!("threads-{round}")).expect("valid");
+        carts
+            .add(&guest, Tag(round << 32), &sku("PEN-BLUE"), q(1))
+            .await
+            .expect("add");
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let adds = {
+            let (carts, guest, start) = (Arc::clone(&carts), guest.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let book = sku("BOOK-RUST");
+                start.wait();
+                let mut done = Vec::new();
+                for i in 1..=20u128 {
+                    let tag = Tag((round << 32) | i);
+                    at_once(carts.add(&guest, tag, &book, q(1))).expect("add");
+                    done.push(tag);
+                }
+                done
+            })
+        };
+        start.wait();
+        carts.merge(&guest, &account).await.expect("merge");
+        let done = adds.join().expect("the adds");
+        let mut present: std::collections::BTreeSet<Tag> = carts
+            .get(&account)
+            .await
+            .expect("get")
+            .adds()
+            .map(|(t, _)| *t)
+            .collect();
+        present.extend(carts.get(&guest).await.expect("get").adds().map(|(t, _)| *t));
+        lost += done.iter().filter(|t| !present.contains(t)).count();
+    }
+    assert_eq!(lost, 0, "acknowledged adds lost");
+}
+
+/// Runs a memory-store call on this thread: it never awaits, so one poll ends it.
+fn at_once<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => unreachable!("the memory store never awaits"),
+    }
+}
+// ANCHOR_END: memory_merge_threads

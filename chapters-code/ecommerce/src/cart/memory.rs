@@ -19,17 +19,33 @@ impl MemoryCarts {
         Self::default()
     }
 
-    fn with<T>(&self, cart: &CartId, f: impl FnOnce(&mut Cart) -> T) -> T {
-        let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+    /// Applies `f` to the live cart (an expired one is empty) under the
+    /// caller's lock hold; the expiry moves only when `f` wrote (`Ok`), so a
+    /// refused add does not keep a full cart alive.
+    fn apply<T>(
+        carts: &mut HashMap<CartId, (Cart, Instant)>,
+        cart: &CartId,
+        now: Instant,
+        f: impl FnOnce(&mut Cart) -> Result<T, CartError>,
+    ) -> Result<T, CartError> {
         let entry = carts
             .entry(cart.clone())
             .or_insert_with(|| (Cart::new(), now));
         if entry.1 < now {
             entry.0 = Cart::new();
         }
+        let done = f(&mut entry.0)?;
         entry.1 = now + CART_TTL;
-        f(&mut entry.0)
+        Ok(done)
+    }
+
+    fn with<T>(
+        &self,
+        cart: &CartId,
+        f: impl FnOnce(&mut Cart) -> Result<T, CartError>,
+    ) -> Result<T, CartError> {
+        let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+        Self::apply(&mut carts, cart, Instant::now(), f)
     }
 }
 
@@ -51,30 +67,31 @@ impl CartStore for MemoryCarts {
     }
 
     async fn remove(&self, cart: &CartId, sku: &Sku) -> Result<(), CartError> {
-        self.with(cart, |c| c.remove(sku));
-        Ok(())
+        self.with(cart, |c| {
+            c.remove(sku);
+            Ok(())
+        })
     }
 
     async fn merge(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
         if from == into {
             return Ok(());
         }
+        // One lock hold from the check to the removal: no add or removal on
+        // either cart can land in between.
         let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let Some((source, expires)) = carts.get(from).cloned() else {
             return Ok(());
         };
         if expires >= now {
-            let target = carts
-                .get(into)
-                .filter(|(_, e)| *e >= now)
-                .map_or(0, |(c, _)| c.entries());
-            if target + source.entries() > MAX_CART_ENTRIES {
-                return Err(CartError::Full);
-            }
-            drop(carts);
-            self.with(into, |c| c.merge(&source));
-            carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+            Self::apply(&mut carts, into, now, |target| {
+                if target.entries() + source.entries() > MAX_CART_ENTRIES {
+                    return Err(CartError::Full);
+                }
+                target.merge(&source);
+                Ok(())
+            })?;
         }
         carts.remove(from);
         Ok(())
