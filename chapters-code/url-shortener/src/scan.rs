@@ -156,6 +156,22 @@ impl MissBudget {
         })
     }
 
+    /// How long until `client` may cost a read, if [`Self::take`] would
+    /// refuse it now; changes nothing. A lookup that would be refused is
+    /// answered from the caches without starting a load.
+    pub fn would_refuse(&self, client: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
+        let shard = self.shard(client);
+        let bucket = match shard.buckets.get(&client) {
+            Some(bucket) => bucket,
+            None if shard.buckets.len() < self.per_shard || now >= shard.next_sweep => {
+                return None;
+            }
+            None => &shard.overflow,
+        };
+        let mut copy = *bucket;
+        self.spend(&mut copy, now).err()
+    }
+
     /// Gives back a miss the lookup did not cause: it found a link, or the
     /// store failed. A bucket full again leaves the map.
     pub fn give_back(&self, taken: Taken, now: DateTime<Utc>) {

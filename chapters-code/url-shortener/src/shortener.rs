@@ -196,6 +196,10 @@ pub struct Parts<S> {
     pub max_code_attempts: u32,
     /// Per-client budget of lookups that find nothing; `None` turns it off.
     pub misses: Option<MissBudget>,
+    /// The same for delete and stats, kept apart so that a scanner on the
+    /// redirects does not lock an owner behind the same address out of a
+    /// takedown.
+    pub manage_misses: Option<MissBudget>,
     /// Shared counters.
     pub metrics: Arc<Metrics>,
 }
@@ -368,6 +372,17 @@ impl<S: LinkStore> Shortener<S> {
         // A string that cannot be a code names no link; no I/O needed.
         let code = Code::parse(code).map_err(|_| LinkError::NotFound)?;
         let budget = client.zip(self.inner.misses.as_ref());
+        // A client past its budget is answered by the caches without
+        // starting a load: a load would write a version key to Redis first.
+        if let Some(wait) = budget.and_then(|(ip, misses)| misses.would_refuse(ip, now)) {
+            return match self.inner.cache.cached(&code).await {
+                Some(entry) => self.answer(code, entry, now),
+                None => {
+                    Metrics::inc(&self.inner.metrics.misses_refused);
+                    Err(LinkError::TooManyMisses(wait))
+                }
+            };
+        }
         // A lookup that shared another client's load, refused by that
         // client's budget, tries once more with its own.
         let mut retried = false;
@@ -379,8 +394,8 @@ impl<S: LinkStore> Shortener<S> {
                 // Only a lookup that both caches miss reaches here. The miss
                 // is taken before the read, atomically, so concurrent
                 // lookups cannot all pass a check; and given back if the
-                // read found a link or failed. Past its budget a client is
-                // answered by the caches only, or 429.
+                // read found a link or failed other than by timing out (a
+                // read that timed out did cost the store).
                 let taken = match budget.map(|(ip, misses)| misses.take(ip, now)) {
                     Some(Err(wait)) => {
                         Metrics::inc(&self.inner.metrics.misses_refused);
@@ -392,7 +407,7 @@ impl<S: LinkStore> Shortener<S> {
                 Metrics::inc(&self.inner.metrics.store_loads);
                 let read = self.within(store.get(&code)).await;
                 if let Some((taken, (_, misses))) = taken.zip(budget)
-                    && !matches!(read, Ok(None))
+                    && !matches!(read, Ok(None) | Err(StoreError::Timeout(_)))
                 {
                     misses.give_back(taken, now);
                 }
@@ -432,9 +447,11 @@ impl<S: LinkStore> Shortener<S> {
     /// marks it deleted in both cache layers.
     ///
     /// A wrong token and an unknown code get the same answer (no existence
-    /// oracle), and each spends one miss of `client`'s budget, the one
-    /// redirects spend: guessing through this route costs what guessing
-    /// through the redirect does.
+    /// oracle), and each spends one miss of `client`'s management budget,
+    /// as large as the redirects' but apart from it: guessing through this
+    /// route costs what guessing through the redirect does, and a scanner
+    /// on the redirects does not block an owner's takedown. One guessing
+    /// here does, from the same address.
     pub async fn delete(
         &self,
         client: Option<IpAddr>,
@@ -449,7 +466,7 @@ impl<S: LinkStore> Shortener<S> {
             .await;
         if !matches!(
             outcome,
-            Ok(DeleteOutcome::WrongToken | DeleteOutcome::NotFound)
+            Ok(DeleteOutcome::WrongToken | DeleteOutcome::NotFound) | Err(StoreError::Timeout(_))
         ) {
             self.give_back(taken, now);
         }
@@ -491,7 +508,9 @@ impl<S: LinkStore> Shortener<S> {
             Ok(Some(link)) if link.token_hash.admits(token) => link,
             Ok(_) => return Err(TokenError::Wrong.into()),
             Err(e) => {
-                self.give_back(taken, now);
+                if !matches!(e, StoreError::Timeout(_)) {
+                    self.give_back(taken, now);
+                }
                 return Err(e.into());
             }
         };
@@ -515,7 +534,7 @@ impl<S: LinkStore> Shortener<S> {
         client: Option<IpAddr>,
         now: DateTime<Utc>,
     ) -> Result<Option<Taken>, LinkError> {
-        match client.zip(self.inner.misses.as_ref()) {
+        match client.zip(self.inner.manage_misses.as_ref()) {
             Some((ip, misses)) => misses.take(ip, now).map(Some).map_err(|wait| {
                 Metrics::inc(&self.inner.metrics.misses_refused);
                 LinkError::TooManyMisses(wait)
@@ -526,7 +545,7 @@ impl<S: LinkStore> Shortener<S> {
 
     /// Returns a miss that [`Self::take_miss`] took for a read that found what it looked for.
     fn give_back(&self, taken: Option<Taken>, now: DateTime<Utc>) {
-        if let (Some(taken), Some(misses)) = (taken, self.inner.misses.as_ref()) {
+        if let (Some(taken), Some(misses)) = (taken, self.inner.manage_misses.as_ref()) {
             misses.give_back(taken, now);
         }
     }

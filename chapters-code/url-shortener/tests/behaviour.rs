@@ -66,6 +66,10 @@ behaviours!(
     concurrent_misses_cannot_overspend_the_budget,
     managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_budget,
     targets_on_loopback_private_networks_or_our_own_address_are_refused,
+    visitors_of_links_only_the_store_knows_get_every_miss_back,
+    an_owner_behind_a_scanners_address_can_still_delete,
+    store_timeouts_are_not_refunded_to_a_scanner,
+    a_client_past_its_budget_writes_nothing_to_redis,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -1014,9 +1018,11 @@ async fn concurrent_misses_cannot_overspend_the_budget<S: LinkStore>(b: Backend<
 // ANCHOR: management_oracle_test
 /// Delete and stats give a wrong token the same answer whether the code
 /// exists or not, so they tell a guesser nothing the redirect route would
-/// not; and each such answer spends the client's miss budget, shared with
-/// redirects, so the management routes are no way around it. Another
-/// client (here behind our proxy) is not affected.
+/// not; and each such answer spends the client's management miss budget,
+/// as large as the redirects', so the management routes are no way around
+/// it. The redirects' budget is apart (see
+/// `an_owner_behind_a_scanners_address_can_still_delete`). Another client
+/// (here behind our proxy) is not affected.
 async fn managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_budget<
     S: LinkStore,
 >(
@@ -1081,7 +1087,7 @@ async fn managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_b
         Some(&StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
-    // The same budget as redirects: an unknown code is refused there too.
+    // A budget apart from the redirects': an unknown code is a 404 there.
     let redirect = c
         .send(
             hyper::Method::GET,
@@ -1090,7 +1096,7 @@ async fn managing_an_unknown_link_looks_like_a_wrong_token_and_spends_the_miss_b
             None,
         )
         .await;
-    assert_eq!(redirect.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(redirect.status, StatusCode::NOT_FOUND);
     // The owner, from another address, is not affected.
     let path = format!("/api/links/{code}");
     let owner = as_client(
@@ -1145,6 +1151,11 @@ async fn targets_on_loopback_private_networks_or_our_own_address_are_refused<S: 
         ("http://[fe80::1]/", "url_private_address"),
         ("http://203.0.113.80/loop", "url_points_at_us"),
         ("http://sho.rt/loop", "url_points_at_us"),
+        ("http://printer.local/", "url_private_address"),
+        ("http://router.home.arpa/", "url_private_address"),
+        ("http://db.internal/", "url_private_address"),
+        ("http://ip6-localhost/", "url_private_address"),
+        ("http://ip6-loopback/", "url_private_address"),
     ];
     for (url, reason) in refused {
         let reply = server.client.create(json!({ "url": url })).await;
@@ -1169,3 +1180,144 @@ async fn targets_on_loopback_private_networks_or_our_own_address_are_refused<S: 
     server.shutdown().await;
 }
 // ANCHOR_END: private_targets_test
+
+/// A client whose address sends one redirect per link,
+/// `x-forwarded-for: ip` through the trusted proxy 127.0.0.1.
+async fn get_as(client: &common::Client, path: &str, ip: &str) -> common::Reply {
+    client
+        .send(hyper::Method::GET, path, &[("x-forwarded-for", ip)], None)
+        .await
+}
+
+/// A config with a small miss budget, trusting 127.0.0.1 as our proxy.
+fn budgeted<S: LinkStore>(b: &Backend<S>, burst: u32) -> url_shortener::Config {
+    url_shortener::Config {
+        miss_limit: Some(RateLimitConfig {
+            per_second: 1,
+            burst,
+        }),
+        trusted_proxies: "127.0.0.1".parse().expect("a proxy"),
+        ..b.config()
+    }
+}
+
+// ANCHOR: visitors_give_back_test
+/// The miss a lookup takes before its store read comes back when the read
+/// finds a link: one client following many more real links than its burst,
+/// none of them cached yet, is never refused and keeps its whole budget.
+async fn visitors_of_links_only_the_store_knows_get_every_miss_back<S: LinkStore>(b: Backend<S>) {
+    let burst = 5;
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        codes.push(common::seed(&b.store, &format!("seed{i:03}"), "https://example.com/s").await);
+    }
+    let server = b.serve(b.store.clone(), budgeted(&b, burst)).await;
+    let visitor = "198.51.100.20";
+    for code in &codes {
+        let reply = get_as(&server.client, &format!("/{code}"), visitor).await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{code}");
+    }
+    // The whole burst is still there: `burst` unknown codes are 404s.
+    for i in 0..burst {
+        let reply = get_as(&server.client, &format!("/nothere{i}"), visitor).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "guess {i}");
+    }
+    server.shutdown().await;
+}
+// ANCHOR_END: visitors_give_back_test
+
+// ANCHOR: owner_behind_scanner_test
+/// Management has its own budget: a scanner sharing the owner's address
+/// (a carrier's NAT, a balancer not configured as a proxy) spends the
+/// redirects' budget, and the owner can still read stats and delete.
+async fn an_owner_behind_a_scanners_address_can_still_delete<S: LinkStore>(b: Backend<S>) {
+    let server = b.serve(b.store.clone(), budgeted(&b, 5)).await;
+    let c = &server.client;
+    let (code, token) = c
+        .create_managed(json!({"url": "https://example.com/phish"}))
+        .await;
+    let shared = "198.51.100.30";
+    let mut last = StatusCode::OK;
+    for i in 0..10 {
+        last = get_as(c, &format!("/scan{i:03}"), shared).await.status;
+    }
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the scanner is refused"
+    );
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-forwarded-for", shared),
+    ];
+    let path = format!("/api/links/{code}");
+    let stats = c
+        .send(hyper::Method::GET, &format!("{path}/stats"), &headers, None)
+        .await;
+    assert_eq!(stats.status, StatusCode::OK);
+    let deleted = c.send(hyper::Method::DELETE, &path, &headers, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    server.shutdown().await;
+}
+// ANCHOR_END: owner_behind_scanner_test
+
+// ANCHOR: timeouts_not_refunded_test
+/// A store read that timed out did cost the store: it is not given back, so
+/// a scanner cannot keep a slow database's connections busy for free.
+async fn store_timeouts_are_not_refunded_to_a_scanner<S: LinkStore>(b: Backend<S>) {
+    let store = Counting::new(b.store.clone()).with_get_delay(Duration::from_millis(300));
+    let config = url_shortener::Config {
+        store_timeout: Duration::from_millis(50),
+        ..budgeted(&b, 5)
+    };
+    let server = b.serve(store.clone(), config).await;
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        let _ = get_as(&server.client, &format!("/slow{i:03}"), "198.51.100.40").await;
+    }
+    // The burst, plus what refilled while the requests ran, plus one.
+    let allowed = 5 + started.elapsed().as_secs() + 1;
+    assert!(
+        store.get_count() <= allowed,
+        "{} store reads, allowed {allowed}",
+        store.get_count()
+    );
+    server.shutdown().await;
+}
+// ANCHOR_END: timeouts_not_refunded_test
+
+// ANCHOR: refused_writes_nothing_test
+/// A client past its budget is answered from the caches without writing:
+/// its guesses leave no key in the Redis every process shares.
+async fn a_client_past_its_budget_writes_nothing_to_redis<S: LinkStore>(b: Backend<S>) {
+    let Some(mut redis) = b.redis_conn() else {
+        return; // No Redis in this backend.
+    };
+    let prefix = b.redis.as_ref().expect("redis").key_prefix.clone();
+    let server = b.serve(b.store.clone(), budgeted(&b, 5)).await;
+    let scanner = "198.51.100.50";
+    for i in 0..10 {
+        let _ = get_as(&server.client, &format!("/spend{i:03}"), scanner).await;
+    }
+    let keys = |redis: &mut redis::aio::MultiplexedConnection| {
+        let mut redis = redis.clone();
+        let pattern = format!("{prefix}*");
+        async move {
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut redis)
+                .await
+                .expect("KEYS");
+            keys.len()
+        }
+    };
+    let before = keys(&mut redis).await;
+    for i in 0..50 {
+        let reply = get_as(&server.client, &format!("/guess{i:03}"), scanner).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(keys(&mut redis).await, before, "refused guesses wrote keys");
+    server.shutdown().await;
+}
+// ANCHOR_END: refused_writes_nothing_test

@@ -201,14 +201,24 @@ impl UrlPolicy {
 // ANCHOR: private_hosts
 /// True for a host that is loopback, private, shared (carrier-grade NAT),
 /// link-local or unspecified, in IPv4 or IPv6 (an IPv4-mapped IPv6 address
-/// counts as its IPv4 address), and for `localhost` and its subdomains
-/// (RFC 6761). Other names are not resolved: their addresses can change
+/// counts as its IPv4 address), and for `localhost`, `.local`,
+/// `.home.arpa` and `.internal` names. Other names are not resolved: their addresses can change
 /// after the check, and the redirect is followed by the visitor, not by us.
 fn is_private(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(name) => {
             let name = name.trim_end_matches('.');
-            name == "localhost" || name.ends_with(".localhost")
+            // Names only the visitor's machine or network resolves:
+            // localhost (RFC 6761), mDNS (RFC 6762), home.arpa (RFC 8375),
+            // internal (reserved by ICANN), and the Debian names of ::1.
+            let local = ["localhost", "local", "home.arpa", "internal"];
+            ["ip6-localhost", "ip6-loopback"].contains(&name)
+                || local.iter().any(|suffix| {
+                    name == *suffix
+                        || name
+                            .strip_suffix(suffix)
+                            .is_some_and(|rest| rest.ends_with('.'))
+                })
         }
         Host::Ipv4(ip) => is_private_v4(*ip),
         Host::Ipv6(ip) => match IpAddr::V6(*ip).to_canonical() {

@@ -114,6 +114,7 @@ impl<S: LinkStore> App<S> {
             store_timeout: config.store_timeout,
             max_code_attempts: config.max_code_attempts.max(1),
             misses: config.miss_limit.as_ref().map(MissBudget::new),
+            manage_misses: config.miss_limit.as_ref().map(MissBudget::new),
             metrics,
         });
         let state = AppState {
