@@ -70,6 +70,7 @@ behaviours!(
     an_owner_behind_a_scanners_address_can_still_delete,
     store_timeouts_are_not_refunded_to_a_scanner,
     a_client_past_its_budget_writes_nothing_to_redis,
+    a_forged_forwarded_for_does_not_escape_the_create_limit,
 );
 
 async fn create_then_redirect<S: LinkStore>(b: Backend<S>) {
@@ -1321,3 +1322,37 @@ async fn a_client_past_its_budget_writes_nothing_to_redis<S: LinkStore>(b: Backe
     server.shutdown().await;
 }
 // ANCHOR_END: refused_writes_nothing_test
+
+// ANCHOR: forged_create_test
+/// From a peer that is not a trusted proxy, `X-Forwarded-For` is ignored by
+/// the create limit too: rotating forged addresses gets no fresh limit.
+async fn a_forged_forwarded_for_does_not_escape_the_create_limit<S: LinkStore>(b: Backend<S>) {
+    let config = url_shortener::Config {
+        rate_limit: Some(RateLimitConfig {
+            per_second: 1,
+            burst: 3,
+        }),
+        ..b.config()
+    };
+    let server = b.serve(b.store.clone(), config).await;
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let forged = format!("198.51.100.{i}");
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-forwarded-for", forged.as_str()),
+        ];
+        let body = json!({"url": "https://example.com/"}).to_string();
+        let reply = server
+            .client
+            .send(hyper::Method::POST, "/api/links", &headers, Some(body))
+            .await;
+        statuses.push(reply.status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    server.shutdown().await;
+}
+// ANCHOR_END: forged_create_test
