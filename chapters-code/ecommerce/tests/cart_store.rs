@@ -316,3 +316,121 @@ fn at_once<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 // ANCHOR_END: memory_merge_threads
+
+/// Fills `c` to the cap on PostgreSQL, with tombstones among the entries.
+async fn fill(carts: &PgCarts, c: &CartId, entries: usize, salt: u128) {
+    for i in 0..entries as u128 {
+        let s = if i % 2 == 0 { "MUG-RED" } else { "BOOK-RUST" };
+        carts
+            .add(c, Tag((salt << 64) | (i + 1)), &sku(s), q(1))
+            .await
+            .expect("add");
+    }
+}
+
+async fn entries(pool: &sqlx::PgPool, c: &CartId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM cart_entries WHERE cart_id = $1")
+        .bind(c.as_str())
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+// ANCHOR: full_cart_expiry
+/// A refused add is not a write: it does not move the cart's expiry, so a
+/// full cart that is only refused still expires.
+#[tokio::test]
+async fn a_refused_add_does_not_keep_a_full_cart_alive() {
+    let Some(db) = testkit::postgres(Some(&schema_path())).await else {
+        return;
+    };
+    let carts = PgCarts::new(db.pool.clone());
+    let c = CartId::new_guest();
+    fill(&carts, &c, MAX_CART_ENTRIES, 1).await;
+    // As if the cart had last been written a day ago.
+    sqlx::query(
+        "UPDATE cart_entries SET expires_at = now() + interval '29 days' WHERE cart_id = $1",
+    )
+    .bind(c.as_str())
+    .execute(&db.pool)
+    .await
+    .expect("age the cart");
+    for i in 0..10u128 {
+        let refused = carts.add(&c, Tag(u128::MAX - i), &sku("MUG-RED"), q(1)).await;
+        assert!(matches!(refused, Err(CartError::Full)), "{refused:?}");
+    }
+    let latest: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(expires_at) FROM cart_entries WHERE cart_id = $1")
+            .bind(c.as_str())
+            .fetch_one(&db.pool)
+            .await
+            .expect("expiry");
+    assert!(
+        latest < chrono::Utc::now() + chrono::TimeDelta::days(29) + chrono::TimeDelta::minutes(1),
+        "the refused adds moved the expiry to {latest}"
+    );
+}
+// ANCHOR_END: full_cart_expiry
+
+// ANCHOR: pg_cap_races
+/// On PostgreSQL the cap holds under concurrency: merges of several guest
+/// carts into one account, and adds racing at the cap, never leave more
+/// than [`MAX_CART_ENTRIES`] entries.
+#[tokio::test]
+async fn concurrent_merges_and_adds_never_pass_the_cap_on_postgres() {
+    let Some(db) = testkit::postgres(Some(&schema_path())).await else {
+        return;
+    };
+    let carts = PgCarts::new(db.pool.clone());
+    let account = CartId::account("many-tabs").expect("valid");
+    fill(&carts, &account, MAX_CART_ENTRIES - 150, 0).await;
+    let mut guests = Vec::new();
+    for g in 0..8u128 {
+        let guest = CartId::new_guest();
+        fill(&carts, &guest, 100, g + 1).await;
+        guests.push(guest);
+    }
+    let merges = guests.iter().map(|g| carts.merge(g, &account));
+    let results = futures_join_all(merges).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "one 100-entry guest cart fits in 150 places, not two"
+    );
+    assert_eq!(entries(&db.pool, &account).await, (MAX_CART_ENTRIES - 50) as i64);
+    // Now 60 adds race for the last 50 places.
+    let mug = sku("MUG-RED");
+    let adds = (0..60u128).map(|i| carts.add(&account, Tag((99 << 64) | i), &mug, q(1)));
+    let results = futures_join_all(adds).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 50);
+    assert_eq!(entries(&db.pool, &account).await, MAX_CART_ENTRIES as i64);
+}
+// ANCHOR_END: pg_cap_races
+
+/// Runs the futures concurrently (each on its own task-local poll, one pool
+/// connection each), in order.
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in fs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in set.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("ready")).collect()
+}

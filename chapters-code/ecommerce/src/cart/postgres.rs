@@ -24,6 +24,25 @@ fn expires() -> chrono::DateTime<Utc> {
     Utc::now() + chrono::TimeDelta::from_std(CART_TTL).unwrap_or(chrono::TimeDelta::days(30))
 }
 
+/// Takes the carts' advisory locks until the transaction ends, in one order
+/// (sorted), so two merges over the same carts cannot deadlock. Two carts
+/// whose ids hash alike only wait for each other.
+async fn lock_carts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    carts: &[&CartId],
+) -> Result<(), sqlx::Error> {
+    let mut ids: Vec<&str> = carts.iter().map(|c| c.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cart_entries'), hashtext($1))")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl CartStore for PgCarts {
     async fn add(
         &self,
@@ -32,14 +51,12 @@ impl CartStore for PgCarts {
         sku: &Sku,
         quantity: Quantity,
     ) -> Result<(), CartError> {
-        // The count and the insert are one statement; two adds racing at the
-        // cap may both pass, so the bound is the cap plus the concurrent adds.
+        // The cart's lock makes the count and the insert one step: adds and
+        // merges into this cart wait for each other, so the cap is exact.
+        let mut tx = self.pool.begin().await?;
+        lock_carts(&mut tx, &[cart]).await?;
         let added = sqlx::query(
-            // The whole cart's expiry moves with each write, as the Redis key's TTL does.
-            "WITH touched AS (
-                 UPDATE cart_entries SET expires_at = $5
-                 WHERE cart_id = $1 AND expires_at > now())
-             INSERT INTO cart_entries (cart_id, tag, sku, quantity, expires_at)
+            "INSERT INTO cart_entries (cart_id, tag, sku, quantity, expires_at)
              SELECT $1, $2, $3, $4, $5
              WHERE (SELECT count(*) FROM cart_entries
                     WHERE cart_id = $1 AND expires_at > now()) < $6
@@ -51,7 +68,7 @@ impl CartStore for PgCarts {
         .bind(quantity.get() as i32)
         .bind(expires())
         .bind(MAX_CART_ENTRIES as i64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if added == 0 {
@@ -61,12 +78,21 @@ impl CartStore for PgCarts {
             )
             .bind(cart.as_str())
             .bind(uuid::Uuid::from_u128(tag.0))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-            if !retried {
-                return Err(CartError::Full);
-            }
+            tx.rollback().await?;
+            return if retried { Ok(()) } else { Err(CartError::Full) };
         }
+        // Only a write that happened moves the whole cart's expiry, as the
+        // Redis key's TTL does: a refused add does not keep a full cart alive.
+        sqlx::query(
+            "UPDATE cart_entries SET expires_at = $2 WHERE cart_id = $1 AND expires_at > now()",
+        )
+        .bind(cart.as_str())
+        .bind(expires())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -89,16 +115,20 @@ impl CartStore for PgCarts {
             // A set joined with itself is itself; deleting the source would empty it.
             return Ok(());
         }
-        // The cap, checked before (an add racing the merge may pass it by one).
+        // Both carts' locks, so the cap checked is the cap kept: no add or
+        // other merge into either cart runs between the count and the move.
+        let mut tx = self.pool.begin().await?;
+        lock_carts(&mut tx, &[from, into]).await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM cart_entries
              WHERE cart_id IN ($1, $2) AND expires_at > now()",
         )
         .bind(from.as_str())
         .bind(into.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         if total > MAX_CART_ENTRIES as i64 {
+            tx.rollback().await?;
             return Err(CartError::Full);
         }
         // One statement: the rows deleted are exactly the rows inserted. An
@@ -116,8 +146,9 @@ impl CartStore for PgCarts {
         .bind(from.as_str())
         .bind(into.as_str())
         .bind(expires())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
     // ANCHOR_END: pg_merge
