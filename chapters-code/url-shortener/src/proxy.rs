@@ -136,7 +136,26 @@ impl fmt::Display for TrustedProxies {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The list and the header are input: neither panics on any string.
+        #[test]
+        fn arbitrary_lists_and_headers_never_panic(list in any::<String>(), xff in any::<String>(), mixed in "[0-9a-f:./, ]{0,40}") {
+            let _ = list.parse::<TrustedProxies>();
+            let _ = mixed.parse::<TrustedProxies>();
+            let all: TrustedProxies = "0.0.0.0/0, ::/0".parse().expect("all");
+            for value in [xff.as_str(), mixed.as_str()] {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = value.parse() {
+                    h.append("x-forwarded-for", v);
+                }
+                let _ = all.client(&h, peer([10, 0, 0, 1]));
+            }
+        }
+    }
 
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
