@@ -1,12 +1,16 @@
 //! What the binary reads from its environment besides the service block's
 //! variables: the instance's identity and whom it trusts.
 //!
-//! With PostgreSQL (a real deployment, `DATABASE_URL` set), two settings
+//! With PostgreSQL (a real deployment, `DATABASE_URL` set), three settings
 //! have no safe default and the service refuses to start without them:
 //! `NODE_ID`, since two instances with the same node issue the same post
-//! ids, and `CURSOR_SECRET`, since the demo secret is in the source and
-//! anyone could sign cursors with it. The in-memory demo runs as node 0
-//! with the demo secret.
+//! ids; `CURSOR_SECRET`, since the demo secret is in the source and anyone
+//! could sign cursors with it; and `TRUST_USER_HEADER`, since trusting
+//! `X-User-Id` is safe only behind a gateway that strips the client's copy,
+//! and the service cannot tell whether one is there. With `false` the
+//! service has no other way to know the caller, so every route but user
+//! creation and the health check answers 401. The in-memory demo runs as
+//! node 0 with the demo secret and trusts the header.
 
 use block_service::var_or_in;
 
@@ -22,14 +26,15 @@ pub struct Settings {
     /// The key that signs cursors (`CURSOR_SECRET`).
     pub cursor_secret: String,
     /// Whether `X-User-Id` is taken as the acting user (`TRUST_USER_HEADER`,
-    /// default true): only behind a gateway that authenticates the caller
-    /// and removes any copy of the header the client sent.
+    /// required with PostgreSQL, true in the demo): only behind a gateway
+    /// that authenticates the caller and removes any copy the client sent.
     pub trust_user_header: bool,
 }
 
 impl Settings {
     /// Reads the settings through `var`; `durable` is true when PostgreSQL
-    /// is used, and then `NODE_ID` and `CURSOR_SECRET` are required.
+    /// is used, and then `NODE_ID`, `CURSOR_SECRET` and `TRUST_USER_HEADER`
+    /// are required.
     pub fn from_lookup(
         var: impl Fn(&str) -> Option<String>,
         durable: bool,
@@ -51,6 +56,13 @@ impl Settings {
         };
         if durable && cursor_secret == DEMO_CURSOR_SECRET {
             anyhow::bail!("CURSOR_SECRET is the demo secret, which is public");
+        }
+        if durable && set("TRUST_USER_HEADER").is_none() {
+            anyhow::bail!(
+                "TRUST_USER_HEADER must be set with DATABASE_URL: true only behind a \
+                 gateway that authenticates callers and strips a client's X-User-Id; \
+                 false answers 401 on every route but user creation and health"
+            );
         }
         Ok(Self {
             node: var_or_in(&var, "NODE_ID", 0u16)?,
@@ -81,7 +93,8 @@ mod tests {
 
     // ANCHOR: refuses
     /// Seen failing when the binary defaulted `NODE_ID` to 0 and
-    /// `CURSOR_SECRET` to the demo secret with PostgreSQL.
+    /// `CURSOR_SECRET` to the demo secret with PostgreSQL, and when it
+    /// trusted `X-User-Id` by default there.
     #[test]
     fn a_deployment_on_postgres_must_bring_its_node_id_and_cursor_secret() {
         let node = ("NODE_ID", "7");
@@ -92,9 +105,14 @@ mod tests {
         assert!(err.to_string().contains("CURSOR_SECRET"), "{err}");
         let demo = ("CURSOR_SECRET", DEMO_CURSOR_SECRET);
         assert!(Settings::from_lookup(env(&[node, demo]), true).is_err());
-        let ok = Settings::from_lookup(env(&[node, secret]), true).expect("both");
+        let err = Settings::from_lookup(env(&[node, secret]), true).expect_err("no trust");
+        assert!(err.to_string().contains("TRUST_USER_HEADER"), "{err}");
+        let trust = ("TRUST_USER_HEADER", "true");
+        let ok = Settings::from_lookup(env(&[node, secret, trust]), true).expect("all three");
         assert_eq!((ok.node, ok.cursor_secret.as_str()), (7, "s3cret"));
-        assert!(Settings::from_lookup(env(&[("NODE_ID", "x"), secret]), true).is_err());
+        assert!(ok.trust_user_header);
+        let ids = ("NODE_ID", "x");
+        assert!(Settings::from_lookup(env(&[ids, secret, trust]), true).is_err());
         // The in-memory demo runs without either.
         let demo = Settings::from_lookup(env(&[]), false).expect("demo");
         assert_eq!(

@@ -173,7 +173,17 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
     let stored_before = stored(b).await;
 
     let long = "x".repeat(281);
+    // Over the 4 KiB body limit: refused before the post rules see it.
+    let huge = "x".repeat(5 * 1024);
     let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/posts".into(),
+            Some(a),
+            Some(json!({ "body": huge })),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
         (
             "POST",
             "/api/posts".into(),
