@@ -781,3 +781,30 @@ async fn checkouts_left_running_by_hung_up_clients_are_bounded() {
     assert_eq!(s.store.orders().await.expect("orders").len(), 2);
 }
 // ANCHOR_END: bounded_tasks
+
+// ANCHOR: promotion_replay
+/// A retry of a finished checkout that named a code replays its answer
+/// without spending a promotion attempt: lost answers can be retried as
+/// often as the client needs.
+#[tokio::test]
+async fn retries_of_a_finished_checkout_with_a_code_spend_no_attempt() {
+    use ecommerce::checkout::PROMOTION_BURST;
+    let s = shop(0).await;
+    let mut body = checkout_body();
+    body["promotion"] = json!("SPRING10");
+    body["expected_total_minor"] = json!(2700);
+    let headers = [("x-account", "alice"), ("idempotency-key", "lost-answer")];
+    let (got, _, first) = call(&s, "POST", "/checkout", &headers, Some(body.clone())).await;
+    assert_eq!(got, StatusCode::CREATED, "{first}");
+    for i in 0..=PROMOTION_BURST {
+        let (got, h, p) = call(&s, "POST", "/checkout", &headers, Some(body.clone())).await;
+        assert_eq!(got, StatusCode::CREATED, "retry {i}: {p}");
+        assert_eq!(
+            h.get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+            Some("true")
+        );
+        assert_eq!(p, first);
+    }
+    assert_eq!(s.provider.charges(), 1);
+}
+// ANCHOR_END: promotion_replay

@@ -305,7 +305,18 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         request: &CheckoutRequest,
         now: DateTime<Utc>,
     ) -> Result<Answer, CheckoutError> {
+        let print = fingerprint(account, request);
         if let Some(code) = &request.promotion {
+            // A retry of a finished checkout replays its answer first: it
+            // guesses nothing, so it spends no attempt.
+            if let Some(k) = key
+                && let Some(response) = self.store.final_answer(k, &print).await?
+            {
+                return Ok(Answer {
+                    response,
+                    replayed: true,
+                });
+            }
             // Counted before the code is looked up, valid or not: a refusal
             // tells a guesser nothing about the code.
             use block_rate_limiter::Limiter;
@@ -316,7 +327,6 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
                 return Err(CheckoutError::UnknownPromotion(code.clone()));
             }
         }
-        let print = fingerprint(account, request);
         // Before anything is written: while the provider is failing, refuse
         // at once and leave the key, the stock and any earlier order as they
         // are. A retry whose key already has its final answer needs no
