@@ -46,6 +46,7 @@ all_stores!(
     an_add_acknowledged_during_a_merge_is_never_lost,
     a_cart_merged_into_itself_keeps_its_lines,
     a_full_cart_refuses_an_add_and_keeps_what_it_has,
+    a_removal_merged_into_a_full_cart_that_holds_the_add_is_applied,
 );
 
 fn q(n: i64) -> Quantity {
@@ -228,6 +229,31 @@ async fn a_full_cart_refuses_an_add_and_keeps_what_it_has<C: CartStore>(carts: &
     assert_eq!(carts.get(&c).await.expect("get"), before, "nothing changed");
 }
 // ANCHOR_END: cart_cap
+
+// ANCHOR: cap_counts_new_entries
+/// The cap counts the entries a merge would add, not the fields it sends: a
+/// tombstone for an add the full target already holds replaces it and is
+/// applied (as the Redis merge's second round needs), and a merge retried
+/// after its delete was lost is not refused either.
+async fn a_removal_merged_into_a_full_cart_that_holds_the_add_is_applied<C: CartStore>(
+    carts: &C,
+) {
+    let guest = CartId::new_guest();
+    let account = CartId::account(&format!("full-{}", Tag::random().0)).expect("valid");
+    let pen = Tag(7);
+    carts.add(&guest, pen, &sku("PEN-BLUE"), q(1)).await.expect("add");
+    // The pen's add has reached the account already (a first merge round).
+    carts.add(&account, pen, &sku("PEN-BLUE"), q(1)).await.expect("add");
+    for i in 1..MAX_CART_ENTRIES as u128 {
+        carts.add(&account, Tag(i << 8), &sku("MUG-RED"), q(1)).await.expect("fill");
+    }
+    carts.remove(&guest, &sku("PEN-BLUE")).await.expect("remove");
+    carts.merge(&guest, &account).await.expect("the tombstone takes no new place");
+    let after = carts.get(&account).await.expect("get");
+    assert_eq!(after.lines().get(&sku("PEN-BLUE")), None, "the removal arrived");
+    assert_eq!(after.entries(), MAX_CART_ENTRIES);
+}
+// ANCHOR_END: cap_counts_new_entries
 
 #[tokio::test]
 async fn a_redis_cart_expires_with_its_ttl_and_garbage_is_skipped() {

@@ -86,10 +86,14 @@ impl CartStore for MemoryCarts {
         };
         if expires >= now {
             Self::apply(&mut carts, into, now, |target| {
-                if target.entries() + source.entries() > MAX_CART_ENTRIES {
+                // The cap counts what the merge adds: a tag already here
+                // (as an add or a tombstone) takes no new place.
+                let mut merged = target.clone();
+                merged.merge(&source);
+                if merged.entries() > MAX_CART_ENTRIES {
                     return Err(CartError::Full);
                 }
-                target.merge(&source);
+                *target = merged;
                 Ok(())
             })?;
         }

@@ -120,7 +120,8 @@ impl CartStore for PgCarts {
         let mut tx = self.pool.begin().await?;
         lock_carts(&mut tx, &[from, into]).await?;
         let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM cart_entries
+            // A tag in both carts is one entry after the merge.
+            "SELECT count(DISTINCT tag) FROM cart_entries
              WHERE cart_id IN ($1, $2) AND expires_at > now()",
         )
         .bind(from.as_str())

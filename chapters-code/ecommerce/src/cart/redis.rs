@@ -47,7 +47,15 @@ if n > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n";
 
 const MERGE_INTO: &str = r"
-if redis.call('HLEN', KEYS[1]) + (#ARGV - 2) / 2 > tonumber(ARGV[2]) then
+local new = 0
+for i = 3, #ARGV, 2 do
+  local tag = string.sub(ARGV[i], 3)
+  if redis.call('HEXISTS', KEYS[1], 'a:' .. tag) == 0
+     and redis.call('HEXISTS', KEYS[1], 'r:' .. tag) == 0 then
+    new = new + 1
+  end
+end
+if redis.call('HLEN', KEYS[1]) + new > tonumber(ARGV[2]) then
   return 0
 end
 for i = 3, #ARGV, 2 do
@@ -232,7 +240,9 @@ impl CartStore for RedisCarts {
                 inv.arg(f).arg(v);
             }
             if self.timed(inv.invoke_async::<i64>(&mut conn)).await? == 0 {
-                // Nothing was merged, nothing deleted: the guest cart is intact.
+                // Only the first round can be refused (the second carries
+                // tombstones of tags the target holds, which take no place):
+                // nothing was merged, nothing deleted, the guest cart is intact.
                 return Err(CartError::Full);
             }
             // If this is lost, the fields stay in the guest cart, and a later
