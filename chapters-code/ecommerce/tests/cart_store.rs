@@ -47,6 +47,7 @@ all_stores!(
     a_cart_merged_into_itself_keeps_its_lines,
     a_full_cart_refuses_an_add_and_keeps_what_it_has,
     a_removal_merged_into_a_full_cart_that_holds_the_add_is_applied,
+    a_full_cart_emptied_takes_adds_again,
 );
 
 fn q(n: i64) -> Quantity {
@@ -229,6 +230,23 @@ async fn a_full_cart_refuses_an_add_and_keeps_what_it_has<C: CartStore>(carts: &
     assert_eq!(carts.get(&c).await.expect("get"), before, "nothing changed");
 }
 // ANCHOR_END: cart_cap
+
+// ANCHOR: cart_clear
+/// A cart full of adds and tombstones is not stuck: emptied, it takes adds again.
+async fn a_full_cart_emptied_takes_adds_again<C: CartStore>(carts: &C) {
+    let c = CartId::account(&format!("stuck-{}", Tag::random().0)).expect("valid");
+    for i in 0..MAX_CART_ENTRIES as u128 {
+        carts.add(&c, Tag(i + 1), &sku("MUG-RED"), q(1)).await.expect("add");
+    }
+    carts.remove(&c, &sku("MUG-RED")).await.expect("remove");
+    let refused = carts.add(&c, Tag::random(), &sku("BOOK-RUST"), q(1)).await;
+    assert!(matches!(refused, Err(CartError::Full)), "{refused:?}");
+    carts.clear(&c).await.expect("clear");
+    assert_eq!(carts.get(&c).await.expect("get").entries(), 0);
+    carts.add(&c, Tag::random(), &sku("BOOK-RUST"), q(1)).await.expect("add after clear");
+    assert_eq!(carts.get(&c).await.expect("get").lines().get(&sku("BOOK-RUST")), Some(&1));
+}
+// ANCHOR_END: cart_clear
 
 // ANCHOR: cap_counts_new_entries
 /// The cap counts the entries a merge would add, not the fields it sends: a

@@ -290,10 +290,20 @@ async fn another_accounts_cart_is_forbidden() {
         (got, problem_type(&p)),
         (StatusCode::FORBIDDEN, "forbidden")
     );
-    let (got, _, _) = call(&s, "POST", "/carts/a-alice/items", &[], Some(body)).await;
+    let (got, _, _) = call(&s, "POST", "/carts/a-alice/items", &[], Some(body.clone())).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
     let alice = CartId::account("alice").expect("valid");
     assert!(s.carts.get(&alice).await.expect("get").is_empty());
+    // Emptying it is refused too; its owner may.
+    let mine = [("x-account", "alice")];
+    let (got, _, _) = call(&s, "POST", "/carts/a-alice/items", &mine, Some(body)).await;
+    assert_eq!(got, StatusCode::OK);
+    let (got, _, _) = call(&s, "DELETE", "/carts/a-alice", &[("x-account", "mallory")], None).await;
+    assert_eq!(got, StatusCode::FORBIDDEN);
+    assert!(!s.carts.get(&alice).await.expect("get").is_empty());
+    let (got, _, v) = call(&s, "DELETE", "/carts/a-alice", &mine, None).await;
+    assert_eq!(got, StatusCode::OK);
+    assert_eq!(v["lines"], json!([]));
     // Folding another account's cart into your own is refused too.
     let (got, _, _) = call(
         &s,

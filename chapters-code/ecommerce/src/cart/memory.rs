@@ -101,6 +101,12 @@ impl CartStore for MemoryCarts {
         Ok(())
     }
 
+    async fn clear(&self, cart: &CartId) -> Result<(), CartError> {
+        let mut carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
+        carts.remove(cart);
+        Ok(())
+    }
+
     async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
         let carts = self.carts.lock().unwrap_or_else(|e| e.into_inner());
         Ok(match carts.get(cart) {

@@ -139,5 +139,10 @@ pub trait CartStore: Send + Sync + 'static {
 
     /// The cart (empty when it does not exist or expired).
     fn get(&self, cart: &CartId) -> impl Future<Output = Result<Cart, CartError>> + Send;
+
+    /// Empties the cart, tombstones included: the way out of a full cart
+    /// (an account cart cannot be replaced by a new one). A stale copy of
+    /// the cart merged in later brings its lines back, as an add would.
+    fn clear(&self, cart: &CartId) -> impl Future<Output = Result<(), CartError>> + Send;
 }
 // ANCHOR_END: cart_store

@@ -154,6 +154,14 @@ impl CartStore for PgCarts {
     }
     // ANCHOR_END: pg_merge
 
+    async fn clear(&self, cart: &CartId) -> Result<(), CartError> {
+        sqlx::query("DELETE FROM cart_entries WHERE cart_id = $1")
+            .bind(cart.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
         let rows = sqlx::query(
             "SELECT tag, sku, quantity, removed FROM cart_entries

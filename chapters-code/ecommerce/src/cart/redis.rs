@@ -260,4 +260,12 @@ impl CartStore for RedisCarts {
     async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
         Ok(decode(&self.fields(cart).await?))
     }
+
+    async fn clear(&self, cart: &CartId) -> Result<(), CartError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(cart));
+        self.timed(cmd.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@
 //! | `GET /products/{sku}` | one product, through the L1/L2 cache |
 //! | `GET /search?q=&limit=` | full-text search (PostgreSQL GIN) |
 //! | `GET /carts/{cart}` | the cart's lines |
+//! | `DELETE /carts/{cart}` | empty the cart (the way out of a full one) |
 //! | `POST /carts/{cart}/items` | add `{sku, quantity}`; never conflicts |
 //! | `DELETE /carts/{cart}/items/{sku}` | remove a product |
 //! | `POST /carts/{cart}/merge` | fold `{from}` (a guest cart) into this one, at login |
@@ -225,7 +226,10 @@ pub fn router_with<S: Store, C: CartStore, P: PaymentProvider>(
         .route("/health", get(|| async { "ok" }))
         .route("/products/{sku}", get(product::<S, C, P>))
         .route("/search", get(search::<S, C, P>))
-        .route("/carts/{cart}", get(cart::<S, C, P>))
+        .route(
+            "/carts/{cart}",
+            get(cart::<S, C, P>).delete(clear_cart::<S, C, P>),
+        )
         .route("/carts/{cart}/items", post(add_item::<S, C, P>))
         .route("/carts/{cart}/items/{sku}", delete(remove_item::<S, C, P>))
         .route("/carts/{cart}/merge", post(merge::<S, C, P>))
@@ -414,6 +418,17 @@ async fn add_item<S: Store, C: CartStore, P: PaymentProvider>(
     view(&*app.carts, &id).await
 }
 // ANCHOR_END: add_item
+
+async fn clear_cart<S: Store, C: CartStore, P: PaymentProvider>(
+    State(app): State<AppState<S, C, P>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<CartView>, ApiError> {
+    let Path(raw) = path.map_err(malformed)?;
+    let id = cart_for(&raw, &headers)?;
+    app.carts.clear(&id).await?;
+    view(&*app.carts, &id).await
+}
 
 async fn remove_item<S: Store, C: CartStore, P: PaymentProvider>(
     State(app): State<AppState<S, C, P>>,
