@@ -574,31 +574,48 @@ async fn concurrent_walk_ins_never_take_reserved_capacity() {
 /// lost race. Its confirm is an UPDATE, which the exclusion constraint
 /// checks again; on the Retry path a plain INSERT of the same spot may be
 /// waiting for the walk-in by then, and the UPDATE then waits for that
-/// INSERT: a cycle. Here the walk-in is held between its INSERT and its
-/// confirm (a test session locks the history table) until a reserve of the
-/// same spot is waiting for it and has passed its own deadlock check, so
-/// the walk-in's check finds the cycle and the walk-in is the one aborted.
-/// It must come back parked on the other spot, not as a database error.
+/// INSERT: a cycle. Here, deterministically:
+///
+/// - the walk-in is held between its INSERT and its confirm (a test session
+///   locks the history table) until a reserve of the same spot waits for it;
+/// - only the walk-in's backend looks for deadlocks in time (the reserve's
+///   connections wait 10 s before they look), so the walk-in is the one
+///   aborted, whatever the scheduling;
+/// - a test session queued on the walk-in's plate lock keeps the walk-in's
+///   retry out until the reserve has committed, so the retry cannot insert
+///   the same spot again while the reserve rescans (a second deadlock).
+///
+/// The walk-in must come back parked on the other spot, not as a database
+/// error, after exactly one deadlock, all of them the walk-in's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_walk_in_that_loses_a_deadlock_is_retried() {
     use parking_reservation::store::ReservePath;
-    use std::time::Duration;
     let _serial = ONE_AT_A_TIME.lock().await;
-    let Some((_db, store)) = pg_store_with(4).await else {
+    let Some((db, store)) = pg_store_with(6).await else {
         return;
     };
     let store = store.with_path(ReservePath::Retry);
+    // The reserve's own store, on connections that never find the cycle
+    // first (deadlock_timeout is 50 ms on the walk-in's).
+    let patient = db
+        .pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .options([("deadlock_timeout", "10s")]);
+    let patient = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(patient)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reserver = PgStore::new(patient).with_path(ReservePath::Retry);
     let lot = store
         .create_lot(&lot_of(2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let now = now0() + minutes(7);
     let stay = range("2026-03-02T08:00:00Z", "2026-03-02T11:00:00Z");
-    let mut gate = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
-    sqlx::query("LOCK TABLE reservation_events IN SHARE MODE")
-        .execute(&mut *gate)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let gate = close_history(store.pool()).await;
     let walk_in = tokio::spawn({
         let store = store.clone();
         async move {
@@ -606,42 +623,84 @@ async fn a_walk_in_that_loses_a_deadlock_is_retried() {
             store.walk_in(&req, None, now).await.map(|r| r.reservation)
         }
     });
-    let waiting = || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        n
-    };
     // The walk-in has inserted its hold and waits for the history table.
-    while waiting().await < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_lock_waiters(store.pool(), 1).await;
     let reserve = tokio::spawn({
-        let store = store.clone();
+        let reserver = reserver.clone();
         async move {
             let req = request(lot, SpotKind::Regular, stay, "BOOK1");
-            store.reserve(&req, None, now).await
+            reserver.reserve(&req, None, now).await
         }
     });
-    // The reserve's INSERT of the same spot waits for the walk-in...
-    while waiting().await < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // ...past its deadlock check (deadlock_timeout is 50 ms here), which
-    // found no cycle; then the walk-in goes on to its confirm.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The reserve's INSERT of the same spot waits for the walk-in.
+    wait_for_lock_waiters(store.pool(), 2).await;
+    // A session queues for the walk-in's plate lock: it gets it when the
+    // walk-in's first transaction is aborted, before the retry asks.
+    let mut plate_gate = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let queued = tokio::spawn(async move {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('GATE1', 0))")
+            .execute(&mut *plate_gate)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        plate_gate
+    });
+    wait_for_lock_waiters(store.pool(), 3).await;
+    // The walk-in goes on to its confirm, which waits for the reserve: a
+    // cycle that only the walk-in's backend looks for in time.
     gate.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    let parked = walk_in.await.unwrap_or_else(|e| panic!("{e}"));
-    let parked = parked.unwrap_or_else(|e| panic!("the walk-in failed: {e}"));
+    let plate_gate = queued.await.unwrap_or_else(|e| panic!("{e}"));
     let held = reserve.await.unwrap_or_else(|e| panic!("{e}"));
     let held = held.unwrap_or_else(|e| panic!("the reserve failed: {e}"));
+    // The reserve has committed; now the walk-in may try again.
+    plate_gate
+        .rollback()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let parked = walk_in.await.unwrap_or_else(|e| panic!("{e}"));
+    let parked = parked.unwrap_or_else(|e| panic!("the walk-in failed: {e}"));
     assert_eq!(parked.state, State::CheckedIn, "{parked:?}");
     assert_ne!(parked.spot, held.reservation.spot);
     assert_eq!(store.race_stats().deadlocks, 1, "{:?}", store.race_stats());
+    assert_eq!(
+        reserver.race_stats().deadlocks,
+        0,
+        "{:?}",
+        reserver.race_stats()
+    );
+}
+
+/// A transaction holding the history table in SHARE mode: every reserve,
+/// walk-in and state change waits at its event row until it ends.
+async fn close_history(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut gate = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE reservation_events IN SHARE MODE")
+        .execute(&mut *gate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gate
+}
+
+/// Waits until at least `n` sessions of this database wait for a lock.
+async fn wait_for_lock_waiters(pool: &PgPool, n: i64) {
+    use std::time::{Duration, Instant};
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{waiting} of {n} sessions waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A late confirm that loses a deadlock is retried, not answered with a
@@ -649,14 +708,13 @@ async fn a_walk_in_that_loses_a_deadlock_is_retried() {
 /// constraint's index, so the constraint checks it like an INSERT, and an
 /// in-flight INSERT of the same spot can close a cycle with it. Here,
 /// deterministically: the confirm waits for a first in-flight row of the
-/// spot (session Y); a second (session X, a later hour) waits for the
-/// confirm and passes its own deadlock check; Y rolls back, the confirm's
+/// spot (session Y); a second (session X, a later hour, which looks for
+/// deadlocks only after 10 s) waits for the confirm; Y rolls back, the confirm's
 /// check moves on to X's row and finds the cycle, so the confirm is the
 /// one aborted (X's INSERT then goes through). X rolls back too: the spot
 /// is free, and the retried confirm must come back confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_confirm_that_loses_a_deadlock_is_retried() {
-    use std::time::Duration;
     let _serial = ONE_AT_A_TIME.lock().await;
     let Some((_db, store)) = pg_store_with(5).await else {
         return;
@@ -678,6 +736,11 @@ async fn a_late_confirm_that_loses_a_deadlock_is_retried() {
         let pool = store.pool().clone();
         async move {
             let mut tx = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            // Only the confirm's backend looks for a deadlock in time.
+            sqlx::query("SET LOCAL deadlock_timeout = '10s'")
+                .execute(&mut *tx)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let inserted = sqlx::query(
                 "INSERT INTO reservations (id, lot_id, spot_id, plate, during, state,
                                            hold_expires_at, quote_cents, created_at, updated_at)
@@ -695,16 +758,6 @@ async fn a_late_confirm_that_loses_a_deadlock_is_retried() {
             (tx, inserted)
         }
     };
-    let waiting = || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        n
-    };
     let (y, inserted) = hold_of_spot(slots(8, 4)).await;
     inserted.unwrap_or_else(|e| panic!("{e}"));
     let confirm = tokio::spawn({
@@ -712,17 +765,12 @@ async fn a_late_confirm_that_loses_a_deadlock_is_retried() {
         async move { store.apply(lapsed.id, Event::Confirm, late).await }
     });
     // The confirm's UPDATE waits for Y's row...
-    while waiting().await < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_lock_waiters(store.pool(), 1).await;
     let x = tokio::spawn(hold_of_spot(slots(16, 4)));
     // ...and X's INSERT for the confirm's,
-    while waiting().await < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // past X's deadlock check (deadlock_timeout is 50 ms here), which found
-    // no cycle. Then Y goes away and the confirm waits for X: a cycle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_lock_waiters(store.pool(), 2).await;
+    // X looks for a deadlock only after 10 s. Y goes away and the confirm
+    // waits for X: a cycle, which the confirm's backend finds (50 ms).
     y.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     let (x, inserted) = x.await.unwrap_or_else(|e| panic!("{e}"));
     // X was not the one aborted: the confirm was.
@@ -949,29 +997,33 @@ async fn one_sweeper_at_a_time_and_the_lock_goes_with_the_transaction() {
 
 // ANCHOR: hold_limit_race
 /// The hold limit under concurrency: eight requests of one plate at once,
-/// on eight connections, leave exactly MAX_HOLDS_PER_PLATE holds.
+/// on eight connections, leave exactly MAX_HOLDS_PER_PLATE holds. A test
+/// session locks the history table, which every reserve writes after its
+/// count, and lets go only when all eight wait for a lock: without the
+/// plate's lock all eight have counted by then, and all eight get through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_holds_of_one_plate_stop_at_the_limit() {
     use parking_reservation::domain::MAX_HOLDS_PER_PLATE;
     let _serial = ONE_AT_A_TIME.lock().await;
-    let Some((_db, store)) = pg_store_with(8).await else {
+    let Some((_db, store)) = pg_store_with(11).await else {
         return;
     };
     let lot = store
         .create_lot(&lot_of(8))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let gate = close_history(store.pool()).await;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
-            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            let store = store.clone();
             tokio::spawn(async move {
                 let req = request(lot, SpotKind::Regular, slots(8 + 4 * i, 4), "SQUAT9");
-                barrier.wait().await;
                 store.reserve(&req, None, now0()).await
             })
         })
         .collect();
+    wait_for_lock_waiters(store.pool(), 8).await;
+    gate.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     let (mut held, mut refused) = (0, 0);
     for t in tasks {
         match t.await.unwrap_or_else(|e| panic!("{e}")) {
@@ -990,14 +1042,15 @@ async fn concurrent_holds_of_one_plate_stop_at_the_limit() {
 // ANCHOR: active_limit_race
 /// The reservation limit under concurrency: a plate one short of
 /// MAX_ACTIVE_PER_PLATE sends reserves, walk-ins and a late confirm all at
-/// once, on separate connections. Exactly one gets through; a
-/// check-then-insert without the plate's lock lets several pass the count
-/// together.
+/// once, on separate connections. Exactly one gets through. The history
+/// table is locked (every one of them writes it after its count) until all
+/// nine wait for a lock: without the plate's lock, or without it in the
+/// confirm alone, more than one has passed the count by then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reserves_walk_ins_and_confirms_of_one_plate_stop_at_the_limit() {
     use parking_reservation::domain::MAX_ACTIVE_PER_PLATE;
     let _serial = ONE_AT_A_TIME.lock().await;
-    let Some((_db, store)) = pg_store_with(10).await else {
+    let Some((_db, store)) = pg_store_with(12).await else {
         return;
     };
     let lot = store
@@ -1025,14 +1078,13 @@ async fn concurrent_reserves_walk_ins_and_confirms_of_one_plate_stop_at_the_limi
         .reservation;
     assert_eq!(store.expire_holds(t(12)).await.ok(), Some(1));
     let clients: i64 = 9;
-    let barrier = Arc::new(tokio::sync::Barrier::new(9));
+    let history = close_history(store.pool()).await;
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
-            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            let store = store.clone();
             let hold = req(30 + i);
             let gate = request(lot, SpotKind::Regular, slots(0, 4 + i), "HOG9");
             tokio::spawn(async move {
-                barrier.wait().await;
                 match i % 3 {
                     0 => store.reserve(&hold, None, t(13)).await.map(|_| ()),
                     1 => store.walk_in(&gate, None, t(13)).await.map(|_| ()),
@@ -1044,6 +1096,8 @@ async fn concurrent_reserves_walk_ins_and_confirms_of_one_plate_stop_at_the_limi
             })
         })
         .collect();
+    wait_for_lock_waiters(store.pool(), clients).await;
+    history.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     let mut through = 0;
     for t in tasks {
         match t.await.unwrap_or_else(|e| panic!("{e}")) {
