@@ -246,6 +246,37 @@ async fn a_timeline_whose_list_is_lost_is_rebuilt_not_read_as_empty() {
 }
 // ANCHOR_END: partial_loss
 
+// ANCHOR: building_pulls
+/// A read that finds the timeline *building* (another read is rebuilding
+/// it, or a rebuild died) pulls from the store and leaves the rebuild
+/// alone: a rebuild that timed out is not run again by every read. Seen
+/// failing when each such read ran the rebuild itself: the read finished
+/// the rebuild and the timeline was ready after it.
+#[tokio::test]
+async fn a_read_while_a_timeline_is_building_pulls_and_does_not_rebuild() {
+    let cache = MemoryTimelines::default();
+    let (app, worker) = common::wire(push(MemoryStore::new(), cache.clone()));
+    let users = common::make_users(&app, 2).await;
+    let (reader, author) = (users[0], users[1]);
+    app.follow(reader, author).await.expect("follow");
+    let old = app.post(author, "before").await.expect("post");
+    worker.drain().await.expect("drain");
+    cache.evict(reader).await.expect("evict");
+    cache.begin_rebuild(reader).await.expect("begin");
+
+    let page = app.home(reader, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![old.id], "pulled from the store");
+    assert!(
+        cache
+            .window(reader, None, 10)
+            .await
+            .expect("window")
+            .is_none(),
+        "the read ran the rebuild that was already under way"
+    );
+}
+// ANCHOR_END: building_pulls
+
 // ANCHOR: rebuild_bounded
 /// A rebuild that never finishes (its PostgreSQL read timed out, its
 /// process died) leaves the timeline *building*, and every read pulls from

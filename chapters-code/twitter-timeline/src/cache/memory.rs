@@ -103,9 +103,13 @@ impl TimelineCache for MemoryTimelines {
         }))
     }
 
-    async fn begin_rebuild(&self, user: UserId) -> Result<(), CacheError> {
-        self.lock().entry(user).or_default();
-        Ok(())
+    async fn begin_rebuild(&self, user: UserId) -> Result<bool, CacheError> {
+        let mut all = self.lock();
+        if all.contains_key(&user) {
+            return Ok(false);
+        }
+        all.insert(user, Timeline::default());
+        Ok(true)
     }
 
     async fn finish_rebuild(&self, user: UserId, posts: &[PostId]) -> Result<bool, CacheError> {

@@ -49,8 +49,9 @@ pub const TIMELINE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 // ANCHOR: rebuild_ttl
 /// How long a timeline may stay *building*. A rebuild that never finishes
 /// (its store read timed out, its process died) leaves that state behind,
-/// and reads pull from the store while it lasts; after this the next read
-/// tries a rebuild again. Far longer than a rebuild takes.
+/// and reads pull from the store while it lasts (they do not rebuild);
+/// after this the next read tries a rebuild again. Far longer than a
+/// rebuild takes.
 pub const REBUILD_TTL: Duration = Duration::from_secs(60);
 // ANCHOR_END: rebuild_ttl
 
@@ -118,8 +119,11 @@ pub trait TimelineCache: Clone + Send + Sync + 'static {
         n: usize,
     ) -> impl Future<Output = Result<Option<Window>, CacheError>> + Send;
 
-    /// Marks an absent timeline as building, so that fan-out starts writing into it.
-    fn begin_rebuild(&self, user: UserId) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Marks an absent timeline as building, so that fan-out starts writing
+    /// into it. False if it was already building (another rebuild is under
+    /// way, or one died and its mark has not expired): that caller should
+    /// not rebuild.
+    fn begin_rebuild(&self, user: UserId) -> impl Future<Output = Result<bool, CacheError>> + Send;
 
     /// Inserts the rebuilt entries and marks the timeline ready. Returns
     /// false, changing nothing, if the timeline vanished since

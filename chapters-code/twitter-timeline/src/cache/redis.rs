@@ -162,8 +162,10 @@ return out
 // ANCHOR: lua_rebuild
 /// KEYS: state. ARGV: ttl ms. Creates the state as `building` unless it exists.
 const BEGIN_REBUILD: &str = "
-redis.call('SET', KEYS[1], 'building', 'NX', 'PX', ARGV[1])
-return 1
+if redis.call('SET', KEYS[1], 'building', 'NX', 'PX', ARGV[1]) then
+  return 1
+end
+return 0
 ";
 
 /// Appended to an insert script: after inserting, mark ready. If the state
@@ -575,14 +577,15 @@ impl TimelineCache for RedisTimelines {
         }))
     }
 
-    async fn begin_rebuild(&self, user: UserId) -> Result<(), CacheError> {
+    async fn begin_rebuild(&self, user: UserId) -> Result<bool, CacheError> {
         let mut pipe = redis::pipe();
         pipe.add_command(self.evalsha(
             &self.scripts.begin,
             &[self.state_key(user)],
             vec![(super::REBUILD_TTL.as_millis().max(1) as u64).to_string()],
         ));
-        self.run(&pipe).await.map(|_| ())
+        let reply = self.run(&pipe).await?;
+        Ok(reply.first().map(int).transpose()? == Some(1))
     }
 
     async fn finish_rebuild(&self, user: UserId, posts: &[PostId]) -> Result<bool, CacheError> {

@@ -130,9 +130,13 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
     /// failed invalidation can leave stale), so a follow whose backfill found
     /// no timeline (it committed before the mark) is in this read, and one
     /// after it backfills into the building timeline. `keep` picks the
-    /// pushed authors by their mark.
+    /// pushed authors by their mark. If the timeline is already *building*
+    /// (another read is rebuilding it, or a rebuild died and its mark has
+    /// not expired) this read does not rebuild: false, and it pulls.
     async fn rebuild(&self, reader: UserId, keep: fn(bool) -> bool) -> Result<bool, TimelineError> {
-        self.cache.begin_rebuild(reader).await?;
+        if !self.cache.begin_rebuild(reader).await? {
+            return Ok(false);
+        }
         let ctx = self.store.fresh_context(reader).await?;
         let pushed = authors(reader, &ctx, keep);
         let ids = self.store.recent_ids(&pushed, self.cache.cap()).await?;
@@ -168,7 +172,8 @@ impl<S: SocialStore, C: TimelineCache> Parts<S, C> {
                     match self.rebuild(reader, keep).await {
                         Ok(true) => continue,
                         Ok(false) => {}
-                        // Left *building* for at most REBUILD_TTL; reads pull meanwhile.
+                        // Left *building* for at most REBUILD_TTL; reads pull meanwhile
+                        // (they find the mark and do not rebuild).
                         Err(e) => tracing::warn!(error = %e, %reader, "timeline rebuild failed"),
                     }
                     return Ok(pull(&self.store, pushed, before, limit).await?);
