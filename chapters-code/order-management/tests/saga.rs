@@ -382,8 +382,9 @@ async fn concurrent_coordinators_run_each_saga_exactly_once() {
 /// A coordinator that lost its claim (its lock connection was killed while
 /// it waited on a step) and woke after another coordinator finished the
 /// saga cannot move the saga row nor act on a participant: its whole run
-/// was on that connection, and every write is also fenced by the status
-/// and step it read, so it stops with an error and the saga stays completed.
+/// was on that connection, now dead, so it stops with an error and the saga
+/// stays completed. (This shows the dead connection; the row fences are
+/// shown by the two paused-coordinator tests below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
     let Some(env) = saga_env().await else { return };
@@ -448,7 +449,7 @@ async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
     );
     let stale_result = ok("join", running.await);
     // Its claim's connection is the one its whole run used: dead, so it
-    // wrote nothing at all (a claim lost another way meets the row fences).
+    // wrote nothing at all.
     assert!(
         matches!(
             stale_result,
@@ -463,6 +464,105 @@ async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
     assert_eq!(env.state(id).await, State::Paid);
     assert_eq!(log(&fresh, saga).await, HAPPY);
 }
+
+/// Moves the saga's row by hand (as another coordinator would) once the run
+/// has reached `step`, while it is paused in that step's attempt.
+async fn move_row_when_at(env: &SagaEnv, o: &Orchestrator, saga: Uuid, step: usize, to: &'static str) {
+    for _ in 0..200 {
+        if ok("status", o.status(saga).await).1 == step {
+            ok(
+                "move",
+                sqlx::query(to).bind(saga).execute(&env.db.pool).await,
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the saga never reached step {step}");
+}
+
+// ANCHOR: fenced
+/// A coordinator paused in a step (its connection alive, its claim held)
+/// while the saga row moves on without it, as it would under a coordinator
+/// that took the saga over: its next attempt locks the row at the status
+/// and step it read, finds it moved, and acts on no participant. Without
+/// that fence in the participant's transaction the authorization runs and
+/// a payment is left for a saga past that step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_coordinator_whose_saga_moved_acts_on_no_participant() {
+    let Some(env) = saga_env().await else { return };
+    let mut o = env.orchestrator();
+    o.config.step_timeout = Duration::from_secs(1);
+    inject(&o, Fault::HangBefore, Step::AuthorizePayment, 1);
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", o.start(id, 1).await);
+    let o = Arc::new(o);
+    let running = tokio::spawn({
+        let o = Arc::clone(&o);
+        async move { o.run(saga).await }
+    });
+    move_row_when_at(
+        &env,
+        &o,
+        saga,
+        2,
+        "UPDATE sagas SET step = 3 WHERE id = $1",
+    )
+    .await;
+    let result = ok("join", running.await);
+    assert!(
+        matches!(result, Err(SagaError::Superseded(_))),
+        "{result:?}"
+    );
+    assert_eq!(env.payment(saga).await, None, "no authorization");
+    assert_eq!(ok("status", o.status(saga).await).1, 3);
+}
+
+/// The same pause after the effect committed (the authorization is there,
+/// its answer lost): the run gives up on the step and would start the
+/// compensation, but the row has moved on, and the write that records the
+/// compensation is fenced by the status and step the run read. The row
+/// stays where the other coordinator put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_coordinator_whose_saga_moved_cannot_move_it_back() {
+    let Some(env) = saga_env().await else { return };
+    let mut o = env.orchestrator();
+    o.config.step_timeout = Duration::from_secs(1);
+    // One attempt: the timeout ends the step, and the run goes straight to
+    // recording the compensation.
+    o.config.max_attempts = 1;
+    inject(&o, Fault::HangAfter, Step::AuthorizePayment, 1);
+    let id = env.order(&two_lines()).await;
+    let saga = ok("start", o.start(id, 1).await);
+    let o = Arc::new(o);
+    let running = tokio::spawn({
+        let o = Arc::clone(&o);
+        async move { o.run(saga).await }
+    });
+    // Wait for the authorization to commit (the run is then paused).
+    for _ in 0..200 {
+        if env.payment(saga).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(env.payment(saga).await.as_deref(), Some("authorized"));
+    ok(
+        "move",
+        sqlx::query("UPDATE sagas SET step = 3 WHERE id = $1")
+            .bind(saga)
+            .execute(&env.db.pool)
+            .await,
+    );
+    let result = ok("join", running.await);
+    assert!(
+        matches!(result, Err(SagaError::Superseded(_))),
+        "{result:?}"
+    );
+    let (status, at, _) = ok("status", o.status(saga).await);
+    assert_eq!((status, at), (SagaStatus::Running, 3), "not moved back");
+}
+// ANCHOR_END: fenced
 
 /// A step that did its work and then timed out on every attempt counts as
 /// failed, but its effect is there: the compensation undoes the failed step
