@@ -35,6 +35,7 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
     ("idempotency-key-in-use", 409),
     ("price-changed", 409),
     ("out-of-stock", 409),
+    ("stock-changed", 409),
     ("cart-full", 409),
     ("body-too-large", 413),
     ("idempotency-key-reused", 422),

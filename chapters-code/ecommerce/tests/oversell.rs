@@ -88,6 +88,52 @@ async fn on_postgres_the_stock_check_backstop_answers_out_of_stock() {
     assert!(matches!(stock_backstop(other), CheckoutError::Store(_)));
 }
 
+// ANCHOR: backstop_path
+/// The backstop reached through phase 1 (a trigger stands in for the bug
+/// that alone could reach it): the checkout answers `stock-changed`, a type
+/// of its own, because nothing is stored with the key; a retry with the same
+/// key runs afresh and gets a final answer.
+#[tokio::test]
+async fn on_postgres_the_backstop_in_phase_1_answers_stock_changed_and_settles_nothing() {
+    use block_errors::ApiProblem;
+    use ecommerce::service::ApiError;
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    sqlx::raw_sql(
+        "CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.stock := NEW.stock - 1000; RETURN NEW; END $$;
+         CREATE TRIGGER steal BEFORE UPDATE OF stock ON products
+         FOR EACH ROW WHEN (NEW.stock < OLD.stock) EXECUTE FUNCTION steal();",
+    )
+    .execute(store.pool())
+    .await
+    .expect("the trigger");
+    let provider = Arc::new(FakeProvider::new());
+    let c = Checkout::new(Arc::clone(&store), Arc::clone(&provider));
+    let req = request(&*store, &[("MUG-RED", 2)]).await;
+    let k = key("alice", "backstop");
+    let got = c.run("alice", Some(&k), &req, now0()).await;
+    let Err(e) = got else {
+        panic!("the backstop let the checkout through: {got:?}")
+    };
+    assert!(matches!(e, CheckoutError::OutOfStock), "{e:?}");
+    let (status, kind, _) = ApiError::from(e).classify();
+    assert_eq!((status.as_u16(), kind), (409, "stock-changed"));
+    assert_eq!(provider.calls(), 0);
+    assert!(store.orders().await.expect("orders").is_empty());
+    // Nothing was stored with the key: the retry runs phase 1 again.
+    sqlx::raw_sql("DROP TRIGGER steal ON products")
+        .execute(store.pool())
+        .await
+        .expect("drop the trigger");
+    let again = c.run("alice", Some(&k), &req, now0()).await.expect("the retry");
+    assert_eq!(again.response.status, 201, "{:?}", again.response.body);
+    assert!(!again.replayed);
+}
+// ANCHOR_END: backstop_path
+
 // ANCHOR: stock_not_public
 /// Exact stock is not public: an out-of-stock answer names the product and
 /// the quantity asked, never how many are left (a scraper polling with a

@@ -205,8 +205,9 @@ pub enum CheckoutError {
     #[error("too many attempts with a promotion code; retry in {} s", .0.as_secs().max(1))]
     PromotionAttempts(Duration),
     /// The stock's `CHECK (stock >= 0)` refused the reservation (409
-    /// `out-of-stock`, not stored: the transaction, key included, rolled
-    /// back). Phase 1 locks the rows first, so only a bug reaches this.
+    /// `stock-changed`, not stored: the transaction, key included, rolled
+    /// back, so a retry with the same key runs afresh). Phase 1 locks the
+    /// rows first, so only a bug reaches this.
     #[error("not enough stock left for this order")]
     OutOfStock,
     /// The provider did not answer in time; the order waits at its recovery point (503).

@@ -164,7 +164,13 @@ impl ApiProblem for ApiError {
                     "unknown-promotion",
                     "No such promotion",
                 ),
-                CheckoutError::OutOfStock => (S::CONFLICT, "out-of-stock", "Out of stock"),
+                // Not the stored `out-of-stock`: nothing is stored with the
+                // key, so the client retries with the same key.
+                CheckoutError::OutOfStock => (
+                    S::CONFLICT,
+                    "stock-changed",
+                    "Stock changed; retry with the same key",
+                ),
                 CheckoutError::PromotionAttempts(_) => (
                     S::TOO_MANY_REQUESTS,
                     "promotion-attempts",
@@ -224,7 +230,7 @@ impl ApiProblem for ApiError {
             ApiError::Checkout(CheckoutError::ProviderUnavailable(r)) => {
                 r.retry_after.to_std().ok()
             }
-            ApiError::Busy => Some(RETRY_AFTER),
+            ApiError::Busy | ApiError::Checkout(CheckoutError::OutOfStock) => Some(RETRY_AFTER),
             // Whole seconds, rounded up, as the rate-limiter block does.
             ApiError::Checkout(CheckoutError::PromotionAttempts(wait)) => {
                 let refused = block_rate_limiter::Refused { retry_after: *wait };
