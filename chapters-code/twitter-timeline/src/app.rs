@@ -17,6 +17,9 @@ pub const MAX_PAGE: usize = 100;
 /// The most follow tasks (a follow and its backfill) in flight at once per
 /// instance; one more is refused as unavailable, to be retried.
 pub const FOLLOW_TASKS: usize = 32;
+/// How long a post waits for its author's own timeline insert; past it the
+/// post is answered and reaches the author with its fan-out batch.
+pub const OWN_INSERT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 // ANCHOR_END: limits
 
 /// Why a use case failed.
@@ -111,7 +114,9 @@ impl<T: HomeTimeline> Timelines<T> {
     /// Publishes a post: stored with its fan-out job in one transaction.
     /// The author's own cached timeline gets it right after the commit, so
     /// the author sees it on the next read whatever the queue holds; the
-    /// job's batch that reaches the author later adds nothing.
+    /// job's batch that reaches the author later adds nothing. That insert
+    /// waits at most [`OWN_INSERT_WAIT`]: a slow Redis does not hold the
+    /// post's answer, and the author then sees it when fan-out gets there.
     pub async fn post(&self, author: UserId, body: &str) -> Result<Post, AppError> {
         let body = PostBody::parse(body)?;
         let id = self
@@ -125,9 +130,16 @@ impl<T: HomeTimeline> Timelines<T> {
             .store()
             .insert_post(&post, self.timeline.fan_out())
             .await?;
-        if queued && let Err(e) = self.timeline.deliver(id, &[author]).await {
-            // The post stands; the author's batch delivers it when Redis is back.
-            tracing::warn!(error = %e, %author, post = %id, "own-timeline insert failed");
+        if queued {
+            match tokio::time::timeout(OWN_INSERT_WAIT, self.timeline.deliver(id, &[author])).await
+            {
+                Ok(Ok(_)) => {}
+                // The post stands; the author's batch delivers it when Redis is back.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, %author, post = %id, "own-timeline insert failed");
+                }
+                Err(_) => tracing::warn!(%author, post = %id, "own-timeline insert timed out"),
+            }
         }
         Ok(post)
     }

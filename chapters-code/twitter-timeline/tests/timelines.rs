@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::Hold;
 use twitter_timeline::app::Page;
-use twitter_timeline::cache::{Layout, MemoryTimelines, TimelineCache};
-use twitter_timeline::domain::PostId;
+use twitter_timeline::cache::{CacheError, Layout, MemoryTimelines, TimelineCache, Window};
+use twitter_timeline::domain::{PostId, UserId};
 use twitter_timeline::store::{MemoryStore, SocialStore};
 use twitter_timeline::timeline::{FanOutOnWrite, HomeTimeline, Parts};
 
@@ -245,6 +245,59 @@ async fn a_timeline_whose_list_is_lost_is_rebuilt_not_read_as_empty() {
     }
 }
 // ANCHOR_END: partial_loss
+
+/// A cache whose deliveries hang (a Redis that drops packets).
+#[derive(Clone)]
+struct SlowDeliver(MemoryTimelines);
+
+impl TimelineCache for SlowDeliver {
+    fn cap(&self) -> usize {
+        self.0.cap()
+    }
+    async fn deliver(&self, post: PostId, users: &[UserId]) -> Result<usize, CacheError> {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.0.deliver(post, users).await
+    }
+    async fn insert(&self, user: UserId, posts: &[PostId]) -> Result<(), CacheError> {
+        self.0.insert(user, posts).await
+    }
+    async fn window(
+        &self,
+        user: UserId,
+        before: Option<PostId>,
+        n: usize,
+    ) -> Result<Option<Window>, CacheError> {
+        self.0.window(user, before, n).await
+    }
+    async fn begin_rebuild(&self, user: UserId) -> Result<bool, CacheError> {
+        self.0.begin_rebuild(user).await
+    }
+    async fn finish_rebuild(&self, user: UserId, posts: &[PostId]) -> Result<bool, CacheError> {
+        self.0.finish_rebuild(user, posts).await
+    }
+    async fn evict(&self, user: UserId) -> Result<(), CacheError> {
+        self.0.evict(user).await
+    }
+}
+
+/// The author's own-timeline insert does not hold the post's answer: with
+/// deliveries hanging, the post is answered within a second. Seen failing
+/// with the insert unbounded: the post waited the full three seconds.
+#[tokio::test]
+async fn a_hanging_cache_does_not_hold_a_post() {
+    let (app, _worker) = common::wire(push(
+        MemoryStore::new(),
+        SlowDeliver(MemoryTimelines::default()),
+    ));
+    let users = common::make_users(&app, 1).await;
+    let started = Instant::now();
+    app.post(users[0], "quick").await.expect("post");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the post waited {:?} on the cache",
+        started.elapsed()
+    );
+}
 
 // ANCHOR: building_pulls
 /// A read that finds the timeline *building* (another read is rebuilding
