@@ -454,13 +454,29 @@ impl Orchestrator {
         // The semaphore is never closed; a closed one would only mean no limit.
         let _turn = self.runs.acquire().await.ok();
         let mut conn = self.pool.acquire().await?;
-        let held: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
-                .bind(saga)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !held {
-            return Err(SagaError::Claimed(saga));
+        // The server cancels any statement of the run that outlives a step
+        // (a lock wait, a slow query): a step the timeout gave up on leaves
+        // nothing running on the connection for the next statement to wait
+        // behind. Reset when the connection goes back to the pool.
+        let limit = format!("{}ms", self.config.step_timeout.as_millis().max(1));
+        sqlx::query(
+            "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
+        )
+        .bind(&limit)
+        .execute(&mut *conn)
+        .await?;
+        let held = sqlx::query_scalar::<_, bool>(
+            "SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))",
+        )
+        .bind(saga)
+        .fetch_one(&mut *conn)
+        .await;
+        if !matches!(held, Ok(true)) {
+            release(conn, None).await;
+            return match held {
+                Err(e) => Err(e.into()),
+                Ok(_) => Err(SagaError::Claimed(saga)),
+            };
         }
         let claim = ClaimLock::new(conn);
         let result = async {
@@ -473,17 +489,7 @@ impl Orchestrator {
             self.drive(&claim, saga).await.map(Some)
         }
         .await;
-        let mut conn = claim.into_inner();
-        let released = sqlx::query_scalar::<_, bool>(
-            "SELECT pg_advisory_unlock(hashtextextended($1::text, 0))",
-        )
-        .bind(saga)
-        .fetch_one(&mut *conn)
-        .await;
-        if !matches!(released, Ok(true)) {
-            // Never hand a connection that may still hold the lock back to the pool.
-            drop(conn.detach());
-        }
+        release(claim.into_inner(), Some(saga)).await;
         result
     }
     // ANCHOR_END: recover
@@ -1039,6 +1045,31 @@ impl Orchestrator {
             // Nothing after the pivot is ever compensated.
             Step::CapturePayment | Step::CommitStock | Step::ApproveOrder => Ok(false),
         }
+    }
+}
+
+/// Gives a run's connection back to the pool: unlocks the claim on `saga`
+/// (if it was taken) and resets the run's timeouts. A connection that may
+/// still hold the lock or the timeouts is closed instead.
+async fn release(mut conn: PoolConnection<Postgres>, saga: Option<Uuid>) {
+    let unlocked = match saga {
+        Some(saga) => matches!(
+            sqlx::query_scalar::<_, bool>(
+                "SELECT pg_advisory_unlock(hashtextextended($1::text, 0))"
+            )
+            .bind(saga)
+            .fetch_one(&mut *conn)
+            .await,
+            Ok(true)
+        ),
+        None => true,
+    };
+    let reset = sqlx::raw_sql("RESET statement_timeout; RESET lock_timeout")
+        .execute(&mut *conn)
+        .await
+        .is_ok();
+    if !(unlocked && reset) {
+        drop(conn.detach());
     }
 }
 

@@ -564,6 +564,37 @@ async fn a_paused_coordinator_whose_saga_moved_cannot_move_it_back() {
 }
 // ANCHOR_END: fenced
 
+/// A step's statement waits on a row lock another session holds (an admin
+/// transaction left open on SKU A). The step timeout gives up on the
+/// attempt, and the server cancels the statement too (the run's connection
+/// has a statement and lock timeout), so the retries and the compensation
+/// run at once instead of queueing behind the abandoned statement until
+/// the lock holder ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_blocked_on_a_row_lock_does_not_stall_the_run() {
+    let Some(env) = saga_env().await else { return };
+    let mut holder = ok("begin", env.db.pool.begin().await);
+    ok(
+        "hold",
+        sqlx::query("SELECT 1 FROM stock WHERE sku = 'A' FOR UPDATE")
+            .execute(&mut *holder)
+            .await,
+    );
+    let o = env.orchestrator();
+    let id = env.order(&two_lines()).await;
+    let began = std::time::Instant::now();
+    let checkout = tokio::time::timeout(Duration::from_secs(8), o.checkout(id, 1)).await;
+    let took = began.elapsed();
+    drop(holder);
+    let Ok(checkout) = checkout else {
+        panic!("the checkout waited 8 s on a lock its step timeout had given up on");
+    };
+    let (_, status) = ok("checkout", checkout);
+    assert_eq!(status, SagaStatus::Compensated);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(env.state(id).await, State::Rejected);
+}
+
 /// A step that did its work and then timed out on every attempt counts as
 /// failed, but its effect is there: the compensation undoes the failed step
 /// too, not only the ones before it, so no authorization is left behind.
