@@ -10,6 +10,7 @@
 use anyhow::{Context, bail};
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::app::{FOLLOW_TASKS, OWN_INSERT_WAIT};
 use crate::cache::{
     REBUILD_TTL, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT, REDIS_RETRIES, TIMELINE_TTL,
 };
@@ -73,6 +74,16 @@ pub fn constants() -> anyhow::Result<String> {
             "A connected Redis may take to answer one command",
             secs(REDIS_RESPONSE_TIMEOUT),
             "`cache::REDIS_RESPONSE_TIMEOUT`",
+        ),
+        (
+            "Follow tasks (a follow and its backfill) in flight per instance",
+            FOLLOW_TASKS.to_string(),
+            "`app::FOLLOW_TASKS`",
+        ),
+        (
+            "A post waits for its author's own-timeline insert at most",
+            format!("{} ms", OWN_INSERT_WAIT.as_millis()),
+            "`app::OWN_INSERT_WAIT`",
         ),
         (
             "Failed attempts before a fan-out job is dead-lettered",

@@ -42,8 +42,10 @@ pub const POSTS_BY_AUTHORS: &str = "
 // ANCHOR_END: posts_by_authors
 
 // ANCHOR: recent_ids
-/// A rebuild's read: ids only, from the index `posts_by_author` alone
-/// (an index-only scan reads no post bodies), one limit for all authors.
+/// A rebuild's read: ids only, from the index `posts_by_author` (heap
+/// pages only for posts too fresh for the visibility map). The outer limit
+/// does not reach inside the lateral: each author's scan reads up to `$2`
+/// ids, so rows read grow with authors times the cap.
 pub const RECENT_IDS: &str = "
     SELECT p.id
     FROM unnest($1::bigint[]) AS a(author)
