@@ -42,10 +42,22 @@ async fn start(service: Service) -> Result<()> {
     .execute(store.pool())
     .await?;
     let orchestrator = Arc::new(Orchestrator::new(store.pool().clone()));
-    // Sagas a previous process left half-way are finished first.
-    for (saga, status) in orchestrator.recover().await? {
-        tracing::info!(%saga, ?status, "recovered a saga");
-    }
+    // Sagas a previous process left half-way are resumed in the
+    // background: the service answers meanwhile, and a saga that fails is
+    // logged and left to the timer.
+    tokio::spawn({
+        let orchestrator = Arc::clone(&orchestrator);
+        async move {
+            match orchestrator.recover().await {
+                Ok(ran) => {
+                    for (saga, status) in ran {
+                        tracing::info!(%saga, ?status, "recovered a saga");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "recovery could not list the sagas; the timer resumes them"),
+            }
+        }
+    });
     // The durable timer: every second, resume the sagas whose `wake_at`
     // has passed (stuck runs after their backoff, vanished coordinators).
     tokio::spawn({

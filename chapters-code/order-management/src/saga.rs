@@ -306,6 +306,17 @@ impl Faults {
     }
 }
 
+/// Which sagas a claim goes on to drive.
+#[derive(Clone, Copy)]
+enum Only {
+    /// Whatever its status (a request's run, an operator's retry).
+    Any,
+    /// Running or compensating (recovery at start).
+    Live,
+    /// Live and its timer passed (the timer's tick).
+    Due,
+}
+
 /// The connection a run holds its claim on, and does all its work on.
 type Claim = ClaimLock<PoolConnection<Postgres>>;
 
@@ -414,28 +425,62 @@ impl Orchestrator {
     /// Resumes every saga that is running or compensating (after a
     /// coordinator died) and that no other coordinator holds; returns the
     /// ones this coordinator ran.
+    /// Unlike the timer it does not wait for a stopped saga's backoff. Runs
+    /// go concurrently, up to [`Orchestrator::max_runs`]; one saga's error
+    /// is logged and does not stop the others.
     pub async fn recover(&self) -> Result<Vec<(Uuid, SagaStatus)>, SagaError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM sagas WHERE status IN ('running', 'compensating') ORDER BY updated_at",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.claim_and_drive(id, true).await {
-                Ok(Some(status)) => out.push((id, status)),
+        Ok(self.resume_each(&ids, Only::Live).await)
+    }
+
+    /// Resumes the listed sagas that are still due once claimed (live, and
+    /// `wake_at` passed: a list read before another coordinator stopped one
+    /// and set its backoff does not run it again early). Concurrent up to
+    /// [`Orchestrator::max_runs`]; returns the ones this coordinator ran.
+    pub async fn resume(&self, ids: &[Uuid]) -> Vec<(Uuid, SagaStatus)> {
+        self.resume_each(ids, Only::Due).await
+    }
+
+    async fn resume_each(&self, ids: &[Uuid], only: Only) -> Vec<(Uuid, SagaStatus)> {
+        let runs = ids.iter().map(|&id| async move {
+            match self.claim_and_drive(id, only).await {
+                Ok(Some(status)) => Some((id, status)),
                 // Another coordinator has it, or ran it to its end since
                 // the list was read, or moved it under us: not ours.
-                Ok(None) | Err(SagaError::Claimed(_) | SagaError::Superseded(_)) => {}
-                Err(e) => return Err(e),
+                Ok(None) | Err(SagaError::Claimed(_) | SagaError::Superseded(_)) => None,
+                // One saga's failure (its row, the database for a moment)
+                // does not stop the others; its timer moves on, so a
+                // saga that fails every time is not first in every tick.
+                Err(e) => {
+                    tracing::warn!(saga = %id, error = %e, "resuming a saga failed");
+                    let later = sqlx::query(
+                        "UPDATE sagas SET wake_at = now() + $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(self.config.resume_first)
+                    .execute(&self.pool)
+                    .await;
+                    if let Err(e) = later {
+                        tracing::warn!(saga = %id, error = %e, "could not delay a failing saga");
+                    }
+                    None
+                }
             }
-        }
-        Ok(out)
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Drives a saga from wherever its row says it is to an end state, under its claim.
     pub async fn run(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
-        match self.claim_and_drive(saga, false).await? {
+        match self.claim_and_drive(saga, Only::Any).await? {
             Some(status) => Ok(status),
             None => Ok(self.status(saga).await?.0),
         }
@@ -444,12 +489,12 @@ impl Orchestrator {
     /// Waits for a turn (at most [`Orchestrator::max_runs`] at once), claims
     /// the saga (a session advisory lock on one pooled connection, released
     /// when the run ends or the connection closes), then drives it on that
-    /// same connection. With `live_only`, a saga that is no longer running
-    /// or compensating once claimed is left alone (`None`).
+    /// same connection. A saga that `only` excludes once claimed is left
+    /// alone (`None`).
     async fn claim_and_drive(
         &self,
         saga: Uuid,
-        live_only: bool,
+        only: Only,
     ) -> Result<Option<SagaStatus>, SagaError> {
         // The semaphore is never closed; a closed one would only mean no limit.
         let _turn = self.runs.acquire().await.ok();
@@ -480,10 +525,16 @@ impl Orchestrator {
         }
         let claim = ClaimLock::new(conn);
         let result = async {
-            // Read after claiming: another coordinator may have finished it.
+            // Read after claiming: another coordinator may have finished
+            // it, or stopped it and set its backoff.
             let (status, _) = self.status_on(&claim, saga).await?;
             let live = matches!(status, SagaStatus::Running | SagaStatus::Compensating);
-            if live_only && !live {
+            let skip = match only {
+                Only::Any => false,
+                Only::Live => !live,
+                Only::Due => !live || !self.due_on(&claim, saga).await?,
+            };
+            if skip {
                 return Ok(None);
             }
             self.drive(&claim, saga).await.map(Some)
@@ -506,15 +557,7 @@ impl Orchestrator {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.claim_and_drive(id, true).await {
-                Ok(Some(status)) => out.push((id, status)),
-                Ok(None) | Err(SagaError::Claimed(_) | SagaError::Superseded(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        Ok(self.resume(&ids).await)
     }
 
     /// Calls [`Orchestrator::resume_due`] every `every` until `stop` turns
@@ -574,6 +617,17 @@ impl Orchestrator {
             .bind(saga)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// Whether the saga's timer has passed, read on the run's own connection.
+    async fn due_on(&self, claim: &Claim, saga: Uuid) -> Result<bool, SagaError> {
+        let mut conn = claim.lock().await;
+        let due: Option<bool> =
+            sqlx::query_scalar("SELECT wake_at <= now() FROM sagas WHERE id = $1")
+                .bind(saga)
+                .fetch_optional(&mut **conn)
+                .await?;
+        Ok(due.unwrap_or(false))
     }
 
     /// The status and step, read on the run's own connection.

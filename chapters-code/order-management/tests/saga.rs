@@ -725,6 +725,64 @@ async fn the_durable_timer_resumes_stuck_sagas_without_a_restart() {
 }
 // ANCHOR_END: timer
 
+// ANCHOR: timer_due
+/// Two coordinators list the same due saga. The first stops it (the
+/// capture's answer lost) and sets its backoff; the second, working
+/// through the list it read before, claims it afterwards. It re-reads the
+/// timer under the claim and leaves the saga alone: the backoff holds, and
+/// the stopped runs are counted once.
+#[tokio::test]
+async fn a_saga_stopped_by_one_timer_is_not_rerun_early_by_another() {
+    let Some(env) = saga_env().await else { return };
+    let (first, _, saga, status) = env
+        .checkout(|o| {
+            o.config.resume_first = Duration::from_secs(30);
+            inject_always(o, Fault::HangAfter, Step::CapturePayment);
+        })
+        .await;
+    assert_eq!(status, SagaStatus::Running);
+    let second = env.orchestrator();
+    assert_eq!(second.resume(&[saga]).await, []);
+    assert_eq!(log(&first, saga).await, HAPPY[..4]);
+    let resumes: i32 = ok(
+        "resumes",
+        sqlx::query_scalar("SELECT resumes FROM sagas WHERE id = $1")
+            .bind(saga)
+            .fetch_one(&env.db.pool)
+            .await,
+    );
+    assert_eq!(resumes, 1);
+}
+
+/// One due saga whose run fails with a database error (its row refuses
+/// every update) does not end the timer's tick: the other due saga is
+/// still resumed, and the failing one's timer moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_saga_does_not_stop_the_timer_tick() {
+    let Some(env) = saga_env().await else { return };
+    let mut o = env.orchestrator();
+    o.config.stall_after = Duration::ZERO;
+    let poisoned = env.order(&two_lines()).await;
+    let poisoned = ok("start", o.start(poisoned, 1).await);
+    let healthy = env.order(&two_lines()).await;
+    let healthy_saga = ok("start", o.start(healthy, 1).await);
+    ok(
+        "poison",
+        env.db
+            .apply_sql(&format!(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN RAISE EXCEPTION 'poisoned row'; END $$;
+                 CREATE TRIGGER poison BEFORE UPDATE ON sagas FOR EACH ROW
+                   WHEN (OLD.id = '{poisoned}') EXECUTE FUNCTION poison();"
+            ))
+            .await,
+    );
+    let ran = ok("resume_due", o.resume_due().await);
+    assert_eq!(ran, [(healthy_saga, SagaStatus::Completed)]);
+    assert_eq!(env.state(healthy).await, State::Paid);
+}
+// ANCHOR_END: timer_due
+
 // ANCHOR: compensation_retried
 /// A compensation that fails on every attempt of a run (the inventory is
 /// down while the stock is released): the saga stays compensating, going
