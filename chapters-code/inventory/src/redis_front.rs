@@ -69,6 +69,11 @@ SELECT h.available - COALESCE((SELECT sum(qty) FROM redis_claims
                                 WHERE sku = h.sku AND NOT voided), 0)::bigint
   FROM hot_stock AS h WHERE h.sku = $1";
 
+/// The per-SKU lock that serialises counter repairs (`$1`: the SKU), held
+/// until the end of its transaction; false when another pass holds it.
+const REPAIR_LOCK_SQL: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('inventory.repair_counter', $1))";
+
 /// Where a test makes the next reserve stop, as if the process died there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -326,7 +331,31 @@ impl RedisFront {
     ///
     /// So each measured gap is at most the real one, and a correction by it
     /// never overshoots; what it misses, the next pass finds.
+    ///
+    /// That holds for one pass at a time. Two passes that both read the
+    /// counter before either writes would each apply the whole gap (review
+    /// H1: a counter behind by 3 was raised by 6, 9, 18), so the repair is
+    /// serialised per SKU by a transaction-scoped advisory lock held from
+    /// the first snapshot through the Redis write. A pass that does not get
+    /// it skips the repair (answers 0): another pass is doing it. The lock
+    /// goes with its transaction if this pass fails or is dropped midway.
     pub async fn repair_counter(&self) -> anyhow::Result<i64> {
+        let mut guard = self.pool.begin().await?;
+        let mine: bool = sqlx::query_scalar(REPAIR_LOCK_SQL)
+            .bind(self.sku)
+            .fetch_one(&mut *guard)
+            .await?;
+        if !mine {
+            return Ok(0);
+        }
+        let corrected = self.repair_counter_locked().await?;
+        guard.commit().await?;
+        Ok(corrected)
+    }
+    // ANCHOR_END: repair_counter
+
+    /// The repair itself; the caller holds the SKU's repair lock.
+    async fn repair_counter_locked(&self) -> anyhow::Result<i64> {
         let mut r = self.redis.clone();
         // Snapshot 1: REPEATABLE READ, so both queries see the ledger as it
         // was at the first one, before the Redis read.
@@ -385,7 +414,6 @@ impl RedisFront {
         }
         Ok(0)
     }
-    // ANCHOR_END: repair_counter
 
     async fn durable_in(&self, c: &mut sqlx::PgConnection) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(DURABLE_SQL)
