@@ -124,6 +124,14 @@ async fn purge_keys<S: Store>(store: Arc<S>) {
         tick.tick().await;
         match store.purge_keys(retention(), chrono::Utc::now()).await {
             Ok(p) if p == Purged::default() => {}
+            // An unfinished key is an abandoned checkout whose stock stays
+            // reserved: nothing completes it but its client's retry yet.
+            Ok(p) if p.unfinished_kept > 0 => tracing::warn!(
+                deleted = p.deleted,
+                unfinished_kept = p.unfinished_kept,
+                more_left = p.more_left,
+                "unfinished checkouts keep their stock reserved until retried"
+            ),
             Ok(p) => tracing::info!(
                 deleted = p.deleted,
                 unfinished_kept = p.unfinished_kept,
