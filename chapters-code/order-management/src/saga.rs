@@ -51,14 +51,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
-use tokio::sync::{Mutex as ClaimLock, Semaphore, watch};
+use tokio::sync::{Mutex as ClaimLock, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::domain::{Command, Order, State};
@@ -306,6 +307,15 @@ impl Faults {
     }
 }
 
+/// Where [`Orchestrator::hand_off`] put a saga.
+#[derive(Debug)]
+pub enum Handoff {
+    /// A task runs it now, holding a turn.
+    Running(JoinHandle<Result<SagaStatus, SagaError>>),
+    /// Every turn was taken: the timer's next tick runs it.
+    Timer,
+}
+
 /// Which sagas a claim goes on to drive.
 #[derive(Clone, Copy)]
 enum Only {
@@ -330,7 +340,7 @@ pub struct Orchestrator {
     /// Attempts of steps and compensations this coordinator made (a metric).
     pub attempts: AtomicU64,
     /// One permit per saga run at a time.
-    runs: Semaphore,
+    runs: Arc<Semaphore>,
     max_runs: usize,
 }
 
@@ -369,7 +379,7 @@ impl Orchestrator {
             config: SagaConfig::default(),
             faults: Faults::default(),
             attempts: AtomicU64::new(0),
-            runs: Semaphore::new(max_runs),
+            runs: Arc::new(Semaphore::new(max_runs)),
             max_runs,
         }
     }
@@ -447,7 +457,7 @@ impl Orchestrator {
 
     async fn resume_each(&self, ids: &[Uuid], only: Only) -> Vec<(Uuid, SagaStatus)> {
         let runs = ids.iter().map(|&id| async move {
-            match self.claim_and_drive(id, only).await {
+            match self.claim_and_drive(id, only, None).await {
                 Ok(Some(status)) => Some((id, status)),
                 // Another coordinator has it, or ran it to its end since
                 // the list was read, or moved it under us: not ours.
@@ -480,9 +490,43 @@ impl Orchestrator {
 
     /// Drives a saga from wherever its row says it is to an end state, under its claim.
     pub async fn run(&self, saga: Uuid) -> Result<SagaStatus, SagaError> {
-        match self.claim_and_drive(saga, Only::Any).await? {
+        self.run_in_turn(saga, None).await
+    }
+
+    async fn run_in_turn(
+        &self,
+        saga: Uuid,
+        turn: Option<OwnedSemaphorePermit>,
+    ) -> Result<SagaStatus, SagaError> {
+        match self.claim_and_drive(saga, Only::Any, turn).await? {
             Some(status) => Ok(status),
             None => Ok(self.status(saga).await?.0),
+        }
+    }
+
+    /// Hands a started saga to the background without queueing work in
+    /// memory: if a turn is free, a task runs it now; if not, no task is
+    /// spawned and the saga's timer is set to now, so the next tick (of any
+    /// process) runs it. At most [`Orchestrator::max_runs`] such tasks exist.
+    pub async fn hand_off(self: &Arc<Self>, saga: Uuid) -> Result<Handoff, SagaError> {
+        match Arc::clone(&self.runs).try_acquire_owned() {
+            Ok(turn) => {
+                let o = Arc::clone(self);
+                Ok(Handoff::Running(tokio::spawn(async move {
+                    let ended = o.run_in_turn(saga, Some(turn)).await;
+                    if let Err(e) = &ended {
+                        tracing::warn!(%saga, error = %e, "saga stopped; its timer resumes it");
+                    }
+                    ended
+                })))
+            }
+            Err(_) => {
+                sqlx::query("UPDATE sagas SET wake_at = now() WHERE id = $1")
+                    .bind(saga)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(Handoff::Timer)
+            }
         }
     }
 
@@ -495,9 +539,13 @@ impl Orchestrator {
         &self,
         saga: Uuid,
         only: Only,
+        turn: Option<OwnedSemaphorePermit>,
     ) -> Result<Option<SagaStatus>, SagaError> {
         // The semaphore is never closed; a closed one would only mean no limit.
-        let _turn = self.runs.acquire().await.ok();
+        let _turn = match turn {
+            Some(turn) => Some(turn),
+            None => Arc::clone(&self.runs).acquire_owned().await.ok(),
+        };
         let mut conn = self.pool.acquire().await?;
         // The server cancels any statement of the run that outlives a step
         // (a lock wait, a slow query): a step the timeout gave up on leaves

@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::saga::*;
 use common::*;
 use order_management::domain::{Command, Refusal, State};
-use order_management::saga::{CrashAt, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step};
+use order_management::saga::{
+    CrashAt, Handoff, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step,
+};
 use order_management::store::{OrderStore, StoreError};
 use uuid::Uuid;
 
@@ -682,6 +684,52 @@ async fn more_concurrent_checkouts_than_pool_connections_all_complete() {
     }
 }
 // ANCHOR_END: pool_bound
+
+// ANCHOR: hand_off
+/// A burst of checkouts while every turn is taken (one turn, held by a run
+/// paused in a step): no task is spawned to wait for a turn in memory.
+/// Each further saga is left to its timer, set to now, and the timer's
+/// ticks run them all, a turn at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_turns_spawns_no_waiting_tasks_and_the_timer_runs_it() {
+    const BURST: usize = 20;
+    let Some(env) = saga_env().await else { return };
+    ok(
+        "plenty",
+        env.db.apply_sql("UPDATE stock SET on_hand = 1000").await,
+    );
+    let mut o = Orchestrator::with_max_runs(env.db.pool.clone(), 1);
+    o.config.step_timeout = Duration::from_secs(1);
+    o.config.backoff = Duration::from_millis(10);
+    inject(&o, Fault::HangBefore, Step::AuthorizePayment, 1);
+    let o = Arc::new(o);
+    let mut ids = Vec::new();
+    let mut spawned = 0;
+    for _ in 0..BURST {
+        let id = env.order(&two_lines()).await;
+        let saga = ok("start", o.start(id, 1).await);
+        if let Handoff::Running(_) = ok("hand_off", o.hand_off(saga).await) {
+            spawned += 1;
+        }
+        ids.push(id);
+    }
+    assert_eq!(spawned, 1, "one turn, one task");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let timer = tokio::spawn({
+        let o = Arc::clone(&o);
+        async move { o.run_timer(Duration::from_millis(50), stopped).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for id in &ids {
+        while env.state(*id).await != State::Paid {
+            assert!(std::time::Instant::now() < deadline, "order {id} not paid");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    ok("stop", stop.send(true));
+    ok("timer", timer.await);
+}
+// ANCHOR_END: hand_off
 
 // ANCHOR: timer
 /// Nothing but the durable timer: a capture whose answer was lost stops

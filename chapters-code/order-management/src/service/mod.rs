@@ -207,13 +207,12 @@ async fn command<S: OrderStore>(
         Checkout::Saga(orchestrator) => {
             // The order is pending (locked) when this returns; the saga
             // finishes in the background and the client polls the order.
+            // No task waits in memory for a turn: with every turn taken,
+            // the saga is left to the timer, whose row is durable.
             let saga = orchestrator.start(id, req.expected_version).await?;
-            let o = Arc::clone(orchestrator);
-            tokio::spawn(async move {
-                if let Err(e) = o.run(saga).await {
-                    tracing::warn!(%saga, error = %e, "saga stopped; recovery resumes it");
-                }
-            });
+            if let Err(e) = orchestrator.hand_off(saga).await {
+                tracing::warn!(%saga, error = %e, "saga not handed off; its timer resumes it");
+            }
             let order = app.store.get(id).await?;
             Ok((StatusCode::ACCEPTED, Json(order)).into_response())
         }
