@@ -224,6 +224,29 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
             400,
             "malformed-request",
         ),
+        // Review M4: ids that are not random v4 (nil, v1 time and MAC, v5
+        // from a name) are guessable or shared; refused, never held.
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": "00000000-0000-0000-0000-000000000000", "qty": 1}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "qty": 1}),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/reservations".into(),
+            json!({"id": "886313e1-3b8a-5372-9b90-0c9aee199e5d", "qty": 1}),
+            400,
+            "malformed-request",
+        ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),

@@ -259,6 +259,14 @@ async fn reserve<S: InventoryStore>(
 ) -> Result<Response, ApiError> {
     let key = position(p)?;
     let Json(body) = body.map_err(malformed_json)?;
+    // The id is the only secret a hold has: refuse any that is not random
+    // (nil, v1 time and MAC, v3/v5 from a name). Randomness itself cannot
+    // be checked, only the version the client claims.
+    if body.id.get_version() != Some(uuid::Version::Random) {
+        return Err(ApiError::Malformed(
+            "id: a random UUID (version 4) is required".into(),
+        ));
+    }
     let qty = Qty::new(body.qty)?;
     let ttl = ttl(body.ttl_seconds)?;
     let o = st
