@@ -150,7 +150,7 @@ fn request(
         lot_id,
         kind,
         range: TimeRange::new(start, start + SLOT * len).ok()?,
-        plate: Plate::parse(&format!("L{c}-{}", i % 1_000_000)).ok()?,
+        plate: Plate::parse(&format!("L{c}X{}", i % 1_000_000)).ok()?,
     })
 }
 

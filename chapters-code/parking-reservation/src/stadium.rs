@@ -155,7 +155,7 @@ pub async fn run(
                     if Instant::now() >= deadline {
                         break;
                     }
-                    let plate = Plate::parse(&format!("S{c}-{i}"));
+                    let plate = Plate::parse(&format!("S{c}X{i}"));
                     let key = IdempotencyKey::parse(format!("stadium-{c}-{i}").as_bytes());
                     let (Ok(plate), Ok(key)) = (plate, key) else {
                         errors += 1;

@@ -295,7 +295,7 @@ async fn client(store: &PgStore, lot: LotId, t: u32) -> Vec<(String, Seen)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(t));
     let mut seen = Vec::new();
     for i in 0..ATTEMPTS {
-        let who = format!("C{t}-{i}");
+        let who = format!("C{t}X{i}");
         let first = rng.random_range(0..192);
         let len = rng.random_range(1..=8);
         let req = request(lot, SpotKind::Regular, slots(first, len), &who);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use chrono::TimeDelta;
 use common::*;
 use parking_reservation::domain::{
     Event, HOLD_TTL, LATE_CONFIRM_WINDOW, MAX_ACTIVE_PER_PLATE, MAX_HOLDS_PER_PLATE, NO_SHOW_GRACE,
@@ -68,7 +69,115 @@ behaviour_suite!(
     a_confirm_after_check_in_closed_is_refused,
     a_plate_may_have_only_a_few_reservations,
     a_walk_in_retried_without_a_key_parks_once,
+    a_parked_plate_is_blocked_only_until_its_stay_ends,
+    a_plate_parks_in_one_spot_at_a_time,
 );
+
+/// A plate is public, so a stranger can walk a known plate in without a
+/// key, or a gate can lose the answer of a keyless walk-in: either way
+/// nobody holds the id to check it out. Such a stay blocks the plate's
+/// walk-ins (whatever its dashes) until its end, and no longer: two weeks
+/// later the plate parks, and the stale stay does not count against its
+/// reservations.
+async fn a_parked_plate_is_blocked_only_until_its_stay_ends(store: &impl ReservationStore) {
+    let a = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = store
+        .create_lot(&lot_of(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let lost = request(a, SpotKind::Regular, slots(0, 4), "VICTIM1");
+    store
+        .walk_in(&lost, None, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // During the stay, the same car at another gate, its plate typed with a dash.
+    let again = request(b, SpotKind::Regular, slots(0, 4), "VIC-TIM1");
+    let refused = store.walk_in(&again, None, now + minutes(1)).await;
+    assert!(
+        matches!(refused, Err(StoreError::AlreadyParked)),
+        "{refused:?}"
+    );
+    // Two weeks later: parked again, and the stale stay takes none of the
+    // plate's places (the limit minus one more reserves fit).
+    let later = now + TimeDelta::days(14);
+    let first = 14 * 24 * 4;
+    let back = request(b, SpotKind::Regular, slots(first, 4), "VICTIM1");
+    let parked = store.walk_in(&back, None, later).await;
+    assert_eq!(
+        parked.as_ref().map(|r| r.reservation.state).ok(),
+        Some(State::CheckedIn),
+        "{parked:?}"
+    );
+    for i in 1..i64::from(MAX_ACTIVE_PER_PLATE) {
+        let r = request(b, SpotKind::Regular, slots(first + 8 * i, 4), "VICTIM1");
+        let held = store.reserve(&r, None, later).await;
+        let held = held.unwrap_or_else(|e| panic!("reserve {i}: {e}"));
+        store
+            .apply(held.reservation.id, Event::Confirm, later)
+            .await
+            .unwrap_or_else(|e| panic!("confirm {i}: {e}"));
+    }
+}
+
+/// A car parks in one spot at a time, by walk-in or by check-in: a plate
+/// parked at one lot cannot check in a reservation at another (it stays
+/// confirmed) until the first stay is checked out.
+async fn a_plate_parks_in_one_spot_at_a_time(store: &impl ReservationStore) {
+    let a = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = store
+        .create_lot(&lot_of(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    let parked = store
+        .walk_in(
+            &request(a, SpotKind::Regular, slots(0, 8), "TWO1"),
+            None,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let booked = store
+        .reserve(
+            &request(b, SpotKind::Regular, slots(0, 8), "TWO-1"),
+            None,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    store
+        .apply(booked.id, Event::Confirm, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .apply(booked.id, Event::CheckIn, now + minutes(1))
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::AlreadyParked)),
+        "{second:?}"
+    );
+    assert_eq!(
+        store.get(booked.id).await.ok().map(|r| r.state),
+        Some(State::Confirmed)
+    );
+    store
+        .apply(parked.id, Event::CheckOut, now + minutes(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let checked_in = store
+        .apply(booked.id, Event::CheckIn, now + minutes(3))
+        .await;
+    assert_eq!(checked_in.map(|r| r.state).ok(), Some(State::CheckedIn));
+}
 
 // ANCHOR: active_limit_test
 /// Confirming is free too, so the hold limit alone would let one plate book

@@ -10,10 +10,13 @@ pub const PLATE_MIN_LEN: usize = 2;
 pub const PLATE_MAX_LEN: usize = 12;
 
 // ANCHOR: plate
-/// A licence plate, normalised: upper case, spaces removed, `[A-Z0-9-]{2,12}`.
+/// A licence plate, normalised: upper case, spaces and dashes removed,
+/// `[A-Z0-9]{2,12}`.
 ///
-/// Normalising at the boundary means "ab 123" and "AB123" are the same
-/// driver everywhere after it, including in idempotency fingerprints.
+/// Normalising at the boundary means "ab 123", "AB-123" and "AB123" are the
+/// same car everywhere after it (its limits, its one parked spot, its
+/// idempotency fingerprints): separators are how a plate is printed, not
+/// part of its registration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Plate(String);
@@ -22,7 +25,7 @@ pub struct Plate(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlateError {
     /// Fewer than [`PLATE_MIN_LEN`] or more than [`PLATE_MAX_LEN`] characters after normalising.
-    #[error("a plate has {PLATE_MIN_LEN} to {PLATE_MAX_LEN} letters, digits or dashes")]
+    #[error("a plate has {PLATE_MIN_LEN} to {PLATE_MAX_LEN} letters or digits")]
     Length,
     /// A character other than a letter, a digit, a dash or a space.
     #[error("a plate may contain only letters A-Z, digits and dashes, not {0:?}")]
@@ -33,7 +36,7 @@ impl Plate {
     /// Normalises and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, PlateError> {
         let mut plate = String::with_capacity(raw.len());
-        for c in raw.chars().filter(|c| *c != ' ') {
+        for c in raw.chars().filter(|c| !matches!(c, ' ' | '-')) {
             let c = c.to_ascii_uppercase();
             if !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-') {
                 return Err(PlateError::Character(c));
@@ -83,7 +86,9 @@ mod tests {
     #[test]
     fn plates_are_normalised_or_refused() {
         assert_eq!(Plate::parse("ab 123").map(|p| p.0), Ok("AB123".into()));
-        assert_eq!(Plate::parse("B-XY-9").map(|p| p.0), Ok("B-XY-9".into()));
+        assert_eq!(Plate::parse("B-XY-9").map(|p| p.0), Ok("BXY9".into()));
+        assert_eq!(Plate::parse("ab-123"), Plate::parse("AB123"));
+        assert_eq!(Plate::parse("A-"), Err(PlateError::Length));
         assert_eq!(Plate::parse("A"), Err(PlateError::Length));
         assert_eq!(Plate::parse("   "), Err(PlateError::Length));
         assert_eq!(Plate::parse("ABCDEFGHIJKLM"), Err(PlateError::Length));
@@ -97,7 +102,7 @@ mod tests {
             if let Ok(p) = Plate::parse(&raw) {
                 // The same rule as the CHECK on reservations.plate.
                 prop_assert!((2..=12).contains(&p.0.len()));
-                prop_assert!(p.0.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-'));
+                prop_assert!(p.0.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
             }
         }
     }

@@ -200,16 +200,22 @@ impl Inner {
         {
             let held = r.state == State::Held && r.hold_expires_at > now;
             holds += u32::from(held);
-            active += u32::from(held || matches!(r.state, State::Confirmed | State::CheckedIn));
+            let parked = r.state == State::CheckedIn && r.range.end() > now;
+            active += u32::from(held || parked || r.state == State::Confirmed);
         }
         (holds, active)
     }
 
-    /// Whether `plate` is checked in anywhere.
-    fn is_parked(&self, plate: &Plate) -> bool {
-        self.reservations
-            .values()
-            .any(|r| r.plate == *plate && r.state == State::CheckedIn)
+    /// Whether `plate` is checked in anywhere, by a reservation other than
+    /// `except` whose stay has not ended at `now`; the same rule as
+    /// `is_parked` in the PostgreSQL store.
+    fn is_parked(&self, plate: &Plate, now: DateTime<Utc>, except: Option<Uuid>) -> bool {
+        self.reservations.values().any(|r| {
+            r.plate == *plate
+                && r.state == State::CheckedIn
+                && r.range.end() > now
+                && Some(r.id) != except
+        })
     }
 }
 
@@ -292,7 +298,7 @@ impl ReservationStore for MemoryStore {
         }
         // A plate parks once: a second walk-in is the gate retrying without
         // a key, or another car with the same plate typed; either way, no spot.
-        if inner.is_parked(&request.plate) {
+        if inner.is_parked(&request.plate, now, None) {
             return Err(StoreError::AlreadyParked);
         }
         let held = inner.new_hold(request, now, false)?;
@@ -335,6 +341,9 @@ impl ReservationStore for MemoryStore {
             .cloned()
             .ok_or(StoreError::ReservationNotFound(id))?;
         let next = current.apply(event, now, &inner.tariffs.of(current.kind))?;
+        if event == Event::CheckIn && inner.is_parked(&current.plate, now, Some(id)) {
+            return Err(StoreError::AlreadyParked);
+        }
         if event == Event::Confirm
             && inner.plate_counts(&current.plate, now, Some(id)).1 >= MAX_ACTIVE_PER_PLATE
         {

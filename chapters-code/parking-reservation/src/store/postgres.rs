@@ -306,7 +306,7 @@ impl PgStore {
         // held to the hold limit; both are held to the reservation limit.
         lock_plate(&mut tx, &request.plate).await?;
         let walk_in = !then.is_empty();
-        if walk_in && is_parked(&mut tx, &request.plate).await? {
+        if walk_in && is_parked(&mut tx, &request.plate, now, None).await? {
             return Err(StoreError::AlreadyParked);
         }
         let (holds, active) = plate_counts(&mut tx, &request.plate, now, None).await?;
@@ -483,6 +483,14 @@ impl PgStore {
         // reservation, including the sweepers' UPDATEs.
         let current = self.fetch(&mut tx, id, true).await?;
         let next = current.apply(event, now, &self.tariffs().of(current.kind))?;
+        // A plate parks once: a check-in of a plate parked elsewhere is
+        // refused, under the plate's lock as a walk-in's check is.
+        if event == Event::CheckIn {
+            lock_plate(&mut tx, &current.plate).await?;
+            if is_parked(&mut tx, &current.plate, now, Some(id)).await? {
+                return Err(StoreError::AlreadyParked);
+            }
+        }
         // A confirm may bring a lapsed hold back: the plate's limit again.
         if event == Event::Confirm {
             lock_plate(&mut tx, &current.plate).await?;
@@ -569,7 +577,9 @@ async fn lock_plate(tx: &mut PgConnection, plate: &Plate) -> Result<(), sqlx::Er
 
 /// Of `plate`'s reservations other than `except`: the unconfirmed holds
 /// that have not lapsed at `now`, and those that take a spot (the same
-/// holds, confirmed and checked in). The caller holds [`lock_plate`].
+/// holds, confirmed, and checked in for a stay not yet ended: a stay
+/// nobody checks out stops counting at its end). The caller holds
+/// [`lock_plate`].
 async fn plate_counts(
     tx: &mut PgConnection,
     plate: &Plate,
@@ -578,7 +588,8 @@ async fn plate_counts(
 ) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'held' AND hold_expires_at > $2),
-                count(*) FILTER (WHERE state IN ('confirmed', 'checked_in')
+                count(*) FILTER (WHERE state = 'confirmed'
+                                    OR (state = 'checked_in' AND upper(during) > $2)
                                     OR (state = 'held' AND hold_expires_at > $2))
          FROM reservations
          WHERE plate = $1 AND state IN ('held', 'confirmed', 'checked_in')
@@ -592,13 +603,25 @@ async fn plate_counts(
 }
 // ANCHOR_END: hold_limit
 
-/// Whether `plate` is checked in anywhere; the caller holds [`lock_plate`],
-/// so a concurrent walk-in cannot park it meanwhile.
-async fn is_parked(tx: &mut PgConnection, plate: &Plate) -> Result<bool, sqlx::Error> {
+/// Whether `plate` is checked in anywhere, by a reservation other than
+/// `except` whose stay has not ended at `now` (so a stay nobody checks out
+/// blocks the plate until its end, not for ever). The caller holds
+/// [`lock_plate`], so a concurrent walk-in or check-in cannot park it
+/// meanwhile.
+async fn is_parked(
+    tx: &mut PgConnection,
+    plate: &Plate,
+    now: DateTime<Utc>,
+    except: Option<Uuid>,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM reservations WHERE plate = $1 AND state = 'checked_in')",
+        "SELECT EXISTS (SELECT 1 FROM reservations
+                        WHERE plate = $1 AND state = 'checked_in' AND upper(during) > $2
+                          AND id IS DISTINCT FROM $3)",
     )
     .bind(plate.as_str())
+    .bind(now)
+    .bind(except)
     .fetch_one(tx)
     .await
 }
