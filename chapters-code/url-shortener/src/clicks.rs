@@ -26,8 +26,8 @@
 //! drains what is queued and flushes it, so every click of every redirect
 //! served is written (`tests/behaviour.rs`, `clicks_survive_graceful_shutdown`).
 //! If the database refuses the final flush [`FINAL_FLUSH_ATTEMPTS`] times,
-//! the clicks are counted in `clicks_lost` and the process exits
-//! (`tests/clicks.rs`).
+//! or it outlasts `final_flush_deadline`, the clicks not written are
+//! counted in `clicks_lost` and the process exits (`tests/clicks.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +109,7 @@ pub fn spawn<S: LinkStore>(
         pending_clicks: 0,
         max_batch: config.max_batch.max(1),
         max_pending: config.max_pending.max(config.max_batch).max(1),
+        final_flush_deadline: config.final_flush_deadline,
         store_timeout,
         first_backoff: config.flush_every.max(Duration::from_millis(1)),
         backoff: None,
@@ -132,6 +133,7 @@ struct Batcher<S> {
     pending_clicks: u64,
     max_batch: usize,
     max_pending: usize,
+    final_flush_deadline: Duration,
     store_timeout: Duration,
     /// The pause after a first failure.
     first_backoff: Duration,
@@ -177,15 +179,25 @@ impl<S: LinkStore> Batcher<S> {
                 }
             }
         }
-        for attempt in 0..FINAL_FLUSH_ATTEMPTS {
-            if attempt > 0 {
-                // A short pause: a process on its way out cannot back off for long.
-                tokio::time::sleep(self.first_backoff.min(Duration::from_millis(100))).await;
+        // Every try, and every statement of a backlog, within one deadline:
+        // the orchestrator kills a process that outlives its grace period.
+        let deadline = self.final_flush_deadline;
+        let flushed = tokio::time::timeout(deadline, async {
+            for attempt in 0..FINAL_FLUSH_ATTEMPTS {
+                if attempt > 0 {
+                    // A short pause: a process on its way out cannot back off for long.
+                    tokio::time::sleep(self.first_backoff.min(Duration::from_millis(100))).await;
+                }
+                self.backoff = None;
+                if self.flush().await {
+                    return true;
+                }
             }
-            self.backoff = None;
-            if self.flush().await {
-                return;
-            }
+            false
+        })
+        .await;
+        if flushed == Ok(true) {
+            return;
         }
         let lost = self.pending_clicks;
         self.metrics

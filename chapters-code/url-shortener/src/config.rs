@@ -93,6 +93,10 @@ pub struct ClickConfig {
     /// Most counters kept while the store refuses writes; a click that
     /// needs another is dropped and counted as lost.
     pub max_pending: usize,
+    /// Longest the final flush at shutdown may take, over all its
+    /// statements and tries; what is not written by then is counted as
+    /// lost. Below the usual 30 s termination grace period.
+    pub final_flush_deadline: Duration,
 }
 
 /// A token bucket per client.
@@ -176,6 +180,7 @@ impl Default for ClickConfig {
             flush_every: Duration::from_millis(500),
             max_batch: 1_000,
             max_pending: 100_000,
+            final_flush_deadline: Duration::from_secs(20),
         }
     }
 }

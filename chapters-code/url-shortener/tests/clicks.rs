@@ -275,3 +275,77 @@ async fn during_an_outage_pending_counters_are_capped_on_every_click() {
     drop(recorder);
     batcher.shutdown().await;
 }
+
+/// A store whose click writes each take `delay` and succeed.
+#[derive(Clone, Default)]
+struct SlowClicks {
+    inner: MemoryStore,
+    delay: Duration,
+    written: Arc<AtomicU64>,
+}
+
+impl LinkStore for SlowClicks {
+    async fn insert(&self, link: NewLink) -> Result<Link, StoreError> {
+        self.inner.insert(link).await
+    }
+    async fn get(&self, code: &Code) -> Result<Option<Link>, StoreError> {
+        self.inner.get(code).await
+    }
+    async fn delete(
+        &self,
+        code: &Code,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete(code, token, at).await
+    }
+    async fn add_clicks(&self, batch: &[DailyClicks]) -> Result<(), StoreError> {
+        tokio::time::sleep(self.delay).await;
+        let clicks: u64 = batch.iter().map(|c| c.count).sum();
+        self.written.fetch_add(clicks, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn daily_clicks(&self, code: &Code) -> Result<Vec<DayCount>, StoreError> {
+        self.inner.daily_clicks(code).await
+    }
+}
+
+// ANCHOR: final_flush_deadline_test
+/// The final flush of a large backlog on a slow database stops at its
+/// overall deadline, so the process exits within the orchestrator's grace
+/// period, and what it did not write is counted as lost, not forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_flush_stops_at_its_deadline_and_counts_the_rest_as_lost() {
+    let store = SlowClicks {
+        delay: Duration::from_millis(100),
+        ..SlowClicks::default()
+    };
+    let config = ClickConfig {
+        flush_every: Duration::from_secs(3600),
+        max_batch: 10,
+        final_flush_deadline: Duration::from_millis(500),
+        ..ClickConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (recorder, batcher) = clicks::spawn(
+        store.clone(),
+        &config,
+        Duration::from_secs(1),
+        metrics.clone(),
+    );
+    // About 100 batches of 10 counters, each write 100 ms: 10 s without a deadline.
+    let sent = 1_000u64;
+    for i in 0..sent {
+        recorder.record(Code::parse(&format!("link{i}")).expect("code"), Utc::now());
+    }
+    drop(recorder);
+    let started = Instant::now();
+    batcher.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    let written = store.written.load(Ordering::SeqCst);
+    let lost = metrics.clicks_lost.load(Ordering::SeqCst);
+    assert!(written < sent, "{written} written");
+    assert_eq!(written + lost, sent, "{written} written, {lost} lost");
+}
+// ANCHOR_END: final_flush_deadline_test
