@@ -53,6 +53,7 @@ both_stores!(
     bad_input_stores_nothing_so_the_fixed_request_may_reuse_the_key,
     keys_are_purged_after_24_hours,
     an_unfinished_key_survives_the_purge_and_its_retry_charges_once,
+    a_second_finish_of_an_order_writes_nothing,
 );
 
 fn checkout<S: Store>(store: Arc<S>) -> (Checkout<S, FakeProvider>, Arc<FakeProvider>) {
@@ -571,3 +572,40 @@ async fn a_late_decline_from_a_taken_over_checkout_writes_nothing_on_postgres() 
     });
     a_late_decline_from_a_taken_over_checkout_writes_nothing(Arc::new(store), lease_runs_out).await;
 }
+
+// ANCHOR: second_finish
+/// Phase 2 applies an outcome only to an order still `pending_payment`: a
+/// second finisher (a keyless run has no key to fence it) writes nothing,
+/// so stock is released once and a failed order never turns paid.
+async fn a_second_finish_of_an_order_writes_nothing<S: Store>(store: Arc<S>) {
+    use ecommerce::checkout::{Begun, Charged, NoHooks};
+    let req = request(&*store, &[("MUG-RED", 3)]).await;
+    let print = ecommerce::idempotency::fingerprint("alice", &req);
+    let begun = store
+        .begin_checkout("alice", None, &req, &print, now0(), &NoHooks)
+        .await
+        .expect("phase 1");
+    let Begun::Charge { order_id, .. } = begun else {
+        panic!("no order: {begun:?}")
+    };
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(97));
+    let declined = Charged::Declined("card_declined".into());
+    store
+        .finish_checkout(None, order_id, &declined, now0(), &NoHooks)
+        .await
+        .expect("the first finish");
+    for again in [declined, Charged::Paid("ch_late".into())] {
+        let second = store
+            .finish_checkout(None, order_id, &again, now0(), &NoHooks)
+            .await;
+        assert!(second.is_err(), "a second finish was applied: {second:?}");
+    }
+    assert_eq!(
+        store.stock(&sku("MUG-RED")).await.expect("stock"),
+        Some(100),
+        "released once"
+    );
+    let order = store.order(order_id).await.expect("order").expect("exists");
+    assert_eq!(order.status, "payment_failed");
+}
+// ANCHOR_END: second_finish

@@ -188,7 +188,9 @@ pub enum CheckoutError {
     /// Same key, different request (422).
     #[error("this Idempotency-Key was used with a different request")]
     KeyReused,
-    /// Same key, a request still running (409).
+    /// Same key, a request still running (409). Also what phase 2 answers
+    /// when its key was taken over, or its order was already finished by
+    /// another finisher: it wrote nothing.
     #[error("a request with this Idempotency-Key is in progress")]
     KeyInUse,
     /// A line names no product (404).

@@ -265,6 +265,10 @@ impl Store for MemoryStore {
         {
             return Err(CheckoutError::KeyInUse);
         }
+        // An order already finished is left as it is, as on PostgreSQL.
+        if order.status != "pending_payment" {
+            return Err(CheckoutError::KeyInUse);
+        }
         match charged {
             Charged::Paid(charge) => {
                 order.status = "paid".into();

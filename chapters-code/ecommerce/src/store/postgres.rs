@@ -360,6 +360,12 @@ impl Store for PgStore {
     ) -> Result<StoredResponse, CheckoutError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let mut order = load_order(&mut tx, order_id, true).await?;
+        // Under the order's row lock: an order already finished (a second
+        // finisher, which a keyless run has no key to fence) is left as it
+        // is, so stock is released once and a failed order never turns paid.
+        if order.status != "pending_payment" {
+            return Err(CheckoutError::KeyInUse);
+        }
         match charged {
             Charged::Paid(charge_id) => {
                 order.status = "paid".into();
