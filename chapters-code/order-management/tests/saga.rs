@@ -685,6 +685,66 @@ async fn more_concurrent_checkouts_than_pool_connections_all_complete() {
 }
 // ANCHOR_END: pool_bound
 
+/// The turns leave the rest of the pool to requests: with two turns on a
+/// pool of four and ten runs waiting, every running saga paused in a step
+/// (holding its connection), a request still gets a connection at once.
+/// Without the turns the runs would take all four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_waiting_for_a_turn_leave_connections_for_requests() {
+    const RUNS: usize = 10;
+    let Some(env) = saga_env().await else { return };
+    ok(
+        "plenty",
+        env.db.apply_sql("UPDATE stock SET on_hand = 1000").await,
+    );
+    let pool = env.db.pool_with(4).await;
+    let mut o = Orchestrator::with_max_runs(pool.clone(), 2);
+    o.config.step_timeout = Duration::from_secs(1);
+    inject(&o, Fault::HangBefore, Step::AuthorizePayment, RUNS as u32);
+    let mut sagas = Vec::new();
+    for _ in 0..RUNS {
+        let id = env.order(&two_lines()).await;
+        sagas.push(ok("start", o.start(id, 1).await));
+    }
+    let o = Arc::new(o);
+    let runs: Vec<_> = sagas
+        .iter()
+        .map(|&saga| {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move { o.run(saga).await })
+        })
+        .collect();
+    // Wait until two runs are paused in the authorization.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let paused: i64 = ok(
+            "paused",
+            sqlx::query_scalar("SELECT count(*) FROM sagas WHERE step = 2")
+                .fetch_one(&env.db.pool)
+                .await,
+        );
+        if paused >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run paused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        let got = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await;
+        assert!(matches!(got, Ok(Ok(_))), "a request found no connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The hangs are shared: the first runs may spend every attempt on
+    // them and compensate; each run still ends.
+    for r in runs {
+        let ended = ok("run", ok("join", r.await));
+        assert!(
+            matches!(ended, SagaStatus::Completed | SagaStatus::Compensated),
+            "{ended:?}"
+        );
+    }
+}
+
 // ANCHOR: hand_off
 /// A burst of checkouts while every turn is taken (one turn, held by a run
 /// paused in a step): no task is spawned to wait for a turn in memory.
