@@ -181,3 +181,26 @@ fn cancelling_after_the_start_costs_what_a_no_show_costs() {
     );
 }
 // ANCHOR_END: money_bugs
+
+/// Sums of money saturate at `i64::MAX` cents instead of wrapping or
+/// panicking, and the most a stay can be charged is far below that.
+#[test]
+fn sums_saturate_and_the_largest_charge_is_far_from_it() {
+    let (Ok(max), Ok(one)) = (Money::from_cents(i64::MAX), Money::from_cents(1)) else {
+        panic!("test amounts")
+    };
+    assert_eq!(max.plus(one), max);
+    assert_eq!(one.plus(max), max);
+    let Ok(longest) = TimeRange::new(now0(), now0() + SLOT * MAX_SLOTS) else {
+        panic!("the longest stay")
+    };
+    let dearest = Tariff {
+        hourly_cents: u32::MAX,
+        daily_cap_cents: u32::MAX,
+        peak_percent: 399,
+        peak_hours: (0, 24),
+        cancellation_fee_cents: u32::MAX,
+    };
+    let quote = price(&longest, &dearest);
+    assert!(quote.cents() < i64::MAX / 1_000, "{quote:?}");
+}

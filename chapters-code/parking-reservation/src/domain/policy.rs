@@ -26,10 +26,12 @@ pub const LATE_CONFIRM_WINDOW: TimeDelta = TimeDelta::minutes(15);
 /// by the client, and a script that invents plates is not stopped by it.
 pub const MAX_HOLDS_PER_PLATE: u32 = 2;
 /// A plate may have at most this many reservations that take a spot at once
-/// (unlapsed holds, confirmed, checked in), checked at every reserve,
-/// walk-in and confirm, so that one plate cannot book a lot ahead. Advisory, for
-/// the same reason. A plate is parked in at most one spot: a walk-in of a
-/// plate already checked in is refused.
+/// (unlapsed holds, confirmed, checked in for a stay not yet ended),
+/// checked at every reserve, walk-in and confirm, so that one plate cannot
+/// book a lot ahead. Advisory, for the same reason; and since a plate is
+/// public, a stranger can also use it up for a plate that is not theirs. A
+/// plate is parked in at most one spot: a walk-in or check-in of a plate
+/// checked in for a stay not yet ended is refused.
 pub const MAX_ACTIVE_PER_PLATE: u32 = 4;
 // ANCHOR_END: policy
 
