@@ -58,6 +58,7 @@ async fn start(service: Service) -> Result<()> {
             }
         }
     });
+    tokio::spawn(purge_keys(store.pool().clone()));
     // The durable timer: every second, resume the sagas whose `wake_at`
     // has passed (stuck runs after their backoff, vanished coordinators).
     tokio::spawn({
@@ -94,6 +95,32 @@ const OUTBOX_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const OUTBOX_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Rows per `DELETE`, so that no statement holds its locks for long.
 const OUTBOX_PURGE_BATCH: i64 = 10_000;
+
+/// How long a finished Idempotency-Key is kept: a retry within a day
+/// replays its order; a later one with the same key creates a new order.
+const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Deletes finished idempotency keys older than [`KEY_RETENTION`] every
+/// [`OUTBOX_PURGE_EVERY`] (the block's purge: batched, unfinished keys kept).
+async fn purge_keys(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(OUTBOX_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let purged = match pool.acquire().await {
+            Ok(mut conn) => block_idempotency::pg::purge(&mut conn, KEY_RETENTION)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match purged {
+            Ok(p) if p.deleted > 0 || p.more_left => {
+                tracing::info!(deleted = p.deleted, more_left = p.more_left, "purged idempotency keys");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+        }
+    }
+}
 
 /// Deletes published outbox rows older than [`OUTBOX_RETENTION`], every
 /// [`OUTBOX_PURGE_EVERY`], batch after batch until a batch is short.
