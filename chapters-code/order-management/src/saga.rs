@@ -26,13 +26,15 @@
 //! row and every participant's transaction. A run therefore needs exactly
 //! one connection, and the orchestrator runs at most
 //! [`Orchestrator::max_runs`] sagas at a time (half the pool by default),
-//! so a burst of checkouts queues for a turn instead of deadlocking the
-//! pool. A second coordinator's claim fails and it skips the saga; a
+//! so a burst of checkouts cannot deadlock the pool; a checkout that finds
+//! every turn taken is left to the timer ([`Orchestrator::hand_off`]). The
+//! connection carries a statement and lock timeout equal to the step
+//! timeout. A second coordinator's claim fails and it skips the saga; a
 //! coordinator that dies closes its connection and PostgreSQL releases the
 //! lock. Every write of the saga row is also fenced by the status and step
 //! it expects, and each participant's transaction locks the saga row at
-//! that status and step first, so a coordinator that lost its claim cannot
-//! move the saga back nor act on a participant.
+//! that status and step first, so a coordinator paused while the row moved
+//! on cannot move the saga back nor act on a participant.
 //!
 //! Steps run under a timeout and are retried with backoff. A step that
 //! fails for good before the pivot starts the compensation (a refused
