@@ -71,7 +71,44 @@ behaviour_suite!(
     a_walk_in_retried_without_a_key_parks_once,
     a_parked_plate_is_blocked_only_until_its_stay_ends,
     a_plate_parks_in_one_spot_at_a_time,
+    an_unknown_lot_is_named_before_the_plate_limits,
 );
+
+/// Both stores name an unknown lot first, even for a plate at its limits:
+/// a reserve of a plate with its holds used up, and a walk-in of a parked
+/// plate, into a lot that does not exist are `LotNotFound`.
+async fn an_unknown_lot_is_named_before_the_plate_limits(store: &impl ReservationStore) {
+    let lot = store
+        .create_lot(&lot_of(4))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = now0() + minutes(7);
+    for i in 0..i64::from(MAX_HOLDS_PER_PLATE) {
+        let r = request(lot, SpotKind::Regular, slots(8 + 4 * i, 4), "FULL1");
+        store
+            .reserve(&r, None, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let parked = request(lot, SpotKind::Regular, slots(0, 4), "FULL1");
+    store
+        .walk_in(&parked, None, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nowhere = 999_999;
+    let reserve = request(nowhere, SpotKind::Regular, slots(40, 4), "FULL1");
+    let refused = store.reserve(&reserve, None, now).await;
+    assert!(
+        matches!(refused, Err(StoreError::LotNotFound(l)) if l == nowhere),
+        "{refused:?}"
+    );
+    let gate = request(nowhere, SpotKind::Regular, slots(0, 4), "FULL1");
+    let refused = store.walk_in(&gate, None, now).await;
+    assert!(
+        matches!(refused, Err(StoreError::LotNotFound(l)) if l == nowhere),
+        "{refused:?}"
+    );
+}
 
 /// A plate is public, so a stranger can walk a known plate in without a
 /// key, or a gate can lose the answer of a keyless walk-in: either way

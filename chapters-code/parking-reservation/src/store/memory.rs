@@ -298,6 +298,7 @@ impl ReservationStore for MemoryStore {
         }
         // A plate parks once: a second walk-in is the gate retrying without
         // a key, or another car with the same plate typed; either way, no spot.
+        inner.check_lot(request.lot_id)?;
         if inner.is_parked(&request.plate, now, None) {
             return Err(StoreError::AlreadyParked);
         }

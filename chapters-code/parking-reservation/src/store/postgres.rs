@@ -306,18 +306,29 @@ impl PgStore {
         // held to the hold limit; both are held to the reservation limit.
         lock_plate(&mut tx, &request.plate).await?;
         let walk_in = !then.is_empty();
-        if walk_in && is_parked(&mut tx, &request.plate, now, None).await? {
-            return Err(StoreError::AlreadyParked);
-        }
-        let (holds, active) = plate_counts(&mut tx, &request.plate, now, None).await?;
-        if !walk_in && holds >= i64::from(MAX_HOLDS_PER_PLATE) {
-            return Err(StoreError::TooManyHolds {
-                limit: MAX_HOLDS_PER_PLATE,
-            });
-        }
-        if active >= i64::from(MAX_ACTIVE_PER_PLATE) {
-            return Err(StoreError::TooManyReservations {
-                limit: MAX_ACTIVE_PER_PLATE,
+        let refused = if walk_in && is_parked(&mut tx, &request.plate, now, None).await? {
+            Some(StoreError::AlreadyParked)
+        } else {
+            let (holds, active) = plate_counts(&mut tx, &request.plate, now, None).await?;
+            if !walk_in && holds >= i64::from(MAX_HOLDS_PER_PLATE) {
+                Some(StoreError::TooManyHolds {
+                    limit: MAX_HOLDS_PER_PLATE,
+                })
+            } else if active >= i64::from(MAX_ACTIVE_PER_PLATE) {
+                Some(StoreError::TooManyReservations {
+                    limit: MAX_ACTIVE_PER_PLATE,
+                })
+            } else {
+                None
+            }
+        };
+        // An unknown lot is named first, as the memory store does; the
+        // lookup runs only on this refusing path.
+        if let Some(refused) = refused {
+            return Err(if lot_exists(&mut tx, request.lot_id).await? {
+                refused
+            } else {
+                StoreError::LotNotFound(request.lot_id)
             });
         }
         let tariff = self.tariffs().of(request.kind);
