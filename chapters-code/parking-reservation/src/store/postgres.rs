@@ -51,9 +51,12 @@ pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
 /// How many transactions a reserve may lose (23P01 or 40P01 at INSERT,
 /// which abort the transaction) before it gives up with 409 `conflict`.
 ///
-/// Each loss means another request committed a reservation that this one's
-/// next SELECT will see, so the system as a whole always makes progress;
-/// the bound only stops one unlucky request from looping under a stampede.
+/// A 23P01 loss means another request committed a reservation that this
+/// one's next SELECT will see. A 40P01 loss happens while the winner is
+/// still in flight, so the next SELECT may pick the same spot and lose
+/// again; but the deadlock detector always lets one side through, so the
+/// system as a whole makes progress, and the bound only stops one unlucky
+/// request from looping under a stampede.
 /// A lost `ON CONFLICT DO NOTHING` aborts nothing and needs no bound (see
 /// `try_reserve`).
 pub const MAX_ASSIGN_ATTEMPTS: u32 = 8;
@@ -398,7 +401,8 @@ impl PgStore {
                 match self.try_reserve(request, key, now, then).await {
                     Ok(Attempt::Done(reserved)) => Ok(reserved),
                     // The transaction was rolled back after losing at INSERT.
-                    // The winner's row is committed, so the next SELECT sees it.
+                    // After a 23P01 the winner's row is committed and the next
+                    // SELECT sees it; after a 40P01 it may still be in flight.
                     Ok(Attempt::Lost) => {
                         self.races.races_lost.fetch_add(1, Ordering::Relaxed);
                         Err(None)
