@@ -182,6 +182,7 @@ async fn run() -> Result<()> {
     store.add_warehouse(&key.warehouse).await?;
     store
         .receive(
+            uuid::Uuid::new_v4(),
             &key,
             inventory::domain::Qty::new(1_000_000)?,
             chrono::Utc::now(),

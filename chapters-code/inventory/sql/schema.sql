@@ -83,9 +83,13 @@ CREATE TABLE movements (
     committed_after bigint     NOT NULL,
     version        bigint      NOT NULL,
     reservation_id uuid        REFERENCES reservations (id),
+    -- The client's id of a receipt (a delivery): a retried receive finds
+    -- it taken and adds nothing.
+    receipt_id     uuid,
     at             timestamptz NOT NULL,
     FOREIGN KEY (sku, warehouse) REFERENCES stock (sku, warehouse),
     UNIQUE (sku, warehouse, version),
+    CONSTRAINT movements_receipt_once UNIQUE (receipt_id),
     -- Each kind moves exactly its columns, in its direction.
     CHECK (CASE kind
         WHEN 'receive' THEN d_on_hand > 0 AND d_reserved = 0 AND d_committed = 0
@@ -98,7 +102,9 @@ CREATE TABLE movements (
         ELSE false END),
     -- Reservation movements name their reservation; the others do not.
     CHECK ((reservation_id IS NOT NULL)
-           = (kind IN ('reserve', 'commit', 'ship', 'release', 'expire')))
+           = (kind IN ('reserve', 'commit', 'ship', 'release', 'expire'))),
+    -- Receipts name their receipt; the others do not.
+    CHECK ((receipt_id IS NOT NULL) = (kind = 'receive'))
 );
 
 CREATE FUNCTION movements_are_append_only() RETURNS trigger

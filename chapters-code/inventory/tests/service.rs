@@ -29,7 +29,10 @@ async fn app_with<S: InventoryStore>(store: S) -> Router {
     for (uri, body) in [
         ("/skus/SHOE-42", Value::Null),
         ("/warehouses/AMS-1", Value::Null),
-        ("/stock/SHOE-42/AMS-1/receive", json!({"qty": 5})),
+        (
+            "/stock/SHOE-42/AMS-1/receive",
+            json!({"id": "5a1e0000-0000-4000-8000-000000000001", "qty": 5}),
+        ),
     ] {
         let method = if body.is_null() { "PUT" } else { "POST" };
         let (status, _) = call(&app, method, uri, body).await;
@@ -185,14 +188,14 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
         (
             "POST",
             "/stock/SHOE-42/AMS-1/receive".into(),
-            json!({"qty": 0}),
+            json!({"id": new_id(), "qty": 0}),
             400,
             "invalid-quantity",
         ),
         (
             "POST",
             "/stock/SHOE-42/AMS-1/receive".into(),
-            json!({"qty": 99_999_999}),
+            json!({"id": new_id(), "qty": 99_999_999}),
             400,
             "invalid-quantity",
         ),
@@ -221,6 +224,21 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
             "POST",
             "/stock/SHOE-42/AMS-1/reservations".into(),
             json!({"id": "not-a-uuid", "qty": 1}),
+            400,
+            "malformed-request",
+        ),
+        // A receipt id retried for another quantity; and none at all.
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/receive".into(),
+            json!({"id": "5a1e0000-0000-4000-8000-000000000001", "qty": 6}),
+            409,
+            "receipt-id-reused",
+        ),
+        (
+            "POST",
+            "/stock/SHOE-42/AMS-1/receive".into(),
+            json!({"qty": 5}),
             400,
             "malformed-request",
         ),

@@ -42,6 +42,8 @@ both!(
     count_after_sale
 );
 
+both!(a_retried_receive_adds_once, retried_receive);
+
 const TTL: TimeDelta = TimeDelta::minutes(10);
 
 async fn ledger_agrees<S: InventoryStore>(store: &S, k: &inventory::domain::StockKey) {
@@ -199,7 +201,7 @@ async fn bad_input<S: InventoryStore>(store: &S) {
     let unknown_sku = key("NOPE", "AMS-1");
     let unknown_wh = key("SHOE-42", "NOWHERE");
     assert!(matches!(
-        store.receive(&unknown_sku, qty(1), t0()).await,
+        store.receive(uuid::Uuid::new_v4(), &unknown_sku, qty(1), t0()).await,
         Err(StoreError::UnknownSku(_))
     ));
     assert!(matches!(
@@ -353,4 +355,33 @@ async fn a_commit_on_a_clock_behind_the_reserving_instance_succeeds() {
     let behind = t0() - TimeDelta::seconds(1);
     let o = store.commit(r.id, behind).await.expect("commit");
     assert_eq!(o.reservation.state, State::Committed);
+}
+
+/// Review H2: a receive whose answer was lost is retried with the same
+/// receipt id; the goods arrived once, so `on_hand` grows once. (Before, the
+/// retry added the units again: 50 phantom units for sale.)
+async fn retried_receive<S: InventoryStore>(store: &S) {
+    let k = key("SHOE-42", "AMS-1");
+    stocked(store, &k, 0).await;
+    let receipt = uuid::Uuid::new_v4();
+    let first = store.receive(receipt, &k, qty(50), t0()).await.expect("receive");
+    let again = store.receive(receipt, &k, qty(50), t0()).await.expect("retry");
+    assert_eq!((first.balance.on_hand, again.balance.on_hand), (50, 50));
+    assert_eq!(store.movements(&k).await.expect("ledger").len(), 1);
+    // The same id for another receipt is refused and changes nothing.
+    assert!(matches!(
+        store.receive(receipt, &k, qty(7), t0()).await,
+        Err(StoreError::ReceiptReused(id)) if id == receipt
+    ));
+    let other = key("SHOE-42", "RTM-1");
+    stocked(store, &other, 0).await;
+    assert!(matches!(
+        store.receive(receipt, &other, qty(50), t0()).await,
+        Err(StoreError::ReceiptReused(_))
+    ));
+    assert_eq!(store.stock(&other, t0()).await.expect("stock").balance.on_hand, 0);
+    // Another receipt of the same size is another delivery.
+    let s = store.receive(uuid::Uuid::new_v4(), &k, qty(50), t0()).await.expect("receive");
+    assert_eq!(s.balance.on_hand, 100);
+    ledger_agrees(store, &k).await;
 }

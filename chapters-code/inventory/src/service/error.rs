@@ -65,6 +65,7 @@ impl ApiError {
         ("reservation-not-found", 404),
         ("out-of-stock", 409),
         ("reservation-id-reused", 409),
+        ("receipt-id-reused", 409),
         ("hold-expired", 409),
         ("already-committed", 409),
         ("already-released", 409),
@@ -111,6 +112,11 @@ impl ApiProblem for ApiError {
                     S::CONFLICT,
                     "reservation-id-reused",
                     "Reservation id already used for another request",
+                ),
+                E::ReceiptReused(_) => (
+                    S::CONFLICT,
+                    "receipt-id-reused",
+                    "Receipt id already used for another receipt",
                 ),
                 E::Transition(t) => match t {
                     TransitionError::HoldExpired { .. } => {
@@ -189,6 +195,7 @@ mod tests {
             StoreError::UnknownWarehouse(key.warehouse.clone()).into(),
             StoreError::ReservationNotFound(uuid::Uuid::nil()).into(),
             StoreError::IdReused(uuid::Uuid::nil()).into(),
+            StoreError::ReceiptReused(uuid::Uuid::nil()).into(),
             StoreError::OutOfStock {
                 key: key.clone(),
                 requested: 2,

@@ -3,7 +3,7 @@
 //! | route | does |
 //! |---|---|
 //! | `PUT /skus/{sku}`, `PUT /warehouses/{code}` | add to the catalog (idempotent) |
-//! | `POST /stock/{sku}/{warehouse}/receive` | goods arrived: `{"qty": n}` |
+//! | `POST /stock/{sku}/{warehouse}/receive` | goods arrived: `{"id": receipt, "qty": n}` |
 //! | `POST /stock/{sku}/{warehouse}/reservations` | hold units: `{"id": uuid, "qty": n, "ttl_seconds": s}` (idempotent by id) |
 //! | `POST /reservations/{id}/commit` | payment succeeded (idempotent) |
 //! | `POST /reservations/{id}/release` | checkout abandoned (idempotent) |
@@ -91,6 +91,9 @@ impl<S> AppState<S> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveBody {
+    /// The receipt's id, chosen by the client (a delivery or ASN id as a
+    /// UUID): a retry after a lost answer sends the same id and adds nothing.
+    pub id: Uuid,
     /// Units that arrived (parsed as a raw number, then checked: 0 and negatives are named errors).
     pub qty: i64,
 }
@@ -247,7 +250,7 @@ async fn receive<S: InventoryStore>(
     let Json(body) = body.map_err(malformed_json)?;
     let qty = Qty::new(body.qty)?;
     Ok(Json(
-        st.store.receive(&key, qty, st.clock.now()).await?.into(),
+        st.store.receive(body.id, &key, qty, st.clock.now()).await?.into(),
     ))
 }
 

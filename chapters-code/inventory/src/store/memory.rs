@@ -20,6 +20,8 @@ struct Inner {
     stock: BTreeMap<StockKey, (Balance, i64)>,
     reservations: HashMap<Uuid, Reservation>,
     movements: Vec<Movement>,
+    /// Receipt ids recorded, with their position and quantity.
+    receipts: HashMap<Uuid, (StockKey, i64)>,
 }
 
 /// Stock and reservations in process memory.
@@ -153,13 +155,20 @@ impl InventoryStore for MemoryStore {
 
     async fn receive(
         &self,
+        id: Uuid,
         key: &StockKey,
         qty: Qty,
         now: DateTime<Utc>,
     ) -> Result<Stock, StoreError> {
         let mut g = self.lock();
         g.known(key)?;
+        match g.receipts.get(&id) {
+            Some((k, q)) if k == key && *q == qty.get() => return Ok(g.stock_of(key, now)),
+            Some(_) => return Err(StoreError::ReceiptReused(id)),
+            None => {}
+        }
         g.movement(key, MovementKind::Receive, qty.get())?;
+        g.receipts.insert(id, (key.clone(), qty.get()));
         Ok(g.stock_of(key, now))
     }
 

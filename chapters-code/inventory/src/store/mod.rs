@@ -47,6 +47,10 @@ pub enum StoreError {
     /// (another position or quantity).
     #[error("reservation {0} already exists for a different position or quantity")]
     IdReused(Uuid),
+    /// A receive named a receipt id already recorded for another position
+    /// or quantity.
+    #[error("receipt {0} already recorded for a different position or quantity")]
+    ReceiptReused(Uuid),
     /// The reservation's state or clock refuses the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -121,9 +125,13 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// Adds a warehouse to the catalog (idempotent).
     fn add_warehouse(&self, w: &Warehouse) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Goods arrived: `on_hand += qty`.
+    /// Goods arrived: `on_hand += qty`, as receipt `id`, chosen by the
+    /// client (a delivery's id). Idempotent: a retry with the same id,
+    /// position and quantity adds nothing and answers with the position as
+    /// it is now; the same id for a different receipt is `ReceiptReused`.
     fn receive(
         &self,
+        id: Uuid,
         key: &StockKey,
         qty: Qty,
         now: DateTime<Utc>,

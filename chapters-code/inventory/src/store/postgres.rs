@@ -148,7 +148,9 @@ SELECT qty FROM s"
 }
 
 // ANCHOR: receive_sql
-/// Add `$3` units to (`$1`, `$2`) at `$4`, creating the position on first receipt.
+/// Add `$3` units to (`$1`, `$2`) at `$4` as receipt `$5`, creating the
+/// position on first receipt. A receipt id already recorded makes the whole
+/// statement fail on `movements_receipt_once` (23505), adding nothing.
 pub const RECEIVE_SQL: &str = "
 WITH s AS (
     INSERT INTO stock AS st (sku, warehouse, on_hand, reserved, version)
@@ -158,8 +160,10 @@ WITH s AS (
     RETURNING sku, warehouse, on_hand, reserved, committed, version
 ), m AS (
     INSERT INTO movements (sku, warehouse, kind, d_on_hand, d_reserved, d_committed,
-                           on_hand_after, reserved_after, committed_after, version, at)
-    SELECT sku, warehouse, 'receive', $3, 0, 0, on_hand, reserved, committed, version, $4 FROM s
+                           on_hand_after, reserved_after, committed_after, version, at,
+                           receipt_id)
+    SELECT sku, warehouse, 'receive', $3, 0, 0, on_hand, reserved, committed, version, $4, $5
+      FROM s
     RETURNING id
 ), o AS (
     INSERT INTO outbox (movement_id) SELECT id FROM m
@@ -541,6 +545,7 @@ impl InventoryStore for PgStore {
 
     async fn receive(
         &self,
+        id: Uuid,
         key: &StockKey,
         qty: Qty,
         now: DateTime<Utc>,
@@ -550,10 +555,28 @@ impl InventoryStore for PgStore {
             .bind(key.warehouse.as_str())
             .bind(qty.get())
             .bind(now)
+            .bind(id)
             .execute(&self.pool)
             .await;
-        if let Err(e) = res {
-            return Err(catalog_error(e, key));
+        match res {
+            Ok(_) => {}
+            // Recorded before (a retry, or a concurrent twin that committed
+            // first): the same receipt is answered, another is refused.
+            Err(e) if is_unique_violation(&e, "movements_receipt_once") => {
+                let first: Option<(String, String, i64)> = sqlx::query_as(
+                    "SELECT sku, warehouse, d_on_hand FROM movements WHERE receipt_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let same = first.is_some_and(|(s, w, q)| {
+                    s == key.sku.as_str() && w == key.warehouse.as_str() && q == qty.get()
+                });
+                if !same {
+                    return Err(StoreError::ReceiptReused(id));
+                }
+            }
+            Err(e) => return Err(catalog_error(e, key)),
         }
         self.stock(key, now).await
     }

@@ -74,7 +74,7 @@ pub async fn stocked<S: InventoryStore>(store: &S, k: &StockKey, n: i64) {
         .unwrap_or_else(|e| panic!("{e}"));
     if n > 0 {
         store
-            .receive(k, qty(n), t0())
+            .receive(uuid::Uuid::new_v4(), k, qty(n), t0())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
