@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::saga::*;
 use common::*;
-use order_management::domain::{Command, Refusal, State};
+use order_management::domain::{Command, CommandError, Refusal, State};
 use order_management::saga::{
     CrashAt, Handoff, Orchestrator, PIVOT, STEPS, SagaError, SagaStatus, Step,
 };
@@ -995,8 +995,21 @@ async fn placing_again_during_the_compensation_window_is_a_conflict() {
     assert!(
         matches!(
             api,
-            order_management::service::ApiError::Store(StoreError::Command(_))
+            order_management::service::ApiError::Store(StoreError::Command(
+                CommandError::Refused(Refusal::Locked { .. })
+            ))
         ),
         "{api:?}"
+    );
+    let answer = axum::response::IntoResponse::into_response(api);
+    assert_eq!(answer.status(), axum::http::StatusCode::CONFLICT);
+    let body = ok(
+        "body",
+        http_body_util::BodyExt::collect(answer.into_body()).await,
+    )
+    .to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("order-locked"),
+        "{body:?}"
     );
 }
