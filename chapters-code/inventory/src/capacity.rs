@@ -13,8 +13,9 @@ pub fn inputs(measured: &Measured) -> Inputs {
         // product pages and a fraction check out.
         daily_active_users: 20_000_000,
         workloads: vec![
-            // Product and cart pages ask "how many left?": served by the
-            // read model, not the ledger, but counted here as load.
+            // Product and cart pages ask "how many left?": `GET /stock`
+            // reads the primary by key (other services read their own
+            // event-fed models), counted here as load.
             // Many shoppers look at the same products: a position read on a
             // day is read about fifty times that day.
             Workload::read("availability", 20.0)
