@@ -236,15 +236,29 @@ async fn a_full_cart_refuses_an_add_and_keeps_what_it_has<C: CartStore>(carts: &
 async fn a_full_cart_emptied_takes_adds_again<C: CartStore>(carts: &C) {
     let c = CartId::account(&format!("stuck-{}", Tag::random().0)).expect("valid");
     for i in 0..MAX_CART_ENTRIES as u128 {
-        carts.add(&c, Tag(i + 1), &sku("MUG-RED"), q(1)).await.expect("add");
+        carts
+            .add(&c, Tag(i + 1), &sku("MUG-RED"), q(1))
+            .await
+            .expect("add");
     }
     carts.remove(&c, &sku("MUG-RED")).await.expect("remove");
     let refused = carts.add(&c, Tag::random(), &sku("BOOK-RUST"), q(1)).await;
     assert!(matches!(refused, Err(CartError::Full)), "{refused:?}");
     carts.clear(&c).await.expect("clear");
     assert_eq!(carts.get(&c).await.expect("get").entries(), 0);
-    carts.add(&c, Tag::random(), &sku("BOOK-RUST"), q(1)).await.expect("add after clear");
-    assert_eq!(carts.get(&c).await.expect("get").lines().get(&sku("BOOK-RUST")), Some(&1));
+    carts
+        .add(&c, Tag::random(), &sku("BOOK-RUST"), q(1))
+        .await
+        .expect("add after clear");
+    assert_eq!(
+        carts
+            .get(&c)
+            .await
+            .expect("get")
+            .lines()
+            .get(&sku("BOOK-RUST")),
+        Some(&1)
+    );
 }
 // ANCHOR_END: cart_clear
 
@@ -253,22 +267,39 @@ async fn a_full_cart_emptied_takes_adds_again<C: CartStore>(carts: &C) {
 /// tombstone for an add the full target already holds replaces it and is
 /// applied (as the Redis merge's second round needs), and a merge retried
 /// after its delete was lost is not refused either.
-async fn a_removal_merged_into_a_full_cart_that_holds_the_add_is_applied<C: CartStore>(
-    carts: &C,
-) {
+async fn a_removal_merged_into_a_full_cart_that_holds_the_add_is_applied<C: CartStore>(carts: &C) {
     let guest = CartId::new_guest();
     let account = CartId::account(&format!("full-{}", Tag::random().0)).expect("valid");
     let pen = Tag(7);
-    carts.add(&guest, pen, &sku("PEN-BLUE"), q(1)).await.expect("add");
+    carts
+        .add(&guest, pen, &sku("PEN-BLUE"), q(1))
+        .await
+        .expect("add");
     // The pen's add has reached the account already (a first merge round).
-    carts.add(&account, pen, &sku("PEN-BLUE"), q(1)).await.expect("add");
+    carts
+        .add(&account, pen, &sku("PEN-BLUE"), q(1))
+        .await
+        .expect("add");
     for i in 1..MAX_CART_ENTRIES as u128 {
-        carts.add(&account, Tag(i << 8), &sku("MUG-RED"), q(1)).await.expect("fill");
+        carts
+            .add(&account, Tag(i << 8), &sku("MUG-RED"), q(1))
+            .await
+            .expect("fill");
     }
-    carts.remove(&guest, &sku("PEN-BLUE")).await.expect("remove");
-    carts.merge(&guest, &account).await.expect("the tombstone takes no new place");
+    carts
+        .remove(&guest, &sku("PEN-BLUE"))
+        .await
+        .expect("remove");
+    carts
+        .merge(&guest, &account)
+        .await
+        .expect("the tombstone takes no new place");
     let after = carts.get(&account).await.expect("get");
-    assert_eq!(after.lines().get(&sku("PEN-BLUE")), None, "the removal arrived");
+    assert_eq!(
+        after.lines().get(&sku("PEN-BLUE")),
+        None,
+        "the removal arrived"
+    );
     assert_eq!(after.entries(), MAX_CART_ENTRIES);
 }
 // ANCHOR_END: cap_counts_new_entries
@@ -345,7 +376,14 @@ async fn the_memory_merge_loses_no_add_from_another_thread() {
             .adds()
             .map(|(t, _)| *t)
             .collect();
-        present.extend(carts.get(&guest).await.expect("get").adds().map(|(t, _)| *t));
+        present.extend(
+            carts
+                .get(&guest)
+                .await
+                .expect("get")
+                .adds()
+                .map(|(t, _)| *t),
+        );
         lost += done.iter().filter(|t| !present.contains(t)).count();
     }
     assert_eq!(lost, 0, "acknowledged adds lost");
@@ -400,7 +438,9 @@ async fn a_refused_add_does_not_keep_a_full_cart_alive() {
     .await
     .expect("age the cart");
     for i in 0..10u128 {
-        let refused = carts.add(&c, Tag(u128::MAX - i), &sku("MUG-RED"), q(1)).await;
+        let refused = carts
+            .add(&c, Tag(u128::MAX - i), &sku("MUG-RED"), q(1))
+            .await;
         assert!(matches!(refused, Err(CartError::Full)), "{refused:?}");
     }
     let latest: chrono::DateTime<chrono::Utc> =
@@ -441,7 +481,10 @@ async fn concurrent_merges_and_adds_never_pass_the_cap_on_postgres() {
         1,
         "one 100-entry guest cart fits in 150 places, not two"
     );
-    assert_eq!(entries(&db.pool, &account).await, (MAX_CART_ENTRIES - 50) as i64);
+    assert_eq!(
+        entries(&db.pool, &account).await,
+        (MAX_CART_ENTRIES - 50) as i64
+    );
     // Now 60 adds race for the last 50 places.
     let mug = sku("MUG-RED");
     let adds = (0..60u128).map(|i| carts.add(&account, Tag((99 << 64) | i), &mug, q(1)));

@@ -128,7 +128,10 @@ async fn on_postgres_the_backstop_in_phase_1_answers_stock_changed_and_settles_n
         .execute(store.pool())
         .await
         .expect("drop the trigger");
-    let again = c.run("alice", Some(&k), &req, now0()).await.expect("the retry");
+    let again = c
+        .run("alice", Some(&k), &req, now0())
+        .await
+        .expect("the retry");
     assert_eq!(again.response.status, 201, "{:?}", again.response.body);
     assert!(!again.replayed);
 }

@@ -13,9 +13,7 @@ use ecommerce::catalog::{Catalog, CatalogConfig};
 use ecommerce::checkout::Checkout;
 use ecommerce::checkout::breaker::{COOL_DOWN, FAILURE_THRESHOLD};
 use ecommerce::checkout::provider::{Behaviour, FakeProvider};
-use ecommerce::service::{
-    AccountHeader, AppState, DRAIN_WITHIN, InFlight, admission, router_with,
-};
+use ecommerce::service::{AccountHeader, AppState, DRAIN_WITHIN, InFlight, admission, router_with};
 use ecommerce::store::{MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -298,7 +296,14 @@ async fn another_accounts_cart_is_forbidden() {
     let mine = [("x-account", "alice")];
     let (got, _, _) = call(&s, "POST", "/carts/a-alice/items", &mine, Some(body)).await;
     assert_eq!(got, StatusCode::OK);
-    let (got, _, _) = call(&s, "DELETE", "/carts/a-alice", &[("x-account", "mallory")], None).await;
+    let (got, _, _) = call(
+        &s,
+        "DELETE",
+        "/carts/a-alice",
+        &[("x-account", "mallory")],
+        None,
+    )
+    .await;
     assert_eq!(got, StatusCode::FORBIDDEN);
     assert!(!s.carts.get(&alice).await.expect("get").is_empty());
     let (got, _, v) = call(&s, "DELETE", "/carts/a-alice", &mine, None).await;
@@ -746,10 +751,16 @@ async fn a_shutdown_waits_for_checkouts_whose_client_hung_up() {
         "the shutdown did not wait for the checkout"
     );
     decline.notify_one();
-    assert!(drain.await.expect("the drain"), "drained before the deadline");
+    assert!(
+        drain.await.expect("the drain"),
+        "drained before the deadline"
+    );
     let orders = s.store.orders().await.expect("orders");
     assert_eq!(orders.len(), 1);
-    assert_eq!(orders[0].status, "payment_failed", "its outcome is recorded");
+    assert_eq!(
+        orders[0].status, "payment_failed",
+        "its outcome is recorded"
+    );
     assert_eq!(
         s.store.stock(&sku("MUG-RED")).await.expect("stock"),
         Some(100),
@@ -784,7 +795,11 @@ async fn checkouts_left_running_by_hung_up_clients_are_bounded() {
     assert_eq!(got, StatusCode::TOO_MANY_REQUESTS, "{p}");
     assert_eq!(problem_type(&p), "checkout-busy");
     assert!(headers.contains_key("retry-after"));
-    assert_eq!(s.provider.calls(), 2, "the refused checkout charged nothing");
+    assert_eq!(
+        s.provider.calls(),
+        2,
+        "the refused checkout charged nothing"
+    );
     decline.notify_one();
     decline.notify_one();
     assert!(s.in_flight.drain(DRAIN_WITHIN).await);

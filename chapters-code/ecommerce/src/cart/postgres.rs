@@ -81,7 +81,11 @@ impl CartStore for PgCarts {
             .fetch_one(&mut *tx)
             .await?;
             tx.rollback().await?;
-            return if retried { Ok(()) } else { Err(CartError::Full) };
+            return if retried {
+                Ok(())
+            } else {
+                Err(CartError::Full)
+            };
         }
         // Only a write that happened moves the whole cart's expiry, as the
         // Redis key's TTL does: a refused add does not keep a full cart alive.

@@ -13,8 +13,9 @@
 //! timeout or a "failed" answer a [`Outcome::Failure`], and a request that
 //! ends before the charge (a replay, bad input, a database error)
 //! [`Outcome::NotCalled`]. A call dropped mid-charge counts as a failure,
-//! so the HTTP service never drops one: it runs each checkout in a task of
-//! its own, and a client that hangs up cannot open the breaker for everyone.
+//! so the HTTP service does not drop one: it runs each checkout in a task of
+//! its own (bounded, and waited for at shutdown), and a client that hangs up
+//! cannot open the breaker for everyone. A killed process still drops them.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
