@@ -136,6 +136,56 @@ async fn concurrent_retries_of_one_commit_move_stock_once() {
     );
 }
 
+/// Review L3: concurrent retries of one ship (and concurrent receipts under
+/// one receipt id) move stock once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_ship_and_one_receive_move_stock_once() {
+    let Some((_db, store)) = pg_store(16).await else {
+        return;
+    };
+    let k = key("HOT-1", "AMS-1");
+    stocked(&store, &k, 10).await;
+    let r = store
+        .reserve(&k, qty(4), TimeDelta::minutes(10), t0())
+        .await
+        .expect("reserve");
+    store.commit(r.id, t0()).await.expect("commit");
+    let receipt = uuid::Uuid::new_v4();
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (store, start, k) = (Arc::clone(&store), Arc::clone(&start), k.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            if i % 2 == 0 {
+                Some(store.ship(r.id, t0()).await.expect("every ship retry succeeds"))
+            } else {
+                store
+                    .receive(receipt, &k, qty(5), t0())
+                    .await
+                    .expect("every receive retry succeeds");
+                None
+            }
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        if let Some(o) = t.await.expect("task")
+            && !o.replayed
+        {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "one ship moved stock; the rest were replays");
+    let s = store.stock(&k, t0()).await.expect("stock");
+    assert_eq!(
+        (s.balance.on_hand, s.balance.reserved, s.balance.committed),
+        (11, 0, 0),
+        "10 - 4 shipped + 5 received once"
+    );
+}
+
 /// Clients that reserve one unit at a time and keep it: `reserved` climbs
 /// under the counts.
 const HOLDERS: usize = 4;

@@ -227,6 +227,14 @@ async fn every_bad_input_is_a_named_problem_and_changes_nothing() {
             400,
             "malformed-request",
         ),
+        // Review L3: shipping a hold that was never paid for.
+        (
+            "POST",
+            format!("/reservations/{held}/ship"),
+            Value::Null,
+            409,
+            "not-committed",
+        ),
         // A receipt id retried for another quantity; and none at all.
         (
             "POST",
