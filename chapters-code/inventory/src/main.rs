@@ -83,7 +83,12 @@ async fn run<S: InventoryStore>(
     if state.store.stock(&key, state.clock.now()).await?.version == 0 {
         state
             .store
-            .receive(uuid::Uuid::new_v4(), &key, Qty::new(100)?, state.clock.now())
+            .receive(
+                uuid::Uuid::new_v4(),
+                &key,
+                Qty::new(100)?,
+                state.clock.now(),
+            )
             .await?;
     }
     let sweeper = state.clone();

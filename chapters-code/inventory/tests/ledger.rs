@@ -66,7 +66,10 @@ async fn check_history<S: InventoryStore>(store: &S, keys: &[StockKey; 2], ops: 
             effective(store.stock(&keys[1], now).await.expect("stock")),
         ];
         let refused = match op {
-            Op::Receive(k, q) => store.receive(uuid::Uuid::new_v4(), &keys[*k], qty(*q), now).await.is_err(),
+            Op::Receive(k, q) => store
+                .receive(uuid::Uuid::new_v4(), &keys[*k], qty(*q), now)
+                .await
+                .is_err(),
             Op::Reserve(k, q, ttl) => {
                 match store
                     .reserve(&keys[*k], qty(*q), TimeDelta::seconds(*ttl), now)

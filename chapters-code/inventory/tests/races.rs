@@ -159,7 +159,12 @@ async fn concurrent_retries_of_one_ship_and_one_receive_move_stock_once() {
         tasks.push(tokio::spawn(async move {
             start.wait().await;
             if i % 2 == 0 {
-                Some(store.ship(r.id, t0()).await.expect("every ship retry succeeds"))
+                Some(
+                    store
+                        .ship(r.id, t0())
+                        .await
+                        .expect("every ship retry succeeds"),
+                )
             } else {
                 store
                     .receive(receipt, &k, qty(5), t0())

@@ -201,7 +201,9 @@ async fn bad_input<S: InventoryStore>(store: &S) {
     let unknown_sku = key("NOPE", "AMS-1");
     let unknown_wh = key("SHOE-42", "NOWHERE");
     assert!(matches!(
-        store.receive(uuid::Uuid::new_v4(), &unknown_sku, qty(1), t0()).await,
+        store
+            .receive(uuid::Uuid::new_v4(), &unknown_sku, qty(1), t0())
+            .await,
         Err(StoreError::UnknownSku(_))
     ));
     assert!(matches!(
@@ -364,8 +366,14 @@ async fn retried_receive<S: InventoryStore>(store: &S) {
     let k = key("SHOE-42", "AMS-1");
     stocked(store, &k, 0).await;
     let receipt = uuid::Uuid::new_v4();
-    let first = store.receive(receipt, &k, qty(50), t0()).await.expect("receive");
-    let again = store.receive(receipt, &k, qty(50), t0()).await.expect("retry");
+    let first = store
+        .receive(receipt, &k, qty(50), t0())
+        .await
+        .expect("receive");
+    let again = store
+        .receive(receipt, &k, qty(50), t0())
+        .await
+        .expect("retry");
     assert_eq!((first.balance.on_hand, again.balance.on_hand), (50, 50));
     assert_eq!(store.movements(&k).await.expect("ledger").len(), 1);
     // The same id for another receipt is refused and changes nothing.
@@ -379,9 +387,20 @@ async fn retried_receive<S: InventoryStore>(store: &S) {
         store.receive(receipt, &other, qty(50), t0()).await,
         Err(StoreError::ReceiptReused(_))
     ));
-    assert_eq!(store.stock(&other, t0()).await.expect("stock").balance.on_hand, 0);
+    assert_eq!(
+        store
+            .stock(&other, t0())
+            .await
+            .expect("stock")
+            .balance
+            .on_hand,
+        0
+    );
     // Another receipt of the same size is another delivery.
-    let s = store.receive(uuid::Uuid::new_v4(), &k, qty(50), t0()).await.expect("receive");
+    let s = store
+        .receive(uuid::Uuid::new_v4(), &k, qty(50), t0())
+        .await
+        .expect("receive");
     assert_eq!(s.balance.on_hand, 100);
     ledger_agrees(store, &k).await;
 }

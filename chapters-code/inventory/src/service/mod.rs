@@ -250,7 +250,10 @@ async fn receive<S: InventoryStore>(
     let Json(body) = body.map_err(malformed_json)?;
     let qty = Qty::new(body.qty)?;
     Ok(Json(
-        st.store.receive(body.id, &key, qty, st.clock.now()).await?.into(),
+        st.store
+            .receive(body.id, &key, qty, st.clock.now())
+            .await?
+            .into(),
     ))
 }
 
