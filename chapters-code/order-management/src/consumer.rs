@@ -150,8 +150,9 @@ impl Consumer {
             .await
             .map_err(broker_err)?;
         let consumer = stream
-            .get_or_create_consumer(
-                name,
+            // Create, or update an existing durable to this config (an
+            // older one may have had a delivery limit JetStream enforces).
+            .create_consumer(
                 jetstream::consumer::pull::Config {
                     durable_name: Some(name.to_string()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,

@@ -781,3 +781,43 @@ async fn the_relay_starts_without_the_broker_and_survives_its_restart() {
     env.done().await;
 }
 // ANCHOR_END: broker_restart
+
+/// A durable consumer left by an older version with a delivery limit of 4
+/// (JetStream would then drop a message on its own after four failures):
+/// creating the consumer updates its config to unlimited, instead of
+/// reusing the old one as it is.
+#[tokio::test]
+async fn an_existing_consumer_gets_the_unlimited_delivery_config() {
+    let Some(env) = env().await else { return };
+    let stream = ok("stream", env.broker.js.get_stream(&env.broker.stream).await);
+    ok(
+        "old consumer",
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("projection".to_string()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                max_deliver: 4,
+                ..Default::default()
+            })
+            .await,
+    );
+    ok(
+        "consumer",
+        Consumer::create_with_ack_wait(
+            env.db.pool.clone(),
+            &env.broker,
+            "projection",
+            Duration::from_secs(30),
+        )
+        .await,
+    );
+    let stream = ok("stream", env.broker.js.get_stream(&env.broker.stream).await);
+    let info = ok(
+        "info",
+        stream
+            .consumer_info("projection")
+            .await,
+    );
+    assert_eq!(info.config.max_deliver, -1);
+    env.done().await;
+}
