@@ -152,17 +152,15 @@ impl Consumer {
         let consumer = stream
             // Create, or update an existing durable to this config (an
             // older one may have had a delivery limit JetStream enforces).
-            .create_consumer(
-                jetstream::consumer::pull::Config {
-                    durable_name: Some(name.to_string()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait,
-                    // Unlimited: JetStream never drops a message on its
-                    // own; the consumer's dead letter is the only way out.
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(jetstream::consumer::pull::Config {
+                durable_name: Some(name.to_string()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                // Unlimited: JetStream never drops a message on its
+                // own; the consumer's dead letter is the only way out.
+                max_deliver: -1,
+                ..Default::default()
+            })
             .await
             .map_err(broker_err)?;
         Ok(Consumer {

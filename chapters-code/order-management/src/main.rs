@@ -54,7 +54,9 @@ async fn start(service: Service) -> Result<()> {
                         tracing::info!(%saga, ?status, "recovered a saga");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "recovery could not list the sagas; the timer resumes them"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recovery could not list the sagas; the timer resumes them")
+                }
             }
         }
     });
@@ -114,7 +116,11 @@ async fn purge_keys(pool: sqlx::PgPool) {
         };
         match purged {
             Ok(p) if p.deleted > 0 || p.more_left => {
-                tracing::info!(deleted = p.deleted, more_left = p.more_left, "purged idempotency keys");
+                tracing::info!(
+                    deleted = p.deleted,
+                    more_left = p.more_left,
+                    "purged idempotency keys"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),

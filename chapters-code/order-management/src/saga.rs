@@ -53,8 +53,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -469,13 +469,11 @@ impl Orchestrator {
                 // saga that fails every time is not first in every tick.
                 Err(e) => {
                     tracing::warn!(saga = %id, error = %e, "resuming a saga failed");
-                    let later = sqlx::query(
-                        "UPDATE sagas SET wake_at = now() + $2 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(self.config.resume_first)
-                    .execute(&self.pool)
-                    .await;
+                    let later = sqlx::query("UPDATE sagas SET wake_at = now() + $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(self.config.resume_first)
+                        .execute(&self.pool)
+                        .await;
                     if let Err(e) = later {
                         tracing::warn!(saga = %id, error = %e, "could not delay a failing saga");
                     }

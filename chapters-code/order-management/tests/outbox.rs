@@ -812,12 +812,7 @@ async fn an_existing_consumer_gets_the_unlimited_delivery_config() {
         .await,
     );
     let stream = ok("stream", env.broker.js.get_stream(&env.broker.stream).await);
-    let info = ok(
-        "info",
-        stream
-            .consumer_info("projection")
-            .await,
-    );
+    let info = ok("info", stream.consumer_info("projection").await);
     assert_eq!(info.config.max_deliver, -1);
     env.done().await;
 }

@@ -469,7 +469,13 @@ async fn a_coordinator_that_lost_its_claim_cannot_move_the_saga() {
 
 /// Moves the saga's row by hand (as another coordinator would) once the run
 /// has reached `step`, while it is paused in that step's attempt.
-async fn move_row_when_at(env: &SagaEnv, o: &Orchestrator, saga: Uuid, step: usize, to: &'static str) {
+async fn move_row_when_at(
+    env: &SagaEnv,
+    o: &Orchestrator,
+    saga: Uuid,
+    step: usize,
+    to: &'static str,
+) {
     for _ in 0..200 {
         if ok("status", o.status(saga).await).1 == step {
             ok(
@@ -503,14 +509,7 @@ async fn a_paused_coordinator_whose_saga_moved_acts_on_no_participant() {
         let o = Arc::clone(&o);
         async move { o.run(saga).await }
     });
-    move_row_when_at(
-        &env,
-        &o,
-        saga,
-        2,
-        "UPDATE sagas SET step = 3 WHERE id = $1",
-    )
-    .await;
+    move_row_when_at(&env, &o, saga, 2, "UPDATE sagas SET step = 3 WHERE id = $1").await;
     let result = ok("join", running.await);
     assert!(
         matches!(result, Err(SagaError::Superseded(_))),
@@ -995,9 +994,9 @@ async fn placing_again_during_the_compensation_window_is_a_conflict() {
     assert!(
         matches!(
             api,
-            order_management::service::ApiError::Store(StoreError::Command(
-                CommandError::Refused(Refusal::Locked { .. })
-            ))
+            order_management::service::ApiError::Store(StoreError::Command(CommandError::Refused(
+                Refusal::Locked { .. }
+            )))
         ),
         "{api:?}"
     );
