@@ -81,6 +81,34 @@ async fn a_follow_whose_backfill_read_fails_leaves_no_hole() {
 }
 // ANCHOR_END: failed_backfill
 
+// ANCHOR: stale_context_rebuild
+/// The follow commits but the context cache keeps the old context (its
+/// invalidation failed), and the follow's backfill finds no timeline. A
+/// read then rebuilds: it must take the follows from the store, not from
+/// the stale cache, or the timeline is marked ready without the followee's
+/// posts and keeps that hole after the stale context expires. Seen failing
+/// with the rebuild reading the cached context: the page stayed empty.
+#[tokio::test]
+async fn a_rebuild_reads_the_follows_past_a_stale_context_cache() {
+    let hold = Hold::new(MemoryStore::new());
+    let cache = MemoryTimelines::default();
+    let (app, worker) = common::wire(push(hold.clone(), cache.clone()));
+    let users = common::make_users(&app, 2).await;
+    let (reader, author) = (users[0], users[1]);
+    let old = app.post(author, "before the follow").await.expect("post");
+    worker.drain().await.expect("drain");
+
+    let before = hold.inner.read_context(reader).await.expect("ctx");
+    *hold.stale.lock().expect("lock") = Some(before);
+    app.follow(reader, author).await.expect("follow");
+    app.home(reader, None, None).await.expect("rebuilds");
+    // The stale context expires.
+    *hold.stale.lock().expect("lock") = None;
+    let page = app.home(reader, None, None).await.expect("home");
+    assert_eq!(ids(&page), vec![old.id], "rebuilt from the stale context");
+}
+// ANCHOR_END: stale_context_rebuild
+
 // ANCHOR: follow_bound
 /// A client that sends follows and hangs up cannot pile up follow tasks:
 /// with one in flight (held after its commit) and a bound of one, the next

@@ -396,6 +396,9 @@ pub struct Hold<S> {
     pub release: std::sync::Arc<tokio::sync::Notify>,
     /// The method whose next call fails as unavailable, once.
     pub failing: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
+    /// While set, what `read_context` answers (a context cache whose
+    /// invalidation failed); `fresh_context` still reads the store.
+    pub stale: std::sync::Arc<std::sync::Mutex<Option<twitter_timeline::store::ReadContext>>>,
 }
 
 impl<S> Hold<S> {
@@ -407,6 +410,7 @@ impl<S> Hold<S> {
             reached: Default::default(),
             release: Default::default(),
             failing: Default::default(),
+            stale: Default::default(),
         }
     }
 
@@ -485,7 +489,11 @@ impl<S: SocialStore> SocialStore for Hold<S> {
         &self,
         reader: UserId,
     ) -> Result<twitter_timeline::store::ReadContext, StoreError> {
-        let ctx = self.inner.read_context(reader).await?;
+        let stale = self.stale.lock().expect("lock").clone();
+        let ctx = match stale {
+            Some(ctx) => ctx,
+            None => self.inner.read_context(reader).await?,
+        };
         self.after("read_context").await;
         Ok(ctx)
     }
