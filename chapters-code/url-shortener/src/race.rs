@@ -54,6 +54,10 @@ pub async fn alias_race(store: PgStore) -> anyhow::Result<RaceOutcome> {
         store.clone(),
         Config {
             rate_limit: None,
+            // The race is about the constraint, not latency: on a loaded
+            // machine the default 500 ms would turn a slow create into an
+            // "unexpected" store timeout and fail the race for nothing.
+            store_timeout: std::time::Duration::from_secs(30),
             ..Config::default()
         },
     )?;
