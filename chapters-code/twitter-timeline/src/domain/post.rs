@@ -60,6 +60,27 @@ pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
+/// Characters that are allowed but show nothing on their own: White_Space,
+/// the joiners and direction marks kept above, the Hangul fillers, the soft
+/// hyphen, the Mongolian vowel separator, the braille blank and the tag
+/// characters (which follow a visible base in subdivision flags). A post
+/// must have at least one character outside this set.
+fn is_blank(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200C}'..='\u{200F}'
+                | '\u{3164}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{FFA0}'
+                | '\u{00AD}'
+                | '\u{180E}'
+                | '\u{2800}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
 /// A post's text: 1 to 280 characters, something visible, no control,
 /// reordering or invisible characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -79,7 +100,7 @@ impl PostBody {
         if let Some(c) = text.chars().find(|c| is_invisible(*c)) {
             return Err(BodyError::Invisible(c));
         }
-        if text.trim().is_empty() {
+        if text.chars().all(is_blank) {
             return Err(BodyError::Empty);
         }
         Ok(Self(text.to_string()))
@@ -185,6 +206,32 @@ mod tests {
         ] {
             assert!(PostBody::parse(ok).is_ok(), "{ok:?}");
         }
+        // A post of only blank characters shows nothing: refused as empty.
+        // Seen failing when only White_Space counted as blank: each was
+        // accepted.
+        for c in [
+            '\u{3164}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{FFA0}',
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{2800}',
+            '\u{E0020}',
+            '\u{E007F}',
+            '\u{200D}',
+            '\u{200C}',
+            '\u{200E}',
+            '\u{200F}',
+        ] {
+            assert_eq!(
+                PostBody::parse(&format!(" {c} ")),
+                Err(BodyError::Empty),
+                "{c:?}"
+            );
+        }
+        // The subdivision flags use tag characters after a visible base.
+        assert!(PostBody::parse("\u{1F3F4}\u{E0067}\u{E0062}\u{E007F}").is_ok());
     }
     // ANCHOR_END: invisible
 
