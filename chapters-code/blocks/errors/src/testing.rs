@@ -52,18 +52,27 @@ pub async fn provoke(url: &str, how: Provoke) -> sqlx::Error {
         Provoke::MissingTable => "SELECT * FROM no_such_table",
         Provoke::MissingGrant => "DO $$ BEGIN RAISE SQLSTATE '42501'; END $$",
         Provoke::PoolTimeout => {
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_millis(50))
-                .connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("pool: {e}"));
-            let _held = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-            return pool
-                .acquire()
-                .await
-                .err()
-                .unwrap_or_else(|| panic!("a second connection from a pool of one"));
+            // Opening the pool's one connection is itself bounded by the
+            // 50 ms acquire timeout, which a loaded machine can miss: try
+            // again until the connection is held, then time out for real.
+            for attempt in 1.. {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_millis(50))
+                    .connect_lazy(url)
+                    .unwrap_or_else(|e| panic!("pool: {e}"));
+                let _held = match pool.acquire().await {
+                    Ok(held) => held,
+                    Err(_) if attempt < 50 => continue,
+                    Err(e) => panic!("no connection in {attempt} tries: {e}"),
+                };
+                return pool
+                    .acquire()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("a second connection from a pool of one"));
+            }
+            unreachable!("the loop returns or panics")
         }
     };
     sqlx::raw_sql(sql)
