@@ -521,3 +521,54 @@ async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -
     .await;
     out.into_iter().map(|o| o.expect("ready")).collect()
 }
+
+// ANCHOR: one_guest_two_accounts
+/// One guest cart merged into two accounts at once on Redis (two logins
+/// with the same guest cookie): each of its entries lands in at most one
+/// account. A merge that finds the guest cart being merged is refused as
+/// retryable, and changes nothing.
+#[tokio::test]
+async fn on_redis_one_guest_cart_merged_into_two_accounts_lands_once() {
+    let Some(r) = testkit::redis().await else {
+        return;
+    };
+    let carts = RedisCarts::connect(&r.url, &r.prefix).await.expect("Redis");
+    let mut twice = 0;
+    for round in 0..50u128 {
+        let guest = CartId::new_guest();
+        for i in 0..20u128 {
+            carts
+                .add(&guest, Tag((round << 32) | i), &sku("MUG-RED"), q(1))
+                .await
+                .expect("add");
+        }
+        let a1 = CartId::account(&format!("one-{round}")).expect("valid");
+        let a2 = CartId::account(&format!("two-{round}")).expect("valid");
+        let (r1, r2) = tokio::join!(carts.merge(&guest, &a1), carts.merge(&guest, &a2));
+        for r in [&r1, &r2] {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, CartError::Redis(block_errors::Class::Retryable(_), _)),
+                    "{e:?}"
+                );
+            }
+        }
+        let in1: std::collections::BTreeSet<Tag> = carts
+            .get(&a1)
+            .await
+            .expect("get")
+            .adds()
+            .map(|(t, _)| *t)
+            .collect();
+        let in2: std::collections::BTreeSet<Tag> = carts
+            .get(&a2)
+            .await
+            .expect("get")
+            .adds()
+            .map(|(t, _)| *t)
+            .collect();
+        twice += in1.intersection(&in2).count();
+    }
+    assert_eq!(twice, 0, "entries merged into both accounts");
+}
+// ANCHOR_END: one_guest_two_accounts

@@ -9,7 +9,9 @@
 //! the source only the fields read, and only where they are unchanged (an
 //! add that lands meanwhile stays in the guest cart; a removal that lands
 //! meanwhile turned an add read into a tombstone, which is carried over
-//! before it is deleted).
+//! before it is deleted). The three steps are not atomic across the keys, so
+//! a merge holds a short lease on the guest cart (`…:merging`, `SET NX PX`):
+//! a second merge of the same guest cart meanwhile is refused as retryable.
 
 use std::time::Duration;
 
@@ -86,7 +88,16 @@ for i = 1, #ARGV, 2 do
   end
 end
 return changed";
+
+// Gives up a guest cart's merge lease, only if it is still ours.
+const RELEASE_MERGE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
 // ANCHOR_END: lua
+
+/// How long a guest cart's merge lease lasts: longer than a merge's five
+/// calls at [`REDIS_TIMEOUT`] each.
+const MERGE_LEASE_MS: u64 = 5_000;
 
 /// How long a cart call may take before it is an error.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -100,6 +111,7 @@ pub struct RedisCarts {
     remove: redis::Script,
     merge: redis::Script,
     delete_merged: redis::Script,
+    release_merge: redis::Script,
 }
 
 impl RedisCarts {
@@ -112,6 +124,7 @@ impl RedisCarts {
             remove: redis::Script::new(REMOVE),
             merge: redis::Script::new(MERGE_INTO),
             delete_merged: redis::Script::new(DELETE_MERGED),
+            release_merge: redis::Script::new(RELEASE_MERGE),
         }
     }
 
@@ -226,6 +239,49 @@ impl CartStore for RedisCarts {
             // A set joined with itself is itself; deleting the source would empty it.
             return Ok(());
         }
+        // One merge of a guest cart at a time: two logins with the same guest
+        // cookie would otherwise both read its fields and copy them into two
+        // accounts. The lease outlives every step's timeout together.
+        let mut conn = self.conn.clone();
+        let lease = format!("{}:merging", self.key(from));
+        let token = Tag::random().to_string();
+        let mut set = redis::cmd("SET");
+        set.arg(&lease)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(MERGE_LEASE_MS);
+        let taken: Option<String> = self.timed(set.query_async(&mut conn)).await?;
+        if taken.is_none() {
+            return Err(CartError::Redis(
+                Class::Retryable(Transient::Contention),
+                "this guest cart is being merged".into(),
+            ));
+        }
+        let merged = self.merge_fields(from, into).await;
+        // Released only if still ours; if this fails, the lease expires.
+        let mut release = self.release_merge.key(&lease);
+        release.arg(&token);
+        let released = self.timed(release.invoke_async::<i64>(&mut conn)).await;
+        merged.and(released.map(|_| ()))
+    }
+
+    async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
+        Ok(decode(&self.fields(cart).await?))
+    }
+
+    async fn clear(&self, cart: &CartId) -> Result<(), CartError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(cart));
+        self.timed(cmd.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+}
+
+impl RedisCarts {
+    /// The merge's three steps, under the guest cart's merge lease.
+    async fn merge_fields(&self, from: &CartId, into: &CartId) -> Result<(), CartError> {
         let mut fields = self.fields(from).await?;
         // Twice at most: the second round carries the tombstones of adds
         // removed between the read and the delete.
@@ -254,18 +310,6 @@ impl CartStore for RedisCarts {
             let changed: Vec<String> = self.timed(del.invoke_async(&mut conn)).await?;
             fields = changed.into_iter().map(|f| (f, "1".to_string())).collect();
         }
-        Ok(())
-    }
-
-    async fn get(&self, cart: &CartId) -> Result<Cart, CartError> {
-        Ok(decode(&self.fields(cart).await?))
-    }
-
-    async fn clear(&self, cart: &CartId) -> Result<(), CartError> {
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.key(cart));
-        self.timed(cmd.query_async::<i64>(&mut conn)).await?;
         Ok(())
     }
 }
