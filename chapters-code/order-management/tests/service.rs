@@ -373,3 +373,42 @@ async fn a_retried_create_with_its_key_creates_one_order_on_postgres() {
     assert_eq!(orders, 1);
 }
 // ANCHOR_END: idempotency_key
+
+/// The limit of the key's scope, shown rather than fixed: the scope is the
+/// body's `customer_id`, which nothing authenticates. Someone who names
+/// customer B and takes B's guessable key first makes B's own create with
+/// that key a `422`; someone who sends B's key and body gets B's order id.
+/// Keys must be unguessable until the scope comes from an authenticated
+/// principal.
+#[tokio::test]
+async fn a_key_is_scoped_by_an_unauthenticated_customer_id() {
+    let s = Server::start(MemoryStore::new(), Checkout::Instant).await;
+    let customer_b = "00000000-0000-0000-0000-0000000000b0";
+    let order = |quantity: u32| {
+        json!({
+            "customer_id": customer_b,
+            "lines": [{"sku": "A", "quantity": quantity, "unit_price_cents": 100}]
+        })
+        .to_string()
+    };
+    let key = [("idempotency-key", "cart-b")];
+    // Someone else, naming B, takes the key first.
+    let squatted = s
+        .send_with(Method::POST, "/orders", Some(&order(9)), &key)
+        .await;
+    assert_eq!(squatted.status, StatusCode::CREATED, "{}", squatted.body);
+    // B's own create with that key is refused.
+    let real = s
+        .send_with(Method::POST, "/orders", Some(&order(1)), &key)
+        .await;
+    assert_refused(
+        &real,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+    );
+    // Whoever knows the key and body gets the order id back.
+    let replayed = s
+        .send_with(Method::POST, "/orders", Some(&order(9)), &key)
+        .await;
+    assert_eq!(replayed.body["id"], squatted.body["id"]);
+}
