@@ -27,9 +27,9 @@
 //! one connection, and the orchestrator runs at most
 //! [`Orchestrator::max_runs`] sagas at a time (half the pool by default),
 //! so a burst of checkouts cannot deadlock the pool; a checkout that finds
-//! every turn taken is left to the timer ([`Orchestrator::hand_off`]). The
-//! connection carries a statement and lock timeout equal to the step
-//! timeout. A second coordinator's claim fails and it skips the saga; a
+//! every turn taken is left to the timer ([`Orchestrator::hand_off`]). Each
+//! participant transaction carries a statement and lock timeout of three
+//! quarters of the step timeout. A second coordinator's claim fails and it skips the saga; a
 //! coordinator that dies closes its connection and PostgreSQL releases the
 //! lock. Every write of the saga row is also fenced by the status and step
 //! it expects, and each participant's transaction locks the saga row at
@@ -42,7 +42,7 @@
 //! have taken the money). A run that cannot go on (a pivot in doubt, a
 //! step past the pivot or a compensation that keeps failing) stops where
 //! it is, with its direction, and sets the saga's durable timer
-//! (`sagas.wake_at`) after a backoff that doubles each time:
+//! (`sagas.wake_at`) after a backoff that doubles each time (equal jitter):
 //! [`Orchestrator::resume_due`], which the service calls on a tick, resumes
 //! it then, and also any saga whose coordinator vanished without a word.
 //! Compensations are retried this way until they succeed (Garcia-Molina
@@ -547,17 +547,6 @@ impl Orchestrator {
             None => Arc::clone(&self.runs).acquire_owned().await.ok(),
         };
         let mut conn = self.pool.acquire().await?;
-        // The server cancels any statement of the run that outlives a step
-        // (a lock wait, a slow query): a step the timeout gave up on leaves
-        // nothing running on the connection for the next statement to wait
-        // behind. Reset when the connection goes back to the pool.
-        let limit = format!("{}ms", self.config.step_timeout.as_millis().max(1));
-        sqlx::query(
-            "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
-        )
-        .bind(&limit)
-        .execute(&mut *conn)
-        .await?;
         let held = sqlx::query_scalar::<_, bool>(
             "SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))",
         )
@@ -806,7 +795,8 @@ impl Orchestrator {
     ) -> Result<SagaStatus, SagaError> {
         let first = self.config.resume_first.max(Duration::from_millis(1));
         let max = self.config.resume_max.max(first);
-        let Ok(backoff) = block_retry::Backoff::new(first, max, block_retry::Jitter::None) else {
+        // Equal jitter: sagas stopped by one outage do not all wake together.
+        let Ok(backoff) = block_retry::Backoff::new(first, max, block_retry::Jitter::Equal) else {
             unreachable!("a base above zero and a cap at or above it are valid");
         };
         let mut conn = claim.lock().await;
@@ -835,7 +825,9 @@ impl Orchestrator {
                 .await?;
             return Ok(SagaStatus::DeadLetter);
         }
-        let pause = backoff.ceiling(resumes - 1);
+        let pause = backoff.delay(resumes - 1, first, &mut block_retry::Rng::from_entropy());
+        // PostgreSQL intervals hold microseconds.
+        let pause = Duration::from_micros(u64::try_from(pause.as_micros()).unwrap_or(u64::MAX));
         sqlx::query("UPDATE sagas SET wake_at = now() + $2 WHERE id = $1")
             .bind(saga)
             .bind(pause)
@@ -975,6 +967,18 @@ impl Orchestrator {
         let mut tx = sqlx::Connection::begin(&mut **conn)
             .await
             .map_err(transient)?;
+        // The server cancels a statement of the step before the step
+        // timeout would drop it (a lock wait, a slow query): the attempt
+        // gets the error itself, and nothing is left running on the
+        // connection for the next statement to wait behind.
+        let limit = (self.config.step_timeout * 3 / 4).as_millis().max(1);
+        sqlx::query(
+            "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)",
+        )
+        .bind(format!("{limit}ms"))
+        .execute(&mut *tx)
+        .await
+        .map_err(transient)?;
         let order_id: Option<Uuid> = sqlx::query_scalar(
             "SELECT order_id FROM sagas WHERE id = $1 AND status = $2 AND step = $3 FOR UPDATE",
         )
@@ -1151,8 +1155,9 @@ impl Orchestrator {
 }
 
 /// Gives a run's connection back to the pool: unlocks the claim on `saga`
-/// (if it was taken) and resets the run's timeouts. A connection that may
-/// still hold the lock or the timeouts is closed instead.
+/// (if it was taken) and resets the timeouts (set per transaction; reset
+/// again in case). A connection that may still hold the lock is closed
+/// instead.
 async fn release(mut conn: PoolConnection<Postgres>, saga: Option<Uuid>) {
     let unlocked = match saga {
         Some(saga) => matches!(
