@@ -194,8 +194,9 @@ struct Ran {
 
 fn run_tests(scratch: &Path, package: &str, tests: &[TestName], log: &Path) -> Result<Ran> {
     let started = Instant::now();
-    let mut targets: Vec<&str> = tests.iter().map(|t| t.target.as_str()).collect();
-    targets.dedup();
+    // One cargo run per target: `dedup` alone would run a target twice when
+    // a guard lists its tests as postgres, memory, postgres.
+    let targets: BTreeSet<&str> = tests.iter().map(|t| t.target.as_str()).collect();
     let mut output = String::new();
     let mut status_ok = true;
     let mut timed_out = false;
