@@ -2,7 +2,7 @@
 //! removed one at a time, with the tests that must then fail.
 //!
 //! For each chapter with a `guards.toml` ([`bookkit::guards`]) the runner
-//! 1. syncs a scratch copy of the tree (`target/guards/tree`, never the
+//! 1. syncs a scratch copy of the tree (`target/guards/tree-<slug>`, never the
 //!    working tree), so only files that changed are rewritten and cargo
 //!    rebuilds little;
 //! 2. runs every named test once unmutated: they must all pass, or the run
@@ -114,7 +114,10 @@ pub fn run(root: &Path, chapters: &[bookkit::Chapter]) -> Result<()> {
 }
 
 fn run_chapter(root: &Path, slug: &str, package: &str, list: &[Guard]) -> Result<GuardsRun> {
-    let scratch = bookkit::target_dir().join("guards").join("tree");
+    // A scratch tree per chapter, so two chapters' guards can run at once.
+    let scratch = bookkit::target_dir()
+        .join("guards")
+        .join(format!("tree-{}", slug.replace('/', "-")));
     let logs = bookkit::target_dir().join("guards").join("logs");
     fs::create_dir_all(&logs)?;
     // Every mutation must apply to today's code before anything runs.
