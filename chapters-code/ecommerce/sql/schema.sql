@@ -39,6 +39,9 @@ CREATE TABLE orders (
     charge_id   text UNIQUE,
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
+    -- When phase 1 reserved the stock, by the database's clock: the
+    -- completer's age test compares it with that clock only.
+    reserved_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     CHECK ((status = 'paid') = (charge_id IS NOT NULL))
 );
 
@@ -52,6 +55,8 @@ CREATE TABLE order_lines (
 );
 
 CREATE INDEX orders_account ON orders (account_id, created_at DESC);
+-- The completer's scan: only the orders still waiting for an outcome.
+CREATE INDEX orders_pending ON orders (reserved_at) WHERE status = 'pending_payment';
 -- ANCHOR_END: orders
 
 -- ANCHOR: idempotency_keys
@@ -103,10 +108,34 @@ CREATE INDEX idempotency_keys_unfinished ON idempotency_keys (created_at)
 -- Work to do after an order is paid (the receipt e-mail), written in the
 -- same transaction as the payment's recovery point and drained by a worker.
 CREATE TABLE staged_jobs (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind       text NOT NULL,
-    payload    jsonb NOT NULL,
-    created_at timestamptz NOT NULL
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind         text NOT NULL,
+    payload      jsonb NOT NULL,
+    created_at   timestamptz NOT NULL,
+    -- The fence: each claim adds one; a completion names the fence it
+    -- claimed with, so a holder whose lease was taken over commits nothing.
+    fence        bigint NOT NULL DEFAULT 0,
+    -- The holder's lease, on the database's clock; NULL when unclaimed.
+    locked_until timestamptz,
+    -- Claims so far, and why the last run failed.
+    attempts     integer NOT NULL DEFAULT 0,
+    last_error   text,
+    done_at      timestamptz
+);
+-- The worker's claim reads only the jobs not done, oldest first.
+CREATE INDEX staged_jobs_todo ON staged_jobs (id) WHERE done_at IS NULL;
+-- One receipt job per order, whatever finishes the order: the backstop
+-- behind phase 2's `pending_payment` guard.
+CREATE UNIQUE INDEX staged_jobs_one_receipt ON staged_jobs ((payload->>'order_id'))
+    WHERE kind = 'send_receipt';
+
+-- What the receipt jobs did: one row per order, written by the fenced
+-- completion in the same transaction that marks the job done.
+CREATE TABLE receipts (
+    order_id uuid PRIMARY KEY REFERENCES orders (id),
+    job_id   bigint NOT NULL REFERENCES staged_jobs (id),
+    fence    bigint NOT NULL,
+    sent_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 -- ANCHOR_END: staged_jobs
 

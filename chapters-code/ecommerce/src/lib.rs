@@ -26,6 +26,8 @@
 //!   memory and in PostgreSQL (one behaviour suite runs against both);
 //! - [`checkout`]: the phases, the provider trait and a fake provider that
 //!   is slow, times out or fails on demand;
+//! - [`checkout::complete`]: the completer that settles checkouts nobody
+//!   finished; [`jobs`]: the worker that runs each staged job once;
 //! - [`cart`]: carts in Redis (Lua, TTL), PostgreSQL or memory;
 //! - [`catalog`]: the two cache layers;
 //! - [`service`]: axum routes, problem+json in one place, the flash-sale
@@ -44,6 +46,7 @@ pub mod domain;
 #[cfg(feature = "book")]
 pub mod generated;
 pub mod idempotency;
+pub mod jobs;
 pub mod load;
 pub mod problem;
 #[cfg(feature = "book")]

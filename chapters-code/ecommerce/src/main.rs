@@ -9,8 +9,10 @@
 //! carrying `X-Account` is refused; `gateway`: `X-Account` is believed, which
 //! is safe only behind a gateway that authenticates the shopper and removes
 //! any copy of the header the client sent). The payment provider is the fake one: it always
-//! succeeds. Demo products are created on start; a job purges idempotency
-//! keys older than 24 hours every hour.
+//! succeeds. Demo products missing from the store are created on start (an
+//! existing one keeps its stock); a job purges idempotency keys older than
+//! 24 hours every hour. On PostgreSQL, the completer settles unfinished
+//! checkouts and a worker drains the staged jobs (receipts).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,12 +22,13 @@ use anyhow::{Context, Result};
 use block_service::{Service, var_or};
 use ecommerce::cart::{CartStore, MemoryCarts, RedisCarts};
 use ecommerce::catalog::{Catalog, CatalogConfig, FillPolicy, RedisL2};
-use ecommerce::checkout::Checkout;
 use ecommerce::checkout::provider::FakeProvider;
+use ecommerce::checkout::{Checkout, complete};
 use ecommerce::domain::{Currency, Money, Sku, TaxClass};
 use ecommerce::idempotency::{Purged, retention};
+use ecommerce::jobs::{FakeMailer, Worker};
 use ecommerce::service::{AccountHeader, AppState, DRAIN_WITHIN, InFlight, admission, router_with};
-use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store};
+use ecommerce::store::{MemoryStore, NewProduct, PgStore, Store, seed_missing};
 
 /// This chapter's port (CONTRIBUTING.md lists one per chapter; 3000 is the book server's).
 const DEFAULT_PORT: u16 = 8082;
@@ -34,6 +37,8 @@ const DEFAULT_PORT: u16 = 8082;
 /// How often expired idempotency keys are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 // ANCHOR_END: purge_every
+/// How long the worker waits when it found no job.
+const JOBS_POLL: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     block_service::main(DEFAULT_PORT, start)
@@ -41,20 +46,54 @@ fn main() -> ExitCode {
 
 async fn start(service: Service) -> Result<()> {
     let redis = service.engines().redis_url.clone();
+    let provider = Arc::new(FakeProvider::new());
     match service.engines().database_url.clone() {
         Some(url) => {
             let store =
                 block_service::open_database(PgStore::connect(&url, 16), PgStore::ensure_schema)
                     .await?;
-            with_carts(service, Arc::new(store), redis).await
+            // Both loops end with the process; each step they take is committed.
+            tokio::spawn(complete_checkouts(store.clone(), Arc::clone(&provider)));
+            tokio::spawn(run_jobs(store.clone()));
+            with_carts(service, Arc::new(store), provider, redis).await
         }
-        None => with_carts(service, Arc::new(MemoryStore::new()), redis).await,
+        None => with_carts(service, Arc::new(MemoryStore::new()), provider, redis).await,
     }
 }
+
+// ANCHOR: background
+/// The completer, every [`complete::EVERY`]: settles the checkouts nobody finished.
+async fn complete_checkouts(store: PgStore, provider: Arc<FakeProvider>) {
+    let completer = complete::Completer::new(store, provider);
+    let mut tick = tokio::time::interval(complete::EVERY);
+    loop {
+        tick.tick().await;
+        match completer.pass().await {
+            Ok(p) if p == complete::Pass::default() => {}
+            Ok(p) => tracing::info!(?p, "completer pass"),
+            Err(e) => tracing::warn!(error = %e, "completer pass failed"),
+        }
+    }
+}
+
+/// The staged-jobs worker: drains while there is work, then polls.
+async fn run_jobs(store: PgStore) {
+    let worker = Worker::new(store.pool().clone(), Arc::new(FakeMailer::default()));
+    loop {
+        match worker.drain_once().await {
+            Ok(d) if d.claimed > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "staged-jobs worker failed"),
+        }
+        tokio::time::sleep(JOBS_POLL).await;
+    }
+}
+// ANCHOR_END: background
 
 async fn with_carts<S: Store>(
     service: Service,
     store: Arc<S>,
+    provider: Arc<FakeProvider>,
     redis: Option<String>,
 ) -> Result<()> {
     match redis {
@@ -63,22 +102,22 @@ async fn with_carts<S: Store>(
                 .await
                 .context("connecting to REDIS_URL")?;
             let l2 = RedisL2::connect(&url, "shop:", FillPolicy::KeepHigherVersion).await?;
-            run(service, store, Arc::new(carts), Some(l2)).await
+            run(service, store, provider, Arc::new(carts), Some(l2)).await
         }
-        None => run(service, store, Arc::new(MemoryCarts::new()), None).await,
+        None => run(service, store, provider, Arc::new(MemoryCarts::new()), None).await,
     }
 }
 
 async fn run<S: Store, C: CartStore>(
     service: Service,
     store: Arc<S>,
+    provider: Arc<FakeProvider>,
     carts: Arc<C>,
     l2: Option<RedisL2>,
 ) -> Result<()> {
-    for p in demo_products()? {
-        store.put_product(&p).await?;
-    }
-    let provider = Arc::new(FakeProvider::new());
+    // A restart keeps what is sold: only missing products are created.
+    let created = seed_missing(&*store, &demo_products()?).await?;
+    tracing::info!(created, "demo products");
     let per_second: u32 = var_or("CHECKOUT_PER_SECOND", 0)?;
     let accounts = var_or("ACCOUNT_HEADER", AccountHeader::Refused)?;
     let state = AppState {
@@ -124,13 +163,13 @@ async fn purge_keys<S: Store>(store: Arc<S>) {
         tick.tick().await;
         match store.purge_keys(retention(), chrono::Utc::now()).await {
             Ok(p) if p == Purged::default() => {}
-            // An unfinished key is an abandoned checkout whose stock stays
-            // reserved: nothing completes it but its client's retry yet.
+            // An unfinished key a day old is a checkout the completer has
+            // not settled (its charge still in progress, or the provider down).
             Ok(p) if p.unfinished_kept > 0 => tracing::warn!(
                 deleted = p.deleted,
                 unfinished_kept = p.unfinished_kept,
                 more_left = p.more_left,
-                "unfinished checkouts keep their stock reserved until retried"
+                "unfinished checkouts a day old: the completer has not settled them"
             ),
             Ok(p) => tracing::info!(
                 deleted = p.deleted,

@@ -37,6 +37,7 @@ pub const PROBLEM_TYPES: &[(&str, u16)] = &[
     ("out-of-stock", 409),
     ("stock-changed", 409),
     ("cart-full", 409),
+    ("checkout-expired", 410),
     ("body-too-large", 413),
     ("idempotency-key-reused", 422),
     ("currency-mismatch", 422),

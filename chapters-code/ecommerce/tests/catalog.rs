@@ -267,3 +267,39 @@ async fn search_uses_the_words_of_name_and_description() {
     // Stemming: "mugs" finds "mug".
     assert_eq!(store.search("mugs", 10).await.expect("search").len(), 1);
 }
+
+// ANCHOR: restart_keeps_stock
+/// Issue #26, item 8: the demo binary's start-up creates only the products
+/// the store lacks, so a restart keeps the stock that was sold.
+#[tokio::test]
+async fn a_restart_creates_missing_products_and_keeps_the_stock_sold() {
+    use ecommerce::store::{Store, seed_missing};
+    let Some((_db, store)) = pg_store().await else {
+        return;
+    };
+    let c = ecommerce::checkout::Checkout::new(
+        Arc::new(store.clone()),
+        Arc::new(ecommerce::checkout::provider::FakeProvider::new()),
+    );
+    let req = request(&store, &[("MUG-RED", 5)]).await;
+    c.run("alice", None, &req, now0()).await.expect("a sale");
+    let mut list = products();
+    list[0].name = "Renamed on restart".into();
+    list.push(ecommerce::store::NewProduct {
+        sku: sku("NEW-1"),
+        ..list[1].clone()
+    });
+    assert_eq!(
+        seed_missing(&store, &list).await.expect("seed"),
+        1,
+        "only the new one"
+    );
+    assert_eq!(store.stock(&sku("MUG-RED")).await.expect("stock"), Some(95));
+    let mug = store
+        .product(&sku("MUG-RED"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(mug.name, "Red mug", "an existing product is left as it is");
+}
+// ANCHOR_END: restart_keeps_stock

@@ -22,6 +22,7 @@
 //! order that does not exist).
 
 pub mod breaker;
+pub mod complete;
 pub mod provider;
 
 use std::future::Future;
@@ -178,6 +179,8 @@ pub enum Charged {
     Declined(String),
     /// The provider failed and charged nothing.
     ProviderFailed(String),
+    /// Never charged, and voided by the completer: the checkout expired.
+    Voided,
 }
 // ANCHOR_END: outcomes
 
@@ -237,6 +240,10 @@ pub enum Point {
     BeforeFinishCommit,
     /// Phase 2 committed; the HTTP answer is next.
     AfterFinishCommit,
+    /// The completer took a key over; asking the provider is next.
+    AfterTakeOver,
+    /// The completer has the provider's answer; phase 2 is next.
+    AfterSettle,
 }
 
 /// A boxed future, for the object-safe hook.
@@ -387,7 +394,8 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
         .await
         .unwrap_or(Err(PaymentError::Timeout(self.provider_timeout)));
         permit.record(match &charge {
-            Ok(_) | Err(PaymentError::Declined(_)) => Outcome::Success,
+            // "In progress" is an answer: the provider is up.
+            Ok(_) | Err(PaymentError::Declined(_) | PaymentError::InProgress) => Outcome::Success,
             Err(PaymentError::Failed(_) | PaymentError::Timeout(_)) => Outcome::Failure,
         });
         self.hooks.reached(Point::AfterCharge).await;
@@ -395,7 +403,7 @@ impl<S: Store, P: PaymentProvider> Checkout<S, P> {
             Ok(c) => Charged::Paid(c.id),
             Err(PaymentError::Declined(why)) => Charged::Declined(why),
             Err(PaymentError::Failed(why)) => Charged::ProviderFailed(why),
-            Err(e @ PaymentError::Timeout(_)) => {
+            Err(e @ (PaymentError::Timeout(_) | PaymentError::InProgress)) => {
                 // Unknown outcome: leave the order at its recovery point and
                 // let the next retry ask the provider again (same charge key).
                 if let Some(lock) = lock {
@@ -532,6 +540,17 @@ pub fn finish_response(order: &Order, charged: &Charged) -> StoredResponse {
                 "payment-provider-failed",
                 "Payment provider failed",
                 why.clone(),
+            )
+            .with("order_id", serde_json::json!(order.id)),
+        ),
+        // The completer's answer for a checkout nobody finished: the retry
+        // that comes after it gets this, and must start a new checkout.
+        Charged::Voided => StoredResponse::problem(
+            &Problem::new(
+                410,
+                "checkout-expired",
+                "Checkout expired",
+                "the checkout was not completed in time; nothing was charged and the stock was released",
             )
             .with("order_id", serde_json::json!(order.id)),
         ),

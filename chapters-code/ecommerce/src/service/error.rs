@@ -339,6 +339,7 @@ mod tests {
             &order,
             &Charged::ProviderFailed(String::new()),
         ));
+        out.push(finish_response(&order, &Charged::Voided));
         out.iter()
             .map(|r| {
                 let kind = r.body["type"].as_str().unwrap_or_default();
@@ -401,7 +402,7 @@ mod tests {
         ];
         let mut returned = block_errors::problem_types_of(&every_error);
         let stored = stored();
-        assert_eq!(stored.len(), 4, "{stored:?}");
+        assert_eq!(stored.len(), 5, "{stored:?}");
         returned.extend(stored);
         block_errors::assert_problem_types(&returned, PROBLEM_TYPES);
     }

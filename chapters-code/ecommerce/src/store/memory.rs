@@ -274,7 +274,7 @@ impl Store for MemoryStore {
                 order.status = "paid".into();
                 order.charge_id = Some(charge.clone());
             }
-            Charged::Declined(_) | Charged::ProviderFailed(_) => {
+            Charged::Declined(_) | Charged::ProviderFailed(_) | Charged::Voided => {
                 order.status = "payment_failed".into();
                 for line in &order.quote.lines {
                     if let Some(p) = s.products.get_mut(&line.sku) {

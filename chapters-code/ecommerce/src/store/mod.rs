@@ -43,6 +43,25 @@ pub struct NewProduct {
     pub stock: i32,
 }
 
+// ANCHOR: seed_missing
+/// Creates the products of `products` that `store` does not have, and
+/// leaves the others as they are (their stock is what was sold); returns
+/// how many it created. The demo binary's start-up.
+pub async fn seed_missing<S: Store>(
+    store: &S,
+    products: &[NewProduct],
+) -> Result<usize, StoreError> {
+    let mut created = 0;
+    for p in products {
+        if store.product(&p.sku).await?.is_none() {
+            store.put_product(p).await?;
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+// ANCHOR_END: seed_missing
+
 /// An idempotency key's row, as tests and reconciliation read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {

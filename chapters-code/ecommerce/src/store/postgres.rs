@@ -371,7 +371,7 @@ impl Store for PgStore {
                 order.status = "paid".into();
                 order.charge_id = Some(charge_id.clone());
             }
-            Charged::Declined(_) | Charged::ProviderFailed(_) => {
+            Charged::Declined(_) | Charged::ProviderFailed(_) | Charged::Voided => {
                 order.status = "payment_failed".into();
             }
         }
@@ -405,7 +405,7 @@ impl Store for PgStore {
                 .await
                 .map_err(StoreError::from)?;
             }
-            Charged::Declined(_) | Charged::ProviderFailed(_) => {
+            Charged::Declined(_) | Charged::ProviderFailed(_) | Charged::Voided => {
                 sqlx::query(
                     "UPDATE orders SET status = 'payment_failed', updated_at = $2 WHERE id = $1",
                 )
