@@ -10,6 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod algo;
+#[cfg(feature = "book")]
+pub mod book;
 pub mod hash;
 pub mod proxy;
+#[cfg(feature = "book")]
+pub mod report;
 pub mod sim;
