@@ -19,6 +19,10 @@ pub fn book() -> Chapter {
                 report::disruption_markdown,
             ),
             GeneratedFile::pure(
+                "src/load-balancer/generated/key-numbers.md",
+                report::key_numbers_markdown,
+            ),
+            GeneratedFile::pure(
                 "src/load-balancer/generated/performance.md",
                 report::performance_markdown,
             ),

@@ -255,3 +255,56 @@ pub fn performance_markdown() -> Result<String> {
             .to_string(),
     )
 }
+
+/// The key numbers of the 45-minute page, each from a simulation or a constant of this crate.
+pub fn key_numbers_markdown() -> Result<String> {
+    use crate::proxy::config::{EJECT_AFTER, MAX_ATTEMPTS, RETRY_RATIO, RETRY_RESERVE};
+    let runs = stale_runs();
+    let at = |a: Algorithm, t: f64| {
+        runs.iter()
+            .find(|(x, _)| *x == a)
+            .and_then(|(_, p)| p.iter().find(|(pt, _)| *pt == t))
+            .map_or(f64::NAN, |(_, y)| *y)
+    };
+    let t = PERIODS[3];
+    let big = BINS[BINS.len() - 1];
+    let balls = balls_into_bins(big, BALL_TRIALS, 0xba11 + (BINS.len() - 1) as u64);
+    let maglev = disruption(Scheme::Maglev(MAGLEV_DEFAULT_SIZE), POOL, KEYS);
+    let rows = vec![
+        vec![
+            format!("Time in system, board {t} service times old: least connections / P2C"),
+            format!(
+                "{:.2} / {:.2}",
+                at(Algorithm::LeastConnections, t),
+                at(Algorithm::P2c, t)
+            ),
+            "[stale information](deep-dive.md#stale-information-herding)".to_string(),
+        ],
+        vec![
+            format!("Fullest of {big} bins: one random choice / best of two"),
+            format!("{:.1} / {:.1}", balls.random_max, balls.two_choice_max),
+            "[balls into bins](deep-dive.md#with-load-information-p2c)".to_string(),
+        ],
+        vec![
+            format!("Keys moved adding an 11th of {POOL} backends, Maglev M = {MAGLEV_DEFAULT_SIZE} (ideal {})", pct(1.0 / (POOL as f64 + 1.0))),
+            pct(maglev.moved_on_add),
+            "[disruption](deep-dive.md#disruption-against-balance)".to_string(),
+        ],
+        vec![
+            "Failures in a row that eject a backend".to_string(),
+            EJECT_AFTER.to_string(),
+            "[ejection bound](failure-modes.md#an-ejected-backend-stops-receiving-traffic-within-a-bound)".to_string(),
+        ],
+        vec![
+            "Retries allowed: reserve + share of requests; attempts per request".to_string(),
+            format!("{RETRY_RESERVE} + {:.0}%; {MAX_ATTEMPTS}", RETRY_RATIO * 100.0),
+            "[retry budget](failure-modes.md#retries-cannot-multiply-the-load)".to_string(),
+        ],
+        vec![
+            "Proxy throughput per core, and its ratio to a direct request".to_string(),
+            "not measured yet".to_string(),
+            "[performance](performance.md)".to_string(),
+        ],
+    ];
+    Ok(markdown_table(&["number", "value", "where"], &rows))
+}
