@@ -18,6 +18,7 @@ fn config() -> CatalogConfig {
         l1_ttl: Duration::from_millis(200),
         l1_capacity: 1_000,
         l2_ttl: Duration::from_secs(60),
+        missing_ttl: Duration::from_millis(300),
         load_timeout: Duration::from_millis(150),
     }
 }
@@ -246,6 +247,35 @@ async fn unknown_products_are_cached_as_missing() {
         "one database read for three lookups"
     );
 }
+
+// ANCHOR: missing_ttl
+/// Issue #26, item 8: "no such product" lives in Redis for `missing_ttl`,
+/// not for the product TTL, so a product created behind the cache's back
+/// (an import, another service) appears within `missing_ttl` + `l1_ttl`.
+#[tokio::test]
+async fn a_product_created_after_a_miss_appears_within_the_missing_ttl() {
+    use ecommerce::store::Store;
+    let (Some((_db, store)), Some(r)) = (pg_store().await, testkit::redis().await) else {
+        return;
+    };
+    let a = instance(&store, &r, FillPolicy::KeepHigherVersion).await;
+    assert_eq!(a.get(&sku("NEW-1")).await.expect("read"), None);
+    let mut p = products().remove(0);
+    p.sku = sku("NEW-1");
+    store
+        .put_product(&p)
+        .await
+        .expect("created behind the cache");
+    let bound = config().missing_ttl + config().l1_ttl;
+    tokio::time::sleep(bound + Duration::from_millis(100)).await;
+    let b = instance(&store, &r, FillPolicy::KeepHigherVersion).await;
+    assert!(
+        b.get(&sku("NEW-1")).await.expect("read").is_some(),
+        "a new instance sees it once the missing entry expired in Redis"
+    );
+    assert!(a.get(&sku("NEW-1")).await.expect("read").is_some());
+}
+// ANCHOR_END: missing_ttl
 
 #[tokio::test]
 async fn search_uses_the_words_of_name_and_description() {

@@ -48,6 +48,9 @@ pub struct CatalogConfig {
     pub l1_capacity: u64,
     /// How long an entry lives in Redis.
     pub l2_ttl: Duration,
+    /// How long "no such product" lives in Redis: short, because a product
+    /// created behind the cache's back stays hidden that long.
+    pub missing_ttl: Duration,
     /// A load (Redis, then the database) slower than this fails and is not cached.
     pub load_timeout: Duration,
 }
@@ -58,6 +61,7 @@ impl Default for CatalogConfig {
             l1_ttl: Duration::from_secs(1),
             l1_capacity: 100_000,
             l2_ttl: Duration::from_secs(600),
+            missing_ttl: Duration::from_secs(10),
             load_timeout: Duration::from_millis(500),
         }
     }
@@ -233,8 +237,12 @@ impl<S: Store> Catalog<S> {
         if let Some(hook) = &self.fill_hook {
             hook().await;
         }
+        let ttl = match entry {
+            Entry::Found { .. } => self.config.l2_ttl,
+            Entry::Missing => self.config.missing_ttl,
+        };
         if let Some(l2) = &self.l2
-            && l2.fill(sku, &entry, self.config.l2_ttl).await.is_err()
+            && l2.fill(sku, &entry, ttl).await.is_err()
         {
             CatalogMetrics::inc(&self.metrics.l2_errors);
         }
