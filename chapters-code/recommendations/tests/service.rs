@@ -1,0 +1,237 @@
+//! The HTTP service: named errors, the cold-start path, the ranking
+//! deadline, the business filters, and one model version per answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use recommendations::ann::versioned::Versioned;
+use recommendations::candidates::two_tower::TrainConfig;
+use recommendations::data::{Config, Dataset, Kind, generate};
+use recommendations::model::{Model, build};
+use recommendations::rank::{Features, Rank};
+use recommendations::service::{AppState, Recommendations, router};
+use recommendations::store::{Interactions, MemoryStore};
+use tower::ServiceExt;
+
+fn world() -> (Dataset, Model) {
+    let data = generate(Config::TINY);
+    let model = build(&data, TrainConfig::BOOK, 1, 1);
+    (data, model)
+}
+
+async fn store_of(data: &Dataset) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for (u, events) in data.train.iter().enumerate() {
+        for e in events {
+            store
+                .record(u as i64 + 1, i64::from(e.item) + 1, e.kind)
+                .await
+                .expect("memory");
+        }
+    }
+    store
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn problem_type(body: &serde_json::Value) -> &str {
+    body["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('#').next())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_bad_input_is_a_named_problem() {
+    let (data, model) = world();
+    let ranker = Arc::new(model.ranker.clone());
+    let app = router(AppState::new(
+        Arc::new(Versioned::new(model)),
+        store_of(&data).await,
+        ranker,
+    ));
+    for (uri, ty) in [
+        ("/users/1/recommendations?k=0", "invalid-k"),
+        ("/users/1/recommendations?k=51", "invalid-k"),
+        ("/users/1/recommendations?k=ten", "invalid-k"),
+        ("/users/1/recommendations?k=", "invalid-k"),
+        ("/users/1/recommendations?k=-3", "invalid-k"),
+        ("/users/abc/recommendations", "invalid-user-id"),
+        ("/users/0/recommendations", "invalid-user-id"),
+        ("/users/-1/recommendations", "invalid-user-id"),
+        ("/nowhere", "no-such-route"),
+    ] {
+        let (status, body) = get(&app, uri).await;
+        assert!(status.is_client_error(), "{uri}: {status}");
+        assert_eq!(problem_type(&body), ty, "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_user_gets_the_cold_start_path() {
+    let (data, model) = world();
+    let ranker = Arc::new(model.ranker.clone());
+    let app = router(AppState::new(
+        Arc::new(Versioned::new(model)),
+        store_of(&data).await,
+        ranker,
+    ));
+    let (status, body) = get(&app, "/users/999999/recommendations?k=5").await;
+    assert_eq!(status, StatusCode::OK);
+    let r: Recommendations = serde_json::from_value(body).expect("shape");
+    assert_eq!(r.path, "cold-start");
+    assert_eq!(r.items.len(), 5);
+    assert!(r.items.iter().all(|i| i.stage == "popularity"));
+}
+
+#[tokio::test]
+async fn a_known_user_gets_personal_items_never_out_of_stock_bought_or_seen() {
+    let (data, model) = world();
+    let ranker = Arc::new(model.ranker.clone());
+    let app = router(AppState::new(
+        Arc::new(Versioned::new(model)),
+        store_of(&data).await,
+        ranker,
+    ));
+    let mut stages = std::collections::HashSet::new();
+    for u in 0..40usize {
+        let (status, body) = get(&app, &format!("/users/{}/recommendations?k=20", u + 1)).await;
+        assert_eq!(status, StatusCode::OK);
+        let r: Recommendations = serde_json::from_value(body).expect("shape");
+        assert_eq!(r.path, "personal");
+        assert!(r.ranked);
+        assert_eq!(r.items.len(), 20);
+        let seen: Vec<i64> = data.train[u]
+            .iter()
+            .map(|e| i64::from(e.item) + 1)
+            .collect();
+        for item in &r.items {
+            let ix = (item.item - 1) as usize;
+            assert!(data.in_stock[ix], "out of stock {}", item.item);
+            assert!(!seen.contains(&item.item), "already seen {}", item.item);
+            stages.insert(item.stage.clone());
+        }
+    }
+    assert!(stages.contains("two-tower"), "{stages:?}");
+}
+
+#[tokio::test]
+async fn an_item_bought_after_training_is_never_recommended() {
+    // The already-bought filter reads the live history, not the model.
+    let (data, model) = world();
+    let ranker = Arc::new(model.ranker.clone());
+    let store = store_of(&data).await;
+    let app = router(AppState::new(
+        Arc::new(Versioned::new(model)),
+        store.clone(),
+        ranker,
+    ));
+    let (_, body) = get(&app, "/users/3/recommendations?k=10").await;
+    let before: Recommendations = serde_json::from_value(body).expect("shape");
+    let top = before.items[0].item;
+    store.record(3, top, Kind::Purchase).await.expect("memory");
+    let (_, body) = get(&app, "/users/3/recommendations?k=10").await;
+    let after: Recommendations = serde_json::from_value(body).expect("shape");
+    assert!(after.items.iter().all(|i| i.item != top));
+}
+
+/// A ranker that takes far longer than the deadline.
+struct Slow(Duration);
+
+impl Rank for Slow {
+    fn scores(&self, features: &[Features]) -> Vec<f32> {
+        std::thread::sleep(self.0);
+        vec![0.0; features.len()]
+    }
+}
+
+#[tokio::test]
+async fn a_slow_ranker_falls_back_to_the_retrieval_order_within_the_deadline() {
+    let (data, model) = world();
+    let store = store_of(&data).await;
+    let model = Arc::new(Versioned::new(model));
+    let slow = AppState::new(
+        model.clone(),
+        store.clone(),
+        Arc::new(Slow(Duration::from_secs(3))),
+    );
+    let app = router(slow);
+    let started = Instant::now();
+    let (status, body) = get(&app, "/users/2/recommendations?k=10").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    let r: Recommendations = serde_json::from_value(body).expect("shape");
+    assert!(!r.ranked, "the answer must say it was not ranked");
+    assert_eq!(r.items.len(), 10);
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The fallback is the retrieval order: scores do not increase down the list
+    // before MMR moves an item, so at least the first item is the best retrieved.
+    let first = &r.items[0];
+    assert_eq!(first.stage, "two-tower");
+}
+
+#[tokio::test]
+async fn answers_during_model_swaps_come_from_one_version() {
+    // Version v's item ids are v * 1,000,000 + 1 ..; an answer that mixed
+    // two versions would hold ids whose prefix differs from its version.
+    let data = generate(Config::TINY);
+    let store = Arc::new(MemoryStore::new());
+    for (u, events) in data.train.iter().enumerate() {
+        for e in events {
+            store
+                .record(u as i64 + 1, 1_000_001 + i64::from(e.item), e.kind)
+                .await
+                .expect("memory");
+        }
+    }
+    let first = build(&data, TrainConfig::BOOK, 1, 1_000_001);
+    let ranker = Arc::new(first.ranker.clone());
+    let handle = Arc::new(Versioned::new(first));
+    let app = router(AppState::new(handle.clone(), store, ranker));
+    let swapper = {
+        let (handle, data) = (handle.clone(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            for v in 2..6u64 {
+                let next = build(
+                    &data,
+                    TrainConfig {
+                        epochs: 1,
+                        ..TrainConfig::BOOK
+                    },
+                    v,
+                    v as i64 * 1_000_000 + 1,
+                );
+                handle.swap(next).expect("newer");
+            }
+        })
+    };
+    let mut versions = std::collections::HashSet::new();
+    while !swapper.is_finished() {
+        for u in 1..=20 {
+            let (status, body) = get(&app, &format!("/users/{u}/recommendations?k=10")).await;
+            assert_eq!(status, StatusCode::OK);
+            let r: Recommendations = serde_json::from_value(body).expect("shape");
+            for i in &r.items {
+                assert_eq!(i.item / 1_000_000, r.version as i64, "{r:?}");
+            }
+            versions.insert(r.version);
+        }
+    }
+    swapper.await.expect("swapper");
+    assert!(versions.len() >= 2, "saw only {versions:?}");
+}
