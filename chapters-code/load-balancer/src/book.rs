@@ -1,6 +1,6 @@
 //! What this chapter publishes into the book (compiled with the `book` feature).
 
-use bookkit::{Chapter, GeneratedFile};
+use bookkit::{Chapter, GeneratedFile, Report};
 
 use crate::report;
 
@@ -33,6 +33,10 @@ pub fn book() -> Chapter {
             ),
             GeneratedFile::pure("src/load-balancer/generated/stale.svg", report::stale_svg),
         ],
-        report: None,
+        report: Some(Report {
+            benches: &["bakeoff"],
+            criterion_groups: &[],
+            measure: None,
+        }),
     }
 }

@@ -245,15 +245,73 @@ pub fn stale_svg() -> Result<String> {
     )
 }
 
-/// The performance page's table: nothing is measured yet, and it says so.
+/// The performance page's tables, from the committed results of the bench;
+/// without them, a line that says nothing is measured yet.
 pub fn performance_markdown() -> Result<String> {
-    Ok(
-        "Not measured yet: run `cargo xtask bench-report load-balancer` on a quiet machine. \
-        The proxy's overhead against a direct request, the comparison with tower's \
-        `balance::p2c` and the bake-off of the algorithms on heterogeneous backends are not \
-        in this book until that run is committed.\n"
-            .to_string(),
-    )
+    Ok(performance_from(&bookkit::results::committed(CHAPTER)?))
+}
+
+/// The performance tables from `results` (the bench's, by name).
+pub fn performance_from(results: &[bookkit::BenchResult]) -> String {
+    let by_name = |n: &str| results.iter().find(|r| r.name == n);
+    let (Some(direct), Some(proxy)) = (by_name("overhead-direct"), by_name("overhead-proxy"))
+    else {
+        return "Not measured yet: run `cargo xtask bench-report load-balancer` on a quiet \
+                machine. The proxy's overhead against a direct request and the bake-off of \
+                the algorithms on heterogeneous backends are not in this book until that run \
+                is committed.\n"
+            .to_string();
+    };
+    let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} us"));
+    let rate = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}/s"));
+    let mut header_results: Vec<&bookkit::BenchResult> = vec![direct, proxy];
+    let ratio = match (proxy.ops_per_sec, direct.ops_per_sec) {
+        (Some(p), Some(d)) if d > 0.0 => format!("{:.2}", p / d),
+        _ => "-".to_string(),
+    };
+    let mut out = String::new();
+    out.push_str(&markdown_table(
+        &["path", "throughput", "p50", "p99", "ratio to direct"],
+        &[
+            vec![
+                "direct to the backend".to_string(),
+                rate(direct.ops_per_sec),
+                us(direct.p50_us),
+                us(direct.p99_us),
+                "1.00".to_string(),
+            ],
+            vec![
+                "through the proxy".to_string(),
+                rate(proxy.ops_per_sec),
+                us(proxy.p50_us),
+                us(proxy.p99_us),
+                ratio,
+            ],
+        ],
+    ));
+    let rows: Vec<Vec<String>> = Algorithm::ALL
+        .iter()
+        .filter_map(|a| {
+            let name = format!("bakeoff-{}", serde_json::to_value(a).ok()?.as_str()?);
+            let r = by_name(&name)?;
+            header_results.push(r);
+            Some(vec![
+                a.to_string(),
+                us(r.p50_us),
+                us(r.p99_us),
+                r.extra_f64("max_over_mean")
+                    .map_or("-".to_string(), |v| format!("{v:.2}")),
+            ])
+        })
+        .collect();
+    out.push_str("\n\n");
+    out.push_str(&markdown_table(
+        &["algorithm", "p50", "p99", "max / mean requests per backend"],
+        &rows,
+    ));
+    let header =
+        bookkit::table::measured_header("cargo xtask bench-report load-balancer", &header_results);
+    format!("{header}{out}")
 }
 
 /// The key numbers of the 45-minute page, each from a simulation or a constant of this crate.

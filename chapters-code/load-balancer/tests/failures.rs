@@ -306,3 +306,33 @@ async fn connections_to_a_backend_are_pooled() {
     let opened = pool[0].counters.connections.load(Ordering::SeqCst);
     assert!(opened <= 3, "{opened} connections for 50 requests");
 }
+
+/// A backend that hangs: a GET's attempt times out and is retried on
+/// another backend; a POST's times out and gets the named error, and is
+/// not sent to the other backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_backend_times_out_get_retried_post_not() {
+    let pool = backends(&[slow(5_000, 1), BackendSpec::instant(2)]).await;
+    let set = pool.iter().map(|b| (b.addr, 1)).collect();
+    let proxy = serve(load_balancer::proxy::ProxyConfig {
+        health: fast_policy(),
+        retry: load_balancer::proxy::config::RetryPolicy {
+            attempt_timeout: Duration::from_millis(200),
+            ..Default::default()
+        },
+        ..load_balancer::proxy::ProxyConfig::new(set, Algorithm::RoundRobin)
+    })
+    .await;
+    // Round robin: the first request goes to the hanging backend.
+    let get = proxy.get("/").await;
+    assert_eq!(get.status, StatusCode::OK, "{get:?}");
+    assert_eq!(
+        get.backend.as_deref(),
+        Some(pool[1].addr.to_string().as_str())
+    );
+    // The next round starts at the hanging backend again.
+    let post = proxy.send(Method::POST, "/orders", &[], "{}").await;
+    assert_eq!(post.status, StatusCode::BAD_GATEWAY, "{post:?}");
+    assert_eq!(post.problem_type().as_deref(), Some("upstream-interrupted"));
+    assert_eq!(pool[1].counters.non_idempotent.load(Ordering::SeqCst), 0);
+}
