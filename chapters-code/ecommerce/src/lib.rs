@@ -8,11 +8,12 @@
 //!   the same PostgreSQL transaction as the order, and the checkout is split
 //!   into atomic phases around the payment provider, each ending in a
 //!   recovery point on the key (Brandur Leach's design). A request killed
-//!   anywhere is resumed by its retry; the provider's own key
-//!   (`order-<id>`) makes the resumed charge the same charge.
+//!   anywhere is resumed by its retry, or settled by the completer when no
+//!   retry comes; the provider's own key (`order-<id>`) makes the resumed
+//!   charge the same charge.
 //! - **The cart never resurrects a removal.** It is an observed-remove set:
 //!   tagged adds, tombstones for the adds a removal saw, merge by join.
-//!   Adding always succeeds; the guest cart merges at sign-in.
+//!   Adding succeeds up to the cart's size cap; the guest cart merges at sign-in.
 //! - **The catalog cache cannot go back.** moka in the process, Redis for
 //!   the fleet, fills that keep the higher version, and a stated staleness
 //!   bound for price changes.

@@ -410,7 +410,7 @@ async fn add_item<S: Store, C: CartStore, P: PaymentProvider>(
     let Json(line) = body.map_err(bad_body)?;
     let sku = Sku::parse(&line.sku)?;
     let quantity = Quantity::new(line.quantity)?;
-    // An unknown product is bad input; stock is not checked: adding always succeeds.
+    // An unknown product is bad input; stock is not checked: an add fails only at the cart's cap.
     if app.catalog.get(&sku).await?.is_none() {
         return Err(ApiError::ProductNotFound(line.sku));
     }
