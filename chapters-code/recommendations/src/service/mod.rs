@@ -26,6 +26,7 @@ use crate::rank::{self, Features, Rank};
 use crate::store::{Interactions, UserId};
 use crate::vector::dot;
 
+// ANCHOR: limits
 /// Largest `k` served: a bound on the work one request can ask for.
 pub const MAX_K: usize = 50;
 /// `k` when the request does not say.
@@ -36,6 +37,7 @@ pub const RANK_DEADLINE: Duration = Duration::from_millis(30);
 /// that misses its deadline keeps running on its blocking thread (it cannot
 /// be cancelled), so this bounds the threads a slow ranker can hold.
 pub const RANK_SLOTS: usize = 32;
+// ANCHOR_END: limits
 
 /// What every handler shares.
 pub struct AppState<S> {
@@ -104,6 +106,7 @@ pub struct Recommendations {
 }
 // ANCHOR_END: response
 
+// ANCHOR: router
 /// The routes.
 pub fn router<S: Interactions + 'static>(state: AppState<S>) -> Router {
     Router::new()
@@ -112,6 +115,7 @@ pub fn router<S: Interactions + 'static>(state: AppState<S>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
+// ANCHOR_END: router
 
 // ANCHOR: parse
 /// Parses `k` from the raw query: absent is the default, anything else
