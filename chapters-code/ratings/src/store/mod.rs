@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, SCHEMA_SQL, TOP_RATED_SQL};
+pub use postgres::{PAGE_SQL, PgStore, SCHEMA_SQL, TOP_RATED_SQL};
 
 use crate::domain::moderation::IllegalTransition;
 use crate::domain::votes::Vote;

@@ -37,6 +37,17 @@ const BUMP_SQL: &str = "UPDATE product_ratings
  RETURNING n, total, s1, s2, s3, s4, s5";
 // ANCHOR_END: aggregate_sql
 
+// ANCHOR: page_sql
+/// A page of a product's published reviews, newest first, by keyset: the
+/// cursor is the last id seen, so a page never repeats or skips a review
+/// when new ones arrive, and costs the same at any depth.
+pub const PAGE_SQL: &str =
+    "SELECT id, user_id, product_id, rating, body, state, helpful, created_at, updated_at
+  FROM reviews
+ WHERE product_id = $1 AND state = 'published' AND id < $2
+ ORDER BY id DESC LIMIT $3";
+// ANCHOR_END: page_sql
+
 // ANCHOR: top_rated_sql
 /// "Top rated in a category", served by the `product_ratings_top` index.
 pub const TOP_RATED_SQL: &str = "SELECT product_id, score FROM product_ratings
@@ -493,16 +504,12 @@ impl ReviewStore for PgStore {
         before: Option<ReviewId>,
         limit: i64,
     ) -> Result<Vec<Review>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {REVIEW_COLUMNS} FROM reviews
-              WHERE product_id = $1 AND state = 'published' AND id < $2
-              ORDER BY id DESC LIMIT $3"
-        )))
-        .bind(product.0)
-        .bind(before.map_or(i64::MAX, |r| r.0))
-        .bind(limit.clamp(0, super::MAX_PAGE))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(PAGE_SQL)
+            .bind(product.0)
+            .bind(before.map_or(i64::MAX, |r| r.0))
+            .bind(limit.clamp(0, super::MAX_PAGE))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(review_from).collect()
     }
     // ANCHOR_END: page
