@@ -273,3 +273,31 @@ fn a_refused_batch_writes_nothing() {
     ));
     assert_eq!(s.total_bytes(), bytes);
 }
+
+#[test]
+fn the_fan_out_stops_at_the_partition_that_fills_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = LogStore::open(dir.path(), config()).expect("open");
+    for h in 0..6 {
+        let batch: Vec<Record> = (0..3)
+            .map(|i| rec(NOW - h * HOUR - 10 + i, "api", "tick"))
+            .collect();
+        s.append(&batch, NOW).expect("append");
+    }
+    let r = s
+        .query(
+            &Query::parse("{service=\"api\"}").expect("q"),
+            TimeRange::new(NOW - 6 * HOUR, NOW).expect("range"),
+            4,
+        )
+        .expect("query");
+    assert_eq!(r.partitions_scanned, 2, "the third partition is not opened");
+    let ts: Vec<i64> = r.lines.iter().map(|l| l.ts_ms).collect();
+    let oldest: Vec<i64> = vec![
+        NOW - 5 * HOUR - 10,
+        NOW - 5 * HOUR - 9,
+        NOW - 5 * HOUR - 8,
+        NOW - 4 * HOUR - 10,
+    ];
+    assert_eq!(ts, oldest, "the oldest lines, in order");
+}

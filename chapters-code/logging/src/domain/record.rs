@@ -86,7 +86,17 @@ pub fn valid_label_value(v: &str) -> bool {
 /// The labels of a record: what the store indexes. A stream is one
 /// distinct set of labels.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>")]
 pub struct Labels(BTreeMap<LabelName, String>);
+
+impl TryFrom<BTreeMap<String, String>> for Labels {
+    type Error = LabelError;
+    /// Labels read from outside (a push, a broker) pass the same checks as
+    /// labels built in code.
+    fn try_from(m: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        Self::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
 
 impl Labels {
     /// No labels.
@@ -228,6 +238,7 @@ impl Level {
     }
 }
 
+// ANCHOR: record
 /// One structured log line: when, from which stream (labels), what was
 /// said, the request it belongs to, and any typed fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +256,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, FieldValue>,
 }
+// ANCHOR_END: record
 
 impl Record {
     /// A record with no trace id and no fields.

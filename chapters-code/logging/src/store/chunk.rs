@@ -23,6 +23,7 @@ pub const HEADER_LEN: usize = 16;
 /// The zstd level: the library's default, a balance of speed and ratio.
 pub const ZSTD_LEVEL: i32 = 3;
 
+// ANCHOR: meta
 /// What the index keeps of a chunk, stored uncompressed in its frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkMeta {
@@ -38,6 +39,7 @@ pub struct ChunkMeta {
     /// query opens only the chunks that hold its id.
     pub trace_ids: Vec<TraceId>,
 }
+// ANCHOR_END: meta
 
 /// One line inside a chunk (its labels are the chunk's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

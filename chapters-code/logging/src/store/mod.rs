@@ -23,6 +23,7 @@ use crate::domain::{
     CardinalityError, CardinalityGuard, LabelName, Labels, Query, Record, Schema, TimeRange,
 };
 
+// ANCHOR: config
 /// The store's limits and partitioning.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreConfig {
@@ -49,6 +50,7 @@ impl Default for StoreConfig {
         }
     }
 }
+// ANCHOR_END: config
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +137,7 @@ pub struct QueryResult {
 }
 
 /// Counters the store exports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Lines stored since open.
     pub lines: u64,
@@ -357,8 +359,14 @@ impl LogStore {
                     }
                 }
             }
+            // Every line of a later partition is later than every line of
+            // this one: once the limit is reached, the fan-out stops, so a
+            // wide range costs one partition's matches, not the range's.
+            if out.lines.len() >= limit {
+                break;
+            }
         }
-        out.lines.sort_by(|a, b| a.ts_ms.cmp(&b.ts_ms));
+        out.lines.sort_by_key(|r| r.ts_ms);
         out.lines.truncate(limit);
         Ok(out)
     }
