@@ -162,14 +162,16 @@ pub fn balls_markdown() -> Result<String> {
     Ok(out)
 }
 
+/// Each balancer's (refresh period, mean time in system) points.
+type StaleRuns = Vec<(Algorithm, Vec<(f64, f64)>)>;
+
 /// Runs once per process: the table and the plot share it.
-fn stale_runs() -> Vec<(Algorithm, Vec<(f64, f64)>)> {
-    static RUNS: std::sync::OnceLock<Vec<(Algorithm, Vec<(f64, f64)>)>> =
-        std::sync::OnceLock::new();
+fn stale_runs() -> StaleRuns {
+    static RUNS: std::sync::OnceLock<StaleRuns> = std::sync::OnceLock::new();
     RUNS.get_or_init(compute_stale_runs).clone()
 }
 
-fn compute_stale_runs() -> Vec<(Algorithm, Vec<(f64, f64)>)> {
+fn compute_stale_runs() -> StaleRuns {
     STALE_ALGORITHMS
         .iter()
         .map(|&a| {

@@ -254,12 +254,12 @@ pub fn stale_information(algorithm: Algorithm, period: f64, p: StaleParams, seed
         } else if !busy.is_empty() {
             let i = busy[below(mix64(rng.random()), busy.len())];
             queue[i] -= 1;
-            if queue[i] == 0 {
-                if let Some(s) = slot[i].take() {
-                    busy.swap_remove(s);
-                    if let Some(&moved) = busy.get(s) {
-                        slot[moved] = Some(s);
-                    }
+            if queue[i] == 0
+                && let Some(s) = slot[i].take()
+            {
+                busy.swap_remove(s);
+                if let Some(&moved) = busy.get(s) {
+                    slot[moved] = Some(s);
                 }
             }
         }

@@ -118,7 +118,7 @@ impl Algorithm {
                 Box::new(affinity::MaglevBalancer::new(affinity::MAGLEV_DEFAULT_SIZE))
             }
             Algorithm::Rendezvous => Box::new(affinity::RendezvousBalancer),
-            Algorithm::JumpHash => Box::new(affinity::JumpBalancer::default()),
+            Algorithm::JumpHash => Box::new(affinity::JumpBalancer),
         }
     }
 

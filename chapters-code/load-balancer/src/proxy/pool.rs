@@ -328,7 +328,7 @@ impl Pool {
                     h.ewma
                         .observe(self.policy.failure_penalty, now - self.origin);
                     h.consecutive_failures >= self.policy.eject_after
-                        && !h.ejected_until.is_some_and(|u| now < u)
+                        && h.ejected_until.is_none_or(|u| now >= u)
                 }
                 Outcome::Neither => false,
             }
