@@ -148,13 +148,13 @@ proptest! {
         let t0 = Duration::from_secs(1);
         let mut e = EwmaEstimate::new(Duration::from_millis(initial), tau, t0);
         let now = t0 + Duration::from_millis(gap_ms);
-        let decayed = e.estimate(now);
+        let stored = e.estimate(t0);
         e.observe(Duration::from_millis(sample), now);
         let s = Duration::from_millis(sample).as_nanos() as f64;
-        if s > decayed {
+        if s > stored {
             prop_assert_eq!(e.estimate(now), s);
         } else {
-            prop_assert!(e.estimate(now) <= decayed && e.estimate(now) >= s);
+            prop_assert!(e.estimate(now) <= stored && e.estimate(now) >= s);
         }
     }
 }
@@ -217,4 +217,22 @@ fn rendezvous_uses_every_backend() {
             .or_default() += 1;
     }
     assert_eq!(counts.len(), 8);
+}
+
+/// A lower sample pulls the estimate in with one decay factor, as tower does:
+/// new = old * w + sample * (1 - w), with w = e^(-dt/tau).
+#[test]
+fn peak_ewma_pulls_a_lower_sample_in_with_one_decay() {
+    let tau = Duration::from_millis(100);
+    let t0 = Duration::from_secs(1);
+    let mut e = EwmaEstimate::new(Duration::from_millis(100), tau, t0);
+    let now = t0 + tau;
+    e.observe(Duration::from_millis(10), now);
+    let w = (-1.0f64).exp();
+    let expected = 100e6 * w + 10e6 * (1.0 - w);
+    assert!(
+        (e.estimate(now) - expected).abs() < 1.0,
+        "{} != {expected}",
+        e.estimate(now)
+    );
 }

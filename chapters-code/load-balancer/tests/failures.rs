@@ -90,7 +90,7 @@ async fn a_post_to_a_dead_backend_is_sent_to_another() {
 }
 
 // ANCHOR: ejection_bound
-/// One backend of four answers every request with a 500. With `C`
+/// One backend of four answers every request with a 503. With `C`
 /// clients, it receives at most `EJECT_AFTER + C - 1` requests: after its
 /// `EJECT_AFTER`-th failure in a row it is ejected, and only the requests
 /// already in flight to it can still reach it. Every client sees a 200.
@@ -144,10 +144,7 @@ async fn the_retry_budget_caps_retries_when_everything_fails() {
     let proxy = proxy_over(&pool, Algorithm::RoundRobin, health).await;
     const REQUESTS: u64 = 100;
     for _ in 0..REQUESTS {
-        assert_eq!(
-            proxy.get("/").await.status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(proxy.get("/").await.status, StatusCode::SERVICE_UNAVAILABLE);
     }
     let attempts: u64 = pool.iter().map(|b| b.requests()).sum();
     let cap = REQUESTS as f64 * (1.0 + RETRY_RATIO) + RETRY_RESERVE;
@@ -335,4 +332,45 @@ async fn a_hanging_backend_times_out_get_retried_post_not() {
     assert_eq!(post.status, StatusCode::BAD_GATEWAY, "{post:?}");
     assert_eq!(post.problem_type().as_deref(), Some("upstream-interrupted"));
     assert_eq!(pool[1].counters.non_idempotent.load(Ordering::SeqCst), 0);
+}
+
+/// An application 500 is the application's answer, not the backend's
+/// health: a path that fails on every backend ejects none of them and is
+/// not retried, so it cannot empty the pool or the retry budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_500s_eject_no_backend_and_are_not_retried() {
+    let erring = BackendSpec {
+        failure_rate: 1.0,
+        ..BackendSpec::instant(1)
+    };
+    let pool = backends(&[erring, erring, erring, erring]).await;
+    let proxy = proxy_over(&pool, Algorithm::P2c, fast_policy()).await;
+    const REQUESTS: u64 = 60;
+    for _ in 0..REQUESTS {
+        assert_eq!(
+            proxy.get("/report").await.status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    let attempts: u64 = pool.iter().map(|b| b.requests()).sum();
+    assert_eq!(attempts, REQUESTS, "a 500 was retried");
+    assert!(
+        proxy.proxy.pool().status().iter().all(|b| !b.ejected),
+        "an application error ejected a backend"
+    );
+}
+
+/// Two proxies built from the same default configuration draw differently:
+/// a fleet of balancers must not make the same "random" choices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_do_not_share_their_random_draws() {
+    let pool = backends(&(0..8).map(BackendSpec::instant).collect::<Vec<_>>()).await;
+    let a = proxy_over(&pool, Algorithm::Random, HealthPolicy::default()).await;
+    let b = proxy_over(&pool, Algorithm::Random, HealthPolicy::default()).await;
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    for _ in 0..64 {
+        sa.push(a.get("/").await.backend);
+        sb.push(b.get("/").await.backend);
+    }
+    assert_ne!(sa, sb, "two proxies made the same 64 draws");
 }

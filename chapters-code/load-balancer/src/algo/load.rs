@@ -133,7 +133,9 @@ impl Balancer for PeakEwma {
 /// One backend's latency estimate, Peak-EWMA style (Finagle's, and tower's
 /// `load::PeakEwma`): a sample above the estimate replaces it at once (the
 /// peak), a sample below pulls it down with weight `1 - e^(-dt/tau)`, and
-/// the estimate decays the same way while no sample comes. Times are
+/// the estimate decays the same way while no sample comes (tower stores
+/// that decay each time it reads the estimate; this one computes it on
+/// read and stores only samples). Times are
 /// durations since an origin the caller chooses, so tests need no clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EwmaEstimate {
@@ -155,12 +157,12 @@ impl EwmaEstimate {
     /// Records one response time `rtt` observed at `now`.
     pub fn observe(&mut self, rtt: Duration, now: Duration) {
         let rtt = rtt.as_nanos() as f64;
-        let decayed = self.estimate(now);
-        self.estimate_ns = if rtt > decayed {
+        let w = self.weight(now);
+        // One decay factor, as tower's `RttEstimate::update` applies it.
+        self.estimate_ns = if rtt > self.estimate_ns {
             rtt
         } else {
-            let w = self.weight(now);
-            decayed * w + rtt * (1.0 - w)
+            self.estimate_ns * w + rtt * (1.0 - w)
         };
         self.stamp = self.stamp.max(now);
     }

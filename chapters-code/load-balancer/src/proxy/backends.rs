@@ -62,7 +62,7 @@ impl Latency {
 pub struct BackendSpec {
     /// Its latency distribution.
     pub latency: Latency,
-    /// The share of requests it answers with a 500, 0 to 1.
+    /// The share of requests it answers with a 500 (an application error), 0 to 1.
     pub failure_rate: f64,
     /// Seeds its random draws.
     pub seed: u64,
@@ -92,7 +92,7 @@ pub struct Counters {
     pub probes: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
-    /// When set, every request gets a 500.
+    /// When set, every request gets a 503: the backend cannot serve.
     pub failing: AtomicBool,
     /// When set, every health check gets a 503.
     pub probe_failing: AtomicBool,
@@ -215,8 +215,11 @@ async fn handle(
         tokio::time::sleep(wait).await;
     }
     counters.completed.fetch_add(1, Ordering::SeqCst);
-    if fail || counters.failing.load(Ordering::SeqCst) {
+    if fail {
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, addr, "failed"));
+    }
+    if counters.failing.load(Ordering::SeqCst) {
+        return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, addr, "unavailable"));
     }
     Ok(reply(StatusCode::OK, addr, "ok"))
 }

@@ -27,6 +27,15 @@ pub fn is_idempotent(method: &Method) -> bool {
 }
 // ANCHOR_END: idempotent
 
+// ANCHOR: gateway_failure
+/// The answers that say the backend itself cannot serve (Envoy's "gateway
+/// failures"): they count against its health and are retried when safe.
+/// Every other status, a 500 included, passes through as the answer.
+pub fn is_gateway_failure(status: axum::http::StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+// ANCHOR_END: gateway_failure
+
 /// Headers that belong to one connection, not to the request (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -91,13 +100,15 @@ async fn try_forward(shared: &Shared, request: Request) -> Result<Response, Prox
         let upstream = build_request(&parts, lease.backend.addr, body.clone())?;
         let sent = tokio::time::timeout(policy.attempt_timeout, shared.client.request(upstream));
         let failed = match sent.await {
-            Ok(Ok(response)) if !response.status().is_server_error() => {
+            Ok(Ok(response)) if !is_gateway_failure(response.status()) => {
+                // A 500 is the application's answer, not the backend's health:
+                // counting it would let one bad path eject the whole pool.
                 shared.pool.finish(lease, Outcome::Success);
                 return Ok(to_client(response));
             }
             Ok(Ok(response)) => {
                 shared.pool.finish(lease, Outcome::Failure);
-                // The backend answered: a 5xx is its answer, retried only when idempotent.
+                // The backend says it cannot serve: retried only when idempotent.
                 if idempotent && attempt < policy.max_attempts && shared.budget().withdraw() {
                     continue;
                 }

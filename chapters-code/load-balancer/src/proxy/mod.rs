@@ -62,7 +62,7 @@ pub struct ProxyConfig {
     pub retry: RetryPolicy,
     /// The bearer token of the admin routes; `None` closes them.
     pub admin_token: Option<String>,
-    /// Seeds the balancer's random choices.
+    /// Seeds the balancer's random choices (random per proxy by default; fixed in benches).
     pub seed: u64,
 }
 
@@ -75,7 +75,8 @@ impl ProxyConfig {
             health: HealthPolicy::default(),
             retry: RetryPolicy::default(),
             admin_token: None,
-            seed: 1,
+            // Each proxy of a fleet draws on its own: equal seeds would herd.
+            seed: rand::random(),
         }
     }
 }
