@@ -101,7 +101,7 @@ pub fn sizes_markdown() -> Result<String> {
 appended in batches of the size in the first column; zstd level {ZSTD_LEVEL}. Raw is the lines as JSON, \
 one per line, as an agent ships them. Stored is the partition files (headers, metadata and compressed \
 bodies); index is the chunks' metadata (labels, time bounds, trace ids), the part the store keeps in memory. \
-Sizes are deterministic; `{}` values were stored under a typed sub-key.\n",
+Sizes are deterministic; {} field values of the corpus were stored under a typed sub-key.\n",
         fmt_count(CORPUS_LINES as f64),
         crate::corpus::SERVICES.len(),
         conflicts,
