@@ -36,6 +36,8 @@ async fn bad_backend_sets_get_named_errors_and_change_nothing() {
     let before = proxy.pool_addrs().await;
     let (live, other) = (pool[0].addr.to_string(), pool[1].addr.to_string());
     let unreachable = closed_port().await;
+    // The same endpoint spelled as an IPv4-mapped IPv6 address.
+    let mapped = format!("[::ffff:127.0.0.1]:{}", pool[1].addr.port());
     let too_many: Vec<(String, i64)> = (0..=MAX_BACKENDS)
         .map(|i| (format!("127.0.0.1:{}", 10_000 + i), 1))
         .collect();
@@ -48,6 +50,7 @@ async fn bad_backend_sets_get_named_errors_and_change_nothing() {
         (set_json(&[("localhost:80", 1)]), "invalid-address"),
         (set_json(&[("127.0.0.1", 1)]), "invalid-address"),
         (set_json(&[(&other, 1), (&other, 2)]), "duplicate-address"),
+        (set_json(&[(&other, 1), (&mapped, 1)]), "duplicate-address"),
         (
             set_json(&[(&other, 1), (&unreachable, 1)]),
             "unreachable-backend",

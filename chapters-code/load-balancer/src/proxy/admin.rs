@@ -122,6 +122,8 @@ pub fn validate(set: &BackendSet) -> Result<Vec<(SocketAddr, u32)>, SetError> {
             .trim()
             .parse()
             .map_err(|_| SetError::InvalidAddress(entry.addr.clone()))?;
+        // One endpoint, one spelling: `[::ffff:127.0.0.1]:p` is `127.0.0.1:p`.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         let weight = u32::try_from(entry.weight)
             .ok()
             .filter(|w| (1..=MAX_WEIGHT).contains(&i64::from(*w)))
