@@ -198,7 +198,7 @@ proptest! {
         writers in proptest::collection::vec(proptest::collection::vec(op(), 1..12), 4)
     ) {
         let rt = runtime();
-        let Some(store) = shared_store(&rt) else { return Ok(()); };
+        let Some(store) = shared_store(rt) else { return Ok(()); };
         let product = NEXT_PRODUCT.fetch_add(1, Ordering::Relaxed);
         rt.block_on(async {
             buyers(&store, product, 1..=BUYERS).await;

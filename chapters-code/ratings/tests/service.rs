@@ -2,15 +2,13 @@
 //! problem type and changes nothing; votes from a burst of new accounts
 //! are flagged; the per-account limit answers 429.
 
-mod common;
-
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body as HttpBody;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeDelta, Utc};
-use common::*;
+
 use http_body_util::BodyExt;
 use ratings::domain::{ProductId, UserId};
 use ratings::service::{AppState, PROBLEM_TYPE_BASE, router};
