@@ -3,6 +3,7 @@
 //! filters need, as one versioned [`Model`]. And the funnel itself, as a
 //! pure function of a model and a user's history.
 
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::ann::hnsw::{Hnsw, Params};
@@ -59,12 +60,30 @@ pub struct Catalog {
     pub category: Vec<u16>,
     /// Whether each item can be sold now.
     pub in_stock: Vec<bool>,
+    /// Item index of each public id (a request maps its whole history).
+    by_id: HashMap<ItemId, ItemIx>,
 }
 
 impl Catalog {
+    /// A catalog over `index`, whose row i is the item with public id `ids[i]`.
+    pub fn new(index: Hnsw, ids: Vec<ItemId>, category: Vec<u16>, in_stock: Vec<bool>) -> Self {
+        let by_id = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as ItemIx))
+            .collect();
+        Self {
+            index,
+            ids,
+            category,
+            in_stock,
+            by_id,
+        }
+    }
+
     /// The item index of a public id.
     pub fn index_of(&self, id: ItemId) -> Option<ItemIx> {
-        self.ids.iter().position(|&x| x == id).map(|i| i as ItemIx)
+        self.by_id.get(&id).copied()
     }
 }
 
@@ -204,14 +223,14 @@ pub fn build(data: &Dataset, train: TrainConfig, version: u64, id_base: ItemId) 
     let co_occurrence = CoOccurrence::fit(data, NEIGHBOURS);
     let (towers, _) = TwoTower::train(data, train);
     let vectors = towers.item_vectors(data);
-    let catalog = Catalog {
-        index: Hnsw::build(&vectors, HNSW),
-        ids: (0..data.config.items as ItemId)
+    let catalog = Catalog::new(
+        Hnsw::build(&vectors, HNSW),
+        (0..data.config.items as ItemId)
             .map(|i| id_base + i)
             .collect(),
-        category: data.item_category.clone(),
-        in_stock: data.in_stock.clone(),
-    };
+        data.item_category.clone(),
+        data.in_stock.clone(),
+    );
     let mut model = Model {
         version,
         popularity,
@@ -267,6 +286,7 @@ impl Model {
         let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         let ix = catalog.index.insert(&vector);
         catalog.ids.push(id);
+        catalog.by_id.insert(id, ix);
         catalog.category.push(category);
         catalog.in_stock.push(in_stock);
         ix

@@ -197,7 +197,12 @@ fn rebadged(model: &Model, version: u64) -> Model {
         co_occurrence: model.co_occurrence.clone(),
         towers: model.towers.clone(),
         ranker: model.ranker.clone(),
-        catalog: std::sync::RwLock::new(Catalog { ids, ..catalog }),
+        catalog: std::sync::RwLock::new(Catalog::new(
+            catalog.index,
+            ids,
+            catalog.category,
+            catalog.in_stock,
+        )),
     }
 }
 
@@ -258,4 +263,44 @@ async fn answers_during_model_swaps_come_from_one_version() {
     }
     swapper.await.expect("swapper");
     assert!(seen.len() >= 2, "saw only {seen:?}");
+}
+
+#[tokio::test]
+async fn an_item_inserted_after_the_build_is_known_at_once() {
+    // No rebuild: the new item joins the live index and the id map, so a
+    // user whose only event is that item gets the personal path, and the
+    // item is findable by its own vector.
+    let (data, model) = world();
+    let new_id = 900_000_001;
+    let ix = model.insert_item(
+        new_id,
+        data.item_features.row(0),
+        data.item_category[0],
+        true,
+    );
+    {
+        let catalog = model.catalog.read().expect("lock");
+        assert_eq!(catalog.index_of(new_id), Some(ix));
+        let v = catalog.index.vector(ix as usize).to_vec();
+        assert_eq!(catalog.index.search(&v, 1, 64)[0].0, ix);
+    }
+    let ranker = Arc::new(model.ranker.clone());
+    let store = store_of(&data).await;
+    store
+        .record(777_777, new_id, Kind::View)
+        .await
+        .expect("memory");
+    let app = router(AppState::new(
+        Arc::new(Versioned::new(model)),
+        store,
+        ranker,
+    ));
+    let (status, body) = get(&app, "/users/777777/recommendations?k=5").await;
+    assert_eq!(status, StatusCode::OK);
+    let r: Recommendations = serde_json::from_value(body).expect("shape");
+    assert_eq!(r.path, "personal", "{r:?}");
+    assert!(
+        r.items.iter().all(|i| i.item != new_id),
+        "the seen item itself is excluded"
+    );
 }

@@ -31,10 +31,13 @@ pub trait Retriever: Send + Sync {
 
 /// The best `k` of `scores` (indexed by item) that are not in `exclude`, best first.
 pub fn top_k(scores: &[f32], exclude: &[ItemIx], k: usize) -> Vec<Scored> {
+    // Sorted once, so the filter costs log |exclude| per item, not |exclude|.
+    let mut exclude = exclude.to_vec();
+    exclude.sort_unstable();
     let mut all: Vec<Scored> = scores
         .iter()
         .enumerate()
-        .filter(|(i, _)| !exclude.contains(&(*i as ItemIx)))
+        .filter(|(i, _)| exclude.binary_search(&(*i as ItemIx)).is_err())
         .map(|(i, &score)| Scored {
             item: i as ItemIx,
             score,
