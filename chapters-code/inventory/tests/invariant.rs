@@ -209,3 +209,39 @@ async fn a_double_give_back_is_refused_by_reserved_not_negative() {
         }
     }
 }
+
+/// `committed_not_negative` alone stops a shipment applied twice by a writer
+/// without the state guard: `on_hand` and `committed` both drop by the
+/// shipped units, so `reserved + committed <= on_hand` still holds and no
+/// other constraint notices. Dropping it lets the write through.
+#[tokio::test]
+async fn a_double_ship_is_refused_by_committed_not_negative() {
+    for drop_it in [false, true] {
+        let Some((db, store)) = pg_store(4).await else {
+            return;
+        };
+        let k = key("SHOE-42", "AMS-1");
+        stocked(&store, &k, 10).await;
+        if drop_it {
+            sqlx::query("ALTER TABLE stock DROP CONSTRAINT committed_not_negative")
+                .execute(&db.pool)
+                .await
+                .expect("drop");
+        }
+        let res = sqlx::query(
+            "UPDATE stock SET on_hand = on_hand - 1, committed = committed - 1
+              WHERE sku = 'SHOE-42' AND warehouse = 'AMS-1'",
+        )
+        .execute(&db.pool)
+        .await;
+        if drop_it {
+            assert!(res.is_ok(), "without the constraint the write goes through");
+        } else {
+            let e = res.expect_err("refused");
+            let constraint = e
+                .as_database_error()
+                .and_then(|d| d.constraint().map(str::to_owned));
+            assert_eq!(constraint.as_deref(), Some("committed_not_negative"));
+        }
+    }
+}
