@@ -1162,3 +1162,53 @@ async fn the_audit_trail_refuses_updates_and_deletes() {
         );
     }
 }
+
+/// Two events on one reservation are applied one at a time, under its row
+/// lock (`FOR UPDATE` in the transition's read). Eight cancels of one hold
+/// are sent at once, and a test session holds the history table so that all
+/// eight have read the reservation before any writes: exactly one cancels,
+/// the other seven are refused, and the history has one cancel. Without the
+/// row lock all eight read `held`, and all eight "cancel" it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_events_on_one_reservation_apply_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some((_db, store)) = pg_store_with(11).await else {
+        return;
+    };
+    let lot = store
+        .create_lot(&lot_of(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(lot, SpotKind::Regular, slots(8, 4), "TWICE1");
+    let held = store
+        .reserve(&req, None, now0())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .reservation;
+    let gate = close_history(store.pool()).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(held.id, Event::Cancel, now0()).await })
+        })
+        .collect();
+    wait_for_lock_waiters(store.pool(), 8).await;
+    gate.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let (mut applied, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => applied += 1,
+            Err(StoreError::Transition(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((applied, refused), (1, 7));
+    let cancels = store
+        .history(held.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .filter(|t| t.event == Event::Cancel)
+        .count();
+    assert_eq!(cancels, 1, "one cancel in the history");
+}
