@@ -170,7 +170,15 @@ fn time_ranges_are_checked() {
         TimeRange::new(10, 10),
         Err(RangeError::Inverted { start: 10, end: 10 })
     );
-    assert_eq!(TimeRange::new(0, i64::MAX), Err(RangeError::TooWide));
+    assert_eq!(TimeRange::new(0, i64::MAX), Err(RangeError::OutOfBounds));
+    assert_eq!(
+        TimeRange::new(i64::MIN, i64::MIN + 1000),
+        Err(RangeError::OutOfBounds)
+    );
+    assert_eq!(
+        TimeRange::new(0, 40 * 24 * 3_600_000),
+        Err(RangeError::TooWide)
+    );
     assert!(TimeRange::new(0, 1).is_ok());
 }
 
@@ -233,12 +241,14 @@ proptest! {
     fn every_field_value_is_kept_whatever_the_types(
         batches in prop::collection::vec(
             prop::collection::btree_map(
-                "[ab#]{1,3}",
+                "[ab#%23]{1,5}",
                 prop_oneof![
                     any::<bool>().prop_map(FieldValue::Bool),
                     any::<i64>().prop_map(FieldValue::Int),
                     (-1e9f64..1e9).prop_map(FieldValue::Float),
                     "[a-z]{0,4}".prop_map(FieldValue::Str),
+                    Just(FieldValue::Json(serde_json::json!({"code": 7}))),
+                    Just(FieldValue::Json(serde_json::Value::Null)),
                 ],
                 0..4,
             ),

@@ -87,6 +87,34 @@ async fn a_pushed_batch_is_found_by_label_and_text() {
 }
 
 #[tokio::test]
+async fn a_field_that_becomes_an_object_or_null_is_kept_not_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = app(dir.path(), 10);
+    let body = json!({"records": [
+        {"ts_ms": NOW - 3, "labels": {"service": "a"}, "message": "m", "fields": {"err": "x"}},
+        {"ts_ms": NOW - 2, "labels": {"service": "a"}, "message": "m", "fields": {"err": {"code": 7}}},
+        {"ts_ms": NOW - 1, "labels": {"service": "a"}, "message": "m", "fields": {"err": null}},
+    ]});
+    let (s, v) = call(&app, push(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["stored"], 3);
+    let uri = format!(
+        "/query?query={}&start={}&end={}",
+        enc("{service=\"a\"}"),
+        NOW - 10,
+        NOW
+    );
+    let (_, v) = call(&app, get(&uri)).await;
+    assert_eq!(
+        v["lines"][1]["fields"]["err#json"],
+        json!({"code": 7}),
+        "{v}"
+    );
+    let third = v["lines"][2]["fields"].as_object().cloned().unwrap_or_default();
+    assert_eq!(third.get("err#json"), Some(&Value::Null), "{v}");
+}
+
+#[tokio::test]
 async fn every_bad_input_gets_its_named_problem_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, state) = app(dir.path(), 1);
@@ -156,6 +184,11 @@ async fn every_bad_input_gets_its_named_problem_and_changes_nothing() {
             get("/query?query=x"),
             StatusCode::BAD_REQUEST,
             "malformed-request",
+        ),
+        (
+            get(&q("{service=\"a\"}", i64::MIN, i64::MIN + 1000, 10)),
+            StatusCode::BAD_REQUEST,
+            "invalid-time-range",
         ),
         (get("/nowhere"), StatusCode::NOT_FOUND, "no-such-route"),
         (

@@ -301,3 +301,23 @@ fn the_fan_out_stops_at_the_partition_that_fills_the_limit() {
     ];
     assert_eq!(ts, oldest, "the oldest lines, in order");
 }
+
+#[test]
+fn a_batch_that_fails_part_way_is_stored_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = LogStore::open(dir.path(), config()).expect("open");
+    // A directory where the second partition's file must go: its create fails
+    // after the first partition's frame is written.
+    fs::create_dir(dir.path().join(format!("p-{NOW}.chunks"))).expect("mkdir");
+    let batch = vec![rec(NOW - 1, "api", "first"), rec(NOW + 1, "api", "second")];
+    assert!(s.append(&batch, NOW + 2).is_err());
+    assert!(
+        all(&s, "{service=\"api\"}", NOW - HOUR, NOW).is_empty(),
+        "nothing served"
+    );
+    drop(s);
+    fs::remove_dir(dir.path().join(format!("p-{NOW}.chunks"))).expect("rmdir");
+    let (s, report) = LogStore::open(dir.path(), config()).expect("reopen");
+    assert_eq!(report.chunks, 0, "nothing left on disk");
+    assert!(all(&s, "{service=\"api\"}", NOW - HOUR, NOW + HOUR).is_empty());
+}

@@ -18,6 +18,9 @@ pub enum FieldValue {
     Float(f64),
     /// Text.
     Str(String),
+    /// Anything else JSON can hold (an object, an array, `null`, an integer
+    /// past `i64`): kept as it came, never a reason to refuse the line.
+    Json(serde_json::Value),
 }
 
 impl FieldValue {
@@ -37,6 +40,7 @@ impl FieldValue {
             FieldValue::Int(_) => FieldType::Int,
             FieldValue::Float(_) => FieldType::Float,
             FieldValue::Str(_) => FieldType::Str,
+            FieldValue::Json(_) => FieldType::Json,
         }
     }
 }
@@ -53,6 +57,8 @@ pub enum FieldType {
     Float,
     /// Text.
     Str,
+    /// Other JSON.
+    Json,
 }
 
 impl fmt::Display for FieldType {
@@ -62,6 +68,7 @@ impl fmt::Display for FieldType {
             FieldType::Int => "int",
             FieldType::Float => "float",
             FieldType::Str => "str",
+            FieldType::Json => "json",
         })
     }
 }
@@ -72,7 +79,7 @@ pub type StoredFields = BTreeMap<String, FieldValue>;
 
 // ANCHOR: stored_key
 /// Where a value whose type conflicts with the schema is stored: `name#type`.
-/// `#` never appears in a field name ([`Schema::store`] escapes it), so the
+/// `#` never appears in a stored field name ([`Schema::store`] escapes it), so the
 /// typed sub-key cannot collide with a field of its own.
 pub fn stored_key(name: &str, t: FieldType) -> String {
     format!("{name}#{t}")
@@ -100,7 +107,8 @@ impl Schema {
         for (name, value) in fields {
             // `#` is reserved for typed sub-keys; a name that holds one is
             // escaped so that `a#int` sent by a client is not read as a conflict.
-            let name = name.replace('#', "%23");
+            // `%` is escaped first, so the escape is one-to-one.
+            let name = name.replace('%', "%25").replace('#', "%23");
             let t = value.field_type();
             let key = match self.types.get(&name) {
                 None => {

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 /// The widest range one query may cover: 31 days, in milliseconds.
 pub const MAX_RANGE_MS: i64 = 31 * 24 * 3600 * 1000;
 
+/// The latest timestamp a range may name: the end of the year 9999.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+
 /// Why a time range was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
@@ -16,6 +19,9 @@ pub enum RangeError {
         /// Given end.
         end: i64,
     },
+    /// Before the epoch or after [`MAX_TS_MS`].
+    #[error("start and end must be between 0 and {MAX_TS_MS}")]
+    OutOfBounds,
     /// Wider than [`MAX_RANGE_MS`].
     #[error("a query covers at most {MAX_RANGE_MS} ms")]
     TooWide,
@@ -31,6 +37,9 @@ pub struct TimeRange {
 impl TimeRange {
     /// A checked range.
     pub fn new(start_ms: i64, end_ms: i64) -> Result<Self, RangeError> {
+        if !(0..=MAX_TS_MS).contains(&start_ms) || !(0..=MAX_TS_MS).contains(&end_ms) {
+            return Err(RangeError::OutOfBounds);
+        }
         if end_ms <= start_ms {
             return Err(RangeError::Inverted {
                 start: start_ms,

@@ -248,38 +248,67 @@ impl LogStore {
                     fields,
                 });
         }
-        let mut touched = BTreeSet::new();
-        for ((start, labels), entries) in groups {
-            let meta = ChunkMeta {
-                labels: labels.clone(),
-                min_ts: entries.iter().map(|e| e.ts_ms).min().unwrap_or(start),
-                max_ts: entries.iter().map(|e| e.ts_ms).max().unwrap_or(start),
-                count: u32::try_from(entries.len()).map_err(|_| chunk::ChunkError::TooLarge)?,
-                trace_ids: entries
-                    .iter()
-                    .filter_map(|e| e.trace_id)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
-            };
-            let (frame, body_offset) = chunk::encode(&meta, &entries)?;
-            let p = self.partition_entry(start)?;
-            let mut f = OpenOptions::new().append(true).open(&p.path)?;
-            if let Err(e) = f.write_all(&frame) {
-                // A half-written frame would hide every later frame from the
-                // next open's scan: cut it off before reporting the error.
-                f.set_len(p.bytes)?;
-                return Err(e.into());
+        // All or none: every frame is written and every touched file
+        // fsync'd before the index learns of any chunk; on any error each
+        // touched file is cut back to its length before the batch.
+        let mut before: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut ends: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut staged = Vec::new();
+        let written = (|| -> Result<(), StoreError> {
+            for ((start, labels), entries) in groups {
+                let meta = ChunkMeta {
+                    labels: labels.clone(),
+                    min_ts: entries.iter().map(|e| e.ts_ms).min().unwrap_or(start),
+                    max_ts: entries.iter().map(|e| e.ts_ms).max().unwrap_or(start),
+                    count: u32::try_from(entries.len()).map_err(|_| chunk::ChunkError::TooLarge)?,
+                    trace_ids: entries
+                        .iter()
+                        .filter_map(|e| e.trace_id)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                };
+                let (frame, body_offset) = chunk::encode(&meta, &entries)?;
+                let p = self.partition_entry(start)?;
+                let end = *ends.entry(start).or_insert(p.bytes);
+                before.entry(start).or_insert(p.bytes);
+                OpenOptions::new()
+                    .append(true)
+                    .open(&p.path)?
+                    .write_all(&frame)?;
+                staged.push((
+                    start,
+                    meta,
+                    end + body_offset as u64,
+                    frame.len() - body_offset,
+                ));
+                ends.insert(start, end + frame.len() as u64);
             }
-            let body_len = frame.len() - body_offset;
-            let body_at = p.bytes + body_offset as u64;
-            p.bytes += frame.len() as u64;
-            p.add(meta, body_at, body_len);
-            touched.insert(start);
+            for start in ends.keys() {
+                if let Some(p) = self.partitions.get(start) {
+                    File::open(&p.path)?.sync_data()?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            for (start, len) in &before {
+                if let Some(p) = self.partitions.get(start) {
+                    let f = OpenOptions::new().write(true).open(&p.path)?;
+                    f.set_len(*len)?;
+                    f.sync_data()?;
+                }
+            }
+            return Err(e);
         }
-        for start in touched {
-            if let Some(p) = self.partitions.get(&start) {
-                File::open(&p.path)?.sync_data()?;
+        for (start, meta, body_at, body_len) in staged {
+            if let Some(p) = self.partitions.get_mut(&start) {
+                p.add(meta, body_at, body_len);
+            }
+        }
+        for (start, end) in ends {
+            if let Some(p) = self.partitions.get_mut(&start) {
+                p.bytes = end;
             }
         }
         self.stats.lines += batch.len() as u64;
