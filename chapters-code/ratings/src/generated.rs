@@ -134,7 +134,7 @@ pub fn spam() -> Result<String> {
         "\nConfusion table of both tiers together:\n\n| | Flagged | Passed |\n|---|---:|---:|\n| Fake | {} | {} |\n| Genuine | {} | {} |",
         m.tp, m.fn_, m.fp, m.tn
     );
-    out.push_str("\nWhich rule flagged the test reviews the rules caught:\n\n| Rule | Reviews |\n|---|---:|\n");
+    out.push_str("\nWhich rule fired on the test reviews (a rate-limited review is refused with 429 and may be sent again later, so it is not counted as caught above):\n\n| Rule | Reviews |\n|---|---:|\n");
     for (f, n) in &e.flags {
         let _ = writeln!(out, "| {} | {n} |", f.reason());
     }

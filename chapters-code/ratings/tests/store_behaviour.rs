@@ -225,7 +225,23 @@ async fn held<S: ReviewStore>(s: &S) {
         .expect("submit");
     assert_eq!(r.state, ModState::Pending);
     assert_eq!(s.aggregate(ProductId(1)).await.expect("agg").count, 0);
-    assert!(s.audit(r.id).await.expect("audit").is_empty());
+    // The hold is audited too: who held it and why.
+    let trail = s.audit(r.id).await.expect("audit");
+    assert_eq!(trail.len(), 1);
+    assert_eq!(
+        (
+            trail[0].actor.as_str(),
+            trail[0].reason.as_str(),
+            trail[0].from,
+            trail[0].to
+        ),
+        (
+            "rules",
+            "near-duplicate",
+            ModState::Pending,
+            ModState::Pending
+        )
+    );
     s.moderate(
         r.id,
         ModEvent::Approve,

@@ -41,6 +41,8 @@ pub enum ModEvent {
     Appeal,
     /// The author deletes the review.
     Delete,
+    /// A tier keeps a new review pending; audited so the reason is kept.
+    Hold,
 }
 
 use ModEvent as E;
@@ -60,6 +62,7 @@ pub const MODERATION: Table<ModState, ModEvent> = Table {
     ],
     terminal: &[S::Deleted],
     transitions: &[
+        Transition::new(S::Pending, E::Hold, S::Pending),
         Transition::new(S::Pending, E::Approve, S::Published),
         Transition::new(S::Pending, E::NotRecommend, S::NotRecommended),
         Transition::new(S::Pending, E::Remove, S::Removed),
@@ -134,6 +137,7 @@ impl ModEvent {
             E::Remove => "remove",
             E::Appeal => "appeal",
             E::Delete => "delete",
+            E::Hold => "hold",
         }
     }
 
@@ -183,7 +187,14 @@ mod tests {
 
     #[test]
     fn nothing_leaves_deleted_and_a_removed_review_can_only_be_appealed_or_deleted() {
-        for e in [E::Approve, E::NotRecommend, E::Remove, E::Appeal, E::Delete] {
+        for e in [
+            E::Approve,
+            E::NotRecommend,
+            E::Remove,
+            E::Appeal,
+            E::Delete,
+            E::Hold,
+        ] {
             assert!(S::Deleted.on(e).is_err());
         }
         assert_eq!(

@@ -19,7 +19,8 @@ pub enum Tier {
     Rules,
     /// The classifier alone.
     Classifier,
-    /// Either tier flags it: the defence as deployed.
+    /// Either tier flags it: the defence as designed (the service runs the
+    /// rules; the classifier is measured here, its worker is not built).
     Both,
 }
 
@@ -32,7 +33,7 @@ impl Tier {
         match self {
             Tier::Rules => "rules (synchronous)",
             Tier::Classifier => "naive Bayes (asynchronous)",
-            Tier::Both => "rules, then naive Bayes",
+            Tier::Both => "rules or naive Bayes (offline)",
         }
     }
 }
@@ -148,7 +149,8 @@ pub fn evaluate(seed: u64) -> Evaluation {
             continue;
         }
         e.test += 1;
-        let by_rules = verdicts[i].is_err();
+        // A 429 stores nothing and the author may retry: a delay, not a catch.
+        let by_rules = verdicts[i].is_err_and(|f| f != Flag::RateLimited);
         if let Err(f) = verdicts[i] {
             *e.flags.entry(f).or_default() += 1;
         }
@@ -193,5 +195,15 @@ mod tests {
             );
         }
         assert_eq!(e.train + e.test, generate(SEED).len());
+        // A 429 only delays a review (the service stores nothing and the
+        // author may retry), so it is not counted as caught.
+        let rules = e.tiers[&Tier::Rules];
+        let held: u64 = e
+            .flags
+            .iter()
+            .filter(|(f, _)| **f != Flag::RateLimited)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(rules.tp + rules.fp, held);
     }
 }

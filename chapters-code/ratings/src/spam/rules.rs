@@ -14,6 +14,8 @@ pub const PER_ACCOUNT_PERIOD: Duration = Duration::from_secs(20 * 60);
 pub const PER_ACCOUNT_BURST: u32 = 3;
 /// Accounts tracked by the limiter at most (the block bounds its memory).
 pub const MAX_ACCOUNTS: usize = 100_000;
+/// Texts with fewer words carry no template: "Great!" twice is not a copy.
+pub const MIN_NEAR_WORDS: usize = 5;
 /// Fingerprints of recent reviews compared against (a bounded window).
 pub const RECENT: usize = 5_000;
 /// An account younger than this is "new" for the velocity rule (seconds).
@@ -70,6 +72,11 @@ pub struct Submission<'a> {
     pub text: &'a str,
 }
 
+/// True when a text has enough words for the near-duplicate rule.
+fn long_enough(text: &str) -> bool {
+    super::words(text).len() >= MIN_NEAR_WORDS
+}
+
 // ANCHOR: rules
 /// The rules' state: the limiter, recent fingerprints, recent new-account reviews per product.
 pub struct Rules<C: Clock> {
@@ -99,9 +106,11 @@ impl<C: Clock> Rules<C> {
         if self.limiter.check(&s.user).is_err() {
             return Err(Flag::RateLimited);
         }
-        let fingerprint = simhash(s.text);
-        if self.recent.iter().any(|&f| near(f, fingerprint)) {
-            return Err(Flag::NearDuplicate);
+        if long_enough(s.text) {
+            let fingerprint = simhash(s.text);
+            if self.recent.iter().any(|&f| near(f, fingerprint)) {
+                return Err(Flag::NearDuplicate);
+            }
         }
         if s.account_age < BURST_ACCOUNT_SECS {
             let earlier = self.bursts.get(&s.product).map_or(0, |t| {
@@ -121,10 +130,12 @@ impl<C: Clock> Rules<C> {
     /// Called only after the store accepted it: a refused submit (not
     /// bought, already reviewed) must not make its own retry a duplicate.
     pub fn remember(&mut self, s: &Submission<'_>) {
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
+        if long_enough(s.text) {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(simhash(s.text));
         }
-        self.recent.push_back(simhash(s.text));
         if s.account_age < BURST_ACCOUNT_SECS {
             let times = self.bursts.entry(s.product).or_default();
             while times.front().is_some_and(|&t| s.at - t > BURST_WINDOW_SECS) {
@@ -206,6 +217,14 @@ mod tests {
             r.check(&sub(99, 7, 60, 3 * 3600, "a quiet later review of it")),
             Ok(())
         );
+    }
+
+    #[test]
+    fn short_reviews_are_never_near_duplicates() {
+        let mut r = Rules::new(ManualClock::new());
+        for (u, t) in [(1, "Great!"), (2, "great"), (3, "👍"), (4, "👍👍")] {
+            assert_eq!(r.check(&sub(u, u, 999_999, u, t)), Ok(()), "{t}");
+        }
     }
 
     #[test]

@@ -109,10 +109,10 @@ impl Verdict {
         }
     }
 
-    /// Leave pending for the next tier.
+    /// Leave pending for the next tier; the hold and its reason are audited.
     pub fn hold(reason: &str) -> Self {
         Self {
-            event: None,
+            event: Some(ModEvent::Hold),
             actor: "rules".into(),
             reason: reason.into(),
         }

@@ -535,6 +535,7 @@ impl ReviewStore for PgStore {
                     ModEvent::Remove,
                     ModEvent::Appeal,
                     ModEvent::Delete,
+                    ModEvent::Hold,
                 ]
                 .into_iter()
                 .find(|e| e.as_str() == event)
