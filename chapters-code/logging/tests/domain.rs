@@ -111,6 +111,16 @@ fn a_client_field_named_like_a_sub_key_does_not_collide() {
         ("a#bool".to_string(), FieldValue::Bool(false)),
     ]);
     assert_eq!(s.store(&fields).len(), 2, "both values kept");
+    // The escape of `#` must not meet a name that already reads like it.
+    let fields = BTreeMap::from([
+        ("x#y".to_string(), FieldValue::Int(1)),
+        ("x%23y".to_string(), FieldValue::Int(2)),
+    ]);
+    assert_eq!(
+        s.store(&fields).len(),
+        2,
+        "an escaped name and a literal one stay apart"
+    );
 }
 
 #[test]

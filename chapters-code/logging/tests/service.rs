@@ -110,7 +110,10 @@ async fn a_field_that_becomes_an_object_or_null_is_kept_not_refused() {
         json!({"code": 7}),
         "{v}"
     );
-    let third = v["lines"][2]["fields"].as_object().cloned().unwrap_or_default();
+    let third = v["lines"][2]["fields"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(third.get("err#json"), Some(&Value::Null), "{v}");
 }
 
