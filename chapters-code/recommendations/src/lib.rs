@@ -16,8 +16,8 @@
 //! - [`rank`]: a logistic ranker over candidate features, MMR diversity
 //!   re-ranking and the business filters.
 //! - [`metrics`] and [`offline`]: recall@K, NDCG@K, intra-list similarity.
-//! - [`store`]: interactions (in memory or PostgreSQL) and recent
-//!   interactions (in memory or Redis) folded into the user vector.
+//! - [`store`]: the interactions store behind a trait (in memory in this
+//!   version), read per request, so new events change the user vector at once.
 //! - [`service`]: the axum route; errors become problem+json in one place.
 #![warn(missing_docs)]
 

@@ -29,7 +29,6 @@ fn main() -> ExitCode {
 async fn start(service: Service) -> Result<()> {
     let data = generate(Config::TINY);
     let model = build(&data, TrainConfig::BOOK, 1, 1);
-    let ranker = Arc::new(model.ranker.clone());
     let store = Arc::new(MemoryStore::new());
     for (u, events) in data.train.iter().enumerate() {
         for e in events {
@@ -38,7 +37,7 @@ async fn start(service: Service) -> Result<()> {
                 .await?;
         }
     }
-    let state = AppState::new(Arc::new(Versioned::new(model)), store, ranker);
+    let state = AppState::new(Arc::new(Versioned::new(model)), store);
     service.serve(router(state)).await?;
     Ok(())
 }

@@ -104,6 +104,13 @@ pub struct Model {
     pub catalog: RwLock<Catalog>,
 }
 
+/// A model ranks with its own ranker, so a swap changes the weights too.
+impl crate::rank::Rank for Model {
+    fn scores(&self, features: &[Features]) -> Vec<f32> {
+        self.ranker.scores(features)
+    }
+}
+
 impl HasVersion for Model {
     fn version(&self) -> u64 {
         self.version
@@ -183,14 +190,16 @@ pub fn retrieve(
     catalog: &Catalog,
     history: &[ItemIx],
 ) -> (Vec<f32>, Vec<(Scored, Stage)>) {
-    if history.is_empty() {
+    let user = model.towers.user_vector(history);
+    // A history of items the user tower has no row for (inserted after
+    // training) pools to a zero vector: that is no signal, so cold start.
+    if user.iter().all(|x| *x == 0.0) {
         let list = model.popularity.retrieve(history, TWO_TOWER_CANDIDATES);
         return (
             Vec::new(),
             list.into_iter().map(|s| (s, Stage::Popularity)).collect(),
         );
     }
-    let user = model.towers.user_vector(history);
     let mut out: Vec<(Scored, Stage)> = catalog
         .index
         .search(&user, TWO_TOWER_CANDIDATES + history.len(), EF_SEARCH)

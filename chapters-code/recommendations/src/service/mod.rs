@@ -45,8 +45,9 @@ pub struct AppState<S> {
     pub model: Arc<Versioned<Model>>,
     /// Interactions.
     pub store: Arc<S>,
-    /// The ranker (the model's logistic ranker in production; tests slow it down).
-    pub ranker: Arc<dyn Rank>,
+    /// A ranker that replaces the loaded model's own (tests slow it down);
+    /// `None` in production, so each request ranks with its version's weights.
+    pub ranker: Option<Arc<dyn Rank>>,
     /// See [`RANK_DEADLINE`].
     pub rank_deadline: Duration,
     /// See [`RANK_SLOTS`].
@@ -66,15 +67,21 @@ impl<S> Clone for AppState<S> {
 }
 
 impl<S: Interactions + 'static> AppState<S> {
-    /// State with the given ranker and the default deadline.
-    pub fn new(model: Arc<Versioned<Model>>, store: Arc<S>, ranker: Arc<dyn Rank>) -> Self {
+    /// State that ranks with each model version's own ranker.
+    pub fn new(model: Arc<Versioned<Model>>, store: Arc<S>) -> Self {
         Self {
             model,
             store,
-            ranker,
+            ranker: None,
             rank_deadline: RANK_DEADLINE,
             rank_slots: Arc::new(Semaphore::new(RANK_SLOTS)),
         }
+    }
+
+    /// Ranks with `ranker` instead of the model's own (for tests).
+    pub fn with_ranker(mut self, ranker: Arc<dyn Rank>) -> Self {
+        self.ranker = Some(ranker);
+        self
     }
 }
 
@@ -184,9 +191,16 @@ fn retrieve_for(model: &Model, events: &[(ItemId, Kind)]) -> Retrieved {
 // ANCHOR: rank_deadline
 /// Ranks within the deadline; `None` means "keep the retrieval order"
 /// (deadline missed, or every ranking slot busy).
-async fn rank_within<S>(state: &AppState<S>, features: Vec<Features>) -> Option<Vec<f32>> {
+async fn rank_within<S>(
+    state: &AppState<S>,
+    model: &Arc<Model>,
+    features: Vec<Features>,
+) -> Option<Vec<f32>> {
     let permit = state.rank_slots.clone().try_acquire_owned().ok()?;
-    let ranker = state.ranker.clone();
+    let ranker: Arc<dyn Rank> = match &state.ranker {
+        Some(r) => r.clone(),
+        None => model.clone(),
+    };
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         ranker.scores(&features)
@@ -222,7 +236,7 @@ async fn recommend<S: Interactions + 'static>(
     } else {
         "personal"
     };
-    let scores = rank_within(&state, r.features).await;
+    let scores = rank_within(&state, &model, r.features).await;
     let ranked = scores.is_some();
     let retrieval: Vec<Scored> = r.candidates.iter().map(|c| c.0).collect();
     let ordered = match &scores {
