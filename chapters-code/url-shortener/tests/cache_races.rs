@@ -342,3 +342,62 @@ async fn a_delete_dropped_while_its_tombstone_waits_for_a_retry_still_writes_it(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A delete repeated after its tombstone failed writes the tombstone again.
+/// The first delete's every try fails (the negative set's key holds a
+/// string: WRONGTYPE), so it commits in PostgreSQL and answers `204` while
+/// the live entry stays in Redis and node C, which reads Redis, still
+/// redirects. Once Redis is healthy the owner deletes again: `410`, and the
+/// repeated tombstone reaches Redis, so C answers `410` too. A delete that
+/// wrote the tombstone only on `Deleted` would leave C redirecting until the
+/// Redis TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_delete_writes_the_tombstone_again() {
+    let Some(b) = common::postgres_redis().await else {
+        return;
+    };
+    let prefix = b.redis.as_ref().expect("redis").key_prefix.clone();
+    let node_a = b.serve(b.store.clone(), b.config()).await;
+    let node_c = observer(&b).await;
+    let (code, token) = node_a
+        .client
+        .create_managed(json!({"url": "https://example.com/again", "alias": "delete-again"}))
+        .await;
+    let path = format!("/{code}");
+    assert_eq!(node_c.client.get(&path).await.status, StatusCode::FOUND);
+    let mut redis = b.redis_conn().expect("redis");
+    let negative = format!("{prefix}link::negative");
+    let _: () = ::redis::cmd("SET")
+        .arg(&negative)
+        .arg("not a sorted set")
+        .query_async(&mut redis)
+        .await
+        .expect("SET");
+    let first = node_a
+        .client
+        .delete_with(&format!("/api/links/{code}"), &token)
+        .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{:?}", first.body);
+    assert_eq!(
+        node_c.client.get(&path).await.status,
+        StatusCode::FOUND,
+        "the failed tombstone left the live entry in Redis"
+    );
+    let _: () = ::redis::cmd("DEL")
+        .arg(&negative)
+        .query_async(&mut redis)
+        .await
+        .expect("DEL");
+    let again = node_a
+        .client
+        .delete_with(&format!("/api/links/{code}"), &token)
+        .await;
+    assert_eq!(again.status, StatusCode::GONE, "{:?}", again.body);
+    assert_eq!(
+        node_c.client.get(&path).await.status,
+        StatusCode::GONE,
+        "the repeated delete wrote the tombstone"
+    );
+    node_a.shutdown().await;
+    node_c.shutdown().await;
+}
