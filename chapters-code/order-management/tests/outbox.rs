@@ -816,3 +816,39 @@ async fn an_existing_consumer_gets_the_unlimited_delivery_config() {
     assert_eq!(info.config.max_deliver, -1);
     env.done().await;
 }
+
+/// A relay woken by `NOTIFY outbox` publishes a commit at once, not at its
+/// fallback poll: the relay here starts on an empty outbox with a fallback
+/// of a minute, and the orders placed after it went to sleep must all be
+/// published within a few seconds. Without the outbox's notify trigger the
+/// relay sleeps the whole minute (the test above, with a one-second
+/// fallback, passes either way).
+#[tokio::test]
+async fn a_notify_relay_publishes_a_commit_without_waiting_for_its_fallback() {
+    let Some(env) = env().await else { return };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = Arc::new(env.relay());
+    let running = {
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            relay
+                .run(Wake::Notify(Duration::from_secs(60)), stop_rx)
+                .await
+        })
+    };
+    // Let it listen, drain the empty outbox and go to sleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.orders().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.unpublished().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay slept through the commits: no NOTIFY woke it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    let total = ok("relay", ok("join", running.await));
+    assert_eq!(total.published, MESSAGES);
+    env.done().await;
+}
