@@ -139,3 +139,45 @@ async fn concurrent_workers_deliver_every_post_to_every_follower_once() {
     }
 }
 // ANCHOR_END: concurrent_workers
+
+/// On PostgreSQL the store itself refuses what the routes refuse, and the
+/// refusal changes nothing: a post is deleted only by its author (the
+/// author is in the DELETE's `WHERE`, not only in the answer), and no
+/// follow is made across a block. The route tests run on the in-memory
+/// store; this is the same rule on the real one.
+#[tokio::test]
+async fn on_postgres_only_the_author_deletes_and_a_block_stops_follows() {
+    use twitter_timeline::store::StoreError;
+    let Some((_db, store)) = common::pg(4).await else {
+        return;
+    };
+    let app = Timelines::new(
+        twitter_timeline::timeline::FanOutOnRead(store.clone()),
+        1,
+        b"k",
+    )
+    .expect("app");
+    let users = common::make_users(&app, 2).await;
+    let (author, other) = (users[0], users[1]);
+    let post = app.post(author, "mine").await.expect("post");
+    assert!(matches!(
+        store.delete_post(other, post.id).await,
+        Err(StoreError::NotAuthor)
+    ));
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM posts WHERE id = $1")
+        .bind(post.id.as_i64())
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(kept, 1, "a refused delete deleted the post");
+    store.block(author, other).await.expect("block");
+    assert!(matches!(
+        store.follow(other, author, 1_000).await,
+        Err(StoreError::Blocked)
+    ));
+    let follows: i64 = sqlx::query_scalar("SELECT count(*) FROM follows")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(follows, 0, "a follow was made across a block");
+}
