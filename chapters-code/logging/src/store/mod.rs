@@ -321,7 +321,9 @@ impl LogStore {
             let path = self
                 .dir
                 .join(format!("{PARTITION_PREFIX}{start}{PARTITION_SUFFIX}"));
-            File::create(&path)?;
+            // Never `File::create`: it would truncate a file the map lost
+            // track of (a failed unlink, a file restored by hand).
+            OpenOptions::new().create(true).append(true).open(&path)?;
             // The new file's directory entry must be durable too, or a crash
             // could lose the whole partition after its lines were acked.
             File::open(&self.dir)?.sync_all()?;
