@@ -240,3 +240,43 @@ async fn the_schema_names_the_same_states_as_the_table() {
     }
     assert_eq!(clause.matches('\'').count(), State::ALL.len() * 2);
 }
+
+/// `one_live_saga_per_order` is what holds if anything but the checkout's
+/// versioned write starts a saga (a recovery path, an operator's script): a
+/// second running or compensating saga of one order is refused, while a
+/// finished one stays beside a new live one. The checkout race test cannot
+/// see the index, because the order's version check refuses the second
+/// checkout first.
+#[tokio::test]
+async fn the_schema_refuses_a_second_live_saga_for_one_order() {
+    let Some((db, store)) = pg_store().await else {
+        return;
+    };
+    let id = Uuid::from_u128(11);
+    ok("create", store.create(id, &two_lines()).await);
+    let saga = |status: &'static str| {
+        sqlx::query("INSERT INTO sagas (id, order_id, status, step) VALUES ($1, $2, $3, 0)")
+            .bind(Uuid::new_v4())
+            .bind(id)
+            .bind(status)
+    };
+    ok(
+        "a finished saga",
+        saga("compensated").execute(&db.pool).await,
+    );
+    ok("the live saga", saga("running").execute(&db.pool).await);
+    for status in ["running", "compensating"] {
+        let err = saga(status)
+            .execute(&db.pool)
+            .await
+            .expect_err("a second live saga");
+        let constraint = err
+            .as_database_error()
+            .and_then(|d| d.constraint().map(str::to_owned));
+        assert_eq!(
+            constraint.as_deref(),
+            Some("one_live_saga_per_order"),
+            "{status}"
+        );
+    }
+}
