@@ -53,7 +53,15 @@ macro_rules! guarded {
     };
 }
 
-guarded!["blocks/idempotency", "url-shortener", "twitter-timeline", "order-management", "parking-reservation", "inventory"];
+guarded![
+    "blocks/idempotency",
+    "url-shortener",
+    "twitter-timeline",
+    "order-management",
+    "parking-reservation",
+    "inventory",
+    "ecommerce"
+];
 
 /// A chapter's table, for its failure-modes page (links relative to that page).
 fn table(slug: &str) -> Result<String> {
